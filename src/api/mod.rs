@@ -1,0 +1,1 @@
+//! API machinery shared by the API server and its clients inside rind.

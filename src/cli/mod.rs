@@ -1,0 +1,67 @@
+//! The command tree, kind's shape: `rind <verb> <noun>`.
+
+pub mod build;
+pub mod create;
+pub mod delete;
+pub mod export;
+pub mod get;
+pub mod load;
+pub mod node;
+
+use clap::{Parser, Subcommand};
+
+pub const DEFAULT_CLUSTER_NAME: &str = "rind";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rind",
+    version,
+    about = "rind creates and manages local Kubernetes clusters using Docker container 'nodes'"
+)]
+pub struct Cli {
+    /// Silence all output but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log verbosity (0 = steps only, higher = more detail).
+    #[arg(short = 'v', long = "verbosity", global = true, default_value_t = 0)]
+    pub verbosity: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Creates one of [cluster].
+    #[command(subcommand)]
+    Create(create::CreateCommand),
+    /// Deletes one of [cluster, clusters].
+    #[command(subcommand)]
+    Delete(delete::DeleteCommand),
+    /// Gets one of [clusters, nodes, kubeconfig].
+    #[command(subcommand)]
+    Get(get::GetCommand),
+    /// Exports one of [kubeconfig, logs].
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Loads images into nodes.
+    #[command(subcommand)]
+    Load(load::LoadCommand),
+    /// Builds one of [node-image].
+    #[command(subcommand)]
+    Build(build::BuildCommand),
+    /// Prints the rind CLI version.
+    Version,
+    /// Outputs shell completion code for the given shell.
+    Completion { shell: clap_complete::Shell },
+    /// Components that run inside a node container.
+    #[command(subcommand, hide = true)]
+    Node(node::NodeCommand),
+}
+
+/// `--name`, shared by every command that acts on one cluster.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterName {
+    /// The cluster name.
+    #[arg(short = 'n', long = "name", env = "RIND_CLUSTER_NAME", default_value = DEFAULT_CLUSTER_NAME)]
+    pub name: String,
+}

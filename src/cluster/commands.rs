@@ -1,0 +1,26 @@
+//! Host commands: each takes its parsed arguments and does the work.
+
+use super::ui::Ui;
+use crate::cli::{
+    build::BuildCommand, create::CreateCommand, delete::DeleteCommand, export::ExportCommand,
+    get::GetCommand, load::LoadCommand,
+};
+
+pub async fn create(_cmd: CreateCommand, _ui: &Ui) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
+pub async fn delete(_cmd: DeleteCommand, _ui: &Ui) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
+pub async fn get(_cmd: GetCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
+pub async fn export(_cmd: ExportCommand, _ui: &Ui) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
+pub async fn load(_cmd: LoadCommand, _ui: &Ui) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
+pub async fn build(_cmd: BuildCommand, _ui: &Ui) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}

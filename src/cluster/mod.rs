@@ -1,0 +1,5 @@
+//! The host side: cluster config, the Docker provider, images, PKI, kubeconfig and the
+//! actions that create a cluster.
+
+pub mod commands;
+pub mod ui;

@@ -1,0 +1,63 @@
+//! rind: local Kubernetes clusters whose nodes are Docker containers. One binary is the
+//! host CLI and, inside a node, every node component (`rind node …`).
+
+mod api;
+mod apiserver;
+mod cli;
+mod cluster;
+mod kubelet;
+mod node;
+mod scheduler;
+mod store;
+mod yaml;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("ERROR: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ERROR: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ui = cluster::ui::Ui::new(cli.quiet, cli.verbosity);
+    match cli.command {
+        Command::Create(cmd) => cluster::commands::create(cmd, &ui).await,
+        Command::Delete(cmd) => cluster::commands::delete(cmd, &ui).await,
+        Command::Get(cmd) => cluster::commands::get(cmd).await,
+        Command::Export(cmd) => cluster::commands::export(cmd, &ui).await,
+        Command::Load(cmd) => cluster::commands::load(cmd, &ui).await,
+        Command::Build(cmd) => cluster::commands::build(cmd, &ui).await,
+        Command::Version => {
+            println!(
+                "rind v{} {}/{}",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            );
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rind", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Node(cmd) => cli::node::run(cmd).await,
+    }
+}

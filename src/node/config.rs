@@ -1,0 +1,66 @@
+//! What a node knows about itself and its cluster. `create cluster` writes it as JSON
+//! to `/etc/rind/node.json` in every node before the node starts; every component
+//! inside the node reads it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfig {
+    pub cluster_name: String,
+    /// The node's name, also its container name and hostname (`<cluster>-control-plane`).
+    pub node_name: String,
+    pub role: Role,
+    /// The node's static IP on the `rind` Docker network.
+    pub node_ip: String,
+    /// Where components reach the API server from inside the cluster (`https://IP:6443`).
+    pub api_server_url: String,
+    /// The cluster's pod network (kind default 10.244.0.0/16).
+    pub pod_subnet: String,
+    /// This node's share of `pod_subnet` for pod IPs.
+    pub pod_cidr: String,
+    /// The service network (kind default 10.96.0.0/16).
+    pub service_subnet: String,
+    /// Extra node labels from the cluster config.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
+    #[serde(default)]
+    pub etcd_initial_cluster: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("cannot read node config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("node config {path} is invalid: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
+        let text = std::fs::read(path).map_err(|source| NodeConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| NodeConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
