@@ -2,4 +2,5 @@
 //! actions that create a cluster.
 
 pub mod commands;
+pub mod docker;
 pub mod ui;

@@ -1,13 +1,77 @@
 //! Step-by-step progress as kind prints it: a spinner per step on a terminal, then ✓ or ✗
-//! and the time it took; plain lines otherwise.
+//! and the time it took; plain lines when stderr is not a terminal.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::future::Future;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 pub struct Ui {
-    pub quiet: bool,
-    pub verbosity: u8,
+    quiet: bool,
+    verbosity: u8,
+    tty: bool,
 }
 
 impl Ui {
     pub fn new(quiet: bool, verbosity: u8) -> Self {
-        Ui { quiet, verbosity }
+        Ui {
+            quiet,
+            verbosity,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Runs one step, showing `title` while it runs and ✓/✗ with its duration after.
+    pub async fn step<T, F>(&self, title: &str, work: F) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>>,
+    {
+        let started = Instant::now();
+        let spinner = (!self.quiet && self.tty).then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template(" {spinner} {msg}") {
+                bar.set_style(style.tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓"));
+            }
+            bar.set_message(title.to_string());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        if !self.quiet && !self.tty {
+            eprintln!(" • {title}");
+        }
+        let result = work.await;
+        let took = format_duration(started.elapsed());
+        let mark = if result.is_ok() { "✓" } else { "✗" };
+        match spinner {
+            Some(bar) => bar.finish_and_clear(),
+            None if self.quiet => return result,
+            None => {}
+        }
+        if !self.quiet {
+            eprintln!(" {mark} {title} ({took})");
+        }
+        result
+    }
+
+    /// A line of output for the user (suppressed by `-q`).
+    pub fn info(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Detail shown only at `-v 1` and above.
+    pub fn detail(&self, line: &str) {
+        if !self.quiet && self.verbosity > 0 {
+            eprintln!("   {line}");
+        }
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
