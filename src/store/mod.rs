@@ -103,3 +103,9 @@ pub trait Store: Send + Sync + 'static {
     /// Discards history before `revision`.
     async fn compact(&self, revision: i64) -> StoreResult<()>;
 }
+
+#[cfg(test)]
+mod conformance;
+pub mod memory;
+
+pub use memory::MemoryStore;
