@@ -109,3 +109,6 @@ mod conformance;
 pub mod memory;
 
 pub use memory::MemoryStore;
+pub mod etcd;
+
+pub use etcd::{EtcdStore, EtcdTls};

@@ -77,7 +77,9 @@ impl EtcdStore {
                 .keep_alive_while_idle(true);
             if let Some(tls) = &tls {
                 endpoint = endpoint.tls_config(tls.clone()).map_err(|err| {
-                    StoreError::Unavailable(format!("etcd TLS setup for {url}: {err}"))
+                    let mut text = format!("etcd TLS setup for {url}: {err}");
+                    append_causes(&mut text, std::error::Error::source(&err));
+                    StoreError::Unavailable(text)
                 })?;
             }
             members.push(endpoint);
@@ -103,7 +105,21 @@ impl EtcdStore {
     }
 
     async fn txn(&self, request: TxnRequest) -> StoreResult<TxnResponse> {
-        Ok(self.kv().txn(request).await.map_err(map_status)?.into_inner())
+        Ok(self
+            .kv()
+            .txn(request)
+            .await
+            .map_err(map_status)?
+            .into_inner())
+    }
+}
+
+/// The first key under `prefix`; etcd rejects an empty key, and "\0" is the smallest.
+fn prefix_start(prefix: &str) -> Vec<u8> {
+    if prefix.is_empty() {
+        vec![0]
+    } else {
+        prefix.as_bytes().to_vec()
     }
 }
 
@@ -123,12 +139,20 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// A status's code and etcd's message, plus the transport cause when there is one.
 fn describe(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
+    append_causes(&mut text, std::error::Error::source(status));
+    text
+}
+
+/// Appends the causes of an error that its message does not already name.
+fn append_causes(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
-    text
 }
 
 /// etcd reports unreadable revisions as OutOfRange with these messages; everything else
@@ -162,7 +186,12 @@ fn from_etcd(kv: mvccpb::KeyValue) -> KeyValue {
     }
 }
 
-fn compare(key: &str, target: compare::CompareTarget, result: compare::CompareResult, value: compare::TargetUnion) -> Compare {
+fn compare(
+    key: &str,
+    target: compare::CompareTarget,
+    result: compare::CompareResult,
+    value: compare::TargetUnion,
+) -> Compare {
     Compare {
         result: result as i32,
         target: target as i32,
@@ -264,7 +293,7 @@ impl Store for EtcdStore {
                 start.push(0);
                 start
             }
-            _ => prefix.as_bytes().to_vec(),
+            _ => prefix_start(prefix),
         };
         let requested = revision.unwrap_or(0);
         let response = self
@@ -369,7 +398,7 @@ impl Store for EtcdStore {
         let create = WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
                 WatchCreateRequest {
-                    key: prefix.as_bytes().to_vec(),
+                    key: prefix_start(prefix),
                     range_end: prefix_end(prefix.as_bytes()),
                     start_revision: after_revision + 1,
                     progress_notify: true,
@@ -401,22 +430,21 @@ impl Store for EtcdStore {
                 ));
             }
         }
-        let events = stream::unfold(
-            Some((responses, requests)),
-            move |state| async move {
-                let (mut responses, requests) = state?;
-                let batch = match responses.message().await {
-                    Ok(Some(response)) => watch_events(response, after_revision),
-                    Ok(None) => Err(StoreError::Unavailable("etcd closed the watch stream".into())),
-                    Err(status) => Err(map_status(status)),
-                };
-                match batch {
-                    Ok(events) => Some((Ok(events), Some((responses, requests)))),
-                    // An error ends the watch: the caller must start a new one.
-                    Err(err) => Some((Err(err), None)),
-                }
-            },
-        );
+        let events = stream::unfold(Some((responses, requests)), move |state| async move {
+            let (mut responses, requests) = state?;
+            let batch = match responses.message().await {
+                Ok(Some(response)) => watch_events(response, after_revision),
+                Ok(None) => Err(StoreError::Unavailable(
+                    "etcd closed the watch stream".into(),
+                )),
+                Err(status) => Err(map_status(status)),
+            };
+            match batch {
+                Ok(events) => Some((Ok(events), Some((responses, requests)))),
+                // An error ends the watch: the caller must start a new one.
+                Err(err) => Some((Err(err), None)),
+            }
+        });
         Ok(events
             .flat_map(|batch| match batch {
                 Ok(events) => stream::iter(events.into_iter().map(Ok)).left_stream(),
