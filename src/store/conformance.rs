@@ -15,6 +15,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_paging(&*store).await;
     list_at_past_revision(&*store).await;
     watch_live_and_replayed(&*store).await;
+    watch_from_future_revision(&*store).await;
     watch_progress(&*store).await;
     compaction(&*store).await;
 }
@@ -252,6 +253,28 @@ async fn watch_live_and_replayed(store: &dyn Store) {
             }
         );
     }
+}
+
+async fn watch_from_future_revision(store: &dyn Store) {
+    let prefix = "/conformance/future/";
+    let current = store.revision().await.unwrap();
+    let mut stream = store.watch(prefix, current + 1).await.unwrap();
+    let skipped = store
+        .create(&format!("{prefix}a"), b"1".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(skipped, current + 1);
+    let wanted = store
+        .create(&format!("{prefix}b"), b"2".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut stream).await.unwrap(),
+        WatchEvent::Put {
+            kv: kv(&format!("{prefix}b"), b"2", wanted, wanted),
+            prev: None
+        }
+    );
 }
 
 async fn watch_progress(store: &dyn Store) {

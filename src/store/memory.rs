@@ -38,6 +38,8 @@ struct LoggedEvent {
 struct Watcher {
     id: u64,
     prefix: String,
+    /// Events up to here are not wanted (a watch may start from a future revision).
+    after_revision: i64,
     tx: mpsc::UnboundedSender<StoreResult<WatchEvent>>,
     /// Whether an event went out since the last progress tick (only idle watchers get
     /// progress events, as in etcd).
@@ -101,7 +103,7 @@ impl Inner {
             kv,
         });
         self.watchers.retain_mut(|watcher| {
-            if !key.starts_with(&watcher.prefix) {
+            if !key.starts_with(&watcher.prefix) || revision <= watcher.after_revision {
                 return true;
             }
             watcher.busy = true;
@@ -291,6 +293,7 @@ impl Store for MemoryStore {
             inner.watchers.push(Watcher {
                 id,
                 prefix: prefix.to_string(),
+                after_revision,
                 tx: tx.clone(),
                 busy: false,
             });

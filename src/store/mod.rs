@@ -106,9 +106,8 @@ pub trait Store: Send + Sync + 'static {
 
 #[cfg(test)]
 mod conformance;
+pub mod etcd;
 pub mod memory;
 
-pub use memory::MemoryStore;
-pub mod etcd;
-
 pub use etcd::{EtcdStore, EtcdTls};
+pub use memory::MemoryStore;

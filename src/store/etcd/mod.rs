@@ -35,6 +35,8 @@ mod pb {
 
 /// How long to wait for a TCP (and TLS) connection to an etcd member.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `connect` waits for a member's status answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 pings keep idle watch streams alive through NAT and detect dead members.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -87,17 +89,19 @@ impl EtcdStore {
         let store = Arc::new(EtcdStore {
             channel: Channel::balance_list(members.into_iter()),
         });
-        MaintenanceClient::new(store.channel.clone())
-            .status(StatusRequest {})
-            .await
-            .map_err(|status| {
-                StoreError::Unavailable(format!(
-                    "etcd at {} does not answer: {}",
-                    endpoints.join(","),
-                    describe(&status)
-                ))
-            })?;
-        Ok(store)
+        let mut maintenance = MaintenanceClient::new(store.channel.clone());
+        let unavailable = |cause: String| {
+            StoreError::Unavailable(format!(
+                "etcd at {} does not answer: {cause}",
+                endpoints.join(",")
+            ))
+        };
+        // A member that accepts connections but never answers must not hang startup.
+        match tokio::time::timeout(STATUS_TIMEOUT, maintenance.status(StatusRequest {})).await {
+            Ok(Ok(_)) => Ok(store),
+            Ok(Err(status)) => Err(unavailable(describe(&status))),
+            Err(_) => Err(unavailable(format!("no status within {STATUS_TIMEOUT:?}"))),
+        }
     }
 
     fn kv(&self) -> KvClient<Channel> {
