@@ -347,8 +347,9 @@ impl Store for MemoryStore {
     }
 }
 
-/// Sends a progress event to watcher `id` at every idle tick until the stream is
-/// dropped. The event is sent under the store lock so it can never overtake a write.
+/// Sends a progress event to watcher `id` at every idle tick, and forgets the watcher
+/// once its stream is dropped. Progress is sent under the store lock so it can never
+/// overtake a write.
 async fn send_progress(
     inner: Weak<Mutex<Inner>>,
     id: u64,
@@ -357,26 +358,25 @@ async fn send_progress(
 ) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
-        tokio::select! {
-            _ = tx.closed() => break,
-            _ = ticks.tick() => {}
-        }
-        let Some(inner) = inner.upgrade() else { break };
+        let dropped = tokio::select! {
+            _ = tx.closed() => true,
+            _ = ticks.tick() => false,
+        };
+        let Some(inner) = inner.upgrade() else { return };
         let mut inner = lock(&inner);
         let revision = inner.revision;
         let Some(watcher) = inner.watchers.iter_mut().find(|w| w.id == id) else {
-            break;
+            return;
         };
-        if std::mem::take(&mut watcher.busy) {
-            continue;
-        }
-        if watcher
-            .tx
-            .send(Ok(WatchEvent::Progress { revision }))
-            .is_err()
+        if dropped
+            || (!std::mem::take(&mut watcher.busy)
+                && watcher
+                    .tx
+                    .send(Ok(WatchEvent::Progress { revision }))
+                    .is_err())
         {
             inner.watchers.retain(|w| w.id != id);
-            break;
+            return;
         }
     }
 }
@@ -396,12 +396,34 @@ mod tests {
 
     #[tokio::test]
     async fn dropped_watchers_are_forgotten() {
-        let store = MemoryStore::with_progress_interval(Duration::from_millis(20));
+        let store = MemoryStore::new();
         let stream = store.watch("/a/", 1).await.unwrap();
         assert_eq!(store.lock().watchers.len(), 1);
         drop(stream);
-        store.create("/a/x", b"1".to_vec()).await.unwrap();
-        assert!(store.lock().watchers.is_empty());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !store.lock().watchers.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "watcher still registered"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn busy_watchers_get_no_progress() {
+        let store = MemoryStore::with_progress_interval(Duration::from_millis(50));
+        let mut stream = store.watch("/a/", 1).await.unwrap();
+        let created = store.create("/a/x", b"1".to_vec()).await.unwrap();
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(WatchEvent::Put { kv, .. })) if kv.mod_revision == created
+        ));
+        // The tick after the write is skipped; the next one reports the revision.
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            WatchEvent::Progress { revision: created }
+        );
     }
 
     #[tokio::test]
