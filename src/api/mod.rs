@@ -1,1 +1,10 @@
-//! API machinery shared by the API server and its clients inside rind.
+//! API machinery shared by the API server and its clients inside rind: the resource
+//! registry, selectors, Status errors, name validation, pod defaulting and tables.
+
+pub mod meta;
+pub mod pods;
+pub mod registry;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod validation;

@@ -1,8 +1,352 @@
-//! The apiserver.
+//! The Kubernetes API server: HTTPS with client-certificate authentication, generic
+//! REST handlers over the resource registry, watch, discovery and the pod log proxy.
+//! Objects are JSON values stored under upstream's etcd keys; an object's
+//! resourceVersion is its key's mod revision.
 
-use crate::node::NodeConfig;
+mod bootstrap;
+mod discovery;
+mod handlers;
+mod logs;
+mod openapi;
+mod request;
+#[cfg(test)]
+mod tests;
+mod tls;
+mod watch;
+
+use crate::api::registry::Registry;
+use crate::api::status::ApiError;
+use crate::node::{NodeConfig, paths};
+use crate::store::Store;
+use anyhow::Context;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode, header};
+use request::{Query, Rendering, Target};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+pub use tls::{ServeError, User};
+
+/// The largest request body accepted, as upstream's 3 MiB limit (etcd's value limit is near).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// PEM material of a TLS identity.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA that signs the peers this identity talks to.
+    pub ca_pem: String,
+}
+
+/// Everything the server needs besides its store and listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Serving certificate and key; `ca_pem` verifies client certificates.
+    pub serving: TlsFiles,
+    /// The client identity for kubelet calls (pod logs); `ca_pem` verifies kubelets.
+    pub kubelet_client: Option<TlsFiles>,
+    /// The service network; its first address is the `kubernetes` Service's ClusterIP.
+    pub service_subnet: String,
+}
+
+/// Shared state of all requests: no lock is held around store calls.
+pub struct Server {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A JSON response body with its status and content type.
+pub struct Json {
+    status: StatusCode,
+    body: Value,
+    rendering: Rendering,
+}
+
+/// What a Table response is labelled with, so kubectl knows it got what it asked for.
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+impl Json {
+    pub fn ok(body: Value, rendering: Rendering) -> Self {
+        Json {
+            status: StatusCode::OK,
+            body,
+            rendering,
+        }
+    }
+
+    pub fn created(body: Value, rendering: Rendering) -> Self {
+        Json {
+            status: StatusCode::CREATED,
+            body,
+            rendering,
+        }
+    }
+}
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        let content_type = match self.rendering {
+            Rendering::Table => TABLE_CONTENT_TYPE,
+            Rendering::Object => "application/json",
+        };
+        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        (self.status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl Server {
+    pub fn new(store: Arc<dyn Store>, kubelet_tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Server {
+            store,
+            registry: Registry::default(),
+            kubelet_tls,
+        }
+    }
+
+    /// Answers one request. `user` is None when the client sent no certificate.
+    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        match self.route(req).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        }
+    }
+
+    async fn route(self: Arc<Self>, req: Request) -> Result<Response, ApiError> {
+        let target = request::parse_path(&self.registry, req.uri().path())?;
+        let user = req.extensions().get::<User>();
+        match target {
+            // Probes and the version are public, as upstream's system:public-info-viewer.
+            Target::Health => {
+                return Ok(
+                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+                );
+            }
+            Target::Version => {
+                return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
+            }
+            _ if user.is_none() => return Err(ApiError::unauthorized()),
+            _ => {}
+        }
+        let method = req.method().clone();
+        if method != Method::GET && !matches!(target, Target::Resource(_)) {
+            return Err(ApiError::method_not_supported("", "", method.as_str()));
+        }
+        match target {
+            Target::Api => {
+                Ok(Json::ok(discovery::api_versions(), Rendering::Object).into_response())
+            }
+            Target::Apis => Ok(
+                Json::ok(discovery::group_list(&self.registry), Rendering::Object).into_response(),
+            ),
+            Target::Group(group) => discovery::group(&self.registry, &group)
+                .map(|v| Json::ok(v, Rendering::Object).into_response()),
+            Target::GroupVersion { group, version } => {
+                discovery::resource_list(&self.registry, &group, &version)
+                    .map(|v| Json::ok(v, Rendering::Object).into_response())
+            }
+            Target::OpenApiRoot => {
+                Ok(Json::ok(openapi::root(&self.registry), Rendering::Object).into_response())
+            }
+            Target::OpenApi(path) => openapi::group_version(&self.registry, &path)
+                .map(|v| Json::ok(v, Rendering::Object).into_response()),
+            Target::Resource(r) => self.resource(r, req).await,
+            Target::Health | Target::Version => Err(ApiError::path_not_found()),
+        }
+    }
+
+    async fn resource(
+        self: Arc<Self>,
+        r: request::ResourceRequest,
+        req: Request,
+    ) -> Result<Response, ApiError> {
+        let query = Query::parse(req.uri())?;
+        let rendering = request::rendering(req.headers());
+        let body_type = request::body_type(req.headers());
+        let method = req.method().clone();
+        let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let res = r.resource;
+        let ns = r.namespace.as_deref();
+        let sub = r.subresource.as_deref();
+        let decoded = |kind: request::BodyType| request::decode_body(&body, kind);
+        let response = match (&method, r.name.as_deref(), sub) {
+            (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
+                return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
+            }
+            (&Method::GET, Some(name), None) if r.watch_path => {
+                return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
+            }
+            (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
+            (&Method::GET, Some(name), None | Some("status")) => {
+                handlers::get(&self, res, ns, name, rendering, &query).await?
+            }
+            (&Method::GET, Some(name), Some("log")) => {
+                return logs::proxy(&self, res, ns, name, &query).await;
+            }
+            (&Method::POST, None, None) => {
+                handlers::create(&self, res, ns, decoded(body_type?)?, rendering, &query).await?
+            }
+            (&Method::POST, Some(name), Some("binding")) => {
+                handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
+            }
+            (&Method::PUT, Some(name), None | Some("status")) => {
+                handlers::update(
+                    &self,
+                    res,
+                    ns,
+                    name,
+                    sub,
+                    decoded(body_type?)?,
+                    rendering,
+                    &query,
+                )
+                .await?
+            }
+            (&Method::PATCH, Some(name), None | Some("status")) => {
+                let kind = body_type?;
+                handlers::patch(
+                    &self,
+                    res,
+                    ns,
+                    name,
+                    sub,
+                    decoded(kind)?,
+                    kind,
+                    rendering,
+                    &query,
+                )
+                .await?
+            }
+            (&Method::DELETE, Some(name), None) => {
+                let options = Self::delete_options(&body, &query)?;
+                handlers::delete(&self, res, ns, name, options, rendering, &query).await?
+            }
+            (&Method::DELETE, None, None) if res.verbs.contains(&"deletecollection") => {
+                let options = Self::delete_options(&body, &query)?;
+                handlers::delete_collection(&self, res, ns, options, &query).await?
+            }
+            _ => {
+                return Err(ApiError::method_not_supported(
+                    res.plural,
+                    res.group,
+                    method.as_str(),
+                ));
+            }
+        };
+        Ok(response.into_response())
+    }
+
+    /// `DeleteOptions` may come as a body (maybe without kind or Content-Type) or not at all.
+    fn delete_options(body: &Bytes, query: &Query) -> Result<handlers::DeleteOptions, ApiError> {
+        let parsed = if body.is_empty() {
+            None
+        } else {
+            Some(request::decode_body(body, request::BodyType::Yaml)?)
+        };
+        handlers::DeleteOptions::from_request(parsed.as_ref(), query)
+    }
+}
+
+/// Serves the API on `listener` until the listener fails; bootstraps the system
+/// namespaces and the `kubernetes` Service first.
+pub async fn serve(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), ServeError> {
+    let acceptor = tls::acceptor(&config.serving)?;
+    let kubelet_tls = config
+        .kubelet_client
+        .as_ref()
+        .map(tls::client_config)
+        .transpose()?;
+    let server = Arc::new(Server::new(store, kubelet_tls));
+    bootstrap::ensure_defaults(&server, &config.service_subnet)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tls::accept_loop(listener, acceptor, server).await
+}
+
+fn read(path: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
+}
+
+/// How long the API server waits for etcd on start before giving up.
+const ETCD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the apiserver inside a node, configured from the node's files.
-pub async fn run_node(_cfg: &NodeConfig) -> anyhow::Result<()> {
-    anyhow::bail!("the apiserver is not built yet")
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    let serving = TlsFiles {
+        cert_pem: read(paths::APISERVER_CRT)?,
+        key_pem: read(paths::APISERVER_KEY)?,
+        ca_pem: read(paths::CA_CRT)?,
+    };
+    let kubelet_client = TlsFiles {
+        cert_pem: read(paths::APISERVER_KUBELET_CLIENT_CRT)?,
+        key_pem: read(paths::APISERVER_KUBELET_CLIENT_KEY)?,
+        ca_pem: read(paths::CA_CRT)?,
+    };
+    let store = connect_etcd().await?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", paths::APISERVER_PORT))
+        .await
+        .with_context(|| format!("binding the API port {}", paths::APISERVER_PORT))?;
+    tracing::info!(port = paths::APISERVER_PORT, "apiserver listening");
+    let config = ServerConfig {
+        serving,
+        kubelet_client: Some(kubelet_client),
+        service_subnet: cfg.service_subnet.clone(),
+    };
+    serve(config, store, listener)
+        .await
+        .context("serving the API")
+}
+
+/// Connects to the node's etcd, retrying until it answers or the deadline passes
+/// (etcd starts alongside the API server).
+async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
+    use crate::store::etcd::{EtcdStore, EtcdTls};
+    let ca_pem = read(paths::ETCD_CA_CRT)?;
+    let cert_pem = read(paths::APISERVER_ETCD_CLIENT_CRT)?;
+    let key_pem = read(paths::APISERVER_ETCD_CLIENT_KEY)?;
+    let tls = || EtcdTls {
+        ca_pem: ca_pem.clone().into_bytes(),
+        cert_pem: cert_pem.clone().into_bytes(),
+        key_pem: key_pem.clone().into_bytes(),
+    };
+    let endpoints = vec![format!("https://127.0.0.1:{}", paths::ETCD_CLIENT_PORT)];
+    let deadline = tokio::time::Instant::now() + ETCD_DEADLINE;
+    loop {
+        match EtcdStore::connect(&endpoints, Some(tls())).await {
+            Ok(store) => match store.revision().await {
+                Ok(_) => return Ok(store),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(e).context("etcd did not become ready");
+                }
+                Err(e) => tracing::info!("waiting for etcd: {e}"),
+            },
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e).context("connecting to etcd");
+            }
+            Err(e) => tracing::info!("waiting for etcd: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Response bodies for streams (watch, logs).
+pub fn stream_response(content_type: &'static str, body: Body) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

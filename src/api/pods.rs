@@ -1,0 +1,314 @@
+//! Pod defaulting and validation: the fields a real API server fills in on create
+//! (so `kubectl get pod -o yaml` looks as users expect and the kubelet can rely on
+//! them) and the checks that turn a broken pod into a 422 with field causes.
+
+use super::meta::child_mut;
+use super::status::Cause;
+use super::validation::is_dns1123_label;
+use serde_json::{Map, Value, json};
+
+/// Upstream's defaults and admission-time fields for a pod, applied in place. Only
+/// absent fields are filled, so user choices and updates survive.
+pub fn default_pod(pod: &mut Value) {
+    let Some(pod_map) = pod.as_object_mut() else {
+        return;
+    };
+    let spec = child_mut(pod_map, "spec");
+    let defaults = [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("enableServiceLinks", json!(true)),
+        ("securityContext", json!({})),
+        // The Priority admission plugin's value when no priority class applies.
+        ("priority", json!(0)),
+        ("preemptionPolicy", json!("PreemptLowerPriority")),
+    ];
+    for (key, value) in defaults {
+        spec.entry(key).or_insert(value);
+    }
+    // DefaultTolerationSeconds admission: pods ride out a node's short outages for 5 minutes.
+    if !spec.contains_key("tolerations") {
+        spec.insert(
+            "tolerations".into(),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]),
+        );
+    }
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(containers)) = spec.get_mut(list) {
+            for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                default_container(container);
+            }
+        }
+    }
+    let qos = qos_class(spec);
+    let status = child_mut(pod_map, "status");
+    status.entry("phase").or_insert(json!("Pending"));
+    status.insert("qosClass".into(), json!(qos));
+}
+
+fn default_container(container: &mut Map<String, Value>) {
+    if !container.contains_key("imagePullPolicy") {
+        let image = container
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        container.insert("imagePullPolicy".into(), json!(default_pull_policy(image)));
+    }
+    container
+        .entry("terminationMessagePath")
+        .or_insert(json!("/dev/termination-log"));
+    container
+        .entry("terminationMessagePolicy")
+        .or_insert(json!("File"));
+    let resources = child_mut(container, "resources");
+    // Upstream defaults a missing request to the limit for the same resource.
+    if let Some(Value::Object(limits)) = resources.get("limits").cloned() {
+        let requests = child_mut(resources, "requests");
+        for (name, quantity) in limits {
+            requests.entry(name).or_insert(quantity);
+        }
+        if requests.is_empty() {
+            resources.remove("requests");
+        }
+    }
+    if let Some(Value::Array(ports)) = container.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.entry("protocol").or_insert(json!("TCP"));
+        }
+    }
+}
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` for any other tag or digest.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    // A tag is after the last `:` that follows the last `/` (a registry port is not a tag).
+    let last_part = image.rsplit('/').next().unwrap_or(image);
+    match last_part.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// A quantity (`100m`, `1Gi`, `2`, `1e3`) as a number, for comparing requests and limits.
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    let suffixes: &[(&str, f64)] = &[
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    text.parse::<f64>().ok()
+}
+
+fn quantity_of(resources: Option<&Value>, kind: &str, name: &str) -> Option<f64> {
+    let q = resources?.get(kind)?.get(name)?;
+    match q {
+        Value::String(s) => parse_quantity(s),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+/// The pod's QoS class from its containers' cpu and memory requests and limits.
+pub fn qos_class(spec: &Map<String, Value>) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any_set = false;
+    let mut guaranteed = !containers.is_empty();
+    for container in containers {
+        let resources = container.get("resources");
+        for name in ["cpu", "memory"] {
+            let request = quantity_of(resources, "requests", name);
+            let limit = quantity_of(resources, "limits", name);
+            any_set |= request.is_some() || limit.is_some();
+            // Guaranteed needs a limit for both, with the request (defaulted to the limit) equal.
+            if limit.is_none() || request.is_some_and(|r| Some(r) != limit) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any_set {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+
+/// Field problems of a (defaulted) pod.
+pub fn validate_pod(pod: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = pod.get("spec");
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => causes.push(Cause::required("spec.containers", "")),
+        Some(list) if list.is_empty() => causes.push(Cause::required("spec.containers", "")),
+        Some(_) => {}
+    }
+    let mut seen = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let Some(items) = spec.and_then(|s| s.get(list)).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, container) in items.iter().enumerate() {
+            let at = format!("spec.{list}[{i}]");
+            match container.get("name").and_then(Value::as_str) {
+                None | Some("") => causes.push(Cause::required(format!("{at}.name"), "")),
+                Some(name) if !is_dns1123_label(name) => {
+                    causes.extend(super::validation::validate_name(
+                        super::registry::NameRule::Label,
+                        name,
+                        &format!("{at}.name"),
+                    ))
+                }
+                Some(name) if seen.contains(&name) => {
+                    causes.push(Cause::duplicate(format!("{at}.name"), name))
+                }
+                Some(name) => seen.push(name),
+            }
+            match container.get("image").and_then(Value::as_str) {
+                None | Some("") => causes.push(Cause::required(format!("{at}.image"), "")),
+                Some(_) => {}
+            }
+            if let Some(policy) = container.get("imagePullPolicy").and_then(Value::as_str)
+                && !PULL_POLICIES.contains(&policy)
+            {
+                causes.push(Cause::unsupported(
+                    format!("{at}.imagePullPolicy"),
+                    policy,
+                    PULL_POLICIES,
+                ));
+            }
+        }
+    }
+    if let Some(policy) = spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+        && !RESTART_POLICIES.contains(&policy)
+    {
+        causes.push(Cause::unsupported(
+            "spec.restartPolicy",
+            policy,
+            RESTART_POLICIES,
+        ));
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_like_upstream() {
+        let mut pod = json!({
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "a", "image": "busybox"},
+                {"name": "b", "image": "registry:5000/x:1.0", "ports": [{"containerPort": 80}]}
+            ]}
+        });
+        default_pod(&mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["restartPolicy"], "Never");
+        assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+        assert_eq!(spec["schedulerName"], "default-scheduler");
+        assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+        assert_eq!(spec["enableServiceLinks"], true);
+        assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(spec["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(spec["containers"][1]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            spec["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn pull_policy() {
+        assert_eq!(default_pull_policy("busybox:latest"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
+        assert_eq!(default_pull_policy("busybox:1.36"), "IfNotPresent");
+        assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn qos_classes() {
+        let qos = |containers: Value| {
+            let mut pod = json!({"spec": {"containers": containers}});
+            default_pod(&mut pod);
+            pod["status"]["qosClass"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            qos(
+                json!([{"name": "a", "image": "i", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}])
+            ),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos(
+                json!([{"name": "a", "image": "i", "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "1", "memory": "1Gi"}}}])
+            ),
+            "Burstable"
+        );
+        assert_eq!(
+            qos(
+                json!([{"name": "a", "image": "i", "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}])
+            ),
+            "Guaranteed"
+        );
+        assert_eq!(qos(json!([{"name": "a", "image": "i"}])), "BestEffort");
+    }
+
+    #[test]
+    fn validation_causes() {
+        let pod = json!({"spec": {"containers": [{"image": "x"}, {"name": "b"}, {"name": "b", "image": "y"}]}});
+        let fields: Vec<String> = validate_pod(&pod).into_iter().map(|c| c.field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.containers[0].name",
+                "spec.containers[1].image",
+                "spec.containers[2].name"
+            ]
+        );
+        assert_eq!(
+            validate_pod(&json!({"spec": {}}))[0].field,
+            "spec.containers"
+        );
+    }
+}

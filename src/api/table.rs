@@ -1,0 +1,642 @@
+//! Server-side printing: objects as `meta.k8s.io/v1` Tables with the columns kubectl
+//! shows for each kind (priority 1 = only with `-o wide`). kubectl prints exactly
+//! these cells, so the wording of each one follows upstream's printers.
+
+use super::meta::{age, str_at};
+use super::registry::Resource;
+use serde_json::{Value, json};
+
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    format: &'static str,
+    priority: u8,
+    description: &'static str,
+}
+
+const fn col(name: &'static str, priority: u8, description: &'static str) -> Column {
+    Column {
+        name,
+        kind: "string",
+        format: "",
+        priority,
+        description,
+    }
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    kind: "string",
+    format: "name",
+    priority: 0,
+    description: "Name must be unique within a namespace.",
+};
+const AGE: Column = col(
+    "Age",
+    0,
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
+
+const POD_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Ready",
+        0,
+        "The aggregate readiness state of this pod for accepting traffic.",
+    ),
+    col(
+        "Status",
+        0,
+        "The aggregate status of the containers in this pod.",
+    ),
+    col(
+        "Restarts",
+        0,
+        "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+    ),
+    AGE,
+    col(
+        "IP",
+        1,
+        "IP address allocated to the pod. Routable at least within the cluster.",
+    ),
+    col("Node", 1, "Name of the Node this pod is scheduled onto."),
+    col(
+        "Nominated Node",
+        1,
+        "Name of the Node where this pod is nominated to run.",
+    ),
+    col("Readiness Gates", 1, "Readiness gates of this pod."),
+];
+const NODE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", 0, "The status of the node"),
+    col("Roles", 0, "The roles of the node"),
+    AGE,
+    col("Version", 0, "Kubelet Version reported by the node."),
+    col("Internal-IP", 1, "List of internal IPs of the node."),
+    col("External-IP", 1, "List of external IPs of the node."),
+    col(
+        "OS-Image",
+        1,
+        "OS Image reported by the node from /etc/os-release.",
+    ),
+    col("Kernel-Version", 1, "Kernel Version reported by the node."),
+    col(
+        "Container-Runtime",
+        1,
+        "Container Runtime Version reported by the node.",
+    ),
+];
+const NAMESPACE_COLUMNS: &[Column] = &[NAME, col("Status", 0, "The status of the namespace"), AGE];
+const SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", 0, "The type of the service."),
+    col("Cluster-IP", 0, "The cluster IP of the service."),
+    col("External-IP", 0, "The external IPs of the service."),
+    col("Port(s)", 0, "The ports of the service."),
+    AGE,
+    col(
+        "Selector",
+        1,
+        "Route service traffic to pods with label keys and values matching this selector.",
+    ),
+];
+const CONFIGMAP_COLUMNS: &[Column] = &[
+    NAME,
+    Column {
+        kind: "integer",
+        ..col(
+            "Data",
+            0,
+            "The number of entries in the data and binaryData fields.",
+        )
+    },
+    AGE,
+];
+const EVENT_COLUMNS: &[Column] = &[
+    col("Last Seen", 0, "Time when this Event was last observed."),
+    col("Type", 0, "Type of this event (Normal, Warning)."),
+    col("Reason", 0, "Why the action was taken."),
+    col("Object", 0, "The object that this event is about."),
+    col(
+        "Message",
+        0,
+        "A human-readable description of the status of this operation.",
+    ),
+];
+const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", 0, "The holder of the lease."), AGE];
+const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
+
+fn columns(resource: &Resource) -> &'static [Column] {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => POD_COLUMNS,
+        ("", "Node") => NODE_COLUMNS,
+        ("", "Namespace") => NAMESPACE_COLUMNS,
+        ("", "Service") => SERVICE_COLUMNS,
+        ("", "ConfigMap") => CONFIGMAP_COLUMNS,
+        ("", "Event") => EVENT_COLUMNS,
+        ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
+        _ => DEFAULT_COLUMNS,
+    }
+}
+
+fn s(text: impl Into<String>) -> Value {
+    Value::String(text.into())
+}
+
+fn or_none(text: Option<&str>) -> Value {
+    match text {
+        Some(t) if !t.is_empty() => s(t),
+        _ => s("<none>"),
+    }
+}
+
+fn created(object: &Value) -> String {
+    age(str_at(object, &["metadata", "creationTimestamp"]))
+}
+
+fn name_of(object: &Value) -> Value {
+    s(str_at(object, &["metadata", "name"]).unwrap_or_default())
+}
+
+fn array<'a>(object: &'a Value, path: &[&str]) -> &'a [Value] {
+    let mut cur = object;
+    for part in path {
+        match cur.get(part) {
+            Some(next) => cur = next,
+            None => return &[],
+        }
+    }
+    cur.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The STATUS column of a pod, following upstream's `printPod`.
+fn pod_status(pod: &Value) -> String {
+    let mut reason = str_at(pod, &["status", "reason"])
+        .or_else(|| str_at(pod, &["status", "phase"]))
+        .unwrap_or_default()
+        .to_string();
+    let init_specs = array(pod, &["spec", "initContainers"]).len();
+    let mut initializing = false;
+    for (i, status) in array(pod, &["status", "initContainerStatuses"])
+        .iter()
+        .enumerate()
+    {
+        let state = status.get("state");
+        if let Some(term) = state.and_then(|s| s.get("terminated")) {
+            let code = term
+                .get("exitCode")
+                .and_then(Value::as_i64)
+                .unwrap_or_default();
+            if code == 0 {
+                continue;
+            }
+            reason = match term.get("reason").and_then(Value::as_str) {
+                Some(r) if !r.is_empty() => format!("Init:{r}"),
+                _ => format!("Init:ExitCode:{code}"),
+            };
+        } else if let Some(r) = state
+            .and_then(|s| s.get("waiting"))
+            .and_then(|w| w.get("reason"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty() && *r != "PodInitializing")
+        {
+            reason = format!("Init:{r}");
+        } else {
+            reason = format!("Init:{i}/{init_specs}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for status in array(pod, &["status", "containerStatuses"]).iter().rev() {
+            let state = status.get("state");
+            if let Some(r) = state
+                .and_then(|s| s.get("waiting"))
+                .and_then(|w| w.get("reason"))
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+            {
+                reason = r.to_string();
+            } else if let Some(term) = state.and_then(|s| s.get("terminated")) {
+                reason = match term.get("reason").and_then(Value::as_str) {
+                    Some(r) if !r.is_empty() => r.to_string(),
+                    _ => match term.get("signal").and_then(Value::as_i64) {
+                        Some(sig) if sig != 0 => format!("Signal:{sig}"),
+                        _ => format!(
+                            "ExitCode:{}",
+                            term.get("exitCode")
+                                .and_then(Value::as_i64)
+                                .unwrap_or_default()
+                        ),
+                    },
+                };
+            } else if status.get("ready").and_then(Value::as_bool) == Some(true)
+                && state.and_then(|s| s.get("running")).is_some()
+            {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            let ready = array(pod, &["status", "conditions"]).iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            });
+            reason = if ready { "Running" } else { "NotReady" }.to_string();
+        }
+    }
+    if str_at(pod, &["metadata", "deletionTimestamp"]).is_some() {
+        reason = if str_at(pod, &["status", "reason"]) == Some("NodeLost") {
+            "Unknown".to_string()
+        } else {
+            "Terminating".to_string()
+        };
+    }
+    reason
+}
+
+fn pod_cells(pod: &Value) -> Vec<Value> {
+    let statuses = array(pod, &["status", "containerStatuses"]);
+    let total = array(pod, &["spec", "containers"]).len();
+    let ready = statuses
+        .iter()
+        .filter(|c| {
+            c.get("ready").and_then(Value::as_bool) == Some(true)
+                && c.get("state").and_then(|s| s.get("running")).is_some()
+        })
+        .count();
+    let restarts: i64 = statuses
+        .iter()
+        .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+        .sum();
+    let last_restart = statuses
+        .iter()
+        .filter_map(|c| str_at(c, &["lastState", "terminated", "finishedAt"]))
+        .max();
+    let restarts = match last_restart {
+        Some(at) if restarts > 0 => format!("{restarts} ({} ago)", age(Some(at))),
+        _ => restarts.to_string(),
+    };
+    let gates = array(pod, &["spec", "readinessGates"]);
+    let gates = if gates.is_empty() {
+        s("<none>")
+    } else {
+        let conditions = array(pod, &["status", "conditions"]);
+        let passed = gates
+            .iter()
+            .filter(|g| {
+                conditions.iter().any(|c| {
+                    c.get("type") == g.get("conditionType")
+                        && c.get("status").and_then(Value::as_str) == Some("True")
+                })
+            })
+            .count();
+        s(format!("{passed}/{}", gates.len()))
+    };
+    vec![
+        name_of(pod),
+        s(format!("{ready}/{total}")),
+        s(pod_status(pod)),
+        s(restarts),
+        s(created(pod)),
+        or_none(str_at(pod, &["status", "podIP"])),
+        or_none(str_at(pod, &["spec", "nodeName"])),
+        or_none(str_at(pod, &["status", "nominatedNodeName"])),
+        gates,
+    ]
+}
+
+fn node_cells(node: &Value) -> Vec<Value> {
+    let conditions = array(node, &["status", "conditions"]);
+    let ready = conditions
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        .and_then(|c| c.get("status").and_then(Value::as_str));
+    let mut status = match ready {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    }
+    .to_string();
+    if node
+        .get("spec")
+        .and_then(|s| s.get("unschedulable"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<&str> = node
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort_unstable();
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
+    let address = |kind: &str| {
+        array(node, &["status", "addresses"])
+            .iter()
+            .find(|a| a.get("type").and_then(Value::as_str) == Some(kind))
+            .and_then(|a| a.get("address").and_then(Value::as_str))
+    };
+    let info = |field: &str| or_none(str_at(node, &["status", "nodeInfo", field]));
+    vec![
+        name_of(node),
+        s(status),
+        s(roles),
+        s(created(node)),
+        s(str_at(node, &["status", "nodeInfo", "kubeletVersion"]).unwrap_or_default()),
+        or_none(address("InternalIP")),
+        or_none(address("ExternalIP")),
+        info("osImage"),
+        info("kernelVersion"),
+        info("containerRuntimeVersion"),
+    ]
+}
+
+fn service_cells(svc: &Value) -> Vec<Value> {
+    let kind = str_at(svc, &["spec", "type"]).unwrap_or("ClusterIP");
+    let external: Vec<String> = array(svc, &["spec", "externalIPs"])
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .chain(
+            array(svc, &["status", "loadBalancer", "ingress"])
+                .iter()
+                .filter_map(|i| {
+                    i.get("ip")
+                        .or_else(|| i.get("hostname"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }),
+        )
+        .collect();
+    let external = match (external.is_empty(), kind) {
+        (false, _) => external.join(","),
+        (true, "LoadBalancer") => "<pending>".to_string(),
+        (true, "ExternalName") => str_at(svc, &["spec", "externalName"])
+            .unwrap_or("<none>")
+            .to_string(),
+        (true, _) => "<none>".to_string(),
+    };
+    let ports: Vec<String> = array(svc, &["spec", "ports"])
+        .iter()
+        .map(|p| {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or_default();
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(node_port) => format!("{port}:{node_port}/{proto}"),
+                None => format!("{port}/{proto}"),
+            }
+        })
+        .collect();
+    let selector: Vec<String> = svc
+        .get("spec")
+        .and_then(|s| s.get("selector"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        name_of(svc),
+        s(kind),
+        or_none(str_at(svc, &["spec", "clusterIP"])),
+        s(external),
+        s(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        s(created(svc)),
+        s(if selector.is_empty() {
+            "<none>".to_string()
+        } else {
+            selector.join(",")
+        }),
+    ]
+}
+
+fn configmap_cells(cm: &Value) -> Vec<Value> {
+    let count = |key: &str| {
+        cm.get(key)
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.len())
+    };
+    vec![
+        name_of(cm),
+        json!(count("data") + count("binaryData")),
+        s(created(cm)),
+    ]
+}
+
+fn event_cells(event: &Value) -> Vec<Value> {
+    let last_seen = str_at(event, &["lastTimestamp"])
+        .or_else(|| str_at(event, &["eventTime"]))
+        .or_else(|| str_at(event, &["metadata", "creationTimestamp"]));
+    let object = format!(
+        "{}/{}",
+        str_at(event, &["involvedObject", "kind"])
+            .unwrap_or_default()
+            .to_lowercase(),
+        str_at(event, &["involvedObject", "name"]).unwrap_or_default()
+    );
+    vec![
+        s(age(last_seen)),
+        s(str_at(event, &["type"]).unwrap_or_default()),
+        s(str_at(event, &["reason"]).unwrap_or_default()),
+        s(object),
+        s(str_at(event, &["message"]).unwrap_or_default()),
+    ]
+}
+
+fn lease_cells(lease: &Value) -> Vec<Value> {
+    vec![
+        name_of(lease),
+        s(str_at(lease, &["spec", "holderIdentity"]).unwrap_or_default()),
+        s(created(lease)),
+    ]
+}
+
+fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => pod_cells(object),
+        ("", "Node") => node_cells(object),
+        ("", "Namespace") => vec![
+            name_of(object),
+            s(str_at(object, &["status", "phase"]).unwrap_or_default()),
+            s(created(object)),
+        ],
+        ("", "Service") => service_cells(object),
+        ("", "ConfigMap") => configmap_cells(object),
+        ("", "Event") => event_cells(object),
+        ("coordination.k8s.io", "Lease") => lease_cells(object),
+        _ => vec![name_of(object), s(created(object))],
+    }
+}
+
+/// What each row carries besides its cells (`?includeObject=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    #[default]
+    Metadata,
+    Object,
+}
+
+impl IncludeObject {
+    pub fn parse(text: Option<&str>) -> Self {
+        match text {
+            Some("None") => IncludeObject::None,
+            Some("Object") => IncludeObject::Object,
+            _ => IncludeObject::Metadata,
+        }
+    }
+}
+
+/// An object reduced to its metadata, as `PartialObjectMetadata`.
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A Table of `objects`; `list_meta` becomes its `metadata` (resourceVersion, continue).
+pub fn table(
+    resource: &Resource,
+    objects: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
+    let column_definitions: Vec<Value> = columns(resource)
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut row = json!({"cells": cells(resource, object)});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => row["object"] = partial_metadata(object),
+                IncludeObject::Object => row["object"] = object.clone(),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": column_definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::Registry;
+
+    fn cells_of(plural: &str, group: &str, object: Value) -> Vec<Value> {
+        let reg = Registry::default();
+        let res = reg.lookup(group, "v1", plural).unwrap();
+        let t = table(res, &[object], json!({}), IncludeObject::Metadata);
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            t["rows"][0]["cells"].as_array().unwrap().len()
+        );
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        t["rows"][0]["cells"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn pod_rows() {
+        let pending = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending"}});
+        let c = cells_of("pods", "", pending);
+        assert_eq!(c[0], "p");
+        assert_eq!(c[1], "0/1");
+        assert_eq!(c[2], "Pending");
+        assert_eq!(c[3], "0");
+        assert_eq!(c[5], "<none>");
+        let running = json!({
+            "metadata": {"name": "r", "deletionTimestamp": null},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.5", "containerStatuses": [
+                {"name": "c", "ready": true, "restartCount": 0, "state": {"running": {}}}
+            ]}
+        });
+        let c = cells_of("pods", "", running);
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str(), c[5].as_str(), c[6].as_str()),
+            (Some("1/1"), Some("Running"), Some("10.244.0.5"), Some("n1"))
+        );
+        let crashing = json!({
+            "metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+        });
+        assert_eq!(cells_of("pods", "", crashing)[2], "Terminating");
+        let completed = json!({
+            "metadata": {"name": "d"}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}
+        });
+        assert_eq!(cells_of("pods", "", completed)[2], "Completed");
+    }
+
+    #[test]
+    fn node_rows() {
+        let node = json!({
+            "metadata": {"name": "n", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.37.0"},
+                       "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}
+        });
+        let c = cells_of("nodes", "", node);
+        assert_eq!(c[1], "Ready");
+        assert_eq!(c[2], "control-plane");
+        assert_eq!(c[4], "v1.37.0");
+        assert_eq!(c[5], "172.18.0.2");
+        assert_eq!(c[6], "<none>");
+    }
+
+    #[test]
+    fn service_and_configmap_rows() {
+        let svc = json!({"metadata": {"name": "kubernetes"}, "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "ports": [{"port": 443, "protocol": "TCP"}]}});
+        let c = cells_of("services", "", svc);
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str(), c[3].as_str(), c[4].as_str()),
+            (
+                Some("ClusterIP"),
+                Some("10.96.0.1"),
+                Some("<none>"),
+                Some("443/TCP")
+            )
+        );
+        let cm = json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        assert_eq!(cells_of("configmaps", "", cm)[1], 2);
+    }
+}

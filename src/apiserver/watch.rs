@@ -1,0 +1,220 @@
+//! Watch: a chunked stream of one JSON event per line over the store's watch,
+//! with upstream's resourceVersion semantics, selectors (objects moving in or out of
+//! a selector become ADDED/DELETED), bookmarks, `sendInitialEvents` and Table events.
+
+use super::handlers::{Filter, collect, decode, set_resource_version, store_error};
+use super::request::{Query, Rendering};
+use super::{Server, stream_response};
+use crate::api::registry::Resource;
+use crate::api::status::ApiError;
+use crate::api::table::{IncludeObject, table};
+use crate::store::{StoreError, WatchEvent};
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a watch lasts without `timeoutSeconds` (upstream: 30–60 minutes).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+struct Watch {
+    resource: &'static Resource,
+    filter: Filter,
+    rendering: Rendering,
+    include: IncludeObject,
+    bookmarks: bool,
+    tx: mpsc::Sender<Result<String, std::io::Error>>,
+}
+
+impl Watch {
+    /// Sends one event; false when the client has gone.
+    async fn send(&self, kind: &str, object: Value) -> bool {
+        let object = match (self.rendering, kind) {
+            (Rendering::Table, "ADDED" | "MODIFIED" | "DELETED") => {
+                let rv = object
+                    .get("metadata")
+                    .and_then(|m| m.get("resourceVersion"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                table(
+                    self.resource,
+                    &[object],
+                    json!({"resourceVersion": rv}),
+                    self.include,
+                )
+            }
+            _ => object,
+        };
+        let mut line = json!({"type": kind, "object": object}).to_string();
+        line.push('\n');
+        self.tx.send(Ok(line)).await.is_ok()
+    }
+
+    fn bookmark(&self, revision: i64, initial_events_end: bool) -> Value {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata})
+    }
+
+    async fn error(&self, err: ApiError) {
+        self.send("ERROR", err.to_status()).await;
+    }
+
+    /// Turns one store event into at most one watch event.
+    async fn forward(&self, event: WatchEvent) -> Result<bool, ApiError> {
+        match event {
+            WatchEvent::Put { kv, prev } => {
+                let object = decode(&kv)?;
+                let now = self.filter.matches(&object);
+                let before = match &prev {
+                    Some(prev) => self.filter.matches(&decode(prev)?),
+                    None => false,
+                };
+                Ok(match (before, now) {
+                    (true, true) => self.send("MODIFIED", object).await,
+                    (false, true) => self.send("ADDED", object).await,
+                    // Left the selector: to this watcher it is gone.
+                    (true, false) => self.send("DELETED", object).await,
+                    (false, false) => true,
+                })
+            }
+            WatchEvent::Delete { prev, revision } => {
+                let mut object = decode(&prev)?;
+                if !self.filter.matches(&object) {
+                    return Ok(true);
+                }
+                set_resource_version(&mut object, revision);
+                Ok(self.send("DELETED", object).await)
+            }
+            WatchEvent::Progress { revision } if self.bookmarks => {
+                Ok(self.send("BOOKMARK", self.bookmark(revision, false)).await)
+            }
+            WatchEvent::Progress { .. } => Ok(true),
+        }
+    }
+}
+
+pub async fn serve(
+    server: Arc<Server>,
+    resource: &'static Resource,
+    ns: Option<&str>,
+    name: Option<&str>,
+    rendering: Rendering,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let filter = Filter::from_query(resource, &Query::parse(&query_uri(query, name))?)?;
+    let timeout = query
+        .int("timeoutSeconds")?
+        .map(|s| Duration::from_secs(s.max(0) as u64))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let send_initial = query.flag("sendInitialEvents");
+    let requested_rv = query.get("resourceVersion").map(str::to_string);
+    // No resourceVersion (or "0") means "current state, then changes", like a list+watch.
+    let initial_list = send_initial || matches!(requested_rv.as_deref(), None | Some("0"));
+    let start_revision = match (&requested_rv, initial_list) {
+        (Some(rv), false) => rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        _ => 0,
+    };
+    let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>(64);
+    let watch = Watch {
+        resource,
+        filter,
+        rendering,
+        include: IncludeObject::parse(query.get("includeObject")),
+        bookmarks: query.flag("allowWatchBookmarks"),
+        tx,
+    };
+    let ns = ns.map(str::to_string);
+    let initial = if initial_list {
+        let (items, revision, _) = collect(
+            &server,
+            resource,
+            ns.as_deref(),
+            &watch.filter,
+            0,
+            &Query::default(),
+        )
+        .await?;
+        Some((items, revision))
+    } else {
+        None
+    };
+    let after = initial.as_ref().map_or(start_revision, |(_, rev)| *rev);
+    let prefix = resource.prefix(ns.as_deref());
+    let stream = server.store.watch(&prefix, after).await;
+    tokio::spawn(async move {
+        let run = async {
+            let mut stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    watch.error(store_error(e, resource, "")).await;
+                    return;
+                }
+            };
+            if let Some((items, revision)) = initial {
+                for item in items {
+                    if !watch.send("ADDED", item).await {
+                        return;
+                    }
+                }
+                if send_initial && !watch.send("BOOKMARK", watch.bookmark(revision, true)).await {
+                    return;
+                }
+            }
+            while let Some(event) = stream.next().await {
+                let outcome = match event {
+                    Ok(event) => watch.forward(event).await,
+                    Err(StoreError::Compacted {
+                        requested,
+                        compacted,
+                    }) => Err(ApiError::expired(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    ))),
+                    Err(e) => Err(store_error(e, resource, "")),
+                };
+                match outcome {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(err) => {
+                        watch.error(err).await;
+                        return;
+                    }
+                }
+            }
+        };
+        // The watch ends at its timeout; the client then re-watches from its last version.
+        let _ = tokio::time::timeout(timeout, run).await;
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(stream_response("application/json", body))
+}
+
+/// The query a watch filters with: the request's selectors, plus `metadata.name` when
+/// the legacy path named one object.
+fn query_uri(query: &Query, name: Option<&str>) -> http::Uri {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(labels) = query.raw("labelSelector") {
+        pairs.push(("labelSelector".into(), labels.into()));
+    }
+    let mut fields: Vec<String> = query
+        .raw("fieldSelector")
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    if let Some(name) = name {
+        fields.push(format!("metadata.name={name}"));
+    }
+    if !fields.is_empty() {
+        pairs.push(("fieldSelector".into(), fields.join(",")));
+    }
+    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    format!("/?{encoded}").parse().unwrap_or_default()
+}
