@@ -429,6 +429,13 @@ pub async fn create_object(
             metadata_mut(&mut object).insert("generation".into(), json!(1));
         }
     }
+    if resource.group.is_empty()
+        && resource.kind == "Pod"
+        && let Some(root) = object.as_object_mut()
+    {
+        // A new pod's status is the server's to set (Pending), whatever the client sent.
+        root.remove("status");
+    }
     for _ in 0..MAX_RETRIES {
         let mut candidate = object.clone();
         if !explicit_name && let Some(prefix) = &generate_name {

@@ -20,11 +20,25 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Pki {
+    issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
     server_cert: String,
     server_key: String,
     admin_cert: String,
     admin_key: String,
+}
+
+/// A leaf certificate and key signed by the test CA.
+fn leaf(pki: &Pki, sans: &[&str], cn: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![usage];
+    (
+        params.signed_by(&key, &pki.issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
 }
 
 fn make_pki() -> Pki {
@@ -63,6 +77,7 @@ fn make_pki() -> Pki {
     let admin_cert = params.signed_by(&admin_key, &issuer).unwrap();
 
     Pki {
+        issuer,
         ca_pem: ca_cert.pem(),
         server_cert: server_cert.pem(),
         server_key: server_key.serialize_pem(),
@@ -88,7 +103,10 @@ fn b64(text: &str) -> String {
 }
 
 async fn start() -> TestServer {
-    let pki = make_pki();
+    start_with(&make_pki(), None).await
+}
+
+async fn start_with(pki: &Pki, kubelet_client: Option<TlsFiles>) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = ServerConfig {
@@ -97,7 +115,7 @@ async fn start() -> TestServer {
             key_pem: pki.server_key.clone(),
             ca_pem: pki.ca_pem.clone(),
         },
-        kubelet_client: None,
+        kubelet_client,
         service_subnet: "10.96.0.0/16".into(),
     };
     let store = MemoryStore::new();
@@ -590,4 +608,198 @@ async fn binding_graceful_delete_and_finalizers() {
         err.to_string().contains("the object has been modified"),
         "{err}"
     );
+}
+
+/// What the fake kubelet saw of a log request.
+#[derive(Debug, Clone)]
+struct KubeletRequest {
+    path_and_query: String,
+    client_cn: Option<String>,
+}
+
+/// A kubelet stand-in on loopback: HTTPS with client certificates required, answering
+/// `/containerLogs/...` with `first line`, then (when following) `second line` once
+/// `release` is notified.
+async fn fake_kubelet(
+    pki: &Pki,
+    release: std::sync::Arc<tokio::sync::Notify>,
+    seen: tokio::sync::mpsc::UnboundedSender<KubeletRequest>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    use hyper_util::rt::TokioIo;
+    let (cert, key) = leaf(
+        pki,
+        &["127.0.0.1"],
+        "kubelet",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pemfile::private_key(&mut key.as_bytes())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(_) => continue,
+            };
+            let client_cn = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| super::tls::user_of(c))
+                .map(|u| u.name);
+            let release = release.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let path_and_query = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        seen.send(KubeletRequest {
+                            path_and_query: path_and_query.clone(),
+                            client_cn: client_cn.clone(),
+                        })
+                        .unwrap();
+                        let follow = path_and_query.contains("follow=true");
+                        let release = release.clone();
+                        let lines = futures::stream::once(async {
+                            Ok::<_, std::io::Error>(hyper::body::Frame::data(bytes::Bytes::from(
+                                "first line\n",
+                            )))
+                        })
+                        .chain(futures::stream::once(async move {
+                            if follow {
+                                release.notified().await;
+                            }
+                            Ok(hyper::body::Frame::data(bytes::Bytes::from(
+                                "second line\n",
+                            )))
+                        }));
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::StreamBody::new(lines),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_proxied_from_the_kubelet() {
+    let pki = make_pki();
+    let (client_cert, client_key) = leaf(
+        &pki,
+        &[],
+        "kube-apiserver-kubelet-client",
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let kubelet_client = TlsFiles {
+        cert_pem: client_cert,
+        key_pem: client_key,
+        ca_pem: pki.ca_pem.clone(),
+    };
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let (kubelet_port, kubelet) = fake_kubelet(&pki, release.clone(), seen_tx).await;
+    let server = start_with(&pki, Some(kubelet_client)).await;
+    let client = client(&server).await;
+
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "node-1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut logged = pod("logged");
+    logged.spec.as_mut().unwrap().node_name = Some("node-1".into());
+    pods.create(&PostParams::default(), &logged).await.unwrap();
+
+    let out = ok(&server, &["logs", "logged", "--tail=5"]).await;
+    assert_eq!(out, "first line\nsecond line\n");
+    let request = seen.recv().await.unwrap();
+    assert_eq!(
+        request.path_and_query,
+        "/containerLogs/default/logged/c?tailLines=5"
+    );
+    assert_eq!(
+        request.client_cn.as_deref(),
+        Some("kube-apiserver-kubelet-client")
+    );
+
+    // Following streams: the first line arrives before the kubelet has sent the second.
+    let mut follow = tokio::process::Command::new(kubectl_binary())
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["logs", "-f", "logged"])
+        .env("HOME", server.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));
+    let mut seen_lines = Vec::new();
+    read_until(&mut lines, &mut seen_lines, "first line").await;
+    release.notify_one();
+    read_until(&mut lines, &mut seen_lines, "second line").await;
+    let status = tokio::time::timeout(DEADLINE, follow.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    let mut two = pod("two");
+    two.spec.as_mut().unwrap().containers.push(
+        serde_json::from_value(serde_json::json!({"name": "d", "image": "busybox:1.36"})).unwrap(),
+    );
+    pods.create(&PostParams::default(), &two).await.unwrap();
+    // kubectl picks a container itself; other clients get upstream's error.
+    let err = pods
+        .logs("two", &kube::api::LogParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a container name must be specified for pod two, choose one of: [c d]"),
+        "{err}"
+    );
+    let err = fails(&server, &["logs", "pending-nowhere"]).await;
+    assert!(err.contains("pods \"pending-nowhere\" not found"), "{err}");
+    kubelet.abort();
 }
