@@ -5,6 +5,7 @@ pub mod meta;
 pub mod pods;
 pub mod registry;
 pub mod selector;
+pub mod services;
 pub mod status;
 pub mod table;
 pub mod validation;

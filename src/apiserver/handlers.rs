@@ -10,7 +10,7 @@ use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, table};
-use crate::api::{pods, validation};
+use crate::api::{pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -337,6 +337,10 @@ fn admit(
             pods::default_pod(object);
             causes.extend(pods::validate_pod(object));
         }
+        if resource.group.is_empty() && resource.kind == "Service" {
+            services::default_service(object);
+            causes.extend(services::validate_service(object));
+        }
         if resource.group.is_empty() && resource.kind == "Namespace" {
             // Upstream labels every namespace with its name so selectors can pick namespaces.
             let labels = child_mut(metadata_mut(object), "labels");
@@ -446,6 +450,9 @@ pub async fn create_object(
         }
         admit(resource, &mut candidate, None)?;
         let name = meta::name(&candidate).to_string();
+        if resource.group.is_empty() && resource.kind == "Service" && !dry_run {
+            super::allocator::allocate(server, &mut candidate).await?;
+        }
         if dry_run {
             return Ok(candidate);
         }
@@ -522,6 +529,9 @@ fn prepare_update(
         }
         next
     };
+    if resource.group.is_empty() && resource.kind == "Service" {
+        keep_allocations(current, &mut next);
+    }
     let current_meta = current
         .get("metadata")
         .and_then(Value::as_object)
@@ -545,6 +555,44 @@ fn prepare_update(
         metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
     }
     next
+}
+
+/// A Service keeps its allocated ClusterIP and NodePorts when an update leaves them out.
+fn keep_allocations(current: &Value, next: &mut Value) {
+    let Some(old_spec) = current.get("spec").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["clusterIP", "clusterIPs"] {
+        let missing = spec
+            .get(key)
+            .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+        if missing && let Some(old) = old_spec.get(key) {
+            spec.insert(key.into(), old.clone());
+        }
+    }
+    let tcp = json!("TCP");
+    let old_ports = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            if port.contains_key("nodePort") {
+                continue;
+            }
+            let same = old_ports.iter().find(|p| {
+                p.get("port") == port.get("port")
+                    && p.get("protocol").unwrap_or(&tcp) == port.get("protocol").unwrap_or(&tcp)
+            });
+            if let Some(node_port) = same.and_then(|p| p.get("nodePort")) {
+                port.insert("nodePort".into(), node_port.clone());
+            }
+        }
+    }
 }
 
 /// Whether two objects differ in anything but their resourceVersion.

@@ -3,6 +3,7 @@
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
+mod allocator;
 mod bootstrap;
 mod discovery;
 mod handlers;
@@ -57,6 +58,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     registry: Registry,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    service_network: allocator::ServiceNetwork,
 }
 
 /// A JSON response body with its status and content type.
@@ -107,11 +109,16 @@ impl IntoResponse for ApiError {
 }
 
 impl Server {
-    pub fn new(store: Arc<dyn Store>, kubelet_tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+        service_network: allocator::ServiceNetwork,
+    ) -> Self {
         Server {
             store,
             registry: Registry::default(),
             kubelet_tls,
+            service_network,
         }
     }
 
@@ -273,8 +280,9 @@ pub async fn serve(
         .as_ref()
         .map(tls::client_config)
         .transpose()?;
-    let server = Arc::new(Server::new(store, kubelet_tls));
-    bootstrap::ensure_defaults(&server, &config.service_subnet)
+    let network = allocator::ServiceNetwork::parse(&config.service_subnet)?;
+    let server = Arc::new(Server::new(store, kubelet_tls, network));
+    bootstrap::ensure_defaults(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
     tls::accept_loop(listener, acceptor, server).await

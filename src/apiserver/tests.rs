@@ -803,3 +803,63 @@ async fn logs_are_proxied_from_the_kubelet() {
     assert!(err.contains("pods \"pending-nowhere\" not found"), "{err}");
     kubelet.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_cluster_ips_and_node_ports() {
+    let server = start().await;
+    let client = client(&server).await;
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+    let svc = |name: &str, spec: serde_json::Value| {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+            .unwrap()
+    };
+    let web = services
+        .create(&PostParams::default(), &svc("web", serde_json::json!({"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]})))
+        .await
+        .unwrap();
+    let spec = web.spec.unwrap();
+    let ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
+    assert_eq!(ip.octets()[..2], [10, 96]);
+    let port = &spec.ports.unwrap()[0];
+    assert!((30000..=32767).contains(&port.node_port.unwrap()));
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80))
+    );
+    let taken = services
+        .create(
+            &PostParams::default(),
+            &svc(
+                "dup",
+                serde_json::json!({"clusterIP": "10.96.0.1", "ports": [{"port": 1}]}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        taken
+            .to_string()
+            .contains("provided IP is already allocated"),
+        "{taken}"
+    );
+    // An update that leaves the allocations out keeps them.
+    let patched = services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port,
+        port.node_port
+    );
+    let out = ok(&server, &["get", "svc", "web"]).await;
+    assert!(
+        out.contains(&format!("80:{}/TCP", port.node_port.unwrap())),
+        "{out}"
+    );
+}

@@ -18,6 +18,8 @@ pub enum ServeError {
     Tls(#[from] rustls::Error),
     #[error("invalid client CA: {0}")]
     ClientCa(String),
+    #[error(transparent)]
+    ServiceSubnet(#[from] super::allocator::InvalidSubnet),
     #[error("bootstrapping default objects failed: {0}")]
     Bootstrap(String),
 }
