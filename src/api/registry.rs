@@ -257,6 +257,10 @@ impl Registry {
             .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
+    pub fn all(&self) -> impl Iterator<Item = &'static Resource> {
+        self.resources.iter()
+    }
+
     /// Resources of one group-version, in registry order.
     pub fn resources_of<'a>(
         &'a self,

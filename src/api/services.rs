@@ -2,7 +2,7 @@
 
 use super::meta::child_mut;
 use super::status::Cause;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
@@ -41,16 +41,6 @@ pub fn default_service(service: &mut Value) {
     child_mut(root, "status")
         .entry("loadBalancer")
         .or_insert(json!({}));
-}
-
-/// Whether the service needs a ClusterIP allocated (none given, not headless, not ExternalName).
-pub fn needs_cluster_ip(spec: &Map<String, Value>) -> bool {
-    let external_name = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
-    let given = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .is_some_and(|ip| !ip.is_empty());
-    !external_name && !given
 }
 
 pub fn validate_service(service: &Value) -> Vec<Cause> {
@@ -114,7 +104,6 @@ mod tests {
         assert_eq!(svc["spec"]["type"], "ClusterIP");
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
-        assert!(needs_cluster_ip(svc["spec"].as_object().unwrap()));
         assert!(validate_service(&svc).is_empty());
         let bad =
             json!({"spec": {"type": "Weird", "ports": [{"port": 0, "name": "a"}, {"port": 80}]}});

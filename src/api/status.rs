@@ -171,6 +171,17 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// `<resource> "<name>" is forbidden: <why>` (the name part left out when empty).
+    pub fn forbidden(plural: &str, group: &str, name: &str, why: &str) -> Self {
+        let what = if name.is_empty() {
+            qualified(plural, group)
+        } else {
+            format!("{} {name:?}", qualified(plural, group))
+        };
+        Self::new(403, "Forbidden", format!("{what} is forbidden: {why}"))
+            .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -346,6 +346,12 @@ fn admit(
             let labels = child_mut(metadata_mut(object), "labels");
             labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             if let Some(root) = object.as_object_mut() {
+                // Holds a deleted namespace until its contents are gone (see namespaces.rs).
+                child_mut(root, "spec")
+                    .entry("finalizers")
+                    .or_insert(json!(["kubernetes"]));
+            }
+            if let Some(root) = object.as_object_mut() {
                 child_mut(root, "status")
                     .entry("phase")
                     .or_insert(json!("Active"));
@@ -382,10 +388,20 @@ async fn ensure_namespace(server: &Server, resource: &Resource, ns: &str) -> Res
         .get(&namespaces.key(None, ns))
         .await
         .map_err(|e| store_error(e, resource, ns))?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found("namespaces", "", ns)),
+    let Some(kv) = found else {
+        return Err(ApiError::not_found("namespaces", "", ns));
+    };
+    if meta::str_at(&decode(&kv)?, &["metadata", "deletionTimestamp"]).is_some() {
+        return Err(ApiError::forbidden(
+            resource.plural,
+            resource.group,
+            "",
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// Creates `object` under `resource` in `ns`: the whole create path, also used by bootstrap.
@@ -532,6 +548,17 @@ fn prepare_update(
     if resource.group.is_empty() && resource.kind == "Service" {
         keep_allocations(current, &mut next);
     }
+    if resource.group.is_empty() && resource.kind == "Namespace" {
+        // A namespace's spec (its finalizers) belongs to the namespace cleanup.
+        match current.get("spec") {
+            Some(spec) => next["spec"] = spec.clone(),
+            None => {
+                if let Some(root) = next.as_object_mut() {
+                    root.remove("spec");
+                }
+            }
+        }
+    }
     let current_meta = current
         .get("metadata")
         .and_then(Value::as_object)
@@ -605,24 +632,28 @@ fn same_object(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// Whether anything still holds the object back from deletion: `metadata.finalizers`,
+/// and for namespaces the `spec.finalizers` the namespace cleanup removes.
+fn has_finalizers(object: &Value) -> bool {
+    let non_empty = |v: Option<&Value>| v.and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let is_namespace = object.get("kind").and_then(Value::as_str) == Some("Namespace");
+    non_empty(object.get("metadata").and_then(|m| m.get("finalizers")))
+        || (is_namespace && non_empty(object.get("spec").and_then(|s| s.get("finalizers"))))
+}
+
 fn is_deletable_now(object: &Value) -> bool {
     let deleting = meta::str_at(object, &["metadata", "deletionTimestamp"]).is_some();
-    let finalizers = object
-        .get("metadata")
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
     let grace = object
         .get("metadata")
         .and_then(|m| m.get("deletionGracePeriodSeconds"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    deleting && !finalizers && grace == 0
+    deleting && !has_finalizers(object) && grace == 0
 }
 
 /// Writes `next` over `current` (at `revision`), deleting it instead when it is being
 /// deleted and nothing holds it any more (last finalizer removed).
-async fn write_update(
+pub async fn write_update(
     server: &Server,
     key: &str,
     revision: i64,
@@ -903,11 +934,7 @@ pub async fn delete_object(
             ));
         }
         let grace = grace_period(resource, &current, options);
-        let has_finalizers = current
-            .get("metadata")
-            .and_then(|m| m.get("finalizers"))
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
+        let has_finalizers = has_finalizers(&current);
         let current_grace = current
             .get("metadata")
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
@@ -923,6 +950,10 @@ pub async fn delete_object(
             let at = meta::now() + jiff::SignedDuration::from_secs(grace);
             metadata.insert("deletionTimestamp".into(), json!(format_time(at)));
             metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            let namespace = resource.group.is_empty() && resource.kind == "Namespace";
+            if namespace && let Some(root) = next.as_object_mut() {
+                child_mut(root, "status").insert("phase".into(), json!("Terminating"));
+            }
             if options.dry_run {
                 return Ok(Deleted::Pending(next));
             }

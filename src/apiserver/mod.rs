@@ -8,6 +8,7 @@ mod bootstrap;
 mod discovery;
 mod handlers;
 mod logs;
+mod namespaces;
 mod openapi;
 mod request;
 #[cfg(test)]
@@ -239,7 +240,12 @@ impl Server {
             }
             (&Method::DELETE, Some(name), None) => {
                 let options = Self::delete_options(&body, &query)?;
-                handlers::delete(&self, res, ns, name, options, rendering, &query).await?
+                let response =
+                    handlers::delete(&self, res, ns, name, options, rendering, &query).await?;
+                if res.group.is_empty() && res.kind == "Namespace" {
+                    namespaces::spawn_cleanup(self.clone(), name.to_string());
+                }
+                response
             }
             (&Method::DELETE, None, None) if res.verbs.contains(&"deletecollection") => {
                 let options = Self::delete_options(&body, &query)?;
@@ -283,6 +289,9 @@ pub async fn serve(
     let network = allocator::ServiceNetwork::parse(&config.service_subnet)?;
     let server = Arc::new(Server::new(store, kubelet_tls, network));
     bootstrap::ensure_defaults(&server)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
     tls::accept_loop(listener, acceptor, server).await

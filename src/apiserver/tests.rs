@@ -863,3 +863,83 @@ async fn services_get_cluster_ips_and_node_ports() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_empties_the_namespace() {
+    let server = start().await;
+    let client = client(&server).await;
+    let file = write(
+        server.dir.path(),
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",
+    );
+    ok(&server, &["create", "-f", &file]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "doomed");
+    pods.create(&PostParams::default(), &pod("loose"))
+        .await
+        .unwrap();
+    let mut bound = pod("bound");
+    bound.spec.as_mut().unwrap().node_name = Some("node-1".into());
+    pods.create(&PostParams::default(), &bound).await.unwrap();
+
+    // `kubectl delete ns` waits until the namespace is really gone.
+    let delete = tokio::spawn({
+        let kubeconfig = server.kubeconfig.clone();
+        let home = server.dir.path().to_path_buf();
+        async move {
+            tokio::process::Command::new(kubectl_binary())
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(["delete", "ns", "doomed"])
+                .env("HOME", home)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        }
+    });
+    // The bound pod terminates gracefully; play the kubelet's final delete.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let current = pods.get_opt("bound").await.unwrap();
+        if current
+            .as_ref()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bound pod never marked for deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pods.get_opt("loose").await.unwrap().is_none());
+    let phase = ok(
+        &server,
+        &["get", "ns", "doomed", "-o", "jsonpath={.status.phase}"],
+    )
+    .await;
+    assert_eq!(phase, "Terminating");
+    let refused = fails(&server, &["run", "late", "-n", "doomed", "--image=busybox"]).await;
+    assert!(
+        refused.contains("because it is being terminated"),
+        "{refused}"
+    );
+    pods.delete(
+        "bound",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let out = tokio::time::timeout(DEADLINE, delete)
+        .await
+        .expect("namespace never went away")
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = fails(&server, &["get", "ns", "doomed"]).await;
+    assert!(err.contains("namespaces \"doomed\" not found"), "{err}");
+}
