@@ -9,7 +9,7 @@ use crate::api::meta::{self, child_mut, format_time, metadata_mut};
 use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
-use crate::api::table::{IncludeObject, table};
+use crate::api::table::{IncludeObject, partial_metadata, table};
 use crate::api::{pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
@@ -91,6 +91,7 @@ pub fn render_one(
 ) -> Value {
     match rendering {
         Rendering::Object => object,
+        Rendering::Metadata => partial_metadata(&object),
         Rendering::Table => {
             let rv = resource_version_of(&object).unwrap_or_default().to_string();
             table(
@@ -127,7 +128,7 @@ pub struct Filter {
 impl Filter {
     pub fn from_query(resource: &Resource, query: &Query) -> Result<Self, ApiError> {
         let labels = LabelSelector::parse(query.raw("labelSelector").unwrap_or_default())
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(
             query.raw("fieldSelector").unwrap_or_default(),
             resource.selectable_fields,
@@ -252,6 +253,12 @@ pub async fn list(
             list_meta,
             IncludeObject::parse(query.get("includeObject")),
         ),
+        Rendering::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
         Rendering::Object => json!({
             "kind": resource.list_kind(),
             "apiVersion": resource.api_version(),

@@ -71,6 +71,8 @@ pub struct Json {
 
 /// What a Table response is labelled with, so kubectl knows it got what it asked for.
 const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+const METADATA_CONTENT_TYPE: &str =
+    "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io";
 
 impl Json {
     pub fn ok(body: Value, rendering: Rendering) -> Self {
@@ -94,6 +96,7 @@ impl IntoResponse for Json {
     fn into_response(self) -> Response {
         let content_type = match self.rendering {
             Rendering::Table => TABLE_CONTENT_TYPE,
+            Rendering::Metadata => METADATA_CONTENT_TYPE,
             Rendering::Object => "application/json",
         };
         let body = serde_json::to_vec(&self.body).unwrap_or_default();
@@ -125,10 +128,23 @@ impl Server {
 
     /// Answers one request. `user` is None when the client sent no certificate.
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
-        match self.route(req).await {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let user = req.extensions().get::<User>().map(|u| u.name.clone());
+        let response = match self.route(req).await {
             Ok(response) => response,
             Err(err) => err.into_response(),
-        }
+        };
+        tracing::debug!(
+            %method,
+            %uri,
+            user = user.as_deref().unwrap_or("<anonymous>"),
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
     }
 
     async fn route(self: Arc<Self>, req: Request) -> Result<Response, ApiError> {

@@ -220,26 +220,38 @@ pub fn decode_body(body: &Bytes, kind: BodyType) -> Result<Value, ApiError> {
 pub enum Rendering {
     Object,
     Table,
+    /// `PartialObjectMetadata(List)`: metadata only (kube-rs metadata watchers, GC-like clients).
+    Metadata,
 }
 
-/// kubectl lists `as=Table;v=v1;g=meta.k8s.io` first in `Accept` when it wants a Table.
+/// The first media range of `Accept` this server can produce decides: kubectl lists
+/// `as=Table;v=v1;g=meta.k8s.io` first when it wants a Table.
 pub fn rendering(headers: &HeaderMap) -> Rendering {
     let accept = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let wants_table = accept.split(',').any(|range| {
+    for range in accept.split(',') {
         let params: Vec<&str> = range.split(';').map(str::trim).collect();
-        params.contains(&"as=Table")
-            && params
-                .iter()
-                .all(|p| !p.starts_with("g=") || *p == "g=meta.k8s.io")
-    });
-    if wants_table {
-        Rendering::Table
-    } else {
-        Rendering::Object
+        let meta_group = params
+            .iter()
+            .all(|p| !p.starts_with("g=") || *p == "g=meta.k8s.io");
+        let meta_version = params.iter().all(|p| !p.starts_with("v=") || *p == "v=v1");
+        if params.contains(&"as=Table") && meta_group && meta_version {
+            return Rendering::Table;
+        }
+        if (params.contains(&"as=PartialObjectMetadataList")
+            || params.contains(&"as=PartialObjectMetadata"))
+            && meta_group
+            && meta_version
+        {
+            return Rendering::Metadata;
+        }
+        if !params.iter().any(|p| p.starts_with("as=")) {
+            return Rendering::Object;
+        }
     }
+    Rendering::Object
 }
 
 #[cfg(test)]
@@ -303,6 +315,20 @@ mod tests {
         h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json".parse().unwrap());
         assert_eq!(rendering(&h), Rendering::Table);
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
+        assert_eq!(rendering(&h), Rendering::Object);
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(rendering(&h), Rendering::Metadata);
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(rendering(&h), Rendering::Object);
     }
 }

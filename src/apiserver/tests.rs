@@ -87,6 +87,7 @@ fn make_pki() -> Pki {
 }
 
 struct TestServer {
+    store: std::sync::Arc<MemoryStore>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     task: tokio::task::JoinHandle<()>,
@@ -119,8 +120,9 @@ async fn start_with(pki: &Pki, kubelet_client: Option<TlsFiles>) -> TestServer {
         service_subnet: "10.96.0.0/16".into(),
     };
     let store = MemoryStore::new();
+    let served = store.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(config, store, listener).await {
+        if let Err(e) = serve(config, served, listener).await {
             panic!("server failed: {e}");
         }
     });
@@ -134,6 +136,7 @@ async fn start_with(pki: &Pki, kubelet_client: Option<TlsFiles>) -> TestServer {
     );
     std::fs::write(&kubeconfig, text).unwrap();
     let server = TestServer {
+        store,
         dir,
         kubeconfig,
         task,
@@ -942,4 +945,60 @@ async fn namespace_deletion_empties_the_namespace() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = fails(&server, &["get", "ns", "doomed"]).await;
     assert!(err.contains("namespaces \"doomed\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_and_expired_watches() {
+    use crate::store::Store;
+    let server = start().await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let first = pods
+        .create(&PostParams::default(), &pod("a"))
+        .await
+        .unwrap();
+    let old_rv = first.metadata.resource_version.clone().unwrap();
+    pods.create(&PostParams::default(), &pod("b"))
+        .await
+        .unwrap();
+
+    let metas = pods
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .unwrap();
+    assert_eq!(metas.items.len(), 1);
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("a"));
+    let token = metas.metadata.continue_.clone().expect("a continue token");
+    let rest = pods
+        .list_metadata(
+            &kube::api::ListParams::default()
+                .limit(1)
+                .continue_token(&token),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].metadata.name.as_deref(), Some("b"));
+    assert!(rest.metadata.continue_.is_none());
+
+    // A watch from a compacted revision gets a 410 Expired error event.
+    pods.create(&PostParams::default(), &pod("c")).await.unwrap();
+    let now = server.store.revision().await.unwrap();
+    server.store.compact(now).await.unwrap();
+    let mut stream = pods
+        .watch(&kube::api::WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let event = tokio::time::timeout(DEADLINE, stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match event {
+        kube::api::WatchEvent::Error(status) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
 }

@@ -7,7 +7,7 @@ use super::request::{Query, Rendering};
 use super::{Server, stream_response};
 use crate::api::registry::Resource;
 use crate::api::status::ApiError;
-use crate::api::table::{IncludeObject, table};
+use crate::api::table::{IncludeObject, partial_metadata, table};
 use crate::store::{StoreError, WatchEvent};
 use axum::body::Body;
 use axum::response::Response;
@@ -46,6 +46,7 @@ impl Watch {
                     self.include,
                 )
             }
+            (Rendering::Metadata, "ADDED" | "MODIFIED" | "DELETED") => partial_metadata(&object),
             _ => object,
         };
         let mut line = json!({"type": kind, "object": object}).to_string();
