@@ -30,6 +30,15 @@ pub enum NameRule {
     PathSegment,
 }
 
+/// How a resource's objects are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// As served.
+    Native,
+    /// As core/v1 Events (events.k8s.io/v1 shares their storage).
+    CoreEvent,
+}
+
 /// A subresource such as `pods/status`.
 #[derive(Clone, Copy, Debug)]
 pub struct Subresource {
@@ -61,6 +70,7 @@ pub struct Resource {
     pub allow_create_on_update: bool,
     /// An immediate delete answers with the deleted object rather than a Status.
     pub return_deleted_object: bool,
+    pub storage: Storage,
 }
 
 impl Resource {
@@ -122,6 +132,7 @@ const fn core(kind: &'static str, plural: &'static str, singular: &'static str) 
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
         return_deleted_object: false,
+        storage: Storage::Native,
     }
 }
 
@@ -231,6 +242,25 @@ const BUILTIN: &[Resource] = &[
         ..core("Event", "events", "event")
     },
     Resource {
+        group: "events.k8s.io",
+        key_prefix: "/registry/events/",
+        selectable_fields: &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        name_rule: NameRule::PathSegment,
+        storage: Storage::CoreEvent,
+        ..core("Event", "events", "event")
+    },
+    Resource {
         group: "coordination.k8s.io",
         key_prefix: "/registry/leases/",
         allow_create_on_update: true,
@@ -309,6 +339,12 @@ mod tests {
         );
         let leases = reg.lookup("coordination.k8s.io", "v1", "leases").unwrap();
         assert_eq!(leases.api_version(), "coordination.k8s.io/v1");
-        assert_eq!(reg.groups(), vec![("coordination.k8s.io", vec!["v1"])]);
+        assert_eq!(
+            reg.groups(),
+            vec![
+                ("events.k8s.io", vec!["v1"]),
+                ("coordination.k8s.io", vec!["v1"])
+            ]
+        );
     }
 }

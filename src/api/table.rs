@@ -2,6 +2,7 @@
 //! shows for each kind (priority 1 = only with `-o wide`). kubectl prints exactly
 //! these cells, so the wording of each one follows upstream's printers.
 
+use super::convert::to_storage;
 use super::meta::{age, str_at};
 use super::registry::Resource;
 use serde_json::{Value, json};
@@ -135,7 +136,7 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("", "Namespace") => NAMESPACE_COLUMNS,
         ("", "Service") => SERVICE_COLUMNS,
         ("", "ConfigMap") => CONFIGMAP_COLUMNS,
-        ("", "Event") => EVENT_COLUMNS,
+        ("" | "events.k8s.io", "Event") => EVENT_COLUMNS,
         ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
         _ => DEFAULT_COLUMNS,
     }
@@ -484,6 +485,7 @@ fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
         ("", "Service") => service_cells(object),
         ("", "ConfigMap") => configmap_cells(object),
         ("", "Event") => event_cells(object),
+        ("events.k8s.io", "Event") => event_cells(&to_storage(resource, object.clone())),
         ("coordination.k8s.io", "Lease") => lease_cells(object),
         _ => vec![name_of(object), s(created(object))],
     }

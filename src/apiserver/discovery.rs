@@ -149,8 +149,14 @@ mod tests {
         );
         assert!(resource_list(&Registry::default(), "apps", "v1").is_err());
         let groups = group_list(&Registry::default());
+        let coordination = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "coordination.k8s.io")
+            .unwrap();
         assert_eq!(
-            groups["groups"][0]["preferredVersion"]["groupVersion"],
+            coordination["preferredVersion"]["groupVersion"],
             "coordination.k8s.io/v1"
         );
     }

@@ -10,7 +10,7 @@ use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{pods, services, validation};
+use crate::api::{convert, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -53,9 +53,14 @@ pub fn set_resource_version(object: &mut Value, revision: i64) {
     metadata_mut(object).insert("resourceVersion".into(), json!(revision.to_string()));
 }
 
+/// A stored value in the form `resource` serves.
+pub fn decode_as(resource: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+    Ok(convert::from_storage(resource, decode(kv)?))
+}
+
 /// The bytes stored for an object: the resourceVersion is the key's revision, not data.
-fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut stored = object.clone();
+fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut stored = convert::to_storage(resource, object.clone());
     metadata_mut(&mut stored).remove("resourceVersion");
     serde_json::to_vec(&stored)
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
@@ -78,7 +83,7 @@ async fn read(
         .await
         .map_err(|e| store_error(e, resource, name))?
         .ok_or_else(|| ApiError::not_found(resource.plural, resource.group, name))?;
-    let object = decode(&kv)?;
+    let object = decode_as(resource, &kv)?;
     Ok((kv, object))
 }
 
@@ -215,7 +220,7 @@ pub async fn collect(
         let count = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
             start_after = Some(kv.key.clone());
-            let object = decode(kv)?;
+            let object = decode_as(resource, kv)?;
             if filter.matches(&object) {
                 items.push(object);
             }
@@ -480,7 +485,11 @@ pub async fn create_object(
             return Ok(candidate);
         }
         let key = resource.key(ns, &name);
-        match server.store.create(&key, encode(&candidate)?).await {
+        match server
+            .store
+            .create(&key, encode(resource, &candidate)?)
+            .await
+        {
             Ok(revision) => {
                 set_resource_version(&mut candidate, revision);
                 return Ok(candidate);
@@ -662,6 +671,7 @@ fn is_deletable_now(object: &Value) -> bool {
 /// deleted and nothing holds it any more (last finalizer removed).
 pub async fn write_update(
     server: &Server,
+    resource: &Resource,
     key: &str,
     revision: i64,
     current: &Value,
@@ -675,7 +685,7 @@ pub async fn write_update(
         set_resource_version(&mut next, deleted_at);
         return Ok(next);
     }
-    let encoded = encode(&next).map_err(|e| StoreError::Unavailable(e.message))?;
+    let encoded = encode(resource, &next).map_err(|e| StoreError::Unavailable(e.message))?;
     let new_revision = server.store.update(key, encoded, revision).await?;
     set_resource_version(&mut next, new_revision);
     Ok(next)
@@ -725,7 +735,7 @@ pub async fn update(
         {
             return Err(ApiError::modified(resource.plural, resource.group, name));
         }
-        let current = decode(&kv)?;
+        let current = decode_as(resource, &kv)?;
         let mut next = prepare_update(resource, subresource, &current, body.clone());
         admit(resource, &mut next, subresource)?;
         if dry_run {
@@ -734,7 +744,7 @@ pub async fn update(
                 rendering,
             ));
         }
-        match write_update(server, &key, kv.mod_revision, &current, next).await {
+        match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
             Ok(stored) => {
                 return Ok(Json::ok(
                     render_one(resource, stored, rendering, query),
@@ -830,7 +840,7 @@ pub async fn patch(
                 rendering,
             ));
         }
-        match write_update(server, &key, kv.mod_revision, &current, next).await {
+        match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
             Ok(stored) => {
                 return Ok(Json::ok(
                     render_one(resource, stored, rendering, query),
@@ -964,7 +974,7 @@ pub async fn delete_object(
             if options.dry_run {
                 return Ok(Deleted::Pending(next));
             }
-            let encoded = encode(&next)?;
+            let encoded = encode(resource, &next)?;
             match server.store.update(&key, encoded, kv.mod_revision).await {
                 Ok(revision) => {
                     set_resource_version(&mut next, revision);
@@ -1106,7 +1116,7 @@ pub async fn bind(
         }
         match server
             .store
-            .update(&key, encode(&next)?, kv.mod_revision)
+            .update(&key, encode(resource, &next)?, kv.mod_revision)
             .await
         {
             Ok(_) => return Ok(Json::created(success(201, None), Rendering::Object)),

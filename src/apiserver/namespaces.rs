@@ -103,7 +103,7 @@ async fn cleanup(server: &Server, name: &str) -> Result<(), ApiError> {
                     .unwrap_or_default();
                 spec.insert("finalizers".into(), json!(kept));
             }
-            match write_update(server, &key, kv.mod_revision, &current, next).await {
+            match write_update(server, namespaces, &key, kv.mod_revision, &current, next).await {
                 Ok(_) => return Ok(()),
                 // Someone changed the namespace meanwhile; look again.
                 Err(crate::store::StoreError::Conflict { .. }) => continue,

@@ -981,7 +981,9 @@ async fn metadata_lists_and_expired_watches() {
     assert!(rest.metadata.continue_.is_none());
 
     // A watch from a compacted revision gets a 410 Expired error event.
-    pods.create(&PostParams::default(), &pod("c")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("c"))
+        .await
+        .unwrap();
     let now = server.store.revision().await.unwrap();
     server.store.compact(now).await.unwrap();
     let mut stream = pods
@@ -1001,4 +1003,42 @@ async fn metadata_lists_and_expired_watches() {
         }
         other => panic!("expected a 410 error event, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_k8s_io_shares_core_events() {
+    let server = start().await;
+    let client = client(&server).await;
+    let new_events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "rind/kubelet",
+        "reportingInstance": "node-1",
+        "action": "Starting",
+        "reason": "Started",
+        "type": "Normal",
+        "note": "Started container c",
+        "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}
+    }))
+    .unwrap();
+    new_events
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let stored = core.get("p.1").await.unwrap();
+    assert_eq!(stored.message.as_deref(), Some("Started container c"));
+    assert_eq!(stored.involved_object.name.as_deref(), Some("p"));
+    let selected = core
+        .list(&kube::api::ListParams::default().fields("involvedObject.name=p"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+    let out = ok(&server, &["get", "events"]).await;
+    assert!(
+        out.contains("Started") && out.contains("pod/p") && out.contains("Started container c"),
+        "{out}"
+    );
 }

@@ -2,7 +2,7 @@
 //! with upstream's resourceVersion semantics, selectors (objects moving in or out of
 //! a selector become ADDED/DELETED), bookmarks, `sendInitialEvents` and Table events.
 
-use super::handlers::{Filter, collect, decode, set_resource_version, store_error};
+use super::handlers::{Filter, collect, decode_as, set_resource_version, store_error};
 use super::request::{Query, Rendering};
 use super::{Server, stream_response};
 use crate::api::registry::Resource;
@@ -70,10 +70,10 @@ impl Watch {
     async fn forward(&self, event: WatchEvent) -> Result<bool, ApiError> {
         match event {
             WatchEvent::Put { kv, prev } => {
-                let object = decode(&kv)?;
+                let object = decode_as(self.resource, &kv)?;
                 let now = self.filter.matches(&object);
                 let before = match &prev {
-                    Some(prev) => self.filter.matches(&decode(prev)?),
+                    Some(prev) => self.filter.matches(&decode_as(self.resource, prev)?),
                     None => false,
                 };
                 Ok(match (before, now) {
@@ -85,7 +85,7 @@ impl Watch {
                 })
             }
             WatchEvent::Delete { prev, revision } => {
-                let mut object = decode(&prev)?;
+                let mut object = decode_as(self.resource, &prev)?;
                 if !self.filter.matches(&object) {
                     return Ok(true);
                 }
