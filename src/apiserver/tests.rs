@@ -2,6 +2,7 @@
 //! by the real kubectl 1.37 and by kube-rs exactly as users and our components do.
 
 use super::{ServerConfig, TlsFiles, serve};
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
@@ -87,7 +88,7 @@ fn make_pki() -> Pki {
 }
 
 struct TestServer {
-    store: std::sync::Arc<MemoryStore>,
+    store: std::sync::Arc<dyn Store>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     task: tokio::task::JoinHandle<()>,
@@ -104,10 +105,14 @@ fn b64(text: &str) -> String {
 }
 
 async fn start() -> TestServer {
-    start_with(&make_pki(), None).await
+    start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
-async fn start_with(pki: &Pki, kubelet_client: Option<TlsFiles>) -> TestServer {
+async fn start_with(
+    pki: &Pki,
+    kubelet_client: Option<TlsFiles>,
+    store: std::sync::Arc<dyn Store>,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = ServerConfig {
@@ -119,7 +124,6 @@ async fn start_with(pki: &Pki, kubelet_client: Option<TlsFiles>) -> TestServer {
         kubelet_client,
         service_subnet: "10.96.0.0/16".into(),
     };
-    let store = MemoryStore::new();
     let served = store.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = serve(config, served, listener).await {
@@ -224,24 +228,119 @@ const POD_YAML: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  nam
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_end_to_end() {
-    let server = start().await;
-    let version = ok(&server, &["version"]).await;
+    kubectl_flow(&start().await).await;
+}
+
+/// A throwaway single-member etcd on loopback, killed by its PID when dropped.
+struct TestEtcd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_etcd() -> (TestEtcd, std::sync::Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let client_url = format!("http://127.0.0.1:{}", free_port());
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let child = std::process::Command::new("etcd")
+        .args(["--name", "test", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("test={peer_url}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("etcd must be installed (Debian etcd-server) for this test");
+    let etcd = TestEtcd { child, _dir: dir };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(store) =
+            crate::store::etcd::EtcdStore::connect(std::slice::from_ref(&client_url), None).await
+        {
+            return (etcd, store);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "etcd never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_end_to_end_on_etcd() {
+    let (_etcd, store) = start_etcd().await;
+    let server = start_with(&make_pki(), None, store).await;
+    kubectl_flow(&server).await;
+    // Objects sit under upstream's keys as JSON, without their resourceVersion.
+    let kv = server
+        .store
+        .get("/registry/pods/team/web")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+    assert_eq!(stored["kind"], "Pod");
+    assert!(stored["metadata"].get("resourceVersion").is_none());
+    assert!(
+        server
+            .store
+            .get("/registry/namespaces/kube-system")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        server
+            .store
+            .get("/registry/services/specs/default/kubernetes")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn kubectl_flow(server: &TestServer) {
+    let version = ok(server, &["version"]).await;
     assert!(version.contains("Server Version: v1.37.0"), "{version}");
 
-    let namespaces = ok(&server, &["get", "ns"]).await;
+    let namespaces = ok(server, &["get", "ns"]).await;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(namespaces.contains(ns), "{namespaces}");
     }
     assert!(namespaces.starts_with("NAME"), "{namespaces}");
     assert!(namespaces.contains("Active"), "{namespaces}");
-    let svc = ok(&server, &["get", "svc", "kubernetes", "-n", "default"]).await;
+    let svc = ok(server, &["get", "svc", "kubernetes", "-n", "default"]).await;
     assert!(
         svc.contains("10.96.0.1") && svc.contains("443/TCP"),
         "{svc}"
     );
 
     // kubectl's typed `create namespace` sends protobuf, which is refused clearly for now.
-    let proto = fails(&server, &["create", "namespace", "team"]).await;
+    let proto = fails(server, &["create", "namespace", "team"]).await;
     assert!(
         proto.contains("UnsupportedMediaType") && proto.contains("protobuf"),
         "{proto}"
@@ -251,24 +350,24 @@ async fn kubectl_end_to_end() {
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
     );
-    ok(&server, &["create", "-f", &ns_file]).await;
+    ok(server, &["create", "-f", &ns_file]).await;
     let file = write(server.dir.path(), "pod.yaml", POD_YAML);
-    ok(&server, &["create", "-f", &file]).await;
-    let err = fails(&server, &["create", "-f", &file]).await;
+    ok(server, &["create", "-f", &file]).await;
+    let err = fails(server, &["create", "-f", &file]).await;
     assert!(
         err.contains("Error from server (AlreadyExists)")
             && err.contains("pods \"web\" already exists"),
         "{err}"
     );
 
-    let missing = fails(&server, &["run", "x", "-n", "nowhere", "--image=busybox"]).await;
+    let missing = fails(server, &["run", "x", "-n", "nowhere", "--image=busybox"]).await;
     assert!(
         missing.contains("namespaces \"nowhere\" not found"),
         "{missing}"
     );
 
     ok(
-        &server,
+        server,
         &[
             "run",
             "hello",
@@ -283,11 +382,7 @@ async fn kubectl_end_to_end() {
         ],
     )
     .await;
-    let yaml = ok(
-        &server,
-        &["get", "pod", "hello", "-n", "team", "-o", "yaml"],
-    )
-    .await;
+    let yaml = ok(server, &["get", "pod", "hello", "-n", "team", "-o", "yaml"]).await;
     for expected in [
         "restartPolicy: Never",
         "dnsPolicy: ClusterFirst",
@@ -301,11 +396,11 @@ async fn kubectl_end_to_end() {
         assert!(yaml.contains(expected), "missing {expected} in {yaml}");
     }
     let json: serde_json::Value =
-        serde_json::from_str(&ok(&server, &["get", "pods", "-n", "team", "-o", "json"]).await)
+        serde_json::from_str(&ok(server, &["get", "pods", "-n", "team", "-o", "json"]).await)
             .unwrap();
     assert_eq!(json["kind"], "List");
     assert_eq!(json["items"].as_array().unwrap().len(), 2);
-    let wide = ok(&server, &["get", "pods", "-n", "team", "-o", "wide"]).await;
+    let wide = ok(server, &["get", "pods", "-n", "team", "-o", "wide"]).await;
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
@@ -328,13 +423,13 @@ async fn kubectl_end_to_end() {
         "{wide}"
     );
     let selected = ok(
-        &server,
+        server,
         &["get", "pods", "-n", "team", "-l", "app=web", "-o", "name"],
     )
     .await;
     assert_eq!(selected.trim(), "pod/web");
     let unscheduled = ok(
-        &server,
+        server,
         &[
             "get",
             "pods",
@@ -353,7 +448,7 @@ async fn kubectl_end_to_end() {
         "bad.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  containers:\n  - name: c\n",
     );
-    let err = fails(&server, &["create", "-f", &invalid, "--validate=false"]).await;
+    let err = fails(server, &["create", "-f", &invalid, "--validate=false"]).await;
     assert!(
         err.contains("The Pod \"Bad_Name\" is invalid")
             && err.contains("* spec.containers[0].image: Required value"),
@@ -361,14 +456,10 @@ async fn kubectl_end_to_end() {
     );
 
     // A replace with a stale resourceVersion is a conflict.
-    let stale = ok(&server, &["get", "pod", "web", "-n", "team", "-o", "yaml"]).await;
+    let stale = ok(server, &["get", "pod", "web", "-n", "team", "-o", "yaml"]).await;
     let stale_file = write(server.dir.path(), "stale.yaml", &stale);
-    ok(
-        &server,
-        &["label", "pod", "web", "-n", "team", "tier=front"],
-    )
-    .await;
-    let err = fails(&server, &["replace", "-f", &stale_file]).await;
+    ok(server, &["label", "pod", "web", "-n", "team", "tier=front"]).await;
+    let err = fails(server, &["replace", "-f", &stale_file]).await;
     assert!(
         err.contains("Error from server (Conflict)")
             && err.contains("Operation cannot be fulfilled on pods \"web\": the object has been modified; please apply your changes to the latest version and try again"),
@@ -390,7 +481,7 @@ async fn kubectl_end_to_end() {
     let mut seen = Vec::new();
     read_until(&mut lines, &mut seen, "hello").await;
     ok(
-        &server,
+        server,
         &["annotate", "pod", "hello", "-n", "team", "note=changed"],
     )
     .await;
@@ -398,15 +489,15 @@ async fn kubectl_end_to_end() {
     watch.kill().await.unwrap();
 
     // An unbound pod goes at once.
-    let out = ok(&server, &["delete", "pod", "hello", "-n", "team"]).await;
+    let out = ok(server, &["delete", "pod", "hello", "-n", "team"]).await;
     assert!(out.contains("pod \"hello\" deleted"), "{out}");
-    let err = fails(&server, &["get", "pod", "hello", "-n", "team"]).await;
+    let err = fails(server, &["get", "pod", "hello", "-n", "team"]).await;
     assert!(
         err.contains("Error from server (NotFound): pods \"hello\" not found"),
         "{err}"
     );
 
-    let anonymous = fails(&server, &["--context", "anonymous", "get", "pods"]).await;
+    let anonymous = fails(server, &["--context", "anonymous", "get", "pods"]).await;
     assert!(anonymous.contains("Unauthorized"), "{anonymous}");
 }
 
@@ -737,7 +828,7 @@ async fn logs_are_proxied_from_the_kubelet() {
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
     let (kubelet_port, kubelet) = fake_kubelet(&pki, release.clone(), seen_tx).await;
-    let server = start_with(&pki, Some(kubelet_client)).await;
+    let server = start_with(&pki, Some(kubelet_client), MemoryStore::new()).await;
     let client = client(&server).await;
 
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
@@ -949,7 +1040,6 @@ async fn namespace_deletion_empties_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lists_and_expired_watches() {
-    use crate::store::Store;
     let server = start().await;
     let client = client(&server).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
