@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod meta;
+pub mod patch;
 pub mod pods;
 pub mod registry;
 pub mod selector;

@@ -762,19 +762,6 @@ pub async fn update(
     Err(ApiError::modified(resource.plural, resource.group, name))
 }
 
-/// Drops strategic-merge directives (`$patch`, `$setElementOrder/…`, `$retainKeys`,
-/// `$deleteFromPrimitiveList/…`) so the rest applies with merge-patch semantics.
-fn strip_directives(patch: &mut Value) {
-    match patch {
-        Value::Object(map) => {
-            map.retain(|k, _| !k.starts_with('$'));
-            map.values_mut().for_each(strip_directives);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_directives),
-        _ => {}
-    }
-}
-
 fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, ApiError> {
     let mut target = current.clone();
     match kind {
@@ -790,11 +777,7 @@ fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, 
         BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
             json_patch::merge(&mut target, patch)
         }
-        BodyType::StrategicMergePatch => {
-            let mut patch = patch.clone();
-            strip_directives(&mut patch);
-            json_patch::merge(&mut target, &patch);
-        }
+        BodyType::StrategicMergePatch => crate::api::patch::apply(&mut target, patch),
         BodyType::ApplyPatch => {
             return Err(ApiError::unsupported_media_type(
                 "server-side apply (application/apply-patch+yaml) is not supported by this server yet; use client-side apply",
@@ -1155,7 +1138,7 @@ mod tests {
     }
 
     #[test]
-    fn strategic_directives_are_dropped() {
+    fn strategic_patches_merge_lists_by_key() {
         let current =
             json!({"spec": {"containers": [{"name": "a"}]}, "metadata": {"labels": {"a": "1"}}});
         let patch = json!({"metadata": {"labels": {"b": "2"}}, "spec": {"$setElementOrder/containers": [{"name": "a"}]}});

@@ -443,6 +443,29 @@ async fn kubectl_flow(server: &TestServer) {
     .await;
     assert_eq!(unscheduled.lines().count(), 2, "{unscheduled}");
 
+    // Client-side apply patches with a strategic merge: the container keeps its command.
+    let applied = write(
+        server.dir.path(),
+        "applied.yaml",
+        &POD_YAML.replace("app: web", "app: web\n    tier: back"),
+    );
+    let out = ok(server, &["apply", "-f", &applied]).await;
+    assert!(out.contains("pod/web configured"), "{out}");
+    let command = ok(
+        server,
+        &[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.containers[0].command} {.metadata.labels.tier}",
+        ],
+    )
+    .await;
+    assert_eq!(command, "[\"sleep\",\"3600\"] back");
+
     let invalid = write(
         server.dir.path(),
         "bad.yaml",
@@ -458,7 +481,19 @@ async fn kubectl_flow(server: &TestServer) {
     // A replace with a stale resourceVersion is a conflict.
     let stale = ok(server, &["get", "pod", "web", "-n", "team", "-o", "yaml"]).await;
     let stale_file = write(server.dir.path(), "stale.yaml", &stale);
-    ok(server, &["label", "pod", "web", "-n", "team", "tier=front"]).await;
+    ok(
+        server,
+        &[
+            "label",
+            "pod",
+            "web",
+            "-n",
+            "team",
+            "tier=front",
+            "--overwrite",
+        ],
+    )
+    .await;
     let err = fails(server, &["replace", "-f", &stale_file]).await;
     assert!(
         err.contains("Error from server (Conflict)")
