@@ -192,7 +192,7 @@ fn strip_list(items: &[Value]) -> Vec<Value> {
 
 /// Orders `list` as `order` says (by merge key, or by value for primitives); items the
 /// order does not mention keep their relative order at the end.
-fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
+fn reorder(list: &mut [Value], order: &[Value], key: Option<&str>) {
     let rank = |item: &Value| {
         order
             .iter()
