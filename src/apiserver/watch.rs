@@ -169,7 +169,15 @@ pub async fn serve(
                     return;
                 }
             }
-            while let Some(event) = stream.next().await {
+            loop {
+                // A client that hung up ends the watch at once, even on a quiet prefix.
+                let event = tokio::select! {
+                    _ = watch.tx.closed() => return,
+                    event = stream.next() => match event {
+                        Some(event) => event,
+                        None => return,
+                    },
+                };
                 let outcome = match event {
                     Ok(event) => watch.forward(event).await,
                     Err(StoreError::Compacted {
