@@ -72,6 +72,82 @@ pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<Cause> {
     causes
 }
 
+const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63 characters.
+fn is_name_part(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Problems with a label or annotation key (`prefix/name`, prefix a DNS subdomain).
+fn validate_qualified_name(key: &str, field: &str) -> Vec<Cause> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let mut causes = Vec::new();
+    if !is_name_part(name) {
+        causes.push(Cause::invalid(field, key, NAME_PART_MSG));
+    }
+    if let Some(prefix) = prefix
+        && !is_dns1123_subdomain(prefix)
+    {
+        causes.push(Cause::invalid(
+            field,
+            key,
+            &format!("prefix part {SUBDOMAIN_MSG}"),
+        ));
+    }
+    causes
+}
+
+/// Problems with an object's label and annotation keys and label values.
+pub fn validate_metadata(object: &serde_json::Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let metadata = object.get("metadata");
+    if let Some(labels) = metadata
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.as_object())
+    {
+        for (key, value) in labels {
+            causes.extend(validate_qualified_name(key, "metadata.labels"));
+            match value.as_str() {
+                Some(v) if v.is_empty() || is_name_part(v) => {}
+                Some(v) => causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG)),
+                None => causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &value.to_string(),
+                    "must be a string",
+                )),
+            }
+        }
+    }
+    if let Some(annotations) = metadata
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.as_object())
+    {
+        for (key, value) in annotations {
+            causes.extend(validate_qualified_name(key, "metadata.annotations"));
+            if !value.is_string() {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &value.to_string(),
+                    "must be a string",
+                ));
+            }
+        }
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +166,18 @@ mod tests {
                 .message
                 .starts_with("Invalid value: \"X\": a lowercase RFC 1123 subdomain")
         );
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        let ok = serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/name": "web", "x": ""}, "annotations": {"a/b": "anything at all"}}});
+        assert!(validate_metadata(&ok).is_empty());
+        let bad = serde_json::json!({"metadata": {"labels": {"bad key": "v", "k": "bad value", "Bad_Prefix/x": "v"}, "annotations": {"n": 1}}});
+        let fields: Vec<String> = validate_metadata(&bad)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(fields.len(), 4);
+        assert!(fields.iter().all(|f| f.starts_with("metadata.")));
     }
 }

@@ -344,6 +344,7 @@ fn admit(
 ) -> Result<(), ApiError> {
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
+    causes.extend(validation::validate_metadata(object));
     if subresource.is_none() {
         if resource.group.is_empty() && resource.kind == "Pod" {
             pods::default_pod(object);
