@@ -227,6 +227,59 @@ pub fn validate_pod(pod: &Value) -> Vec<Cause> {
     causes
 }
 
+/// The spec with the fields an update may change blanked out, for comparing.
+fn immutable_part(spec: Option<&Value>) -> Value {
+    let mut spec = spec.cloned().unwrap_or(Value::Null);
+    if let Some(map) = spec.as_object_mut() {
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(containers)) = map.get_mut(list) {
+                for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                    container.remove("image");
+                }
+            }
+        }
+        for key in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "schedulingGates",
+            "terminationGracePeriodSeconds",
+        ] {
+            map.remove(key);
+        }
+    }
+    spec
+}
+
+/// Upstream's rule: a pod's spec is fixed once created, except images, the active
+/// deadline, added tolerations and the removal of scheduling gates.
+pub fn validate_pod_update(old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if immutable_part(old.get("spec")) != immutable_part(new.get("spec")) {
+        causes.push(Cause::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+    let tolerations = |pod: &Value| {
+        pod.get("spec")
+            .and_then(|s| s.get("tolerations"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let new_tolerations = tolerations(new);
+    if tolerations(old)
+        .iter()
+        .any(|t| !new_tolerations.contains(t))
+    {
+        causes.push(Cause::forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +345,20 @@ mod tests {
             "Guaranteed"
         );
         assert_eq!(qos(json!([{"name": "a", "image": "i"}])), "BestEffort");
+    }
+
+    #[test]
+    fn updates_may_only_change_images() {
+        let mut old = json!({"spec": {"containers": [{"name": "a", "image": "x:1"}]}});
+        default_pod(&mut old);
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = json!("x:2");
+        assert!(validate_pod_update(&old, &new).is_empty());
+        new["spec"]["containers"][0]["command"] = json!(["sh"]);
+        assert_eq!(validate_pod_update(&old, &new)[0].field, "spec");
+        let mut rebound = old.clone();
+        rebound["spec"]["nodeName"] = json!("n1");
+        assert!(!validate_pod_update(&old, &rebound).is_empty());
     }
 
     #[test]

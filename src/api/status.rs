@@ -49,6 +49,14 @@ impl Cause {
         }
     }
 
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {detail}"),
+        }
+    }
+
     pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
         Cause {
             reason: "FieldValueDuplicate",

@@ -601,6 +601,29 @@ fn prepare_update(
     next
 }
 
+/// Update rules that compare the old object with the new one.
+fn validate_update(
+    resource: &Resource,
+    subresource: Option<&str>,
+    current: &Value,
+    next: &Value,
+) -> Result<(), ApiError> {
+    if subresource.is_some() || !(resource.group.is_empty() && resource.kind == "Pod") {
+        return Ok(());
+    }
+    let causes = pods::validate_pod_update(current, next);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            meta::name(next),
+            &causes,
+        ))
+    }
+}
+
 /// A Service keeps its allocated ClusterIP and NodePorts when an update leaves them out.
 fn keep_allocations(current: &Value, next: &mut Value) {
     let Some(old_spec) = current.get("spec").and_then(Value::as_object) else {
@@ -739,6 +762,7 @@ pub async fn update(
         let current = decode_as(resource, &kv)?;
         let mut next = prepare_update(resource, subresource, &current, body.clone());
         admit(resource, &mut next, subresource)?;
+        validate_update(resource, subresource, &current, &next)?;
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),
@@ -818,6 +842,7 @@ pub async fn patch(
         check_type(resource, &mut incoming, resource.kind)?;
         let mut next = prepare_update(resource, subresource, &current, incoming);
         admit(resource, &mut next, subresource)?;
+        validate_update(resource, subresource, &current, &next)?;
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),
