@@ -2,5 +2,8 @@
 //! actions that create a cluster.
 
 pub mod commands;
+pub mod config;
 pub mod docker;
+pub mod kubeconfig;
+pub mod pki;
 pub mod ui;
