@@ -372,7 +372,9 @@ mod tests {
         let names: Vec<String> = sans
             .iter()
             .map(|n| match n {
-                GeneralName::IPAddress(b) if b.len() == 4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+                GeneralName::IPAddress(b) if b.len() == 4 => {
+                    std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+                }
                 GeneralName::DNSName(d) => d.to_string(),
                 other => other.to_string(),
             })
