@@ -15,8 +15,10 @@ fn compile(protos: &[&str], include: &str) -> Result<(), Box<dyn std::error::Err
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // etcd's v3 API: KV, Watch, Lease, Maintenance (src/store/etcd/proto).
+    // etcd's v3 API: KV, Watch, Maintenance (src/store/etcd/proto).
     if Path::new("src/store/etcd/proto/rpc.proto").exists() {
+        // rpc.proto imports kv.proto (etcd's mvccpb package).
+        println!("cargo:rerun-if-changed=src/store/etcd/proto/kv.proto");
         compile(&["rpc.proto"], "src/store/etcd/proto")?;
     }
     // The kubelet's Container Runtime Interface v1 (src/kubelet/cri/proto).

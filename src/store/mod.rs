@@ -103,3 +103,11 @@ pub trait Store: Send + Sync + 'static {
     /// Discards history before `revision`.
     async fn compact(&self, revision: i64) -> StoreResult<()>;
 }
+
+#[cfg(test)]
+mod conformance;
+pub mod etcd;
+pub mod memory;
+
+pub use etcd::{EtcdStore, EtcdTls};
+pub use memory::MemoryStore;
