@@ -21,6 +21,15 @@ pub async fn export(_cmd: ExportCommand, _ui: &Ui) -> anyhow::Result<()> {
 pub async fn load(_cmd: LoadCommand, _ui: &Ui) -> anyhow::Result<()> {
     anyhow::bail!("not built yet")
 }
-pub async fn build(_cmd: BuildCommand, _ui: &Ui) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub async fn build(cmd: BuildCommand, ui: &Ui) -> anyhow::Result<()> {
+    match cmd {
+        BuildCommand::NodeImage { source, image } => {
+            let docker = super::docker::connect().await?;
+            let tag =
+                super::image::build_node_image(&docker, ui, source.as_deref(), image.as_deref())
+                    .await?;
+            ui.info(&format!("Image \"{tag}\" build completed."));
+            Ok(())
+        }
+    }
 }

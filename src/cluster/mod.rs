@@ -3,4 +3,5 @@
 
 pub mod commands;
 pub mod docker;
+pub mod image;
 pub mod ui;
