@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, DownloadFromContainerOptions,
     RemoveContainerOptions, UploadToContainerOptions,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
