@@ -53,9 +53,9 @@ pub async fn run() -> Result<(), InitError> {
         })
     };
 
-    mounts::prepare_cgroups()?;
+    let cgroup_warnings = mounts::prepare_cgroups()?;
     mounts::make_root_shared()?;
-    for problem in mounts::set_sysctls() {
+    for problem in cgroup_warnings.into_iter().chain(mounts::set_sysctls()) {
         eprintln!("rind init: warning: {problem}");
     }
     write_file(paths::LOG_DIR, None)?;

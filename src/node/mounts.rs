@@ -114,8 +114,9 @@ pub fn cgroup_v1_mount_data(super_options: &[String]) -> String {
     data.join(",")
 }
 
-/// Makes the cgroup hierarchy writable for runc, on a cgroup v1 or v2 host.
-pub fn prepare_cgroups() -> Result<(), MountError> {
+/// Makes the cgroup hierarchy writable for runc, on a cgroup v1 or v2 host. Returns
+/// warnings about controllers that could not be enabled.
+pub fn prepare_cgroups() -> Result<Vec<String>, MountError> {
     let mounts = read_mountinfo()?;
     let v2_root = mounts
         .iter()
@@ -123,7 +124,7 @@ pub fn prepare_cgroups() -> Result<(), MountError> {
     if v2_root {
         prepare_cgroup_v2(&mounts)
     } else {
-        prepare_cgroup_v1(&mounts)
+        prepare_cgroup_v1(&mounts).map(|()| Vec::new())
     }
 }
 
@@ -174,7 +175,7 @@ fn prepare_cgroup_v1(mounts: &[MountInfo]) -> Result<(), MountError> {
 /// A cgroup v2 host: mount the unified hierarchy afresh when Docker gave it read-only,
 /// move every process out of the root cgroup (a cgroup with processes cannot hand
 /// controllers to children), then enable every available controller for children.
-fn prepare_cgroup_v2(mounts: &[MountInfo]) -> Result<(), MountError> {
+fn prepare_cgroup_v2(mounts: &[MountInfo]) -> Result<Vec<String>, MountError> {
     let root_ro = mounts
         .iter()
         .any(|m| m.mount_point == Path::new(CGROUP_ROOT) && m.read_only());
@@ -217,16 +218,16 @@ fn prepare_cgroup_v2(mounts: &[MountInfo]) -> Result<(), MountError> {
             path: controllers_path,
             source,
         })?;
+    // One controller at a time: one the kernel refuses (say, a threaded-only one)
+    // must not keep the others from being enabled.
     let subtree = format!("{CGROUP_ROOT}/cgroup.subtree_control");
-    let enable = controllers
-        .split_whitespace()
-        .map(|c| format!("+{c}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    std::fs::write(&subtree, enable).map_err(|source| MountError::Write {
-        path: subtree,
-        source,
-    })
+    let mut warnings = Vec::new();
+    for controller in controllers.split_whitespace() {
+        if let Err(e) = std::fs::write(&subtree, format!("+{controller}")) {
+            warnings.push(format!("cannot enable cgroup controller {controller}: {e}"));
+        }
+    }
+    Ok(warnings)
 }
 
 /// containerd and the kubelet mount volumes and container rootfs that must be seen
