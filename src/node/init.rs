@@ -58,8 +58,11 @@ pub async fn run() -> Result<(), InitError> {
     for problem in cgroup_warnings.into_iter().chain(mounts::set_sysctls()) {
         eprintln!("rind init: warning: {problem}");
     }
-    write_file(paths::LOG_DIR, None)?;
-    write_file(containerd::CONFIG_PATH, Some(&containerd::config_toml()))?;
+    std::fs::create_dir_all(paths::LOG_DIR).map_err(|source| InitError::Write {
+        path: paths::LOG_DIR.to_string(),
+        source,
+    })?;
+    write_file(containerd::CONFIG_PATH, &containerd::config_toml())?;
     cni::write(&cfg.pod_cidr).map_err(|source| InitError::Write {
         path: paths::CNI_CONF_DIR.to_string(),
         source,
@@ -104,21 +107,16 @@ fn self_exe() -> Result<PathBuf, InitError> {
     std::fs::read_link("/proc/self/exe").map_err(InitError::SelfExe)
 }
 
-/// Creates `path` as a directory (`contents` None) or writes it as a file.
-fn write_file(path: &str, contents: Option<&str>) -> Result<(), InitError> {
+/// Writes a file, creating its directory first.
+fn write_file(path: &str, text: &str) -> Result<(), InitError> {
     let err = |source| InitError::Write {
         path: path.to_string(),
         source,
     };
-    match contents {
-        None => std::fs::create_dir_all(path).map_err(err),
-        Some(text) => {
-            if let Some(dir) = Path::new(path).parent() {
-                std::fs::create_dir_all(dir).map_err(err)?;
-            }
-            std::fs::write(path, text).map_err(err)
-        }
+    if let Some(dir) = Path::new(path).parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
     }
+    std::fs::write(path, text).map_err(err)
 }
 
 /// What runs in a node of this role. containerd and etcd come first; the others start
