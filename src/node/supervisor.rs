@@ -164,30 +164,36 @@ pub async fn supervise(
             return;
         }
         let started = Instant::now();
-        match start(&component, &reaper) {
-            Ok((pid, mut exited)) => {
-                tokio::select! {
-                    exit = &mut exited => {
-                        let exit = exit.map_or_else(|_| "unknown status".to_string(), |e| e.to_string());
-                        eprintln!("rind init: {} (pid {pid}) ended with {exit}; restarting in {}s",
-                            component.name, backoff.as_secs());
-                    }
-                    _ = shutdown.changed() => {
-                        stop(&component.name, pid, exited).await;
-                        return;
-                    }
+        let what = match start(&component, &reaper) {
+            Ok((pid, mut exited)) => tokio::select! {
+                exit = &mut exited => {
+                    let exit = exit.map_or_else(|_| "an unknown status".to_string(), |e| e.to_string());
+                    format!("{} (pid {pid}) ended with {exit}", component.name)
                 }
-            }
-            Err(e) => eprintln!("rind init: {e}; retrying in {}s", backoff.as_secs()),
-        }
-        if started.elapsed() >= STABLE_RUN {
-            backoff = MIN_BACKOFF;
-        }
+                _ = shutdown.changed() => {
+                    stop(&component.name, pid, exited).await;
+                    return;
+                }
+            },
+            Err(e) => e.to_string(),
+        };
+        let delay = restart_delay(backoff, started.elapsed());
+        eprintln!("rind init: {what}; restarting in {}s", delay.as_secs());
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The wait before the next start: the current back-off, or the shortest one again
+/// when the child had run long enough to count as healthy.
+fn restart_delay(backoff: Duration, ran_for: Duration) -> Duration {
+    if ran_for >= STABLE_RUN {
+        MIN_BACKOFF
+    } else {
+        backoff
     }
 }
 
@@ -248,4 +254,30 @@ pub async fn run_once(
     exited
         .await
         .map_err(|_| SuperviseError::ReaperGone(program.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_and_resets_after_a_stable_run() {
+        let quick = Duration::from_millis(10);
+        let mut backoff = MIN_BACKOFF;
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            let delay = restart_delay(backoff, quick);
+            delays.push(delay.as_secs());
+            backoff = (delay * 2).min(MAX_BACKOFF);
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(restart_delay(MAX_BACKOFF, STABLE_RUN), MIN_BACKOFF);
+    }
+
+    #[test]
+    fn exit_reads_like_a_shell() {
+        assert_eq!(Exit::Code(1).to_string(), "exit code 1");
+        assert_eq!(Exit::Signal(Signal::SIGKILL).to_string(), "signal SIGKILL");
+        assert!(Exit::Code(0).success());
+    }
 }
