@@ -8,7 +8,11 @@ pub mod node;
 
 use crate::cluster::ui::Ui;
 use bollard::Docker;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The running binary. Opened through /proc rather than by its path, so it still
+/// reads the right bytes after `cargo build` replaced the file on disk.
+const SELF_EXE: &str = "/proc/self/exe";
 
 /// Labels the node image with the SHA-256 of the rind binary inside it, so a rebuilt
 /// binary with an unchanged version still gets a fresh image.
@@ -95,8 +99,7 @@ pub async fn ensure_node_image(
             Err(e) => Err(docker_err("inspecting the node image")(e).into()),
         };
     }
-    let exe = std::env::current_exe()?;
-    let our_sha = node::sha256_file(&exe).await?;
+    let our_sha = node::sha256_file(Path::new(SELF_EXE)).await?;
     match docker.inspect_image(&default).await {
         Ok(found) => {
             let label = found
@@ -135,7 +138,7 @@ pub async fn build_node_image(
             )
             .await?
         }
-        None => std::env::current_exe()?,
+        None => PathBuf::from(SELF_EXE),
     };
     let base = ensure_base_image(docker, ui).await?;
     let images = ui
