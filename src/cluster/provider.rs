@@ -301,9 +301,11 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
             "seccomp=unconfined".to_string(),
             // The default AppArmor profile forbids the mounts containerd makes.
             "apparmor=unconfined".to_string(),
-            // /proc and /sys must be writable for sysctls and cgroup mounts.
-            "systempaths=unconfined".to_string(),
         ]),
+        // No masked or read-only paths (the CLI's `systempaths=unconfined`): /proc and
+        // /sys must be writable for sysctls and cgroup mounts.
+        masked_paths: Some(Vec::new()),
+        readonly_paths: Some(Vec::new()),
         // Nested containers create device nodes (/dev/null, …) in their own cgroups.
         device_cgroup_rules: Some(vec!["a *:* rwm".to_string()]),
         // Our own cgroup namespace, so the node's init can mount cgroups as its root.
