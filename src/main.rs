@@ -17,6 +17,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for every client and server in the process (kube, tonic,
+    // our own listeners), chosen explicitly so no library has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -61,7 +61,18 @@ pub enum Command {
 /// `--name`, shared by every command that acts on one cluster.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClusterName {
-    /// The cluster name.
-    #[arg(short = 'n', long = "name", env = "RIND_CLUSTER_NAME", default_value = DEFAULT_CLUSTER_NAME)]
-    pub name: String,
+    /// The cluster name [default: rind, or the config file's name].
+    #[arg(short = 'n', long = "name", env = "RIND_CLUSTER_NAME")]
+    pub name: Option<String>,
+}
+
+impl ClusterName {
+    /// The flag (or environment), else the config file's name, else the default.
+    pub fn resolve(&self, from_config: Option<&str>) -> String {
+        self.name
+            .as_deref()
+            .or(from_config)
+            .unwrap_or(DEFAULT_CLUSTER_NAME)
+            .to_string()
+    }
 }

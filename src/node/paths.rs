@@ -52,3 +52,5 @@ pub const ETCD_PEER_PORT: u16 = 2380;
 
 /// The image every pod sandbox runs (a static busybox `sleep`), loaded at boot.
 pub const PAUSE_IMAGE: &str = "docker.io/rind/pause:v1";
+/// A small busybox image (`sh`, `sleep`, `wget`, …) for workloads, loaded at boot.
+pub const BUSYBOX_IMAGE: &str = "docker.io/rind/busybox:v1";

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a Debian/Ubuntu machine with Docker and Rust,
+# then runs every test: unit tests, API integration tests (real etcd, real kubectl)
+# and the Docker end-to-end suite. One release build is made and reused by all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# System packages: mmdebstrap builds the node's base image, etcd-server/etcd-client are
+# the store for the API tests, busybox-static goes into the test workload image.
+packages=()
+command -v mmdebstrap >/dev/null || packages+=(mmdebstrap)
+command -v etcd >/dev/null || packages+=(etcd-server)
+command -v etcdctl >/dev/null || packages+=(etcd-client)
+[ -x /bin/busybox ] || packages+=(busybox-static)
+python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "== installing ${packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+# The real clients, pinned, in a project-local virtualenv.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q -r e2e/requirements.txt
+export KUBECTL="$PWD/.venv/bin/kubectl"
+
+echo "== cargo build --release"
+cargo build --release --locked
+echo "== unit and API integration tests"
+cargo test --release --locked
+echo "== end-to-end tests (Docker)"
+RIND="$PWD/target/release/rind" .venv/bin/pytest -v -rA e2e "$@"

@@ -1,0 +1,38 @@
+//! `create cluster` as a list of actions, each in its own file with one `execute`, run in
+//! order (kind's model). On failure the nodes are removed unless `--retain`.
+
+mod prepare_nodes;
+mod start_control_plane;
+mod wait_ready;
+
+use super::pki::ClusterPki;
+use super::plan::ClusterPlan;
+use super::ui::Ui;
+use bollard::Docker;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct CreateContext<'a> {
+    pub docker: &'a Docker,
+    pub ui: &'a Ui,
+    pub plan: ClusterPlan,
+    pub pki: ClusterPki,
+    /// The user's kubeconfig to merge the cluster's context into.
+    pub kubeconfig: PathBuf,
+    /// How long to wait for the control plane to be Ready (zero: don't wait).
+    pub wait: Duration,
+}
+
+pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    prepare_nodes::execute(ctx).await?;
+    start_control_plane::execute(ctx).await?;
+    if !ctx.wait.is_zero() {
+        wait_ready::execute(ctx).await?;
+    }
+    Ok(())
+}
+
+/// The context name kubectl users see: `rind-<cluster>` (kind's `kind-<cluster>`).
+pub fn context_name(cluster: &str) -> String {
+    format!("rind-{cluster}")
+}

@@ -1,0 +1,36 @@
+//! Creates every node container at once, writes its configuration and certificates into
+//! it, and starts it.
+
+use super::CreateContext;
+use crate::cluster::pki::{NodeFile, NodeIdentity};
+use crate::cluster::provider;
+use crate::node::{Role, paths};
+use anyhow::Context;
+
+pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    ctx.ui
+        .step("Preparing nodes 📦", async {
+            let prepared = ctx.plan.nodes.iter().map(|node| async move {
+                let identity = NodeIdentity {
+                    name: &node.config.node_name,
+                    ip: &node.config.node_ip,
+                    control_plane: node.spec.role == Role::ControlPlane,
+                    service_ip: &ctx.plan.service_ip.to_string(),
+                    api_server_url: &node.config.api_server_url,
+                };
+                let mut files = ctx.pki.node_files(&identity)?;
+                files.push(NodeFile {
+                    path: paths::NODE_CONFIG.to_string(),
+                    contents: serde_json::to_vec_pretty(&node.config)
+                        .context("encoding the node config")?,
+                    mode: 0o644,
+                });
+                provider::create_node(ctx.docker, &node.spec).await?;
+                provider::copy_files(ctx.docker, &node.spec.name, &files).await?;
+                provider::start(ctx.docker, &node.spec.name).await
+            });
+            futures::future::try_join_all(prepared).await?;
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,89 @@
+//! Talking to a cluster's API server from the host, with the admin credentials read out
+//! of the control-plane node (so nothing about a cluster is kept on the host).
+
+use super::kubeconfig::Kubeconfig;
+use super::provider;
+use crate::node::paths;
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Node;
+use std::time::{Duration, Instant};
+
+/// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published
+/// port on the host, or with `internal` at the node's address on the Docker network.
+pub async fn admin_kubeconfig(
+    docker: &bollard::Docker,
+    cluster: &str,
+    control_plane: &str,
+    internal: bool,
+) -> anyhow::Result<Kubeconfig> {
+    let text = provider::read_file(docker, control_plane, paths::ADMIN_CONF).await?;
+    let text = String::from_utf8(text).context("admin.conf is not UTF-8")?;
+    let mut config = Kubeconfig::parse(&text, std::path::Path::new(paths::ADMIN_CONF))?;
+    let server = if internal {
+        format!("https://{control_plane}:{}", paths::APISERVER_PORT)
+    } else {
+        let (address, port) = provider::api_endpoint(docker, control_plane).await?;
+        format!("https://{address}:{port}")
+    };
+    config.set_server(&server);
+    config.rename(&super::actions::context_name(cluster));
+    Ok(config)
+}
+
+async fn client_for(config: &Kubeconfig) -> anyhow::Result<kube::Client> {
+    let parsed: kube::config::Kubeconfig =
+        serde_json::from_value(config.0.clone()).context("the admin kubeconfig is malformed")?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(parsed, &options)
+        .await
+        .context("loading the admin kubeconfig")?;
+    kube::Client::try_from(config).context("building an API client")
+}
+
+/// Polls `/readyz` until it answers ok or `deadline` passes.
+pub async fn wait_for_api(config: &Kubeconfig, deadline: Duration) -> anyhow::Result<()> {
+    let client = client_for(config).await?;
+    let until = Instant::now() + deadline;
+    loop {
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .context("building a request")?;
+        let last = match client.request_text(request).await {
+            Ok(body) if body.trim() == "ok" => return Ok(()),
+            Ok(body) => format!("not ready: {body}"),
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() >= until {
+            anyhow::bail!("gave up after {deadline:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls the Node until its Ready condition is True or `deadline` passes.
+pub async fn wait_for_node_ready(
+    config: &Kubeconfig,
+    node: &str,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let client = client_for(config).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let until = Instant::now() + deadline;
+    loop {
+        if let Ok(Some(node)) = nodes.get_opt(node).await {
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= until {
+            anyhow::bail!("timed out");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

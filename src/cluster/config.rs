@@ -1,0 +1,521 @@
+//! The cluster config file, kind's `v1alpha4` format: `kind: Cluster` with
+//! `apiVersion: kind.x-k8s.io/v1alpha4` (or our alias `rind.dev/v1alpha4`).
+//!
+//! Unknown fields and bad values are errors naming the file, line and column, so a typo
+//! never silently yields a different cluster than the one asked for.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub const API_VERSIONS: [&str; 2] = ["kind.x-k8s.io/v1alpha4", "rind.dev/v1alpha4"];
+pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    pub kind: String,
+    pub api_version: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_nodes")]
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub networking: Networking,
+    #[serde(default)]
+    pub feature_gates: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub runtime_config: BTreeMap<String, String>,
+    /// kubeadm and containerd patches: accepted so kind configs load, but there is no
+    /// kubeadm or containerd config they could apply to here.
+    #[serde(default)]
+    pub kubeadm_config_patches: Vec<String>,
+    #[serde(default, rename = "kubeadmConfigPatchesJSON6902")]
+    pub kubeadm_config_patches_json6902: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub containerd_config_patches: Vec<String>,
+    #[serde(default, rename = "containerdConfigPatchesJSON6902")]
+    pub containerd_config_patches_json6902: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum Role {
+    #[serde(rename = "control-plane")]
+    ControlPlane,
+    #[serde(rename = "worker")]
+    Worker,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Node {
+    pub role: Role,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub extra_mounts: Vec<Mount>,
+    #[serde(default)]
+    pub extra_port_mappings: Vec<PortMapping>,
+    #[serde(default)]
+    pub kubeadm_config_patches: Vec<String>,
+    #[serde(default, rename = "kubeadmConfigPatchesJSON6902")]
+    pub kubeadm_config_patches_json6902: Vec<serde_json::Value>,
+    /// rind's own: limits for the node container.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mount {
+    pub host_path: String,
+    pub container_path: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub selinux_relabel: bool,
+    #[serde(default)]
+    pub propagation: Option<Propagation>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum Propagation {
+    None,
+    HostToContainer,
+    Bidirectional,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: u16,
+    #[serde(default)]
+    pub host_port: u16,
+    #[serde(default)]
+    pub listen_address: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// A Docker memory size such as `2g` or `512m`.
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Networking {
+    #[serde(default = "default_ip_family")]
+    pub ip_family: String,
+    #[serde(default = "default_api_server_address")]
+    pub api_server_address: String,
+    /// 0 picks a free port.
+    #[serde(default)]
+    pub api_server_port: u16,
+    #[serde(default = "default_pod_subnet")]
+    pub pod_subnet: String,
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: String,
+    #[serde(default, rename = "disableDefaultCNI")]
+    pub disable_default_cni: bool,
+    #[serde(default)]
+    pub kube_proxy_mode: Option<String>,
+    #[serde(default)]
+    pub dns_search: Option<Vec<String>>,
+}
+
+impl Default for Networking {
+    fn default() -> Self {
+        Networking {
+            ip_family: default_ip_family(),
+            api_server_address: default_api_server_address(),
+            api_server_port: 0,
+            pod_subnet: default_pod_subnet(),
+            service_subnet: default_service_subnet(),
+            disable_default_cni: false,
+            kube_proxy_mode: None,
+            dns_search: None,
+        }
+    }
+}
+
+fn default_nodes() -> Vec<Node> {
+    vec![Node {
+        role: Role::ControlPlane,
+        image: None,
+        labels: BTreeMap::new(),
+        extra_mounts: Vec::new(),
+        extra_port_mappings: Vec::new(),
+        kubeadm_config_patches: Vec::new(),
+        kubeadm_config_patches_json6902: Vec::new(),
+        resources: None,
+    }]
+}
+fn default_ip_family() -> String {
+    "ipv4".to_string()
+}
+fn default_api_server_address() -> String {
+    "127.0.0.1".to_string()
+}
+fn default_pod_subnet() -> String {
+    DEFAULT_POD_SUBNET.to_string()
+}
+fn default_service_subnet() -> String {
+    DEFAULT_SERVICE_SUBNET.to_string()
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            kind: "Cluster".to_string(),
+            api_version: API_VERSIONS[0].to_string(),
+            name: None,
+            nodes: default_nodes(),
+            networking: Networking::default(),
+            feature_gates: BTreeMap::new(),
+            runtime_config: BTreeMap::new(),
+            kubeadm_config_patches: Vec::new(),
+            kubeadm_config_patches_json6902: Vec::new(),
+            containerd_config_patches: Vec::new(),
+            containerd_config_patches_json6902: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Parse {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: {field}: {message}")]
+    Invalid {
+        source_name: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// An IPv4 subnet in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = text.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok()?;
+        if prefix > 32 {
+            return None;
+        }
+        let network = u32::from(addr) & Self::mask(prefix);
+        Some(Cidr {
+            addr: Ipv4Addr::from(network),
+            prefix,
+        })
+    }
+
+    fn mask(prefix: u8) -> u32 {
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        }
+    }
+
+    /// The `index`-th address after the network address (1 = first host).
+    pub fn host(&self, index: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + index)
+    }
+
+    /// The `index`-th subnet of size `/prefix` inside this one.
+    pub fn subnet(&self, prefix: u8, index: u32) -> Option<Cidr> {
+        if prefix < self.prefix || prefix > 32 {
+            return None;
+        }
+        let count = 1u64 << (prefix - self.prefix);
+        if u64::from(index) >= count {
+            return None;
+        }
+        let size = 1u64 << (32 - prefix);
+        let start = u64::from(u32::from(self.addr)) + u64::from(index) * size;
+        Some(Cidr {
+            addr: Ipv4Addr::from(start as u32),
+            prefix,
+        })
+    }
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let prefix = self.prefix.min(other.prefix);
+        let mask = Self::mask(prefix);
+        u32::from(self.addr) & mask == u32::from(other.addr) & mask
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Cluster {
+    /// Parses and validates a config; `source_name` (a path or `stdin`) prefixes errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Cluster, ConfigError> {
+        let cluster: Cluster = crate::yaml::from_str(text).map_err(|err| ConfigError::Parse {
+            source_name: source_name.to_string(),
+            message: err.to_string(),
+        })?;
+        cluster.validate(source_name)?;
+        Ok(cluster)
+    }
+
+    fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if self.kind != "Cluster" {
+            return Err(invalid(
+                "kind",
+                format!("must be \"Cluster\", not {:?}", self.kind),
+            ));
+        }
+        if !API_VERSIONS.contains(&self.api_version.as_str()) {
+            return Err(invalid(
+                "apiVersion",
+                format!(
+                    "{:?} is not supported (use one of {})",
+                    self.api_version,
+                    API_VERSIONS.join(", ")
+                ),
+            ));
+        }
+        if let Some(name) = &self.name {
+            validate_cluster_name(name).map_err(|m| invalid("name", m))?;
+        }
+        if !self.nodes.iter().any(|n| n.role == Role::ControlPlane) {
+            return Err(invalid(
+                "nodes",
+                "at least one node must have role control-plane".to_string(),
+            ));
+        }
+        if self.networking.ip_family != "ipv4" {
+            return Err(invalid(
+                "networking.ipFamily",
+                format!(
+                    "{:?} is not supported yet (only ipv4)",
+                    self.networking.ip_family
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("networking.podSubnet", &self.networking.pod_subnet),
+            ("networking.serviceSubnet", &self.networking.service_subnet),
+        ] {
+            let cidr = Cidr::parse(value)
+                .ok_or_else(|| invalid(field, format!("{value:?} is not an IPv4 CIDR")))?;
+            if cidr.prefix > 24 {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} is too small (at most /24)"),
+                ));
+            }
+        }
+        if self
+            .networking
+            .api_server_address
+            .parse::<Ipv4Addr>()
+            .is_err()
+        {
+            return Err(invalid(
+                "networking.apiServerAddress",
+                format!(
+                    "{:?} is not an IPv4 address",
+                    self.networking.api_server_address
+                ),
+            ));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (j, mount) in node.extra_mounts.iter().enumerate() {
+                if !mount.container_path.starts_with('/') {
+                    return Err(invalid(
+                        &format!("nodes[{i}].extraMounts[{j}].containerPath"),
+                        format!("{:?} must be an absolute path", mount.container_path),
+                    ));
+                }
+            }
+            for (j, port) in node.extra_port_mappings.iter().enumerate() {
+                if port.container_port == 0 {
+                    return Err(invalid(
+                        &format!("nodes[{i}].extraPortMappings[{j}].containerPort"),
+                        "must be between 1 and 65535".to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields accepted for compatibility with kind that have no effect here.
+    pub fn not_applicable_fields(&self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if !self.kubeadm_config_patches.is_empty()
+            || self
+                .nodes
+                .iter()
+                .any(|n| !n.kubeadm_config_patches.is_empty())
+        {
+            fields.push("kubeadmConfigPatches");
+        }
+        if !self.kubeadm_config_patches_json6902.is_empty()
+            || self
+                .nodes
+                .iter()
+                .any(|n| !n.kubeadm_config_patches_json6902.is_empty())
+        {
+            fields.push("kubeadmConfigPatchesJSON6902");
+        }
+        if !self.containerd_config_patches.is_empty() {
+            fields.push("containerdConfigPatches");
+        }
+        if !self.containerd_config_patches_json6902.is_empty() {
+            fields.push("containerdConfigPatchesJSON6902");
+        }
+        fields
+    }
+}
+
+/// Cluster names become container and host names: DNS-1123 labels, short enough that
+/// `<name>-control-plane` and friends stay valid.
+pub fn validate_cluster_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.is_empty()
+        || name.len() > 40
+        || !valid_chars
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        return Err(format!(
+            "{name:?} is not a valid cluster name: use 1-40 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_kind_defaults() {
+        let c = Cluster::parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.nodes.len(), 1);
+        assert_eq!(c.nodes[0].role, Role::ControlPlane);
+        assert_eq!(c.networking.pod_subnet, "10.244.0.0/16");
+        assert_eq!(c.networking.service_subnet, "10.96.0.0/16");
+    }
+
+    #[test]
+    fn full_kind_config_parses() {
+        let text = "kind: Cluster
+apiVersion: rind.dev/v1alpha4
+name: dev
+networking:
+  apiServerPort: 6443
+  podSubnet: 10.250.0.0/16
+nodes:
+- role: control-plane
+  labels: {tier: cp}
+  extraPortMappings:
+  - containerPort: 80
+    hostPort: 8080
+    protocol: TCP
+  extraMounts:
+  - hostPath: /tmp
+    containerPath: /data
+    readOnly: true
+- role: worker
+  resources: {cpus: 1.5, memory: 1g}
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+";
+        let c = Cluster::parse(text, "c.yaml").unwrap();
+        assert_eq!(c.name.as_deref(), Some("dev"));
+        assert_eq!(c.nodes[1].role, Role::Worker);
+        assert_eq!(c.nodes[0].extra_port_mappings[0].host_port, 8080);
+        assert_eq!(c.not_applicable_fields(), vec!["kubeadmConfigPatches"]);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMapings: []\n";
+        let err = Cluster::parse(text, "bad.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("bad.yaml"), "{err}");
+        assert!(err.contains("extraPortMapings"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn bad_role_names_file_line_and_value() {
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: master\n";
+        let err = Cluster::parse(text, "bad.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("bad.yaml"), "{err}");
+        assert!(err.contains("master"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: worker\n";
+        let err = Cluster::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("nodes") && err.contains("control-plane"),
+            "{err}"
+        );
+        let text = "kind: Cluster\napiVersion: v1\n";
+        let err = Cluster::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("apiVersion"), "{err}");
+    }
+
+    #[test]
+    fn cidr_arithmetic() {
+        let pods = Cidr::parse("10.244.0.0/16").unwrap();
+        assert_eq!(pods.subnet(24, 0).unwrap().to_string(), "10.244.0.0/24");
+        assert_eq!(pods.subnet(24, 3).unwrap().to_string(), "10.244.3.0/24");
+        assert!(pods.subnet(24, 256).is_none());
+        assert_eq!(
+            Cidr::parse("10.96.0.0/16").unwrap().host(1).to_string(),
+            "10.96.0.1"
+        );
+        assert!(pods.overlaps(&Cidr::parse("10.244.5.0/24").unwrap()));
+        assert!(!pods.overlaps(&Cidr::parse("172.18.0.0/16").unwrap()));
+    }
+}

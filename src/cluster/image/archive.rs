@@ -1,0 +1,238 @@
+//! Tiny images built from a static busybox, written directly as `docker save` archives
+//! (manifest.json + config + one layer) that both `ctr images import` and `docker load`
+//! read: the pause image every pod sandbox runs, and a busybox image for workloads.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+/// Same timestamp for every entry and config, so the same busybox gives the same image
+/// ID on every build.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("writing an image archive: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("encoding an image config: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One image in an archive.
+pub struct ImageSpec<'a> {
+    /// As `docker save` writes it (`rind/pause:v1`); containerd adds `docker.io/`.
+    pub repo_tag: &'a str,
+    pub entrypoint: Option<Vec<&'a str>>,
+    pub cmd: Option<Vec<&'a str>>,
+}
+
+/// The root filesystem layer: `/bin/busybox` and one symlink per applet at the path
+/// `busybox --list-full` gives it (`bin/sh`, `usr/bin/env`, …), plus the few
+/// directories programs expect to exist.
+pub fn busybox_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, ArchiveError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs: BTreeSet<String> = ["bin", "etc", "root", "tmp", "var"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for applet in applets {
+        let mut parent = std::path::Path::new(applet).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.display().to_string());
+            parent = dir.parent();
+        }
+    }
+    for dir in &dirs {
+        // /tmp is world-writable with the sticky bit, as everywhere.
+        let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
+        append(
+            &mut builder,
+            &format!("{dir}/"),
+            tar::EntryType::Directory,
+            mode,
+            &[],
+            None,
+        )?;
+    }
+    append(
+        &mut builder,
+        "bin/busybox",
+        tar::EntryType::Regular,
+        0o755,
+        busybox,
+        None,
+    )?;
+    for applet in applets.iter().filter(|a| a.as_str() != "bin/busybox") {
+        append(
+            &mut builder,
+            applet,
+            tar::EntryType::Symlink,
+            0o777,
+            &[],
+            Some("/bin/busybox"),
+        )?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+fn append(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    data: &[u8],
+    link: Option<&str>,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(data.len() as u64);
+    match link {
+        Some(target) => builder.append_link(&mut header, path, target),
+        None => builder.append_data(&mut header, path, data),
+    }
+}
+
+/// The image architecture name (Go's GOARCH) for this host.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// A `docker save` archive of `image` with the single layer `layer`.
+pub fn docker_archive(image: &ImageSpec<'_>, layer: &[u8]) -> Result<Vec<u8>, ArchiveError> {
+    let layer_hex = hex::encode(Sha256::digest(layer));
+    let config = serde_json::json!({
+        "architecture": oci_arch(),
+        "os": "linux",
+        "created": EPOCH,
+        "config": {
+            "Env": [PATH_ENV],
+            "Entrypoint": image.entrypoint,
+            "Cmd": image.cmd,
+        },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_hex}")] },
+        "history": [{ "created": EPOCH, "created_by": "rind: static busybox" }],
+    });
+    let config = serde_json::to_vec(&config)?;
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
+    let layer_name = format!("{layer_hex}/layer.tar");
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [image.repo_tag],
+        "Layers": [layer_name],
+    }]))?;
+    let mut builder = tar::Builder::new(Vec::new());
+    append(
+        &mut builder,
+        &format!("{layer_hex}/"),
+        tar::EntryType::Directory,
+        0o755,
+        &[],
+        None,
+    )?;
+    append(
+        &mut builder,
+        &layer_name,
+        tar::EntryType::Regular,
+        0o644,
+        layer,
+        None,
+    )?;
+    append(
+        &mut builder,
+        &config_name,
+        tar::EntryType::Regular,
+        0o644,
+        &config,
+        None,
+    )?;
+    append(
+        &mut builder,
+        "manifest.json",
+        tar::EntryType::Regular,
+        0o644,
+        &manifest,
+        None,
+    )?;
+    Ok(builder.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn entries(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>, Option<String>)> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().display().to_string();
+                let link = e.link_name().unwrap().map(|l| l.display().to_string());
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (path, data, link)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layer_has_busybox_and_applet_links() {
+        let applets = vec!["bin/sh".to_string(), "usr/sbin/chroot".to_string()];
+        let layer = busybox_layer(b"ELF", &applets).unwrap();
+        let found = entries(&layer);
+        let names: Vec<&str> = found.iter().map(|(p, _, _)| p.as_str()).collect();
+        for want in [
+            "bin/",
+            "usr/",
+            "usr/sbin/",
+            "tmp/",
+            "bin/busybox",
+            "bin/sh",
+            "usr/sbin/chroot",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        let sh = found.iter().find(|(p, _, _)| p == "bin/sh").unwrap();
+        assert_eq!(sh.2.as_deref(), Some("/bin/busybox"));
+    }
+
+    #[test]
+    fn archive_manifest_points_at_config_and_layer() {
+        let layer = busybox_layer(b"ELF", &["bin/sleep".to_string()]).unwrap();
+        let spec = ImageSpec {
+            repo_tag: "rind/pause:v1",
+            entrypoint: Some(vec!["/bin/sleep", "infinity"]),
+            cmd: None,
+        };
+        let archive = docker_archive(&spec, &layer).unwrap();
+        let found = entries(&archive);
+        let manifest = &found
+            .iter()
+            .find(|(p, _, _)| p == "manifest.json")
+            .unwrap()
+            .1;
+        let manifest: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+        let config_name = manifest[0]["Config"].as_str().unwrap();
+        let config = &found.iter().find(|(p, _, _)| p == config_name).unwrap().1;
+        let config: serde_json::Value = serde_json::from_slice(config).unwrap();
+        assert_eq!(config["config"]["Entrypoint"][1], "infinity");
+        let layer_name = manifest[0]["Layers"][0].as_str().unwrap();
+        let stored = &found.iter().find(|(p, _, _)| p == layer_name).unwrap().1;
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            format!("sha256:{}", hex::encode(Sha256::digest(stored)))
+        );
+        assert_eq!(manifest[0]["RepoTags"][0], "rind/pause:v1");
+    }
+}

@@ -1,0 +1,187 @@
+//! Turns a cluster config into concrete nodes: names, roles, addresses, pod CIDRs and
+//! ports, decided before anything is created (as kind plans its nodes first).
+
+use super::config::{Cidr, Cluster, Role as ConfigRole};
+use super::provider::NodeSpec;
+use crate::node::{NodeConfig, Role, paths};
+use anyhow::Context;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+pub struct ClusterPlan {
+    pub name: String,
+    pub nodes: Vec<NodePlan>,
+    pub service_ip: Ipv4Addr,
+}
+
+pub struct NodePlan {
+    pub spec: NodeSpec,
+    pub config: NodeConfig,
+}
+
+impl ClusterPlan {
+    pub fn control_plane(&self) -> &NodePlan {
+        // The config is validated to have a control-plane node, and planning keeps order.
+        self.nodes
+            .iter()
+            .find(|n| n.spec.role == Role::ControlPlane)
+            .unwrap_or(&self.nodes[0])
+    }
+}
+
+/// Node names as kind gives them: `<cluster>-control-plane`, `<cluster>-control-plane2`,
+/// `<cluster>-worker`, `<cluster>-worker2`, …
+fn node_names(cluster: &str, roles: &[ConfigRole]) -> Vec<String> {
+    let (mut control_planes, mut workers) = (0, 0);
+    roles
+        .iter()
+        .map(|role| {
+            let (base, count) = match role {
+                ConfigRole::ControlPlane => ("control-plane", &mut control_planes),
+                ConfigRole::Worker => ("worker", &mut workers),
+            };
+            *count += 1;
+            if *count == 1 {
+                format!("{cluster}-{base}")
+            } else {
+                format!("{cluster}-{base}{count}")
+            }
+        })
+        .collect()
+}
+
+pub fn plan(
+    name: &str,
+    config: &Cluster,
+    default_image: &str,
+    subnet: Cidr,
+    used_ips: &HashSet<Ipv4Addr>,
+    api_port: u16,
+) -> anyhow::Result<ClusterPlan> {
+    let pod_subnet = Cidr::parse(&config.networking.pod_subnet).context("networking.podSubnet")?;
+    let service_subnet =
+        Cidr::parse(&config.networking.service_subnet).context("networking.serviceSubnet")?;
+    let service_ip = service_subnet.host(1);
+    let roles: Vec<ConfigRole> = config.nodes.iter().map(|n| n.role).collect();
+    let names = node_names(name, &roles);
+    // Addresses from .2 up (.1 is the bridge's gateway), skipping every one in use.
+    let size = 1u32 << (32 - subnet.prefix);
+    let mut free = (2..size.saturating_sub(1))
+        .map(|i| subnet.host(i))
+        .filter(|ip| !used_ips.contains(ip));
+    let mut ips = Vec::new();
+    for node_name in &names {
+        ips.push(
+            free.next()
+                .with_context(|| format!("no free address left in {subnet} for {node_name}"))?,
+        );
+    }
+    let cp_index = roles
+        .iter()
+        .position(|r| *r == ConfigRole::ControlPlane)
+        .context("no control-plane node")?;
+    let api_server_url = format!("https://{}:{}", ips[cp_index], paths::APISERVER_PORT);
+    let etcd_initial_cluster: Vec<String> = names
+        .iter()
+        .zip(&ips)
+        .zip(&roles)
+        .filter(|(_, role)| **role == ConfigRole::ControlPlane)
+        .map(|((n, ip), _)| format!("{n}=https://{ip}:{}", paths::ETCD_PEER_PORT))
+        .collect();
+    let mut nodes = Vec::new();
+    for (index, ((node, node_name), ip)) in config.nodes.iter().zip(&names).zip(&ips).enumerate() {
+        let role = match node.role {
+            ConfigRole::ControlPlane => Role::ControlPlane,
+            ConfigRole::Worker => Role::Worker,
+        };
+        let pod_cidr = pod_subnet.subnet(24, index as u32).with_context(|| {
+            format!("networking.podSubnet {pod_subnet} has no /24 left for {node_name}")
+        })?;
+        let api_port = (role == Role::ControlPlane && index == cp_index)
+            .then(|| (config.networking.api_server_address.clone(), api_port));
+        nodes.push(NodePlan {
+            spec: NodeSpec {
+                cluster: name.to_string(),
+                name: node_name.clone(),
+                role,
+                image: node
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| default_image.to_string()),
+                ip: *ip,
+                api_port,
+                extra_ports: node.extra_port_mappings.clone(),
+                extra_mounts: node.extra_mounts.clone(),
+                resources: node.resources.clone(),
+            },
+            config: NodeConfig {
+                cluster_name: name.to_string(),
+                node_name: node_name.clone(),
+                role,
+                node_ip: ip.to_string(),
+                api_server_url: api_server_url.clone(),
+                pod_subnet: pod_subnet.to_string(),
+                pod_cidr: pod_cidr.to_string(),
+                service_subnet: service_subnet.to_string(),
+                labels: node.labels.clone(),
+                etcd_initial_cluster: if role == Role::ControlPlane {
+                    etcd_initial_cluster.clone()
+                } else {
+                    Vec::new()
+                },
+            },
+        });
+    }
+    Ok(ClusterPlan {
+        name: name.to_string(),
+        nodes,
+        service_ip,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_addresses_and_cidrs() {
+        let config = Cluster::parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n- role: worker\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let used = HashSet::from(["172.28.0.3".parse().unwrap()]);
+        let plan = plan(
+            "dev",
+            &config,
+            "rind/node:v1",
+            Cidr::parse("172.28.0.0/16").unwrap(),
+            &used,
+            40000,
+        )
+        .unwrap();
+        let names: Vec<_> = plan.nodes.iter().map(|n| n.spec.name.as_str()).collect();
+        assert_eq!(names, ["dev-control-plane", "dev-worker", "dev-worker2"]);
+        let ips: Vec<_> = plan
+            .nodes
+            .iter()
+            .map(|n| n.config.node_ip.as_str())
+            .collect();
+        assert_eq!(ips, ["172.28.0.2", "172.28.0.4", "172.28.0.5"]);
+        assert_eq!(plan.nodes[2].config.pod_cidr, "10.244.2.0/24");
+        assert_eq!(
+            plan.nodes[1].config.api_server_url,
+            "https://172.28.0.2:6443"
+        );
+        assert_eq!(
+            plan.control_plane().spec.api_port,
+            Some(("127.0.0.1".to_string(), 40000))
+        );
+        assert!(plan.nodes[1].spec.api_port.is_none());
+        assert_eq!(
+            plan.nodes[0].config.etcd_initial_cluster,
+            ["dev-control-plane=https://172.28.0.2:2380"]
+        );
+        assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
+    }
+}

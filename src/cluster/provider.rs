@@ -1,0 +1,579 @@
+//! The Docker provider: node containers, the `rind` network, and file and command access
+//! into nodes. Everything it creates carries our labels, and everything it removes is
+//! found by those labels, never by a name pattern.
+
+use super::config::Cidr;
+use super::docker::{LABEL_CLUSTER, LABEL_ROLE};
+use super::pki::NodeFile;
+use crate::node::Role;
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
+    HostConfigCgroupnsModeEnum, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, ListNetworksOptions, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// The Docker network all nodes of all clusters share, as kind's `kind` network.
+pub const NETWORK: &str = "rind";
+/// The node's static IP, kept in a label because a stopped container does not show in
+/// the network's endpoint list, and its address must not be handed out again.
+pub const LABEL_NODE_IP: &str = "io.rind.node-ip";
+/// The host port the API server is published on (kept stable across restarts).
+pub const LABEL_API_PORT: &str = "io.rind.api-port";
+
+/// Subnets tried, in order, for the `rind` network: private ranges Docker does not use
+/// by default that stay clear of the pod (10.244/16) and service (10.96/16) subnets.
+const NETWORK_CANDIDATES: [&str; 8] = [
+    "172.28.0.0/16",
+    "172.29.0.0/16",
+    "172.30.0.0/16",
+    "172.31.0.0/16",
+    "172.27.0.0/16",
+    "172.26.0.0/16",
+    "172.25.0.0/16",
+    "172.24.0.0/16",
+];
+
+#[derive(Debug, Clone)]
+pub struct NodeContainer {
+    pub name: String,
+    pub cluster: String,
+    pub role: String,
+    pub ip: Option<Ipv4Addr>,
+    pub state: String,
+}
+
+/// Everything needed to create one node container.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub cluster: String,
+    pub name: String,
+    pub role: Role,
+    pub image: String,
+    pub ip: Ipv4Addr,
+    /// Published host port for the API server (control-plane nodes).
+    pub api_port: Option<(String, u16)>,
+    pub extra_ports: Vec<super::config::PortMapping>,
+    pub extra_mounts: Vec<super::config::Mount>,
+    pub resources: Option<super::config::Resources>,
+}
+
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::ControlPlane => "control-plane",
+        Role::Worker => "worker",
+    }
+}
+
+fn label_filter(labels: &[String]) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), labels.to_vec())])
+}
+
+/// Every node container (running or not), optionally of one cluster.
+pub async fn list_nodes(
+    docker: &Docker,
+    cluster: Option<&str>,
+) -> anyhow::Result<Vec<NodeContainer>> {
+    let label = match cluster {
+        Some(name) => format!("{LABEL_CLUSTER}={name}"),
+        None => LABEL_CLUSTER.to_string(),
+    };
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&label_filter(&[label]))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing node containers")?;
+    let mut nodes: Vec<NodeContainer> = containers
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            NodeContainer {
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                cluster: labels.get(LABEL_CLUSTER).cloned().unwrap_or_default(),
+                role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+                ip: labels.get(LABEL_NODE_IP).and_then(|ip| ip.parse().ok()),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nodes)
+}
+
+pub async fn list_clusters(docker: &Docker) -> anyhow::Result<Vec<String>> {
+    let names: BTreeSet<String> = list_nodes(docker, None)
+        .await?
+        .into_iter()
+        .map(|n| n.cluster)
+        .collect();
+    Ok(names.into_iter().collect())
+}
+
+/// The `rind` network's subnet, creating the network when missing.
+pub async fn ensure_network(docker: &Docker) -> anyhow::Result<Cidr> {
+    if let Some(subnet) = network_subnet(docker).await? {
+        return Ok(subnet);
+    }
+    let networks = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .context("listing Docker networks")?;
+    let taken: Vec<Cidr> = networks
+        .iter()
+        .flat_map(|n| n.ipam.iter().flat_map(|ipam| ipam.config.iter().flatten()))
+        .filter_map(|c| c.subnet.as_deref().and_then(Cidr::parse))
+        .collect();
+    let subnet = NETWORK_CANDIDATES
+        .iter()
+        .filter_map(|c| Cidr::parse(c))
+        .find(|c| !taken.iter().any(|t| t.overlaps(c)))
+        .context(
+            "every candidate subnet for the rind network overlaps an existing Docker network",
+        )?;
+    let request = NetworkCreateRequest {
+        name: NETWORK.to_string(),
+        driver: Some("bridge".to_string()),
+        // A fixed subnet is what lets nodes keep static IPs across restarts.
+        ipam: Some(Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.to_string()),
+                gateway: Some(subnet.host(1).to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        // Nodes route pod traffic to each other; masquerading between nodes of the
+        // bridge would hide pod source addresses.
+        options: Some(HashMap::from([(
+            "com.docker.network.bridge.enable_ip_masquerade".to_string(),
+            "true".to_string(),
+        )])),
+        labels: Some(HashMap::from([(LABEL_CLUSTER.to_string(), String::new())])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => Ok(subnet),
+        // Another `create cluster` made it in the meantime: use theirs.
+        Err(err) => network_subnet(docker)
+            .await?
+            .with_context(|| format!("creating the {NETWORK} network: {err}")),
+    }
+}
+
+async fn network_subnet(docker: &Docker) -> anyhow::Result<Option<Cidr>> {
+    match docker.inspect_network(NETWORK, None).await {
+        Ok(network) => {
+            let subnet = network
+                .ipam
+                .and_then(|ipam| ipam.config)
+                .into_iter()
+                .flatten()
+                .find_map(|c| c.subnet.as_deref().and_then(Cidr::parse))
+                .with_context(|| {
+                    format!("the Docker network {NETWORK} has no IPv4 subnet; remove it and retry")
+                })?;
+            Ok(Some(subnet))
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(err) => Err(err).context("inspecting the rind network"),
+    }
+}
+
+/// Addresses on the `rind` network held by nodes (running or stopped) or other containers.
+pub async fn used_ips(docker: &Docker) -> anyhow::Result<HashSet<Ipv4Addr>> {
+    let mut used: HashSet<Ipv4Addr> = list_nodes(docker, None)
+        .await?
+        .into_iter()
+        .filter_map(|n| n.ip)
+        .collect();
+    if let Ok(network) = docker.inspect_network(NETWORK, None).await {
+        for endpoint in network.containers.unwrap_or_default().values() {
+            if let Some(ip) = endpoint
+                .ipv4_address
+                .as_deref()
+                .and_then(|a| a.split('/').next())
+            {
+                if let Ok(ip) = ip.parse() {
+                    used.insert(ip);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Creates (does not start) a node container with the recipe that works both where
+/// `--privileged` is allowed and where the daemon lacks CAP_SYS_RESOURCE.
+pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()> {
+    let mut labels = HashMap::from([
+        (LABEL_CLUSTER.to_string(), spec.cluster.clone()),
+        (LABEL_ROLE.to_string(), role_label(spec.role).to_string()),
+        (LABEL_NODE_IP.to_string(), spec.ip.to_string()),
+    ]);
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    if let Some((address, port)) = &spec.api_port {
+        labels.insert(LABEL_API_PORT.to_string(), port.to_string());
+        let key = format!("{}/tcp", crate::node::paths::APISERVER_PORT);
+        exposed.push(key.clone());
+        port_bindings.insert(
+            key,
+            Some(vec![PortBinding {
+                host_ip: Some(address.clone()),
+                host_port: Some(port.to_string()),
+            }]),
+        );
+    }
+    for mapping in &spec.extra_ports {
+        let protocol = match mapping.protocol {
+            Some(super::config::Protocol::Udp) => "udp",
+            Some(super::config::Protocol::Sctp) => "sctp",
+            _ => "tcp",
+        };
+        let key = format!("{}/{protocol}", mapping.container_port);
+        exposed.push(key.clone());
+        let host_port = (mapping.host_port != 0).then(|| mapping.host_port.to_string());
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(
+                    mapping
+                        .listen_address
+                        .clone()
+                        .unwrap_or_else(|| "0.0.0.0".to_string()),
+                ),
+                host_port,
+            });
+    }
+    let binds: Vec<String> = spec
+        .extra_mounts
+        .iter()
+        .map(|m| {
+            let mut options = vec![if m.read_only { "ro" } else { "rw" }];
+            if m.selinux_relabel {
+                options.push("Z");
+            }
+            match m.propagation {
+                Some(super::config::Propagation::HostToContainer) => options.push("rslave"),
+                Some(super::config::Propagation::Bidirectional) => options.push("rshared"),
+                _ => {}
+            }
+            format!("{}:{}:{}", m.host_path, m.container_path, options.join(","))
+        })
+        .collect();
+    let (memory, nano_cpus) = match &spec.resources {
+        Some(r) => (
+            r.memory.as_deref().map(parse_memory).transpose()?,
+            r.cpus.map(|c| (c * 1e9) as i64),
+        ),
+        None => (None, None),
+    };
+    let host_config = HostConfig {
+        // Every capability but CAP_SYS_RESOURCE: the node runs containerd, runc, etcd and
+        // iptables, which need nearly all of them, and some hosts' daemons cannot grant
+        // CAP_SYS_RESOURCE (`--privileged` fails there with "unable to apply caps").
+        cap_add: Some(vec!["ALL".to_string()]),
+        cap_drop: Some(vec!["SYS_RESOURCE".to_string()]),
+        security_opt: Some(vec![
+            // runc inside the node makes syscalls (mount, unshare, pivot_root) the
+            // default profile blocks.
+            "seccomp=unconfined".to_string(),
+            // The default AppArmor profile forbids the mounts containerd makes.
+            "apparmor=unconfined".to_string(),
+        ]),
+        // No masked or read-only paths (the CLI's `systempaths=unconfined`): /proc and
+        // /sys must be writable for sysctls and cgroup mounts.
+        masked_paths: Some(Vec::new()),
+        readonly_paths: Some(Vec::new()),
+        // Nested containers create device nodes (/dev/null, …) in their own cgroups.
+        device_cgroup_rules: Some(vec!["a *:* rwm".to_string()]),
+        // Our own cgroup namespace, so the node's init can mount cgroups as its root.
+        cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        // /run and /tmp on tmpfs: sockets and scratch must not survive a restart, as on
+        // a real machine.
+        tmpfs: Some(HashMap::from([
+            ("/run".to_string(), "rw,nosuid,nodev,exec".to_string()),
+            ("/tmp".to_string(), "rw,nosuid,nodev,exec".to_string()),
+        ])),
+        binds: (!binds.is_empty()).then_some(binds),
+        port_bindings: Some(port_bindings),
+        // Bring the node back after a daemon restart unless the user stopped it.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        memory,
+        nano_cpus,
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        hostname: Some(spec.name.clone()),
+        image: Some(spec.image.clone()),
+        labels: Some(labels),
+        // /var is a volume: containerd's images and snapshots, etcd's data, pod logs
+        // live there, off the container's copy-on-write layer and across restarts.
+        volumes: Some(vec!["/var".to_string()]),
+        exposed_ports: Some(exposed),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                NETWORK.to_string(),
+                EndpointSettings {
+                    // A static address, so certificates, kubeconfigs and etcd peer URLs
+                    // stay valid when the node restarts.
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(spec.ip.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&spec.name)
+        .build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .with_context(|| format!("creating node container {}", spec.name))?;
+    Ok(())
+}
+
+/// Docker's memory sizes: a number with an optional b, k, m or g suffix.
+fn parse_memory(text: &str) -> anyhow::Result<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier: i64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => bail!("resources.memory: {text:?} is not a memory size (e.g. 512m, 2g)"),
+    };
+    let value: i64 = digits
+        .parse()
+        .with_context(|| format!("resources.memory: {text:?} is not a memory size"))?;
+    Ok(value * multiplier)
+}
+
+pub async fn start(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    docker
+        .start_container(name, None)
+        .await
+        .with_context(|| format!("starting node {name}"))
+}
+
+/// Removes the containers (and their anonymous /var volumes) by name.
+pub async fn remove_containers(docker: &Docker, names: &[String]) -> anyhow::Result<()> {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let results = futures::future::join_all(names.iter().map(|name| {
+        let options = options.clone();
+        async move {
+            match docker.remove_container(name, Some(options)).await {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(()),
+                Err(err) => Err(err).with_context(|| format!("removing node {name}")),
+            }
+        }
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+/// Removes the `rind` network once no container is attached to it.
+pub async fn remove_network_if_unused(docker: &Docker) -> anyhow::Result<()> {
+    let network = match docker.inspect_network(NETWORK, None).await {
+        Ok(n) => n,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(()),
+        Err(err) => return Err(err).context("inspecting the rind network"),
+    };
+    // Stopped nodes are not attached but still need the network to start again.
+    if network.containers.map(|c| !c.is_empty()).unwrap_or(false)
+        || !list_nodes(docker, None).await?.is_empty()
+    {
+        return Ok(());
+    }
+    match docker.remove_network(NETWORK).await {
+        // A race with another cluster being created: it is in use again, keep it.
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 403 | 404 | 409,
+            ..
+        }) => Ok(()),
+        Err(err) => Err(err).context("removing the rind network"),
+    }
+}
+
+/// Writes files into a (created or running) node container.
+pub async fn copy_files(
+    docker: &Docker,
+    container: &str,
+    files: &[NodeFile],
+) -> anyhow::Result<()> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.contents.len() as u64);
+        header.set_mode(file.mode);
+        header.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        header.set_cksum();
+        archive
+            .append_data(
+                &mut header,
+                file.path.trim_start_matches('/'),
+                file.contents.as_slice(),
+            )
+            .with_context(|| format!("packing {}", file.path))?;
+    }
+    let bytes = archive.into_inner().context("packing files for the node")?;
+    let options = UploadToContainerOptionsBuilder::default().path("/").build();
+    docker
+        .upload_to_container(container, Some(options), bollard::body_full(bytes.into()))
+        .await
+        .with_context(|| format!("copying files into {container}"))
+}
+
+/// Reads one file out of a node.
+pub async fn read_file(docker: &Docker, container: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let options = DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let chunks: Vec<bytes::Bytes> = docker
+        .download_from_container(container, Some(options))
+        .try_collect()
+        .await
+        .with_context(|| format!("reading {path} from {container}"))?;
+    let data = chunks.concat();
+    let mut archive = tar::Archive::new(data.as_slice());
+    let mut entries = archive
+        .entries()
+        .context("reading the archive Docker returned")?;
+    let mut entry = entries
+        .next()
+        .transpose()
+        .context("reading the archive Docker returned")?
+        .with_context(|| format!("{path} is missing in {container}"))?;
+    let mut contents = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut contents)
+        .with_context(|| format!("reading {path}"))?;
+    Ok(contents)
+}
+
+/// The output of a command run in a node.
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command in a running node and collects its output.
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("running {cmd:?} in {container}"))?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await?
+    {
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    stdout.extend_from_slice(&message)
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.extend_from_slice(&message)
+                }
+                _ => {}
+            }
+        }
+    }
+    let inspect = docker.inspect_exec(&created.id).await?;
+    Ok(ExecOutput {
+        exit_code: inspect.exit_code.unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// The host address and port the control plane's API server is published on.
+pub async fn api_endpoint(docker: &Docker, container: &str) -> anyhow::Result<(String, u16)> {
+    let inspect = docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {container}"))?;
+    let key = format!("{}/tcp", crate::node::paths::APISERVER_PORT);
+    let binding = inspect
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .and_then(|mut p| p.remove(&key))
+        .flatten()
+        .and_then(|b| b.into_iter().next())
+        .with_context(|| format!("{container} publishes no API server port"))?;
+    let port = binding
+        .host_port
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("{container} has no fixed API server host port"))?;
+    let address = match binding.host_ip.as_deref() {
+        None | Some("") | Some("0.0.0.0") => "127.0.0.1".to_string(),
+        Some(ip) => ip.to_string(),
+    };
+    Ok((address, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("5x").is_err());
+    }
+}

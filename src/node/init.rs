@@ -1,0 +1,273 @@
+//! PID 1 of a node container: prepares the kernel-facing bits (cgroups, propagation,
+//! sysctls), writes containerd's and CNI's config, then runs and supervises every
+//! component until Docker asks the node to stop.
+
+use super::supervisor::{self, Component, Reaper};
+use super::{NodeConfig, Role, cni, containerd, etcd, mounts, paths};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// How long to wait for containerd's socket before giving up on importing images
+/// (the supervisor keeps restarting containerd meanwhile; the import is retried).
+const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
+/// Attempts per image archive: containerd may restart right after first answering.
+const IMPORT_ATTEMPTS: u32 = 3;
+/// The pause image's archive in `paths::IMAGES_DIR`, as the node image build puts it.
+pub const PAUSE_ARCHIVE: &str = "pause.tar";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] super::config::NodeConfigError),
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot find our own binary: {0}")]
+    SelfExe(std::io::Error),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run() -> Result<(), InitError> {
+    let booted = Instant::now();
+    let cfg = NodeConfig::load(Path::new(paths::NODE_CONFIG))?;
+
+    // Listen for SIGCHLD before anything can exit, so no zombie is ever missed.
+    let reaper = Arc::new(Reaper::default());
+    let mut sigchld = signal(SignalKind::child()).map_err(InitError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(InitError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(InitError::Signals)?;
+    let reaper_task = {
+        let reaper = reaper.clone();
+        tokio::spawn(async move {
+            while sigchld.recv().await.is_some() {
+                reaper.reap();
+            }
+        })
+    };
+
+    let cgroup_warnings = mounts::prepare_cgroups()?;
+    mounts::make_root_shared()?;
+    for problem in cgroup_warnings.into_iter().chain(mounts::set_sysctls()) {
+        eprintln!("rind init: warning: {problem}");
+    }
+    std::fs::create_dir_all(paths::LOG_DIR).map_err(|source| InitError::Write {
+        path: paths::LOG_DIR.to_string(),
+        source,
+    })?;
+    write_file(containerd::CONFIG_PATH, &containerd::config_toml())?;
+    cni::write(&cfg.pod_cidr).map_err(|source| InitError::Write {
+        path: paths::CNI_CONF_DIR.to_string(),
+        source,
+    })?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for component in components(&cfg, &self_exe()?) {
+        tasks.spawn(supervisor::supervise(
+            component,
+            reaper.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    tasks.spawn(import_images(reaper.clone(), booted, shutdown_rx));
+    eprintln!(
+        "rind init: node {} ({:?}) started its components",
+        cfg.node_name, cfg.role
+    );
+
+    tokio::select! {
+        _ = sigterm.recv() => eprintln!("rind init: SIGTERM, stopping components"),
+        _ = sigint.recv() => eprintln!("rind init: SIGINT, stopping components"),
+    }
+    // Receivers only end when the sender is dropped; ignoring a send error is fine.
+    let _ = shutdown_tx.send(true);
+    let all_stopped = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(supervisor::STOP_GRACE + Duration::from_secs(1), all_stopped)
+        .await
+        .is_err()
+    {
+        eprintln!("rind init: some components did not stop in time");
+    }
+    reaper_task.abort();
+    eprintln!("rind init: stopped");
+    Ok(())
+}
+
+/// The running binary, re-executed for the `rind node …` components. The node image
+/// puts it at /usr/local/bin/rind; /proc/self/exe also covers a binary copied elsewhere.
+fn self_exe() -> Result<PathBuf, InitError> {
+    std::fs::read_link("/proc/self/exe").map_err(InitError::SelfExe)
+}
+
+/// Writes a file, creating its directory first.
+fn write_file(path: &str, text: &str) -> Result<(), InitError> {
+    let err = |source| InitError::Write {
+        path: path.to_string(),
+        source,
+    };
+    if let Some(dir) = Path::new(path).parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::write(path, text).map_err(err)
+}
+
+/// What runs in a node of this role. containerd and etcd come first; the others start
+/// at once too and retry until what they depend on answers.
+pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
+    let ours = |sub: &str| Component {
+        name: sub.to_string(),
+        program: rind.to_path_buf(),
+        args: vec!["node".to_string(), sub.to_string()],
+        env: vec![],
+    };
+    let mut list = vec![Component {
+        name: "containerd".to_string(),
+        program: PathBuf::from("/usr/bin/containerd"),
+        args: vec!["--config".to_string(), containerd::CONFIG_PATH.to_string()],
+        env: vec![],
+    }];
+    if cfg.role == Role::ControlPlane {
+        list.push(Component {
+            name: "etcd".to_string(),
+            program: PathBuf::from(etcd::BINARY),
+            args: etcd::args(cfg),
+            env: etcd::env(),
+        });
+        list.push(ours("apiserver"));
+        list.push(ours("scheduler"));
+    }
+    list.push(ours("kubelet"));
+    list
+}
+
+/// Imports every image archive baked into the node (the pause image first of all) into
+/// containerd's `k8s.io` namespace, once containerd answers on its socket.
+async fn import_images(reaper: Arc<Reaper>, booted: Instant, mut shutdown: watch::Receiver<bool>) {
+    let ready = tokio::select! {
+        ready = wait_for_socket(paths::CONTAINERD_SOCK, CONTAINERD_WAIT) => ready,
+        _ = shutdown.changed() => return,
+    };
+    if !ready {
+        eprintln!(
+            "rind init: containerd did not answer within {}s; images not imported",
+            CONTAINERD_WAIT.as_secs()
+        );
+        return;
+    }
+    eprintln!(
+        "rind init: containerd ready after {:.2}s",
+        booted.elapsed().as_secs_f64()
+    );
+    for archive in image_archives(Path::new(paths::IMAGES_DIR)) {
+        let archive = archive.display().to_string();
+        for attempt in 1..=IMPORT_ATTEMPTS {
+            let args = containerd::import_args(&archive);
+            match supervisor::run_once(&reaper, "images", "/usr/bin/ctr", &args).await {
+                Ok(exit) if exit.success() => {
+                    eprintln!(
+                        "rind init: imported {archive} after {:.2}s",
+                        booted.elapsed().as_secs_f64()
+                    );
+                    break;
+                }
+                Ok(exit) => eprintln!(
+                    "rind init: importing {archive} failed ({exit}, attempt {attempt}); see {}",
+                    supervisor::log_path("images").display()
+                ),
+                Err(e) => eprintln!("rind init: importing {archive}: {e}"),
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The `*.tar` archives in `dir`: the pause image first (every sandbox needs it), then
+/// the rest by name so the order of imports is stable.
+fn image_archives(dir: &Path) -> Vec<PathBuf> {
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    archives.sort_by_key(|p| (!p.ends_with(PAUSE_ARCHIVE), p.clone()));
+    archives
+}
+
+/// Polls until a Unix socket accepts a connection, or `limit` passes.
+async fn wait_for_socket(path: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(role: Role) -> NodeConfig {
+        NodeConfig {
+            cluster_name: "rind".into(),
+            node_name: "n".into(),
+            role,
+            node_ip: "172.30.0.2".into(),
+            api_server_url: "https://172.30.0.2:6443".into(),
+            pod_subnet: "10.244.0.0/16".into(),
+            pod_cidr: "10.244.0.0/24".into(),
+            service_subnet: "10.96.0.0/16".into(),
+            labels: Default::default(),
+            etcd_initial_cluster: vec![],
+        }
+    }
+
+    fn names(role: Role) -> Vec<String> {
+        components(&cfg(role), Path::new("/usr/local/bin/rind"))
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    }
+
+    #[test]
+    fn control_plane_runs_everything() {
+        assert_eq!(
+            names(Role::ControlPlane),
+            ["containerd", "etcd", "apiserver", "scheduler", "kubelet"]
+        );
+    }
+
+    #[test]
+    fn worker_runs_runtime_and_kubelet() {
+        assert_eq!(names(Role::Worker), ["containerd", "kubelet"]);
+    }
+
+    #[test]
+    fn archives_are_tar_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["pause.tar", "busybox.tar", "alpha.tar", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let found: Vec<_> = image_archives(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(found, ["pause.tar", "alpha.tar", "busybox.tar"]);
+    }
+}
