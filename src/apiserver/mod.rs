@@ -322,6 +322,11 @@ const ETCD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the apiserver inside a node, configured from the node's files.
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    // Logs go to stderr, which the node supervisor writes to the component's log file;
+    // RUST_LOG=debug adds one line per request.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     let serving = TlsFiles {
         cert_pem: read(paths::APISERVER_CRT)?,
         key_pem: read(paths::APISERVER_KEY)?,
