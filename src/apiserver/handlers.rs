@@ -803,10 +803,15 @@ fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, 
             json_patch::merge(&mut target, patch)
         }
         BodyType::StrategicMergePatch => crate::api::patch::apply(&mut target, patch),
+        // Server-side apply, approximated: the applied configuration is merged like a
+        // strategic merge patch (no field ownership, so no conflicts and no removal of
+        // fields a manager stops applying).
         BodyType::ApplyPatch => {
-            return Err(ApiError::unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this server yet; use client-side apply",
-            ));
+            let mut applied = patch.clone();
+            if let Some(metadata) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("managedFields");
+            }
+            crate::api::patch::apply(&mut target, &applied)
         }
     }
     Ok(target)
@@ -824,13 +829,39 @@ pub async fn patch(
     rendering: Rendering,
     query: &Query,
 ) -> Result<Json, ApiError> {
-    if kind == BodyType::ApplyPatch {
-        apply_patch(&Value::Null, &patch_body, kind)?;
-    }
     let dry_run = query.get("dryRun") == Some("All");
     let key = resource.key(ns, name);
+    if kind == BodyType::ApplyPatch && query.get("fieldManager").is_none() {
+        return Err(ApiError::bad_request(
+            "PATCH: fieldManager is required for apply requests",
+        ));
+    }
     for _ in 0..MAX_RETRIES {
-        let (kv, current) = read(server, resource, &key, name).await?;
+        let found = server
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(e, resource, name))?;
+        let Some(kv) = found else {
+            if kind == BodyType::ApplyPatch && subresource.is_none() {
+                // Apply creates what does not exist yet.
+                let mut object = patch_body.clone();
+                let body_name = meta::name(&object);
+                if !body_name.is_empty() && body_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                metadata_mut(&mut object).insert("name".into(), json!(name));
+                let created = create_object(server, resource, ns, object, dry_run).await?;
+                return Ok(Json::created(
+                    render_one(resource, created, rendering, query),
+                    rendering,
+                ));
+            }
+            return Err(ApiError::not_found(resource.plural, resource.group, name));
+        };
+        let current = decode_as(resource, &kv)?;
         let patched = apply_patch(&current, &patch_body, kind)?;
         let precondition = resource_version_of(&patched).map(str::to_string);
         if let Some(rv) = &precondition

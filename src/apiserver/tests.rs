@@ -1167,3 +1167,45 @@ async fn events_k8s_io_shares_core_events() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_creates_and_merges() {
+    let server = start().await;
+    let client = client(&server).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let params = PatchParams::apply("rind-test");
+    let applied = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}});
+    let created = maps
+        .patch("ssa", &params, &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(created.data.unwrap()["a"], "1");
+    let again = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}});
+    let merged = maps
+        .patch("ssa", &params, &Patch::Apply(&again))
+        .await
+        .unwrap();
+    assert_eq!(merged.data.unwrap().len(), 2);
+
+    // Status through apply, as controllers written with kube-rs often do.
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &pod("p"))
+        .await
+        .unwrap();
+    let status = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    let updated = pods
+        .patch_status("p", &params, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    let status = updated.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+
+    let file = write(
+        server.dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-kubectl\ndata:\n  k: v\n",
+    );
+    let out = ok(&server, &["apply", "--server-side", "-f", &file]).await;
+    assert!(out.contains("serverside-applied"), "{out}");
+}
