@@ -94,6 +94,8 @@ fn read_memory() -> u64 {
     }
 }
 
+// `fsblkcnt_t` is 32 bits on some targets and 64 on others.
+#[allow(clippy::useless_conversion)]
 fn read_storage(path: &str) -> u64 {
     nix::sys::statvfs::statvfs(path)
         .map(|s| u64::from(s.blocks()) * s.fragment_size())

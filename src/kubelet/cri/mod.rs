@@ -274,3 +274,102 @@ fn image_spec(image: &str) -> v1::ImageSpec {
         image_ref: String::new(),
     }
 }
+
+/// Runs against a real CRI runtime: `RIND_CRI_SOCKET=/run/containerd/containerd.sock
+/// RIND_CRI_IMAGE=<loaded image with sh> cargo test cri::tests -- --ignored`, e.g. inside
+/// a node container. It runs one sandbox and one container and removes them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    #[ignore = "needs a CRI runtime socket"]
+    async fn sandbox_and_container_round_trip() {
+        let socket = std::env::var("RIND_CRI_SOCKET").unwrap();
+        let image = std::env::var("RIND_CRI_IMAGE").unwrap();
+        let cri = Cri::connect(&socket).await.unwrap();
+        let version = cri.version().await.unwrap();
+        assert!(!version.runtime_version.is_empty());
+        assert!(cri.image_status(&image).await.unwrap().is_some());
+        assert!(
+            cri.image_status("example.invalid/none:1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let uid = uuid::Uuid::new_v4().to_string();
+        let log_dir = format!("/tmp/cri-test-{uid}");
+        let labels = HashMap::from([
+            (LABEL_POD_UID.to_string(), uid.clone()),
+            (LABEL_POD_NAME.to_string(), "crit".to_string()),
+            (LABEL_POD_NAMESPACE.to_string(), "default".to_string()),
+        ]);
+        let sandbox_config = v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "crit".into(),
+                uid: uid.clone(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "crit".into(),
+            log_directory: log_dir.clone(),
+            labels: labels.clone(),
+            ..v1::PodSandboxConfig::default()
+        };
+        let sandbox = cri.run_sandbox(sandbox_config.clone()).await.unwrap();
+        let status = cri.sandbox_status(&sandbox).await.unwrap();
+        assert_eq!(status.state, v1::PodSandboxState::SandboxReady as i32);
+        assert!(
+            cri.list_sandboxes()
+                .await
+                .unwrap()
+                .iter()
+                .any(|s| s.id == sandbox)
+        );
+
+        let mut container_labels = labels.clone();
+        container_labels.insert(LABEL_CONTAINER_NAME.into(), "c".into());
+        let config = v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            image: Some(image_spec(&image)),
+            command: vec!["sh".into(), "-c".into(), "echo hello from rind".into()],
+            labels: container_labels,
+            log_path: "c/0.log".into(),
+            ..v1::ContainerConfig::default()
+        };
+        let id = cri
+            .create_container(&sandbox, config, sandbox_config)
+            .await
+            .unwrap();
+        cri.start_container(&id).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let exited = loop {
+            let st = cri.container_status(&id).await.unwrap();
+            if st.state == v1::ContainerState::ContainerExited as i32 {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "container did not exit");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(exited.exit_code, 0);
+        assert!(!exited.image_ref.is_empty() || !exited.image_id.is_empty());
+        let log = std::fs::read_to_string(format!("{log_dir}/c/0.log")).unwrap();
+        assert!(log.contains(" stdout F hello from rind"), "{log}");
+
+        cri.stop_sandbox(&sandbox).await.unwrap();
+        cri.remove_sandbox(&sandbox).await.unwrap();
+        assert!(
+            !cri.list_containers()
+                .await
+                .unwrap()
+                .iter()
+                .any(|c| c.id == id)
+        );
+        std::fs::remove_dir_all(&log_dir).unwrap();
+    }
+}
