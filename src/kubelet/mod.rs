@@ -111,7 +111,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         .context("the pod watch ended before its first list")?;
     tracing::info!("pod list loaded; starting pod workers");
     let workers = Arc::new(pods::PodWorkers::new(
-        client,
+        Arc::new(pods::KubePodApi(client)),
         runtime.clone(),
         cfg.node_ip.clone(),
         store.clone(),

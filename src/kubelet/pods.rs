@@ -8,7 +8,7 @@ use super::cri::{self, Cri, CriError, v1};
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +36,47 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_START.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
+/// The kubelet's writes to the API server about pods.
+#[async_trait::async_trait]
+pub trait PodApi: Send + Sync {
+    async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error>;
+    /// Finishes a graceful deletion: grace period 0, only for this very pod (uid).
+    async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error>;
+}
+
+/// [`PodApi`] over the real API server.
+pub struct KubePodApi(pub kube::Client);
+
+#[async_trait::async_trait]
+impl PodApi for KubePodApi {
+    async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.0.clone(), &key.namespace);
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.0.clone(), &key.namespace);
+        // The uid precondition keeps a new pod of the same name safe.
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(key.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&key.name, &params).await {
+            Ok(_) => Ok(()),
+            // Already gone, or replaced by a new pod of the same name: nothing to do.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 /// Image pulls that failed, per pod container, to space out retries.
 #[derive(Default)]
 struct PullFailures {
@@ -43,12 +84,15 @@ struct PullFailures {
 }
 
 pub struct PodWorkers {
-    pub client: kube::Client,
-    pub cri: Cri,
-    pub node_ip: String,
-    pub store: Store<Pod>,
+    api: Arc<dyn PodApi>,
+    cri: Cri,
+    node_ip: String,
+    store: Store<Pod>,
     in_flight: Mutex<HashSet<String>>,
     pulls: Mutex<PullFailures>,
+    /// The last status sent per pod uid. Comparing with it, not with the API's copy,
+    /// means a field the server normalises differently never causes endless patches.
+    sent: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -83,14 +127,15 @@ fn from_nanos(nanos: i64) -> Option<Timestamp> {
 }
 
 impl PodWorkers {
-    pub fn new(client: kube::Client, cri: Cri, node_ip: String, store: Store<Pod>) -> Self {
+    pub fn new(api: Arc<dyn PodApi>, cri: Cri, node_ip: String, store: Store<Pod>) -> Self {
         Self {
-            client,
+            api,
             cri,
             node_ip,
             store,
             in_flight: Mutex::new(HashSet::new()),
             pulls: Mutex::new(PullFailures::default()),
+            sent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -203,7 +248,6 @@ impl PodWorkers {
 
     async fn sync_pod(&self, pod: &Pod, objects: PodRuntime) -> Result<(), SyncError> {
         let key = PodKey::of(pod);
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod
                 .metadata
@@ -216,26 +260,20 @@ impl PodWorkers {
                 .unwrap_or(DEFAULT_GRACE_SECONDS);
             tracing::info!(pod = %key.name, namespace = %key.namespace, grace, "stopping the pod for deletion");
             self.teardown(&objects, grace).await?;
-            // Grace 0 finishes the deletion the API server started; the uid
-            // precondition keeps a new pod of the same name safe.
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(key.uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&key.name, &params).await {
-                Ok(_) => tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted"),
-                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-                Err(err) => return Err(err.into()),
-            }
+            self.api.delete_now(&key).await?;
+            tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
             return Ok(());
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded" | "Failed")) {
-            // A finished pod keeps its containers, so its logs stay readable.
+            // A finished pod keeps its containers, so its logs stay readable; only the
+            // sandbox stops, which gives its IP back.
+            for sandbox in &objects.sandboxes {
+                if sandbox.state == v1::PodSandboxState::SandboxReady as i32 {
+                    tracing::info!(pod = %key.name, namespace = %key.namespace, "pod finished; stopping its sandbox");
+                    self.cri.stop_sandbox(&sandbox.id).await?;
+                }
+            }
             return Ok(());
         }
         let spec = pod.spec.clone().unwrap_or_default();
@@ -320,16 +358,18 @@ impl PodWorkers {
             &views,
             Timestamp::now(),
         );
-        let changed = serde_json::to_value(&new_status).ok()
-            != pod
-                .status
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok());
-        if changed {
-            tracing::debug!(pod = %key.name, phase = ?new_status.phase, "updating pod status");
-            let patch = serde_json::json!({ "status": new_status });
-            api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+        let encoded = serde_json::to_value(&new_status).unwrap_or_default();
+        let unchanged = self
+            .sent
+            .lock()
+            .ok()
+            .is_some_and(|sent| sent.get(&key.uid) == Some(&encoded));
+        if !unchanged {
+            tracing::info!(pod = %key.name, namespace = %key.namespace, phase = ?new_status.phase, "updating pod status");
+            self.api.patch_status(&key, &new_status).await?;
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.insert(key.uid.clone(), encoded);
+            }
         }
         Ok(())
     }
@@ -547,6 +587,192 @@ struct ContainerCtx<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    /// Records what the kubelet would write to the API server.
+    #[derive(Default)]
+    struct FakeApi {
+        statuses: Mutex<HashMap<String, PodStatus>>,
+        deleted: Mutex<HashSet<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl PodApi for FakeApi {
+        async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
+            self.statuses
+                .lock()
+                .unwrap()
+                .insert(key.uid.clone(), status.clone());
+            Ok(())
+        }
+        async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
+            self.deleted.lock().unwrap().insert(key.uid.clone());
+            Ok(())
+        }
+    }
+
+    fn test_pod(name: &str, policy: &str, script: &str, image: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(uuid::Uuid::new_v4().to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                restart_policy: Some(policy.into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    /// Relists until `done` holds for the pod's reported status, feeding each status
+    /// back into the store as the API server's watch would.
+    async fn sync_until(
+        workers: &Arc<PodWorkers>,
+        api: &FakeApi,
+        writer: &mut Writer<Pod>,
+        pod: &mut Pod,
+        what: &str,
+        done: impl Fn(&PodStatus) -> bool,
+    ) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            writer.apply_watcher_event(&Event::Apply(pod.clone()));
+            workers.relist().await.unwrap();
+            let status = api.statuses.lock().unwrap().get(&uid).cloned();
+            if let Some(status) = status {
+                pod.status = Some(status.clone());
+                if done(&status) {
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod never became {what}: {:?}",
+                pod.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn runtime_of(cri: &Cri, uid: &str) -> (usize, usize) {
+        let is_ours = |l: &HashMap<String, String>| {
+            l.get(cri::LABEL_POD_UID).map(String::as_str) == Some(uid)
+        };
+        let sandboxes = cri.list_sandboxes().await.unwrap();
+        let containers = cri.list_containers().await.unwrap();
+        (
+            sandboxes.iter().filter(|s| is_ours(&s.labels)).count(),
+            containers.iter().filter(|c| is_ours(&c.labels)).count(),
+        )
+    }
+
+    /// Pod lifecycles against a real runtime: `RIND_CRI_SOCKET=… RIND_CRI_IMAGE=<image
+    /// with sh> cargo test pods::tests -- --ignored`, inside a node container.
+    #[tokio::test]
+    #[ignore = "needs a CRI runtime socket"]
+    async fn pod_lifecycles_against_a_runtime() {
+        let socket = std::env::var("RIND_CRI_SOCKET").unwrap();
+        let image = std::env::var("RIND_CRI_IMAGE").unwrap();
+        let cri = Cri::connect(&socket).await.unwrap();
+        let api = Arc::new(FakeApi::default());
+        let mut writer = Writer::<Pod>::default();
+        let workers = Arc::new(PodWorkers::new(
+            api.clone(),
+            cri.clone(),
+            "172.18.0.2".into(),
+            writer.as_reader(),
+        ));
+
+        // A pod that prints and exits: Succeeded, logs kept.
+        let mut done = test_pod("done", "Never", "echo hello from rind", &image);
+        let status = sync_until(&workers, &api, &mut writer, &mut done, "Succeeded", |s| {
+            s.phase.as_deref() == Some("Succeeded")
+        })
+        .await;
+        let cs = &status.container_statuses.unwrap()[0];
+        assert!(!cs.image_id.is_empty());
+        assert!(
+            cs.container_id
+                .as_deref()
+                .unwrap()
+                .starts_with("containerd://")
+        );
+        let key = PodKey::of(&done);
+        let log = std::fs::read_to_string(format!("{}/c/0.log", key.log_dir())).unwrap();
+        assert!(log.contains("hello from rind"), "{log}");
+
+        // A long-running pod: Running with an IP, then graceful deletion.
+        let mut run = test_pod("run", "Always", "sleep 3600", &image);
+        let status = sync_until(&workers, &api, &mut writer, &mut run, "Running", |s| {
+            s.phase.as_deref() == Some("Running")
+        })
+        .await;
+        assert!(status.pod_ip.is_some_and(|ip| ip.starts_with("10.244.")));
+        run.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        run.metadata.deletion_grace_period_seconds = Some(1);
+        let run_uid = run.metadata.uid.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !api.deleted.lock().unwrap().contains(&run_uid) {
+            writer.apply_watcher_event(&Event::Apply(run.clone()));
+            workers.relist().await.unwrap();
+            assert!(Instant::now() < deadline, "pod was never deleted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(runtime_of(&cri, &run_uid).await, (0, 0));
+
+        // A crashing pod goes into back-off with its last exit code shown.
+        let mut crash = test_pod("crash", "Always", "exit 3", &image);
+        let status = sync_until(
+            &workers,
+            &api,
+            &mut writer,
+            &mut crash,
+            "backing off",
+            |s| {
+                s.container_statuses.as_ref().is_some_and(|cs| {
+                    cs[0]
+                        .state
+                        .as_ref()
+                        .and_then(|st| st.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+                })
+            },
+        )
+        .await;
+        let last = status.container_statuses.unwrap()[0]
+            .last_state
+            .clone()
+            .unwrap();
+        assert_eq!(last.terminated.unwrap().exit_code, 3);
+
+        // Pods deleted outright lose their sandboxes on the next relist.
+        for pod in [&done, &run, &crash] {
+            writer.apply_watcher_event(&Event::Delete(pod.clone()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for pod in [&done, &crash] {
+            let uid = pod.metadata.uid.clone().unwrap();
+            while runtime_of(&cri, &uid).await != (0, 0) {
+                workers.relist().await.unwrap();
+                assert!(Instant::now() < deadline, "orphan {uid} was not removed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 
     #[test]
     fn backoff_doubles_to_five_minutes() {
