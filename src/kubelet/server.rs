@@ -222,7 +222,13 @@ async fn container_logs(
         .unwrap_or_else(|err| text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
 }
 
-/// Tells whether the container instance writing a followed log still runs.
+/// Tells whether the writer of a followed log may still add to it.
+#[async_trait::async_trait]
+trait StillWriting: Send + Sync {
+    async fn running(&self) -> bool;
+}
+
+/// The container instance writing a followed log, looked up in the runtime.
 struct Liveness {
     cri: Cri,
     uid: String,
@@ -230,7 +236,8 @@ struct Liveness {
     attempt: u32,
 }
 
-impl Liveness {
+#[async_trait::async_trait]
+impl StillWriting for Liveness {
     async fn running(&self) -> bool {
         let Ok(containers) = self.cri.list_containers().await else {
             // If the runtime cannot answer, keep following rather than cut the stream.
@@ -249,7 +256,7 @@ impl Liveness {
 async fn stream_log(
     path: String,
     opts: LogOptions,
-    follow: Option<Liveness>,
+    follow: Option<impl StillWriting>,
     tx: mpsc::Sender<Bytes>,
 ) {
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
@@ -307,5 +314,75 @@ async fn stream_log(
             return;
         }
         tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flag(Arc<AtomicBool>);
+
+    #[async_trait::async_trait]
+    impl StillWriting for Flag {
+        async fn running(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn collect(mut rx: mpsc::Receiver<Bytes>) -> String {
+        let mut out = String::new();
+        while let Some(chunk) = rx.recv().await {
+            out.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn tail_with_timestamps() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            file,
+            "2026-11-22T00:00:01Z stdout F one\n2026-11-22T00:00:02Z stdout F two\n"
+        )
+        .unwrap();
+        let opts = LogOptions {
+            tail_lines: Some(1),
+            timestamps: true,
+            ..LogOptions::default()
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let path = file.path().display().to_string();
+        tokio::spawn(stream_log(path, opts, None::<Flag>, tx));
+        assert_eq!(collect(rx).await, "2026-11-22T00:00:02Z two\n");
+    }
+
+    #[tokio::test]
+    async fn follow_streams_until_the_writer_is_gone() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "2026-11-22T00:00:01Z stdout F first").unwrap();
+        let running = Arc::new(AtomicBool::new(true));
+        let opts = LogOptions {
+            follow: true,
+            ..LogOptions::default()
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let path = file.path().display().to_string();
+        let task = tokio::spawn(stream_log(path, opts, Some(Flag(running.clone())), tx));
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, Bytes::from("first\n"));
+        write!(file, "2026-11-22T00:00:02Z stdout P sec").unwrap();
+        writeln!(file, "\n2026-11-22T00:00:02Z stdout F ond").unwrap();
+        running.store(false, Ordering::SeqCst);
+        let rest = tokio::time::timeout(Duration::from_secs(10), collect(rx))
+            .await
+            .unwrap();
+        assert_eq!(rest, "second\n");
+        task.await.unwrap();
     }
 }
