@@ -2,6 +2,7 @@
 //! runtime (CRI), reports their status and serves their logs.
 
 mod cri;
+pub mod events;
 mod logs;
 mod node_status;
 mod pods;
@@ -111,7 +112,10 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         .context("the pod watch ended before its first list")?;
     tracing::info!("pod list loaded; starting pod workers");
     let workers = Arc::new(pods::PodWorkers::new(
-        Arc::new(pods::KubePodApi(client)),
+        Arc::new(pods::KubePodApi {
+            client,
+            node_name: cfg.node_name.clone(),
+        }),
         runtime.clone(),
         cfg.node_ip.clone(),
         store.clone(),

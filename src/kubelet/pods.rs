@@ -5,11 +5,12 @@
 //! state and labels, so a restarted kubelet adopts what is already running.
 
 use super::cri::{self, Cri, CriError, v1};
+use super::events;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::core::v1::{Container, Event, Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -42,15 +43,20 @@ pub trait PodApi: Send + Sync {
     async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error>;
     /// Finishes a graceful deletion: grace period 0, only for this very pod (uid).
     async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error>;
+    /// Records an Event about the pod; a failure is only logged, events are advisory.
+    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str);
 }
 
 /// [`PodApi`] over the real API server.
-pub struct KubePodApi(pub kube::Client);
+pub struct KubePodApi {
+    pub client: kube::Client,
+    pub node_name: String,
+}
 
 #[async_trait::async_trait]
 impl PodApi for KubePodApi {
     async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(self.0.clone(), &key.namespace);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         let patch = serde_json::json!({ "status": status });
         api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
@@ -58,7 +64,7 @@ impl PodApi for KubePodApi {
     }
 
     async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(self.0.clone(), &key.namespace);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         // The uid precondition keeps a new pod of the same name safe.
         let params = DeleteParams {
             grace_period_seconds: Some(0),
@@ -73,6 +79,28 @@ impl PodApi for KubePodApi {
             // Already gone, or replaced by a new pod of the same name: nothing to do.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
             Err(err) => Err(err),
+        }
+    }
+
+    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str) {
+        let event = events::pod_event(
+            &events::Involved {
+                namespace: &key.namespace,
+                name: &key.name,
+                uid: &key.uid,
+                resource_version: None,
+            },
+            &events::Reporter {
+                component: "kubelet",
+                host: Some(&self.node_name),
+            },
+            type_,
+            reason,
+            message,
+        );
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(pod = %key.name, %reason, "cannot record event: {err}");
         }
     }
 }
@@ -93,6 +121,8 @@ pub struct PodWorkers {
     /// The last status sent per pod uid. Comparing with it, not with the API's copy,
     /// means a field the server normalises differently never causes endless patches.
     sent: Mutex<HashMap<String, serde_json::Value>>,
+    /// Pods whose sandbox creation failed and was reported already.
+    sandbox_failures: Mutex<HashSet<String>>,
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -136,7 +166,15 @@ impl PodWorkers {
             in_flight: Mutex::new(HashSet::new()),
             pulls: Mutex::new(PullFailures::default()),
             sent: Mutex::new(HashMap::new()),
+            sandbox_failures: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// True the first time a pod's sandbox failure is seen.
+    fn first_failure(&self, uid: &str) -> bool {
+        self.sandbox_failures
+            .lock()
+            .is_ok_and(|mut seen| seen.insert(uid.to_string()))
     }
 
     /// Runs the sync loop forever; `wake` is notified on every watch event.
@@ -259,6 +297,21 @@ impl PodWorkers {
                 })
                 .unwrap_or(DEFAULT_GRACE_SECONDS);
             tracing::info!(pod = %key.name, namespace = %key.namespace, grace, "stopping the pod for deletion");
+            for container in objects
+                .containers
+                .iter()
+                .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+            {
+                let name = label(&container.labels, cri::LABEL_CONTAINER_NAME);
+                self.api
+                    .record_event(
+                        &key,
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                    )
+                    .await;
+            }
             self.teardown(&objects, grace).await?;
             self.api.delete_now(&key).await?;
             tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
@@ -301,9 +354,28 @@ impl PodWorkers {
                 self.teardown(&objects, 0).await?;
                 tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
                 tokio::fs::create_dir_all(key.log_dir()).await.ok();
-                self.cri
+                match self
+                    .cri
                     .run_sandbox(spec::sandbox_config(pod, attempt))
-                    .await?
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(err) => {
+                        // Only the first failure becomes an event; retries every relist
+                        // would flood the event list.
+                        if attempt == 0 && self.first_failure(&key.uid) {
+                            self.api
+                                .record_event(
+                                    &key,
+                                    "Warning",
+                                    "FailedCreatePodSandBox",
+                                    &format!("Failed to create pod sandbox: {err}"),
+                                )
+                                .await;
+                        }
+                        return Err(err.into());
+                    }
+                }
             }
         };
         let sandbox_status = self.cri.sandbox_status(&sandbox_id).await?;
@@ -314,11 +386,16 @@ impl PodWorkers {
             .unwrap_or(0);
         let sandbox_view = SandboxView {
             ready: sandbox_status.state == v1::PodSandboxState::SandboxReady as i32,
-            ip: sandbox_status
-                .network
-                .as_ref()
-                .map(|n| n.ip.clone())
-                .filter(|ip| !ip.is_empty()),
+            // A host-network pod has no network of its own: its IP is the node's.
+            ip: if spec.host_network.unwrap_or(false) {
+                Some(self.node_ip.clone())
+            } else {
+                sandbox_status
+                    .network
+                    .as_ref()
+                    .map(|n| n.ip.clone())
+                    .filter(|ip| !ip.is_empty())
+            },
         };
         let pod_ip = sandbox_view.ip.clone().unwrap_or_default();
         let sandbox_config = spec::sandbox_config(pod, sandbox_attempt);
@@ -470,6 +547,7 @@ impl PodWorkers {
             return Ok(Err(waiting));
         }
         let config = spec::container_config(ctx.pod, ctx.container, attempt, ctx.fields);
+        let name = &ctx.container.name;
         let id = match self
             .cri
             .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
@@ -477,21 +555,43 @@ impl PodWorkers {
         {
             Ok(id) => id,
             Err(err) => {
-                tracing::warn!(pod = %ctx.key.name, container = %ctx.container.name, "create failed: {err}");
+                tracing::warn!(pod = %ctx.key.name, container = %name, "create failed: {err}");
+                self.api
+                    .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                    .await;
                 return Ok(Err(Waiting {
                     reason: "CreateContainerError".into(),
                     message: err.to_string(),
                 }));
             }
         };
+        self.api
+            .record_event(
+                ctx.key,
+                "Normal",
+                "Created",
+                &format!("Created container: {name}"),
+            )
+            .await;
         if let Err(err) = self.cri.start_container(&id).await {
-            tracing::warn!(pod = %ctx.key.name, container = %ctx.container.name, "start failed: {err}");
+            tracing::warn!(pod = %ctx.key.name, container = %name, "start failed: {err}");
+            self.api
+                .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                .await;
             return Ok(Err(Waiting {
                 reason: "RunContainerError".into(),
                 message: err.to_string(),
             }));
         }
-        tracing::info!(pod = %ctx.key.name, namespace = %ctx.key.namespace, container = %ctx.container.name, id = %id, "container started");
+        tracing::info!(pod = %ctx.key.name, namespace = %ctx.key.namespace, container = %name, id = %id, "container started");
+        self.api
+            .record_event(
+                ctx.key,
+                "Normal",
+                "Started",
+                &format!("Started container {name}"),
+            )
+            .await;
         Ok(Ok(id))
     }
 
@@ -506,6 +606,14 @@ impl PodWorkers {
         image: &str,
     ) -> Result<Result<(), Waiting>, CriError> {
         if self.cri.image_status(image).await?.is_some() {
+            self.api
+                .record_event(
+                    key,
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
             return Ok(Ok(()));
         }
         let failure_key = (key.uid.clone(), container.to_string());
@@ -536,6 +644,14 @@ impl PodWorkers {
                         .insert(failure_key, (count, Instant::now() + backoff(count)));
                 }
                 tracing::warn!(%image, "image pull failed: {err}");
+                self.api
+                    .record_event(
+                        key,
+                        "Warning",
+                        "Failed",
+                        &format!("Failed to pull image \"{image}\": {err}"),
+                    )
+                    .await;
                 Ok(Err(Waiting {
                     reason: "ErrImagePull".into(),
                     message: format!(
@@ -597,6 +713,7 @@ mod tests {
     struct FakeApi {
         statuses: Mutex<HashMap<String, PodStatus>>,
         deleted: Mutex<HashSet<String>>,
+        events: Mutex<Vec<(String, String)>>,
     }
 
     #[async_trait::async_trait]
@@ -611,6 +728,12 @@ mod tests {
         async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
             self.deleted.lock().unwrap().insert(key.uid.clone());
             Ok(())
+        }
+        async fn record_event(&self, key: &PodKey, _type: &str, reason: &str, _message: &str) {
+            self.events
+                .lock()
+                .unwrap()
+                .push((key.uid.clone(), reason.to_string()));
         }
     }
 
@@ -713,6 +836,14 @@ mod tests {
         let key = PodKey::of(&done);
         let log = std::fs::read_to_string(format!("{}/c/0.log", key.log_dir())).unwrap();
         assert!(log.contains("hello from rind"), "{log}");
+        let reasons: Vec<String> = api
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(reasons, ["Pulled", "Created", "Started"]);
 
         // A long-running pod: Running with an IP, then graceful deletion.
         let mut run = test_pod("run", "Always", "sleep 3600", &image);

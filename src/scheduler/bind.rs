@@ -1,9 +1,10 @@
 //! Writing decisions back: the `pods/binding` subresource, Events, and the pod's
 //! PodScheduled condition when no node fits.
 
+use crate::kubelet::events;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod, PodCondition};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -57,50 +58,22 @@ pub async fn record_event(
     message: &str,
 ) -> Result<(), BindError> {
     let ns = namespace(pod);
-    let now = Timestamp::now();
-    let event = Event {
-        metadata: ObjectMeta {
-            // Event names are the object's name plus a unique suffix, as client-go makes them.
-            name: Some(format!(
-                "{}.{:x}",
-                name(pod),
-                now.as_nanosecond() as u64 ^ rand::random::<u32>() as u64
-            )),
-            namespace: Some(ns.clone()),
-            ..ObjectMeta::default()
+    let name = name(pod);
+    let event = events::pod_event(
+        &events::Involved {
+            namespace: &ns,
+            name: &name,
+            uid: pod.metadata.uid.as_deref().unwrap_or(""),
+            resource_version: pod.metadata.resource_version.as_deref(),
         },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: pod.metadata.name.clone(),
-            namespace: Some(ns.clone()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..ObjectReference::default()
-        },
-        type_: Some(type_.to_string()),
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-        source: Some(EventSource {
-            component: Some(SCHEDULER_NAME.into()),
+        &events::Reporter {
+            component: SCHEDULER_NAME,
             host: None,
-        }),
-        reporting_component: Some(SCHEDULER_NAME.into()),
-        reporting_instance: Some(SCHEDULER_NAME.into()),
-        action: Some(
-            if type_ == "Normal" {
-                "Binding"
-            } else {
-                "Scheduling"
-            }
-            .into(),
-        ),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: Some(MicroTime(now)),
-        count: Some(1),
-        ..Event::default()
-    };
+        },
+        type_,
+        reason,
+        message,
+    );
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &event).await?;
     Ok(())
