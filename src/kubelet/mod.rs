@@ -46,12 +46,10 @@ pub fn init_tracing() {
 }
 
 async fn connect_runtime() -> (cri::Cri, cri::v1::VersionResponse) {
+    let runtime = cri::Cri::new(paths::CONTAINERD_SOCK);
     loop {
-        match cri::Cri::connect(paths::CONTAINERD_SOCK).await {
-            Ok(rt) => match rt.version().await {
-                Ok(version) => return (rt, version),
-                Err(err) => tracing::info!("waiting for the container runtime: {err}"),
-            },
+        match runtime.version().await {
+            Ok(version) => return (runtime, version),
             Err(err) => tracing::info!("waiting for the container runtime: {err}"),
         }
         tokio::time::sleep(STARTUP_RETRY).await;
@@ -127,6 +125,10 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         paths::KUBELET_SERVING_KEY,
         paths::CA_CRT,
     )?;
-    server::serve(paths::KUBELET_PORT, tls, store, runtime).await?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", paths::KUBELET_PORT))
+        .await
+        .with_context(|| format!("listening on port {}", paths::KUBELET_PORT))?;
+    tracing::info!(port = paths::KUBELET_PORT, "kubelet API listening");
+    server::serve(listener, tls, store, runtime).await;
     Ok(())
 }

@@ -809,7 +809,7 @@ mod tests {
     async fn pod_lifecycles_against_a_runtime() {
         let socket = std::env::var("RIND_CRI_SOCKET").unwrap();
         let image = std::env::var("RIND_CRI_IMAGE").unwrap();
-        let cri = Cri::connect(&socket).await.unwrap();
+        let cri = Cri::new(&socket);
         let api = Arc::new(FakeApi::default());
         let mut writer = Writer::<Pod>::default();
         let workers = Arc::new(PodWorkers::new(

@@ -46,8 +46,6 @@ pub enum ServerError {
     Tls(#[from] rustls::Error),
     #[error("client certificate verifier setup failed: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("cannot listen on port {port}: {source}")]
-    Bind { port: u16, source: std::io::Error },
 }
 
 #[derive(Clone)]
@@ -103,13 +101,8 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// Serves the kubelet API until the process ends.
-pub async fn serve(
-    port: u16,
-    tls: rustls::ServerConfig,
-    store: Store<Pod>,
-    cri: Cri,
-) -> Result<(), ServerError> {
+/// Serves the kubelet API on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, store: Store<Pod>, cri: Cri) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -117,10 +110,6 @@ pub async fn serve(
             get(container_logs),
         )
         .with_state(AppState { store, cri });
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
-        .map_err(|source| ServerError::Bind { port, source })?;
-    tracing::info!(port, "kubelet API listening");
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -320,8 +309,103 @@ async fn stream_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::reflector::store::Writer;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::TlsConnector;
+
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca: Vec<u8>,
+        client_cert: rustls::pki_types::CertificateDer<'static>,
+        client_key: Vec<u8>,
+    }
+
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "test-ca");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+        let client = client_params.signed_by(&client_key, &issuer).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("kubelet.crt"), server.pem()).unwrap();
+        std::fs::write(dir.path().join("kubelet.key"), server_key.serialize_pem()).unwrap();
+        Pki {
+            dir,
+            ca: ca_cert.der().to_vec(),
+            client_cert: client.der().clone(),
+            client_key: client_key.serialize_der(),
+        }
+    }
+
+    async fn get(port: u16, client: rustls::ClientConfig, path: &str) -> std::io::Result<String> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(req.as_bytes()).await?;
+        let mut resp = String::new();
+        tls.read_to_string(&mut resp).await?;
+        Ok(resp)
+    }
+
+    #[tokio::test]
+    async fn https_requires_a_cluster_client_certificate() {
+        let pki = pki();
+        let file = |name: &str| pki.dir.path().join(name).display().to_string();
+        let tls = tls_config(&file("kubelet.crt"), &file("kubelet.key"), &file("ca.crt")).unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let store = Writer::<Pod>::default().as_reader();
+        let server = tokio::spawn(serve(listener, tls, store, Cri::new("/nonexistent.sock")));
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(pki.ca.clone()))
+            .unwrap();
+        let builder = || {
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+        };
+        let key = rustls::pki_types::PrivateKeyDer::try_from(pki.client_key.clone()).unwrap();
+        let with_cert = builder()
+            .with_client_auth_cert(vec![pki.client_cert.clone()], key)
+            .unwrap();
+        let resp = get(port, with_cert.clone(), "/healthz").await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.ends_with("ok"), "{resp}");
+        let resp = get(port, with_cert, "/containerLogs/default/nope/c")
+            .await
+            .unwrap();
+        assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+        let anonymous = builder().with_no_client_auth();
+        let refused = get(port, anonymous, "/healthz").await;
+        assert!(refused.is_err() || !refused.unwrap().contains("200 OK"));
+        server.abort();
+    }
 
     struct Flag(Arc<AtomicBool>);
 

@@ -23,11 +23,6 @@ pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
-    #[error("cannot connect to the container runtime at {path}: {source}")]
-    Connect {
-        path: String,
-        source: tonic::transport::Error,
-    },
     #[error("container runtime call {call} failed: {source}")]
     Call {
         call: &'static str,
@@ -54,9 +49,11 @@ pub struct Cri {
 }
 
 impl Cri {
-    /// Connects to a CRI runtime's unix socket. The URI is a placeholder that gRPC
-    /// needs syntactically; every connection goes to the socket.
-    pub async fn connect(socket: &str) -> Result<Self> {
+    /// A client of a CRI runtime's unix socket. The channel connects lazily and
+    /// reconnects by itself, so a runtime that starts later or restarts is picked up.
+    /// The URI is a placeholder gRPC needs syntactically; every connection goes to the
+    /// socket.
+    pub fn new(socket: &str) -> Self {
         let path = PathBuf::from(socket);
         let connector = tower::service_fn(move |_: Uri| {
             let path = path.clone();
@@ -65,17 +62,12 @@ impl Cri {
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         });
-        let channel = Endpoint::from_static("http://cri.sock")
-            .connect_with_connector(connector)
-            .await
-            .map_err(|source| CriError::Connect {
-                path: socket.to_string(),
-                source,
-            })?;
-        Ok(Self {
+        let channel =
+            Endpoint::from_static("http://cri.sock").connect_with_connector_lazy(connector);
+        Self {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
-        })
+        }
     }
 
     pub async fn version(&self) -> Result<v1::VersionResponse> {
@@ -288,7 +280,7 @@ mod tests {
     async fn sandbox_and_container_round_trip() {
         let socket = std::env::var("RIND_CRI_SOCKET").unwrap();
         let image = std::env::var("RIND_CRI_IMAGE").unwrap();
-        let cri = Cri::connect(&socket).await.unwrap();
+        let cri = Cri::new(&socket);
         let version = cri.version().await.unwrap();
         assert!(!version.runtime_version.is_empty());
         assert!(cri.image_status(&image).await.unwrap().is_some());
