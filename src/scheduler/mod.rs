@@ -129,11 +129,26 @@ impl Scheduler {
             self.queue.flush();
             self.known_nodes = node_names;
         }
+        // A pod the full pod watch already shows bound is done, even if the pending
+        // watch has not caught up yet.
+        let bound: HashSet<String> = self
+            .all_pods
+            .state()
+            .iter()
+            .filter(|p| !wants_us(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
         let pending: Vec<Arc<Pod>> = self
             .pending
             .state()
             .into_iter()
             .filter(|p| wants_us(p))
+            .filter(|p| {
+                p.metadata
+                    .uid
+                    .as_ref()
+                    .is_none_or(|uid| !bound.contains(uid))
+            })
             .collect();
         let pending_uids: HashSet<String> = pending
             .iter()
