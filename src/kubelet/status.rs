@@ -186,6 +186,38 @@ pub fn phase(restart_policy: &str, views: &[ContainerView]) -> &'static str {
     }
 }
 
+/// The pod's QoS class, as the API server computes it at creation: Guaranteed when
+/// every container limits cpu and memory with requests equal to the limits,
+/// BestEffort when nothing is requested or limited, Burstable otherwise.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[]);
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let res = c.resources.clone().unwrap_or_default();
+        let limits = res.limits.unwrap_or_default();
+        let requests = res.requests.unwrap_or_default();
+        any |= !limits.is_empty() || !requests.is_empty();
+        for resource in ["cpu", "memory"] {
+            let limit = limits.get(resource);
+            // A request left out defaults to the limit.
+            let request = requests.get(resource).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 fn condition(
     old: &[PodCondition],
     type_: &str,
@@ -278,7 +310,10 @@ pub fn compute(
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]).or(old.pod_ips.clone()),
         start_time: old.start_time.clone().or(Some(Time(now))),
         container_statuses: Some(statuses),
-        qos_class: old.qos_class.clone().or(Some("BestEffort".into())),
+        qos_class: old
+            .qos_class
+            .clone()
+            .or_else(|| Some(qos_class(pod).to_string())),
         ..old
     }
 }
@@ -419,6 +454,40 @@ mod tests {
             Some("CrashLoopBackOff")
         );
         assert_eq!(cs.restart_count, 1);
+    }
+
+    #[test]
+    fn qos_classes() {
+        use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        use std::collections::BTreeMap;
+        let with = |limits: &[(&str, &str)], requests: &[(&str, &str)]| {
+            let map = |kv: &[(&str, &str)]| {
+                let m: BTreeMap<String, Quantity> = kv
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect();
+                (!m.is_empty()).then_some(m)
+            };
+            let mut p = pod("Always");
+            p.spec.as_mut().unwrap().containers = vec![Container {
+                name: "c".into(),
+                resources: Some(ResourceRequirements {
+                    limits: map(limits),
+                    requests: map(requests),
+                    ..ResourceRequirements::default()
+                }),
+                ..Container::default()
+            }];
+            qos_class(&p)
+        };
+        assert_eq!(with(&[], &[]), "BestEffort");
+        assert_eq!(with(&[("cpu", "1"), ("memory", "1Gi")], &[]), "Guaranteed");
+        assert_eq!(with(&[], &[("cpu", "100m")]), "Burstable");
+        assert_eq!(
+            with(&[("cpu", "1"), ("memory", "1Gi")], &[("cpu", "500m")]),
+            "Burstable"
+        );
     }
 
     #[test]
