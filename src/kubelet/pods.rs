@@ -1,5 +1,5 @@
 //! Pod workers: drive the runtime towards the pods bound to this node, like the real
-//! kubelet's sync loop. A relist of the runtime every two seconds (the kubelet's PLEG)
+//! kubelet's sync loop. A relist of the runtime every second (the kubelet's PLEG)
 //! plus every watch event triggers a sync; each pod syncs in its own task so a slow
 //! graceful stop never holds up the others. Everything is derived from the runtime's
 //! state and labels, so a restarted kubelet adopts what is already running.
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-const RELIST_PERIOD: Duration = Duration::from_secs(2);
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -314,6 +314,8 @@ impl PodWorkers {
             }
             self.teardown(&objects, grace).await?;
             self.api.delete_now(&key).await?;
+            // The logs go with the pod, as with the real kubelet's cleanup.
+            let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
             tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
             return Ok(());
         }
@@ -499,7 +501,13 @@ impl PodWorkers {
             view.current = Some(current);
             return Ok(view);
         }
-        let delay = backoff(restart_count as u32 + 1);
+        // Like the real kubelet, the first restart is immediate; back-off starts with
+        // the second failure.
+        let delay = if restart_count == 0 {
+            Duration::ZERO
+        } else {
+            backoff(restart_count as u32)
+        };
         let finished = exit.finished_at.unwrap_or_else(Timestamp::now);
         let elapsed = Timestamp::now().duration_since(finished);
         if elapsed.as_secs() < delay.as_secs() as i64 {
