@@ -123,6 +123,9 @@ pub struct PodWorkers {
     sent: Mutex<HashMap<String, serde_json::Value>>,
     /// Pods whose sandbox creation failed and was reported already.
     sandbox_failures: Mutex<HashSet<String>>,
+    /// Exited container instances whose back-off was reported already, so a crash
+    /// gives one BackOff event rather than one per relist.
+    backoffs_reported: Mutex<HashSet<String>>,
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -167,6 +170,7 @@ impl PodWorkers {
             pulls: Mutex::new(PullFailures::default()),
             sent: Mutex::new(HashMap::new()),
             sandbox_failures: Mutex::new(HashSet::new()),
+            backoffs_reported: Mutex::new(HashSet::new()),
         }
     }
 
@@ -201,6 +205,13 @@ impl PodWorkers {
         for container in containers {
             let uid = label(&container.labels, cri::LABEL_POD_UID).to_string();
             runtime.entry(uid).or_default().containers.push(container);
+        }
+        if let Ok(mut reported) = self.backoffs_reported.lock() {
+            let present: HashSet<&str> = runtime
+                .values()
+                .flat_map(|r| r.containers.iter().map(|c| c.id.as_str()))
+                .collect();
+            reported.retain(|id| present.contains(id.as_str()));
         }
         let pods = self.store.state();
         let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
@@ -511,6 +522,19 @@ impl PodWorkers {
         let finished = exit.finished_at.unwrap_or_else(Timestamp::now);
         let elapsed = Timestamp::now().duration_since(finished);
         if elapsed.as_secs() < delay.as_secs() as i64 {
+            let first_report = self
+                .backoffs_reported
+                .lock()
+                .is_ok_and(|mut seen| seen.insert(current.id.clone()));
+            if first_report {
+                let message = format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    ctx.key.name, ctx.key.namespace, ctx.key.uid
+                );
+                self.api
+                    .record_event(ctx.key, "Warning", "BackOff", &message)
+                    .await;
+            }
             view.previous = Some(current.clone());
             view.current = Some(current);
             view.waiting = Some(Waiting {
@@ -892,6 +916,14 @@ mod tests {
             },
         )
         .await;
+        let backoffs = api
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(uid, r)| Some(uid) == crash.metadata.uid.as_ref() && r == "BackOff")
+            .count();
+        assert_eq!(backoffs, 1);
         let last = status.container_statuses.unwrap()[0]
             .last_state
             .clone()
