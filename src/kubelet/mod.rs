@@ -116,6 +116,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         }),
         runtime.clone(),
         cfg.node_ip.clone(),
+        spec::kubernetes_service_env(&cfg.service_subnet),
         store.clone(),
     ));
     tokio::spawn(workers.run(wake));

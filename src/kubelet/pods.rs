@@ -115,6 +115,8 @@ pub struct PodWorkers {
     api: Arc<dyn PodApi>,
     cri: Cri,
     node_ip: String,
+    /// Variables every container gets (the API server's Service address).
+    service_env: Vec<(String, String)>,
     store: Store<Pod>,
     in_flight: Mutex<HashSet<String>>,
     pulls: Mutex<PullFailures>,
@@ -160,11 +162,18 @@ fn from_nanos(nanos: i64) -> Option<Timestamp> {
 }
 
 impl PodWorkers {
-    pub fn new(api: Arc<dyn PodApi>, cri: Cri, node_ip: String, store: Store<Pod>) -> Self {
+    pub fn new(
+        api: Arc<dyn PodApi>,
+        cri: Cri,
+        node_ip: String,
+        service_env: Vec<(String, String)>,
+        store: Store<Pod>,
+    ) -> Self {
         Self {
             api,
             cri,
             node_ip,
+            service_env,
             store,
             in_flight: Mutex::new(HashSet::new()),
             pulls: Mutex::new(PullFailures::default()),
@@ -416,6 +425,7 @@ impl PodWorkers {
             pod,
             pod_ip: &pod_ip,
             node_ip: &self.node_ip,
+            service_env: &self.service_env,
         };
 
         let mut views = Vec::new();
@@ -848,6 +858,7 @@ mod tests {
             api.clone(),
             cri.clone(),
             "172.18.0.2".into(),
+            spec::kubernetes_service_env("10.96.0.0/16"),
             writer.as_reader(),
         ));
 

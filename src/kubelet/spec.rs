@@ -116,6 +116,14 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
             cgroup_parent: String::new(),
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespaces),
+                // The runtime must know up front whether the sandbox will hold
+                // privileged containers.
+                privileged: spec.containers.iter().any(|c| {
+                    c.security_context
+                        .as_ref()
+                        .and_then(|s| s.privileged)
+                        .unwrap_or(false)
+                }),
                 ..v1::LinuxSandboxSecurityContext::default()
             }),
             sysctls: HashMap::new(),
@@ -125,11 +133,88 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
     }
 }
 
-/// What a container's environment may refer to through `valueFrom.fieldRef`.
+/// What a container's environment is built from: the pod's fields for
+/// `valueFrom.fieldRef`, and the variables every container gets first.
 pub struct FieldValues<'a> {
     pub pod: &'a Pod,
     pub pod_ip: &'a str,
     pub node_ip: &'a str,
+    /// `KUBERNETES_SERVICE_HOST` and friends; the container's own env may override them.
+    pub service_env: &'a [(String, String)],
+}
+
+/// The variables that point in-cluster clients at the API server's Service, as the
+/// kubelet sets them for the `kubernetes` Service in `default` (first service IP, 443).
+pub fn kubernetes_service_env(service_subnet: &str) -> Vec<(String, String)> {
+    let Some(ip) = first_service_ip(service_subnet) else {
+        return Vec::new();
+    };
+    let host = ip.to_string();
+    let url_host = if ip.is_ipv6() {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let url = format!("tcp://{url_host}:443");
+    [
+        ("KUBERNETES_SERVICE_HOST", host.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".to_string()),
+        ("KUBERNETES_PORT", url.clone()),
+        ("KUBERNETES_PORT_443_TCP", url),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".to_string()),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443".to_string()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", host),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The first address of the service network, which the API server's Service gets.
+pub fn first_service_ip(subnet: &str) -> Option<std::net::IpAddr> {
+    let (base, _) = subnet.split_once('/')?;
+    match base.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            Some(std::net::Ipv4Addr::from(u32::from(v4).checked_add(1)?).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            Some(std::net::Ipv6Addr::from(u128::from(v6).checked_add(1)?).into())
+        }
+    }
+}
+
+/// Expands `$(VAR)` references as Kubernetes does in env values, command and args:
+/// known variables are replaced, unknown references stay as written, `$$` is a `$`.
+pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(')
+            && let Some(end) = body.find(')')
+        {
+            let name = &body[..end];
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl FieldValues<'_> {
@@ -202,6 +287,38 @@ fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
     res
 }
 
+/// The container's security settings: the container's own over the pod's.
+fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecurityContext {
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let sc = container.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    v1::LinuxContainerSecurityContext {
+        capabilities: Some(v1::Capability {
+            add_capabilities: caps.add.unwrap_or_default(),
+            drop_capabilities: caps.drop.unwrap_or_default(),
+            add_ambient_capabilities: Vec::new(),
+        }),
+        privileged: sc.privileged.unwrap_or(false),
+        run_as_user: sc
+            .run_as_user
+            .or(pod_sc.run_as_user)
+            .map(|value| v1::Int64Value { value }),
+        run_as_group: sc
+            .run_as_group
+            .or(pod_sc.run_as_group)
+            .map(|value| v1::Int64Value { value }),
+        readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+        supplemental_groups: pod_sc.supplemental_groups.unwrap_or_default(),
+        // Kubernetes allows privilege escalation unless told otherwise.
+        no_new_privs: sc.allow_privilege_escalation == Some(false),
+        ..v1::LinuxContainerSecurityContext::default()
+    }
+}
+
 pub fn container_config(
     pod: &Pod,
     container: &Container,
@@ -214,24 +331,32 @@ pub fn container_config(
         cri::LABEL_CONTAINER_NAME.to_string(),
         container.name.clone(),
     );
-    let envs = container
-        .env
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|var| {
-            let value = match (var.value, var.value_from) {
-                (Some(v), _) => v,
-                (None, Some(from)) => from
-                    .field_ref
-                    .and_then(|f| fields.get(&f.field_path))
-                    .unwrap_or_default(),
-                (None, None) => String::new(),
-            };
-            v1::KeyValue {
-                key: var.name,
-                value,
-            }
+    // Each variable may refer to the ones before it; command and args to all.
+    let mut vars: HashMap<String, String> = fields.service_env.iter().cloned().collect();
+    let mut order: Vec<String> = fields.service_env.iter().map(|(k, _)| k.clone()).collect();
+    for var in container.env.clone().unwrap_or_default() {
+        let value = match (var.value, var.value_from) {
+            (Some(v), _) => expand(&v, &vars),
+            (None, Some(from)) => from
+                .field_ref
+                .and_then(|f| fields.get(&f.field_path))
+                .unwrap_or_default(),
+            (None, None) => String::new(),
+        };
+        if vars.insert(var.name.clone(), value).is_none() {
+            order.push(var.name);
+        }
+    }
+    let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.iter().flatten().map(|s| expand(s, &vars)).collect()
+    };
+    let command = expand_all(&container.command);
+    let args = expand_all(&container.args);
+    let envs = order
+        .iter()
+        .map(|key| v1::KeyValue {
+            key: key.clone(),
+            value: vars.get(key).cloned().unwrap_or_default(),
         })
         .collect();
     v1::ContainerConfig {
@@ -244,8 +369,8 @@ pub fn container_config(
             user_specified_image: container.image.clone().unwrap_or_default(),
             ..v1::ImageSpec::default()
         }),
-        command: container.command.clone().unwrap_or_default(),
-        args: container.args.clone().unwrap_or_default(),
+        command,
+        args,
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs,
         labels,
@@ -255,14 +380,7 @@ pub fn container_config(
         tty: container.tty.unwrap_or(false),
         linux: Some(v1::LinuxContainerConfig {
             resources: Some(linux_resources(container)),
-            security_context: Some(v1::LinuxContainerSecurityContext {
-                privileged: container
-                    .security_context
-                    .as_ref()
-                    .and_then(|s| s.privileged)
-                    .unwrap_or(false),
-                ..v1::LinuxContainerSecurityContext::default()
-            }),
+            security_context: Some(security_context(pod, container)),
         }),
         ..v1::ContainerConfig::default()
     }
@@ -333,16 +451,81 @@ mod tests {
     #[test]
     fn container_env_and_log_path() {
         let p = pod();
+        let service_env = kubernetes_service_env("10.96.0.0/16");
         let fields = FieldValues {
             pod: &p,
             pod_ip: "10.244.0.9",
             node_ip: "172.18.0.2",
+            service_env: &service_env,
         };
-        let spec = &p.spec.as_ref().unwrap().containers[0];
-        let cfg = container_config(&p, spec, 2, &fields);
+        let mut spec = p.spec.as_ref().unwrap().containers[0].clone();
+        spec.args = Some(vec!["echo $(POD) $(MISSING) $$(POD)".into()]);
+        spec.env.as_mut().unwrap().push(EnvVar {
+            name: "URL".into(),
+            value: Some(
+                "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)/$(A)".into(),
+            ),
+            value_from: None,
+        });
+        let cfg = container_config(&p, &spec, 2, &fields);
         assert_eq!(cfg.log_path, "c/2.log");
-        assert_eq!(cfg.envs[1].value, "web");
+        let env: HashMap<_, _> = cfg
+            .envs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+            .collect();
+        assert_eq!(env["POD"], "web");
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+        assert_eq!(env["URL"], "https://10.96.0.1:443/1");
+        assert_eq!(cfg.args, ["echo web $(MISSING) $(POD)"]);
         assert_eq!(cfg.labels[cri::LABEL_CONTAINER_NAME], "c");
+    }
+
+    #[test]
+    fn security_context_container_over_pod() {
+        use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SecurityContext};
+        let mut p = pod();
+        let spec = p.spec.as_mut().unwrap();
+        spec.security_context = Some(PodSecurityContext {
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            ..PodSecurityContext::default()
+        });
+        spec.containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(2000),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..SecurityContext::default()
+        });
+        let sc = security_context(&p, &p.spec.as_ref().unwrap().containers[0]);
+        assert_eq!(sc.run_as_user.map(|v| v.value), Some(2000));
+        assert_eq!(sc.run_as_group.map(|v| v.value), Some(3000));
+        assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+        assert_eq!(sc.capabilities.unwrap().drop_capabilities, ["ALL"]);
+    }
+
+    #[test]
+    fn service_ip_and_expansion() {
+        assert_eq!(
+            first_service_ip("10.96.0.0/16").unwrap().to_string(),
+            "10.96.0.1"
+        );
+        assert_eq!(
+            first_service_ip("fd00:10:96::/112").unwrap().to_string(),
+            "fd00:10:96::1"
+        );
+        assert_eq!(first_service_ip("nonsense"), None);
+        let vars = HashMap::from([("A".to_string(), "x".to_string())]);
+        assert_eq!(expand("$(A)-$$-$-$(", &vars), "x-$-$-$(");
+        let env = kubernetes_service_env("fd00::/108");
+        assert!(env.contains(&(
+            "KUBERNETES_PORT".to_string(),
+            "tcp://[fd00::1]:443".to_string()
+        )));
     }
 
     #[test]
