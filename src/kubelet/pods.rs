@@ -428,17 +428,53 @@ impl PodWorkers {
             service_env: &self.service_env,
         };
 
-        let mut views = Vec::new();
-        for container in &spec.containers {
-            let mut instances: Vec<&v1::Container> = objects
+        let instances_of = |name: &str| {
+            let mut found: Vec<&v1::Container> = objects
                 .containers
                 .iter()
                 .filter(|c| {
                     c.pod_sandbox_id == sandbox_id
-                        && label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name
+                        && label(&c.labels, cri::LABEL_CONTAINER_NAME) == name
                 })
                 .collect();
-            instances.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map(|m| m.attempt)));
+            found.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map(|m| m.attempt)));
+            found
+        };
+        // Init containers run one after another, each to success, before any app
+        // container starts. A failed one is retried unless the pod never restarts.
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        let mut initialized = true;
+        let mut init_views = Vec::new();
+        for container in spec.init_containers.iter().flatten() {
+            if !initialized {
+                init_views.push(status::not_started(container, "PodInitializing"));
+                continue;
+            }
+            let ctx = ContainerCtx {
+                pod,
+                key: &key,
+                container,
+                policy: init_policy,
+                sandbox_id: &sandbox_id,
+                sandbox_config: &sandbox_config,
+                fields: &fields,
+            };
+            let view = self
+                .sync_container(&ctx, &instances_of(&container.name))
+                .await?;
+            initialized = view.succeeded();
+            init_views.push(view);
+        }
+        let mut views = Vec::new();
+        for container in &spec.containers {
+            if !initialized {
+                views.push(status::not_started(container, "PodInitializing"));
+                continue;
+            }
             let ctx = ContainerCtx {
                 pod,
                 key: &key,
@@ -448,13 +484,17 @@ impl PodWorkers {
                 sandbox_config: &sandbox_config,
                 fields: &fields,
             };
-            views.push(self.sync_container(&ctx, &instances).await?);
+            views.push(
+                self.sync_container(&ctx, &instances_of(&container.name))
+                    .await?,
+            );
         }
 
         let new_status = status::compute(
             pod,
             &self.node_ip,
             Some(&sandbox_view),
+            &init_views,
             &views,
             Timestamp::now(),
         );

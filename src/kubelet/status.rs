@@ -4,8 +4,8 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -48,6 +48,44 @@ pub struct ContainerView {
     /// Why the container is not running now although it should (image problem,
     /// restart back-off); overrides a terminated `current` in the reported state.
     pub waiting: Option<Waiting>,
+}
+
+impl ContainerView {
+    /// Ran to a successful end (what an init container must do).
+    pub fn succeeded(&self) -> bool {
+        self.waiting.is_none()
+            && self
+                .current
+                .as_ref()
+                .and_then(|i| i.exit.as_ref())
+                .is_some_and(|e| e.code == 0)
+    }
+
+    /// Ended in failure and will not be retried.
+    fn failed_for_good(&self) -> bool {
+        self.waiting.is_none()
+            && self
+                .current
+                .as_ref()
+                .and_then(|i| i.exit.as_ref())
+                .is_some_and(|e| e.code != 0)
+    }
+}
+
+/// A container that waits for something before it may start (e.g. the init
+/// containers before it: `PodInitializing`).
+pub fn not_started(container: &Container, reason: &str) -> ContainerView {
+    ContainerView {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        restart_count: 0,
+        current: None,
+        previous: None,
+        waiting: Some(Waiting {
+            reason: reason.to_string(),
+            message: String::new(),
+        }),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +177,14 @@ fn container_status(view: &ContainerView) -> ContainerStatus {
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
         ..ContainerStatus::default()
+    }
+}
+
+/// An init container is ready once it has run to success.
+fn init_container_status(view: &ContainerView) -> ContainerStatus {
+    ContainerStatus {
+        ready: view.succeeded(),
+        ..container_status(view)
     }
 }
 
@@ -246,6 +292,7 @@ pub fn compute(
     pod: &Pod,
     node_ip: &str,
     sandbox: Option<&SandboxView>,
+    init_views: &[ContainerView],
     views: &[ContainerView],
     now: Timestamp,
 ) -> PodStatus {
@@ -256,7 +303,14 @@ pub fn compute(
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let phase = phase(restart_policy, views);
+    let initialized = init_views.iter().all(ContainerView::succeeded);
+    let phase = if init_views.iter().any(ContainerView::failed_for_good) {
+        "Failed"
+    } else if initialized {
+        phase(restart_policy, views)
+    } else {
+        "Pending"
+    };
     let finished = phase == "Succeeded" || phase == "Failed";
     let statuses: Vec<ContainerStatus> = views.iter().map(container_status).collect();
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
@@ -274,7 +328,13 @@ pub fn compute(
             None,
             now,
         ),
-        condition(&old_conditions, "Initialized", true, None, now),
+        condition(
+            &old_conditions,
+            "Initialized",
+            initialized,
+            (!initialized).then_some("ContainersNotInitialized"),
+            now,
+        ),
         condition(
             &old_conditions,
             "Ready",
@@ -310,6 +370,8 @@ pub fn compute(
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]).or(old.pod_ips.clone()),
         start_time: old.start_time.clone().or(Some(Time(now))),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_views.is_empty())
+            .then(|| init_views.iter().map(init_container_status).collect()),
         qos_class: old
             .qos_class
             .clone()
@@ -321,6 +383,7 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubelet::status;
     use k8s_openapi::api::core::v1::PodSpec;
 
     fn now() -> Timestamp {
@@ -400,6 +463,7 @@ mod tests {
             &pod("Always"),
             "172.18.0.2",
             Some(&sandbox()),
+            &[],
             &[view(Some(inst("abc", None)))],
             now(),
         );
@@ -423,6 +487,7 @@ mod tests {
             &pod("Never"),
             "172.18.0.2",
             Some(&sandbox()),
+            &[],
             &[view(Some(inst("abc", Some(0))))],
             now(),
         );
@@ -454,6 +519,72 @@ mod tests {
             Some("CrashLoopBackOff")
         );
         assert_eq!(cs.restart_count, 1);
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let mut init = view(Some(inst("i", None)));
+        init.name = "init".into();
+        let waiting = status::not_started(&Container::default(), "PodInitializing");
+        let running_init = compute(
+            &pod("Always"),
+            "n",
+            Some(&sandbox()),
+            &[init.clone()],
+            std::slice::from_ref(&waiting),
+            now(),
+        );
+        assert_eq!(running_init.phase.as_deref(), Some("Pending"));
+        let cond = |st: &PodStatus, t: &str| {
+            st.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .cloned()
+                .unwrap()
+        };
+        let initialized = cond(&running_init, "Initialized");
+        assert_eq!(initialized.status, "False");
+        assert_eq!(
+            initialized.reason.as_deref(),
+            Some("ContainersNotInitialized")
+        );
+        let app = &running_init.container_statuses.as_ref().unwrap()[0];
+        let reason = app
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .clone();
+        assert_eq!(reason.as_deref(), Some("PodInitializing"));
+
+        init.current = Some(inst("i", Some(0)));
+        let done = compute(
+            &pod("Always"),
+            "n",
+            Some(&sandbox()),
+            &[init.clone()],
+            &[view(Some(inst("a", None)))],
+            now(),
+        );
+        assert_eq!(done.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&done, "Initialized").status, "True");
+        assert!(done.init_container_statuses.unwrap()[0].ready);
+
+        init.current = Some(inst("i", Some(1)));
+        let failed = compute(
+            &pod("Never"),
+            "n",
+            Some(&sandbox()),
+            &[init],
+            &[waiting],
+            now(),
+        );
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
     }
 
     #[test]
@@ -493,10 +624,10 @@ mod tests {
     #[test]
     fn transition_time_kept_while_status_unchanged() {
         let mut p = pod("Always");
-        let first = compute(&p, "n", Some(&sandbox()), &[view(None)], now());
+        let first = compute(&p, "n", Some(&sandbox()), &[], &[view(None)], now());
         p.status = Some(first);
         let later: Timestamp = "2026-11-22T00:01:00Z".parse().unwrap();
-        let second = compute(&p, "n", Some(&sandbox()), &[view(None)], later);
+        let second = compute(&p, "n", Some(&sandbox()), &[], &[view(None)], later);
         let init = second
             .conditions
             .unwrap()
