@@ -1,8 +1,135 @@
-//! The kubelet.
+//! The kubelet: registers the node, runs the pods bound to it through the container
+//! runtime (CRI), reports their status and serves their logs.
 
-use crate::node::NodeConfig;
+mod cri;
+pub mod events;
+mod logs;
+mod node_status;
+mod pods;
+mod server;
+mod spec;
+mod status;
+
+use crate::node::{NodeConfig, paths};
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Config};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long to wait between tries while containerd or the API server come up.
+const STARTUP_RETRY: Duration = Duration::from_secs(1);
+
+/// Builds a client from a kubeconfig file, as every in-node component does.
+pub async fn client_from_kubeconfig(path: &str) -> anyhow::Result<Client> {
+    let kubeconfig =
+        Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {path}"))?;
+    Client::try_from(config).context("building the API client")
+}
+
+/// Installs a plain-text logger on stdout (the node init sends it to the log file).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RIND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another component in the same process may have installed one already.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
+}
+
+async fn connect_runtime() -> (cri::Cri, cri::v1::VersionResponse) {
+    let runtime = cri::Cri::new(paths::CONTAINERD_SOCK);
+    loop {
+        match runtime.version().await {
+            Ok(version) => return (runtime, version),
+            Err(err) => tracing::info!("waiting for the container runtime: {err}"),
+        }
+        tokio::time::sleep(STARTUP_RETRY).await;
+    }
+}
 
 /// Runs the kubelet inside a node, configured from the node's files.
-pub async fn run_node(_cfg: &NodeConfig) -> anyhow::Result<()> {
-    anyhow::bail!("the kubelet is not built yet")
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    init_tracing();
+    let client = client_from_kubeconfig(paths::KUBELET_CONF).await?;
+    let (runtime, version) = connect_runtime().await;
+    tracing::info!(
+        runtime = %version.runtime_name,
+        version = %version.runtime_version,
+        "connected to the container runtime"
+    );
+    let info = node_status::SystemInfo::read(format!(
+        "{}://{}",
+        version.runtime_name, version.runtime_version
+    ));
+    let node_uid = loop {
+        match node_status::register(&client, cfg, &info).await {
+            Ok(uid) => break uid,
+            Err(err) => tracing::info!("waiting for the API server to register the node: {err}"),
+        }
+        tokio::time::sleep(STARTUP_RETRY).await;
+    };
+    tokio::spawn(node_status::heartbeat(
+        client.clone(),
+        cfg.clone(),
+        info,
+        node_uid,
+    ));
+
+    let (store, writer) = reflector::store::<Pod>();
+    let wake = Arc::new(Notify::new());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let selector = format!("spec.nodeName={}", cfg.node_name);
+    let events = watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let notify = wake.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(err) = event {
+                tracing::warn!("pod watch error: {err}");
+            }
+            notify.notify_one();
+        }
+    });
+    // Syncing before the first full list would tear down the sandboxes of pods not
+    // listed yet.
+    store
+        .wait_until_ready()
+        .await
+        .context("the pod watch ended before its first list")?;
+    tracing::info!("pod list loaded; starting pod workers");
+    let workers = Arc::new(pods::PodWorkers::new(
+        Arc::new(pods::KubePodApi {
+            client,
+            node_name: cfg.node_name.clone(),
+        }),
+        runtime.clone(),
+        cfg.node_ip.clone(),
+        spec::kubernetes_service_env(&cfg.service_subnet),
+        store.clone(),
+    ));
+    tokio::spawn(workers.run(wake));
+
+    let tls = server::tls_config(
+        paths::KUBELET_SERVING_CRT,
+        paths::KUBELET_SERVING_KEY,
+        paths::CA_CRT,
+    )?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", paths::KUBELET_PORT))
+        .await
+        .with_context(|| format!("listening on port {}", paths::KUBELET_PORT))?;
+    tracing::info!(port = paths::KUBELET_PORT, "kubelet API listening");
+    server::serve(listener, tls, store, runtime).await;
+    Ok(())
 }

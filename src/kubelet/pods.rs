@@ -1,0 +1,1007 @@
+//! Pod workers: drive the runtime towards the pods bound to this node, like the real
+//! kubelet's sync loop. A relist of the runtime every second (the kubelet's PLEG)
+//! plus every watch event triggers a sync; each pod syncs in its own task so a slow
+//! graceful stop never holds up the others. Everything is derived from the runtime's
+//! state and labels, so a restarted kubelet adopts what is already running.
+
+use super::cri::{self, Cri, CriError, v1};
+use super::events;
+use super::spec::{self, FieldValues, PodKey};
+use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Event, Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::Store;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Cri(#[from] CriError),
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// The back-off delay before the next try after `failures` failures: 10 s doubling up
+/// to 5 min, as the kubelet does for crash loops and image pulls.
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(10));
+    BACKOFF_START.saturating_mul(factor).min(BACKOFF_MAX)
+}
+
+/// The kubelet's writes to the API server about pods.
+#[async_trait::async_trait]
+pub trait PodApi: Send + Sync {
+    async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error>;
+    /// Finishes a graceful deletion: grace period 0, only for this very pod (uid).
+    async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error>;
+    /// Records an Event about the pod; a failure is only logged, events are advisory.
+    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str);
+}
+
+/// [`PodApi`] over the real API server.
+pub struct KubePodApi {
+    pub client: kube::Client,
+    pub node_name: String,
+}
+
+#[async_trait::async_trait]
+impl PodApi for KubePodApi {
+    async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        // The uid precondition keeps a new pod of the same name safe.
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(key.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&key.name, &params).await {
+            Ok(_) => Ok(()),
+            // Already gone, or replaced by a new pod of the same name: nothing to do.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str) {
+        let event = events::pod_event(
+            &events::Involved {
+                namespace: &key.namespace,
+                name: &key.name,
+                uid: &key.uid,
+                resource_version: None,
+            },
+            &events::Reporter {
+                component: "kubelet",
+                host: Some(&self.node_name),
+            },
+            type_,
+            reason,
+            message,
+        );
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(pod = %key.name, %reason, "cannot record event: {err}");
+        }
+    }
+}
+
+/// Image pulls that failed, per pod container, to space out retries.
+#[derive(Default)]
+struct PullFailures {
+    by_container: HashMap<(String, String), (u32, Instant)>,
+}
+
+pub struct PodWorkers {
+    api: Arc<dyn PodApi>,
+    cri: Cri,
+    node_ip: String,
+    /// Variables every container gets (the API server's Service address).
+    service_env: Vec<(String, String)>,
+    store: Store<Pod>,
+    in_flight: Mutex<HashSet<String>>,
+    pulls: Mutex<PullFailures>,
+    /// The last status sent per pod uid. Comparing with it, not with the API's copy,
+    /// means a field the server normalises differently never causes endless patches.
+    sent: Mutex<HashMap<String, serde_json::Value>>,
+    /// Pods whose sandbox creation failed and was reported already.
+    sandbox_failures: Mutex<HashSet<String>>,
+    /// Exited container instances whose back-off was reported already, so a crash
+    /// gives one BackOff event rather than one per relist.
+    backoffs_reported: Mutex<HashSet<String>>,
+}
+
+/// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
+struct InFlight {
+    workers: Arc<PodWorkers>,
+    uid: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.workers.in_flight.lock() {
+            set.remove(&self.uid);
+        }
+    }
+}
+
+/// The runtime's objects of one pod.
+#[derive(Default, Clone)]
+struct PodRuntime {
+    sandboxes: Vec<v1::PodSandbox>,
+    containers: Vec<v1::Container>,
+}
+
+fn label<'a>(labels: &'a HashMap<String, String>, key: &str) -> &'a str {
+    labels.get(key).map(String::as_str).unwrap_or("")
+}
+
+fn from_nanos(nanos: i64) -> Option<Timestamp> {
+    (nanos > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+        .flatten()
+}
+
+impl PodWorkers {
+    pub fn new(
+        api: Arc<dyn PodApi>,
+        cri: Cri,
+        node_ip: String,
+        service_env: Vec<(String, String)>,
+        store: Store<Pod>,
+    ) -> Self {
+        Self {
+            api,
+            cri,
+            node_ip,
+            service_env,
+            store,
+            in_flight: Mutex::new(HashSet::new()),
+            pulls: Mutex::new(PullFailures::default()),
+            sent: Mutex::new(HashMap::new()),
+            sandbox_failures: Mutex::new(HashSet::new()),
+            backoffs_reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// True the first time a pod's sandbox failure is seen.
+    fn first_failure(&self, uid: &str) -> bool {
+        self.sandbox_failures
+            .lock()
+            .is_ok_and(|mut seen| seen.insert(uid.to_string()))
+    }
+
+    /// Runs the sync loop forever; `wake` is notified on every watch event.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+        loop {
+            if let Err(err) = self.relist().await {
+                tracing::warn!("relist failed: {err}");
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(RELIST_PERIOD) => {}
+            }
+        }
+    }
+
+    async fn relist(self: &Arc<Self>) -> Result<(), CriError> {
+        let sandboxes = self.cri.list_sandboxes().await?;
+        let containers = self.cri.list_containers().await?;
+        let mut runtime: HashMap<String, PodRuntime> = HashMap::new();
+        for sandbox in sandboxes {
+            let uid = label(&sandbox.labels, cri::LABEL_POD_UID).to_string();
+            runtime.entry(uid).or_default().sandboxes.push(sandbox);
+        }
+        for container in containers {
+            let uid = label(&container.labels, cri::LABEL_POD_UID).to_string();
+            runtime.entry(uid).or_default().containers.push(container);
+        }
+        if let Ok(mut reported) = self.backoffs_reported.lock() {
+            let present: HashSet<&str> = runtime
+                .values()
+                .flat_map(|r| r.containers.iter().map(|c| c.id.as_str()))
+                .collect();
+            reported.retain(|id| present.contains(id.as_str()));
+        }
+        let pods = self.store.state();
+        let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for pod in pods {
+            let Some(uid) = pod.metadata.uid.clone() else {
+                continue;
+            };
+            let objects = runtime.get(&uid).cloned().unwrap_or_default();
+            self.spawn(uid, move |w| async move {
+                let key = PodKey::of(&pod);
+                if let Err(err) = w.sync_pod(&pod, objects).await {
+                    tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), "sync failed: {err}");
+                }
+            });
+        }
+        // Sandboxes of pods the API no longer has: the pod was deleted outright.
+        for (uid, objects) in runtime {
+            if known.contains(&uid) {
+                continue;
+            }
+            self.spawn(uid.clone(), move |w| async move {
+                tracing::info!(%uid, "removing the sandboxes of a pod that no longer exists");
+                if let Err(err) = w.teardown(&objects, 0).await {
+                    tracing::warn!(%uid, "teardown failed: {err}");
+                }
+                if let Some(sandbox) = objects.sandboxes.first()
+                    && let Some(meta) = &sandbox.metadata
+                {
+                    let key = PodKey {
+                        namespace: meta.namespace.clone(),
+                        name: meta.name.clone(),
+                        uid: meta.uid.clone(),
+                    };
+                    // The logs go with the pod, as with the real kubelet's cleanup.
+                    let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts `work` for a pod unless a sync of the same pod is still running.
+    fn spawn<F, Fut>(self: &Arc<Self>, uid: String, work: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        {
+            let Ok(mut set) = self.in_flight.lock() else {
+                return;
+            };
+            if !set.insert(uid.clone()) {
+                return;
+            }
+        }
+        let guard = InFlight {
+            workers: self.clone(),
+            uid,
+        };
+        let fut = work(self.clone());
+        tokio::spawn(async move {
+            fut.await;
+            drop(guard);
+        });
+    }
+
+    /// Stops every container and sandbox of a pod and removes the sandboxes.
+    async fn teardown(&self, objects: &PodRuntime, grace_seconds: i64) -> Result<(), CriError> {
+        let running = objects
+            .containers
+            .iter()
+            .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32);
+        let stops = running.map(|c| self.cri.stop_container(&c.id, grace_seconds));
+        for result in futures::future::join_all(stops).await {
+            result?;
+        }
+        for sandbox in &objects.sandboxes {
+            self.cri.stop_sandbox(&sandbox.id).await?;
+            self.cri.remove_sandbox(&sandbox.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_pod(&self, pod: &Pod, objects: PodRuntime) -> Result<(), SyncError> {
+        let key = PodKey::of(pod);
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| {
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
+                .unwrap_or(DEFAULT_GRACE_SECONDS);
+            tracing::info!(pod = %key.name, namespace = %key.namespace, grace, "stopping the pod for deletion");
+            for container in objects
+                .containers
+                .iter()
+                .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+            {
+                let name = label(&container.labels, cri::LABEL_CONTAINER_NAME);
+                self.api
+                    .record_event(
+                        &key,
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                    )
+                    .await;
+            }
+            self.teardown(&objects, grace).await?;
+            self.api.delete_now(&key).await?;
+            // The logs go with the pod, as with the real kubelet's cleanup.
+            let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
+            tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
+            return Ok(());
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            // A finished pod keeps its containers, so its logs stay readable; only the
+            // sandbox stops, which gives its IP back.
+            for sandbox in &objects.sandboxes {
+                if sandbox.state == v1::PodSandboxState::SandboxReady as i32 {
+                    tracing::info!(pod = %key.name, namespace = %key.namespace, "pod finished; stopping its sandbox");
+                    self.cri.stop_sandbox(&sandbox.id).await?;
+                }
+            }
+            return Ok(());
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .as_deref()
+            .unwrap_or("Always")
+            .to_string();
+
+        let ready = objects
+            .sandboxes
+            .iter()
+            .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            .max_by_key(|s| s.created_at);
+        let sandbox_id = match ready {
+            Some(sandbox) => sandbox.id.clone(),
+            None => {
+                let attempt = objects
+                    .sandboxes
+                    .iter()
+                    .filter_map(|s| s.metadata.as_ref().map(|m| m.attempt + 1))
+                    .max()
+                    .unwrap_or(0);
+                // A dead sandbox takes its containers with it: clear it out first.
+                self.teardown(&objects, 0).await?;
+                tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
+                tokio::fs::create_dir_all(key.log_dir()).await.ok();
+                match self
+                    .cri
+                    .run_sandbox(spec::sandbox_config(pod, attempt))
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(err) => {
+                        // Only the first failure becomes an event; retries every relist
+                        // would flood the event list.
+                        if attempt == 0 && self.first_failure(&key.uid) {
+                            self.api
+                                .record_event(
+                                    &key,
+                                    "Warning",
+                                    "FailedCreatePodSandBox",
+                                    &format!("Failed to create pod sandbox: {err}"),
+                                )
+                                .await;
+                        }
+                        return Err(err.into());
+                    }
+                }
+            }
+        };
+        let sandbox_status = self.cri.sandbox_status(&sandbox_id).await?;
+        let sandbox_attempt = sandbox_status
+            .metadata
+            .as_ref()
+            .map(|m| m.attempt)
+            .unwrap_or(0);
+        let sandbox_view = SandboxView {
+            ready: sandbox_status.state == v1::PodSandboxState::SandboxReady as i32,
+            // A host-network pod has no network of its own: its IP is the node's.
+            ip: if spec.host_network.unwrap_or(false) {
+                Some(self.node_ip.clone())
+            } else {
+                sandbox_status
+                    .network
+                    .as_ref()
+                    .map(|n| n.ip.clone())
+                    .filter(|ip| !ip.is_empty())
+            },
+        };
+        let pod_ip = sandbox_view.ip.clone().unwrap_or_default();
+        let sandbox_config = spec::sandbox_config(pod, sandbox_attempt);
+        let fields = FieldValues {
+            pod,
+            pod_ip: &pod_ip,
+            node_ip: &self.node_ip,
+            service_env: &self.service_env,
+        };
+
+        let instances_of = |name: &str| {
+            let mut found: Vec<&v1::Container> = objects
+                .containers
+                .iter()
+                .filter(|c| {
+                    c.pod_sandbox_id == sandbox_id
+                        && label(&c.labels, cri::LABEL_CONTAINER_NAME) == name
+                })
+                .collect();
+            found.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map(|m| m.attempt)));
+            found
+        };
+        // Init containers run one after another, each to success, before any app
+        // container starts. A failed one is retried unless the pod never restarts.
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        let mut initialized = true;
+        let mut init_views = Vec::new();
+        for container in spec.init_containers.iter().flatten() {
+            if !initialized {
+                init_views.push(status::not_started(container, "PodInitializing"));
+                continue;
+            }
+            let ctx = ContainerCtx {
+                pod,
+                key: &key,
+                container,
+                policy: init_policy,
+                sandbox_id: &sandbox_id,
+                sandbox_config: &sandbox_config,
+                fields: &fields,
+            };
+            let view = self
+                .sync_container(&ctx, &instances_of(&container.name))
+                .await?;
+            initialized = view.succeeded();
+            init_views.push(view);
+        }
+        let mut views = Vec::new();
+        for container in &spec.containers {
+            if !initialized {
+                views.push(status::not_started(container, "PodInitializing"));
+                continue;
+            }
+            let ctx = ContainerCtx {
+                pod,
+                key: &key,
+                container,
+                policy: &policy,
+                sandbox_id: &sandbox_id,
+                sandbox_config: &sandbox_config,
+                fields: &fields,
+            };
+            views.push(
+                self.sync_container(&ctx, &instances_of(&container.name))
+                    .await?,
+            );
+        }
+
+        let new_status = status::compute(
+            pod,
+            &self.node_ip,
+            Some(&sandbox_view),
+            &init_views,
+            &views,
+            Timestamp::now(),
+        );
+        let encoded = serde_json::to_value(&new_status).unwrap_or_default();
+        let unchanged = self
+            .sent
+            .lock()
+            .ok()
+            .is_some_and(|sent| sent.get(&key.uid) == Some(&encoded));
+        if !unchanged {
+            tracing::info!(pod = %key.name, namespace = %key.namespace, phase = ?new_status.phase, "updating pod status");
+            self.api.patch_status(&key, &new_status).await?;
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.insert(key.uid.clone(), encoded);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes one container match the spec and reports what it looks like.
+    async fn sync_container(
+        &self,
+        ctx: &ContainerCtx<'_>,
+        instances: &[&v1::Container],
+    ) -> Result<ContainerView, SyncError> {
+        let name = ctx.container.name.clone();
+        let image = ctx.container.image.clone().unwrap_or_default();
+        let newest = instances.first().copied();
+        let restart_count = newest
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| m.attempt as i32)
+            .unwrap_or(0);
+        let mut view = ContainerView {
+            name: name.clone(),
+            image: image.clone(),
+            restart_count,
+            current: None,
+            previous: None,
+            waiting: None,
+        };
+        if let Some(prev) = instances.get(1) {
+            view.previous = Some(self.instance(&prev.id).await?);
+        }
+        let Some(newest) = newest else {
+            match self.start_new(ctx, 0).await? {
+                Ok(id) => view.current = Some(self.instance(&id).await?),
+                Err(waiting) => view.waiting = Some(waiting),
+            }
+            return Ok(view);
+        };
+        if newest.state == v1::ContainerState::ContainerCreated as i32 {
+            self.cri.start_container(&newest.id).await?;
+        }
+        let current = self.instance(&newest.id).await?;
+        let Some(exit) = current.exit.clone() else {
+            view.current = Some(current);
+            return Ok(view);
+        };
+        let restart = match ctx.policy {
+            "Never" => false,
+            "OnFailure" => exit.code != 0,
+            _ => true,
+        };
+        if !restart {
+            view.current = Some(current);
+            return Ok(view);
+        }
+        // Like the real kubelet, the first restart is immediate; back-off starts with
+        // the second failure.
+        let delay = if restart_count == 0 {
+            Duration::ZERO
+        } else {
+            backoff(restart_count as u32)
+        };
+        let finished = exit.finished_at.unwrap_or_else(Timestamp::now);
+        let elapsed = Timestamp::now().duration_since(finished);
+        if elapsed.as_secs() < delay.as_secs() as i64 {
+            let first_report = self
+                .backoffs_reported
+                .lock()
+                .is_ok_and(|mut seen| seen.insert(current.id.clone()));
+            if first_report {
+                let message = format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    ctx.key.name, ctx.key.namespace, ctx.key.uid
+                );
+                self.api
+                    .record_event(ctx.key, "Warning", "BackOff", &message)
+                    .await;
+            }
+            view.previous = Some(current.clone());
+            view.current = Some(current);
+            view.waiting = Some(Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                    delay.as_secs(),
+                    name,
+                    ctx.key.name,
+                    ctx.key.namespace,
+                    ctx.key.uid
+                ),
+            });
+            return Ok(view);
+        }
+        // Keep the instance that just exited for `logs --previous`; older ones go.
+        for old in instances.iter().skip(1) {
+            self.cri.remove_container(&old.id).await?;
+        }
+        tracing::info!(pod = %ctx.key.name, container = %name, attempt = restart_count + 1, "restarting container");
+        view.previous = Some(current);
+        view.restart_count = restart_count + 1;
+        match self.start_new(ctx, restart_count as u32 + 1).await? {
+            Ok(id) => view.current = Some(self.instance(&id).await?),
+            Err(waiting) => view.waiting = Some(waiting),
+        }
+        Ok(view)
+    }
+
+    /// Creates and starts a container instance. An unusable image or a runtime
+    /// refusal is a state of the container (`Ok(Err(waiting))`), not a sync failure.
+    async fn start_new(
+        &self,
+        ctx: &ContainerCtx<'_>,
+        attempt: u32,
+    ) -> Result<Result<String, Waiting>, SyncError> {
+        let image = ctx.container.image.clone().unwrap_or_default();
+        if let Err(waiting) = self
+            .ensure_image(ctx.key, &ctx.container.name, &image)
+            .await?
+        {
+            return Ok(Err(waiting));
+        }
+        let config = spec::container_config(ctx.pod, ctx.container, attempt, ctx.fields);
+        let name = &ctx.container.name;
+        let id = match self
+            .cri
+            .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
+            .await
+        {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::warn!(pod = %ctx.key.name, container = %name, "create failed: {err}");
+                self.api
+                    .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                    .await;
+                return Ok(Err(Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: err.to_string(),
+                }));
+            }
+        };
+        self.api
+            .record_event(
+                ctx.key,
+                "Normal",
+                "Created",
+                &format!("Created container: {name}"),
+            )
+            .await;
+        if let Err(err) = self.cri.start_container(&id).await {
+            tracing::warn!(pod = %ctx.key.name, container = %name, "start failed: {err}");
+            self.api
+                .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                .await;
+            return Ok(Err(Waiting {
+                reason: "RunContainerError".into(),
+                message: err.to_string(),
+            }));
+        }
+        tracing::info!(pod = %ctx.key.name, namespace = %ctx.key.namespace, container = %name, id = %id, "container started");
+        self.api
+            .record_event(
+                ctx.key,
+                "Normal",
+                "Started",
+                &format!("Started container {name}"),
+            )
+            .await;
+        Ok(Ok(id))
+    }
+
+    /// Makes sure the runtime holds the image. No registry is reachable from a rind
+    /// node: images arrive with `rind load docker-image`. So an image that is present
+    /// is used as it is even with `imagePullPolicy: Always`, and a pull is tried only
+    /// for an absent image (it can succeed only where a registry is reachable).
+    async fn ensure_image(
+        &self,
+        key: &PodKey,
+        container: &str,
+        image: &str,
+    ) -> Result<Result<(), Waiting>, CriError> {
+        if self.cri.image_status(image).await?.is_some() {
+            self.api
+                .record_event(
+                    key,
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
+            return Ok(Ok(()));
+        }
+        let failure_key = (key.uid.clone(), container.to_string());
+        let previous = self
+            .pulls
+            .lock()
+            .ok()
+            .and_then(|p| p.by_container.get(&failure_key).copied());
+        if let Some((count, retry_at)) = previous
+            && Instant::now() < retry_at
+        {
+            return Ok(Err(Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: format!("Back-off pulling image \"{image}\" ({count} failed attempts)"),
+            }));
+        }
+        match self.cri.pull_image(image).await {
+            Ok(_) => {
+                if let Ok(mut p) = self.pulls.lock() {
+                    p.by_container.remove(&failure_key);
+                }
+                Ok(Ok(()))
+            }
+            Err(err) => {
+                let count = previous.map(|(c, _)| c + 1).unwrap_or(1);
+                if let Ok(mut p) = self.pulls.lock() {
+                    p.by_container
+                        .insert(failure_key, (count, Instant::now() + backoff(count)));
+                }
+                tracing::warn!(%image, "image pull failed: {err}");
+                self.api
+                    .record_event(
+                        key,
+                        "Warning",
+                        "Failed",
+                        &format!("Failed to pull image \"{image}\": {err}"),
+                    )
+                    .await;
+                Ok(Err(Waiting {
+                    reason: "ErrImagePull".into(),
+                    message: format!(
+                        "failed to pull image \"{image}\": {err} (load it with `rind load docker-image`)"
+                    ),
+                }))
+            }
+        }
+    }
+
+    async fn instance(&self, id: &str) -> Result<Instance, CriError> {
+        let status = self.cri.container_status(id).await?;
+        let image_id = [&status.image_id, &status.image_ref]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned()
+            .or_else(|| status.image.as_ref().map(|i| i.image.clone()))
+            .unwrap_or_default();
+        let exit = (status.state == v1::ContainerState::ContainerExited as i32).then(|| Exit {
+            code: status.exit_code,
+            finished_at: from_nanos(status.finished_at),
+            reason: match status.reason.as_str() {
+                // containerd says "Completed"/"Error" itself; we derive those from the code.
+                "Completed" | "Error" => String::new(),
+                other => other.to_string(),
+            },
+            message: status.message.clone(),
+        });
+        Ok(Instance {
+            id: status.id,
+            image_id,
+            started_at: from_nanos(status.started_at),
+            exit,
+        })
+    }
+}
+
+/// Everything a container sync needs to know about its pod.
+struct ContainerCtx<'a> {
+    pod: &'a Pod,
+    key: &'a PodKey,
+    container: &'a Container,
+    policy: &'a str,
+    sandbox_id: &'a str,
+    sandbox_config: &'a v1::PodSandboxConfig,
+    fields: &'a FieldValues<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    /// Records what the kubelet would write to the API server.
+    #[derive(Default)]
+    struct FakeApi {
+        statuses: Mutex<HashMap<String, PodStatus>>,
+        deleted: Mutex<HashSet<String>>,
+        events: Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl PodApi for FakeApi {
+        async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
+            self.statuses
+                .lock()
+                .unwrap()
+                .insert(key.uid.clone(), status.clone());
+            Ok(())
+        }
+        async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error> {
+            self.deleted.lock().unwrap().insert(key.uid.clone());
+            Ok(())
+        }
+        async fn record_event(&self, key: &PodKey, _type: &str, reason: &str, _message: &str) {
+            self.events
+                .lock()
+                .unwrap()
+                .push((key.uid.clone(), reason.to_string()));
+        }
+    }
+
+    fn test_pod(name: &str, policy: &str, script: &str, image: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(uuid::Uuid::new_v4().to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                restart_policy: Some(policy.into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    /// Relists until `done` holds for the pod's reported status, feeding each status
+    /// back into the store as the API server's watch would.
+    async fn sync_until(
+        workers: &Arc<PodWorkers>,
+        api: &FakeApi,
+        writer: &mut Writer<Pod>,
+        pod: &mut Pod,
+        what: &str,
+        done: impl Fn(&PodStatus) -> bool,
+    ) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            writer.apply_watcher_event(&Event::Apply(pod.clone()));
+            workers.relist().await.unwrap();
+            let status = api.statuses.lock().unwrap().get(&uid).cloned();
+            if let Some(status) = status {
+                pod.status = Some(status.clone());
+                if done(&status) {
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod never became {what}: {:?}",
+                pod.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn runtime_of(cri: &Cri, uid: &str) -> (usize, usize) {
+        let is_ours = |l: &HashMap<String, String>| {
+            l.get(cri::LABEL_POD_UID).map(String::as_str) == Some(uid)
+        };
+        let sandboxes = cri.list_sandboxes().await.unwrap();
+        let containers = cri.list_containers().await.unwrap();
+        (
+            sandboxes.iter().filter(|s| is_ours(&s.labels)).count(),
+            containers.iter().filter(|c| is_ours(&c.labels)).count(),
+        )
+    }
+
+    /// Pod lifecycles against a real runtime: `RIND_CRI_SOCKET=… RIND_CRI_IMAGE=<image
+    /// with sh> cargo test pods::tests -- --ignored`, inside a node container.
+    #[tokio::test]
+    #[ignore = "needs a CRI runtime socket"]
+    async fn pod_lifecycles_against_a_runtime() {
+        let socket = std::env::var("RIND_CRI_SOCKET").unwrap();
+        let image = std::env::var("RIND_CRI_IMAGE").unwrap();
+        let cri = Cri::new(&socket);
+        let api = Arc::new(FakeApi::default());
+        let mut writer = Writer::<Pod>::default();
+        let workers = Arc::new(PodWorkers::new(
+            api.clone(),
+            cri.clone(),
+            "172.18.0.2".into(),
+            spec::kubernetes_service_env("10.96.0.0/16"),
+            writer.as_reader(),
+        ));
+
+        // A pod that prints and exits: Succeeded, logs kept.
+        let mut done = test_pod("done", "Never", "echo hello from rind", &image);
+        let status = sync_until(&workers, &api, &mut writer, &mut done, "Succeeded", |s| {
+            s.phase.as_deref() == Some("Succeeded")
+        })
+        .await;
+        let cs = &status.container_statuses.unwrap()[0];
+        assert!(!cs.image_id.is_empty());
+        assert!(
+            cs.container_id
+                .as_deref()
+                .unwrap()
+                .starts_with("containerd://")
+        );
+        let key = PodKey::of(&done);
+        let log = std::fs::read_to_string(format!("{}/c/0.log", key.log_dir())).unwrap();
+        assert!(log.contains("hello from rind"), "{log}");
+        let reasons: Vec<String> = api
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(reasons, ["Pulled", "Created", "Started"]);
+
+        // A long-running pod: Running with an IP, then graceful deletion.
+        let mut run = test_pod("run", "Always", "sleep 3600", &image);
+        let status = sync_until(&workers, &api, &mut writer, &mut run, "Running", |s| {
+            s.phase.as_deref() == Some("Running")
+        })
+        .await;
+        assert!(status.pod_ip.is_some_and(|ip| ip.starts_with("10.244.")));
+        run.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        run.metadata.deletion_grace_period_seconds = Some(1);
+        let run_uid = run.metadata.uid.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !api.deleted.lock().unwrap().contains(&run_uid) {
+            writer.apply_watcher_event(&Event::Apply(run.clone()));
+            workers.relist().await.unwrap();
+            assert!(Instant::now() < deadline, "pod was never deleted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(runtime_of(&cri, &run_uid).await, (0, 0));
+
+        // A crashing pod goes into back-off with its last exit code shown.
+        let mut crash = test_pod("crash", "Always", "exit 3", &image);
+        let status = sync_until(
+            &workers,
+            &api,
+            &mut writer,
+            &mut crash,
+            "backing off",
+            |s| {
+                s.container_statuses.as_ref().is_some_and(|cs| {
+                    cs[0]
+                        .state
+                        .as_ref()
+                        .and_then(|st| st.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+                })
+            },
+        )
+        .await;
+        let backoffs = api
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(uid, r)| Some(uid) == crash.metadata.uid.as_ref() && r == "BackOff")
+            .count();
+        assert_eq!(backoffs, 1);
+        let last = status.container_statuses.unwrap()[0]
+            .last_state
+            .clone()
+            .unwrap();
+        assert_eq!(last.terminated.unwrap().exit_code, 3);
+
+        // Pods deleted outright lose their sandboxes on the next relist.
+        for pod in [&done, &run, &crash] {
+            writer.apply_watcher_event(&Event::Delete(pod.clone()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for pod in [&done, &crash] {
+            let uid = pod.metadata.uid.clone().unwrap();
+            while runtime_of(&cri, &uid).await != (0, 0) {
+                workers.relist().await.unwrap();
+                assert!(Instant::now() < deadline, "orphan {uid} was not removed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(2), Duration::from_secs(20));
+        assert_eq!(backoff(3), Duration::from_secs(40));
+        assert_eq!(backoff(6), Duration::from_secs(300));
+        assert_eq!(backoff(60), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,539 @@
+//! Translates a pod spec into CRI sandbox and container configurations.
+
+use super::cri::{self, v1};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use std::collections::HashMap;
+
+/// Identity of a pod as the kubelet tracks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodKey {
+    pub fn of(pod: &Pod) -> Self {
+        Self {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The pod's log directory, laid out as the real kubelet does.
+    pub fn log_dir(&self) -> String {
+        format!(
+            "{}/{}_{}_{}",
+            crate::node::paths::POD_LOG_DIR,
+            self.namespace,
+            self.name,
+            self.uid
+        )
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (cri::LABEL_POD_NAME.to_string(), self.name.clone()),
+            (cri::LABEL_POD_NAMESPACE.to_string(), self.namespace.clone()),
+            (cri::LABEL_POD_UID.to_string(), self.uid.clone()),
+        ])
+    }
+}
+
+pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
+    let key = PodKey::of(pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(key.labels());
+    let port_mappings = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.clone().unwrap_or_default())
+        .filter_map(|p| {
+            let host_port = p.host_port.filter(|hp| *hp > 0)?;
+            let protocol = match p.protocol.as_deref() {
+                Some("UDP") => v1::Protocol::Udp,
+                Some("SCTP") => v1::Protocol::Sctp,
+                _ => v1::Protocol::Tcp,
+            };
+            Some(v1::PortMapping {
+                protocol: protocol as i32,
+                container_port: p.container_port,
+                host_port,
+                host_ip: p.host_ip.unwrap_or_default(),
+            })
+        })
+        .collect();
+    let host_network = spec.host_network.unwrap_or(false);
+    let namespaces = v1::NamespaceOption {
+        network: if host_network {
+            v1::NamespaceMode::Node
+        } else {
+            v1::NamespaceMode::Pod
+        } as i32,
+        // Kubernetes pods do not share a PID namespace unless asked to.
+        pid: if spec.share_process_namespace.unwrap_or(false) {
+            v1::NamespaceMode::Pod
+        } else {
+            v1::NamespaceMode::Container
+        } as i32,
+        ipc: v1::NamespaceMode::Pod as i32,
+        target_id: String::new(),
+        userns_options: None,
+    };
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: key.name.clone(),
+            uid: key.uid.clone(),
+            namespace: key.namespace.clone(),
+            attempt,
+        }),
+        hostname: if host_network {
+            String::new()
+        } else {
+            spec.hostname.clone().unwrap_or_else(|| key.name.clone())
+        },
+        log_directory: key.log_dir(),
+        // No cluster DNS yet: the runtime then gives the pod the node's resolv.conf.
+        dns_config: None,
+        port_mappings,
+        labels,
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: String::new(),
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces),
+                // The runtime must know up front whether the sandbox will hold
+                // privileged containers.
+                privileged: spec.containers.iter().any(|c| {
+                    c.security_context
+                        .as_ref()
+                        .and_then(|s| s.privileged)
+                        .unwrap_or(false)
+                }),
+                ..v1::LinuxSandboxSecurityContext::default()
+            }),
+            sysctls: HashMap::new(),
+            overhead: None,
+            resources: None,
+        }),
+    }
+}
+
+/// What a container's environment is built from: the pod's fields for
+/// `valueFrom.fieldRef`, and the variables every container gets first.
+pub struct FieldValues<'a> {
+    pub pod: &'a Pod,
+    pub pod_ip: &'a str,
+    pub node_ip: &'a str,
+    /// `KUBERNETES_SERVICE_HOST` and friends; the container's own env may override them.
+    pub service_env: &'a [(String, String)],
+}
+
+/// The variables that point in-cluster clients at the API server's Service, as the
+/// kubelet sets them for the `kubernetes` Service in `default` (first service IP, 443).
+pub fn kubernetes_service_env(service_subnet: &str) -> Vec<(String, String)> {
+    let Some(ip) = first_service_ip(service_subnet) else {
+        return Vec::new();
+    };
+    let host = ip.to_string();
+    let url_host = if ip.is_ipv6() {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let url = format!("tcp://{url_host}:443");
+    [
+        ("KUBERNETES_SERVICE_HOST", host.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".to_string()),
+        ("KUBERNETES_PORT", url.clone()),
+        ("KUBERNETES_PORT_443_TCP", url),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".to_string()),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443".to_string()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", host),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The first address of the service network, which the API server's Service gets.
+pub fn first_service_ip(subnet: &str) -> Option<std::net::IpAddr> {
+    let (base, _) = subnet.split_once('/')?;
+    match base.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            Some(std::net::Ipv4Addr::from(u32::from(v4).checked_add(1)?).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            Some(std::net::Ipv6Addr::from(u128::from(v6).checked_add(1)?).into())
+        }
+    }
+}
+
+/// Expands `$(VAR)` references as Kubernetes does in env values, command and args:
+/// known variables are replaced, unknown references stay as written, `$$` is a `$`.
+pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(')
+            && let Some(end) = body.find(')')
+        {
+            let name = &body[..end];
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl FieldValues<'_> {
+    fn get(&self, path: &str) -> Option<String> {
+        let meta = &self.pod.metadata;
+        let spec = self.pod.spec.as_ref();
+        match path {
+            "metadata.name" => meta.name.clone(),
+            "metadata.namespace" => meta.namespace.clone(),
+            "metadata.uid" => meta.uid.clone(),
+            "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+            "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+            "status.podIP" => Some(self.pod_ip.to_string()),
+            "status.hostIP" => Some(self.node_ip.to_string()),
+            _ => {
+                let (map, key) = path.split_once("['")?;
+                let key = key.strip_suffix("']")?;
+                let source = match map {
+                    "metadata.labels" => meta.labels.as_ref(),
+                    "metadata.annotations" => meta.annotations.as_ref(),
+                    _ => None,
+                }?;
+                source.get(key).cloned()
+            }
+        }
+    }
+}
+
+/// Parses a Kubernetes quantity (`500m`, `128Mi`, `1G`, `2`) into a number of units.
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    let q = q.trim();
+    for (suffix, factor) in SUFFIXES {
+        if let Some(num) = q.strip_suffix(suffix) {
+            return num.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    q.parse().ok()
+}
+
+fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
+    let limits = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let mut res = v1::LinuxContainerResources::default();
+    if let Some(cpu) = limits.get("cpu").and_then(|q| parse_quantity(&q.0)) {
+        // CFS quota over the default 100 ms period, as the kubelet computes it.
+        res.cpu_period = 100_000;
+        res.cpu_quota = (cpu * 100_000.0).round() as i64;
+    }
+    if let Some(mem) = limits.get("memory").and_then(|q| parse_quantity(&q.0)) {
+        res.memory_limit_in_bytes = mem as i64;
+    }
+    res
+}
+
+/// The container's security settings: the container's own over the pod's.
+fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecurityContext {
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let sc = container.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    v1::LinuxContainerSecurityContext {
+        capabilities: Some(v1::Capability {
+            add_capabilities: caps.add.unwrap_or_default(),
+            drop_capabilities: caps.drop.unwrap_or_default(),
+            add_ambient_capabilities: Vec::new(),
+        }),
+        privileged: sc.privileged.unwrap_or(false),
+        run_as_user: sc
+            .run_as_user
+            .or(pod_sc.run_as_user)
+            .map(|value| v1::Int64Value { value }),
+        run_as_group: sc
+            .run_as_group
+            .or(pod_sc.run_as_group)
+            .map(|value| v1::Int64Value { value }),
+        readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+        supplemental_groups: pod_sc.supplemental_groups.unwrap_or_default(),
+        // Kubernetes allows privilege escalation unless told otherwise.
+        no_new_privs: sc.allow_privilege_escalation == Some(false),
+        ..v1::LinuxContainerSecurityContext::default()
+    }
+}
+
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    attempt: u32,
+    fields: &FieldValues<'_>,
+) -> v1::ContainerConfig {
+    let key = PodKey::of(pod);
+    let mut labels = key.labels();
+    labels.insert(
+        cri::LABEL_CONTAINER_NAME.to_string(),
+        container.name.clone(),
+    );
+    // Each variable may refer to the ones before it; command and args to all.
+    let mut vars: HashMap<String, String> = fields.service_env.iter().cloned().collect();
+    let mut order: Vec<String> = fields.service_env.iter().map(|(k, _)| k.clone()).collect();
+    for var in container.env.clone().unwrap_or_default() {
+        let value = match (var.value, var.value_from) {
+            (Some(v), _) => expand(&v, &vars),
+            (None, Some(from)) => from
+                .field_ref
+                .and_then(|f| fields.get(&f.field_path))
+                .unwrap_or_default(),
+            (None, None) => String::new(),
+        };
+        if vars.insert(var.name.clone(), value).is_none() {
+            order.push(var.name);
+        }
+    }
+    let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.iter().flatten().map(|s| expand(s, &vars)).collect()
+    };
+    let command = expand_all(&container.command);
+    let args = expand_all(&container.args);
+    let envs = order
+        .iter()
+        .map(|key| v1::KeyValue {
+            key: key.clone(),
+            value: vars.get(key).cloned().unwrap_or_default(),
+        })
+        .collect();
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: container.name.clone(),
+            attempt,
+        }),
+        image: Some(v1::ImageSpec {
+            image: container.image.clone().unwrap_or_default(),
+            user_specified_image: container.image.clone().unwrap_or_default(),
+            ..v1::ImageSpec::default()
+        }),
+        command,
+        args,
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs,
+        labels,
+        log_path: format!("{}/{}.log", container.name, attempt),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        linux: Some(v1::LinuxContainerConfig {
+            resources: Some(linux_resources(container)),
+            security_context: Some(security_context(pod, container)),
+        }),
+        ..v1::ContainerConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod() -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                uid: Some("u1".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some("busybox".into()),
+                    ports: Some(vec![ContainerPort {
+                        container_port: 80,
+                        host_port: Some(8080),
+                        ..ContainerPort::default()
+                    }]),
+                    env: Some(vec![
+                        EnvVar {
+                            name: "A".into(),
+                            value: Some("1".into()),
+                            value_from: None,
+                        },
+                        EnvVar {
+                            name: "POD".into(),
+                            value: None,
+                            value_from: Some(EnvVarSource {
+                                field_ref: Some(ObjectFieldSelector {
+                                    field_path: "metadata.name".into(),
+                                    api_version: None,
+                                }),
+                                ..EnvVarSource::default()
+                            }),
+                        },
+                    ]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn sandbox_has_identity_logs_and_ports() {
+        let cfg = sandbox_config(&pod(), 1);
+        let meta = cfg.metadata.unwrap();
+        assert_eq!((meta.name.as_str(), meta.attempt), ("web", 1));
+        assert_eq!(cfg.log_directory, "/var/log/pods/default_web_u1");
+        assert_eq!(cfg.port_mappings[0].host_port, 8080);
+        assert_eq!(cfg.labels[cri::LABEL_POD_UID], "u1");
+        assert_eq!(cfg.hostname, "web");
+    }
+
+    #[test]
+    fn container_env_and_log_path() {
+        let p = pod();
+        let service_env = kubernetes_service_env("10.96.0.0/16");
+        let fields = FieldValues {
+            pod: &p,
+            pod_ip: "10.244.0.9",
+            node_ip: "172.18.0.2",
+            service_env: &service_env,
+        };
+        let mut spec = p.spec.as_ref().unwrap().containers[0].clone();
+        spec.args = Some(vec!["echo $(POD) $(MISSING) $$(POD)".into()]);
+        spec.env.as_mut().unwrap().push(EnvVar {
+            name: "URL".into(),
+            value: Some(
+                "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)/$(A)".into(),
+            ),
+            value_from: None,
+        });
+        let cfg = container_config(&p, &spec, 2, &fields);
+        assert_eq!(cfg.log_path, "c/2.log");
+        let env: HashMap<_, _> = cfg
+            .envs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+            .collect();
+        assert_eq!(env["POD"], "web");
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+        assert_eq!(env["URL"], "https://10.96.0.1:443/1");
+        assert_eq!(cfg.args, ["echo web $(MISSING) $(POD)"]);
+        assert_eq!(cfg.labels[cri::LABEL_CONTAINER_NAME], "c");
+    }
+
+    #[test]
+    fn security_context_container_over_pod() {
+        use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SecurityContext};
+        let mut p = pod();
+        let spec = p.spec.as_mut().unwrap();
+        spec.security_context = Some(PodSecurityContext {
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            ..PodSecurityContext::default()
+        });
+        spec.containers[0].security_context = Some(SecurityContext {
+            run_as_user: Some(2000),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..SecurityContext::default()
+        });
+        let sc = security_context(&p, &p.spec.as_ref().unwrap().containers[0]);
+        assert_eq!(sc.run_as_user.map(|v| v.value), Some(2000));
+        assert_eq!(sc.run_as_group.map(|v| v.value), Some(3000));
+        assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+        assert_eq!(sc.capabilities.unwrap().drop_capabilities, ["ALL"]);
+    }
+
+    #[test]
+    fn service_ip_and_expansion() {
+        assert_eq!(
+            first_service_ip("10.96.0.0/16").unwrap().to_string(),
+            "10.96.0.1"
+        );
+        assert_eq!(
+            first_service_ip("fd00:10:96::/112").unwrap().to_string(),
+            "fd00:10:96::1"
+        );
+        assert_eq!(first_service_ip("nonsense"), None);
+        let vars = HashMap::from([("A".to_string(), "x".to_string())]);
+        assert_eq!(expand("$(A)-$$-$-$(", &vars), "x-$-$-$(");
+        let env = kubernetes_service_env("fd00::/108");
+        assert!(env.contains(&(
+            "KUBERNETES_PORT".to_string(),
+            "tcp://[fd00::1]:443".to_string()
+        )));
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("500m"), Some(0.5));
+        assert_eq!(parse_quantity("128Mi"), Some(134217728.0));
+        assert_eq!(parse_quantity("2"), Some(2.0));
+        assert_eq!(parse_quantity("1G"), Some(1e9));
+        assert_eq!(parse_quantity("x"), None);
+    }
+}
