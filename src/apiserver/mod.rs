@@ -152,10 +152,21 @@ impl Server {
         let user = req.extensions().get::<User>();
         match target {
             // Probes and the version are public, as upstream's system:public-info-viewer.
-            Target::Health => {
-                return Ok(
-                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
-                );
+            Target::Health => return Ok(plain(StatusCode::OK, "ok")),
+            Target::Ready => {
+                // Not ready while the store does not answer: load balancers then skip us.
+                let check = tokio::time::timeout(READY_TIMEOUT, self.store.revision()).await;
+                return Ok(match check {
+                    Ok(Ok(_)) => plain(StatusCode::OK, "ok"),
+                    Ok(Err(e)) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("[-]etcd failed: {e}\nreadyz check failed"),
+                    ),
+                    Err(_) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "[-]etcd failed: timed out\nreadyz check failed",
+                    ),
+                });
             }
             Target::Version => {
                 return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
@@ -186,7 +197,7 @@ impl Server {
             Target::OpenApi(path) => openapi::group_version(&self.registry, &path)
                 .map(|v| Json::ok(v, Rendering::Object).into_response()),
             Target::Resource(r) => self.resource(r, req).await,
-            Target::Health | Target::Version => Err(ApiError::path_not_found()),
+            Target::Health | Target::Ready | Target::Version => Err(ApiError::path_not_found()),
         }
     }
 
@@ -382,6 +393,18 @@ async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_string(),
+    )
+        .into_response()
 }
 
 /// Response bodies for streams (watch, logs).

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub enum Target {
     Version,
+    /// `/healthz`, `/livez`: the process serves.
     Health,
+    /// `/readyz`: the process serves and its store answers.
+    Ready,
     /// `/api`: the legacy core group's versions.
     Api,
     /// `/apis`: every named group.
@@ -51,7 +54,8 @@ pub fn parse_path(registry: &Registry, path: &str) -> Result<Target, ApiError> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match parts.as_slice() {
         ["version"] => Ok(Target::Version),
-        ["healthz" | "readyz" | "livez", ..] => Ok(Target::Health),
+        ["readyz", ..] => Ok(Target::Ready),
+        ["healthz" | "livez", ..] => Ok(Target::Health),
         ["openapi", "v3"] => Ok(Target::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApi(rest.join("/"))),
         ["api"] => Ok(Target::Api),

@@ -534,6 +534,13 @@ async fn kubectl_flow(server: &TestServer) {
 
     let anonymous = fails(server, &["--context", "anonymous", "get", "pods"]).await;
     assert!(anonymous.contains("Unauthorized"), "{anonymous}");
+    // Probes are public, as upstream's.
+    for probe in ["/readyz", "/livez", "/healthz"] {
+        assert_eq!(
+            ok(server, &["--context", "anonymous", "get", "--raw", probe]).await,
+            "ok"
+        );
+    }
 }
 
 /// Reads watch output lines until one contains `want`, failing at the deadline.
@@ -1104,6 +1111,28 @@ async fn metadata_lists_and_expired_watches() {
         .unwrap();
     assert_eq!(rest.items[0].metadata.name.as_deref(), Some("b"));
     assert!(rest.metadata.continue_.is_none());
+
+    // deletecollection honours the selector.
+    let mut labelled = pod("labelled");
+    labelled.metadata.labels = Some([("sweep".to_string(), "yes".to_string())].into());
+    pods.create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels("sweep=yes"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["a", "b"]);
 
     // A watch from a compacted revision gets a 410 Expired error event.
     pods.create(&PostParams::default(), &pod("c"))
