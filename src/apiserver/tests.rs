@@ -1238,3 +1238,44 @@ async fn server_side_apply_creates_and_merges() {
     let out = ok(&server, &["apply", "--server-side", "-f", &file]).await;
     assert!(out.contains("serverside-applied"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_for_heartbeats_and_elections() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let server = start().await;
+    let client = client(&server).await;
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "node-1"},
+        "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": "2026-01-01T00:00:00.000000Z"}
+    }))
+    .unwrap();
+    // PUT creates a missing lease, as upstream allows for leases.
+    let created = leases
+        .replace("node-1", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().unwrap().lease_duration_seconds = Some(41);
+    let renewed = leases
+        .replace("node-1", &PostParams::default(), &renewed)
+        .await
+        .unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // A contender holding a stale copy loses.
+    let err = leases
+        .replace("node-1", &PostParams::default(), &created)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("leases.coordination.k8s.io \"node-1\": the object has been modified"),
+        "{err}"
+    );
+    let out = ok(&server, &["get", "leases", "-A"]).await;
+    assert!(out.contains("HOLDER") && out.contains("node-1"), "{out}");
+}
