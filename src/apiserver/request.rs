@@ -314,6 +314,30 @@ mod tests {
     }
 
     #[test]
+    fn bodies() {
+        let yaml = Bytes::from_static(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n");
+        assert_eq!(
+            decode_body(&yaml, BodyType::Yaml).unwrap()["metadata"]["name"],
+            "p"
+        );
+        assert!(decode_body(&yaml, BodyType::Json).is_err());
+        let mut h = HeaderMap::new();
+        assert_eq!(body_type(&h).unwrap(), BodyType::Json);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/vnd.kubernetes.protobuf".parse().unwrap(),
+        );
+        assert_eq!(body_type(&h).unwrap_err().code, 415);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/strategic-merge-patch+json; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(body_type(&h).unwrap(), BodyType::StrategicMergePatch);
+    }
+
+    #[test]
     fn tables_when_asked() {
         let mut h = HeaderMap::new();
         h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json".parse().unwrap());

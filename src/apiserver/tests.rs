@@ -1112,6 +1112,18 @@ async fn metadata_lists_and_expired_watches() {
     assert_eq!(rest.items[0].metadata.name.as_deref(), Some("b"));
     assert!(rest.metadata.continue_.is_none());
 
+    // generateName gets upstream's five-character suffix.
+    let mut generated = pod("");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let generated = pods
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let name = generated.metadata.name.unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    pods.delete(&name, &DeleteParams::default()).await.unwrap();
+
     // deletecollection honours the selector.
     let mut labelled = pod("labelled");
     labelled.metadata.labels = Some([("sweep".to_string(), "yes".to_string())].into());
