@@ -221,7 +221,7 @@ impl Server {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
             }
-            (&Method::GET, Some(name), None) if r.watch_path => {
+            (&Method::GET, Some(name), None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
             }
             (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
