@@ -603,6 +603,17 @@ async fn kube_rs_watcher_sees_changes() {
     pods.create(&PostParams::default(), &pod("before"))
         .await
         .unwrap();
+    // Streaming lists (sendInitialEvents) end their initial events with a bookmark.
+    let mut streaming = watcher(pods.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut streamed = Vec::new();
+    loop {
+        match next_event(&mut streaming).await {
+            watcher::Event::InitApply(p) => streamed.push(p.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(streamed, ["before"]);
     let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
     let mut names = Vec::new();
     // The initial list, then a live create.
