@@ -126,7 +126,8 @@ impl Server {
         }
     }
 
-    /// Answers one request. `user` is None when the client sent no certificate.
+    /// Answers one request; the accept loop has put the client's `User` (if its
+    /// certificate named one) into the request's extensions.
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -212,7 +213,7 @@ impl Server {
         let method = req.method().clone();
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            .map_err(|_| ApiError::too_large(MAX_BODY))?;
         let res = r.resource;
         let ns = r.namespace.as_deref();
         let sub = r.subresource.as_deref();
