@@ -1093,7 +1093,16 @@ async fn namespace_deletion_empties_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lists_and_expired_watches() {
-    let server = start().await;
+    paging_and_compaction(&start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_and_expired_watches_on_etcd() {
+    let (_etcd, store) = start_etcd().await;
+    paging_and_compaction(&start_with(&make_pki(), None, store).await).await;
+}
+
+async fn paging_and_compaction(server: &TestServer) {
     let client = client(&server).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let first = pods
