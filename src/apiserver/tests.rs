@@ -1103,7 +1103,7 @@ async fn metadata_lists_and_expired_watches_on_etcd() {
 }
 
 async fn paging_and_compaction(server: &TestServer) {
-    let client = client(&server).await;
+    let client = client(server).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let first = pods
         .create(&PostParams::default(), &pod("a"))
