@@ -189,22 +189,23 @@ pub struct FieldSelector {
 
 /// Splits on unescaped `sep`, keeping escapes for the next stage.
 fn split_unescaped(text: &str, sep: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut current = String::new();
     let mut escaped = false;
     for c in text.chars() {
-        let last = parts.last_mut().expect("parts is never empty");
         if escaped {
-            last.push('\\');
-            last.push(c);
+            current.push('\\');
+            current.push(c);
             escaped = false;
         } else if c == '\\' {
             escaped = true;
         } else if c == sep {
-            parts.push(String::new());
+            parts.push(std::mem::take(&mut current));
         } else {
-            last.push(c);
+            current.push(c);
         }
     }
+    parts.push(current);
     parts
 }
 
@@ -341,5 +342,7 @@ mod tests {
             "\"spec.foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\", \"spec.nodeName\", \"status.phase\""
         );
         assert!(FieldSelector::parse("nonsense", allowed).is_err());
+        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed).unwrap();
+        assert!(escaped.matches(&json!({"metadata": {"name": "a,b"}})));
     }
 }

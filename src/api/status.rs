@@ -194,6 +194,15 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// A body over the size limit (or one that could not be read whole).
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body could not be read within the limit of {limit} bytes"),
+        )
+    }
+
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)
     }

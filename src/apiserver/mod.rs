@@ -126,7 +126,8 @@ impl Server {
         }
     }
 
-    /// Answers one request. `user` is None when the client sent no certificate.
+    /// Answers one request; the accept loop has put the client's `User` (if its
+    /// certificate named one) into the request's extensions.
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -152,10 +153,21 @@ impl Server {
         let user = req.extensions().get::<User>();
         match target {
             // Probes and the version are public, as upstream's system:public-info-viewer.
-            Target::Health => {
-                return Ok(
-                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
-                );
+            Target::Health => return Ok(plain(StatusCode::OK, "ok")),
+            Target::Ready => {
+                // Not ready while the store does not answer: load balancers then skip us.
+                let check = tokio::time::timeout(READY_TIMEOUT, self.store.revision()).await;
+                return Ok(match check {
+                    Ok(Ok(_)) => plain(StatusCode::OK, "ok"),
+                    Ok(Err(e)) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("[-]etcd failed: {e}\nreadyz check failed"),
+                    ),
+                    Err(_) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "[-]etcd failed: timed out\nreadyz check failed",
+                    ),
+                });
             }
             Target::Version => {
                 return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
@@ -186,7 +198,7 @@ impl Server {
             Target::OpenApi(path) => openapi::group_version(&self.registry, &path)
                 .map(|v| Json::ok(v, Rendering::Object).into_response()),
             Target::Resource(r) => self.resource(r, req).await,
-            Target::Health | Target::Version => Err(ApiError::path_not_found()),
+            Target::Health | Target::Ready | Target::Version => Err(ApiError::path_not_found()),
         }
     }
 
@@ -201,7 +213,7 @@ impl Server {
         let method = req.method().clone();
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            .map_err(|_| ApiError::too_large(MAX_BODY))?;
         let res = r.resource;
         let ns = r.namespace.as_deref();
         let sub = r.subresource.as_deref();
@@ -210,7 +222,7 @@ impl Server {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
             }
-            (&Method::GET, Some(name), None) if r.watch_path => {
+            (&Method::GET, Some(name), None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
             }
             (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
@@ -382,6 +394,18 @@ async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_string(),
+    )
+        .into_response()
 }
 
 /// Response bodies for streams (watch, logs).

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub enum Target {
     Version,
+    /// `/healthz`, `/livez`: the process serves.
     Health,
+    /// `/readyz`: the process serves and its store answers.
+    Ready,
     /// `/api`: the legacy core group's versions.
     Api,
     /// `/apis`: every named group.
@@ -51,7 +54,8 @@ pub fn parse_path(registry: &Registry, path: &str) -> Result<Target, ApiError> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match parts.as_slice() {
         ["version"] => Ok(Target::Version),
-        ["healthz" | "readyz" | "livez", ..] => Ok(Target::Health),
+        ["readyz", ..] => Ok(Target::Ready),
+        ["healthz" | "livez", ..] => Ok(Target::Health),
         ["openapi", "v3"] => Ok(Target::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApi(rest.join("/"))),
         ["api"] => Ok(Target::Api),
@@ -307,6 +311,30 @@ mod tests {
         assert!(parse_path(&Registry::default(), "/api/v1/nodes/n/log").is_err());
         assert!(parse_path(&Registry::default(), "/api/v1/namespaces/x/nodes").is_err());
         assert!(parse_path(&Registry::default(), "/api/v1/widgets").is_err());
+    }
+
+    #[test]
+    fn bodies() {
+        let yaml = Bytes::from_static(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n");
+        assert_eq!(
+            decode_body(&yaml, BodyType::Yaml).unwrap()["metadata"]["name"],
+            "p"
+        );
+        assert!(decode_body(&yaml, BodyType::Json).is_err());
+        let mut h = HeaderMap::new();
+        assert_eq!(body_type(&h).unwrap(), BodyType::Json);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/vnd.kubernetes.protobuf".parse().unwrap(),
+        );
+        assert_eq!(body_type(&h).unwrap_err().code, 415);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/strategic-merge-patch+json; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(body_type(&h).unwrap(), BodyType::StrategicMergePatch);
     }
 
     #[test]

@@ -534,6 +534,13 @@ async fn kubectl_flow(server: &TestServer) {
 
     let anonymous = fails(server, &["--context", "anonymous", "get", "pods"]).await;
     assert!(anonymous.contains("Unauthorized"), "{anonymous}");
+    // Probes are public, as upstream's.
+    for probe in ["/readyz", "/livez", "/healthz"] {
+        assert_eq!(
+            ok(server, &["--context", "anonymous", "get", "--raw", probe]).await,
+            "ok"
+        );
+    }
 }
 
 /// Reads watch output lines until one contains `want`, failing at the deadline.
@@ -596,6 +603,17 @@ async fn kube_rs_watcher_sees_changes() {
     pods.create(&PostParams::default(), &pod("before"))
         .await
         .unwrap();
+    // Streaming lists (sendInitialEvents) end their initial events with a bookmark.
+    let mut streaming = watcher(pods.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut streamed = Vec::new();
+    loop {
+        match next_event(&mut streaming).await {
+            watcher::Event::InitApply(p) => streamed.push(p.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(streamed, ["before"]);
     let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
     let mut names = Vec::new();
     // The initial list, then a live create.
@@ -1075,8 +1093,17 @@ async fn namespace_deletion_empties_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lists_and_expired_watches() {
-    let server = start().await;
-    let client = client(&server).await;
+    paging_and_compaction(&start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_and_expired_watches_on_etcd() {
+    let (_etcd, store) = start_etcd().await;
+    paging_and_compaction(&start_with(&make_pki(), None, store).await).await;
+}
+
+async fn paging_and_compaction(server: &TestServer) {
+    let client = client(server).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let first = pods
         .create(&PostParams::default(), &pod("a"))
@@ -1104,6 +1131,40 @@ async fn metadata_lists_and_expired_watches() {
         .unwrap();
     assert_eq!(rest.items[0].metadata.name.as_deref(), Some("b"));
     assert!(rest.metadata.continue_.is_none());
+
+    // generateName gets upstream's five-character suffix.
+    let mut generated = pod("");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let generated = pods
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let name = generated.metadata.name.unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    pods.delete(&name, &DeleteParams::default()).await.unwrap();
+
+    // deletecollection honours the selector.
+    let mut labelled = pod("labelled");
+    labelled.metadata.labels = Some([("sweep".to_string(), "yes".to_string())].into());
+    pods.create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels("sweep=yes"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["a", "b"]);
 
     // A watch from a compacted revision gets a 410 Expired error event.
     pods.create(&PostParams::default(), &pod("c"))
@@ -1208,4 +1269,45 @@ async fn server_side_apply_creates_and_merges() {
     );
     let out = ok(&server, &["apply", "--server-side", "-f", &file]).await;
     assert!(out.contains("serverside-applied"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_for_heartbeats_and_elections() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let server = start().await;
+    let client = client(&server).await;
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "node-1"},
+        "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": "2026-01-01T00:00:00.000000Z"}
+    }))
+    .unwrap();
+    // PUT creates a missing lease, as upstream allows for leases.
+    let created = leases
+        .replace("node-1", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().unwrap().lease_duration_seconds = Some(41);
+    let renewed = leases
+        .replace("node-1", &PostParams::default(), &renewed)
+        .await
+        .unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // A contender holding a stale copy loses.
+    let err = leases
+        .replace("node-1", &PostParams::default(), &created)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("leases.coordination.k8s.io \"node-1\": the object has been modified"),
+        "{err}"
+    );
+    let out = ok(&server, &["get", "leases", "-A"]).await;
+    assert!(out.contains("HOLDER") && out.contains("node-1"), "{out}");
 }
