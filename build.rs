@@ -5,7 +5,9 @@ fn compile(protos: &[&str], include: &str) -> Result<(), Box<dyn std::error::Err
     // The whole folder: a proto imported by another must trigger a rebuild too.
     println!("cargo:rerun-if-changed={include}");
     let fds = protox::compile(protos, [include])?;
-    tonic_prost_build::configure().build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .compile_fds(fds)?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 mod allocator;
 mod bootstrap;
+mod compaction;
 mod discovery;
 mod handlers;
 mod logs;
@@ -359,6 +360,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         kubelet_client: Some(kubelet_client),
         service_subnet: cfg.service_subnet.clone(),
     };
+    tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
     serve(config, store, listener)
         .await
         .context("serving the API")
@@ -367,7 +369,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
 /// Connects to the node's etcd, retrying until it answers or the deadline passes
 /// (etcd starts alongside the API server).
 async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
-    use crate::store::etcd::{EtcdStore, EtcdTls};
+    use crate::store::{EtcdStore, EtcdTls};
     let ca_pem = read(paths::ETCD_CA_CRT)?;
     let cert_pem = read(paths::APISERVER_ETCD_CLIENT_CRT)?;
     let key_pem = read(paths::APISERVER_ETCD_CLIENT_KEY)?;

@@ -151,21 +151,6 @@ impl ClusterPki {
         })
     }
 
-    pub fn ca_pem(&self) -> &str {
-        &self.ca.cert_pem
-    }
-
-    /// The admin's client certificate, in the group kubeadm gives cluster admins.
-    pub fn admin(&self) -> Result<KeyCert, PkiError> {
-        issue(
-            &self.ca,
-            "kubernetes-admin",
-            &["kubeadm:cluster-admins"],
-            &[],
-            Usage::Client,
-        )
-    }
-
     /// Every file a node needs: certificates, keys and kubeconfigs at kubeadm's paths.
     pub fn node_files(&self, node: &NodeIdentity) -> Result<Vec<NodeFile>, PkiError> {
         let mut files = Vec::new();
@@ -392,7 +377,7 @@ mod tests {
             );
         }
         // Verify the chain: the API server's certificate is signed by the cluster CA.
-        let ca_der = parse(pki.ca_pem());
+        let ca_der = parse(&pki.ca.cert_pem);
         let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
         cert.verify_signature(Some(ca.public_key())).unwrap();
         assert!(
@@ -424,9 +409,33 @@ mod tests {
 
     #[test]
     fn admin_is_a_cluster_admin() {
+        use base64::Engine;
         let pki = ClusterPki::generate().unwrap();
-        let admin = pki.admin().unwrap();
-        let der = parse(&admin.cert_pem);
+        let node = NodeIdentity {
+            name: "rind-control-plane",
+            ip: "172.18.0.2",
+            control_plane: true,
+            service_ip: "10.96.0.1",
+            api_server_url: "https://172.18.0.2:6443",
+        };
+        let files = pki.node_files(&node).unwrap();
+        let admin = files.iter().find(|f| f.path == paths::ADMIN_CONF).unwrap();
+        let config: serde_json::Value =
+            crate::yaml::from_str(std::str::from_utf8(&admin.contents).unwrap()).unwrap();
+        let cert = config["users"][0]["user"]["client-certificate-data"]
+            .as_str()
+            .unwrap();
+        let cert = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(cert)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            config["clusters"][0]["cluster"]["server"],
+            "https://172.18.0.2:6443"
+        );
+        let der = parse(&cert);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         let subject = cert.subject().to_string();
         assert!(

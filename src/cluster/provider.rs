@@ -50,7 +50,6 @@ pub struct NodeContainer {
     pub cluster: String,
     pub role: String,
     pub ip: Option<Ipv4Addr>,
-    pub state: String,
 }
 
 /// Everything needed to create one node container.
@@ -109,7 +108,6 @@ pub async fn list_nodes(
                 cluster: labels.get(LABEL_CLUSTER).cloned().unwrap_or_default(),
                 role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
                 ip: labels.get(LABEL_NODE_IP).and_then(|ip| ip.parse().ok()),
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             }
         })
         .collect();
@@ -207,14 +205,12 @@ pub async fn used_ips(docker: &Docker) -> anyhow::Result<HashSet<Ipv4Addr>> {
         .collect();
     if let Ok(network) = docker.inspect_network(NETWORK, None).await {
         for endpoint in network.containers.unwrap_or_default().values() {
-            if let Some(ip) = endpoint
+            let address = endpoint
                 .ipv4_address
                 .as_deref()
-                .and_then(|a| a.split('/').next())
-            {
-                if let Ok(ip) = ip.parse() {
-                    used.insert(ip);
-                }
+                .and_then(|a| a.split('/').next());
+            if let Some(Ok(ip)) = address.map(str::parse) {
+                used.insert(ip);
             }
         }
     }

@@ -4,7 +4,6 @@
 pub const NODE_CONFIG: &str = "/etc/rind/node.json";
 pub const LOG_DIR: &str = "/var/log/rind";
 
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 pub const CA_CRT: &str = "/etc/kubernetes/pki/ca.crt";
 pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
 pub const APISERVER_CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
@@ -35,7 +34,6 @@ pub const CONTROLLER_MANAGER_CONF: &str = "/etc/kubernetes/controller-manager.co
 /// The kubelet's serving certificate (its HTTPS port serves logs to the API server).
 pub const KUBELET_SERVING_CRT: &str = "/var/lib/kubelet/pki/kubelet.crt";
 pub const KUBELET_SERVING_KEY: &str = "/var/lib/kubelet/pki/kubelet.key";
-pub const KUBELET_ROOT: &str = "/var/lib/kubelet";
 /// Pod logs, laid out as the kubelet does: `/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log`.
 pub const POD_LOG_DIR: &str = "/var/log/pods";
 

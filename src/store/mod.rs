@@ -107,7 +107,10 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod conformance;
 pub mod etcd;
+/// The in-memory backend serves the fast API tests; nothing in the product runs on it.
+#[cfg(test)]
 pub mod memory;
 
 pub use etcd::{EtcdStore, EtcdTls};
+#[cfg(test)]
 pub use memory::MemoryStore;
