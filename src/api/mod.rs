@@ -6,6 +6,7 @@ pub mod meta;
 pub mod patch;
 pub mod pods;
 pub mod registry;
+pub mod schema;
 pub mod selector;
 pub mod services;
 pub mod status;

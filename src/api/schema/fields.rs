@@ -1,0 +1,273 @@
+//! Unknown fields: walking a JSON value along a kind's schema to find (and drop) the
+//! fields the kind does not have, as upstream's decoder does for built-in types. Found
+//! fields are named the way upstream's strict decoder names them
+//! (`spec.containers[0].foo`).
+
+use super::Schemas;
+use serde_json::Value;
+
+/// What a body is, which decides how its fields are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyShape {
+    /// A whole object (create, update).
+    Object,
+    /// A merge or strategic merge patch: `$`-keys are directives and a `null` value
+    /// deletes, so neither is a field the patch adds.
+    MergePatch,
+}
+
+impl Schemas {
+    /// Removes from `value` every field the named schema does not have; returns their
+    /// paths in document order.
+    pub fn prune(&self, schema_name: &str, value: &mut Value, shape: BodyShape) -> Vec<String> {
+        let mut found = Vec::new();
+        if let Some(schema) = self.components.get(schema_name) {
+            self.walk(schema, value, &mut String::new(), shape, &mut found);
+        }
+        found
+    }
+
+    /// The unknown fields a JSON patch (RFC 6902) would add: operations whose path
+    /// names a field the kind lacks, and unknown fields inside added values.
+    pub fn json_patch_unknown(&self, schema_name: &str, patch: &Value) -> Vec<String> {
+        let mut found = Vec::new();
+        let (Some(root), Some(ops)) = (self.components.get(schema_name), patch.as_array()) else {
+            return found;
+        };
+        for op in ops {
+            if !matches!(op.get("op").and_then(Value::as_str), Some("add" | "replace")) {
+                continue;
+            }
+            let Some(pointer) = op.get("path").and_then(Value::as_str) else {
+                continue;
+            };
+            let mut path = String::new();
+            let mut schema = root;
+            let mut known = true;
+            for token in pointer.split('/').skip(1) {
+                let token = token.replace("~1", "/").replace("~0", "~");
+                match self.child(schema, &token) {
+                    Child::Field(next) => {
+                        push_field(&mut path, &token);
+                        schema = next;
+                    }
+                    Child::Item(next) => {
+                        path.push_str(&format!("[{token}]"));
+                        schema = next;
+                    }
+                    Child::Unknown => {
+                        push_field(&mut path, &token);
+                        found.push(path.clone());
+                        known = false;
+                        break;
+                    }
+                    Child::Free => {
+                        known = false;
+                        break;
+                    }
+                }
+            }
+            if known && let Some(value) = op.get("value") {
+                let mut value = value.clone();
+                self.walk(schema, &mut value, &mut path, BodyShape::Object, &mut found);
+            }
+        }
+        found
+    }
+
+    fn walk(
+        &self,
+        schema: &Value,
+        value: &mut Value,
+        path: &mut String,
+        shape: BodyShape,
+        found: &mut Vec<String>,
+    ) {
+        let schema = self.resolve(schema);
+        if preserves_unknown(schema) {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                    map.retain(|key, field| {
+                        if shape == BodyShape::MergePatch && (key.starts_with('$') || field.is_null()) {
+                            return true;
+                        }
+                        let len = path.len();
+                        push_field(path, key);
+                        let keep = match properties.get(key) {
+                            Some(field_schema) => {
+                                self.walk(field_schema, field, path, shape, found);
+                                true
+                            }
+                            None => {
+                                found.push(path.clone());
+                                false
+                            }
+                        };
+                        path.truncate(len);
+                        keep
+                    });
+                } else if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+                    for (key, field) in map.iter_mut() {
+                        let len = path.len();
+                        push_field(path, key);
+                        self.walk(values, field, path, shape, found);
+                        path.truncate(len);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let len = path.len();
+                        path.push_str(&format!("[{i}]"));
+                        self.walk(item_schema, item, path, shape, found);
+                        path.truncate(len);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The schema of one step of a JSON pointer.
+    fn child<'a>(&'a self, schema: &'a Value, token: &str) -> Child<'a> {
+        let schema = self.resolve(schema);
+        if preserves_unknown(schema) {
+            return Child::Free;
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            return properties.get(token).map_or(Child::Unknown, Child::Field);
+        }
+        if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            return Child::Field(values);
+        }
+        if let Some(items) = schema.get("items") {
+            return Child::Item(items);
+        }
+        Child::Free
+    }
+}
+
+enum Child<'a> {
+    Field(&'a Value),
+    Item(&'a Value),
+    Unknown,
+    /// Anything goes below (an untyped object or a scalar).
+    Free,
+}
+
+/// Whether a schema accepts any fields: it says so, or it is an object without any
+/// declared fields (`RawExtension`, `FieldsV1`, ...), or it has no type at all.
+fn preserves_unknown(schema: &Value) -> bool {
+    schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        || (schema.get("properties").is_none()
+            && schema.get("additionalProperties").is_none_or(|v| !v.is_object())
+            && schema.get("items").is_none())
+}
+
+fn push_field(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schemas;
+    use super::*;
+    use serde_json::json;
+
+    const POD: &str = "io.k8s.api.core.v1.Pod";
+
+    #[test]
+    fn unknown_fields_are_found_and_dropped() {
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod", "foo": 1,
+            "metadata": {"name": "p", "labels": {"a": "b"}, "bogus": true,
+                         "managedFields": [{"fieldsV1": {"f:spec": {}}}]},
+            "spec": {"containers": [
+                {"name": "c", "image": "i", "imagee": "x",
+                 "resources": {"limits": {"cpu": 1}},
+                 "ports": [{"containerPort": 80, "hostt": 1}]}
+            ]},
+        });
+        let found = schemas().prune(POD, &mut pod, BodyShape::Object);
+        assert_eq!(
+            found,
+            vec![
+                "foo",
+                "metadata.bogus",
+                "spec.containers[0].imagee",
+                "spec.containers[0].ports[0].hostt"
+            ]
+        );
+        assert!(pod.get("foo").is_none());
+        assert!(pod["spec"]["containers"][0].get("imagee").is_none());
+        assert_eq!(pod["spec"]["containers"][0]["image"], "i");
+        assert_eq!(pod["metadata"]["labels"]["a"], "b");
+        // Free-form parts keep whatever they hold.
+        assert_eq!(
+            pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"],
+            json!({})
+        );
+        assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["cpu"], 1);
+    }
+
+    #[test]
+    fn known_objects_pass_untouched() {
+        let mut deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "x"}},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+                     "template": {"metadata": {"labels": {"app": "x"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": {"conditions": [{"type": "Available", "status": "True"}]},
+        });
+        let before = deployment.clone();
+        let found = schemas().prune(
+            "io.k8s.api.apps.v1.Deployment",
+            &mut deployment,
+            BodyShape::Object,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(deployment, before);
+    }
+
+    #[test]
+    fn patches_keep_directives_and_deletions() {
+        let mut patch = json!({
+            "metadata": {"annotations": {"x": "y"}},
+            "spec": {
+                "$setElementOrder/containers": [{"name": "c"}],
+                "containers": [{"name": "c", "image": "j", "foo": 1}, {"$patch": "delete", "name": "d"}],
+                "gone": null,
+                "bar": 2,
+            },
+        });
+        let found = schemas().prune(POD, &mut patch, BodyShape::MergePatch);
+        assert_eq!(found, vec!["spec.bar", "spec.containers[0].foo"]);
+        assert!(patch["spec"].get("$setElementOrder/containers").is_some());
+        assert!(patch["spec"].get("gone").is_some());
+        assert_eq!(patch["spec"]["containers"][1]["$patch"], "delete");
+    }
+
+    #[test]
+    fn json_patches_are_checked_along_their_paths() {
+        let patch = json!([
+            {"op": "add", "path": "/spec/foo", "value": 1},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "x"},
+            {"op": "add", "path": "/spec/containers/-", "value": {"name": "d", "imagee": "y"}},
+            {"op": "add", "path": "/metadata/labels/a~1b", "value": "v"},
+            {"op": "remove", "path": "/spec/bar"},
+        ]);
+        assert_eq!(
+            schemas().json_patch_unknown(POD, &patch),
+            vec!["spec.foo", "spec.containers[-].imagee"]
+        );
+    }
+}
