@@ -193,11 +193,13 @@ impl Server {
                 discovery::resource_list(&self.registry, &group, &version)
                     .map(|v| Json::ok(v, Rendering::Object).into_response())
             }
-            Target::OpenApiRoot => {
-                Ok(Json::ok(openapi::root(&self.registry), Rendering::Object).into_response())
-            }
-            Target::OpenApi(path) => openapi::group_version(&self.registry, &path)
-                .map(|v| Json::ok(v, Rendering::Object).into_response()),
+            Target::OpenApiRoot => Ok(openapi::serve_root(&self.registry)),
+            Target::OpenApi(path) => openapi::serve_group_version(
+                &self.registry,
+                &path,
+                req.uri().query(),
+                req.headers(),
+            ),
             Target::Resource(r) => self.resource(r, req).await,
             Target::Health | Target::Ready | Target::Version => Err(ApiError::path_not_found()),
         }

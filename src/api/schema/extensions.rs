@@ -34,12 +34,37 @@ const fn keyed(
 }
 
 const FIELDS: &[FieldMeta] = &[
-    keyed("io.k8s.api.core.v1.PodSpec", "containers", "name", &["name"]),
-    keyed("io.k8s.api.core.v1.PodSpec", "initContainers", "name", &["name"]),
-    keyed("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "name", &["name"]),
-    keyed("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name", &["name"]),
+    keyed(
+        "io.k8s.api.core.v1.PodSpec",
+        "containers",
+        "name",
+        &["name"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        "name",
+        &["name"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        "name",
+        &["name"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        "name",
+        &["name"],
+    ),
     keyed("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip", &["ip"]),
-    keyed("io.k8s.api.core.v1.PodSpec", "schedulingGates", "name", &["name"]),
+    keyed(
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        "name",
+        &["name"],
+    ),
     keyed(
         "io.k8s.api.core.v1.PodSpec",
         "topologySpreadConstraints",
@@ -52,7 +77,12 @@ const FIELDS: &[FieldMeta] = &[
     },
     FieldMeta {
         strategy: Some("merge,retainKeys"),
-        ..keyed("io.k8s.api.core.v1.PodSpec", "resourceClaims", "name", &["name"])
+        ..keyed(
+            "io.k8s.api.core.v1.PodSpec",
+            "resourceClaims",
+            "name",
+            &["name"],
+        )
     },
     keyed(
         "io.k8s.api.core.v1.Container",
@@ -61,9 +91,24 @@ const FIELDS: &[FieldMeta] = &[
         &["containerPort", "protocol"],
     ),
     keyed("io.k8s.api.core.v1.Container", "env", "name", &["name"]),
-    keyed("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath", &["mountPath"]),
-    keyed("io.k8s.api.core.v1.Container", "volumeDevices", "devicePath", &["devicePath"]),
-    keyed("io.k8s.api.core.v1.EphemeralContainer", "env", "name", &["name"]),
+    keyed(
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        "mountPath",
+        &["mountPath"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        "devicePath",
+        &["devicePath"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        "name",
+        &["name"],
+    ),
     keyed(
         "io.k8s.api.core.v1.EphemeralContainer",
         "volumeMounts",
@@ -77,8 +122,18 @@ const FIELDS: &[FieldMeta] = &[
         &["devicePath"],
     ),
     keyed("io.k8s.api.core.v1.PodStatus", "podIPs", "ip", &["ip"]),
-    keyed("io.k8s.api.core.v1.ServiceSpec", "ports", "port", &["port", "protocol"]),
-    keyed("io.k8s.api.core.v1.NodeStatus", "addresses", "type", &["type"]),
+    keyed(
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        "port",
+        &["port", "protocol"],
+    ),
+    keyed(
+        "io.k8s.api.core.v1.NodeStatus",
+        "addresses",
+        "type",
+        &["type"],
+    ),
     keyed(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
         "ownerReferences",
@@ -182,10 +237,19 @@ mod tests {
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
         assert_eq!(containers["x-kubernetes-list-type"], "map");
-        assert_eq!(spec["properties"]["volumes"]["x-kubernetes-patch-strategy"], "merge,retainKeys");
+        assert_eq!(
+            spec["properties"]["volumes"]["x-kubernetes-patch-strategy"],
+            "merge,retainKeys"
+        );
         let status = s.component("io.k8s.api.apps.v1.DeploymentStatus").unwrap();
-        assert_eq!(status["properties"]["conditions"]["x-kubernetes-patch-merge-key"], "type");
+        assert_eq!(
+            status["properties"]["conditions"]["x-kubernetes-patch-merge-key"],
+            "type"
+        );
         let dspec = s.component("io.k8s.api.apps.v1.DeploymentSpec").unwrap();
-        assert_eq!(dspec["properties"]["strategy"]["x-kubernetes-patch-strategy"], "retainKeys");
+        assert_eq!(
+            dspec["properties"]["strategy"]["x-kubernetes-patch-strategy"],
+            "retainKeys"
+        );
     }
 }

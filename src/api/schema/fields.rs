@@ -35,7 +35,10 @@ impl Schemas {
             return found;
         };
         for op in ops {
-            if !matches!(op.get("op").and_then(Value::as_str), Some("add" | "replace")) {
+            if !matches!(
+                op.get("op").and_then(Value::as_str),
+                Some("add" | "replace")
+            ) {
                 continue;
             }
             let Some(pointer) = op.get("path").and_then(Value::as_str) else {
@@ -91,7 +94,9 @@ impl Schemas {
             Value::Object(map) => {
                 if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
                     map.retain(|key, field| {
-                        if shape == BodyShape::MergePatch && (key.starts_with('$') || field.is_null()) {
+                        if shape == BodyShape::MergePatch
+                            && (key.starts_with('$') || field.is_null())
+                        {
                             return true;
                         }
                         let len = path.len();
@@ -109,7 +114,9 @@ impl Schemas {
                         path.truncate(len);
                         keep
                     });
-                } else if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+                } else if let Some(values) =
+                    schema.get("additionalProperties").filter(|v| v.is_object())
+                {
                     for (key, field) in map.iter_mut() {
                         let len = path.len();
                         push_field(path, key);
@@ -164,7 +171,9 @@ enum Child<'a> {
 fn preserves_unknown(schema: &Value) -> bool {
     schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
         || (schema.get("properties").is_none()
-            && schema.get("additionalProperties").is_none_or(|v| !v.is_object())
+            && schema
+                .get("additionalProperties")
+                .is_none_or(|v| !v.is_object())
             && schema.get("items").is_none())
 }
 
@@ -214,7 +223,10 @@ mod tests {
             pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"],
             json!({})
         );
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["cpu"], 1);
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            1
+        );
     }
 
     #[test]

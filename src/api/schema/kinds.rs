@@ -4,9 +4,15 @@
 //! (The list mirrors the `Resource` impls of k8s-openapi's `v1_37` module.)
 
 use super::Builder;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::{api, apiextensions_apiserver, kube_aggregator};
 
 pub(super) fn add_all(b: &mut Builder) {
+    // What operations take or return besides the kinds themselves.
+    b.support::<meta::DeleteOptions>();
+    b.support::<meta::Patch>();
+    b.support::<meta::Status>();
+    b.support::<meta::WatchEvent<()>>();
     b.add::<api::admissionregistration::v1::MutatingAdmissionPolicy>();
     b.add::<api::admissionregistration::v1::MutatingAdmissionPolicyBinding>();
     b.add::<api::admissionregistration::v1::MutatingWebhookConfiguration>();

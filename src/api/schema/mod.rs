@@ -41,8 +41,14 @@ pub(super) struct Builder {
 impl Builder {
     fn add<T: k8s_openapi::Resource + schemars::JsonSchema>(&mut self) {
         self.generator.subschema_for::<T>();
-        self.kinds
-            .push(((T::GROUP, T::VERSION, T::KIND), T::schema_name().into_owned()));
+        self.kinds.push((
+            (T::GROUP, T::VERSION, T::KIND),
+            T::schema_name().into_owned(),
+        ));
+    }
+
+    fn support<T: schemars::JsonSchema>(&mut self) {
+        self.generator.subschema_for::<T>();
     }
 }
 
@@ -70,7 +76,10 @@ impl Schemas {
                     }
                 }
             }
-            components.insert(format!("{name}List"), list_schema(&name, group, version, kind));
+            components.insert(
+                format!("{name}List"),
+                list_schema(&name, group, version, kind),
+            );
             kinds.insert((group, version, kind), name);
         }
         extensions::add(&mut components);
@@ -83,6 +92,22 @@ impl Schemas {
             .iter()
             .find(|((g, v, k), _)| *g == group && *v == version && *k == kind)
             .map(|(_, name)| name.as_str())
+    }
+
+    /// Where a kind lives when the caller does not know its group: its stable version
+    /// if it has one (`Scale` → autoscaling/v1, `Eviction` → policy/v1).
+    pub fn stable_kind(&self, kind: &str) -> Option<(&'static str, &'static str, &str)> {
+        self.kinds
+            .iter()
+            .filter(|((_, _, k), _)| *k == kind)
+            .min_by_key(|((group, version, _), _)| {
+                (
+                    version.contains("alpha") || version.contains("beta"),
+                    *group,
+                    *version,
+                )
+            })
+            .map(|((group, version, _), name)| (*group, *version, name.as_str()))
     }
 
     pub fn component(&self, name: &str) -> Option<&Value> {
@@ -110,12 +135,20 @@ impl Schemas {
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
         // A bound keeps a malformed cycle of references from looping forever.
         for _ in 0..8 {
-            if let Some(name) = schema.get("$ref").and_then(Value::as_str).and_then(ref_name) {
+            if let Some(name) = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(ref_name)
+            {
                 match self.components.get(name) {
                     Some(target) => schema = target,
                     None => return schema,
                 }
-            } else if let Some([only]) = schema.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            } else if let Some([only]) = schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+            {
                 schema = only;
             } else {
                 return schema;
@@ -213,7 +246,12 @@ mod tests {
             spec["allOf"][0]["$ref"],
             "#/components/schemas/io.k8s.api.core.v1.PodSpec"
         );
-        assert!(spec["description"].as_str().unwrap().contains("desired behavior"));
+        assert!(
+            spec["description"]
+                .as_str()
+                .unwrap()
+                .contains("desired behavior")
+        );
     }
 
     #[test]
