@@ -342,6 +342,8 @@ fn admit(
     object: &mut Value,
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
+    // Whatever the request's fieldValidation, unknown fields are never stored.
+    super::fields::prune(resource, object);
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));

@@ -7,6 +7,7 @@ mod allocator;
 mod bootstrap;
 mod compaction;
 mod discovery;
+mod fields;
 mod handlers;
 mod logs;
 mod namespaces;
@@ -221,6 +222,8 @@ impl Server {
         let ns = r.namespace.as_deref();
         let sub = r.subresource.as_deref();
         let decoded = |kind: request::BodyType| request::decode_body(&body, kind);
+        // Unknown fields the client should hear about (`fieldValidation=Warn`).
+        let mut warnings = Vec::new();
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -236,38 +239,23 @@ impl Server {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
             (&Method::POST, None, None) => {
-                handlers::create(&self, res, ns, decoded(body_type?)?, rendering, &query).await?
+                let mut object = decoded(body_type?)?;
+                warnings = fields::check_object(res, &mut object, &query)?;
+                handlers::create(&self, res, ns, object, rendering, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
             }
             (&Method::PUT, Some(name), None | Some("status")) => {
-                handlers::update(
-                    &self,
-                    res,
-                    ns,
-                    name,
-                    sub,
-                    decoded(body_type?)?,
-                    rendering,
-                    &query,
-                )
-                .await?
+                let mut object = decoded(body_type?)?;
+                warnings = fields::check_object(res, &mut object, &query)?;
+                handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
             }
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
-                handlers::patch(
-                    &self,
-                    res,
-                    ns,
-                    name,
-                    sub,
-                    decoded(kind)?,
-                    kind,
-                    rendering,
-                    &query,
-                )
-                .await?
+                let patch = decoded(kind)?;
+                warnings = fields::check_patch(res, name, &patch, kind, &query)?;
+                handlers::patch(&self, res, ns, name, sub, patch, kind, rendering, &query).await?
             }
             (&Method::DELETE, Some(name), None) => {
                 let options = Self::delete_options(&body, &query)?;
@@ -290,7 +278,9 @@ impl Server {
                 ));
             }
         };
-        Ok(response.into_response())
+        let mut response = response.into_response();
+        fields::add_warnings(&mut response, &warnings);
+        Ok(response)
     }
 
     /// `DeleteOptions` may come as a body (maybe without kind or Content-Type) or not at all.

@@ -1,0 +1,188 @@
+//! `fieldValidation`: what a write does with fields its kind does not have. Upstream
+//! never stores them for built-in kinds; the request decides whether they fail it
+//! (`Strict`), come back as `Warning` headers (`Warn`, the default) or vanish quietly
+//! (`Ignore`, what `kubectl --validate=false` sends).
+
+use super::request::{BodyType, Query};
+use crate::api::registry::Resource;
+use crate::api::schema::{fields::BodyShape, schemas};
+use crate::api::status::{ApiError, Cause};
+use axum::response::Response;
+use http::HeaderValue;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+impl Validation {
+    pub fn from_query(query: &Query) -> Result<Self, ApiError> {
+        match query.get("fieldValidation") {
+            None | Some("Warn") => Ok(Validation::Warn),
+            Some("Ignore") => Ok(Validation::Ignore),
+            Some("Strict") => Ok(Validation::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Checks a create or update body, dropping unknown fields from it; returns the
+/// warnings to send, or the error a `Strict` request gets.
+pub fn check_object(
+    resource: &Resource,
+    body: &mut Value,
+    query: &Query,
+) -> Result<Vec<String>, ApiError> {
+    let mode = Validation::from_query(query)?;
+    let Some(name) = schema_name(resource) else {
+        return Ok(Vec::new());
+    };
+    let unknown = schemas().prune(name, body, BodyShape::Object);
+    if mode == Validation::Strict && !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            describe(&unknown),
+            kind = resource.kind,
+            version = resource.version,
+        )));
+    }
+    Ok(warnings(mode, &unknown))
+}
+
+/// Checks a patch body. Only what the patch adds is looked at (the stored object has
+/// no unknown fields); the unknown ones are dropped when the patched object is
+/// admitted, so the patch itself is left as it came.
+pub fn check_patch(
+    resource: &Resource,
+    name: &str,
+    patch: &Value,
+    kind: BodyType,
+    query: &Query,
+) -> Result<Vec<String>, ApiError> {
+    let mode = Validation::from_query(query)?;
+    let Some(schema) = schema_name(resource) else {
+        return Ok(Vec::new());
+    };
+    let unknown = match kind {
+        BodyType::JsonPatch => schemas().json_patch_unknown(schema, patch),
+        _ => schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch),
+    };
+    if mode == Validation::Strict && !unknown.is_empty() {
+        // Upstream reports a patch that adds unknown fields as an invalid `patch`.
+        let rendered = serde_json::to_string(patch).unwrap_or_default();
+        let detail = format!("strict decoding error: {}", describe(&unknown));
+        return Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            name,
+            &[Cause::invalid("patch", &rendered, &detail)],
+        ));
+    }
+    Ok(warnings(mode, &unknown))
+}
+
+/// Drops every field `object` has that its kind does not: nothing unknown is stored.
+pub fn prune(resource: &Resource, object: &mut Value) {
+    if let Some(name) = schema_name(resource) {
+        schemas().prune(name, object, BodyShape::Object);
+    }
+}
+
+/// Sends each warning as upstream does: `Warning: 299 - "<text>"`.
+pub fn add_warnings(response: &mut Response, warnings: &[String]) {
+    for warning in warnings {
+        let quoted = Value::from(warning.as_str()).to_string();
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - {quoted}")) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
+    }
+}
+
+fn schema_name(resource: &Resource) -> Option<&'static str> {
+    schemas().kind_name(resource.group, resource.version, resource.kind)
+}
+
+fn describe(unknown: &[String]) -> String {
+    unknown
+        .iter()
+        .map(|path| format!("unknown field {path:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn warnings(mode: Validation, unknown: &[String]) -> Vec<String> {
+    if mode == Validation::Warn {
+        unknown
+            .iter()
+            .map(|path| format!("unknown field {path:?}"))
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::Registry;
+    use serde_json::json;
+
+    fn query(q: &str) -> Query {
+        Query::parse(&format!("/x?{q}").parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn modes() {
+        let reg = Registry::default();
+        let pods = reg.lookup("", "v1", "pods").unwrap();
+        let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                          "spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}]}});
+        let err =
+            check_object(pods, &mut body.clone(), &query("fieldValidation=Strict")).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert_eq!(
+            err.message,
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.foo\""
+        );
+        let mut warned = body.clone();
+        assert_eq!(
+            check_object(pods, &mut warned, &query("")).unwrap(),
+            vec!["unknown field \"spec.foo\""]
+        );
+        assert!(warned["spec"].get("foo").is_none());
+        let mut ignored = body.clone();
+        assert!(
+            check_object(pods, &mut ignored, &query("fieldValidation=Ignore"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(ignored, warned);
+        assert_eq!(
+            check_object(pods, &mut body.clone(), &query("fieldValidation=x"))
+                .unwrap_err()
+                .code,
+            400
+        );
+        let patch = json!({"spec": {"bar": 1}});
+        let err = check_patch(
+            pods,
+            "p",
+            &patch,
+            BodyType::StrategicMergePatch,
+            &query("fieldValidation=Strict"),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(
+            err.message
+                .ends_with("strict decoding error: unknown field \"spec.bar\""),
+            "{}",
+            err.message
+        );
+    }
+}
