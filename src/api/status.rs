@@ -199,7 +199,8 @@ impl ApiError {
         Self::new(
             413,
             "RequestEntityTooLarge",
-            format!("the request body could not be read within the limit of {limit} bytes"),
+            // Upstream's wording.
+            format!("Request entity too large: limit is {limit}"),
         )
     }
 

@@ -15,6 +15,8 @@ mod openapi;
 mod request;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_openapi;
 mod tls;
 mod watch;
 

@@ -1,0 +1,112 @@
+//! `/openapi/v3`, `fieldValidation` and body limits, driven by the real kubectl 1.37:
+//! `explain` reads the schemas, `apply|create -f` leave validation to the server.
+
+use super::tests::{TestServer, fails, kubectl, ok, start, stderr, write};
+
+const POD_WITH_UNKNOWN_FIELD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: odd\n  namespace: default\nspec:\n  foo: bar\n  containers:\n  - name: c\n    image: busybox\n    imagee: typo\n";
+
+/// The stored JSON of a pod, straight from the store.
+async fn stored_pod(server: &TestServer, name: &str) -> serde_json::Value {
+    let kv = server
+        .store
+        .get(&format!("/registry/pods/default/{name}"))
+        .await
+        .unwrap()
+        .expect("pod is stored");
+    serde_json::from_slice(&kv.value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_follow_field_validation() {
+    let server = start().await;
+    let file = write(server.dir.path(), "odd.yaml", POD_WITH_UNKNOWN_FIELD);
+
+    // kubectl's default validation is Strict, left to the server.
+    let err = fails(&server, &["apply", "-f", &file]).await;
+    assert!(
+        err.contains("Error from server (BadRequest): error when creating")
+            && err.contains(
+                "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagee\", unknown field \"spec.foo\""
+            ),
+        "{err}"
+    );
+    let err = fails(&server, &["create", "-f", &file]).await;
+    assert!(err.contains("strict decoding error"), "{err}");
+
+    // --validate=false sends Ignore: created, the unknown fields dropped.
+    ok(&server, &["create", "-f", &file, "--validate=false"]).await;
+    let pod = stored_pod(&server, "odd").await;
+    assert!(pod["spec"].get("foo").is_none(), "{pod}");
+    assert!(
+        pod["spec"]["containers"][0].get("imagee").is_none(),
+        "{pod}"
+    );
+    assert_eq!(pod["spec"]["containers"][0]["image"], "busybox");
+
+    // --validate=warn: the server's Warning headers are printed, the write succeeds.
+    let out = kubectl(&server, &["replace", "-f", &file, "--validate=warn"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: unknown field \"spec.foo\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // Applying onto the existing pod patches it; a patch adding unknown fields is
+    // an invalid patch under Strict.
+    let err = fails(&server, &["apply", "-f", &file]).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.containers[0].imagee\", unknown field \"spec.foo\""),
+        "{err}"
+    );
+    let pod = stored_pod(&server, "odd").await;
+    assert!(pod["spec"].get("foo").is_none(), "{pod}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_prints_upstream_descriptions() {
+    let server = start().await;
+    let out = ok(&server, &["explain", "pods.spec.containers.image"]).await;
+    assert!(out.contains("KIND:       Pod"), "{out}");
+    assert!(out.contains("FIELD: image <string>"), "{out}");
+    assert!(out.contains("Container image name."), "{out}");
+
+    let out = ok(&server, &["explain", "pods.spec.containers"]).await;
+    assert!(out.contains("FIELD: containers <[]Container>"), "{out}");
+    assert!(out.contains("name\t<string> -required-"), "{out}");
+    assert!(out.contains("resources\t<ResourceRequirements>"), "{out}");
+
+    let out = ok(&server, &["explain", "configmap", "--recursive"]).await;
+    assert!(out.contains("binaryData\t<map[string]string>"), "{out}");
+    assert!(out.contains("ownerReferences\t<[]OwnerReference>"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_bodies_are_client_errors() {
+    let server = start().await;
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\n  namespace: default\ndata:\n  blob: {}\n",
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let file = write(server.dir.path(), "big.yaml", &big);
+    let err = fails(&server, &["create", "-f", &file]).await;
+    assert!(
+        err.contains("Error from server (RequestEntityTooLarge)")
+            && err.contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+
+    let bad = write(server.dir.path(), "bad.json", "{\"kind\": \"ConfigMap\", ");
+    let err = fails(
+        &server,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &bad,
+        ],
+    )
+    .await;
+    assert!(err.contains("Error from server (BadRequest)"), "{err}");
+}
