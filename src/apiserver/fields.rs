@@ -5,7 +5,8 @@
 
 use super::request::{BodyType, Query};
 use crate::api::registry::Resource;
-use crate::api::schema::{fields::BodyShape, schemas};
+use crate::api::schema::fields::{BodyShape, duplicate_fields};
+use crate::api::schema::schemas;
 use crate::api::status::{ApiError, Cause};
 use axum::response::Response;
 use http::HeaderValue;
@@ -33,8 +34,10 @@ impl Validation {
 
 /// Checks a create or update body, dropping unknown fields from it; returns the
 /// warnings to send, or the error a `Strict` request gets.
+/// `raw` is the body as sent, where duplicate fields are still visible.
 pub fn check_object(
     resource: &Resource,
+    raw: &[u8],
     body: &mut Value,
     query: &Query,
 ) -> Result<Vec<String>, ApiError> {
@@ -43,15 +46,16 @@ pub fn check_object(
         return Ok(Vec::new());
     };
     let unknown = schemas().prune(name, body, BodyShape::Object);
-    if mode == Validation::Strict && !unknown.is_empty() {
+    let problems = problems(raw, unknown);
+    if mode == Validation::Strict && !problems.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
-            describe(&unknown),
+            problems.join(", "),
             kind = resource.kind,
             version = resource.version,
         )));
     }
-    Ok(warnings(mode, &unknown))
+    Ok(warnings(mode, problems))
 }
 
 /// Checks a patch body. Only what the patch adds is looked at (the stored object has
@@ -60,6 +64,7 @@ pub fn check_object(
 pub fn check_patch(
     resource: &Resource,
     name: &str,
+    raw: &[u8],
     patch: &Value,
     kind: BodyType,
     query: &Query,
@@ -72,10 +77,11 @@ pub fn check_patch(
         BodyType::JsonPatch => schemas().json_patch_unknown(schema, patch),
         _ => schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch),
     };
-    if mode == Validation::Strict && !unknown.is_empty() {
+    let problems = problems(raw, unknown);
+    if mode == Validation::Strict && !problems.is_empty() {
         // Upstream reports a patch that adds unknown fields as an invalid `patch`.
         let rendered = serde_json::to_string(patch).unwrap_or_default();
-        let detail = format!("strict decoding error: {}", describe(&unknown));
+        let detail = format!("strict decoding error: {}", problems.join(", "));
         return Err(ApiError::invalid(
             resource.kind,
             resource.group,
@@ -83,7 +89,7 @@ pub fn check_patch(
             &[Cause::invalid("patch", &rendered, &detail)],
         ));
     }
-    Ok(warnings(mode, &unknown))
+    Ok(warnings(mode, problems))
 }
 
 /// Drops every field `object` has that its kind does not: nothing unknown is stored.
@@ -107,20 +113,29 @@ fn schema_name(resource: &Resource) -> Option<&'static str> {
     schemas().kind_name(resource.group, resource.version, resource.kind)
 }
 
-fn describe(unknown: &[String]) -> String {
-    unknown
-        .iter()
-        .map(|path| format!("unknown field {path:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Duplicate and unknown fields as upstream's strict decoder words them, in document
+/// order (a field that is both is reported as unknown).
+fn problems(raw: &[u8], unknown: Vec<String>) -> Vec<String> {
+    let duplicates: Vec<String> = duplicate_fields(raw)
+        .into_iter()
+        .filter(|path| !unknown.contains(path))
+        .collect();
+    let mut found: Vec<(String, &str)> = duplicates
+        .into_iter()
+        .map(|path| (path, "duplicate"))
+        .chain(unknown.into_iter().map(|path| (path, "unknown")))
+        .collect();
+    found.sort_by(|(a, _), (b, _)| a.split('.').cmp(b.split('.')));
+    found.dedup();
+    found
+        .into_iter()
+        .map(|(path, what)| format!("{what} field {path:?}"))
+        .collect()
 }
 
-fn warnings(mode: Validation, unknown: &[String]) -> Vec<String> {
+fn warnings(mode: Validation, problems: Vec<String>) -> Vec<String> {
     if mode == Validation::Warn {
-        unknown
-            .iter()
-            .map(|path| format!("unknown field {path:?}"))
-            .collect()
+        problems
     } else {
         Vec::new()
     }
@@ -142,8 +157,15 @@ mod tests {
         let pods = reg.lookup("", "v1", "pods").unwrap();
         let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                           "spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}]}});
-        let err =
-            check_object(pods, &mut body.clone(), &query("fieldValidation=Strict")).unwrap_err();
+        let raw = br#"{"spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}], "foo": 2}}"#;
+        let dup = br#"{"metadata": {"name": "p", "name": "p"}, "spec": {"foo": 1}}"#;
+        let err = check_object(
+            pods,
+            raw,
+            &mut body.clone(),
+            &query("fieldValidation=Strict"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 400);
         assert_eq!(
             err.message,
@@ -151,27 +173,42 @@ mod tests {
         );
         let mut warned = body.clone();
         assert_eq!(
-            check_object(pods, &mut warned, &query("")).unwrap(),
+            check_object(pods, raw, &mut warned, &query("")).unwrap(),
             vec!["unknown field \"spec.foo\""]
         );
         assert!(warned["spec"].get("foo").is_none());
         let mut ignored = body.clone();
         assert!(
-            check_object(pods, &mut ignored, &query("fieldValidation=Ignore"))
+            check_object(pods, raw, &mut ignored, &query("fieldValidation=Ignore"))
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(ignored, warned);
         assert_eq!(
-            check_object(pods, &mut body.clone(), &query("fieldValidation=x"))
+            check_object(pods, raw, &mut body.clone(), &query("fieldValidation=x"))
                 .unwrap_err()
                 .code,
             400
+        );
+        let err = check_object(
+            pods,
+            dup,
+            &mut body.clone(),
+            &query("fieldValidation=Strict"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "strict decoding error: duplicate field \"metadata.name\", unknown field \"spec.foo\""
+            ),
+            "{}",
+            err.message
         );
         let patch = json!({"spec": {"bar": 1}});
         let err = check_patch(
             pods,
             "p",
+            b"",
             &patch,
             BodyType::StrategicMergePatch,
             &query("fieldValidation=Strict"),

@@ -242,7 +242,7 @@ impl Server {
             }
             (&Method::POST, None, None) => {
                 let mut object = decoded(body_type?)?;
-                warnings = fields::check_object(res, &mut object, &query)?;
+                warnings = fields::check_object(res, &body, &mut object, &query)?;
                 handlers::create(&self, res, ns, object, rendering, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
@@ -250,13 +250,13 @@ impl Server {
             }
             (&Method::PUT, Some(name), None | Some("status")) => {
                 let mut object = decoded(body_type?)?;
-                warnings = fields::check_object(res, &mut object, &query)?;
+                warnings = fields::check_object(res, &body, &mut object, &query)?;
                 handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
             }
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
                 let patch = decoded(kind)?;
-                warnings = fields::check_patch(res, name, &patch, kind, &query)?;
+                warnings = fields::check_patch(res, name, &body, &patch, kind, &query)?;
                 handlers::patch(&self, res, ns, name, sub, patch, kind, rendering, &query).await?
             }
             (&Method::DELETE, Some(name), None) => {

@@ -158,6 +158,98 @@ impl Schemas {
     }
 }
 
+/// The fields a JSON document sets twice in one object (the last one wins when it is
+/// decoded), named like unknown fields. Empty when the body is not JSON: its decoder
+/// reports that.
+pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let seed = Duplicates {
+        path: String::new(),
+        found: &mut found,
+    };
+    match serde::de::DeserializeSeed::deserialize(seed, &mut deserializer) {
+        Ok(()) => found,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Walks a JSON document without building it, noting keys seen twice per object.
+struct Duplicates<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let mut path = self.path.clone();
+            push_field(&mut path, &key);
+            if !seen.insert(key) {
+                self.found.push(path.clone());
+            }
+            map.next_value_seed(Duplicates {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            let seed = Duplicates {
+                path: format!("{}[{index}]", self.path),
+                found: &mut *self.found,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 enum Child<'a> {
     Field(&'a Value),
     Item(&'a Value),
@@ -266,6 +358,18 @@ mod tests {
         assert!(patch["spec"].get("$setElementOrder/containers").is_some());
         assert!(patch["spec"].get("gone").is_some());
         assert_eq!(patch["spec"]["containers"][1]["$patch"], "delete");
+    }
+
+    #[test]
+    fn duplicates_are_named_by_path() {
+        let raw = br#"{"metadata": {"name": "a", "name": "b"},
+                       "spec": {"containers": [{"name": "c", "image": "i", "image": "j"}], "paused": true, "paused": false}}"#;
+        assert_eq!(
+            duplicate_fields(raw),
+            vec!["metadata.name", "spec.containers[0].image", "spec.paused"]
+        );
+        assert!(duplicate_fields(b"{\"a\": [1, {\"b\": 2}]}").is_empty());
+        assert!(duplicate_fields(b"kind: Pod").is_empty());
     }
 
     #[test]
