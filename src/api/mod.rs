@@ -1,6 +1,7 @@
 //! API machinery shared by the API server and its clients inside rind: the resource
 //! registry, selectors, Status errors, name validation, pod defaulting and tables.
 
+pub mod autoscaling;
 pub mod convert;
 pub mod meta;
 pub mod patch;
