@@ -3,10 +3,12 @@
 
 pub mod autoscaling;
 pub mod convert;
+pub mod fields;
 pub mod meta;
 pub mod patch;
 pub mod pods;
 pub mod registry;
+pub mod scale;
 pub mod selector;
 pub mod services;
 pub mod status;
