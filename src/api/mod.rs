@@ -2,8 +2,10 @@
 //! registry, selectors, Status errors, name validation, pod defaulting and tables.
 
 pub mod autoscaling;
+pub mod batch;
 pub mod convert;
 pub mod fields;
+pub mod kinds;
 pub mod meta;
 pub mod patch;
 pub mod pods;
@@ -14,3 +16,4 @@ pub mod services;
 pub mod status;
 pub mod table;
 pub mod validation;
+pub mod workloads;

@@ -10,7 +10,7 @@ use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{convert, pods, services, validation};
+use crate::api::{convert, kinds, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -346,6 +346,8 @@ pub(super) fn admit(
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));
     if subresource.is_none() {
+        kinds::default(resource, object);
+        causes.extend(kinds::validate(resource, object));
         if resource.group.is_empty() && resource.kind == "Pod" {
             pods::default_pod(object);
             causes.extend(pods::validate_pod(object));
@@ -469,6 +471,7 @@ pub async fn create_object(
         // A new pod's status is the server's to set (Pending), whatever the client sent.
         root.remove("status");
     }
+    kinds::prepare_create(resource, &mut object);
     for _ in 0..MAX_RETRIES {
         let mut candidate = object.clone();
         if !explicit_name && let Some(prefix) = &generate_name {
@@ -550,6 +553,8 @@ pub(super) fn prepare_update(
         next
     } else {
         let mut next = incoming;
+        // Defaults first, so a write that only leaves out defaulted fields is no change.
+        kinds::default(resource, &mut next);
         if resource.has_status() {
             match current.get("status") {
                 Some(status) => next["status"] = status.clone(),
@@ -608,10 +613,13 @@ pub(super) fn validate_update(
     current: &Value,
     next: &Value,
 ) -> Result<(), ApiError> {
-    if subresource.is_some() || !(resource.group.is_empty() && resource.kind == "Pod") {
+    if subresource.is_some() {
         return Ok(());
     }
-    let causes = pods::validate_pod_update(current, next);
+    let mut causes = kinds::validate_update(resource, current, next);
+    if resource.group.is_empty() && resource.kind == "Pod" {
+        causes.extend(pods::validate_pod_update(current, next));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
