@@ -76,6 +76,22 @@ async fn explain_prints_upstream_descriptions() {
     assert!(out.contains("name\t<string> -required-"), "{out}");
     assert!(out.contains("resources\t<ResourceRequirements>"), "{out}");
 
+    let out = ok(
+        &server,
+        &["explain", "deployment.spec.strategy", "--recursive"],
+    )
+    .await;
+    assert!(out.contains("GROUP:      apps"), "{out}");
+    assert!(
+        out.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DeploymentStrategy describes how to replace existing pods with new ones."),
+        "{out}"
+    );
+    assert!(out.contains("    maxSurge\t<IntOrString>"), "{out}");
+
     let out = ok(&server, &["explain", "configmap", "--recursive"]).await;
     assert!(out.contains("binaryData\t<map[string]string>"), "{out}");
     assert!(out.contains("ownerReferences\t<[]OwnerReference>"), "{out}");
