@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn merge_keys_are_published() {
         let s = schemas();
-        let spec = s.component("io.k8s.api.core.v1.PodSpec").unwrap();
+        let spec = s.components.get("io.k8s.api.core.v1.PodSpec").unwrap();
         let containers = &spec["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
@@ -241,12 +241,12 @@ mod tests {
             spec["properties"]["volumes"]["x-kubernetes-patch-strategy"],
             "merge,retainKeys"
         );
-        let status = s.component("io.k8s.api.apps.v1.DeploymentStatus").unwrap();
+        let status = s.components.get("io.k8s.api.apps.v1.DeploymentStatus").unwrap();
         assert_eq!(
             status["properties"]["conditions"]["x-kubernetes-patch-merge-key"],
             "type"
         );
-        let dspec = s.component("io.k8s.api.apps.v1.DeploymentSpec").unwrap();
+        let dspec = s.components.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap();
         assert_eq!(
             dspec["properties"]["strategy"]["x-kubernetes-patch-strategy"],
             "retainKeys"

@@ -110,10 +110,6 @@ impl Schemas {
             .map(|((group, version, _), name)| (*group, *version, name.as_str()))
     }
 
-    pub fn component(&self, name: &str) -> Option<&Value> {
-        self.components.get(name)
-    }
-
     /// The named schemas and every schema they reference, transitively, by name.
     pub fn closure<'a>(&self, roots: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
@@ -229,7 +225,7 @@ mod tests {
         let s = schemas();
         let pod = s.kind_name("", "v1", "Pod").unwrap();
         assert_eq!(pod, "io.k8s.api.core.v1.Pod");
-        let schema = s.component(pod).unwrap();
+        let schema = s.components.get(pod).unwrap();
         assert_eq!(
             schema["x-kubernetes-group-version-kind"],
             json!([{"group": "", "version": "v1", "kind": "Pod"}])
@@ -239,7 +235,7 @@ mod tests {
             s.kind_name("apps", "v1", "Deployment"),
             Some("io.k8s.api.apps.v1.Deployment")
         );
-        assert!(s.component("io.k8s.api.apps.v1.DeploymentList").is_some());
+        assert!(s.components.get("io.k8s.api.apps.v1.DeploymentList").is_some());
         // A description survives next to a reference, wrapped in allOf as upstream.
         let spec = &schema["properties"]["spec"];
         assert_eq!(
