@@ -411,7 +411,8 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
         }
         item_ops.insert("parameters".into(), Value::Array(item_params.clone()));
         paths.insert(item.clone(), Value::Object(item_ops));
-        for sub in r.subresources {
+        // Read-only subresources (`pods/log`) answer with text, not with their kind.
+        for sub in r.subresources.iter().filter(|s| s.verbs != ["get"]) {
             let Some((sub_name, sub_gvk)) = subresource_kind(r, sub.kind) else {
                 continue;
             };
@@ -533,6 +534,7 @@ mod tests {
         assert!(
             core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"].is_object()
         );
+        assert!(core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"].is_null());
         let schemas = &core["components"]["schemas"];
         assert!(
             schemas["io.k8s.api.core.v1.Container"]["properties"]["image"]["description"]
@@ -547,6 +549,27 @@ mod tests {
         for reference in text.split("\"#/components/schemas/").skip(1) {
             let name = &reference[..reference.find('"').unwrap()];
             assert!(schemas[name].is_object(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_served_kind_has_its_schema() {
+        let reg = Registry::default();
+        for r in reg.all() {
+            let doc = document(&gv_path(r.group, r.version));
+            let name = schemas()
+                .kind_name(r.group, r.version, r.kind)
+                .unwrap_or_else(|| panic!("no schema for {}/{} {}", r.group, r.version, r.kind));
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+            for sub in r.subresources {
+                assert!(
+                    subresource_kind(r, sub.kind).is_some(),
+                    "{} {}/{}",
+                    r.kind,
+                    r.plural,
+                    sub.name
+                );
+            }
         }
     }
 

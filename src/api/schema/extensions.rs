@@ -241,12 +241,18 @@ mod tests {
             spec["properties"]["volumes"]["x-kubernetes-patch-strategy"],
             "merge,retainKeys"
         );
-        let status = s.components.get("io.k8s.api.apps.v1.DeploymentStatus").unwrap();
+        let status = s
+            .components
+            .get("io.k8s.api.apps.v1.DeploymentStatus")
+            .unwrap();
         assert_eq!(
             status["properties"]["conditions"]["x-kubernetes-patch-merge-key"],
             "type"
         );
-        let dspec = s.components.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap();
+        let dspec = s
+            .components
+            .get("io.k8s.api.apps.v1.DeploymentSpec")
+            .unwrap();
         assert_eq!(
             dspec["properties"]["strategy"]["x-kubernetes-patch-strategy"],
             "retainKeys"

@@ -235,7 +235,11 @@ mod tests {
             s.kind_name("apps", "v1", "Deployment"),
             Some("io.k8s.api.apps.v1.Deployment")
         );
-        assert!(s.components.get("io.k8s.api.apps.v1.DeploymentList").is_some());
+        assert!(
+            s.components
+                .get("io.k8s.api.apps.v1.DeploymentList")
+                .is_some()
+        );
         // A description survives next to a reference, wrapped in allOf as upstream.
         let spec = &schema["properties"]["spec"];
         assert_eq!(
