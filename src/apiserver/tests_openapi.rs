@@ -126,3 +126,17 @@ async fn oversized_and_malformed_bodies_are_client_errors() {
     .await;
     assert!(err.contains("Error from server (BadRequest)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_resource_can_be_explained() {
+    let server = start().await;
+    for r in crate::api::registry::Registry::default().all() {
+        let out = ok(
+            &server,
+            &["explain", r.plural, "--api-version", &r.api_version()],
+        )
+        .await;
+        assert!(out.contains(&format!("KIND:       {}", r.kind)), "{out}");
+        assert!(out.contains("metadata\t<ObjectMeta>"), "{out}");
+    }
+}
