@@ -208,7 +208,7 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let query = Query::parse(req.uri())?;
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
