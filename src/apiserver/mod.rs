@@ -14,6 +14,8 @@ mod openapi;
 mod request;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apply;
 mod tls;
 mod watch;
 

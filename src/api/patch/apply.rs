@@ -344,10 +344,13 @@ pub fn server_side_apply(
     let mut dropped = previous.clone();
     dropped.subtract(&applied_set);
     for path in dropped.paths() {
-        let shared = entries
-            .iter()
-            .any(|e| !e.is(manager, "Apply", subresource) && e.fields.touches(&path));
-        if !shared {
+        // A map or list node the manager owned itself ("."), whose contents it still
+        // applies, stays; so does anything another manager owns a part of.
+        let kept = applied_set.touches(&path)
+            || entries
+                .iter()
+                .any(|e| !e.is(manager, "Apply", subresource) && e.fields.touches(&path));
+        if !kept {
             fields::remove_path(&mut merged, &path, node);
         }
     }
@@ -594,6 +597,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(third["data"], json!({"a": "1", "b": "2"}));
+
+        // Owning a map itself ("." after kubectl's client-side-apply migration) and then
+        // applying only its entries keeps the map.
+        let mut migrated = first.clone();
+        migrated["metadata"]["managedFields"][0]["fieldsV1"] =
+            json!({"f:data": {".": {}, "f:a": {}, "f:b": {}}});
+        let kept = server_side_apply(
+            Some(&migrated),
+            &cm(json!({"a": "1", "b": "2"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(kept["data"], json!({"a": "1", "b": "2"}));
 
         // Re-applying the same configuration changes nothing, not even timestamps.
         let again = server_side_apply(
