@@ -55,9 +55,12 @@ const ATOMIC_STRUCTS: &[&str] = &[
     "api::core::v1::ResourceFieldSelector",
 ];
 
+/// A key of a keyed list's items and the default it takes when an item leaves it out.
+pub type ApplyKey = (&'static str, Option<&'static str>);
+
 /// Lists whose server-side-apply identity (`x-kubernetes-list-map-keys`) has more keys
 /// than their strategic merge key, with the defaults upstream fills into missing keys.
-const APPLY_KEYS: &[(&str, &[(&str, Option<&str>)])] = &[
+const APPLY_KEYS: &[(&str, &[ApplyKey])] = &[
     (
         "api::core::v1::ContainerPort",
         &[("containerPort", None), ("protocol", Some("TCP"))],
