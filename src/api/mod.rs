@@ -11,6 +11,7 @@ pub mod patch;
 pub mod pods;
 pub mod registry;
 pub mod scale;
+pub mod scheduling;
 pub mod selector;
 pub mod services;
 pub mod status;
