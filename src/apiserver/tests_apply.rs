@@ -310,3 +310,65 @@ async fn dry_runs_and_diff_never_persist() {
     let after = get_json(&server, "cm/settings").await;
     assert_eq!(after, before, "nothing was persisted");
 }
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: busybox:1.36\n        command: [sleep, '3600']\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_scale_set_and_apply() {
+    let server = start().await;
+    let file = write(server.dir.path(), "deploy.yaml", DEPLOYMENT);
+    let out = ok(&server, &["apply", "-f", &file]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let out = ok(&server, &["apply", "-f", &file]).await;
+    assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+
+    ok(&server, &["scale", "deployment/web", "--replicas=3"]).await;
+    let err = fails(&server, &["apply", "--server-side", "-f", &file]).await;
+    // kubectl scale names no field manager: the User-Agent's product is the default.
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        get_json(&server, "deployment/web").await["spec"]["replicas"],
+        3
+    );
+    ok(
+        &server,
+        &["apply", "--server-side", "--force-conflicts", "-f", &file],
+    )
+    .await;
+    assert_eq!(
+        get_json(&server, "deployment/web").await["spec"]["replicas"],
+        1
+    );
+
+    let out = ok(
+        &server,
+        &["set", "image", "deployment/web", "web=busybox:1.37"],
+    )
+    .await;
+    assert!(out.contains("deployment.apps/web image updated"), "{out}");
+    let out = ok(
+        &server,
+        &[
+            "set",
+            "resources",
+            "deployment/web",
+            "-c",
+            "web",
+            "--limits=cpu=200m,memory=64Mi",
+        ],
+    )
+    .await;
+    assert!(out.contains("resource requirements updated"), "{out}");
+    let d = get_json(&server, "deployment/web").await;
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "busybox:1.37");
+    assert_eq!(container["resources"]["limits"]["cpu"], "200m");
+    assert_eq!(container["command"][0], "sleep");
+    assert!(
+        managers(&d).contains(&"kubectl-set/Update".to_string()),
+        "{d}"
+    );
+}
