@@ -31,7 +31,8 @@ fn directive(map: &Map<String, Value>) -> Option<&str> {
 fn merge_value(current: Option<Value>, patch: &Value, shape: Shape, node: Node) -> Option<Value> {
     match (patch, shape) {
         (Value::Null, _) => None,
-        (Value::Object(patch_map), Shape::Object | Shape::Map) => {
+        // Strategic merge predates atomic maps: every map merges key by key.
+        (Value::Object(patch_map), Shape::Object | Shape::Map | Shape::AtomicMap) => {
             let current = match current {
                 Some(Value::Object(map)) => map,
                 _ => Map::new(),
@@ -352,6 +353,21 @@ mod tests {
             json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
         );
         assert_eq!(c["args"], json!(["3"]));
+    }
+
+    /// What client-side apply sends when a deployment's selector labels change.
+    #[test]
+    fn atomic_maps_still_merge_with_nulls() {
+        let deploy = json!({"spec": {"selector": {"matchLabels": {"old": "1", "app": "web"}}}});
+        let out = patched(
+            "Deployment",
+            deploy,
+            json!({"spec": {"selector": {"matchLabels": {"old": null, "new": "2"}}}}),
+        );
+        assert_eq!(
+            out["spec"]["selector"]["matchLabels"],
+            json!({"app": "web", "new": "2"})
+        );
     }
 
     #[test]
