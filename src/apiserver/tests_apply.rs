@@ -309,6 +309,29 @@ async fn dry_runs_and_diff_never_persist() {
 
     let after = get_json(&server, "cm/settings").await;
     assert_eq!(after, before, "nothing was persisted");
+
+    // A namespace survives a dry-run delete, and nothing starts emptying it.
+    let ns_file = write(
+        dir,
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: keep\n",
+    );
+    ok(&server, &["create", "-f", &ns_file, "--dry-run=server"]).await;
+    assert!(
+        fails(&server, &["get", "ns", "keep"])
+            .await
+            .contains("NotFound")
+    );
+    ok(
+        &server,
+        &["delete", "namespace", "default", "--dry-run=server"],
+    )
+    .await;
+    ok(&server, &["delete", "cm", "--all", "--dry-run=server"]).await;
+    let ns = get_json(&server, "ns/default").await;
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert!(ns["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(get_json(&server, "cm/settings").await, before);
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: busybox:1.36\n        command: [sleep, '3600']\n";
