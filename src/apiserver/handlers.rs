@@ -773,7 +773,12 @@ pub async fn update(
             .map_err(|e| store_error(e, resource, name))?;
         let Some(kv) = current else {
             if resource.allow_create_on_update && subresource.is_none() {
-                let created = create_object(server, resource, ns, body, dry_run).await?;
+                let manager = query.field_manager();
+                let record = |object: &mut Value| {
+                    managed::record_update(None, object, manager, None, resource.has_status())
+                };
+                let created =
+                    create_object_as(server, resource, ns, body, dry_run, &record).await?;
                 return Ok(Json::created(
                     render_one(resource, created, rendering, query),
                     rendering,

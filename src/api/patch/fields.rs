@@ -123,8 +123,15 @@ impl FieldSet {
         Value::Object(map)
     }
 
-    /// Reads a `fieldsV1` JSON; anything malformed is skipped.
+    /// Reads a `fieldsV1` JSON; anything malformed is skipped. An empty document is
+    /// the empty set (the object's root is never a field).
     pub fn from_json(value: &Value) -> FieldSet {
+        let mut set = Self::node_from_json(value);
+        set.member = false;
+        set
+    }
+
+    fn node_from_json(value: &Value) -> FieldSet {
         let mut set = FieldSet::default();
         let Some(map) = value.as_object() else {
             return set;
@@ -136,7 +143,7 @@ impl FieldSet {
             if k == "." {
                 set.member = true;
             } else {
-                set.children.insert(k.clone(), FieldSet::from_json(v));
+                set.children.insert(k.clone(), FieldSet::node_from_json(v));
             }
         }
         set
