@@ -12,8 +12,13 @@ mod logs;
 mod namespaces;
 mod openapi;
 mod request;
+mod scale;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apply;
+#[cfg(test)]
+mod tests_types;
 mod tls;
 mod watch;
 
@@ -181,12 +186,8 @@ impl Server {
             return Err(ApiError::method_not_supported("", "", method.as_str()));
         }
         match target {
-            Target::Api => {
-                Ok(Json::ok(discovery::api_versions(), Rendering::Object).into_response())
-            }
-            Target::Apis => Ok(
-                Json::ok(discovery::group_list(&self.registry), Rendering::Object).into_response(),
-            ),
+            Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
+            Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
             Target::Group(group) => discovery::group(&self.registry, &group)
                 .map(|v| Json::ok(v, Rendering::Object).into_response()),
             Target::GroupVersion { group, version } => {
@@ -208,7 +209,7 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let query = Query::parse(req.uri())?;
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
@@ -227,6 +228,16 @@ impl Server {
                 return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
             }
             (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
+            (&Method::GET, Some(name), Some("scale")) => scale::get(&self, res, ns, name).await?,
+            (&Method::PUT, Some(name), Some("scale")) => {
+                let request = scale::ScaleWrite::Replace(decoded(body_type?)?);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
+            (&Method::PATCH, Some(name), Some("scale")) => {
+                let kind = body_type?;
+                let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
             (&Method::GET, Some(name), None | Some("status")) => {
                 handlers::get(&self, res, ns, name, rendering, &query).await?
             }

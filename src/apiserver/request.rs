@@ -119,16 +119,17 @@ fn resource_path(
     }))
 }
 
-/// Query parameters, decoded. Repeated keys keep their last value.
+/// Query parameters, decoded. Repeated keys keep their last value. The second field
+/// is the field manager derived from the User-Agent, for writes that name none.
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, Option<String>);
 
 impl Query {
     pub fn parse(uri: &http::Uri) -> Result<Self, ApiError> {
         match uri.query() {
             None => Ok(Query::default()),
             Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .map(|pairs| Query(pairs.into_iter().collect()))
+                .map(|pairs| Query(pairs.into_iter().collect(), None))
                 .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"))),
         }
     }
@@ -143,6 +144,35 @@ impl Query {
     /// A value even when present but empty (`fieldSelector=`).
     pub fn raw(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    /// Remembers the default field manager upstream derives from the User-Agent: its
+    /// product token (`kubectl` of `kubectl/v1.37.1 (linux/amd64) …`), at most 128 chars.
+    pub fn with_user_agent(mut self, headers: &HeaderMap) -> Self {
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let product: String = agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect();
+        self.1 = Some(if product.is_empty() {
+            "unknown".into()
+        } else {
+            product
+        });
+        self
+    }
+
+    /// The manager a write records: `fieldManager`, else the User-Agent's default.
+    pub fn field_manager(&self) -> &str {
+        self.get("fieldManager")
+            .or(self.1.as_deref())
+            .unwrap_or("unknown")
     }
 
     pub fn flag(&self, key: &str) -> bool {

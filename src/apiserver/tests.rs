@@ -87,10 +87,10 @@ fn make_pki() -> Pki {
     }
 }
 
-struct TestServer {
+pub(super) struct TestServer {
     store: std::sync::Arc<dyn Store>,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) kubeconfig: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -104,7 +104,7 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-async fn start() -> TestServer {
+pub(super) async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
@@ -162,7 +162,7 @@ async fn start_with(
     server
 }
 
-fn kubectl_binary() -> PathBuf {
+pub(super) fn kubectl_binary() -> PathBuf {
     match std::env::var_os("KUBECTL") {
         Some(path) => PathBuf::from(path),
         None => panic!(
@@ -171,7 +171,7 @@ fn kubectl_binary() -> PathBuf {
     }
 }
 
-async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+pub(super) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     tokio::time::timeout(
         DEADLINE,
         tokio::process::Command::new(kubectl_binary())
@@ -187,16 +187,16 @@ async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     .expect("kubectl could not run")
 }
 
-fn stdout(out: &Output) -> String {
+pub(super) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(super) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs kubectl and insists it succeeds; returns stdout.
-async fn ok(server: &TestServer, args: &[&str]) -> String {
+pub(super) async fn ok(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         out.status.success(),
@@ -208,7 +208,7 @@ async fn ok(server: &TestServer, args: &[&str]) -> String {
 }
 
 /// Runs kubectl and insists it fails; returns stderr.
-async fn fails(server: &TestServer, args: &[&str]) -> String {
+pub(super) async fn fails(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         !out.status.success(),
@@ -218,7 +218,7 @@ async fn fails(server: &TestServer, args: &[&str]) -> String {
     stderr(&out)
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(super) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
@@ -566,7 +566,7 @@ async fn read_until(
     );
 }
 
-async fn client(server: &TestServer) -> kube::Client {
+pub(super) async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
@@ -1246,7 +1246,9 @@ async fn server_side_apply_creates_and_merges() {
         .patch("ssa", &params, &Patch::Apply(&again))
         .await
         .unwrap();
-    assert_eq!(merged.data.unwrap().len(), 2);
+    // The manager stopped applying `a`, and nobody else owns it: it is gone.
+    let data = merged.data.unwrap();
+    assert_eq!((data.len(), data["b"].as_str()), (1, "2"));
 
     // Status through apply, as controllers written with kube-rs often do.
     let pods: Api<Pod> = Api::namespaced(client, "default");
