@@ -5,6 +5,7 @@ pub mod convert;
 pub mod meta;
 pub mod patch;
 pub mod pods;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod services;

@@ -803,6 +803,12 @@ fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, 
             json_patch::merge(&mut target, patch)
         }
         BodyType::StrategicMergePatch => crate::api::patch::apply(&mut target, patch),
+        // Upstream accepts only the patch media types for PATCH.
+        BodyType::Protobuf => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of a PATCH must be a patch (json-patch, merge-patch, strategic-merge-patch or apply-patch), not protobuf",
+            ));
+        }
         // Server-side apply, approximated: the applied configuration is merged like a
         // strategic merge patch (no field ownership, so no conflicts and no removal of
         // fields a manager stops applying).
