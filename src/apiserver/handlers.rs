@@ -10,13 +10,13 @@ use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{convert, pods, services, validation};
+use crate::api::{convert, kinds, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
 
 /// How many times a write re-reads and retries after losing a race with another writer.
-const MAX_RETRIES: usize = 8;
+pub(super) const MAX_RETRIES: usize = 8;
 
 /// Maps a store failure to the API error upstream would give for `resource`/`name`.
 pub fn store_error(err: StoreError, resource: &Resource, name: &str) -> ApiError {
@@ -66,12 +66,12 @@ fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
-fn resource_version_of(object: &Value) -> Option<&str> {
+pub(super) fn resource_version_of(object: &Value) -> Option<&str> {
     meta::str_at(object, &["metadata", "resourceVersion"]).filter(|rv| !rv.is_empty())
 }
 
 /// Reads the object at `key`, 404 when missing.
-async fn read(
+pub(super) async fn read(
     server: &Server,
     resource: &Resource,
     key: &str,
@@ -337,7 +337,7 @@ fn check_namespace(
 }
 
 /// Name, defaults and validation shared by create and update.
-fn admit(
+pub(super) fn admit(
     resource: &Resource,
     object: &mut Value,
     subresource: Option<&str>,
@@ -346,6 +346,8 @@ fn admit(
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));
     if subresource.is_none() {
+        kinds::default(resource, object);
+        causes.extend(kinds::validate(resource, object));
         if resource.group.is_empty() && resource.kind == "Pod" {
             pods::default_pod(object);
             causes.extend(pods::validate_pod(object));
@@ -469,6 +471,7 @@ pub async fn create_object(
         // A new pod's status is the server's to set (Pending), whatever the client sent.
         root.remove("status");
     }
+    kinds::prepare_create(resource, &mut object);
     for _ in 0..MAX_RETRIES {
         let mut candidate = object.clone();
         if !explicit_name && let Some(prefix) = &generate_name {
@@ -532,7 +535,7 @@ const SYSTEM_METADATA: &[&str] = &[
 
 /// The object an update should store: `incoming` merged onto `current` under the
 /// rules of the endpoint (status vs main resource) and the server-owned metadata.
-fn prepare_update(
+pub(super) fn prepare_update(
     resource: &Resource,
     subresource: Option<&str>,
     current: &Value,
@@ -550,6 +553,8 @@ fn prepare_update(
         next
     } else {
         let mut next = incoming;
+        // Defaults first, so a write that only leaves out defaulted fields is no change.
+        kinds::default(resource, &mut next);
         if resource.has_status() {
             match current.get("status") {
                 Some(status) => next["status"] = status.clone(),
@@ -602,16 +607,19 @@ fn prepare_update(
 }
 
 /// Update rules that compare the old object with the new one.
-fn validate_update(
+pub(super) fn validate_update(
     resource: &Resource,
     subresource: Option<&str>,
     current: &Value,
     next: &Value,
 ) -> Result<(), ApiError> {
-    if subresource.is_some() || !(resource.group.is_empty() && resource.kind == "Pod") {
+    if subresource.is_some() {
         return Ok(());
     }
-    let causes = pods::validate_pod_update(current, next);
+    let mut causes = kinds::validate_update(resource, current, next);
+    if resource.group.is_empty() && resource.kind == "Pod" {
+        causes.extend(pods::validate_pod_update(current, next));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
@@ -787,7 +795,11 @@ pub async fn update(
     Err(ApiError::modified(resource.plural, resource.group, name))
 }
 
-fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, ApiError> {
+pub(super) fn apply_patch(
+    current: &Value,
+    patch: &Value,
+    kind: BodyType,
+) -> Result<Value, ApiError> {
     let mut target = current.clone();
     match kind {
         BodyType::JsonPatch => {
