@@ -15,6 +15,8 @@ mod request;
 mod scale;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_protobuf;
 mod tls;
 mod watch;
 

@@ -87,7 +87,7 @@ fn make_pki() -> Pki {
     }
 }
 
-struct TestServer {
+pub(super) struct TestServer {
     store: std::sync::Arc<dyn Store>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -104,7 +104,7 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-async fn start() -> TestServer {
+pub(super) async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
@@ -171,7 +171,7 @@ fn kubectl_binary() -> PathBuf {
     }
 }
 
-async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+pub(super) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     tokio::time::timeout(
         DEADLINE,
         tokio::process::Command::new(kubectl_binary())
@@ -191,12 +191,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(super) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs kubectl and insists it succeeds; returns stdout.
-async fn ok(server: &TestServer, args: &[&str]) -> String {
+pub(super) async fn ok(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         out.status.success(),
@@ -208,7 +208,7 @@ async fn ok(server: &TestServer, args: &[&str]) -> String {
 }
 
 /// Runs kubectl and insists it fails; returns stderr.
-async fn fails(server: &TestServer, args: &[&str]) -> String {
+pub(super) async fn fails(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         !out.status.success(),
