@@ -23,12 +23,39 @@ async fn kubectl_typed_creates_send_protobuf() {
     // core/v1 kinds.
     ok(
         &server,
-        &["-n", "pb", "create", "configmap", "cm", "--from-literal=a=b", "--from-literal=c=d"],
+        &[
+            "-n",
+            "pb",
+            "create",
+            "configmap",
+            "cm",
+            "--from-literal=a=b",
+            "--from-literal=c=d",
+        ],
     )
     .await;
-    let yaml = ok(&server, &["-n", "pb", "get", "configmap", "cm", "-o", "yaml"]).await;
-    assert!(yaml.contains("  a: b\n") && yaml.contains("  c: d\n"), "{yaml}");
-    ok(&server, &["-n", "pb", "create", "secret", "generic", "s", "--from-literal=pw=hunter2"]).await;
+    let yaml = ok(
+        &server,
+        &["-n", "pb", "get", "configmap", "cm", "-o", "yaml"],
+    )
+    .await;
+    assert!(
+        yaml.contains("  a: b\n") && yaml.contains("  c: d\n"),
+        "{yaml}"
+    );
+    ok(
+        &server,
+        &[
+            "-n",
+            "pb",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=pw=hunter2",
+        ],
+    )
+    .await;
     let secret = get_json(&server, &["-n", "pb", "get", "secret", "s"]).await;
     assert_eq!(secret["data"]["pw"], "aHVudGVyMg==");
     assert_eq!(secret["type"], "Opaque");
@@ -41,7 +68,15 @@ async fn kubectl_typed_creates_send_protobuf() {
     // A server-side dry run decodes the same body and stores nothing.
     ok(
         &server,
-        &["-n", "pb", "create", "configmap", "dry", "--from-literal=x=y", "--dry-run=server"],
+        &[
+            "-n",
+            "pb",
+            "create",
+            "configmap",
+            "dry",
+            "--from-literal=x=y",
+            "--dry-run=server",
+        ],
     )
     .await;
     let missing = fails(&server, &["-n", "pb", "get", "configmap", "dry"]).await;
@@ -50,7 +85,16 @@ async fn kubectl_typed_creates_send_protobuf() {
     // Other groups.
     ok(
         &server,
-        &["-n", "pb", "create", "deployment", "web", "--image=busybox:1.36", "--replicas=2", "--port=80"],
+        &[
+            "-n",
+            "pb",
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:1.36",
+            "--replicas=2",
+            "--port=80",
+        ],
     )
     .await;
     let deployment = get_json(&server, &["-n", "pb", "get", "deployment", "web"]).await;
@@ -60,15 +104,47 @@ async fn kubectl_typed_creates_send_protobuf() {
     assert_eq!(container["image"], "busybox:1.36");
     assert_eq!(container["ports"][0]["containerPort"], 80);
 
-    ok(&server, &["-n", "pb", "create", "job", "once", "--image=busybox:1.36", "--", "echo", "hi"]).await;
+    ok(
+        &server,
+        &[
+            "-n",
+            "pb",
+            "create",
+            "job",
+            "once",
+            "--image=busybox:1.36",
+            "--",
+            "echo",
+            "hi",
+        ],
+    )
+    .await;
     let job = get_json(&server, &["-n", "pb", "get", "job", "once"]).await;
     let pod = &job["spec"]["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
-    assert_eq!(pod["containers"][0]["command"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(
+        pod["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
 
-    ok(&server, &["-n", "pb", "create", "role", "reader", "--verb=get,list", "--resource=pods"]).await;
+    ok(
+        &server,
+        &[
+            "-n",
+            "pb",
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+    )
+    .await;
     let role = get_json(&server, &["-n", "pb", "get", "role", "reader"]).await;
-    assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
     assert_eq!(role["rules"][0]["resources"], serde_json::json!(["pods"]));
     assert_eq!(role["rules"][0]["apiGroups"], serde_json::json!([""]));
 }
@@ -94,5 +170,8 @@ async fn malformed_protobuf_is_a_bad_request() {
     // Sent as JSON by --raw, the envelope is still recognised by its magic.
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("BadRequest") || err.contains("malformed"), "{err}");
+    assert!(
+        err.contains("BadRequest") || err.contains("malformed"),
+        "{err}"
+    );
 }
