@@ -26,6 +26,8 @@ fn kubernetes_descriptors(include: &str, out: &str) -> Result<(), Box<dyn std::e
         "k8s.io/api/scheduling/v1/generated.proto",
         "k8s.io/api/authorization/v1/generated.proto",
         "k8s.io/api/authentication/v1/generated.proto",
+        "k8s.io/api/autoscaling/v1/generated.proto",
+        "k8s.io/api/autoscaling/v2/generated.proto",
         "k8s.io/apimachinery/pkg/runtime/generated.proto",
     ];
     let mut compiler = protox::Compiler::new([include])?;

@@ -150,6 +150,151 @@ async fn kubectl_typed_creates_send_protobuf() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_creates_in_other_groups() {
+    let server = start().await;
+    let n = ["-n", "default"];
+    let run = |args: &'static [&'static str]| {
+        let mut full = n.to_vec();
+        full.extend(args);
+        full
+    };
+    ok(
+        &server,
+        &run(&["create", "deployment", "web", "--image=busybox:1.36"]),
+    )
+    .await;
+    ok(
+        &server,
+        &run(&["create", "service", "clusterip", "web", "--tcp=80:8080"]),
+    )
+    .await;
+    let svc = get_json(&server, &run(&["get", "service", "web"])).await;
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+
+    ok(
+        &server,
+        &run(&["create", "quota", "q", "--hard=pods=10,cpu=2"]),
+    )
+    .await;
+    let quota = get_json(&server, &run(&["get", "resourcequota", "q"])).await;
+    assert_eq!(quota["spec"]["hard"]["pods"], "10");
+
+    ok(
+        &server,
+        &[
+            "create",
+            "priorityclass",
+            "high",
+            "--value=1000",
+            "--description=hi",
+        ],
+    )
+    .await;
+    assert_eq!(
+        get_json(&server, &["get", "priorityclass", "high"]).await["value"],
+        1000
+    );
+
+    ok(
+        &server,
+        &run(&[
+            "create",
+            "pdb",
+            "pdb",
+            "--selector=app=web",
+            "--min-available=50%",
+        ]),
+    )
+    .await;
+    let pdb = get_json(&server, &run(&["get", "pdb", "pdb"])).await;
+    assert_eq!(pdb["spec"]["minAvailable"], "50%");
+
+    ok(
+        &server,
+        &run(&["create", "ingress", "ing", "--rule=foo.com/bar=web:80"]),
+    )
+    .await;
+    let ingress = get_json(&server, &run(&["get", "ingress", "ing"])).await;
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        80
+    );
+
+    ok(
+        &server,
+        &run(&[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox:1.36",
+            "--schedule=*/5 * * * *",
+            "--",
+            "date",
+        ]),
+    )
+    .await;
+    let cronjob = get_json(&server, &run(&["get", "cronjob", "tick"])).await;
+    assert_eq!(cronjob["spec"]["schedule"], "*/5 * * * *");
+
+    ok(&server, &run(&["create", "serviceaccount", "robot"])).await;
+    ok(
+        &server,
+        &run(&[
+            "create",
+            "rolebinding",
+            "rb",
+            "--clusterrole=view",
+            "--serviceaccount=default:robot",
+        ]),
+    )
+    .await;
+    let binding = get_json(&server, &run(&["get", "rolebinding", "rb"])).await;
+    assert_eq!(binding["subjects"][0]["name"], "robot");
+    ok(
+        &server,
+        &[
+            "create",
+            "clusterrole",
+            "logs",
+            "--verb=get",
+            "--non-resource-url=/logs",
+        ],
+    )
+    .await;
+    let role = get_json(&server, &["get", "clusterrole", "logs"]).await;
+    assert_eq!(
+        role["rules"][0]["nonResourceURLs"],
+        serde_json::json!(["/logs"])
+    );
+    ok(
+        &server,
+        &[
+            "create",
+            "clusterrolebinding",
+            "crb",
+            "--clusterrole=logs",
+            "--user=alice",
+        ],
+    )
+    .await;
+    let binding = get_json(&server, &["get", "clusterrolebinding", "crb"]).await;
+    assert_eq!(binding["roleRef"]["name"], "logs");
+
+    ok(
+        &server,
+        &run(&["autoscale", "deployment", "web", "--max=5", "--cpu=70%"]),
+    )
+    .await;
+    let hpa = get_json(&server, &run(&["get", "hpa", "web"])).await;
+    assert_eq!(hpa["spec"]["maxReplicas"], 5);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "web");
+    let metric = &hpa["spec"]["metrics"][0]["resource"];
+    assert_eq!(metric["name"], "cpu");
+    assert_eq!(metric["target"]["averageUtilization"], 70);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_protobuf_is_a_bad_request() {
     let server = start().await;
     // kubectl's raw mode sends the file as-is with the Content-Type it is told.
@@ -167,7 +312,7 @@ async fn malformed_protobuf_is_a_bad_request() {
         ],
     )
     .await;
-    // Sent as JSON by --raw, the envelope is still recognised by its magic.
+    // Whatever Content-Type --raw claims, the envelope is recognised by its magic.
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(

@@ -63,6 +63,7 @@ const INLINED: &[(&str, &str)] = &[
 const KEEP_ZERO: &[&str] = &[
     "DeploymentSpec.replicas",
     "ReplicationControllerSpec.replicas",
+    "ScaleSpec.replicas",
     "activeDeadlineSeconds",
     "allocateLoadBalancerNodePorts",
     "allowPrivilegeEscalation",
@@ -82,7 +83,9 @@ const KEEP_ZERO: &[&str] = &[
     "gracePeriodSeconds",
     "hostUsers",
     "maxFailedIndexes",
+    "maxReplicas",
     "maxSkew",
+    "minReplicas",
     "mode",
     "orphanDependents",
     "parallelism",
