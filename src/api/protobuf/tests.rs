@@ -407,3 +407,29 @@ fn nested_envelopes_are_bounded() {
     };
     assert!(matches!(deep.message(&raw), Err(ProtobufError::TooDeep)));
 }
+
+#[test]
+fn kubectl_whoami_bound_tokens_and_binary_files() {
+    assert_eq!(
+        fixture("selfsubjectreview"),
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+               "metadata": {"creationTimestamp": null}})
+    );
+    let token = fixture("tokenrequest-bound");
+    assert_eq!(token["spec"]["audiences"], json!(["api"]));
+    assert_eq!(
+        token["spec"]["boundObjectRef"],
+        json!({"kind": "Pod", "apiVersion": "v1", "name": "p1", "uid": "123"})
+    );
+    // `--from-file` of a (UTF-8) file with NULs and control bytes keeps them exactly.
+    let original = std::fs::read(format!(
+        "{}/src/api/protobuf/testdata/configmap.pb",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let configmap = fixture("configmap-binary");
+    assert_eq!(
+        configmap["data"]["blob"].as_str().unwrap().as_bytes(),
+        original.as_slice()
+    );
+}
