@@ -293,6 +293,14 @@ impl Converter<'_> {
         if let Some(special) = self.special(desc.full_name(), message)? {
             return Ok(special);
         }
+        if message.unknown_fields().next().is_some() {
+            // Fields newer than the vendored schema (or of trimmed-out types) are lost.
+            tracing::debug!(
+                kind = self.kind,
+                message = desc.full_name(),
+                "protobuf body has fields the vendored schema does not know; they are skipped"
+            );
+        }
         let mut out = Map::new();
         for (field, value) in message.fields() {
             if let Some(Value::Object(inner)) = self.inlined(&field, value)? {
