@@ -12,6 +12,7 @@ pub mod pods;
 pub mod protobuf;
 pub mod registry;
 pub mod scale;
+pub mod scheduling;
 pub mod selector;
 pub mod services;
 pub mod status;

@@ -17,6 +17,8 @@ mod scale;
 mod tests;
 #[cfg(test)]
 mod tests_protobuf;
+#[cfg(test)]
+mod tests_types;
 mod tls;
 mod watch;
 
@@ -184,12 +186,8 @@ impl Server {
             return Err(ApiError::method_not_supported("", "", method.as_str()));
         }
         match target {
-            Target::Api => {
-                Ok(Json::ok(discovery::api_versions(), Rendering::Object).into_response())
-            }
-            Target::Apis => Ok(
-                Json::ok(discovery::group_list(&self.registry), Rendering::Object).into_response(),
-            ),
+            Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
+            Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
             Target::Group(group) => discovery::group(&self.registry, &group)
                 .map(|v| Json::ok(v, Rendering::Object).into_response()),
             Target::GroupVersion { group, version } => {

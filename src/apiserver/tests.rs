@@ -89,7 +89,7 @@ fn make_pki() -> Pki {
 
 pub(super) struct TestServer {
     store: std::sync::Arc<dyn Store>,
-    dir: tempfile::TempDir,
+    pub(super) dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
@@ -187,7 +187,7 @@ pub(super) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     .expect("kubectl could not run")
 }
 
-fn stdout(out: &Output) -> String {
+pub(super) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -218,7 +218,7 @@ pub(super) async fn fails(server: &TestServer, args: &[&str]) -> String {
     stderr(&out)
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(super) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
