@@ -237,6 +237,27 @@ async fn kubectl_typed_creates_in_other_groups() {
     let cronjob = get_json(&server, &run(&["get", "cronjob", "tick"])).await;
     assert_eq!(cronjob["spec"]["schedule"], "*/5 * * * *");
 
+    // A job from the cronjob's template: the whole stored pod template and an owner
+    // reference travel back as protobuf.
+    ok(
+        &server,
+        &run(&["create", "job", "manual", "--from=cronjob/tick"]),
+    )
+    .await;
+    let job = get_json(&server, &run(&["get", "job", "manual"])).await;
+    let owner = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "CronJob");
+    assert_eq!(owner["uid"], cronjob["metadata"]["uid"]);
+    assert_eq!(owner["controller"], true);
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["date"])
+    );
+
     ok(&server, &run(&["create", "serviceaccount", "robot"])).await;
     ok(
         &server,
@@ -319,4 +340,45 @@ async fn malformed_protobuf_is_a_bad_request() {
         err.contains("BadRequest") || err.contains("malformed"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_debug_copies_a_pod_through_protobuf() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: default\n  labels: {app: app}\nspec:\n  terminationGracePeriodSeconds: 0\n  enableServiceLinks: false\n  volumes:\n  - name: scratch\n    emptyDir: {sizeLimit: 64Mi}\n  containers:\n  - name: app\n    image: busybox:1.36\n    command: [sleep, '3600']\n    env:\n    - {name: MODE, value: test}\n    ports:\n    - {containerPort: 8080, name: http}\n    readinessProbe:\n      httpGet: {path: /healthz, port: http}\n      periodSeconds: 5\n    resources:\n      limits: {cpu: 500m, memory: 64Mi}\n    volumeMounts:\n    - {name: scratch, mountPath: /scratch}\n",
+    )
+    .unwrap();
+    ok(&server, &["create", "-f", &pod.display().to_string()]).await;
+    // The copy is built from the stored pod and created with kubectl's typed client.
+    ok(
+        &server,
+        &[
+            "debug",
+            "app",
+            "--copy-to=app-debug",
+            "--keep-readiness=true",
+            "--image=busybox:1.36",
+            "--container=debugger",
+            "--",
+            "sleep",
+            "1",
+        ],
+    )
+    .await;
+    let copy = get_json(&server, &["get", "pod", "app-debug"]).await;
+    let spec = &copy["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"], 0);
+    assert_eq!(spec["enableServiceLinks"], false);
+    assert_eq!(spec["volumes"][0]["emptyDir"]["sizeLimit"], "64Mi");
+    let app = &spec["containers"][0];
+    assert_eq!(app["env"][0]["value"], "test");
+    assert_eq!(app["readinessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(app["readinessProbe"]["periodSeconds"], 5);
+    assert_eq!(app["resources"]["limits"]["cpu"], "500m");
+    assert_eq!(app["volumeMounts"][0]["mountPath"], "/scratch");
+    assert_eq!(spec["containers"][1]["name"], "debugger");
 }
