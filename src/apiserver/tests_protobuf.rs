@@ -382,3 +382,32 @@ async fn kubectl_debug_copies_a_pod_through_protobuf() {
     assert_eq!(app["volumeMounts"][0]["mountPath"], "/scratch");
     assert_eq!(spec["containers"][1]["name"], "debugger");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_deletes_with_protobuf_delete_options() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  namespace: default\nspec:\n  nodeName: worker\n  containers:\n  - name: c\n    image: busybox:1.36\n",
+    )
+    .unwrap();
+    ok(&server, &["create", "-f", &objects.display().to_string()]).await;
+    // Without evictions, drain deletes each pod with a typed client: DELETE carrying
+    // DeleteOptions{gracePeriodSeconds: 0} as protobuf.
+    ok(
+        &server,
+        &[
+            "drain",
+            "worker",
+            "--disable-eviction",
+            "--force",
+            "--grace-period=0",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    let gone = fails(&server, &["get", "pod", "bare"]).await;
+    assert!(gone.contains("NotFound"), "{gone}");
+}
