@@ -845,6 +845,12 @@ pub(super) fn apply_patch(
         BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
             json_patch::merge(&mut target, patch)
         }
+        // Upstream accepts only the patch media types for PATCH.
+        BodyType::Protobuf => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of a PATCH must be a patch (json-patch, merge-patch, strategic-merge-patch or apply-patch), not protobuf",
+            ));
+        }
         BodyType::StrategicMergePatch | BodyType::ApplyPatch => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request(

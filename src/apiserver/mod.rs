@@ -18,6 +18,8 @@ mod tests;
 #[cfg(test)]
 mod tests_apply;
 #[cfg(test)]
+mod tests_protobuf;
+#[cfg(test)]
 mod tests_types;
 mod tls;
 mod watch;

@@ -339,18 +339,16 @@ async fn kubectl_flow(server: &TestServer) {
         "{svc}"
     );
 
-    // kubectl's typed `create namespace` sends protobuf, which is refused clearly for now.
-    let proto = fails(server, &["create", "namespace", "team"]).await;
-    assert!(
-        proto.contains("UnsupportedMediaType") && proto.contains("protobuf"),
-        "{proto}"
-    );
+    // kubectl's typed `create namespace` sends protobuf; the same object from a file
+    // (JSON) then already exists.
+    ok(server, &["create", "namespace", "team"]).await;
     let ns_file = write(
         server.dir.path(),
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
     );
-    ok(server, &["create", "-f", &ns_file]).await;
+    let exists = fails(server, &["create", "-f", &ns_file]).await;
+    assert!(exists.contains("AlreadyExists"), "{exists}");
     let file = write(server.dir.path(), "pod.yaml", POD_YAML);
     ok(server, &["create", "-f", &file]).await;
     let err = fails(server, &["create", "-f", &file]).await;
