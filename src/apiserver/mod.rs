@@ -17,7 +17,11 @@ mod scale;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_apply;
+#[cfg(test)]
 mod tests_openapi;
+#[cfg(test)]
+mod tests_protobuf;
 #[cfg(test)]
 mod tests_types;
 mod tls;
@@ -212,7 +216,7 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let query = Query::parse(req.uri())?;
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();

@@ -367,6 +367,15 @@ async fn discovery_lists_every_group() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row);
         assert!(found, "{row}: {resources}");
     }
+    let classes = ok(&server, &["get", "priorityclasses"]).await;
+    assert_eq!(
+        header(&classes),
+        "NAME VALUE GLOBAL-DEFAULT AGE PREEMPTIONPOLICY"
+    );
+    assert!(
+        classes.contains("system-node-critical") && classes.contains("2000001000"),
+        "{classes}"
+    );
     let hpa = write(
         server.dir.path(),
         "hpa.yaml",
