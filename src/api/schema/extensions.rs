@@ -1,216 +1,123 @@
 //! The list and patch semantics upstream publishes as `x-kubernetes-*` extensions
 //! (from its Go struct tags `patchStrategy`, `patchMergeKey`, `listType`,
-//! `listMapKey`). k8s-openapi keeps them only as code (its `DeepMerge` impls), so the
-//! fields clients merge on are listed here as data. kubectl's client-side apply reads
+//! `listMapKey`, `mapType`). k8s-openapi's schemas leave them out; the server's own
+//! patch machinery already knows every built-in field's shape
+//! (`crate::api::patch::schema`), so the extensions are read from there and the
+//! documents say exactly what the server does. kubectl's client-side apply reads
 //! `x-kubernetes-patch-merge-key` to merge lists element by element.
 
+use crate::api::patch::schema::{Node, Shape};
 use serde_json::{Map, Value, json};
+use std::collections::HashSet;
 
-/// One field's list/patch semantics.
-struct FieldMeta {
-    schema: &'static str,
-    field: &'static str,
-    merge_key: Option<&'static str>,
-    strategy: Option<&'static str>,
-    list_type: &'static str,
-    map_keys: &'static [&'static str],
-}
-
-/// A list merged by key: `patchStrategy=merge`, `patchMergeKey=key`, `listType=map`.
-const fn keyed(
-    schema: &'static str,
-    field: &'static str,
-    key: &'static str,
-    map_keys: &'static [&'static str],
-) -> FieldMeta {
-    FieldMeta {
-        schema,
-        field,
-        merge_key: Some(key),
-        strategy: Some("merge"),
-        list_type: "map",
-        map_keys,
-    }
-}
-
-const FIELDS: &[FieldMeta] = &[
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "containers",
-        "name",
-        &["name"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "initContainers",
-        "name",
-        &["name"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "ephemeralContainers",
-        "name",
-        &["name"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "imagePullSecrets",
-        "name",
-        &["name"],
-    ),
-    keyed("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip", &["ip"]),
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "schedulingGates",
-        "name",
-        &["name"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.PodSpec",
-        "topologySpreadConstraints",
-        "topologyKey",
-        &["topologyKey", "whenUnsatisfiable"],
-    ),
-    FieldMeta {
-        strategy: Some("merge,retainKeys"),
-        ..keyed("io.k8s.api.core.v1.PodSpec", "volumes", "name", &["name"])
-    },
-    FieldMeta {
-        strategy: Some("merge,retainKeys"),
-        ..keyed(
-            "io.k8s.api.core.v1.PodSpec",
-            "resourceClaims",
-            "name",
-            &["name"],
-        )
-    },
-    keyed(
-        "io.k8s.api.core.v1.Container",
-        "ports",
-        "containerPort",
-        &["containerPort", "protocol"],
-    ),
-    keyed("io.k8s.api.core.v1.Container", "env", "name", &["name"]),
-    keyed(
-        "io.k8s.api.core.v1.Container",
-        "volumeMounts",
-        "mountPath",
-        &["mountPath"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.Container",
-        "volumeDevices",
-        "devicePath",
-        &["devicePath"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "env",
-        "name",
-        &["name"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeMounts",
-        "mountPath",
-        &["mountPath"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeDevices",
-        "devicePath",
-        &["devicePath"],
-    ),
-    keyed("io.k8s.api.core.v1.PodStatus", "podIPs", "ip", &["ip"]),
-    keyed(
-        "io.k8s.api.core.v1.ServiceSpec",
-        "ports",
-        "port",
-        &["port", "protocol"],
-    ),
-    keyed(
-        "io.k8s.api.core.v1.NodeStatus",
-        "addresses",
-        "type",
-        &["type"],
-    ),
-    keyed(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "ownerReferences",
-        "uid",
-        &["uid"],
-    ),
-    FieldMeta {
-        schema: "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        field: "finalizers",
-        merge_key: None,
-        strategy: Some("merge"),
-        list_type: "set",
-        map_keys: &[],
-    },
-    FieldMeta {
-        schema: "io.k8s.api.core.v1.NodeSpec",
-        field: "podCIDRs",
-        merge_key: None,
-        strategy: Some("merge"),
-        list_type: "set",
-        map_keys: &[],
-    },
-];
-
-/// Fields replaced as a whole except for the keys a patch names (`patchStrategy=retainKeys`).
+/// Fields replaced as a whole except for the keys a patch names
+/// (`patchStrategy=retainKeys`), which the shape table does not record.
 const RETAIN_KEYS: &[(&str, &str)] = &[
     ("io.k8s.api.apps.v1.DeploymentSpec", "strategy"),
     ("io.k8s.api.apps.v1.DaemonSetSpec", "updateStrategy"),
+    ("io.k8s.api.core.v1.PodSpec", "volumes"),
+    ("io.k8s.api.core.v1.PodSpec", "resourceClaims"),
 ];
 
-/// Adds the extensions to `components`, which holds every schema by name.
-pub(super) fn add(components: &mut Map<String, Value>) {
-    for meta in FIELDS {
-        let Some(property) = property_mut(components, meta.schema, meta.field) else {
-            continue;
-        };
-        if let Some(key) = meta.merge_key {
-            property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
-        }
-        if let Some(strategy) = meta.strategy {
-            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
-        }
-        property.insert("x-kubernetes-list-type".into(), json!(meta.list_type));
-        if !meta.map_keys.is_empty() {
-            property.insert("x-kubernetes-list-map-keys".into(), json!(meta.map_keys));
-        }
+/// Adds the extensions to `components` (every schema by name), starting from each
+/// kind's schema and following references; `kinds` pairs apiVersion and kind with
+/// the kind's schema name.
+pub(super) fn add(components: &mut Map<String, Value>, kinds: &[(String, &str, String)]) {
+    let mut done = HashSet::new();
+    for (api_version, kind, name) in kinds {
+        annotate(
+            components,
+            name,
+            Node::for_kind(api_version, kind),
+            &mut done,
+        );
     }
     for (schema, field) in RETAIN_KEYS {
         if let Some(property) = property_mut(components, schema, field) {
-            property.insert("x-kubernetes-patch-strategy".into(), json!("retainKeys"));
+            let strategy = match property.get("x-kubernetes-patch-strategy") {
+                Some(Value::String(s)) => format!("{s},retainKeys"),
+                _ => "retainKeys".to_string(),
+            };
+            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
         }
     }
-    mark_conditions(components);
 }
 
-/// Status conditions merge by `type` in every kind that has them (upstream tags each
-/// one so; listing them all would only repeat the rule).
-fn mark_conditions(components: &mut Map<String, Value>) {
-    let names: Vec<String> = components
-        .keys()
-        .filter(|name| name.ends_with("Status") && name.starts_with("io.k8s.api."))
-        .cloned()
-        .collect();
-    for name in names {
-        let Some(property) = property_mut(components, &name, "conditions") else {
-            continue;
-        };
-        if property.get("type").and_then(Value::as_str) != Some("array")
-            || property.contains_key("x-kubernetes-list-type")
-        {
-            continue;
-        }
-        property.insert("x-kubernetes-patch-merge-key".into(), json!("type"));
-        property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
-        property.insert("x-kubernetes-list-type".into(), json!("map"));
-        property.insert("x-kubernetes-list-map-keys".into(), json!(["type"]));
+fn annotate(
+    components: &mut Map<String, Value>,
+    name: &str,
+    node: Node,
+    done: &mut HashSet<String>,
+) {
+    if !done.insert(name.to_string()) {
+        return;
     }
+    let fields: Vec<(String, Option<String>)> = components
+        .get(name)
+        .and_then(|schema| schema.get("properties"))
+        .and_then(Value::as_object)
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(field, schema)| (field.clone(), referenced(schema)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (field, target) in fields {
+        let child = node.child(&field);
+        if let Some(property) = property_mut(components, name, &field) {
+            mark(property, child.shape, child.node);
+        }
+        // What a reference names is the field's type, or its items' or values' type.
+        let inner = if child.node.is_map() {
+            child.node.child("").node
+        } else {
+            child.node
+        };
+        if let Some(target) = target {
+            annotate(components, &target, inner, done);
+        }
+    }
+}
+
+fn mark(property: &mut Map<String, Value>, shape: Shape, node: Node) {
+    match shape {
+        Shape::MapList(merge_keys) => {
+            let keys: Vec<&str> = node
+                .apply_keys(merge_keys)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if let Some(first) = merge_keys.first() {
+                property.insert("x-kubernetes-patch-merge-key".into(), json!(first));
+            }
+            property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+            property.insert("x-kubernetes-list-type".into(), json!("map"));
+            property.insert("x-kubernetes-list-map-keys".into(), json!(keys));
+        }
+        Shape::SetList => {
+            property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+            property.insert("x-kubernetes-list-type".into(), json!("set"));
+        }
+        Shape::AtomicList => {
+            property.insert("x-kubernetes-list-type".into(), json!("atomic"));
+        }
+        Shape::AtomicMap => {
+            property.insert("x-kubernetes-map-type".into(), json!("atomic"));
+        }
+        Shape::Object | Shape::Map => {}
+    }
+}
+
+/// The component a property's schema refers to, directly or through `allOf`, `items`
+/// or `additionalProperties`.
+fn referenced(schema: &Value) -> Option<String> {
+    let reference = schema
+        .get("$ref")
+        .or_else(|| schema.get("allOf")?.get(0)?.get("$ref"))
+        .or_else(|| schema.get("items")?.get("$ref"))
+        .or_else(|| schema.get("additionalProperties")?.get("$ref"))?;
+    super::ref_name(reference.as_str()?).map(str::to_string)
 }
 
 fn property_mut<'a>(
@@ -228,6 +135,7 @@ fn property_mut<'a>(
 #[cfg(test)]
 mod tests {
     use super::super::schemas;
+    use serde_json::json;
 
     #[test]
     fn merge_keys_are_published() {
@@ -249,10 +157,37 @@ mod tests {
             status["properties"]["conditions"]["x-kubernetes-patch-merge-key"],
             "type"
         );
+        let container = s.components.get("io.k8s.api.core.v1.Container").unwrap();
+        let ports = &container["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        let meta = s
+            .components
+            .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+            .unwrap();
+        assert_eq!(
+            meta["properties"]["finalizers"]["x-kubernetes-list-type"],
+            "set"
+        );
+        assert_eq!(
+            meta["properties"]["ownerReferences"]["x-kubernetes-patch-merge-key"],
+            "uid"
+        );
+        assert_eq!(
+            spec["properties"]["tolerations"]["x-kubernetes-list-type"],
+            "atomic"
+        );
         let dspec = s
             .components
             .get("io.k8s.api.apps.v1.DeploymentSpec")
             .unwrap();
+        assert_eq!(
+            dspec["properties"]["selector"]["x-kubernetes-map-type"],
+            "atomic"
+        );
         assert_eq!(
             dspec["properties"]["strategy"]["x-kubernetes-patch-strategy"],
             "retainKeys"

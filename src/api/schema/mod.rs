@@ -63,6 +63,7 @@ impl Schemas {
         // `allOf: [{$ref}]`, which is how upstream writes such fields too.
         let mut components = builder.generator.take_definitions(true);
         let mut kinds = HashMap::new();
+        let mut api_versions = Vec::new();
         for ((group, version, kind), name) in builder.kinds {
             let gvk = json!({"group": group, "version": version, "kind": kind});
             if let Some(Value::Object(schema)) = components.get_mut(&name) {
@@ -80,9 +81,15 @@ impl Schemas {
                 format!("{name}List"),
                 list_schema(&name, group, version, kind),
             );
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            api_versions.push((api_version, kind, name.clone()));
             kinds.insert((group, version, kind), name);
         }
-        extensions::add(&mut components);
+        extensions::add(&mut components, &api_versions);
         Schemas { components, kinds }
     }
 
