@@ -344,7 +344,7 @@ pub(super) fn admit(
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
     // Whatever the request's fieldValidation, unknown fields are never stored.
-    super::fields::prune(resource, object);
+    super::field_validation::prune(resource, object);
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));

@@ -7,7 +7,7 @@ mod allocator;
 mod bootstrap;
 mod compaction;
 mod discovery;
-mod fields;
+mod field_validation;
 mod handlers;
 mod logs;
 mod namespaces;
@@ -255,7 +255,7 @@ impl Server {
             }
             (&Method::POST, None, None) => {
                 let mut object = decoded(body_type?)?;
-                warnings = fields::check_object(res, &body, &mut object, &query)?;
+                warnings = field_validation::check_object(res, &body, &mut object, &query)?;
                 handlers::create(&self, res, ns, object, rendering, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
@@ -263,13 +263,13 @@ impl Server {
             }
             (&Method::PUT, Some(name), None | Some("status")) => {
                 let mut object = decoded(body_type?)?;
-                warnings = fields::check_object(res, &body, &mut object, &query)?;
+                warnings = field_validation::check_object(res, &body, &mut object, &query)?;
                 handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
             }
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
                 let patch = decoded(kind)?;
-                warnings = fields::check_patch(res, name, &body, &patch, kind, &query)?;
+                warnings = field_validation::check_patch(res, name, &body, &patch, kind, &query)?;
                 handlers::patch(&self, res, ns, name, sub, patch, kind, rendering, &query).await?
             }
             (&Method::DELETE, Some(name), None) => {
@@ -294,7 +294,7 @@ impl Server {
             }
         };
         let mut response = response.into_response();
-        fields::add_warnings(&mut response, &warnings);
+        field_validation::add_warnings(&mut response, &warnings);
         Ok(response)
     }
 
