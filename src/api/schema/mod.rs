@@ -13,7 +13,7 @@ mod kinds;
 
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// `(group, version, kind)` of a built-in kind.
@@ -22,7 +22,7 @@ type Gvk = (&'static str, &'static str, &'static str);
 /// Every built-in kind's schema and the schemas they reference, by upstream name.
 pub struct Schemas {
     components: Map<String, Value>,
-    kinds: HashMap<Gvk, String>,
+    kinds: Vec<(Gvk, String)>,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(Schemas::build);
@@ -62,7 +62,7 @@ impl Schemas {
         // The openapi3 transforms turn `$ref` with a description beside it into
         // `allOf: [{$ref}]`, which is how upstream writes such fields too.
         let mut components = builder.generator.take_definitions(true);
-        let mut kinds = HashMap::new();
+        let mut kinds = Vec::new();
         let mut api_versions = Vec::new();
         for ((group, version, kind), name) in builder.kinds {
             let gvk = json!({"group": group, "version": version, "kind": kind});
@@ -87,7 +87,7 @@ impl Schemas {
                 format!("{group}/{version}")
             };
             api_versions.push((api_version, kind, name.clone()));
-            kinds.insert((group, version, kind), name);
+            kinds.push(((group, version, kind), name));
         }
         extensions::add(&mut components, &api_versions);
         Schemas { components, kinds }
