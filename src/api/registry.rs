@@ -352,6 +352,12 @@ const BUILTIN: &[Resource] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                group_version: Some(("policy", "v1")),
+                verbs: &["create"],
+            },
+            Subresource {
                 name: "log",
                 kind: "Pod",
                 group_version: None,

@@ -7,6 +7,7 @@ mod allocator;
 mod bootstrap;
 mod compaction;
 mod discovery;
+mod eviction;
 mod handlers;
 mod logs;
 mod namespaces;
@@ -244,6 +245,9 @@ impl Server {
             }
             (&Method::POST, None, None) => {
                 handlers::create(&self, res, ns, decoded(body_type?)?, rendering, &query).await?
+            }
+            (&Method::POST, Some(name), Some("eviction")) => {
+                eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?

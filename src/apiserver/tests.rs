@@ -566,7 +566,7 @@ async fn read_until(
     );
 }
 
-async fn client(server: &TestServer) -> kube::Client {
+pub(super) async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
@@ -577,7 +577,7 @@ async fn client(server: &TestServer) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-fn pod(name: &str) -> Pod {
+pub(super) fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
         "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
