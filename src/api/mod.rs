@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod meta;
 pub mod patch;
 pub mod pods;
+pub mod protobuf;
 pub mod registry;
 pub mod scale;
 pub mod scheduling;

@@ -17,6 +17,10 @@ mod scale;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_apply;
+#[cfg(test)]
+mod tests_protobuf;
+#[cfg(test)]
 mod tests_types;
 mod tls;
 mod watch;
@@ -208,7 +212,7 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let query = Query::parse(req.uri())?;
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
