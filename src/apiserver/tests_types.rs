@@ -456,3 +456,30 @@ async fn evictions_respect_disruption_budgets() {
     assert_eq!(after.disruptions_allowed, Some(0));
     assert!(after.disrupted_pods.unwrap().contains_key("web-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_evicts_pods() {
+    let server = start().await;
+    let objects = write(
+        server.dir.path(),
+        "objects.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  namespace: default\nspec:\n  nodeName: worker\n  containers:\n  - name: c\n    image: busybox:1.36\n",
+    );
+    ok(&server, &["create", "-f", &objects]).await;
+    // drain POSTs a policy/v1 Eviction (as protobuf) for each pod, then waits for it
+    // to be gone.
+    let out = ok(
+        &server,
+        &[
+            "drain",
+            "worker",
+            "--force",
+            "--grace-period=0",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    assert!(out.contains("pod/bare evicted"), "{out}");
+    let gone = fails(&server, &["get", "pod", "bare"]).await;
+    assert!(gone.contains("NotFound"), "{gone}");
+}
