@@ -22,8 +22,14 @@ fn too_many_requests(message: &str, cause: Option<String>) -> ApiError {
     }
 }
 
-/// Takes one disruption from the budget covering the pod, or says why not.
-async fn take_disruption(server: &Server, ns: Option<&str>, pod: &Value) -> Result<(), ApiError> {
+/// Takes one disruption from the budget covering the pod, or says why not; a dry run
+/// only checks.
+async fn take_disruption(
+    server: &Server,
+    ns: Option<&str>,
+    pod: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
     let budgets = server
         .registry
         .lookup("policy", "v1", "poddisruptionbudgets")
@@ -46,6 +52,9 @@ async fn take_disruption(server: &Server, ns: Option<&str>, pod: &Value) -> Resu
                 "Cannot evict pod as it would violate the pod's disruption budget.",
                 Some(why),
             ));
+        }
+        if dry_run {
+            return Ok(());
         }
         let pdb_name = meta::name(&pdb).to_string();
         let key = budgets.key(ns, &pdb_name);
@@ -81,8 +90,8 @@ pub async fn evict(
     );
     let deleting = meta::str_at(&pod, &["metadata", "deletionTimestamp"]).is_some();
     // Pods that are done or already going cost the budget nothing.
-    if !finished && !deleting && !options.is_dry_run() {
-        take_disruption(server, ns, &pod).await?;
+    if !finished && !deleting {
+        take_disruption(server, ns, &pod, options.is_dry_run()).await?;
     }
     delete_object(server, pods, ns, name, &options).await?;
     Ok(Json::created(
