@@ -4,6 +4,7 @@
 pub mod autoscaling;
 pub mod batch;
 pub mod convert;
+pub mod disruption;
 pub mod fields;
 pub mod kinds;
 pub mod meta;

@@ -1015,6 +1015,10 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     pub fn from_request(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
         let body = body.cloned().unwrap_or(Value::Null);
         let grace_period = match query.int("gracePeriodSeconds")? {

@@ -7,6 +7,7 @@ mod allocator;
 mod bootstrap;
 mod compaction;
 mod discovery;
+mod eviction;
 mod field_validation;
 mod handlers;
 mod logs;
@@ -257,6 +258,9 @@ impl Server {
                 let mut object = decoded(body_type?)?;
                 warnings = field_validation::check_object(res, &body, &mut object, &query)?;
                 handlers::create(&self, res, ns, object, rendering, &query).await?
+            }
+            (&Method::POST, Some(name), Some("eviction")) => {
+                eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?

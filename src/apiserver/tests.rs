@@ -575,7 +575,7 @@ pub(super) async fn client(server: &TestServer) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-fn pod(name: &str) -> Pod {
+pub(super) fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
         "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}

@@ -2,7 +2,10 @@
 //! a manifest, its table columns, `get all`, `scale`, discovery listings and
 //! upstream's validation errors.
 
-use super::tests::{fails, ok, start, write};
+use super::tests::{client, fails, ok, pod, start, write};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 
 const MANIFESTS: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -399,4 +402,84 @@ async fn discovery_lists_every_group() {
         table.contains("Deployment/web") && table.contains("cpu: <unknown>/60%"),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_respect_disruption_budgets() {
+    let server = start().await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut web = pod("web-1");
+    web.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+    pods.create(&PostParams::default(), &web).await.unwrap();
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client, "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+    }))
+    .unwrap();
+    budgets.create(&PostParams::default(), &pdb).await.unwrap();
+
+    // kube-rs retries 429s with backoff; kubectl's raw request shows the refusal at once.
+    let eviction = write(
+        server.dir.path(),
+        "eviction.json",
+        r#"{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1"}}"#,
+    );
+    let refused = fails(
+        &server,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web-1/eviction",
+            "-f",
+            &eviction,
+        ],
+    )
+    .await;
+    assert!(
+        refused.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{refused}"
+    );
+
+    // The disruption controller's verdict: one pod may go.
+    let status = serde_json::json!({"status": {"observedGeneration": 1, "disruptionsAllowed": 1,
+        "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}});
+    budgets
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    pods.evict("web-1", &EvictParams::default()).await.unwrap();
+    assert!(pods.get_opt("web-1").await.unwrap().is_none());
+    let after = budgets.get_status("web").await.unwrap();
+    let after = after.status.unwrap();
+    assert_eq!(after.disruptions_allowed, Some(0));
+    assert!(after.disrupted_pods.unwrap().contains_key("web-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_evicts_pods() {
+    let server = start().await;
+    let objects = write(
+        server.dir.path(),
+        "objects.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  namespace: default\nspec:\n  nodeName: worker\n  containers:\n  - name: c\n    image: busybox:1.36\n",
+    );
+    ok(&server, &["create", "-f", &objects]).await;
+    // drain POSTs a policy/v1 Eviction (as protobuf) for each pod, then waits for it
+    // to be gone.
+    let out = ok(
+        &server,
+        &[
+            "drain",
+            "worker",
+            "--force",
+            "--grace-period=0",
+            "--timeout=15s",
+        ],
+    )
+    .await;
+    assert!(out.contains("pod/bare evicted"), "{out}");
+    let gone = fails(&server, &["get", "pod", "bare"]).await;
+    assert!(gone.contains("NotFound"), "{gone}");
 }
