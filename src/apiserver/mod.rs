@@ -13,7 +13,7 @@ mod namespaces;
 mod openapi;
 mod request;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tls;
 mod watch;
 

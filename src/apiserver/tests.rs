@@ -18,7 +18,7 @@ use std::process::Output;
 use std::time::Duration;
 
 /// How long any single wait in these tests may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Pki {
     issuer: Issuer<'static, KeyPair>,
@@ -87,7 +87,7 @@ fn make_pki() -> Pki {
     }
 }
 
-struct TestServer {
+pub(crate) struct TestServer {
     store: std::sync::Arc<dyn Store>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -104,7 +104,7 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-async fn start() -> TestServer {
+pub(crate) async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
@@ -171,7 +171,7 @@ fn kubectl_binary() -> PathBuf {
     }
 }
 
-async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     tokio::time::timeout(
         DEADLINE,
         tokio::process::Command::new(kubectl_binary())
@@ -187,16 +187,16 @@ async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     .expect("kubectl could not run")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs kubectl and insists it succeeds; returns stdout.
-async fn ok(server: &TestServer, args: &[&str]) -> String {
+pub(crate) async fn ok(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         out.status.success(),
@@ -566,7 +566,7 @@ async fn read_until(
     );
 }
 
-async fn client(server: &TestServer) -> kube::Client {
+pub(crate) async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,

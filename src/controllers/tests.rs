@@ -1,0 +1,322 @@
+//! The controllers against the real API server on loopback (memory store), with a
+//! simulated kubelet that binds pods to a fake node, reports them Running and Ready,
+//! and finishes graceful deletions — no containers, no Docker.
+
+use super::leader::{Elector, LeaseConfig};
+use super::{Settings, run_controllers};
+use crate::apiserver::tests::{DEADLINE, TestServer, client, start};
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub(super) const FAKE_NODE: &str = "fake-node";
+
+/// Waits until `check` returns Some, polling; panics with `what` after the deadline.
+pub(super) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Binds an unbound pod to the fake node, then reports it Running and Ready.
+async fn run_pod(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let name = pod.name_any();
+    let bound = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    if !bound {
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..ObjectMeta::default()
+            },
+            target: ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(FAKE_NODE.into()),
+                ..ObjectReference::default()
+            },
+        };
+        let _: serde_json::Value = api
+            .create_subresource("binding", &name, &PostParams::default(), &binding)
+            .await?;
+    }
+    let now = Timestamp::now().to_string();
+    let status = serde_json::json!({"status": {
+        "phase": "Running",
+        "podIP": "10.244.0.9",
+        "startTime": now,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        ],
+    }});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    Ok(())
+}
+
+/// The simulated kubelet: every pod not yet Running is run; pods being deleted are
+/// removed at once, as a kubelet does once their containers stop.
+pub(super) fn fake_kubelet(client: Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api: Api<Pod> = Api::all(client.clone());
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(event) = events.next().await {
+            let Ok(pod) = event else { continue };
+            let api: Api<Pod> =
+                Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+            if pod.metadata.deletion_timestamp.is_some() {
+                let _ = api
+                    .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                    .await;
+                continue;
+            }
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if !running && let Err(e) = run_pod(&client, &pod).await {
+                tracing::debug!("fake kubelet: {e}");
+            }
+        }
+    })
+}
+
+/// The API server, the controllers (leader of their own lease) and a fake kubelet.
+pub(super) struct Cluster {
+    pub server: TestServer,
+    pub client: Client,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+pub(super) async fn cluster() -> Cluster {
+    let server = start().await;
+    let client = client(&server).await;
+    let controllers = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run_controllers(client, Settings::default()).await {
+                panic!("controllers failed: {e}");
+            }
+        })
+    };
+    let kubelet = fake_kubelet(client.clone());
+    Cluster {
+        server,
+        client,
+        tasks: vec![controllers, kubelet],
+    }
+}
+
+fn short_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        namespace: "kube-system".into(),
+        name: "kube-controller-manager".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(3),
+        renew_period: Duration::from_millis(300),
+    }
+}
+
+/// A candidate whose "controllers" count how often they act while it leads.
+fn candidate(
+    client: Client,
+    identity: &str,
+    acted: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let mut elector = Elector::new(client, short_lease(identity));
+    tokio::spawn(async move {
+        elector
+            .run(|| {
+                let acted = acted.clone();
+                async move {
+                    loop {
+                        acted.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+            .await
+    })
+}
+
+async fn holder(client: &Client) -> Option<String> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    api.get_opt("kube-controller-manager")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_acts_and_another_takes_over() {
+    let server = start().await;
+    let client = client(&server).await;
+    let (a_acted, b_acted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = candidate(client.clone(), "a", a_acted.clone());
+    let first = eventually("a leader", || async { holder(&client).await }).await;
+    let b = candidate(client.clone(), "b", b_acted.clone());
+    assert_eq!(first, "a", "the first candidate leads");
+    // While a leads, b never acts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a_acted.load(Ordering::SeqCst) > 0);
+    assert_eq!(b_acted.load(Ordering::SeqCst), 0);
+    assert_eq!(holder(&client).await.as_deref(), Some("a"));
+
+    // a dies without releasing: b takes over once the lease expires.
+    a.abort();
+    let stopped_at = tokio::time::Instant::now();
+    eventually("b to take over", || async {
+        (holder(&client).await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    eventually("b to act", || async {
+        (b_acted.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let took = stopped_at.elapsed();
+    assert!(took <= Duration::from_secs(5), "took over after {took:?}");
+    let lease: Lease = Api::namespaced(client.clone(), "kube-system")
+        .get("kube-controller-manager")
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    b.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_at_once() {
+    let server = start().await;
+    let client = client(&server).await;
+    let mut a = Elector::new(client.clone(), short_lease("a"));
+    let mut b = Elector::new(client.clone(), short_lease("b"));
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    assert!(a.try_acquire_or_renew().await.unwrap(), "the holder renews");
+    a.release().await.unwrap();
+    assert!(b.try_acquire_or_renew().await.unwrap());
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+}
+
+pub(super) async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+}
+
+pub(super) fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_replaces_a_deleted_pod() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &rs).await.unwrap();
+    let ready = || async {
+        let rs = api.get("web").await.ok()?;
+        let status = rs.status?;
+        (status.ready_replicas == Some(3) && status.available_replicas == Some(3)).then_some(())
+    };
+    eventually("3 ready replicas", ready).await;
+    let pods = pods_of(&client, "default", "app=web").await;
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        let owner = &pod.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("ReplicaSet", Some(true))
+        );
+    }
+    let victim = pods[0].name_any();
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("a replacement pod", || async {
+        let pods = pods_of(&client, "default", "app=web").await;
+        let ready: Vec<_> = pods.iter().filter(|p| is_ready(p)).collect();
+        (ready.len() == 3 && ready.iter().all(|p| p.name_any() != victim)).then_some(())
+    })
+    .await;
+    eventually("status back at 3", ready).await;
+
+    // An orphan matching the selector is adopted (and the extra pod removed).
+    let orphan: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stray", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
+    eventually("3 pods again after adoption", || async {
+        let pods = pods_of(&client, "default", "app=web").await;
+        let live: Vec<_> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (live.len() == 3 && live.iter().all(|p| !p.owner_references().is_empty())).then_some(())
+    })
+    .await;
+
+    let out = crate::apiserver::tests::ok(&cluster.server, &["get", "events", "-o", "yaml"]).await;
+    assert!(out.contains("SuccessfulCreate"), "{out}");
+}
