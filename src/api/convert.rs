@@ -1,6 +1,7 @@
 //! Conversion between a resource's served form and the form it is stored in, for
 //! resources that share storage with another API (events.k8s.io/v1 Events are stored
-//! as core/v1 Events, as upstream does, so both APIs see the same objects).
+//! as core/v1 Events, as upstream does, so both APIs see the same objects; autoscaling/v1
+//! HorizontalPodAutoscalers are stored as autoscaling/v2).
 
 use super::registry::{Resource, Storage};
 use serde_json::{Map, Value};
@@ -41,6 +42,7 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
         Storage::Native => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
+        Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
     }
 }
 
@@ -55,6 +57,7 @@ pub fn from_storage(resource: &Resource, object: Value) -> Value {
                 .iter()
                 .map(|(served, stored)| (*stored, *served)),
         ),
+        Storage::AutoscalingV2 => super::autoscaling::v2_to_v1(object),
     }
 }
 

@@ -1,11 +1,14 @@
 //! API machinery shared by the API server and its clients inside rind: the resource
 //! registry, selectors, Status errors, name validation, pod defaulting and tables.
 
+pub mod autoscaling;
 pub mod convert;
+pub mod fields;
 pub mod meta;
 pub mod patch;
 pub mod pods;
 pub mod registry;
+pub mod scale;
 pub mod selector;
 pub mod services;
 pub mod status;

@@ -37,6 +37,8 @@ pub enum Storage {
     Native,
     /// As core/v1 Events (events.k8s.io/v1 shares their storage).
     CoreEvent,
+    /// As autoscaling/v2 HorizontalPodAutoscalers (autoscaling/v1 shares their storage).
+    AutoscalingV2,
 }
 
 /// A subresource such as `pods/status`.
@@ -45,8 +47,29 @@ pub struct Subresource {
     pub name: &'static str,
     /// The kind the subresource takes or returns (`Binding` for `pods/binding`).
     pub kind: &'static str,
+    /// The group and version of `kind` when it is not the parent's own kind
+    /// (`("", "v1")` for `Binding`, `("autoscaling", "v1")` for `Scale`).
+    pub group_version: Option<(&'static str, &'static str)>,
     pub verbs: &'static [&'static str],
 }
+
+/// The `status` subresource of a resource whose kind is `kind`.
+const fn status(kind: &'static str) -> Subresource {
+    Subresource {
+        name: "status",
+        kind,
+        group_version: None,
+        verbs: STATUS_VERBS,
+    }
+}
+
+/// The `scale` subresource: `autoscaling/v1 Scale` over `spec.replicas`.
+const SCALE: Subresource = Subresource {
+    name: "scale",
+    kind: "Scale",
+    group_version: Some(("autoscaling", "v1")),
+    verbs: STATUS_VERBS,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Resource {
@@ -113,12 +136,25 @@ impl Resource {
     }
 }
 
-const CORE_CATEGORIES: &[&str] = &["all"];
+/// kubectl's `all` category: what `kubectl get all` lists.
+const ALL: &[&str] = &["all"];
+/// Verbs of resources upstream serves without `deletecollection`.
+const NO_COLLECTION_DELETE: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
-const fn core(kind: &'static str, plural: &'static str, singular: &'static str) -> Resource {
+/// A namespaced resource of `group`/`version` with every verb and no subresources.
+const fn res(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
     Resource {
-        group: "",
-        version: "v1",
+        group,
+        version,
         kind,
         plural,
         singular,
@@ -127,7 +163,7 @@ const fn core(kind: &'static str, plural: &'static str, singular: &'static str) 
         namespaced: true,
         verbs: ALL_VERBS,
         subresources: &[],
-        key_prefix: "",
+        key_prefix,
         selectable_fields: &[],
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
@@ -136,57 +172,193 @@ const fn core(kind: &'static str, plural: &'static str, singular: &'static str) 
     }
 }
 
+const fn core(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    res("", "v1", kind, plural, singular, key_prefix)
+}
+
+const fn apps(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    res("apps", "v1", kind, plural, singular, key_prefix)
+}
+
+const fn batch(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    res("batch", "v1", kind, plural, singular, key_prefix)
+}
+
+const fn rbac(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        namespaced,
+        // RBAC objects are named by path segment, so `system:controller:x` is fine.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "rbac.authorization.k8s.io",
+            "v1",
+            kind,
+            plural,
+            singular,
+            key_prefix,
+        )
+    }
+}
+
+const fn storage(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    Resource {
+        namespaced: false,
+        ..res("storage.k8s.io", "v1", kind, plural, singular, key_prefix)
+    }
+}
+
+const HPA_V2: Resource = Resource {
+    short_names: &["hpa"],
+    categories: ALL,
+    subresources: &[status("HorizontalPodAutoscaler")],
+    ..res(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "/registry/horizontalpodautoscalers/",
+    )
+};
+
+const CORE_EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+/// Every built-in resource, grouped as upstream's discovery lists them. Within a
+/// group, the first version listed is the preferred (and stored) one.
 const BUILTIN: &[Resource] = &[
+    // core/v1
+    Resource {
+        short_names: &["cm"],
+        ..core(
+            "ConfigMap",
+            "configmaps",
+            "configmap",
+            "/registry/configmaps/",
+        )
+    },
+    Resource {
+        short_names: &["ep"],
+        ..core(
+            "Endpoints",
+            "endpoints",
+            "endpoints",
+            "/registry/services/endpoints/",
+        )
+    },
+    Resource {
+        short_names: &["ev"],
+        selectable_fields: CORE_EVENT_FIELDS,
+        name_rule: NameRule::PathSegment,
+        ..core("Event", "events", "event", "/registry/events/")
+    },
+    Resource {
+        short_names: &["limits"],
+        ..core(
+            "LimitRange",
+            "limitranges",
+            "limitrange",
+            "/registry/limitranges/",
+        )
+    },
     Resource {
         short_names: &["ns"],
         namespaced: false,
-        // Namespaces have no deletecollection upstream.
-        verbs: &[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ],
-        subresources: &[Subresource {
-            name: "status",
-            kind: "Namespace",
-            verbs: STATUS_VERBS,
-        }],
-        key_prefix: "/registry/namespaces/",
+        verbs: NO_COLLECTION_DELETE,
+        subresources: &[status("Namespace")],
         selectable_fields: &["status.phase"],
         name_rule: NameRule::Label,
-        ..core("Namespace", "namespaces", "namespace")
+        ..core(
+            "Namespace",
+            "namespaces",
+            "namespace",
+            "/registry/namespaces/",
+        )
     },
     Resource {
         short_names: &["no"],
         namespaced: false,
-        subresources: &[Subresource {
-            name: "status",
-            kind: "Node",
-            verbs: STATUS_VERBS,
-        }],
-        key_prefix: "/registry/minions/",
+        subresources: &[status("Node")],
         selectable_fields: &["spec.unschedulable"],
-        ..core("Node", "nodes", "node")
+        // Nodes are still `minions` in upstream's etcd layout.
+        ..core("Node", "nodes", "node", "/registry/minions/")
+    },
+    Resource {
+        short_names: &["pvc"],
+        subresources: &[status("PersistentVolumeClaim")],
+        ..core(
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            "persistentvolumeclaim",
+            "/registry/persistentvolumeclaims/",
+        )
+    },
+    Resource {
+        short_names: &["pv"],
+        namespaced: false,
+        subresources: &[status("PersistentVolume")],
+        ..core(
+            "PersistentVolume",
+            "persistentvolumes",
+            "persistentvolume",
+            "/registry/persistentvolumes/",
+        )
     },
     Resource {
         short_names: &["po"],
-        categories: CORE_CATEGORIES,
+        categories: ALL,
         subresources: &[
             Subresource {
                 name: "binding",
                 kind: "Binding",
+                group_version: Some(("", "v1")),
                 verbs: &["create"],
             },
             Subresource {
                 name: "log",
                 kind: "Pod",
+                group_version: None,
                 verbs: &["get"],
             },
-            Subresource {
-                name: "status",
-                kind: "Pod",
-                verbs: STATUS_VERBS,
-            },
+            status("Pod"),
         ],
-        key_prefix: "/registry/pods/",
         selectable_fields: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -198,52 +370,155 @@ const BUILTIN: &[Resource] = &[
             "status.nominatedNodeName",
         ],
         return_deleted_object: true,
-        ..core("Pod", "pods", "pod")
+        ..core("Pod", "pods", "pod", "/registry/pods/")
+    },
+    core(
+        "PodTemplate",
+        "podtemplates",
+        "podtemplate",
+        "/registry/podtemplates/",
+    ),
+    Resource {
+        short_names: &["rc"],
+        categories: ALL,
+        subresources: &[SCALE, status("ReplicationController")],
+        selectable_fields: &["status.replicas"],
+        ..core(
+            "ReplicationController",
+            "replicationcontrollers",
+            "replicationcontroller",
+            "/registry/controllers/",
+        )
+    },
+    Resource {
+        short_names: &["quota"],
+        subresources: &[status("ResourceQuota")],
+        ..core(
+            "ResourceQuota",
+            "resourcequotas",
+            "resourcequota",
+            "/registry/resourcequotas/",
+        )
+    },
+    Resource {
+        selectable_fields: &["type"],
+        ..core("Secret", "secrets", "secret", "/registry/secrets/")
+    },
+    Resource {
+        short_names: &["sa"],
+        ..core(
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount",
+            "/registry/serviceaccounts/",
+        )
     },
     Resource {
         short_names: &["svc"],
-        categories: CORE_CATEGORIES,
-        // Services have no deletecollection upstream.
-        verbs: &[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ],
-        subresources: &[Subresource {
-            name: "status",
-            kind: "Service",
-            verbs: STATUS_VERBS,
-        }],
-        key_prefix: "/registry/services/specs/",
+        categories: ALL,
+        verbs: NO_COLLECTION_DELETE,
+        subresources: &[status("Service")],
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,
-        ..core("Service", "services", "service")
+        ..core(
+            "Service",
+            "services",
+            "service",
+            "/registry/services/specs/",
+        )
+    },
+    // apps/v1
+    apps(
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        "/registry/controllerrevisions/",
+    ),
+    Resource {
+        short_names: &["ds"],
+        categories: ALL,
+        subresources: &[status("DaemonSet")],
+        ..apps(
+            "DaemonSet",
+            "daemonsets",
+            "daemonset",
+            "/registry/daemonsets/",
+        )
     },
     Resource {
-        short_names: &["cm"],
-        key_prefix: "/registry/configmaps/",
-        ..core("ConfigMap", "configmaps", "configmap")
+        short_names: &["deploy"],
+        categories: ALL,
+        subresources: &[SCALE, status("Deployment")],
+        ..apps(
+            "Deployment",
+            "deployments",
+            "deployment",
+            "/registry/deployments/",
+        )
     },
+    Resource {
+        short_names: &["rs"],
+        categories: ALL,
+        subresources: &[SCALE, status("ReplicaSet")],
+        ..apps(
+            "ReplicaSet",
+            "replicasets",
+            "replicaset",
+            "/registry/replicasets/",
+        )
+    },
+    Resource {
+        short_names: &["sts"],
+        categories: ALL,
+        subresources: &[SCALE, status("StatefulSet")],
+        ..apps(
+            "StatefulSet",
+            "statefulsets",
+            "statefulset",
+            "/registry/statefulsets/",
+        )
+    },
+    // autoscaling/v2 (preferred, stored) and v1 over the same objects
+    HPA_V2,
+    Resource {
+        version: "v1",
+        storage: Storage::AutoscalingV2,
+        ..HPA_V2
+    },
+    // batch/v1
+    Resource {
+        short_names: &["cj"],
+        categories: ALL,
+        subresources: &[status("CronJob")],
+        ..batch("CronJob", "cronjobs", "cronjob", "/registry/cronjobs/")
+    },
+    Resource {
+        categories: ALL,
+        subresources: &[status("Job")],
+        selectable_fields: &["status.successful"],
+        ..batch("Job", "jobs", "job", "/registry/jobs/")
+    },
+    Resource {
+        allow_create_on_update: true,
+        ..res(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            "lease",
+            "/registry/leases/",
+        )
+    },
+    res(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        "/registry/endpointslices/",
+    ),
     Resource {
         short_names: &["ev"],
-        key_prefix: "/registry/events/",
-        selectable_fields: &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        name_rule: NameRule::PathSegment,
-        ..core("Event", "events", "event")
-    },
-    Resource {
-        group: "events.k8s.io",
-        key_prefix: "/registry/events/",
         selectable_fields: &[
             "regarding.kind",
             "regarding.namespace",
@@ -258,13 +533,142 @@ const BUILTIN: &[Resource] = &[
         ],
         name_rule: NameRule::PathSegment,
         storage: Storage::CoreEvent,
-        ..core("Event", "events", "event")
+        ..res(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            "/registry/events/",
+        )
+    },
+    // networking.k8s.io/v1
+    Resource {
+        namespaced: false,
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            "ingressclass",
+            "/registry/ingressclasses/",
+        )
     },
     Resource {
-        group: "coordination.k8s.io",
-        key_prefix: "/registry/leases/",
-        allow_create_on_update: true,
-        ..core("Lease", "leases", "lease")
+        short_names: &["ing"],
+        subresources: &[status("Ingress")],
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            "ingress",
+            "/registry/ingress/",
+        )
+    },
+    Resource {
+        short_names: &["netpol"],
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            "networkpolicy",
+            "/registry/networkpolicies/",
+        )
+    },
+    Resource {
+        namespaced: false,
+        ..res(
+            "node.k8s.io",
+            "v1",
+            "RuntimeClass",
+            "runtimeclasses",
+            "runtimeclass",
+            "/registry/runtimeclasses/",
+        )
+    },
+    Resource {
+        short_names: &["pdb"],
+        subresources: &[status("PodDisruptionBudget")],
+        ..res(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            "/registry/poddisruptionbudgets/",
+        )
+    },
+    // rbac.authorization.k8s.io/v1
+    rbac(
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "/registry/clusterrolebindings/",
+        false,
+    ),
+    rbac(
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        "/registry/clusterroles/",
+        false,
+    ),
+    rbac(
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        "/registry/rolebindings/",
+        true,
+    ),
+    rbac("Role", "roles", "role", "/registry/roles/", true),
+    Resource {
+        short_names: &["pc"],
+        namespaced: false,
+        ..res(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            "priorityclass",
+            "/registry/priorityclasses/",
+        )
+    },
+    // storage.k8s.io/v1
+    storage(
+        "CSIDriver",
+        "csidrivers",
+        "csidriver",
+        "/registry/csidrivers/",
+    ),
+    storage("CSINode", "csinodes", "csinode", "/registry/csinodes/"),
+    Resource {
+        namespaced: true,
+        ..storage(
+            "CSIStorageCapacity",
+            "csistoragecapacities",
+            "csistoragecapacity",
+            "/registry/csistoragecapacities/",
+        )
+    },
+    Resource {
+        short_names: &["sc"],
+        ..storage(
+            "StorageClass",
+            "storageclasses",
+            "storageclass",
+            "/registry/storageclasses/",
+        )
+    },
+    Resource {
+        subresources: &[status("VolumeAttachment")],
+        ..storage(
+            "VolumeAttachment",
+            "volumeattachments",
+            "volumeattachment",
+            "/registry/volumeattachments/",
+        )
     },
 ];
 
@@ -339,12 +743,14 @@ mod tests {
         );
         let leases = reg.lookup("coordination.k8s.io", "v1", "leases").unwrap();
         assert_eq!(leases.api_version(), "coordination.k8s.io/v1");
+        let groups = reg.groups();
+        assert_eq!(groups[0], ("apps", vec!["v1"]));
+        assert!(groups.contains(&("autoscaling", vec!["v2", "v1"])));
+        let deploy = reg.lookup("apps", "v1", "deployments").unwrap();
+        assert!(deploy.has_subresource("scale") && deploy.has_status());
         assert_eq!(
-            reg.groups(),
-            vec![
-                ("events.k8s.io", vec!["v1"]),
-                ("coordination.k8s.io", vec!["v1"])
-            ]
+            deploy.key(Some("ns"), "web"),
+            "/registry/deployments/ns/web"
         );
     }
 }

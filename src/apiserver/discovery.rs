@@ -103,10 +103,10 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<
                 "kind": sub.kind,
                 "verbs": sub.verbs,
             });
-            if sub.kind != r.kind {
-                // Binding lives in the core group whatever the parent is.
-                entry["group"] = json!("");
-                entry["version"] = json!("v1");
+            if let Some((group, version)) = sub.group_version {
+                // Binding and Scale live in their own groups whatever the parent is.
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
             }
             resources.push(entry);
         }
@@ -147,7 +147,7 @@ mod tests {
                 .iter()
                 .any(|r| r["name"] == "pods/log")
         );
-        assert!(resource_list(&Registry::default(), "apps", "v1").is_err());
+        assert!(resource_list(&Registry::default(), "apps", "v0").is_err());
         let groups = group_list(&Registry::default());
         let coordination = groups["groups"]
             .as_array()

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// How many times a write re-reads and retries after losing a race with another writer.
-const MAX_RETRIES: usize = 8;
+pub(super) const MAX_RETRIES: usize = 8;
 
 /// Maps a store failure to the API error upstream would give for `resource`/`name`.
 pub fn store_error(err: StoreError, resource: &Resource, name: &str) -> ApiError {
@@ -66,12 +66,12 @@ fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
-fn resource_version_of(object: &Value) -> Option<&str> {
+pub(super) fn resource_version_of(object: &Value) -> Option<&str> {
     meta::str_at(object, &["metadata", "resourceVersion"]).filter(|rv| !rv.is_empty())
 }
 
 /// Reads the object at `key`, 404 when missing.
-async fn read(
+pub(super) async fn read(
     server: &Server,
     resource: &Resource,
     key: &str,
@@ -337,7 +337,7 @@ fn check_namespace(
 }
 
 /// Name, defaults and validation shared by create and update.
-fn admit(
+pub(super) fn admit(
     resource: &Resource,
     object: &mut Value,
     subresource: Option<&str>,
@@ -532,7 +532,7 @@ const SYSTEM_METADATA: &[&str] = &[
 
 /// The object an update should store: `incoming` merged onto `current` under the
 /// rules of the endpoint (status vs main resource) and the server-owned metadata.
-fn prepare_update(
+pub(super) fn prepare_update(
     resource: &Resource,
     subresource: Option<&str>,
     current: &Value,
@@ -602,7 +602,7 @@ fn prepare_update(
 }
 
 /// Update rules that compare the old object with the new one.
-fn validate_update(
+pub(super) fn validate_update(
     resource: &Resource,
     subresource: Option<&str>,
     current: &Value,
@@ -787,7 +787,11 @@ pub async fn update(
     Err(ApiError::modified(resource.plural, resource.group, name))
 }
 
-fn apply_patch(current: &Value, patch: &Value, kind: BodyType) -> Result<Value, ApiError> {
+pub(super) fn apply_patch(
+    current: &Value,
+    patch: &Value,
+    kind: BodyType,
+) -> Result<Value, ApiError> {
     let mut target = current.clone();
     match kind {
         BodyType::JsonPatch => {

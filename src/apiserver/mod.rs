@@ -12,6 +12,7 @@ mod logs;
 mod namespaces;
 mod openapi;
 mod request;
+mod scale;
 #[cfg(test)]
 pub(crate) mod tests;
 mod tls;
@@ -227,6 +228,16 @@ impl Server {
                 return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
             }
             (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
+            (&Method::GET, Some(name), Some("scale")) => scale::get(&self, res, ns, name).await?,
+            (&Method::PUT, Some(name), Some("scale")) => {
+                let request = scale::ScaleWrite::Replace(decoded(body_type?)?);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
+            (&Method::PATCH, Some(name), Some("scale")) => {
+                let kind = body_type?;
+                let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
             (&Method::GET, Some(name), None | Some("status")) => {
                 handlers::get(&self, res, ns, name, rendering, &query).await?
             }

@@ -107,6 +107,6 @@ mod tests {
                 .any(|p| p["name"] == "fieldValidation")
         );
         assert!(core["paths"]["/api/v1/namespaces/{name}"].is_object());
-        assert!(group_version(&reg, "apis/apps/v1").is_err());
+        assert!(group_version(&reg, "apis/nothing.example/v1").is_err());
     }
 }

@@ -1,0 +1,70 @@
+//! `GET|PUT|PATCH …/NAME/scale`: the workload seen and written as an
+//! `autoscaling/v1 Scale`. Writes go through the same update path as the main
+//! resource, so defaults, validation, generation and conflicts behave the same.
+
+use super::handlers::{
+    MAX_RETRIES, admit, apply_patch, prepare_update, read, resource_version_of, store_error,
+    validate_update, write_update,
+};
+use super::request::{BodyType, Query, Rendering};
+use super::{Json, Server};
+use crate::api::registry::Resource;
+use crate::api::scale::{apply_scale, to_scale};
+use crate::api::status::ApiError;
+use crate::store::StoreError;
+use serde_json::Value;
+
+pub async fn get(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Json, ApiError> {
+    let (_, object) = read(server, resource, &resource.key(ns, name), name).await?;
+    Ok(Json::ok(to_scale(&object), Rendering::Object))
+}
+
+/// A replacement `Scale` (PUT) or a patch to apply to the current one (PATCH).
+pub enum ScaleWrite {
+    Replace(Value),
+    Patch(Value, BodyType),
+}
+
+pub async fn write(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    request: ScaleWrite,
+    query: &Query,
+) -> Result<Json, ApiError> {
+    let dry_run = query.get("dryRun") == Some("All");
+    let key = resource.key(ns, name);
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read(server, resource, &key, name).await?;
+        let scale = match &request {
+            ScaleWrite::Replace(body) => body.clone(),
+            ScaleWrite::Patch(patch, kind) => apply_patch(&to_scale(&current), patch, *kind)?,
+        };
+        if let Some(rv) = resource_version_of(&scale)
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::modified(resource.plural, resource.group, name));
+        }
+        let mut incoming = current.clone();
+        apply_scale(&mut incoming, &scale)
+            .map_err(|causes| ApiError::invalid("Scale", "autoscaling", name, &causes))?;
+        let mut next = prepare_update(resource, None, &current, incoming);
+        admit(resource, &mut next, None)?;
+        validate_update(resource, None, &current, &next)?;
+        if dry_run {
+            return Ok(Json::ok(to_scale(&next), Rendering::Object));
+        }
+        match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
+            Ok(stored) => return Ok(Json::ok(to_scale(&stored), Rendering::Object)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(e, resource, name)),
+        }
+    }
+    Err(ApiError::modified(resource.plural, resource.group, name))
+}
