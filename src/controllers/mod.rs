@@ -3,6 +3,7 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (leader.rs).
 
+mod deployment;
 pub mod leader;
 mod owners;
 mod replicaset;
@@ -79,6 +80,7 @@ fn recorder(client: &Client, controller: &str) -> Recorder {
 pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), ControllerError> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(replicaset::run(client.clone()));
+    tasks.spawn(deployment::run(client.clone()));
     let _ = cfg;
     while let Some(done) = tasks.join_next().await {
         match done {

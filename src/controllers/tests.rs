@@ -125,6 +125,7 @@ impl Drop for Cluster {
 }
 
 pub(super) async fn cluster() -> Cluster {
+    crate::kubelet::init_tracing();
     let server = start().await;
     let client = client(&server).await;
     let controllers = {
@@ -243,6 +244,26 @@ pub(super) async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Po
         .items
 }
 
+/// Like `eventually`, but on timeout the failure shows the workload objects as they are.
+pub(super) async fn settle<T, F, Fut>(cluster: &Cluster, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let limit = DEADLINE - Duration::from_secs(1);
+    match tokio::time::timeout(limit, eventually(what, check)).await {
+        Ok(v) => v,
+        Err(_) => {
+            let state = crate::apiserver::tests::ok(
+                &cluster.server,
+                &["get", "deploy,rs,pods", "-o", "yaml"],
+            )
+            .await;
+            panic!("timed out waiting for {what}; objects now:\n{state}")
+        }
+    }
+}
+
 pub(super) fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod
@@ -319,4 +340,167 @@ async fn replicaset_replaces_a_deleted_pod() {
 
     let out = crate::apiserver::tests::ok(&cluster.server, &["get", "events", "-o", "yaml"]).await;
     assert!(out.contains("SuccessfulCreate"), "{out}");
+}
+
+/// Counts, over a pod watch, the most live pods and the fewest Ready ones seen at once.
+fn watch_bounds(
+    client: Client,
+    selector: &str,
+) -> (
+    Arc<std::sync::Mutex<(usize, usize)>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let bounds = Arc::new(std::sync::Mutex::new((0, usize::MAX)));
+    let seen = bounds.clone();
+    let api: Api<Pod> = Api::namespaced(client, "default");
+    let config = watcher::Config::default().labels(selector);
+    let task = tokio::spawn(async move {
+        let mut pods: std::collections::HashMap<String, Pod> = Default::default();
+        let mut events = watcher(api, config).boxed();
+        while let Some(Ok(event)) = events.next().await {
+            match event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    pods.insert(p.name_any(), p);
+                }
+                watcher::Event::Delete(p) => {
+                    pods.remove(&p.name_any());
+                }
+                watcher::Event::Init | watcher::Event::InitDone => continue,
+            }
+            let live = pods
+                .values()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count();
+            let ready = pods.values().filter(|p| is_ready(p)).count();
+            let mut b = seen.lock().unwrap();
+            *b = (b.0.max(live), b.1.min(ready));
+        }
+    });
+    (bounds, task)
+}
+
+async fn rolled_out(
+    api: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    replicas: i32,
+) -> Option<()> {
+    let d = api.get("web").await.ok()?;
+    let s = d.status?;
+    let done = s.observed_generation == d.metadata.generation
+        && s.updated_replicas == Some(replicas)
+        && s.replicas == Some(replicas)
+        && s.available_replicas == Some(replicas);
+    done.then_some(())
+}
+
+fn images(pods: &[Pod]) -> Vec<String> {
+    let mut images: Vec<String> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.spec.as_ref()?.containers[0].image.clone())
+        .collect();
+    images.sort();
+    images
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_within_surge_and_unavailability_and_undoes() {
+    use crate::apiserver::tests::ok;
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &d).await.unwrap();
+    eventually("the first rollout", || rolled_out(&api, 4)).await;
+    let first_rs: Vec<ReplicaSet> = Api::<ReplicaSet>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(first_rs.len(), 1);
+    let first_name = first_rs[0].name_any();
+    assert_eq!(
+        first_rs[0].annotations()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let hash = &first_rs[0].labels()["pod-template-hash"];
+    assert_eq!(first_name, format!("web-{hash}"));
+
+    let (bounds, watch) = watch_bounds(client.clone(), "app=web");
+    eventually("the watch to see all pods", || async {
+        (bounds.lock().unwrap().0 == 4).then_some(())
+    })
+    .await;
+    *bounds.lock().unwrap() = (4, 4);
+    ok(
+        &cluster.server,
+        &["set", "image", "deployment/web", "c=busybox:2"],
+    )
+    .await;
+    settle(&cluster, "the update rollout", || async {
+        rolled_out(&api, 4).await?;
+        let pods = pods_of(&client, "default", "app=web").await;
+        (images(&pods) == vec!["busybox:2"; 4]).then_some(())
+    })
+    .await;
+    let (most, fewest) = *bounds.lock().unwrap();
+    assert!(
+        most <= 5,
+        "more than replicas+maxSurge pods at once: {most}"
+    );
+    assert!(
+        fewest >= 3,
+        "fewer than replicas-maxUnavailable ready: {fewest}"
+    );
+    watch.abort();
+    let d = api.get("web").await.unwrap();
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "2");
+    let conditions = d.status.unwrap().conditions.unwrap();
+    let progressing = conditions
+        .iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))
+        .unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    ok(
+        &cluster.server,
+        &["rollout", "status", "deployment/web", "--timeout=20s"],
+    )
+    .await;
+
+    ok(&cluster.server, &["rollout", "undo", "deployment/web"]).await;
+    settle(&cluster, "the rollback", || async {
+        rolled_out(&api, 4).await?;
+        let pods = pods_of(&client, "default", "app=web").await;
+        (images(&pods) == vec!["busybox:1"; 4]).then_some(())
+    })
+    .await;
+    let back: ReplicaSet = Api::namespaced(client.clone(), "default")
+        .get(&first_name)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.annotations()["deployment.kubernetes.io/revision"],
+        "3",
+        "{back:?}\n{:?}",
+        api.get("web").await.unwrap().metadata
+    );
+    assert_eq!(back.spec.replicas, Some(4));
+    let history = ok(&cluster.server, &["rollout", "history", "deployment/web"]).await;
+    assert!(history.contains('2') && history.contains('3'), "{history}");
+    let events = ok(&cluster.server, &["get", "events", "-o", "yaml"]).await;
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
 }
