@@ -4,6 +4,7 @@
 //! the holder of the `kube-controller-manager` Lease runs them (leader.rs).
 
 mod deployment;
+mod gc;
 pub mod leader;
 mod owners;
 mod replicaset;
@@ -81,6 +82,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(replicaset::run(client.clone()));
     tasks.spawn(deployment::run(client.clone()));
+    tasks.spawn(gc::run(client.clone()));
     let _ = cfg;
     while let Some(done) = tasks.join_next().await {
         match done {

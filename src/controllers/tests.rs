@@ -504,3 +504,120 @@ async fn deployment_rolls_within_surge_and_unavailability_and_undoes() {
     let events = ok(&cluster.server, &["get", "events", "-o", "yaml"]).await;
     assert!(events.contains("ScalingReplicaSet"), "{events}");
 }
+
+fn web_deployment(replicas: i32) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}
+        }
+    }))
+    .unwrap()
+}
+
+async fn replica_sets(client: &Client) -> Vec<k8s_openapi::api::apps::v1::ReplicaSet> {
+    Api::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascading_deletes_background_orphan_foreground() {
+    use crate::apiserver::tests::ok;
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+
+    // Background (kubectl's default): the ReplicaSet and its pods go after the owner.
+    deployments
+        .create(&PostParams::default(), &web_deployment(2))
+        .await
+        .unwrap();
+    settle(&cluster, "the deployment's pods", || async {
+        rolled_out(&deployments, 2).await
+    })
+    .await;
+    ok(&cluster.server, &["delete", "deployment", "web"]).await;
+    settle(&cluster, "background cascade", || async {
+        let none = replica_sets(&client).await.is_empty()
+            && pods_of(&client, "default", "app=web").await.is_empty();
+        none.then_some(())
+    })
+    .await;
+
+    // Orphan: the owner goes, the ReplicaSet stays without its ownerReference.
+    deployments
+        .create(&PostParams::default(), &web_deployment(2))
+        .await
+        .unwrap();
+    settle(&cluster, "the deployment's pods", || async {
+        rolled_out(&deployments, 2).await
+    })
+    .await;
+    ok(
+        &cluster.server,
+        &["delete", "deployment", "web", "--cascade=orphan"],
+    )
+    .await;
+    let orphaned = settle(&cluster, "orphaned replica set", || async {
+        let gone = deployments.get_opt("web").await.unwrap().is_none();
+        let sets = replica_sets(&client).await;
+        (gone && sets.len() == 1 && sets[0].owner_references().is_empty()).then(|| sets[0].clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pods_of(&client, "default", "app=web").await.len(),
+        2,
+        "pods stay"
+    );
+
+    // Foreground: the pods go before the ReplicaSet does.
+    let name = orphaned.name_any();
+    let out = crate::apiserver::tests::kubectl(
+        &cluster.server,
+        &[
+            "delete",
+            "rs",
+            &name,
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::apiserver::tests::stderr(&out)
+    );
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    settle(&cluster, "foreground cascade", || async {
+        match sets.get_opt(&name).await.unwrap() {
+            Some(rs) => {
+                if rs.metadata.deletion_timestamp.is_some()
+                    && rs.finalizers().iter().any(|f| f == "foregroundDeletion")
+                {
+                    held.store(true, Ordering::SeqCst);
+                }
+                None
+            }
+            None => Some(()),
+        }
+    })
+    .await;
+    assert!(
+        held.load(Ordering::SeqCst),
+        "the owner waited with the foregroundDeletion finalizer"
+    );
+    assert!(
+        pods_of(&client, "default", "app=web").await.is_empty(),
+        "dependents were gone before the owner"
+    );
+}
