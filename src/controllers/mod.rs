@@ -4,10 +4,13 @@
 //! the holder of the `kube-controller-manager` Lease runs them (leader.rs).
 
 mod deployment;
+mod endpoints;
 mod gc;
 pub mod leader;
+mod nodeipam;
 mod owners;
 mod replicaset;
+mod serviceaccount;
 #[cfg(test)]
 mod tests;
 
@@ -83,7 +86,11 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(replicaset::run(client.clone()));
     tasks.spawn(deployment::run(client.clone()));
     tasks.spawn(gc::run(client.clone()));
-    let _ = cfg;
+    tasks.spawn(endpoints::run(client.clone()));
+    tasks.spawn(serviceaccount::run(client.clone()));
+    if !cfg.pod_subnet.is_empty() {
+        tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
+    }
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) => {}
@@ -102,7 +109,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
 /// What the controllers need to know about the cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
-    /// The pod network node podCIDRs are carved from.
+    /// The pod network node podCIDRs are carved from (empty: no node IPAM).
     pub pod_subnet: String,
 }
 

@@ -38,6 +38,11 @@ where
     }
 }
 
+/// Pods with this annotation run but never turn Ready.
+pub(super) const NOT_READY: &str = "test.rind.dev/not-ready";
+/// Gives each pod the fake kubelet runs its own IP.
+static NEXT_IP: AtomicUsize = AtomicUsize::new(10);
+
 /// Binds an unbound pod to the fake node, then reports it Running and Ready.
 async fn run_pod(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
     let ns = pod.namespace().unwrap_or_default();
@@ -66,15 +71,23 @@ async fn run_pod(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
             .await?;
     }
     let now = Timestamp::now().to_string();
+    let ready = if pod.annotations().contains_key(NOT_READY) {
+        "False"
+    } else {
+        "True"
+    };
+    let n = NEXT_IP.fetch_add(1, Ordering::SeqCst);
+    let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
     let status = serde_json::json!({"status": {
         "phase": "Running",
-        "podIP": "10.244.0.9",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
         "startTime": now,
         "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
             {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+            {"type": "Ready", "status": ready, "lastTransitionTime": now},
         ],
     }});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
@@ -131,7 +144,10 @@ pub(super) async fn cluster() -> Cluster {
     let controllers = {
         let client = client.clone();
         tokio::spawn(async move {
-            if let Err(e) = run_controllers(client, Settings::default()).await {
+            let settings = Settings {
+                pod_subnet: "10.244.0.0/16".into(),
+            };
+            if let Err(e) = run_controllers(client, settings).await {
                 panic!("controllers failed: {e}");
             }
         })
@@ -620,4 +636,133 @@ async fn cascading_deletes_background_orphan_foreground() {
         pods_of(&client, "default", "app=web").await.is_empty(),
         "dependents were gone before the owner"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_service_accounts_and_pod_cidrs() {
+    use crate::apiserver::tests::ok;
+    use k8s_openapi::api::core::v1::{Endpoints, Node, ServiceAccount};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+
+    // Every namespace gets a default ServiceAccount, also one made later.
+    let team: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "team"}})).unwrap();
+    Api::all(client.clone())
+        .create(&PostParams::default(), &team)
+        .await
+        .unwrap();
+    for ns in ["default", "kube-system", "team"] {
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        settle(&cluster, "a default service account", || async {
+            api.get_opt("default").await.unwrap().map(|_| ())
+        })
+        .await;
+    }
+
+    // A node without a podCIDR gets one from the pod subnet.
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "n2"}})).unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let cidr = settle(&cluster, "a podCIDR", || async {
+        nodes.get("n2").await.unwrap().spec?.pod_cidr
+    })
+    .await;
+    assert_eq!(cidr, "10.244.0.0/24");
+
+    // Endpoints list only Ready pods, with the named target port resolved.
+    let svc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "web"}]}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("svc.json");
+    std::fs::write(&file, svc.to_string()).unwrap();
+    ok(&cluster.server, &["apply", "-f", file.to_str().unwrap()]).await;
+    for (name, ready) in [("a", true), ("b", true), ("c", false)] {
+        let annotations = if ready {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({NOT_READY: "yes"})
+        };
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": "web"}, "annotations": annotations},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                     "ports": [{"name": "web", "containerPort": 8080}]}]}
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ip_of = |name: &'static str| {
+        let pods = pods.clone();
+        async move { pods.get(name).await.unwrap().status?.pod_ip }
+    };
+    let (a, b, c) = settle(&cluster, "pod IPs", || async {
+        Some((ip_of("a").await?, ip_of("b").await?, ip_of("c").await?))
+    })
+    .await;
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let addresses = |field: fn(
+        &k8s_openapi::api::core::v1::EndpointSubset,
+    )
+        -> Option<&Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+        let endpoints = endpoints.clone();
+        async move {
+            let ep = endpoints.get_opt("web").await.unwrap()?;
+            let mut ips: Vec<String> = ep
+                .subsets
+                .iter()
+                .flatten()
+                .flat_map(|s| field(s).into_iter().flatten())
+                .map(|a| a.ip.clone())
+                .collect();
+            ips.sort();
+            Some(ips)
+        }
+    };
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    settle(&cluster, "ready endpoints", || async {
+        let ready = addresses(|s| s.addresses.as_ref()).await?;
+        let not_ready = addresses(|s| s.not_ready_addresses.as_ref()).await?;
+        (ready == want && not_ready == vec![c.clone()]).then_some(())
+    })
+    .await;
+    let ep = endpoints.get("web").await.unwrap();
+    assert_eq!(ep.subsets.unwrap()[0].ports.as_ref().unwrap()[0].port, 8080);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(slice.len(), 1);
+    assert_eq!(slice[0].endpoints.as_ref().map(Vec::len), Some(3));
+
+    // A deleted pod leaves; deleting the Service removes its Endpoints and slices.
+    pods.delete("a", &DeleteParams::default()).await.unwrap();
+    settle(&cluster, "endpoints without a", || async {
+        (addresses(|s| s.addresses.as_ref()).await? == vec![b.clone()]).then_some(())
+    })
+    .await;
+    ok(&cluster.server, &["delete", "service", "web"]).await;
+    settle(&cluster, "endpoints and slices gone", || async {
+        let ep_gone = endpoints.get_opt("web").await.unwrap().is_none();
+        let slices_gone = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .unwrap()
+            .items
+            .is_empty();
+        (ep_gone && slices_gone).then_some(())
+    })
+    .await;
 }
