@@ -7,7 +7,7 @@
 //! conditions with the progress deadline.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflect};
+use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
@@ -48,7 +48,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> Result<(), ControllerError> {
-    let (sets, set_task) = reflect(Api::<ReplicaSet>::all(client.clone()), "replicaset");
+    let (sets, set_events) = reflected(Api::<ReplicaSet>::all(client.clone()));
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "deployment-controller"),
         client: client.clone(),
@@ -59,7 +59,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    .owns_stream(set_events)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
         if let Err(e) = result {
@@ -67,7 +67,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         }
     })
     .await;
-    set_task.abort();
     Ok(())
 }
 
@@ -408,7 +407,13 @@ impl Sync<'_> {
             return replicas;
         }
         let (surge, _) = surge_and_unavailable(self.d);
-        let total: i32 = self.all().map(spec_replicas).sum();
+        // An old ReplicaSet just scaled down still has its pods until its controller
+        // deletes them: count what exists as well as what is asked for, so the pods
+        // really never exceed replicas + maxSurge.
+        let total: i32 = self
+            .all()
+            .map(|rs| spec_replicas(rs).max(rs.status.as_ref().map_or(0, |s| s.replicas)))
+            .sum();
         let max_total = replicas + surge;
         if total >= max_total {
             return current_new;

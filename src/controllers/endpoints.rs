@@ -6,7 +6,7 @@
 //! as terminating in EndpointSlices, as kube-proxy expects.
 
 use super::owners;
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, reflect};
+use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, reflect, reflected};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
@@ -42,7 +42,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> Result<(), ControllerError> {
-    let (pods, pod_task) = reflect(Api::<Pod>::all(client.clone()), "pod");
+    let (pods, pod_events) = reflected(Api::<Pod>::all(client.clone()));
     let (endpoints, endpoints_task) = reflect(Api::<Endpoints>::all(client.clone()), "endpoints");
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
@@ -69,11 +69,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
             .collect()
     };
     controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            selecting,
-        )
+        .watches_stream(pod_events, selecting)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -81,7 +77,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
             }
         })
         .await;
-    pod_task.abort();
     endpoints_task.abort();
     sweeper.abort();
     Ok(())

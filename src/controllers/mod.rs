@@ -41,6 +41,33 @@ fn is_conflict(err: &ControllerError) -> bool {
     matches!(err, ControllerError::Api(kube::Error::Api(s)) if s.code == 409)
 }
 
+/// A reflector store of `K` and the stream of touched objects that fills it. Used as a
+/// controller's trigger, the store has seen a change before the reconcile it wakes
+/// runs (a separate watch for the trigger could run ahead of the store).
+fn reflected<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
 /// Keeps a reflector store of `K` filled from a watch for as long as the task runs.
 fn reflect<K>(api: Api<K>, what: &'static str) -> (Store<K>, tokio::task::JoinHandle<()>)
 where

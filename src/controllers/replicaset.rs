@@ -4,7 +4,7 @@
 //! availableReplicas, fullyLabeledReplicas and observedGeneration in the status.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflect};
+use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -30,7 +30,7 @@ struct Ctx {
 }
 
 pub async fn run(client: Client) -> Result<(), ControllerError> {
-    let (pods, pod_task) = reflect(Api::<Pod>::all(client.clone()), "pod");
+    let (pods, pod_events) = reflected(Api::<Pod>::all(client.clone()));
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
@@ -64,11 +64,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         }
     };
     controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            owners_of,
-        )
+        .watches_stream(pod_events, owners_of)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -76,7 +72,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
             }
         })
         .await;
-    pod_task.abort();
     Ok(())
 }
 

@@ -104,6 +104,8 @@ pub(super) fn fake_kubelet(client: Client) -> tokio::task::JoinHandle<()> {
             .default_backoff()
             .applied_objects()
             .boxed();
+        // The binding's own watch event still shows the pod Pending: run each pod once.
+        let mut started = std::collections::HashSet::new();
         while let Some(event) = events.next().await {
             let Ok(pod) = event else { continue };
             let api: Api<Pod> =
@@ -115,8 +117,15 @@ pub(super) fn fake_kubelet(client: Client) -> tokio::task::JoinHandle<()> {
                 continue;
             }
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if !running && let Err(e) = run_pod(&client, &pod).await {
-                tracing::debug!("fake kubelet: {e}");
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if running || started.contains(&uid) {
+                continue;
+            }
+            match run_pod(&client, &pod).await {
+                Ok(()) => {
+                    started.insert(uid);
+                }
+                Err(e) => tracing::debug!("fake kubelet: {e}"),
             }
         }
     })
@@ -709,6 +718,7 @@ async fn endpoints_service_accounts_and_pod_cidrs() {
         Some((ip_of("a").await?, ip_of("b").await?, ip_of("c").await?))
     })
     .await;
+    assert!(a != b && b != c && a != c);
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let addresses = |field: fn(
         &k8s_openapi::api::core::v1::EndpointSubset,
@@ -739,13 +749,25 @@ async fn endpoints_service_accounts_and_pod_cidrs() {
     let ep = endpoints.get("web").await.unwrap();
     assert_eq!(ep.subsets.unwrap()[0].ports.as_ref().unwrap()[0].port, 8080);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let slice = slices
-        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(slice.len(), 1);
-    assert_eq!(slice[0].endpoints.as_ref().map(Vec::len), Some(3));
+    settle(&cluster, "one slice with every pod", || async {
+        let slice = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .unwrap()
+            .items;
+        let ready: Vec<Option<bool>> = slice
+            .first()?
+            .endpoints
+            .iter()
+            .flatten()
+            .map(|e| e.conditions.as_ref().and_then(|c| c.ready))
+            .collect();
+        (slice.len() == 1
+            && ready.len() == 3
+            && ready.iter().filter(|r| **r == Some(true)).count() == 2)
+            .then_some(())
+    })
+    .await;
 
     // A deleted pod leaves; deleting the Service removes its Endpoints and slices.
     pods.delete("a", &DeleteParams::default()).await.unwrap();
