@@ -931,7 +931,7 @@ impl DeleteOptions {
             (Some("Foreground"), _) => Some("foregroundDeletion"),
             (Some("Background") | None, _) => None,
             (Some(other), _) => {
-                return Err(ApiError::bad_request(&format!(
+                return Err(ApiError::bad_request(format!(
                     "unsupported propagationPolicy {other:?}: use Orphan, Background or Foreground"
                 )));
             }

@@ -712,27 +712,27 @@ impl Sync<'_> {
                 true,
             );
         }
-        if !complete && d.spec.paused != Some(true) {
-            if let Some(c) = find(&conditions, "Progressing")
-                && c.status.as_deref() == Some("True")
-            {
-                let since = c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now);
-                let until = since + jiff::SignedDuration::from_secs(i64::from(deadline));
-                if until <= now {
-                    set_condition(
-                        &mut conditions,
-                        condition(
-                            "Progressing",
-                            false,
-                            "ProgressDeadlineExceeded",
-                            &format!("ReplicaSet \"{new_name}\" has timed out progressing."),
-                            now,
-                        ),
+        if !complete
+            && d.spec.paused != Some(true)
+            && let Some(c) = find(&conditions, "Progressing")
+            && c.status.as_deref() == Some("True")
+        {
+            let since = c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now);
+            let until = since + jiff::SignedDuration::from_secs(i64::from(deadline));
+            if until <= now {
+                set_condition(
+                    &mut conditions,
+                    condition(
+                        "Progressing",
                         false,
-                    );
-                } else {
-                    recheck = Duration::try_from(until.duration_since(now)).ok();
-                }
+                        "ProgressDeadlineExceeded",
+                        &format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                        now,
+                    ),
+                    false,
+                );
+            } else {
+                recheck = Duration::try_from(until.duration_since(now)).ok();
             }
         }
         let status = DeploymentStatus {
