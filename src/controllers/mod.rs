@@ -6,6 +6,7 @@
 mod deployment;
 mod endpoints;
 mod gc;
+mod job;
 pub mod leader;
 mod nodeipam;
 mod owners;
@@ -115,6 +116,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(gc::run(client.clone()));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(serviceaccount::run(client.clone()));
+    tasks.spawn(job::run(client.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }

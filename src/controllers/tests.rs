@@ -788,3 +788,100 @@ async fn endpoints_service_accounts_and_pod_cidrs() {
     })
     .await;
 }
+
+/// Plays the containers of a Job's pods: every Running pod of `job` ends in `phase`.
+async fn finish_pods(client: &Client, job: &str, phase: &str) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods = pods_of(
+        client,
+        "default",
+        &format!("batch.kubernetes.io/job-name={job}"),
+    )
+    .await;
+    for pod in pods {
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            let status = serde_json::json!({"status": {"phase": phase}});
+            let _ = api
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_to_completions_and_fail_after_backoff_limit() {
+    use k8s_openapi::api::batch::v1::Job;
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let job = |name: &str, completions: i32, backoff: i32| -> Job {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "completions": completions, "parallelism": 2, "backoffLimit": backoff,
+                "template": {"spec": {"restartPolicy": "Never",
+                                      "containers": [{"name": "c", "image": "busybox"}]}}
+            }
+        }))
+        .unwrap()
+    };
+    jobs.create(&PostParams::default(), &job("ok", 3, 6))
+        .await
+        .unwrap();
+    let most_active = Arc::new(AtomicUsize::new(0));
+    settle(&cluster, "the job to complete", || async {
+        let pods = pods_of(&client, "default", "batch.kubernetes.io/job-name=ok").await;
+        let active = pods
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
+            .count();
+        most_active.fetch_max(active, Ordering::SeqCst);
+        finish_pods(&client, "ok", "Succeeded").await;
+        let status = jobs.get("ok").await.unwrap().status?;
+        let complete = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Complete" && c.status == "True");
+        (complete && status.succeeded == Some(3)).then_some(())
+    })
+    .await;
+    assert!(
+        most_active.load(Ordering::SeqCst) <= 2,
+        "parallelism exceeded"
+    );
+    let pods = pods_of(&client, "default", "batch.kubernetes.io/job-name=ok").await;
+    assert_eq!(pods.len(), 3, "exactly completions pods ran");
+    crate::apiserver::tests::ok(
+        &cluster.server,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/ok",
+            "--timeout=10s",
+        ],
+    )
+    .await;
+
+    jobs.create(&PostParams::default(), &job("bad", 3, 1))
+        .await
+        .unwrap();
+    settle(&cluster, "the job to fail", || async {
+        finish_pods(&client, "bad", "Failed").await;
+        let status = jobs.get("bad").await.unwrap().status?;
+        let failed = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Failed")?;
+        (failed.reason.as_deref() == Some("BackoffLimitExceeded")).then_some(())
+    })
+    .await;
+    let status = jobs.get("bad").await.unwrap().status.unwrap();
+    assert!(status.failed.unwrap_or(0) >= 2);
+    assert_eq!(status.active, Some(0));
+}
