@@ -54,8 +54,9 @@ def test_pod_runs_to_completion_and_logs(cluster, busybox_image):
 
 
 def test_long_running_pod_gets_ip_and_is_listed(cluster, busybox_image):
-    # The image is loaded by the test above; loading again must be harmless.
-    cluster.rind_cmd("load", "docker-image", busybox_image, "--name", cluster.name)
+    # The image is loaded by the test above: loading it again skips the node.
+    again = cluster.rind_cmd("load", "docker-image", busybox_image, "--name", cluster.name)
+    assert "already present on all nodes" in again.stderr, again.stderr
     watcher = subprocess.Popen(
         [cluster.kubectl_bin, "--context", f"rind-{cluster.name}", "get", "pods", "-w", "--no-headers"],
         stdout=subprocess.PIPE,

@@ -2,15 +2,21 @@
 //! registry, selectors, Status errors, name validation, pod defaulting and tables.
 
 pub mod autoscaling;
+pub mod batch;
 pub mod convert;
+pub mod disruption;
 pub mod fields;
+pub mod kinds;
 pub mod meta;
 pub mod patch;
 pub mod pods;
+pub mod protobuf;
 pub mod registry;
 pub mod scale;
+pub mod scheduling;
 pub mod selector;
 pub mod services;
 pub mod status;
 pub mod table;
 pub mod validation;
+pub mod workloads;

@@ -352,6 +352,12 @@ const BUILTIN: &[Resource] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                group_version: Some(("policy", "v1")),
+                verbs: &["create"],
+            },
+            Subresource {
                 name: "log",
                 kind: "Pod",
                 group_version: None,
@@ -673,6 +679,13 @@ const BUILTIN: &[Resource] = &[
 ];
 
 /// The resources this server serves, looked up by URL parts.
+///
+/// Everything that needs to know which resources exist (routing, discovery, openapi,
+/// namespace cleanup) asks through these methods and nothing else, and the per-kind
+/// hooks (`kinds`, `table`) fall back to generic behaviour for kinds they do not
+/// know. That is the seam for resources added at runtime (CustomResourceDefinitions):
+/// the registry gains a shared, lock-protected list of dynamic entries next to
+/// `BUILTIN`, and these methods search both.
 #[derive(Clone, Debug)]
 pub struct Registry {
     resources: &'static [Resource],

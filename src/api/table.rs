@@ -7,6 +7,8 @@ use super::meta::{age, str_at};
 use super::registry::Resource;
 use serde_json::{Value, json};
 
+mod kinds;
+
 struct Column {
     name: &'static str,
     kind: &'static str,
@@ -127,6 +129,425 @@ const EVENT_COLUMNS: &[Column] = &[
     ),
 ];
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", 0, "The holder of the lease."), AGE];
+const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
+    Column {
+        name,
+        kind: "integer",
+        format: "",
+        priority,
+        description,
+    }
+}
+
+const CONTAINERS: Column = col("Containers", 1, "Names of each container in the template.");
+const IMAGES: Column = col(
+    "Images",
+    1,
+    "Images referenced by each container in the template.",
+);
+const SELECTOR: Column = col("Selector", 1, "Label selector for pods.");
+const CREATED_AT: Column = Column {
+    format: "date",
+    ..col(
+        "Created At",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    )
+};
+
+const DEPLOYMENT_COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", 0, "Number of the pod with ready state"),
+    int_col(
+        "Up-to-date",
+        0,
+        "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+    ),
+    int_col(
+        "Available",
+        0,
+        "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const REPLICA_SET_COLUMNS: &[Column] = &[
+    NAME,
+    int_col("Desired", 0, "Number of desired pods."),
+    int_col("Current", 0, "Number of actual replicas."),
+    int_col(
+        "Ready",
+        0,
+        "The number of ready replicas for this replica set.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const STATEFUL_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", 0, "Number of the pod with ready state"),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+];
+const DAEMON_SET_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Desired",
+        0,
+        "The total number of nodes that should be running the daemon pod.",
+    ),
+    int_col(
+        "Current",
+        0,
+        "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+    ),
+    int_col(
+        "Ready",
+        0,
+        "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+    ),
+    int_col(
+        "Up-to-date",
+        0,
+        "The total number of nodes that are running updated daemon pod.",
+    ),
+    int_col(
+        "Available",
+        0,
+        "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+    ),
+    col(
+        "Node Selector",
+        0,
+        "NodeSelector is a selector which must be true for the pod to fit on a node.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", 0, "Status of the job."),
+    col("Completions", 0, "The completion status of the job."),
+    col("Duration", 0, "Time required to complete the job."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const CRON_JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Schedule", 0, "The schedule in Cron format."),
+    col("Timezone", 0, "The time zone name for the given schedule."),
+    Column {
+        kind: "boolean",
+        ..col(
+            "Suspend",
+            0,
+            "This flag tells the controller to suspend subsequent executions.",
+        )
+    },
+    int_col("Active", 0, "A list of pointers to currently running jobs."),
+    col(
+        "Last Schedule",
+        0,
+        "Information when was the last time the job was successfully scheduled.",
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
+const SECRET_COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", 0, "The type of the secret"),
+    int_col("Data", 0, "The number of entries in the data field."),
+    AGE,
+];
+const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Secrets",
+        0,
+        "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+    ),
+    AGE,
+];
+const CLAIM_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", 0, "The phase of the claim."),
+    col(
+        "Volume",
+        0,
+        "VolumeName is the binding reference to the PersistentVolume backing this claim.",
+    ),
+    col(
+        "Capacity",
+        0,
+        "The actual resources of the underlying volume.",
+    ),
+    col("Access Modes", 0, "The access modes of the volume."),
+    col("StorageClass", 0, "The storage class of the claim."),
+    col(
+        "VolumeAttributesClass",
+        0,
+        "The volume attributes class of the claim.",
+    ),
+    AGE,
+    col(
+        "VolumeMode",
+        1,
+        "Whether the volume is formatted or a raw block device.",
+    ),
+];
+const VOLUME_COLUMNS: &[Column] = &[
+    NAME,
+    col("Capacity", 0, "The capacity of the volume."),
+    col("Access Modes", 0, "The access modes of the volume."),
+    col(
+        "Reclaim Policy",
+        0,
+        "What happens to the volume when released from its claim.",
+    ),
+    col("Status", 0, "The phase of the volume."),
+    col("Claim", 0, "The claim bound to the volume."),
+    col("StorageClass", 0, "The storage class of the volume."),
+    col(
+        "VolumeAttributesClass",
+        0,
+        "The volume attributes class of the volume.",
+    ),
+    col("Reason", 0, "Why the volume is in this phase."),
+    AGE,
+    col(
+        "VolumeMode",
+        1,
+        "Whether the volume is formatted or a raw block device.",
+    ),
+];
+const ENDPOINTS_COLUMNS: &[Column] = &[NAME, col("Endpoints", 0, "Endpoints of the service."), AGE];
+const ENDPOINT_SLICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "AddressType",
+        0,
+        "The type of address carried by this EndpointSlice.",
+    ),
+    col("Ports", 0, "The ports exposed by the endpoints."),
+    col("Endpoints", 0, "The addresses of the endpoints."),
+    AGE,
+];
+const INGRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Class", 0, "The name of the IngressClass resource."),
+    col(
+        "Hosts",
+        0,
+        "Hosts that incoming requests are matched against.",
+    ),
+    col(
+        "Address",
+        0,
+        "Address is a list containing ingress points for the load-balancer.",
+    ),
+    col("Ports", 0, "Ports of TLS configurations that open."),
+    AGE,
+];
+const INGRESS_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Controller",
+        0,
+        "Controller that is responsible for handling this class.",
+    ),
+    col(
+        "Parameters",
+        0,
+        "A reference to a resource with additional parameters.",
+    ),
+    AGE,
+];
+const NETWORK_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Pod-Selector",
+        0,
+        "Selects the pods to which this NetworkPolicy object applies.",
+    ),
+    AGE,
+];
+const ROLE_COLUMNS: &[Column] = &[NAME, CREATED_AT];
+const BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Role",
+        0,
+        "RoleRef is the reference to the role the binding grants.",
+    ),
+    AGE,
+    col("Users", 1, "Users in the binding."),
+    col("Groups", 1, "Groups in the binding."),
+    col("ServiceAccounts", 1, "ServiceAccounts in the binding."),
+];
+const STORAGE_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Provisioner", 0, "Indicates the type of the provisioner."),
+    col(
+        "ReclaimPolicy",
+        0,
+        "Indicates the type of the reclaim policy.",
+    ),
+    col(
+        "VolumeBindingMode",
+        0,
+        "Indicates how PersistentVolumeClaims should be provisioned and bound.",
+    ),
+    Column {
+        kind: "boolean",
+        ..col(
+            "AllowVolumeExpansion",
+            0,
+            "Indicates whether the storage class allows volume expand.",
+        )
+    },
+    AGE,
+];
+const PRIORITY_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    int_col("Value", 0, "The value of this priority class."),
+    Column {
+        kind: "boolean",
+        ..col(
+            "Global-Default",
+            0,
+            "Whether this priority class is the default one.",
+        )
+    },
+    AGE,
+    col(
+        "PreemptionPolicy",
+        0,
+        "The policy for preempting pods with lower priority.",
+    ),
+];
+const HPA_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Reference",
+        0,
+        "The identifier for the target of the scale.",
+    ),
+    col(
+        "Targets",
+        0,
+        "The current and target metrics of the autoscaler.",
+    ),
+    int_col("MinPods", 0, "The lower limit for the number of pods."),
+    int_col("MaxPods", 0, "The upper limit for the number of pods."),
+    int_col(
+        "Replicas",
+        0,
+        "Current number of replicas of pods managed by this autoscaler.",
+    ),
+    AGE,
+];
+const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Min Available",
+        0,
+        "The minimum number of pods that must be available.",
+    ),
+    col(
+        "Max Unavailable",
+        0,
+        "The maximum number of pods that may be unavailable.",
+    ),
+    int_col(
+        "Allowed Disruptions",
+        0,
+        "Number of pod disruptions that are currently allowed.",
+    ),
+    AGE,
+];
+const POD_TEMPLATE_COLUMNS: &[Column] = &[
+    NAME,
+    col("Containers", 0, "Names of each container in the template."),
+    col(
+        "Images",
+        0,
+        "Images referenced by each container in the template.",
+    ),
+    col("Pod Labels", 0, "The labels of the pod template."),
+];
+const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
+    NAME,
+    col("Controller", 0, "Controller of the object."),
+    int_col(
+        "Revision",
+        0,
+        "Revision indicates the revision of the state represented by Data.",
+    ),
+    AGE,
+];
+const RUNTIME_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Handler",
+        0,
+        "The CRI handler the runtime class runs pods with.",
+    ),
+    AGE,
+];
+const VOLUME_ATTACHMENT_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Attacher",
+        0,
+        "Attacher indicates the name of the volume driver that must handle this request.",
+    ),
+    col("PV", 0, "Name of the persistent volume to attach."),
+    col("Node", 0, "The node that the volume should be attached to."),
+    Column {
+        kind: "boolean",
+        ..col(
+            "Attached",
+            0,
+            "Indicates the volume is successfully attached.",
+        )
+    },
+    AGE,
+];
+const CSI_NODE_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Drivers",
+        0,
+        "Drivers indicates the number of CSI drivers registered on the node.",
+    ),
+    AGE,
+];
+const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "Request",
+        0,
+        "Request represents a minimum amount of cpu/memory that a container may consume.",
+    ),
+    col(
+        "Limit",
+        0,
+        "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+    ),
+];
+const LIMIT_RANGE_COLUMNS: &[Column] = &[NAME, CREATED_AT];
 const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
 fn columns(resource: &Resource) -> &'static [Column] {
@@ -138,6 +559,34 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("", "ConfigMap") => CONFIGMAP_COLUMNS,
         ("" | "events.k8s.io", "Event") => EVENT_COLUMNS,
         ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
+        ("apps", "Deployment") => DEPLOYMENT_COLUMNS,
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => REPLICA_SET_COLUMNS,
+        ("apps", "StatefulSet") => STATEFUL_SET_COLUMNS,
+        ("apps", "DaemonSet") => DAEMON_SET_COLUMNS,
+        ("apps", "ControllerRevision") => CONTROLLER_REVISION_COLUMNS,
+        ("batch", "Job") => JOB_COLUMNS,
+        ("batch", "CronJob") => CRON_JOB_COLUMNS,
+        ("", "Secret") => SECRET_COLUMNS,
+        ("", "ServiceAccount") => SERVICE_ACCOUNT_COLUMNS,
+        ("", "PersistentVolumeClaim") => CLAIM_COLUMNS,
+        ("", "PersistentVolume") => VOLUME_COLUMNS,
+        ("", "Endpoints") => ENDPOINTS_COLUMNS,
+        ("", "PodTemplate") => POD_TEMPLATE_COLUMNS,
+        ("", "ResourceQuota") => RESOURCE_QUOTA_COLUMNS,
+        ("", "LimitRange") => LIMIT_RANGE_COLUMNS,
+        ("discovery.k8s.io", "EndpointSlice") => ENDPOINT_SLICE_COLUMNS,
+        ("networking.k8s.io", "Ingress") => INGRESS_COLUMNS,
+        ("networking.k8s.io", "IngressClass") => INGRESS_CLASS_COLUMNS,
+        ("networking.k8s.io", "NetworkPolicy") => NETWORK_POLICY_COLUMNS,
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => ROLE_COLUMNS,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => BINDING_COLUMNS,
+        ("storage.k8s.io", "StorageClass") => STORAGE_CLASS_COLUMNS,
+        ("storage.k8s.io", "VolumeAttachment") => VOLUME_ATTACHMENT_COLUMNS,
+        ("storage.k8s.io", "CSINode") => CSI_NODE_COLUMNS,
+        ("scheduling.k8s.io", "PriorityClass") => PRIORITY_CLASS_COLUMNS,
+        ("autoscaling", "HorizontalPodAutoscaler") => HPA_COLUMNS,
+        ("policy", "PodDisruptionBudget") => PDB_COLUMNS,
+        ("node.k8s.io", "RuntimeClass") => RUNTIME_CLASS_COLUMNS,
         _ => DEFAULT_COLUMNS,
     }
 }
@@ -487,7 +936,11 @@ fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
         ("", "Event") => event_cells(object),
         ("events.k8s.io", "Event") => event_cells(&to_storage(resource, object.clone())),
         ("coordination.k8s.io", "Lease") => lease_cells(object),
-        _ => vec![name_of(object), s(created(object))],
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            kinds::hpa(&to_storage(resource, object.clone()))
+        }
+        (group, kind) => kinds::cells(group, kind, object)
+            .unwrap_or_else(|| vec![name_of(object), s(created(object))]),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Objects every cluster has from the start: the system namespaces and the
-//! `default/kubernetes` Service. Created when absent, never overwritten, so restarts
+//! Objects every cluster has from the start: the system namespaces, the
+//! `default/kubernetes` Service and the system PriorityClasses. Created when absent, never overwritten, so restarts
 //! and several API servers starting together are harmless.
 
 use super::Server;
@@ -51,5 +51,17 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         },
         "status": {"loadBalancer": {}},
     });
-    create_if_absent(server, "services", Some("default"), service).await
+    create_if_absent(server, "services", Some("default"), service).await?;
+    let classes = server
+        .registry
+        .lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| ApiError::internal("priorityclasses are not registered"))?;
+    for class in crate::api::scheduling::system_priority_classes() {
+        match create_object(server, classes, None, class, false).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

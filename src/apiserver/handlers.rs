@@ -6,11 +6,12 @@
 use super::request::{BodyType, Query, Rendering};
 use super::{Json, Server};
 use crate::api::meta::{self, child_mut, format_time, metadata_mut};
+use crate::api::patch::{Node, apply as managed, strategic};
 use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{convert, pods, services, validation};
+use crate::api::{convert, kinds, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -346,6 +347,8 @@ pub(super) fn admit(
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));
     if subresource.is_none() {
+        kinds::default(resource, object);
+        causes.extend(kinds::validate(resource, object));
         if resource.group.is_empty() && resource.kind == "Pod" {
             pods::default_pod(object);
             causes.extend(pods::validate_pod(object));
@@ -422,8 +425,21 @@ pub async fn create_object(
     server: &Server,
     resource: &Resource,
     ns: Option<&str>,
+    object: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    create_object_as(server, resource, ns, object, dry_run, &|_| {}).await
+}
+
+/// The create path with `record_fields` run on the defaulted object just before it is
+/// stored: it writes the object's `managedFields` (who set which fields).
+pub async fn create_object_as(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
     mut object: Value,
     dry_run: bool,
+    record_fields: &(dyn Fn(&mut Value) + Sync),
 ) -> Result<Value, ApiError> {
     check_type(resource, &mut object, resource.kind)?;
     check_namespace(resource, &mut object, ns)?;
@@ -469,6 +485,7 @@ pub async fn create_object(
         // A new pod's status is the server's to set (Pending), whatever the client sent.
         root.remove("status");
     }
+    kinds::prepare_create(resource, &mut object);
     for _ in 0..MAX_RETRIES {
         let mut candidate = object.clone();
         if !explicit_name && let Some(prefix) = &generate_name {
@@ -478,6 +495,7 @@ pub async fn create_object(
             );
         }
         admit(resource, &mut candidate, None)?;
+        record_fields(&mut candidate);
         let name = meta::name(&candidate).to_string();
         if resource.group.is_empty() && resource.kind == "Service" && !dry_run {
             super::allocator::allocate(server, &mut candidate).await?;
@@ -512,7 +530,11 @@ pub async fn create(
     query: &Query,
 ) -> Result<Json, ApiError> {
     let dry_run = query.get("dryRun") == Some("All");
-    let created = create_object(server, resource, ns, body, dry_run).await?;
+    let manager = query.field_manager();
+    let record = |object: &mut Value| {
+        managed::record_update(None, object, manager, None, resource.has_status())
+    };
+    let created = create_object_as(server, resource, ns, body, dry_run, &record).await?;
     Ok(Json::created(
         render_one(resource, created, rendering, query),
         rendering,
@@ -550,6 +572,8 @@ pub(super) fn prepare_update(
         next
     } else {
         let mut next = incoming;
+        // Defaults first, so a write that only leaves out defaulted fields is no change.
+        kinds::default(resource, &mut next);
         if resource.has_status() {
             match current.get("status") {
                 Some(status) => next["status"] = status.clone(),
@@ -608,10 +632,13 @@ pub(super) fn validate_update(
     current: &Value,
     next: &Value,
 ) -> Result<(), ApiError> {
-    if subresource.is_some() || !(resource.group.is_empty() && resource.kind == "Pod") {
+    if subresource.is_some() {
         return Ok(());
     }
-    let causes = pods::validate_pod_update(current, next);
+    let mut causes = kinds::validate_update(resource, current, next);
+    if resource.group.is_empty() && resource.kind == "Pod" {
+        causes.extend(pods::validate_pod_update(current, next));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
@@ -746,7 +773,12 @@ pub async fn update(
             .map_err(|e| store_error(e, resource, name))?;
         let Some(kv) = current else {
             if resource.allow_create_on_update && subresource.is_none() {
-                let created = create_object(server, resource, ns, body, dry_run).await?;
+                let manager = query.field_manager();
+                let record = |object: &mut Value| {
+                    managed::record_update(None, object, manager, None, resource.has_status())
+                };
+                let created =
+                    create_object_as(server, resource, ns, body, dry_run, &record).await?;
                 return Ok(Json::created(
                     render_one(resource, created, rendering, query),
                     rendering,
@@ -763,6 +795,13 @@ pub async fn update(
         let mut next = prepare_update(resource, subresource, &current, body.clone());
         admit(resource, &mut next, subresource)?;
         validate_update(resource, subresource, &current, &next)?;
+        managed::record_update(
+            Some(&current),
+            &mut next,
+            query.field_manager(),
+            subresource,
+            resource.has_status(),
+        );
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),
@@ -806,19 +845,43 @@ pub(super) fn apply_patch(
         BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
             json_patch::merge(&mut target, patch)
         }
-        BodyType::StrategicMergePatch => crate::api::patch::apply(&mut target, patch),
-        // Server-side apply, approximated: the applied configuration is merged like a
-        // strategic merge patch (no field ownership, so no conflicts and no removal of
-        // fields a manager stops applying).
-        BodyType::ApplyPatch => {
-            let mut applied = patch.clone();
-            if let Some(metadata) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.remove("managedFields");
+        // Upstream accepts only the patch media types for PATCH.
+        BodyType::Protobuf => {
+            return Err(ApiError::unsupported_media_type(
+                "the body of a PATCH must be a patch (json-patch, merge-patch, strategic-merge-patch or apply-patch), not protobuf",
+            ));
+        }
+        BodyType::StrategicMergePatch | BodyType::ApplyPatch => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(
+                    "the strategic merge patch must be a JSON object",
+                ));
             }
-            crate::api::patch::apply(&mut target, &applied)
+            // The stored object names its own type (a Scale for the scale subresource).
+            strategic::apply(&mut target, patch, Node::for_object(current))
         }
     }
     Ok(target)
+}
+
+/// Maps a failed server-side apply to upstream's Status: conflicts are 409 with one
+/// `FieldManagerConflict` cause per field.
+fn apply_error(err: managed::ApplyError) -> ApiError {
+    match err {
+        managed::ApplyError::Conflicts(ref conflicts) => ApiError {
+            code: 409,
+            reason: "Conflict",
+            message: err.to_string(),
+            details: Some(json!({
+                "causes": conflicts.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {}", c.manager),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+        },
+        managed::ApplyError::Invalid(message) => ApiError::bad_request(message),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -857,7 +920,26 @@ pub async fn patch(
                     )));
                 }
                 metadata_mut(&mut object).insert("name".into(), json!(name));
-                let created = create_object(server, resource, ns, object, dry_run).await?;
+                let applied = managed::server_side_apply(
+                    None,
+                    &object,
+                    query.field_manager(),
+                    query.flag("force"),
+                    None,
+                    resource.has_status(),
+                )
+                .map_err(apply_error)?;
+                let entries = applied
+                    .get("metadata")
+                    .and_then(|m| m.get("managedFields"))
+                    .cloned();
+                let record = |object: &mut Value| {
+                    if let Some(entries) = &entries {
+                        metadata_mut(object).insert("managedFields".into(), entries.clone());
+                    }
+                };
+                let created =
+                    create_object_as(server, resource, ns, applied, dry_run, &record).await?;
                 return Ok(Json::created(
                     render_one(resource, created, rendering, query),
                     rendering,
@@ -866,7 +948,21 @@ pub async fn patch(
             return Err(ApiError::not_found(resource.plural, resource.group, name));
         };
         let current = decode_as(resource, &kv)?;
-        let patched = apply_patch(&current, &patch_body, kind)?;
+        let patched = if kind == BodyType::ApplyPatch {
+            let mut applied = patch_body.clone();
+            check_type(resource, &mut applied, resource.kind)?;
+            managed::server_side_apply(
+                Some(&current),
+                &applied,
+                query.field_manager(),
+                query.flag("force"),
+                subresource,
+                resource.has_status(),
+            )
+            .map_err(apply_error)?
+        } else {
+            apply_patch(&current, &patch_body, kind)?
+        };
         let precondition = resource_version_of(&patched).map(str::to_string);
         if let Some(rv) = &precondition
             && *rv != kv.mod_revision.to_string()
@@ -878,6 +974,15 @@ pub async fn patch(
         let mut next = prepare_update(resource, subresource, &current, incoming);
         admit(resource, &mut next, subresource)?;
         validate_update(resource, subresource, &current, &next)?;
+        if kind != BodyType::ApplyPatch {
+            managed::record_update(
+                Some(&current),
+                &mut next,
+                query.field_manager(),
+                subresource,
+                resource.has_status(),
+            );
+        }
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),
@@ -911,6 +1016,10 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     pub fn from_request(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
         let body = body.cloned().unwrap_or(Value::Null);
         let grace_period = match query.int("gracePeriodSeconds")? {

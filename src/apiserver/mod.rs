@@ -7,6 +7,7 @@ mod allocator;
 mod bootstrap;
 mod compaction;
 mod discovery;
+mod eviction;
 mod handlers;
 mod logs;
 mod namespaces;
@@ -15,6 +16,12 @@ mod request;
 mod scale;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_apply;
+#[cfg(test)]
+mod tests_protobuf;
+#[cfg(test)]
+mod tests_types;
 mod tls;
 mod watch;
 
@@ -182,12 +189,8 @@ impl Server {
             return Err(ApiError::method_not_supported("", "", method.as_str()));
         }
         match target {
-            Target::Api => {
-                Ok(Json::ok(discovery::api_versions(), Rendering::Object).into_response())
-            }
-            Target::Apis => Ok(
-                Json::ok(discovery::group_list(&self.registry), Rendering::Object).into_response(),
-            ),
+            Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
+            Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
             Target::Group(group) => discovery::group(&self.registry, &group)
                 .map(|v| Json::ok(v, Rendering::Object).into_response()),
             Target::GroupVersion { group, version } => {
@@ -209,7 +212,7 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let query = Query::parse(req.uri())?;
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
@@ -246,6 +249,9 @@ impl Server {
             }
             (&Method::POST, None, None) => {
                 handlers::create(&self, res, ns, decoded(body_type?)?, rendering, &query).await?
+            }
+            (&Method::POST, Some(name), Some("eviction")) => {
+                eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?

@@ -2,6 +2,7 @@
 //! path names, query parameters, request bodies in their content types, and how the
 //! client wants the answer (plain JSON or a Table).
 
+use crate::api::protobuf;
 use crate::api::registry::{Registry, Resource};
 use crate::api::status::ApiError;
 use axum::body::Bytes;
@@ -119,16 +120,17 @@ fn resource_path(
     }))
 }
 
-/// Query parameters, decoded. Repeated keys keep their last value.
+/// Query parameters, decoded. Repeated keys keep their last value. The second field
+/// is the field manager derived from the User-Agent, for writes that name none.
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, Option<String>);
 
 impl Query {
     pub fn parse(uri: &http::Uri) -> Result<Self, ApiError> {
         match uri.query() {
             None => Ok(Query::default()),
             Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .map(|pairs| Query(pairs.into_iter().collect()))
+                .map(|pairs| Query(pairs.into_iter().collect(), None))
                 .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"))),
         }
     }
@@ -143,6 +145,35 @@ impl Query {
     /// A value even when present but empty (`fieldSelector=`).
     pub fn raw(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    /// Remembers the default field manager upstream derives from the User-Agent: its
+    /// product token (`kubectl` of `kubectl/v1.37.1 (linux/amd64) …`), at most 128 chars.
+    pub fn with_user_agent(mut self, headers: &HeaderMap) -> Self {
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let product: String = agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect();
+        self.1 = Some(if product.is_empty() {
+            "unknown".into()
+        } else {
+            product
+        });
+        self
+    }
+
+    /// The manager a write records: `fieldManager`, else the User-Agent's default.
+    pub fn field_manager(&self) -> &str {
+        self.get("fieldManager")
+            .or(self.1.as_deref())
+            .unwrap_or("unknown")
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -168,6 +199,8 @@ pub enum BodyType {
     MergePatch,
     StrategicMergePatch,
     ApplyPatch,
+    /// `application/vnd.kubernetes.protobuf`: kubectl's typed clients (create, can-i, drain).
+    Protobuf,
 }
 
 /// The body's type from `Content-Type`; a missing one means JSON, as upstream.
@@ -189,19 +222,23 @@ pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
         "application/merge-patch+json" => Ok(BodyType::MergePatch),
         "application/strategic-merge-patch+json" => Ok(BodyType::StrategicMergePatch),
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(BodyType::ApplyPatch),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
-            "the body of the request was in protobuf (application/vnd.kubernetes.protobuf), which this server does not accept yet; send JSON or YAML",
-        )),
+        "application/vnd.kubernetes.protobuf" => Ok(BodyType::Protobuf),
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
         ))),
     }
 }
 
-/// Decodes a JSON or YAML body (patch bodies are JSON; YAML is accepted for them too).
+/// Decodes a JSON, YAML or protobuf body (patch bodies are JSON; YAML is accepted for
+/// them too) into the JSON the handlers take.
 pub fn decode_body(body: &Bytes, kind: BodyType) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
+    }
+    // The envelope's magic contains a NUL, which JSON and YAML never do: bodies that
+    // come without a Content-Type (DeleteOptions) are recognised too.
+    if kind == BodyType::Protobuf || protobuf::is_envelope(body) {
+        return protobuf::decode(body).map_err(ApiError::from);
     }
     let parsed = serde_json::from_slice::<Value>(body);
     match (parsed, kind) {
@@ -327,7 +364,23 @@ mod tests {
             http::header::CONTENT_TYPE,
             "application/vnd.kubernetes.protobuf".parse().unwrap(),
         );
-        assert_eq!(body_type(&h).unwrap_err().code, 415);
+        assert_eq!(body_type(&h).unwrap(), BodyType::Protobuf);
+        let configmap = Bytes::from_static(include_bytes!("../api/protobuf/testdata/configmap.pb"));
+        assert_eq!(
+            decode_body(&configmap, BodyType::Protobuf).unwrap()["data"]["a"],
+            "b"
+        );
+        assert_eq!(
+            decode_body(&configmap, BodyType::Yaml).unwrap()["kind"],
+            "ConfigMap"
+        );
+        let truncated = configmap.slice(..20);
+        assert_eq!(
+            decode_body(&truncated, BodyType::Protobuf)
+                .unwrap_err()
+                .code,
+            400
+        );
         h.insert(
             http::header::CONTENT_TYPE,
             "application/strategic-merge-patch+json; charset=utf-8"

@@ -57,6 +57,13 @@ pub async fn write(
         let mut next = prepare_update(resource, None, &current, incoming);
         admit(resource, &mut next, None)?;
         validate_update(resource, None, &current, &next)?;
+        crate::api::patch::apply::record_update(
+            Some(&current),
+            &mut next,
+            query.field_manager(),
+            Some("scale"),
+            resource.has_status(),
+        );
         if dry_run {
             return Ok(Json::ok(to_scale(&next), Rendering::Object));
         }

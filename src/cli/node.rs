@@ -17,6 +17,9 @@ pub enum NodeCommand {
     Scheduler,
     /// The kubelet.
     Kubelet,
+    /// Prints the ID of an image the node's runtime holds (nothing if absent); lets
+    /// `rind load` skip nodes that already have an image.
+    ImageId { image: String },
 }
 
 pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
@@ -28,5 +31,11 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::ControllerManager => crate::controllers::run_node(&load()?).await,
         NodeCommand::Scheduler => crate::scheduler::run_node(&load()?).await,
         NodeCommand::Kubelet => crate::kubelet::run_node(&load()?).await,
+        NodeCommand::ImageId { image } => {
+            if let Some(id) = crate::kubelet::image_id(&image).await? {
+                println!("{id}");
+            }
+            Ok(())
+        }
     }
 }

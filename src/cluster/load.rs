@@ -55,6 +55,18 @@ pub async fn docker_images(
             .await
             .with_context(|| format!("image: \"{image}\" not present locally"))?;
         let id = inspect.id.unwrap_or_default();
+        let mut missing = Vec::new();
+        for node in &nodes {
+            if !holds_image(docker, node, image, &id).await? {
+                missing.push(node);
+            }
+        }
+        if missing.is_empty() {
+            ui.info(&format!(
+                "Image: \"{image}\" with ID \"{id}\" found to be already present on all nodes."
+            ));
+            continue;
+        }
         let archive =
             tempfile::NamedTempFile::new().context("creating a temporary file for the image")?;
         let mut file = tokio::fs::File::create(archive.path())
@@ -71,7 +83,7 @@ pub async fn docker_images(
                 .context("writing the image archive")?;
         }
         file.flush().await.context("writing the image archive")?;
-        for node in &nodes {
+        for node in missing {
             ui.info(&format!(
                 "Image: \"{image}\" with ID \"{id}\" not yet present on node \"{node}\", loading..."
             ));
@@ -99,6 +111,12 @@ pub async fn image_archive(
         import(docker, &node, archive).await?;
     }
     Ok(())
+}
+
+/// Whether the node's runtime already holds `image` with Docker's image ID `id`.
+async fn holds_image(docker: &Docker, node: &str, image: &str, id: &str) -> anyhow::Result<bool> {
+    let output = provider::exec(docker, node, &["rind", "node", "image-id", image]).await?;
+    Ok(output.exit_code == 0 && !id.is_empty() && output.stdout.trim() == id)
 }
 
 /// Copies an image archive into the node and imports it with `ctr`.

@@ -133,3 +133,14 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     server::serve(listener, tls, store, runtime).await;
     Ok(())
 }
+
+/// The runtime's ID of `image` (its config digest, the same as Docker's image ID), or
+/// None when the node's containerd does not hold it.
+pub async fn image_id(image: &str) -> anyhow::Result<Option<String>> {
+    let cri = cri::Cri::new(crate::node::paths::CONTAINERD_SOCK);
+    let status = cri
+        .image_status(image)
+        .await
+        .context("asking containerd for the image")?;
+    Ok(status.map(|image| image.id))
+}

@@ -1,0 +1,484 @@
+//! Per-kind defaulting and validation for every built-in type besides pods and
+//! services (which have their own modules): the one place the generic handlers call,
+//! dispatching on the registry entry. A resource without rules here is stored as sent.
+
+use super::fields::{at, immutable, invalid_value, non_negative, one_of, required};
+use super::meta::child_mut;
+use super::registry::Resource;
+use super::status::Cause;
+use super::{autoscaling, batch, workloads};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Fills in upstream's defaults; also applied to every update, so a replaced object
+/// compares equal to the stored one when only defaults differ.
+pub fn default(resource: &Resource, object: &mut Value) {
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment") => workloads::default_deployment(object),
+        ("apps", "ReplicaSet") => workloads::default_replica_set(object),
+        ("apps", "StatefulSet") => workloads::default_stateful_set(object),
+        ("apps", "DaemonSet") => workloads::default_daemon_set(object),
+        ("", "ReplicationController") => workloads::default_replication_controller(object),
+        ("", "PodTemplate") => workloads::default_template(object, &["template"]),
+        ("batch", "Job") => batch::default_job(object),
+        ("batch", "CronJob") => batch::default_cron_job(object),
+        ("", "Secret") => default_secret(object),
+        ("", "PersistentVolumeClaim") => workloads::default_claim(object),
+        ("", "PersistentVolume") => default_volume(object),
+        ("storage.k8s.io", "StorageClass") => default_storage_class(object),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(root) = object.as_object_mut() {
+                root.entry("preemptionPolicy")
+                    .or_insert(json!("PreemptLowerPriority"));
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") if resource.version == "v2" => {
+            autoscaling::default_hpa(object)
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(root) = object.as_object_mut() {
+                child_mut(root, "spec")
+                    .entry("minReplicas")
+                    .or_insert(json!(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The field problems of a (defaulted) object.
+pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment") => workloads::validate_deployment(object),
+        ("apps", "ReplicaSet") => workloads::validate_replica_set(object),
+        ("apps", "StatefulSet") => workloads::validate_stateful_set(object),
+        ("apps", "DaemonSet") => workloads::validate_daemon_set(object),
+        ("", "ReplicationController") => workloads::validate_replication_controller(object),
+        ("batch", "Job") => batch::validate_job(object),
+        ("batch", "CronJob") => batch::validate_cron_job(object),
+        ("", "Secret") => validate_secret(object),
+        ("", "ConfigMap") => validate_config_keys(object),
+        ("", "PersistentVolumeClaim") => validate_claim(object),
+        ("storage.k8s.io", "StorageClass") => {
+            let mut causes = Vec::new();
+            required(object, &["provisioner"], &mut causes);
+            one_of(
+                object,
+                &["reclaimPolicy"],
+                &["Delete", "Retain"],
+                &mut causes,
+            );
+            one_of(
+                object,
+                &["volumeBindingMode"],
+                &["Immediate", "WaitForFirstConsumer"],
+                &mut causes,
+            );
+            causes
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            let mut causes = Vec::new();
+            if at(object, &["value"]).and_then(Value::as_i64).is_none() {
+                causes.push(Cause::required("value", ""));
+            }
+            causes
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let mut causes = Vec::new();
+            required(object, &["roleRef", "name"], &mut causes);
+            one_of(
+                object,
+                &["roleRef", "kind"],
+                &["Role", "ClusterRole"],
+                &mut causes,
+            );
+            causes
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(object),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let mut causes = Vec::new();
+            required(object, &["addressType"], &mut causes);
+            one_of(
+                object,
+                &["addressType"],
+                &["IPv4", "IPv6", "FQDN"],
+                &mut causes,
+            );
+            causes
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Rules comparing the stored object with its replacement (main resource writes).
+pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
+            workloads::validate_selector_update(old, new)
+        }
+        ("apps", "StatefulSet") => workloads::validate_stateful_set_update(old, new),
+        ("batch", "Job") => batch::validate_job_update(old, new),
+        ("", "Secret") => {
+            let mut causes = workloads::validate_immutable(old, new, &[&["type"]]);
+            causes.extend(validate_immutable_data(old, new));
+            causes
+        }
+        ("", "ConfigMap") => validate_immutable_data(old, new),
+        ("", "PersistentVolumeClaim") => validate_claim_update(old, new),
+        ("", "Service") => {
+            let mut causes = Vec::new();
+            let set = at(old, &["spec", "clusterIP"]).is_some_and(|ip| ip != "");
+            if set {
+                immutable(old, new, &["spec", "clusterIP"], &mut causes);
+            }
+            causes
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            let mut causes = Vec::new();
+            for field in ["parameters", "provisioner", "reclaimPolicy"] {
+                if old.get(field) != new.get(field) {
+                    causes.push(Cause::forbidden(
+                        field,
+                        &format!("updates to {field} are forbidden."),
+                    ));
+                }
+            }
+            causes.extend(workloads::validate_immutable(
+                old,
+                new,
+                &[&["volumeBindingMode"]],
+            ));
+            causes
+        }
+        ("scheduling.k8s.io", "PriorityClass") if old.get("value") != new.get("value") => {
+            vec![Cause::forbidden(
+                "value",
+                "may not be changed in an update.",
+            )]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
+            if old.get("roleRef") != new.get("roleRef") =>
+        {
+            vec![invalid_value(
+                "roleRef",
+                new.get("roleRef").unwrap_or(&Value::Null),
+                "cannot change roleRef",
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What a create does to a client-sent object before defaulting: the status of a
+/// type with a status subresource is the controllers' to write, so it starts empty.
+pub fn prepare_create(resource: &Resource, object: &mut Value) {
+    // Nodes report their own status on registration; namespaces and pods are handled
+    // by their own rules.
+    let keeps_status = resource.group.is_empty()
+        && matches!(resource.kind, "Node" | "Namespace" | "Pod" | "Service");
+    if resource.has_status()
+        && !keeps_status
+        && let Some(root) = object.as_object_mut()
+    {
+        root.remove("status");
+    }
+}
+
+fn default_secret(secret: &mut Value) {
+    let Some(root) = secret.as_object_mut() else {
+        return;
+    };
+    root.entry("type").or_insert(json!("Opaque"));
+    // `stringData` is write-only: its entries become base64 `data`, overriding it.
+    if let Some(Value::Object(strings)) = root.remove("stringData") {
+        let data = child_mut(root, "data");
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, json!(encoded));
+        }
+    }
+}
+
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// Keys of `data`/`binaryData` must be usable as file names and env names.
+fn validate_config_keys(object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for part in ["data", "binaryData"] {
+        let Some(map) = object.get(part).and_then(Value::as_object) else {
+            continue;
+        };
+        for key in map.keys() {
+            let valid = !key.is_empty()
+                && key.len() <= 253
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && key != "."
+                && key != ".."
+                && !key.starts_with("..");
+            if !valid {
+                causes.push(Cause::invalid(
+                    format!("{part}[{key}]"),
+                    key,
+                    CONFIG_KEY_MSG,
+                ));
+            }
+        }
+    }
+    causes
+}
+
+fn validate_secret(secret: &Value) -> Vec<Cause> {
+    let mut causes = validate_config_keys(secret);
+    let data = secret.get("data").and_then(Value::as_object);
+    let has = |key: &str| data.is_some_and(|d| d.contains_key(key));
+    let needs: &[&str] = match at(secret, &["type"]).and_then(Value::as_str) {
+        Some("kubernetes.io/tls") => &["tls.crt", "tls.key"],
+        Some("kubernetes.io/dockerconfigjson") => &[".dockerconfigjson"],
+        Some("kubernetes.io/dockercfg") => &[".dockercfg"],
+        _ => &[],
+    };
+    for key in needs {
+        if !has(key) {
+            causes.push(Cause::required(format!("data[{key}]"), ""));
+        }
+    }
+    if let Some(data) = data {
+        for (key, value) in data {
+            let decodes = value
+                .as_str()
+                .is_some_and(|v| base64::engine::general_purpose::STANDARD.decode(v).is_ok());
+            if !decodes {
+                causes.push(invalid_value(
+                    format!("data[{key}]"),
+                    value,
+                    "must be base64 encoded",
+                ));
+            }
+        }
+    }
+    causes
+}
+
+/// ConfigMaps and Secrets marked `immutable: true` keep their data and the mark.
+fn validate_immutable_data(old: &Value, new: &Value) -> Vec<Cause> {
+    if old.get("immutable") != Some(&json!(true)) {
+        return Vec::new();
+    }
+    let mut causes = Vec::new();
+    if new.get("immutable") != Some(&json!(true)) {
+        causes.push(Cause::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    for field in ["data", "binaryData"] {
+        if old.get(field) != new.get(field) {
+            causes.push(Cause::forbidden(
+                field,
+                "field is immutable when `immutable` is set",
+            ));
+        }
+    }
+    causes
+}
+
+fn default_volume(volume: &mut Value) {
+    let Some(root) = volume.as_object_mut() else {
+        return;
+    };
+    let spec = child_mut(root, "spec");
+    spec.entry("persistentVolumeReclaimPolicy")
+        .or_insert(json!("Retain"));
+    spec.entry("volumeMode").or_insert(json!("Filesystem"));
+    child_mut(root, "status")
+        .entry("phase")
+        .or_insert(json!("Pending"));
+}
+
+fn default_storage_class(class: &mut Value) {
+    let Some(root) = class.as_object_mut() else {
+        return;
+    };
+    root.entry("reclaimPolicy").or_insert(json!("Delete"));
+    root.entry("volumeBindingMode")
+        .or_insert(json!("Immediate"));
+}
+
+const ACCESS_MODES: &[&str] = &[
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
+
+fn validate_claim(claim: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let modes = at(claim, &["spec", "accessModes"]).and_then(Value::as_array);
+    match modes {
+        None => causes.push(Cause::required("spec.accessModes", "")),
+        Some(list) if list.is_empty() => causes.push(Cause::required("spec.accessModes", "")),
+        Some(list) => {
+            for mode in list.iter().filter_map(Value::as_str) {
+                if !ACCESS_MODES.contains(&mode) {
+                    causes.push(Cause::unsupported("spec.accessModes", mode, ACCESS_MODES));
+                }
+            }
+        }
+    }
+    let from_source = at(claim, &["spec", "dataSourceRef"]).is_some();
+    if !from_source
+        && at(claim, &["spec", "resources", "requests", "storage"]).is_none_or(Value::is_null)
+    {
+        causes.push(Cause::required("spec.resources[storage]", ""));
+    }
+    one_of(
+        claim,
+        &["spec", "volumeMode"],
+        &["Block", "Filesystem"],
+        &mut causes,
+    );
+    causes
+}
+
+/// A claim's spec is fixed once created, except its storage request (to grow it)
+/// and its volume attributes class.
+fn validate_claim_update(old: &Value, new: &Value) -> Vec<Cause> {
+    let fixed = |claim: &Value| {
+        let mut spec = claim.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(map) = spec.as_object_mut() {
+            map.remove("volumeAttributesClassName");
+            // The storage request may grow; the binder fills in volumeName.
+            if let Some(Value::Object(resources)) = map.get_mut("resources") {
+                resources.remove("requests");
+            }
+            map.remove("volumeName");
+        }
+        spec
+    };
+    if fixed(old) == fixed(new) {
+        return Vec::new();
+    }
+    vec![Cause::forbidden(
+        "spec",
+        "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+    )]
+}
+
+fn validate_hpa(hpa: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    required(hpa, &["spec", "scaleTargetRef", "kind"], &mut causes);
+    required(hpa, &["spec", "scaleTargetRef", "name"], &mut causes);
+    non_negative(hpa, &["spec", "minReplicas"], &mut causes);
+    let min = at(hpa, &["spec", "minReplicas"]).and_then(Value::as_i64);
+    match at(hpa, &["spec", "maxReplicas"]).and_then(Value::as_i64) {
+        None => causes.push(Cause::required("spec.maxReplicas", "")),
+        Some(max) if max < 1 => causes.push(invalid_value(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than 0",
+        )),
+        Some(max) if min.is_some_and(|m| max < m) => causes.push(invalid_value(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than or equal to `minReplicas`",
+        )),
+        Some(_) => {}
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::Registry;
+    use serde_json::Map;
+
+    fn map(value: &Value) -> &Map<String, Value> {
+        value.as_object().unwrap()
+    }
+
+    fn lookup(group: &str, version: &str, plural: &str) -> &'static Resource {
+        Registry::default().lookup(group, version, plural).unwrap()
+    }
+
+    #[test]
+    fn secrets_fold_string_data() {
+        let secrets = lookup("", "v1", "secrets");
+        let mut s = json!({"metadata": {"name": "s"}, "stringData": {"user": "admin"}, "data": {"a": "Yg=="}});
+        default(secrets, &mut s);
+        assert_eq!(s["type"], "Opaque");
+        assert_eq!(s["data"]["user"], "YWRtaW4=");
+        assert!(!map(&s).contains_key("stringData"));
+        assert!(validate(secrets, &s).is_empty());
+        let bad = json!({"type": "kubernetes.io/tls", "data": {"bad key": "!!"}});
+        let fields: Vec<String> = validate(secrets, &bad)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert!(fields.contains(&"data[bad key]".to_string()));
+        assert!(fields.contains(&"data[tls.crt]".to_string()));
+    }
+
+    #[test]
+    fn immutable_config_maps_keep_data() {
+        let cms = lookup("", "v1", "configmaps");
+        let old = json!({"immutable": true, "data": {"a": "1"}});
+        let new = json!({"immutable": true, "data": {"a": "2"}});
+        let causes = validate_update(cms, &old, &new);
+        assert_eq!(causes[0].field, "data");
+        assert_eq!(
+            causes[0].message,
+            "Forbidden: field is immutable when `immutable` is set"
+        );
+        assert!(validate_update(cms, &json!({"data": {"a": "1"}}), &new).is_empty());
+    }
+
+    #[test]
+    fn claims_and_storage_classes() {
+        let pvcs = lookup("", "v1", "persistentvolumeclaims");
+        let mut claim = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+        default(pvcs, &mut claim);
+        assert_eq!(claim["spec"]["volumeMode"], "Filesystem");
+        assert!(validate(pvcs, &claim).is_empty());
+        let mut grown = claim.clone();
+        grown["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+        assert!(validate_update(pvcs, &claim, &grown).is_empty());
+        let mut changed = claim.clone();
+        changed["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+        assert_eq!(validate_update(pvcs, &claim, &changed)[0].field, "spec");
+        let classes = lookup("storage.k8s.io", "v1", "storageclasses");
+        let mut sc = json!({"provisioner": "rancher.io/local-path"});
+        default(classes, &mut sc);
+        assert_eq!(
+            (&sc["reclaimPolicy"], &sc["volumeBindingMode"]),
+            (&json!("Delete"), &json!("Immediate"))
+        );
+        assert!(validate(classes, &sc).is_empty());
+    }
+
+    #[test]
+    fn create_clears_controller_status() {
+        let deploys = lookup("apps", "v1", "deployments");
+        let mut d = json!({"spec": {}, "status": {"replicas": 3}});
+        prepare_create(deploys, &mut d);
+        assert!(d.get("status").is_none());
+        let nodes = lookup("", "v1", "nodes");
+        let mut n = json!({"status": {"capacity": {}}});
+        prepare_create(nodes, &mut n);
+        assert!(n.get("status").is_some());
+    }
+
+    #[test]
+    fn service_cluster_ip_is_immutable() {
+        let services = lookup("", "v1", "services");
+        let old = json!({"spec": {"clusterIP": "10.96.0.5"}});
+        let new = json!({"spec": {"clusterIP": "10.96.0.6"}});
+        assert_eq!(
+            validate_update(services, &old, &new)[0].message,
+            "Invalid value: \"10.96.0.6\": field is immutable"
+        );
+    }
+}

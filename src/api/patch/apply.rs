@@ -1,0 +1,675 @@
+//! Server-side apply and field ownership (`metadata.managedFields`).
+//!
+//! Every write records which manager set which fields: an apply owns exactly the
+//! fields of its configuration (operation `Apply`); any other write owns what it added
+//! or changed (operation `Update`), taking those fields from their previous owners.
+//! An apply that would change a field someone else owns fails with a conflict unless
+//! forced (then it takes the field), and fields a manager applied before but no longer
+//! applies are removed when nobody else owns them.
+
+use super::fields::{self, FieldSet, item_element};
+use super::schema::{Node, Shape};
+use crate::api::meta::{format_time, metadata_mut, now};
+use serde_json::{Map, Value, json};
+
+/// A field another manager owns with a different value than the apply sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The manager as upstream prints it: `"kubectl-edit" using v1` (Update) or `"x"`.
+    pub manager: String,
+    /// The field as upstream prints it: `.spec.replicas`.
+    pub field: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{}", conflict_message(.0))]
+    Conflicts(Vec<Conflict>),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Upstream's summary of conflicts, grouped by manager when there are several.
+fn conflict_message(conflicts: &[Conflict]) -> String {
+    if let [only] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            only.manager, only.field
+        );
+    }
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.sort();
+    managers.dedup();
+    let mut lines = Vec::new();
+    for manager in managers {
+        lines.push(format!("conflicts with {manager}:"));
+        for c in conflicts.iter().filter(|c| c.manager == manager) {
+            lines.push(format!("- {}", c.field));
+        }
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Option<String>,
+    subresource: Option<String>,
+    fields: FieldSet,
+}
+
+impl Entry {
+    fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
+    }
+
+    fn display(&self) -> String {
+        let mut out = format!("{:?}", self.manager);
+        if let Some(sub) = &self.subresource {
+            out.push_str(&format!(" with subresource {sub:?}"));
+        }
+        if self.operation == "Update" {
+            out.push_str(&format!(" using {}", self.api_version));
+        }
+        out
+    }
+
+    fn to_json(&self) -> Value {
+        let mut entry = json!({
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+        });
+        if let Some(time) = &self.time {
+            entry["time"] = json!(time);
+        }
+        entry["fieldsType"] = json!("FieldsV1");
+        entry["fieldsV1"] = self.fields.to_json();
+        if let Some(sub) = &self.subresource {
+            entry["subresource"] = json!(sub);
+        }
+        entry
+    }
+}
+
+fn read_entries(object: &Value) -> Vec<Entry> {
+    let Some(list) = object
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|e| {
+            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            Some(Entry {
+                manager: text("manager")?,
+                operation: text("operation").unwrap_or_else(|| "Update".into()),
+                api_version: text("apiVersion").unwrap_or_default(),
+                time: text("time"),
+                subresource: text("subresource").filter(|s| !s.is_empty()),
+                fields: FieldSet::from_json(e.get("fieldsV1").unwrap_or(&Value::Null)),
+            })
+        })
+        .collect()
+}
+
+fn write_entries(object: &mut Value, entries: &[Entry]) {
+    let metadata = metadata_mut(object);
+    let kept: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(Entry::to_json)
+        .collect();
+    if kept.is_empty() {
+        metadata.remove("managedFields");
+    } else {
+        metadata.insert("managedFields".into(), Value::Array(kept));
+    }
+}
+
+/// Metadata the server owns: never part of anyone's field set.
+const SERVER_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+];
+
+/// The part of a field set a write through `subresource` may own: the status
+/// subresource owns only status (and labels and annotations, which upstream lets status
+/// writes carry), the main resource everything but status and server metadata.
+fn ownable(mut set: FieldSet, subresource: Option<&str>, has_status: bool) -> FieldSet {
+    let status_write = subresource == Some("status");
+    set.retain_children(|k| {
+        if status_write {
+            k == "f:status" || k == "f:metadata"
+        } else {
+            !(has_status && k == "f:status") && k != "f:apiVersion" && k != "f:kind"
+        }
+    });
+    if let Some(meta) = set.child_mut("f:metadata") {
+        meta.retain_children(|k| {
+            let field = k.strip_prefix("f:").unwrap_or(k);
+            if status_write {
+                field == "labels" || field == "annotations"
+            } else {
+                !SERVER_METADATA.contains(&field)
+            }
+        });
+    }
+    set.drop_if_empty("f:metadata");
+    set
+}
+
+/// What a created object counts as changed from: upstream compares with the zero value
+/// of the type, whose metadata, spec and status structs exist (empty).
+fn zero_object() -> Value {
+    json!({"metadata": {}, "spec": {}, "status": {}})
+}
+
+fn api_version(object: &Value) -> String {
+    object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string()
+}
+
+/// Drops owned fields that are no longer in `object`.
+fn prune(entries: &mut [Entry], object: &Value, node: Node) {
+    for entry in entries.iter_mut() {
+        for path in entry.fields.paths() {
+            if !fields::exists(object, &path, node) {
+                let mut gone = FieldSet::default();
+                gone.insert(&path);
+                entry.fields.subtract(&gone);
+            }
+        }
+    }
+}
+
+/// Records a non-apply write (create, update, patch) by `manager` into `new`'s
+/// `managedFields`: the manager owns what it added or changed relative to `old`.
+/// `new` keeps the entries it carries (a client may send them); without any it
+/// inherits `old`'s.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    has_status: bool,
+) {
+    let node = Node::for_object(new);
+    let carried = new
+        .get("metadata")
+        .is_some_and(|m| m.get("managedFields").is_some());
+    let mut entries = if carried {
+        read_entries(new)
+    } else {
+        old.map(read_entries).unwrap_or_default()
+    };
+    let zero = zero_object();
+    let changed = ownable(
+        fields::changed(Some(old.unwrap_or(&zero)), new, node),
+        subresource,
+        has_status,
+    );
+    prune(&mut entries, new, node);
+    if !changed.is_empty() {
+        for entry in entries.iter_mut() {
+            entry.fields.subtract(&changed);
+        }
+        let time = Some(format_time(now()));
+        match entries
+            .iter_mut()
+            .find(|e| e.is(manager, "Update", subresource))
+        {
+            Some(entry) => {
+                entry.fields.union(&changed);
+                entry.time = time;
+                entry.api_version = api_version(new);
+            }
+            None => entries.push(Entry {
+                manager: manager.to_string(),
+                operation: "Update".into(),
+                api_version: api_version(new),
+                time,
+                subresource: subresource.map(str::to_string),
+                fields: changed,
+            }),
+        }
+    }
+    write_entries(new, &entries);
+}
+
+/// Server-side apply of the configuration `applied` by `manager` onto `live` (`None`
+/// when the object does not exist yet). Returns the object to store, with its
+/// `managedFields` updated.
+pub fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+    has_status: bool,
+) -> Result<Value, ApplyError> {
+    if !applied.is_object() {
+        return Err(ApplyError::Invalid(
+            "the applied configuration must be an object".into(),
+        ));
+    }
+    for field in ["apiVersion", "kind"] {
+        if applied
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApplyError::Invalid(format!("{field} must be set")));
+        }
+    }
+    let node = Node::for_object(applied);
+    let mut config = applied.clone();
+    metadata_mut(&mut config).remove("managedFields");
+    let applied_set = ownable(fields::of_object(&config, node), subresource, has_status);
+    let mut entries = live.map(read_entries).unwrap_or_default();
+
+    let mut merged = match live {
+        Some(live) => {
+            let mut merged = live.clone();
+            merge_applied(&mut merged, &config, Shape::Object, node);
+            merged
+        }
+        None => config.clone(),
+    };
+
+    // Conflicts: fields the apply changes that another manager owns.
+    let zero = zero_object();
+    let changes = fields::changed(Some(live.unwrap_or(&zero)), &merged, node);
+    let mut conflicts = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.is(manager, "Apply", subresource) {
+            continue;
+        }
+        let owned = entry
+            .fields
+            .intersection(&changes)
+            .intersection(&applied_set);
+        if !owned.is_empty() {
+            conflicts.push((i, owned));
+        }
+    }
+    if !conflicts.is_empty() {
+        if !force {
+            return Err(ApplyError::Conflicts(
+                conflicts
+                    .iter()
+                    .flat_map(|(i, owned)| {
+                        owned.paths().into_iter().map(|path| Conflict {
+                            manager: entries[*i].display(),
+                            field: fields::display(&path),
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        // Forced: the conflicting fields change hands; shared ones stay shared.
+        for (i, owned) in &conflicts {
+            entries[*i].fields.subtract(owned);
+        }
+    }
+
+    // Fields this manager applied before and no longer applies go, unless shared.
+    let previous = entries
+        .iter()
+        .find(|e| e.is(manager, "Apply", subresource))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut dropped = previous.clone();
+    dropped.subtract(&applied_set);
+    for path in dropped.paths() {
+        // A map or list node the manager owned itself ("."), whose contents it still
+        // applies, stays; so does anything another manager owns a part of.
+        let kept = applied_set.touches(&path)
+            || entries
+                .iter()
+                .any(|e| !e.is(manager, "Apply", subresource) && e.fields.touches(&path));
+        if !kept {
+            fields::remove_path(&mut merged, &path, node);
+        }
+    }
+
+    let unchanged = live.is_some_and(|l| same_content(l, &merged)) && previous == applied_set;
+    if unchanged {
+        return Ok(merged);
+    }
+    let time = Some(format_time(now()));
+    match entries
+        .iter_mut()
+        .find(|e| e.is(manager, "Apply", subresource))
+    {
+        Some(entry) => {
+            entry.fields = applied_set;
+            entry.time = time;
+            entry.api_version = api_version(applied);
+        }
+        None => entries.push(Entry {
+            manager: manager.to_string(),
+            operation: "Apply".into(),
+            api_version: api_version(applied),
+            time,
+            subresource: subresource.map(str::to_string),
+            fields: applied_set,
+        }),
+    }
+    prune(&mut entries, &merged, node);
+    write_entries(&mut merged, &entries);
+    Ok(merged)
+}
+
+/// Whether two objects hold the same data apart from their managed fields.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        metadata_mut(&mut v).remove("managedFields");
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Merges an applied configuration into `target`: structs and maps field by field,
+/// keyed lists item by item, set lists as sets, everything else replaced.
+fn merge_applied(target: &mut Value, applied: &Value, shape: Shape, node: Node) {
+    match (applied, shape) {
+        (Value::Object(fields), Shape::Object | Shape::Map) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let Some(map) = target.as_object_mut() else {
+                return;
+            };
+            for (key, value) in fields {
+                if value.is_null() {
+                    map.remove(key);
+                    continue;
+                }
+                let child = node.child(key);
+                let slot = map.entry(key.clone()).or_insert(Value::Null);
+                merge_applied(slot, value, child.shape, child.node);
+            }
+        }
+        (Value::Array(items), Shape::MapList(_) | Shape::SetList) => {
+            if !target.is_array() {
+                *target = Value::Array(Vec::new());
+            }
+            let Some(list) = target.as_array_mut() else {
+                return;
+            };
+            for item in items {
+                let id = item_element(item, shape, node);
+                let existing = id.as_ref().and_then(|id| {
+                    list.iter_mut()
+                        .find(|i| item_element(i, shape, node).as_ref() == Some(id))
+                });
+                match existing {
+                    Some(slot) if shape != Shape::SetList => {
+                        merge_applied(slot, item, Shape::Object, node)
+                    }
+                    Some(_) => {}
+                    None => list.push(item.clone()),
+                }
+            }
+        }
+        (other, _) => *target = other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": data})
+    }
+
+    fn managers(object: &Value) -> Vec<(String, String, Value)> {
+        read_entries(object)
+            .into_iter()
+            .map(|e| (e.manager, e.operation, e.fields.to_json()))
+            .collect()
+    }
+
+    #[test]
+    fn apply_creates_and_owns_its_fields() {
+        let created =
+            server_side_apply(None, &cm(json!({"a": "1"})), "kubectl", false, None, false).unwrap();
+        assert_eq!(
+            managers(&created),
+            vec![(
+                "kubectl".into(),
+                "Apply".into(),
+                json!({"f:data": {"f:a": {}}})
+            )]
+        );
+        let entry = &created["metadata"]["managedFields"][0];
+        assert_eq!(entry["fieldsType"], "FieldsV1");
+        assert_eq!(entry["apiVersion"], "v1");
+        assert!(entry["time"].is_string());
+    }
+
+    #[test]
+    fn conflicts_with_updaters_unless_forced() {
+        let mut live = cm(json!({"a": "1", "b": "2"}));
+        record_update(None, &mut live, "kubectl-client-side-apply", None, false);
+        let mut edited = live.clone();
+        edited["data"]["a"] = json!("edited");
+        record_update(Some(&live), &mut edited, "kubectl-edit", None, false);
+        assert_eq!(
+            managers(&edited),
+            vec![
+                (
+                    "kubectl-client-side-apply".into(),
+                    "Update".into(),
+                    json!({"f:data": {".": {}, "f:b": {}}})
+                ),
+                (
+                    "kubectl-edit".into(),
+                    "Update".into(),
+                    json!({"f:data": {"f:a": {}}})
+                ),
+            ]
+        );
+
+        // Applying the same value co-owns without conflict.
+        let shared = server_side_apply(
+            Some(&edited),
+            &cm(json!({"b": "2"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(shared["data"], json!({"a": "edited", "b": "2"}));
+
+        let err = server_side_apply(
+            Some(&edited),
+            &cm(json!({"a": "mine"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
+        );
+        let err = server_side_apply(
+            Some(&edited),
+            &cm(json!({"a": "mine", "b": "mine"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using v1:\n- .data.b\nconflicts with \"kubectl-edit\" using v1:\n- .data.a"
+        );
+
+        let forced = server_side_apply(
+            Some(&edited),
+            &cm(json!({"a": "mine"})),
+            "kubectl",
+            true,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(forced["data"]["a"], "mine");
+        let owners = managers(&forced);
+        assert!(owners.iter().all(
+            |(m, _, f)| m == "kubectl" || f.get("f:data").and_then(|d| d.get("f:a")).is_none()
+        ));
+        assert!(owners.contains(&(
+            "kubectl".into(),
+            "Apply".into(),
+            json!({"f:data": {"f:a": {}}})
+        )));
+    }
+
+    #[test]
+    fn fields_no_longer_applied_are_removed_unless_shared() {
+        let first = server_side_apply(
+            None,
+            &cm(json!({"a": "1", "b": "2"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        let second = server_side_apply(
+            Some(&first),
+            &cm(json!({"a": "1"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(second["data"], json!({"a": "1"}));
+
+        let other = server_side_apply(
+            Some(&first),
+            &cm(json!({"b": "2"})),
+            "other",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        let third = server_side_apply(
+            Some(&other),
+            &cm(json!({"a": "1"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(third["data"], json!({"a": "1", "b": "2"}));
+
+        // Owning a map itself ("." after kubectl's client-side-apply migration) and then
+        // applying only its entries keeps the map.
+        let mut migrated = first.clone();
+        migrated["metadata"]["managedFields"][0]["fieldsV1"] =
+            json!({"f:data": {".": {}, "f:a": {}, "f:b": {}}});
+        let kept = server_side_apply(
+            Some(&migrated),
+            &cm(json!({"a": "1", "b": "2"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(kept["data"], json!({"a": "1", "b": "2"}));
+
+        // Re-applying the same configuration changes nothing, not even timestamps.
+        let again = server_side_apply(
+            Some(&third),
+            &cm(json!({"a": "1"})),
+            "kubectl",
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(again, third);
+    }
+
+    #[test]
+    fn keyed_lists_merge_and_shrink_by_key() {
+        let pod = |containers: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}});
+        let first = server_side_apply(
+            None,
+            &pod(json!([{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}])),
+            "mgr",
+            false,
+            None,
+            true,
+        )
+        .unwrap();
+        let mut scaled = first.clone();
+        scaled["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        record_update(Some(&first), &mut scaled, "kubectl-set", None, true);
+        let second = server_side_apply(
+            Some(&scaled),
+            &pod(json!([{"name": "a", "image": "a:2"}])),
+            "mgr",
+            false,
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            second["spec"]["containers"],
+            json!([{"name": "a", "image": "a:2", "imagePullPolicy": "Always"}])
+        );
+        let status = server_side_apply(
+            Some(&second),
+            &json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"}}),
+            "kubelet",
+            false,
+            Some("status"),
+            true,
+        )
+        .unwrap();
+        let entries = read_entries(&status);
+        let kubelet = entries.iter().find(|e| e.manager == "kubelet").unwrap();
+        assert_eq!(kubelet.subresource.as_deref(), Some("status"));
+        assert_eq!(
+            kubelet.fields.to_json(),
+            json!({"f:status": {"f:phase": {}}})
+        );
+    }
+}
