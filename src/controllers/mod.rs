@@ -3,6 +3,7 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (leader.rs).
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
@@ -117,6 +118,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(serviceaccount::run(client.clone()));
     tasks.spawn(job::run(client.clone()));
+    tasks.spawn(daemonset::run(client.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }

@@ -885,3 +885,70 @@ async fn jobs_run_to_completions_and_fail_after_backoff_limit() {
     assert!(status.failed.unwrap_or(0) >= 2);
     assert_eq!(status.active, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_runs_one_pod_per_eligible_node_including_new_ones() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::Node;
+    let cluster = cluster().await;
+    let client = cluster.client.clone();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = |name: &str, disk: &str| -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"disk": disk}},
+            "spec": {"podCIDR": "10.244.9.0/24"}
+        }))
+        .unwrap()
+    };
+    for (name, disk) in [("n1", "ssd"), ("n2", "ssd"), ("n3", "hdd")] {
+        nodes
+            .create(&PostParams::default(), &node(name, disk))
+            .await
+            .unwrap();
+    }
+    let ds: DaemonSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                         "spec": {"nodeSelector": {"disk": "ssd"},
+                                  "containers": [{"name": "c", "image": "busybox"}]}}
+        }
+    }))
+    .unwrap();
+    Api::<DaemonSet>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &ds)
+        .await
+        .unwrap();
+    let placed = |want: Vec<&'static str>| {
+        let client = client.clone();
+        async move {
+            let pods = pods_of(&client, "default", "app=agent").await;
+            let mut on: Vec<String> = pods
+                .iter()
+                .filter(|p| is_ready(p))
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .collect();
+            on.sort();
+            (on == want && pods.len() == want.len()).then_some(())
+        }
+    };
+    settle(&cluster, "a pod on each ssd node", || {
+        placed(vec!["n1", "n2"])
+    })
+    .await;
+    nodes
+        .create(&PostParams::default(), &node("n4", "ssd"))
+        .await
+        .unwrap();
+    settle(&cluster, "a pod on the new node", || {
+        placed(vec!["n1", "n2", "n4"])
+    })
+    .await;
+    let ds = Api::<DaemonSet>::namespaced(client.clone(), "default")
+        .get("agent")
+        .await
+        .unwrap();
+    let status = ds.status.unwrap();
+    assert_eq!(status.desired_number_scheduled, 3);
+}
