@@ -75,7 +75,16 @@ fn followed(discovery: &Discovery) -> Vec<(ApiResource, ApiCapabilities)> {
 }
 
 pub async fn run(client: Client) -> Result<(), ControllerError> {
-    let discovery = Discovery::new(client.clone()).run().await?;
+    // The API server may still be starting (the controller-manager starts beside it).
+    let discovery = loop {
+        match Discovery::new(client.clone()).run().await {
+            Ok(discovery) => break discovery,
+            Err(e) => {
+                tracing::info!("gc: waiting for API discovery: {e}");
+                tokio::time::sleep(RESCAN).await;
+            }
+        }
+    };
     let collector = Arc::new(Collector {
         resources: followed(&discovery),
         client,
