@@ -5,6 +5,7 @@ mod api;
 mod apiserver;
 mod cli;
 mod cluster;
+mod controllers;
 mod kubelet;
 mod node;
 mod scheduler;

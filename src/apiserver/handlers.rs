@@ -1012,6 +1012,9 @@ pub struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    /// The garbage collector's finalizer the propagation policy asks for: `orphan`
+    /// (Orphan, or the legacy `orphanDependents: true`) or `foregroundDeletion`.
+    gc_finalizer: Option<&'static str>,
 }
 
 impl DeleteOptions {
@@ -1030,13 +1033,44 @@ impl DeleteOptions {
                 .get("dryRun")
                 .and_then(Value::as_array)
                 .is_some_and(|d| d.iter().any(|v| v == "All"));
+        let policy = query
+            .get("propagationPolicy")
+            .or_else(|| body.get("propagationPolicy").and_then(Value::as_str));
+        let orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+        let gc_finalizer = match (policy, orphan_dependents) {
+            (Some("Orphan"), _) | (None, Some(true)) => Some("orphan"),
+            (Some("Foreground"), _) => Some("foregroundDeletion"),
+            (Some("Background") | None, _) => None,
+            (Some(other), _) => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported propagationPolicy {other:?}: use Orphan, Background or Foreground"
+                )));
+            }
+        };
         Ok(DeleteOptions {
+            gc_finalizer,
             grace_period,
             uid: meta::str_at(&body, &["preconditions", "uid"]).map(str::to_string),
             resource_version: meta::str_at(&body, &["preconditions", "resourceVersion"])
                 .map(str::to_string),
             dry_run,
         })
+    }
+}
+
+/// Adds a finalizer unless present; true when it was added.
+fn add_finalizer(object: &mut Value, finalizer: &str) -> bool {
+    let metadata = metadata_mut(object);
+    let list = metadata.entry("finalizers").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    match list.as_array_mut() {
+        Some(items) if !items.iter().any(|f| f == finalizer) => {
+            items.push(json!(finalizer));
+            true
+        }
+        _ => false,
     }
 }
 
@@ -1078,7 +1112,12 @@ pub async fn delete_object(
 ) -> Result<Deleted, ApiError> {
     let key = resource.key(ns, name);
     for _ in 0..MAX_RETRIES {
-        let (kv, current) = read(server, resource, &key, name).await?;
+        let (kv, mut current) = read(server, resource, &key, name).await?;
+        // Orphan and Foreground deletions wait for the garbage collector: its finalizer
+        // holds the object (with its deletionTimestamp) until the dependents are dealt with.
+        let gc_added = options
+            .gc_finalizer
+            .is_some_and(|f| add_finalizer(&mut current, f));
         if let Some(uid) = &options.uid {
             let actual = meta::str_at(&current, &["metadata", "uid"]).unwrap_or_default();
             if uid != actual {
@@ -1112,7 +1151,11 @@ pub async fn delete_object(
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
             .and_then(Value::as_i64);
         let deleting = meta::str_at(&current, &["metadata", "deletionTimestamp"]).is_some();
-        if deleting && current_grace.is_none_or(|g| grace >= g) && (grace > 0 || has_finalizers) {
+        if deleting
+            && !gc_added
+            && current_grace.is_none_or(|g| grace >= g)
+            && (grace > 0 || has_finalizers)
+        {
             // Already on its way out; a delete may only shorten the wait.
             return Ok(Deleted::Pending(current));
         }

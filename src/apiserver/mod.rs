@@ -16,7 +16,7 @@ mod openapi;
 mod request;
 mod scale;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_apply;
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::process::Output;
 use std::time::Duration;
 
 /// How long any single wait in these tests may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Pki {
     issuer: Issuer<'static, KeyPair>,
@@ -87,10 +87,10 @@ fn make_pki() -> Pki {
     }
 }
 
-pub(super) struct TestServer {
-    pub(super) store: std::sync::Arc<dyn Store>,
-    pub(super) dir: tempfile::TempDir,
-    pub(super) kubeconfig: PathBuf,
+pub(crate) struct TestServer {
+    pub(crate) store: std::sync::Arc<dyn Store>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) kubeconfig: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -104,7 +104,7 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-pub(super) async fn start() -> TestServer {
+pub(crate) async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
@@ -162,7 +162,7 @@ async fn start_with(
     server
 }
 
-pub(super) fn kubectl_binary() -> PathBuf {
+pub(crate) fn kubectl_binary() -> PathBuf {
     match std::env::var_os("KUBECTL") {
         Some(path) => PathBuf::from(path),
         None => panic!(
@@ -171,7 +171,7 @@ pub(super) fn kubectl_binary() -> PathBuf {
     }
 }
 
-pub(super) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     tokio::time::timeout(
         DEADLINE,
         tokio::process::Command::new(kubectl_binary())
@@ -187,16 +187,16 @@ pub(super) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     .expect("kubectl could not run")
 }
 
-pub(super) fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub(super) fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs kubectl and insists it succeeds; returns stdout.
-pub(super) async fn ok(server: &TestServer, args: &[&str]) -> String {
+pub(crate) async fn ok(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         out.status.success(),
@@ -208,7 +208,7 @@ pub(super) async fn ok(server: &TestServer, args: &[&str]) -> String {
 }
 
 /// Runs kubectl and insists it fails; returns stderr.
-pub(super) async fn fails(server: &TestServer, args: &[&str]) -> String {
+pub(crate) async fn fails(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         !out.status.success(),
@@ -218,7 +218,7 @@ pub(super) async fn fails(server: &TestServer, args: &[&str]) -> String {
     stderr(&out)
 }
 
-pub(super) fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
@@ -564,7 +564,7 @@ async fn read_until(
     );
 }
 
-pub(super) async fn client(server: &TestServer) -> kube::Client {
+pub(crate) async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
@@ -575,7 +575,7 @@ pub(super) async fn client(server: &TestServer) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-pub(super) fn pod(name: &str) -> Pod {
+pub(crate) fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
         "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}

@@ -11,6 +11,8 @@ pub enum NodeCommand {
     Init,
     /// The Kubernetes API server.
     Apiserver,
+    /// The controller-manager: workload, garbage-collection and other control loops.
+    ControllerManager,
     /// The scheduler.
     Scheduler,
     /// The kubelet.
@@ -26,6 +28,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::Init => crate::node::run_init().await,
         NodeCommand::Apiserver => crate::apiserver::run_node(&load()?).await,
+        NodeCommand::ControllerManager => crate::controllers::run_node(&load()?).await,
         NodeCommand::Scheduler => crate::scheduler::run_node(&load()?).await,
         NodeCommand::Kubelet => crate::kubelet::run_node(&load()?).await,
         NodeCommand::ImageId { image } => {

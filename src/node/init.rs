@@ -142,6 +142,7 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
             env: etcd::env(),
         });
         list.push(ours("apiserver"));
+        list.push(ours("controller-manager"));
         list.push(ours("scheduler"));
     }
     list.push(ours("kubelet"));
@@ -249,7 +250,14 @@ mod tests {
     fn control_plane_runs_everything() {
         assert_eq!(
             names(Role::ControlPlane),
-            ["containerd", "etcd", "apiserver", "scheduler", "kubelet"]
+            [
+                "containerd",
+                "etcd",
+                "apiserver",
+                "controller-manager",
+                "scheduler",
+                "kubelet"
+            ]
         );
     }
 
