@@ -132,8 +132,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(rind, kubectl, kubeconfig):
-    c = Cluster(rind, kubectl, f"e2e-{RUN_ID}", kubeconfig)
+def cluster(request, rind, kubectl, kubeconfig):
+    # One cluster per test module, named after it so modules never share one.
+    module = request.module.__name__.removeprefix("test_").replace("_", "-")[:16]
+    c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-{module}", kubeconfig)
     started = time.monotonic()
     try:
         c.rind_cmd("create", "cluster", "--name", c.name, "--wait", "2m")
