@@ -40,7 +40,7 @@ fn rename(
 /// The stored form of an object served by `resource`.
 pub fn to_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
-        Storage::Native => object,
+        Storage::Native | Storage::NotStored => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
         Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
     }
@@ -49,7 +49,7 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
 /// The served form of a stored object.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
-        Storage::Native => object,
+        Storage::Native | Storage::NotStored => object,
         Storage::CoreEvent => rename(
             object,
             &resource.api_version(),

@@ -39,6 +39,9 @@ pub enum Storage {
     CoreEvent,
     /// As autoscaling/v2 HorizontalPodAutoscalers (autoscaling/v1 shares their storage).
     AutoscalingV2,
+    /// Not at all: the only verb is `create`, which answers with the request's object,
+    /// its status filled in (the access reviews).
+    NotStored,
 }
 
 /// A subresource such as `pods/status`.
@@ -230,6 +233,21 @@ const fn storage(
     Resource {
         namespaced: false,
         ..res("storage.k8s.io", "v1", kind, plural, singular, key_prefix)
+    }
+}
+
+/// A cluster-scoped review: create-only and never stored (`kubectl auth can-i|whoami`).
+const fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+) -> Resource {
+    Resource {
+        namespaced: false,
+        verbs: &["create"],
+        storage: Storage::NotStored,
+        ..res(group, "v1", kind, plural, singular, "")
     }
 }
 
@@ -484,6 +502,24 @@ const BUILTIN: &[Resource] = &[
             "/registry/statefulsets/",
         )
     },
+    review(
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+    ),
     // autoscaling/v2 (preferred, stored) and v1 over the same objects
     HPA_V2,
     Resource {

@@ -14,6 +14,7 @@ mod logs;
 mod namespaces;
 mod openapi;
 mod request;
+mod reviews;
 mod scale;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -24,11 +25,13 @@ mod tests_openapi;
 #[cfg(test)]
 mod tests_protobuf;
 #[cfg(test)]
+mod tests_reviews;
+#[cfg(test)]
 mod tests_types;
 mod tls;
 mod watch;
 
-use crate::api::registry::Registry;
+use crate::api::registry::{Registry, Storage};
 use crate::api::status::ApiError;
 use crate::node::{NodeConfig, paths};
 use crate::store::Store;
@@ -221,6 +224,7 @@ impl Server {
         let rendering = request::rendering(req.headers());
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
+        let user = req.extensions().get::<User>().cloned();
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
             .map_err(|_| ApiError::too_large(MAX_BODY))?;
@@ -230,6 +234,20 @@ impl Server {
         let decoded = |kind: request::BodyType| request::decode_body(&body, kind);
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();
+        if res.storage == Storage::NotStored {
+            // Reviews only answer a create: there is nothing to get, list or watch.
+            let user = user.ok_or_else(ApiError::unauthorized)?;
+            return match (&method, r.name.as_deref(), sub) {
+                (&Method::POST, None, None) => {
+                    Ok(reviews::create(res, &user, decoded(body_type?)?)?.into_response())
+                }
+                _ => Err(ApiError::method_not_supported(
+                    res.plural,
+                    res.group,
+                    method.as_str(),
+                )),
+            };
+        }
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;

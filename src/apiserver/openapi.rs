@@ -283,7 +283,9 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
         };
         let list_name = format!("{kind_name}List");
         roots.push(kind_name.to_string());
-        roots.push(list_name.clone());
+        if r.verbs.contains(&"list") {
+            roots.push(list_name.clone());
+        }
         let gvk = json!({"group": group, "version": version, "kind": r.kind});
         let object = schema_ref(kind_name);
         let list = schema_ref(&list_name);
@@ -360,6 +362,10 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
                 format!("{base}/{}", r.plural),
                 json!({"get": operation(format!("list{}ForAllNamespaces", r.kind), "list", &gvk, list_parameters(), None, &list)}),
             );
+        }
+        // Create-only resources (the reviews) have no objects to address by name.
+        if !r.verbs.contains(&"get") {
+            continue;
         }
         let mut item_ops = Map::new();
         item_ops.insert(
