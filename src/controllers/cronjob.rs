@@ -313,7 +313,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
                 .or(j.metadata.creation_timestamp.as_ref())
                 .map(|t| t.0)
         };
-        done.sort_by_key(|j| started(j));
+        // Same start times (a second's resolution) fall back to the name, which ends in
+        // the scheduled minute, as upstream does.
+        done.sort_by_key(|j| (started(j), j.name_any()));
         let keep = usize::try_from(limit.max(0)).unwrap_or(0);
         let extra = done.len().saturating_sub(keep);
         for job in done.into_iter().take(extra) {
