@@ -237,11 +237,18 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
                     .creation_timestamp
                     .as_ref()
                     .map_or(now, |t| t.0);
-                let earliest = last_schedule.as_ref().map_or(created, |t| t.0);
+                let mut earliest = last_schedule.as_ref().map_or(created, |t| t.0);
+                // Times older than the deadline can no longer start: not looking at
+                // them also bounds the search after a long suspension (as upstream).
+                let deadline = spec
+                    .starting_deadline_seconds
+                    .map(jiff::SignedDuration::from_secs);
+                if let Some(oldest) = deadline.and_then(|d| now.checked_sub(d).ok()) {
+                    earliest = earliest.max(oldest);
+                }
                 let missed = schedule.most_recent(earliest, now);
                 let too_late = |t: Timestamp| {
-                    spec.starting_deadline_seconds
-                        .is_some_and(|d| t + jiff::SignedDuration::from_secs(d) < now)
+                    deadline.is_some_and(|d| t.checked_add(d).is_ok_and(|end| end < now))
                 };
                 if let Some(scheduled) = missed.filter(|t| !too_late(*t))
                     && spec.suspend != Some(true)
