@@ -3,6 +3,7 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (leader.rs).
 
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
@@ -15,6 +16,8 @@ mod replicaset;
 mod serviceaccount;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cronjob;
 
 use crate::node::{NodeConfig, paths};
 use futures::StreamExt;
@@ -119,6 +122,10 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(serviceaccount::run(client.clone()));
     tasks.spawn(job::run(client.clone()));
     tasks.spawn(daemonset::run(client.clone()));
+    tasks.spawn(cronjob::run(
+        client.clone(),
+        cfg.clock.unwrap_or(jiff::Timestamp::now),
+    ));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }
@@ -142,6 +149,8 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
 pub struct Settings {
     /// The pod network node podCIDRs are carved from (empty: no node IPAM).
     pub pod_subnet: String,
+    /// Where the CronJob controller reads the time (None: the system clock).
+    pub clock: Option<cronjob::Clock>,
 }
 
 /// Runs the controller-manager inside a node: campaigns for the lease and runs the
@@ -151,6 +160,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     let client = crate::kubelet::client_from_kubeconfig(paths::CONTROLLER_MANAGER_CONF).await?;
     let settings = Settings {
         pod_subnet: cfg.pod_subnet.clone(),
+        clock: None,
     };
     let mut elector = leader::Elector::new(
         client.clone(),

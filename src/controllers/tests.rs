@@ -147,15 +147,21 @@ impl Drop for Cluster {
 }
 
 pub(super) async fn cluster() -> Cluster {
+    cluster_with(Settings {
+        pod_subnet: "10.244.0.0/16".into(),
+        clock: None,
+    })
+    .await
+}
+
+/// A cluster whose controllers run with these settings.
+pub(super) async fn cluster_with(settings: Settings) -> Cluster {
     crate::kubelet::init_tracing();
     let server = start().await;
     let client = client(&server).await;
     let controllers = {
         let client = client.clone();
         tokio::spawn(async move {
-            let settings = Settings {
-                pod_subnet: "10.244.0.0/16".into(),
-            };
             if let Err(e) = run_controllers(client, settings).await {
                 panic!("controllers failed: {e}");
             }
@@ -790,7 +796,7 @@ async fn endpoints_service_accounts_and_pod_cidrs() {
 }
 
 /// Plays the containers of a Job's pods: every Running pod of `job` ends in `phase`.
-async fn finish_pods(client: &Client, job: &str, phase: &str) {
+pub(super) async fn finish_pods(client: &Client, job: &str, phase: &str) {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pods = pods_of(
         client,
