@@ -147,10 +147,29 @@ pub async fn build_node_image(
         })
         .await?;
     let files_dir = source.map(|dir| dir.join("node-image").join("files"));
+    let previous = docker
+        .inspect_image(&tag)
+        .await
+        .ok()
+        .and_then(|image| image.id);
     ui.step(&format!("Building node image {tag}"), async {
         Ok(node::assemble(docker, &base, &binary, &images, files_dir.as_deref(), &tag).await?)
     })
     .await?;
+    // The image this tag pointed at before is now untagged; without removing it every
+    // rebuild (each new rind binary) would leave ~400 MB behind. Docker refuses while a
+    // node container still uses it, which is what we want: that cluster keeps working.
+    if let Some(previous) = previous {
+        let current = docker
+            .inspect_image(&tag)
+            .await
+            .ok()
+            .and_then(|image| image.id);
+        if current.as_deref() != Some(previous.as_str()) {
+            let no_options = None::<bollard::query_parameters::RemoveImageOptions>;
+            let _ = docker.remove_image(&previous, no_options, None).await;
+        }
+    }
     Ok(tag)
 }
 
