@@ -448,6 +448,19 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": data})
     }
 
+    /// Server-side apply of a ConfigMap with no subresource and no status.
+    fn apply_as(live: Option<&Value>, applied: &Value, manager: &str) -> Result<Value, ApplyError> {
+        server_side_apply(live, applied, manager, false, None, false)
+    }
+
+    fn apply_forced(
+        live: Option<&Value>,
+        applied: &Value,
+        manager: &str,
+    ) -> Result<Value, ApplyError> {
+        server_side_apply(live, applied, manager, true, None, false)
+    }
+
     fn managers(object: &Value) -> Vec<(String, String, Value)> {
         read_entries(object)
             .into_iter()
@@ -457,8 +470,7 @@ mod tests {
 
     #[test]
     fn apply_creates_and_owns_its_fields() {
-        let created =
-            server_side_apply(None, &cm(json!({"a": "1"})), "kubectl", false, None, false).unwrap();
+        let created = apply_as(None, &cm(json!({"a": "1"})), "kubectl").unwrap();
         assert_eq!(
             managers(&created),
             vec![(
@@ -497,37 +509,18 @@ mod tests {
         );
 
         // Applying the same value co-owns without conflict.
-        let shared = server_side_apply(
-            Some(&edited),
-            &cm(json!({"b": "2"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
+        let shared = apply_as(Some(&edited), &cm(json!({"b": "2"})), "kubectl").unwrap();
         assert_eq!(shared["data"], json!({"a": "edited", "b": "2"}));
 
-        let err = server_side_apply(
-            Some(&edited),
-            &cm(json!({"a": "mine"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap_err();
+        let err = apply_as(Some(&edited), &cm(json!({"a": "mine"})), "kubectl").unwrap_err();
         assert_eq!(
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
         );
-        let err = server_side_apply(
+        let err = apply_as(
             Some(&edited),
             &cm(json!({"a": "mine", "b": "mine"})),
             "kubectl",
-            false,
-            None,
-            false,
         )
         .unwrap_err();
         assert_eq!(
@@ -535,15 +528,7 @@ mod tests {
             "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using v1:\n- .data.b\nconflicts with \"kubectl-edit\" using v1:\n- .data.a"
         );
 
-        let forced = server_side_apply(
-            Some(&edited),
-            &cm(json!({"a": "mine"})),
-            "kubectl",
-            true,
-            None,
-            false,
-        )
-        .unwrap();
+        let forced = apply_forced(Some(&edited), &cm(json!({"a": "mine"})), "kubectl").unwrap();
         assert_eq!(forced["data"]["a"], "mine");
         let owners = managers(&forced);
         assert!(owners.iter().all(
@@ -558,44 +543,12 @@ mod tests {
 
     #[test]
     fn fields_no_longer_applied_are_removed_unless_shared() {
-        let first = server_side_apply(
-            None,
-            &cm(json!({"a": "1", "b": "2"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
-        let second = server_side_apply(
-            Some(&first),
-            &cm(json!({"a": "1"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
+        let first = apply_as(None, &cm(json!({"a": "1", "b": "2"})), "kubectl").unwrap();
+        let second = apply_as(Some(&first), &cm(json!({"a": "1"})), "kubectl").unwrap();
         assert_eq!(second["data"], json!({"a": "1"}));
 
-        let other = server_side_apply(
-            Some(&first),
-            &cm(json!({"b": "2"})),
-            "other",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
-        let third = server_side_apply(
-            Some(&other),
-            &cm(json!({"a": "1"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
+        let other = apply_as(Some(&first), &cm(json!({"b": "2"})), "other").unwrap();
+        let third = apply_as(Some(&other), &cm(json!({"a": "1"})), "kubectl").unwrap();
         assert_eq!(third["data"], json!({"a": "1", "b": "2"}));
 
         // Owning a map itself ("." after kubectl's client-side-apply migration) and then
@@ -603,27 +556,11 @@ mod tests {
         let mut migrated = first.clone();
         migrated["metadata"]["managedFields"][0]["fieldsV1"] =
             json!({"f:data": {".": {}, "f:a": {}, "f:b": {}}});
-        let kept = server_side_apply(
-            Some(&migrated),
-            &cm(json!({"a": "1", "b": "2"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
+        let kept = apply_as(Some(&migrated), &cm(json!({"a": "1", "b": "2"})), "kubectl").unwrap();
         assert_eq!(kept["data"], json!({"a": "1", "b": "2"}));
 
         // Re-applying the same configuration changes nothing, not even timestamps.
-        let again = server_side_apply(
-            Some(&third),
-            &cm(json!({"a": "1"})),
-            "kubectl",
-            false,
-            None,
-            false,
-        )
-        .unwrap();
+        let again = apply_as(Some(&third), &cm(json!({"a": "1"})), "kubectl").unwrap();
         assert_eq!(again, third);
     }
 
