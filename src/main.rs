@@ -63,5 +63,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node(cmd) => cli::node::run(cmd).await,
+        Command::Bench(cmd) => cli::bench::run(cmd).await,
     }
 }

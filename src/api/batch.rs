@@ -101,6 +101,15 @@ fn validate_job_spec(object: &Value, path: &[&str], causes: &mut Vec<Cause>) {
         &["NonIndexed", "Indexed"],
         causes,
     );
+    // An Indexed Job's indexes are 0..completions: without completions there are none.
+    let indexed = at(object, &field("completionMode")).and_then(Value::as_str) == Some("Indexed");
+    let completions = at(object, &field("completions"));
+    if indexed && completions.is_none_or(Value::is_null) {
+        causes.push(Cause::required(
+            field("completions").join("."),
+            "when completion mode is Indexed",
+        ));
+    }
     validate_template(object, &field("template"), JOB_RESTART_POLICIES, causes);
 }
 
@@ -240,6 +249,24 @@ mod tests {
             validate_job(&always)[0].field,
             "spec.template.spec.restartPolicy"
         );
+    }
+
+    #[test]
+    fn indexed_jobs_need_completions() {
+        let mut j = job();
+        j["spec"]["completionMode"] = json!("Indexed");
+        j["spec"]["parallelism"] = json!(2);
+        default_job(&mut j);
+        let causes = validate_job(&j);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.completions");
+        assert!(
+            causes[0]
+                .message
+                .contains("when completion mode is Indexed")
+        );
+        j["spec"]["completions"] = json!(4);
+        assert!(validate_job(&j).is_empty());
     }
 
     #[test]

@@ -40,6 +40,11 @@ fn rename(
 /// The stored form of an object served by `resource`.
 pub fn to_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
+        // Custom objects have no conversion (strategy None): only the version differs.
+        Storage::Native if let Some(custom) = resource.custom => {
+            let stored = format!("{}/{}", resource.group, custom.storage_version);
+            rename(object, &stored, std::iter::empty())
+        }
         Storage::Native | Storage::NotStored => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
         Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
@@ -49,6 +54,9 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
 /// The served form of a stored object.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
+        Storage::Native if resource.custom.is_some() => {
+            rename(object, &resource.api_version(), std::iter::empty())
+        }
         Storage::Native | Storage::NotStored => object,
         Storage::CoreEvent => rename(
             object,

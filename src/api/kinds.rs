@@ -6,7 +6,7 @@ use super::fields::{at, immutable, invalid_value, non_negative, one_of, required
 use super::meta::child_mut;
 use super::registry::Resource;
 use super::status::Cause;
-use super::{autoscaling, batch, workloads};
+use super::{autoscaling, batch, crd, workloads};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -35,6 +35,7 @@ pub fn default(resource: &Resource, object: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") if resource.version == "v2" => {
             autoscaling::default_hpa(object)
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::definition::default(object),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             if let Some(root) = object.as_object_mut() {
                 child_mut(root, "spec")
@@ -58,6 +59,7 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         ("batch", "CronJob") => batch::validate_cron_job(object),
         ("", "Secret") => validate_secret(object),
         ("", "ConfigMap") => validate_config_keys(object),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::definition::validate(object),
         ("", "PersistentVolumeClaim") => validate_claim(object),
         ("storage.k8s.io", "StorageClass") => {
             let mut causes = Vec::new();
@@ -124,6 +126,9 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
             causes
         }
         ("", "ConfigMap") => validate_immutable_data(old, new),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            crd::definition::validate_update(old, new)
+        }
         ("", "PersistentVolumeClaim") => validate_claim_update(old, new),
         ("", "Service") => {
             let mut causes = Vec::new();
@@ -181,6 +186,17 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
         && let Some(root) = object.as_object_mut()
     {
         root.remove("status");
+    }
+    if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
+        // Holds a deleted CRD until the API server has deleted its objects.
+        let finalizers = super::meta::metadata_mut(object)
+            .entry("finalizers")
+            .or_insert_with(|| json!([]));
+        if let Some(list) = finalizers.as_array_mut()
+            && !list.iter().any(|f| f == crd::CLEANUP_FINALIZER)
+        {
+            list.push(json!(crd::CLEANUP_FINALIZER));
+        }
     }
 }
 

@@ -10,6 +10,17 @@ use serde_json::{Map, Value, json};
 /// Upstream's defaults and admission-time fields for a pod, applied in place. Only
 /// absent fields are filled, so user choices and updates survive.
 pub fn default_pod(pod: &mut Value) {
+    default_pod_or_template(pod, true);
+}
+
+/// The defaults of a pod template's spec (workloads, PodTemplate): a pod's, except
+/// that requests are not filled from limits: upstream does that for pods only, so a
+/// template keeps exactly the resources its author wrote.
+pub fn default_template_spec(pod: &mut Value) {
+    default_pod_or_template(pod, false);
+}
+
+fn default_pod_or_template(pod: &mut Value, requests_from_limits: bool) {
     let Some(pod_map) = pod.as_object_mut() else {
         return;
     };
@@ -41,7 +52,7 @@ pub fn default_pod(pod: &mut Value) {
     for list in ["initContainers", "containers"] {
         if let Some(Value::Array(containers)) = spec.get_mut(list) {
             for container in containers.iter_mut().filter_map(Value::as_object_mut) {
-                default_container(container);
+                default_container(container, requests_from_limits);
             }
         }
     }
@@ -51,7 +62,7 @@ pub fn default_pod(pod: &mut Value) {
     status.insert("qosClass".into(), json!(qos));
 }
 
-fn default_container(container: &mut Map<String, Value>) {
+fn default_container(container: &mut Map<String, Value>, requests_from_limits: bool) {
     if !container.contains_key("imagePullPolicy") {
         let image = container
             .get("image")
@@ -67,7 +78,11 @@ fn default_container(container: &mut Map<String, Value>) {
         .or_insert(json!("File"));
     let resources = child_mut(container, "resources");
     // Upstream defaults a missing request to the limit for the same resource.
-    if let Some(Value::Object(limits)) = resources.get("limits").cloned() {
+    if let Some(Value::Object(limits)) = resources
+        .get("limits")
+        .filter(|_| requests_from_limits)
+        .cloned()
+    {
         let requests = child_mut(resources, "requests");
         for (name, quantity) in limits {
             requests.entry(name).or_insert(quantity);

@@ -3,6 +3,8 @@
 //! a built-in type means adding an entry here (plus its table columns and, when it
 //! has any, its defaulting and validation), not new handlers.
 
+use std::sync::{Arc, RwLock};
+
 /// Every verb a plain resource supports.
 const ALL_VERBS: &[&str] = &[
     "create",
@@ -97,6 +99,8 @@ pub struct Resource {
     /// An immediate delete answers with the deleted object rather than a Status.
     pub return_deleted_object: bool,
     pub storage: Storage,
+    /// What a CustomResourceDefinition says about the resource; `None` for built-ins.
+    pub custom: Option<&'static crate::api::crd::CustomResource>,
 }
 
 impl Resource {
@@ -110,7 +114,10 @@ impl Resource {
     }
 
     pub fn list_kind(&self) -> String {
-        format!("{}List", self.kind)
+        match self.custom {
+            Some(custom) if !custom.list_kind.is_empty() => custom.list_kind.clone(),
+            _ => format!("{}List", self.kind),
+        }
     }
 
     pub fn has_subresource(&self, name: &str) -> bool {
@@ -172,6 +179,7 @@ const fn res(
         allow_create_on_update: false,
         return_deleted_object: false,
         storage: Storage::Native,
+        custom: None,
     }
 }
 
@@ -341,6 +349,9 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["pvc"],
         subresources: &[status("PersistentVolumeClaim")],
+        // Upstream answers a delete of this kind with the object, not a Status; the
+        // clients generated from its OpenAPI (Python's) insist on the object.
+        return_deleted_object: true,
         ..core(
             "PersistentVolumeClaim",
             "persistentvolumeclaims",
@@ -352,6 +363,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["pv"],
         namespaced: false,
         subresources: &[status("PersistentVolume")],
+        return_deleted_object: true,
         ..core(
             "PersistentVolume",
             "persistentvolumes",
@@ -396,12 +408,15 @@ const BUILTIN: &[Resource] = &[
         return_deleted_object: true,
         ..core("Pod", "pods", "pod", "/registry/pods/")
     },
-    core(
-        "PodTemplate",
-        "podtemplates",
-        "podtemplate",
-        "/registry/podtemplates/",
-    ),
+    Resource {
+        return_deleted_object: true,
+        ..core(
+            "PodTemplate",
+            "podtemplates",
+            "podtemplate",
+            "/registry/podtemplates/",
+        )
+    },
     Resource {
         short_names: &["rc"],
         categories: ALL,
@@ -417,6 +432,7 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["quota"],
         subresources: &[status("ResourceQuota")],
+        return_deleted_object: true,
         ..core(
             "ResourceQuota",
             "resourcequotas",
@@ -430,6 +446,13 @@ const BUILTIN: &[Resource] = &[
     },
     Resource {
         short_names: &["sa"],
+        subresources: &[Subresource {
+            name: "token",
+            kind: "TokenRequest",
+            group_version: Some(("authentication.k8s.io", "v1")),
+            verbs: &["create"],
+        }],
+        return_deleted_object: true,
         ..core(
             "ServiceAccount",
             "serviceaccounts",
@@ -444,6 +467,7 @@ const BUILTIN: &[Resource] = &[
         subresources: &[status("Service")],
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,
+        return_deleted_object: true,
         ..core(
             "Service",
             "services",
@@ -502,12 +526,41 @@ const BUILTIN: &[Resource] = &[
             "/registry/statefulsets/",
         )
     },
+    Resource {
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        namespaced: false,
+        subresources: &[status("CustomResourceDefinition")],
+        ..res(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            "/registry/apiextensions.k8s.io/customresourcedefinitions/",
+        )
+    },
     review(
         "authentication.k8s.io",
         "SelfSubjectReview",
         "selfsubjectreviews",
         "selfsubjectreview",
     ),
+    review(
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+    ),
+    Resource {
+        namespaced: true,
+        ..review(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+        )
+    },
     review(
         "authorization.k8s.io",
         "SelfSubjectAccessReview",
@@ -519,6 +572,12 @@ const BUILTIN: &[Resource] = &[
         "SelfSubjectRulesReview",
         "selfsubjectrulesreviews",
         "selfsubjectrulesreview",
+    ),
+    review(
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
     ),
     // autoscaling/v2 (preferred, stored) and v1 over the same objects
     HPA_V2,
@@ -678,13 +737,19 @@ const BUILTIN: &[Resource] = &[
         )
     },
     // storage.k8s.io/v1
-    storage(
-        "CSIDriver",
-        "csidrivers",
-        "csidriver",
-        "/registry/csidrivers/",
-    ),
-    storage("CSINode", "csinodes", "csinode", "/registry/csinodes/"),
+    Resource {
+        return_deleted_object: true,
+        ..storage(
+            "CSIDriver",
+            "csidrivers",
+            "csidriver",
+            "/registry/csidrivers/",
+        )
+    },
+    Resource {
+        return_deleted_object: true,
+        ..storage("CSINode", "csinodes", "csinode", "/registry/csinodes/")
+    },
     Resource {
         namespaced: true,
         ..storage(
@@ -696,6 +761,7 @@ const BUILTIN: &[Resource] = &[
     },
     Resource {
         short_names: &["sc"],
+        return_deleted_object: true,
         ..storage(
             "StorageClass",
             "storageclasses",
@@ -705,6 +771,7 @@ const BUILTIN: &[Resource] = &[
     },
     Resource {
         subresources: &[status("VolumeAttachment")],
+        return_deleted_object: true,
         ..storage(
             "VolumeAttachment",
             "volumeattachments",
@@ -719,46 +786,67 @@ const BUILTIN: &[Resource] = &[
 /// Everything that needs to know which resources exist (routing, discovery, openapi,
 /// namespace cleanup) asks through these methods and nothing else, and the per-kind
 /// hooks (`kinds`, `table`) fall back to generic behaviour for kinds they do not
-/// know. That is the seam for resources added at runtime (CustomResourceDefinitions):
-/// the registry gains a shared, lock-protected list of dynamic entries next to
-/// `BUILTIN`, and these methods search both.
+/// know. Resources defined by CustomResourceDefinitions live in a shared,
+/// lock-protected list next to `BUILTIN`, and these methods search both. Clones share
+/// that list. The lock is never held across an await.
 #[derive(Clone, Debug)]
 pub struct Registry {
     resources: &'static [Resource],
+    custom: Arc<RwLock<CustomEntries>>,
+}
+
+/// The runtime entries: per CRD name, the resources of its served versions.
+#[derive(Debug, Default)]
+struct CustomEntries {
+    by_crd: Vec<(String, Vec<&'static Resource>)>,
+    /// Bumped on every change, so derived documents (openapi) know when to rebuild.
+    generation: u64,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { resources: BUILTIN }
+        Registry {
+            resources: BUILTIN,
+            custom: Arc::default(),
+        }
     }
 }
 
 impl Registry {
-    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    /// Every resource: the built-ins first, then the custom ones in CRD order.
+    fn snapshot(&self) -> Vec<&'static Resource> {
+        let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
         self.resources
             .iter()
+            .chain(custom.by_crd.iter().flat_map(|(_, rs)| rs.iter().copied()))
+            .collect()
+    }
+
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        self.snapshot()
+            .into_iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &'static Resource> {
-        self.resources.iter()
+        self.snapshot().into_iter()
     }
 
     /// Resources of one group-version, in registry order.
-    pub fn resources_of<'a>(
-        &'a self,
-        group: &'a str,
-        version: &'a str,
-    ) -> impl Iterator<Item = &'static Resource> + 'a {
-        self.resources
-            .iter()
-            .filter(move |r| r.group == group && r.version == version)
+    pub fn resources_of(
+        &self,
+        group: &str,
+        version: &str,
+    ) -> impl Iterator<Item = &'static Resource> + use<> {
+        let mut found = self.snapshot();
+        found.retain(|r| r.group == group && r.version == version);
+        found.into_iter()
     }
 
     /// Every named API group with its versions (the core group excluded), first-seen order.
     pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
+        for r in self.snapshot().into_iter().filter(|r| !r.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
                 Some(_) => {}
@@ -770,6 +858,43 @@ impl Registry {
 
     pub fn has_group_version(&self, group: &str, version: &str) -> bool {
         self.resources_of(group, version).next().is_some()
+    }
+
+    /// Serves `resources` for the CRD `crd_name` from now on, replacing what it served
+    /// before (an empty list stops serving it).
+    pub fn set_custom(&self, crd_name: &str, resources: Vec<&'static Resource>) {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let current = custom.by_crd.iter().position(|(name, _)| name == crd_name);
+        let unchanged = match current {
+            Some(i) => {
+                let old = &custom.by_crd[i].1;
+                old.len() == resources.len()
+                    && old
+                        .iter()
+                        .zip(&resources)
+                        .all(|(a, b)| std::ptr::eq(*a, *b))
+            }
+            None => resources.is_empty(),
+        };
+        if unchanged {
+            return;
+        }
+        match (current, resources.is_empty()) {
+            (Some(i), true) => {
+                custom.by_crd.remove(i);
+            }
+            (Some(i), false) => custom.by_crd[i].1 = resources,
+            (None, _) => custom.by_crd.push((crd_name.to_string(), resources)),
+        }
+        custom.generation += 1;
+    }
+
+    /// Changes whenever the set of custom resources does.
+    pub fn custom_generation(&self) -> u64 {
+        self.custom
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
     }
 }
 

@@ -3,6 +3,7 @@
 //! these cells, so the wording of each one follows upstream's printers.
 
 use super::convert::to_storage;
+use super::crd::{CustomResource, columns};
 use super::meta::{age, str_at};
 use super::registry::Resource;
 use serde_json::{Value, json};
@@ -944,6 +945,31 @@ fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
     }
 }
 
+/// A custom resource's columns: NAME, then the CRD's printer columns (AGE by default).
+fn custom_column_definitions(custom: &CustomResource) -> Vec<Value> {
+    let name = json!({
+        "name": NAME.name, "type": NAME.kind, "format": NAME.format,
+        "description": NAME.description, "priority": 0,
+    });
+    std::iter::once(name)
+        .chain(custom.columns.iter().map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        }))
+        .collect()
+}
+
+fn custom_cells(custom: &CustomResource, object: &Value) -> Vec<Value> {
+    std::iter::once(name_of(object))
+        .chain(custom.columns.iter().map(|c| columns::cell(c, object)))
+        .collect()
+}
+
 /// What each row carries besides its cells (`?includeObject=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IncludeObject {
@@ -979,22 +1005,29 @@ pub fn table(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
-    let column_definitions: Vec<Value> = columns(resource)
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": c.format,
-                "description": c.description,
-                "priority": c.priority,
+    let column_definitions: Vec<Value> = match resource.custom {
+        Some(custom) => custom_column_definitions(custom),
+        None => columns(resource)
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "type": c.kind,
+                    "format": c.format,
+                    "description": c.description,
+                    "priority": c.priority,
+                })
             })
-        })
-        .collect();
+            .collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": cells(resource, object)});
+            let cells = match resource.custom {
+                Some(custom) => custom_cells(custom, object),
+                None => cells(resource, object),
+            };
+            let mut row = json!({"cells": cells});
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Metadata => row["object"] = partial_metadata(object),

@@ -37,7 +37,7 @@ pub fn default_template(object: &mut Value, path: &[&str]) {
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
     let mut pod = json!({ "spec": spec });
-    pods::default_pod(&mut pod);
+    pods::default_template_spec(&mut pod);
     let Some(mut spec) = pod.get("spec").cloned() else {
         return;
     };

@@ -1,10 +1,12 @@
 //! Objects every cluster has from the start: the system namespaces, the
-//! `default/kubernetes` Service and the system PriorityClasses. Created when absent, never overwritten, so restarts
+//! `default/kubernetes` Service, the system PriorityClasses, the default RBAC policy and the
+//! default StorageClass `standard`. Created when absent, never overwritten, so restarts
 //! and several API servers starting together are harmless.
 
 use super::Server;
 use super::handlers::create_object;
 use crate::api::status::ApiError;
+use crate::api::storage::{DEFAULT_CLASS, LOCAL_PATH_PROVISIONER, STANDARD_CLASS};
 use serde_json::json;
 
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -63,5 +65,40 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    use super::rbac::defaults;
+    for (plural, objects) in [
+        ("clusterroles", defaults::cluster_roles()),
+        ("clusterrolebindings", defaults::cluster_role_bindings()),
+    ] {
+        let resource = server
+            .registry
+            .lookup("rbac.authorization.k8s.io", "v1", plural)
+            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+        for object in objects {
+            match create_object(server, resource, None, object, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // kind's default class: local-path volumes on the node the pod lands on.
+    let standard = json!({
+        "metadata": {
+            "name": STANDARD_CLASS,
+            "annotations": {DEFAULT_CLASS: "true"},
+        },
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    let storage_classes = server
+        .registry
+        .lookup("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| ApiError::internal("storageclasses are not registered"))?;
+    match create_object(server, storage_classes, None, standard, false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }

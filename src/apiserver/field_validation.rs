@@ -4,6 +4,7 @@
 //! (`Ignore`, what `kubectl --validate=false` sends).
 
 use super::request::{BodyType, Query};
+use crate::api::crd;
 use crate::api::registry::Resource;
 use crate::api::schema::fields::{BodyShape, duplicate_fields};
 use crate::api::schema::schemas;
@@ -42,10 +43,11 @@ pub fn check_object(
     query: &Query,
 ) -> Result<Vec<String>, ApiError> {
     let mode = Validation::from_query(query)?;
-    let Some(name) = schema_name(resource) else {
-        return Ok(Vec::new());
+    let unknown = match (resource.custom, schema_name(resource)) {
+        (Some(custom), _) => crd::structural::prune_object(&custom.schema, body),
+        (None, Some(name)) => schemas().prune(name, body, BodyShape::Object),
+        (None, None) => return Ok(Vec::new()),
     };
-    let unknown = schemas().prune(name, body, BodyShape::Object);
     let problems = problems(raw, unknown);
     if mode == Validation::Strict && !problems.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -70,12 +72,15 @@ pub fn check_patch(
     query: &Query,
 ) -> Result<Vec<String>, ApiError> {
     let mode = Validation::from_query(query)?;
-    let Some(schema) = schema_name(resource) else {
-        return Ok(Vec::new());
-    };
-    let unknown = match kind {
-        BodyType::JsonPatch => schemas().json_patch_unknown(schema, patch),
-        _ => schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch),
+    let unknown = match (resource.custom, schema_name(resource), kind) {
+        // What a JSON patch adds to a custom object shows when the result is pruned.
+        (Some(_), _, BodyType::JsonPatch) => Vec::new(),
+        (Some(custom), _, _) => crd::structural::prune_object(&custom.schema, &mut patch.clone()),
+        (None, Some(schema), BodyType::JsonPatch) => schemas().json_patch_unknown(schema, patch),
+        (None, Some(schema), _) => {
+            schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch)
+        }
+        (None, None, _) => return Ok(Vec::new()),
     };
     let problems = problems(raw, unknown);
     if mode == Validation::Strict && !problems.is_empty() {

@@ -11,7 +11,7 @@ use crate::api::registry::Resource;
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{convert, kinds, pods, services, validation};
+use crate::api::{convert, crd, kinds, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -348,6 +348,10 @@ pub(super) fn admit(
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));
+    if let Some(custom) = resource.custom {
+        // The schema covers status too, so status writes are pruned and checked as well.
+        causes.extend(crd::admit(custom, object));
+    }
     if subresource.is_none() {
         kinds::default(resource, object);
         causes.extend(kinds::validate(resource, object));
@@ -476,7 +480,8 @@ pub async fn create_object_as(
         }
         metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         metadata.insert("creationTimestamp".into(), json!(format_time(meta::now())));
-        if object.get("spec").is_some() {
+        // Custom objects always count generations, whatever their fields are.
+        if object.get("spec").is_some() || resource.custom.is_some() {
             metadata_mut(&mut object).insert("generation".into(), json!(1));
         }
     }
@@ -488,6 +493,7 @@ pub async fn create_object_as(
         root.remove("status");
     }
     kinds::prepare_create(resource, &mut object);
+    super::storageclass::default_class(server, resource, &mut object).await?;
     for _ in 0..MAX_RETRIES {
         let mut candidate = object.clone();
         if !explicit_name && let Some(prefix) = &generate_name {
@@ -614,16 +620,27 @@ pub(super) fn prepare_update(
             None => metadata.remove(*key),
         };
     }
-    if subresource.is_none()
-        && current.get("spec") != next.get("spec")
-        && current_meta.contains_key("generation")
-    {
+    let changed = match resource.custom {
+        Some(_) => crd::changes_generation(current, &next, resource.has_status()),
+        None => current.get("spec") != next.get("spec"),
+    };
+    if subresource.is_none() && changed && current_meta.contains_key("generation") {
         let generation = current_meta
             .get("generation")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
     }
+    // Upstream stores ObjectMeta through Go structs whose lists and maps are
+    // `omitempty`: a patch that empties one (the collector stripping the last owner
+    // reference) leaves no field, not `[]`.
+    metadata_mut(&mut next).retain(|key, value| {
+        let omitted = ["labels", "annotations", "ownerReferences", "finalizers"];
+        !omitted.contains(&key.as_str())
+            || !(value.is_null()
+                || value.as_array().is_some_and(Vec::is_empty)
+                || value.as_object().is_some_and(serde_json::Map::is_empty))
+    });
     next
 }
 
@@ -866,6 +883,13 @@ pub(super) fn apply_patch(
     Ok(target)
 }
 
+/// Upstream's answer to a strategic merge patch of a custom object.
+pub(super) fn unsupported_patch_type() -> ApiError {
+    ApiError::unsupported_media_type(
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+    )
+}
+
 /// Maps a failed server-side apply to upstream's Status: conflicts are 409 with one
 /// `FieldManagerConflict` cause per field.
 fn apply_error(err: managed::ApplyError) -> ApiError {
@@ -900,6 +924,10 @@ pub async fn patch(
 ) -> Result<Json, ApiError> {
     let dry_run = query.get("dryRun") == Some("All");
     let key = resource.key(ns, name);
+    if resource.custom.is_some() && kind == BodyType::StrategicMergePatch {
+        // Custom objects have no Go types to carry patch strategies: upstream refuses.
+        return Err(unsupported_patch_type());
+    }
     if kind == BodyType::ApplyPatch && query.get("fieldManager").is_none() {
         return Err(ApiError::bad_request(
             "PATCH: fieldManager is required for apply requests",

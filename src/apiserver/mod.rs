@@ -4,22 +4,37 @@
 //! resourceVersion is its key's mod revision.
 
 mod allocator;
+mod auth;
 mod bootstrap;
+mod cache;
 mod compaction;
+mod crd;
 mod discovery;
 mod eviction;
 mod field_validation;
 mod handlers;
 mod logs;
+mod mirror;
 mod namespaces;
 mod openapi;
+mod rbac;
 mod request;
 mod reviews;
 mod scale;
+pub mod standalone;
+mod storageclass;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
 mod tests_apply;
+#[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
+mod tests_compaction;
+#[cfg(test)]
+mod tests_crd;
+#[cfg(test)]
+mod tests_kubectl;
 #[cfg(test)]
 mod tests_openapi;
 #[cfg(test)]
@@ -67,14 +82,22 @@ pub struct ServerConfig {
     pub kubelet_client: Option<TlsFiles>,
     /// The service network; its first address is the `kubernetes` Service's ClusterIP.
     pub service_subnet: String,
+    /// The PKCS#8 PEM key service-account tokens are signed with (`sa.key`); None
+    /// makes a fresh one, whose tokens then die with the process.
+    pub service_account_key: Option<String>,
 }
 
 /// Shared state of all requests: no lock is held around store calls.
 pub struct Server {
     store: Arc<dyn Store>,
+    /// Shared store watches for client watches.
+    watch_cache: cache::WatchCache,
     registry: Registry,
+    openapi: openapi::Cache,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     service_network: allocator::ServiceNetwork,
+    auth: auth::Authenticator,
+    rbac: rbac::Rbac,
 }
 
 /// A JSON response body with its status and content type.
@@ -132,12 +155,17 @@ impl Server {
         store: Arc<dyn Store>,
         kubelet_tls: Option<Arc<rustls::ClientConfig>>,
         service_network: allocator::ServiceNetwork,
+        token_key: auth::token::TokenKey,
     ) -> Self {
         Server {
+            watch_cache: cache::WatchCache::new(store.clone()),
             store,
             registry: Registry::default(),
+            openapi: openapi::Cache::default(),
             kubelet_tls,
             service_network,
+            auth: auth::Authenticator::new(token_key),
+            rbac: rbac::Rbac::default(),
         }
     }
 
@@ -163,9 +191,8 @@ impl Server {
         response
     }
 
-    async fn route(self: Arc<Self>, req: Request) -> Result<Response, ApiError> {
+    async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
         let target = request::parse_path(&self.registry, req.uri().path())?;
-        let user = req.extensions().get::<User>();
         match target {
             // Probes and the version are public, as upstream's system:public-info-viewer.
             Target::Health => return Ok(plain(StatusCode::OK, "ok")),
@@ -187,9 +214,19 @@ impl Server {
             Target::Version => {
                 return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
             }
-            _ if user.is_none() => return Err(ApiError::unauthorized()),
             _ => {}
         }
+        let user = self
+            .auth
+            .authenticate(&self, req.headers(), req.extensions().get::<User>())
+            .await?;
+        let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
+        let attributes = rbac::attributes(&target, req.method(), req.uri());
+        if !self.rbac.authorize(&user, &attributes).allowed {
+            return Err(rbac::forbidden(&user, &attributes));
+        }
+        // Handlers (the reviews) see who the request acts as.
+        req.extensions_mut().insert(user);
         let method = req.method().clone();
         if method != Method::GET && !matches!(target, Target::Resource(_)) {
             return Err(ApiError::method_not_supported("", "", method.as_str()));
@@ -203,9 +240,10 @@ impl Server {
                 discovery::resource_list(&self.registry, &group, &version)
                     .map(|v| Json::ok(v, Rendering::Object).into_response())
             }
-            Target::OpenApiRoot => Ok(openapi::serve_root(&self.registry)),
+            Target::OpenApiRoot => Ok(openapi::serve_root(&self.registry, &self.openapi)),
             Target::OpenApi(path) => openapi::serve_group_version(
                 &self.registry,
+                &self.openapi,
                 &path,
                 req.uri().query(),
                 req.headers(),
@@ -238,8 +276,16 @@ impl Server {
             // Reviews only answer a create: there is nothing to get, list or watch.
             let user = user.ok_or_else(ApiError::unauthorized)?;
             return match (&method, r.name.as_deref(), sub) {
+                (&Method::POST, None, None) if res.kind == "TokenReview" => Ok(self
+                    .auth
+                    .token_review(&self, res, decoded(body_type?)?)
+                    .await?
+                    .into_response()),
                 (&Method::POST, None, None) => {
-                    Ok(reviews::create(res, &user, decoded(body_type?)?)?.into_response())
+                    Ok(
+                        reviews::create(&self.rbac, res, ns, &user, decoded(body_type?)?)?
+                            .into_response(),
+                    )
                 }
                 _ => Err(ApiError::method_not_supported(
                     res.plural,
@@ -279,6 +325,13 @@ impl Server {
             }
             (&Method::POST, Some(name), Some("eviction")) => {
                 eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
+            }
+            (&Method::POST, Some(name), Some("token")) => {
+                let namespace = ns.unwrap_or_default();
+                let request = decoded(body_type?)?;
+                self.auth
+                    .token_request(&self, namespace, name, request)
+                    .await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
@@ -345,13 +398,35 @@ pub async fn serve(
         .map(tls::client_config)
         .transpose()?;
     let network = allocator::ServiceNetwork::parse(&config.service_subnet)?;
-    let server = Arc::new(Server::new(store, kubelet_tls, network));
+    let key_pem = match &config.service_account_key {
+        Some(pem) => pem.clone(),
+        None => rcgen::KeyPair::generate()
+            .map_err(|e| ServeError::Bootstrap(format!("making a service-account key: {e}")))?
+            .serialize_pem(),
+    };
+    let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
+    let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
     bootstrap::ensure_defaults(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
+    // Requests are authorized from these mirrors: fill them before serving any.
+    server
+        .rbac
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .auth
+        .start(store)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
+    let revision = crd::load(&server)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tokio::spawn(crd::run(server.clone(), revision));
     tls::accept_loop(listener, acceptor, server).await
 }
 
@@ -388,6 +463,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         serving,
         kubelet_client: Some(kubelet_client),
         service_subnet: cfg.service_subnet.clone(),
+        service_account_key: Some(read(paths::SA_KEY)?),
     };
     tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
     serve(config, store, listener)

@@ -7,7 +7,9 @@
 //!
 //! The group-versions follow the registry, and each kind's schema comes from
 //! `crate::api::schema`, so a resource added to the registry appears here by itself.
-//! Documents are built once per process: they only change with the binary.
+//! Custom resources get their CRD's schema under upstream's name for it
+//! (`com.example.stable.v1.CronTab`). Documents of the built-ins are built once per
+//! process; a server serving CRDs rebuilds its documents when they change.
 
 use crate::api::registry::{Registry, Resource};
 use crate::api::schema::schemas;
@@ -17,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One rendered group-version document.
 struct Document {
@@ -31,11 +33,29 @@ struct Documents {
     by_path: BTreeMap<String, Document>,
 }
 
-static DOCUMENTS: OnceLock<Documents> = OnceLock::new();
+static DOCUMENTS: OnceLock<Arc<Documents>> = OnceLock::new();
 
-/// The documents for `registry` (the server's registry is fixed for the process).
-fn documents(registry: &Registry) -> &'static Documents {
-    DOCUMENTS.get_or_init(|| build(registry))
+/// A server's documents while it serves custom resources, with the registry
+/// generation they were built for.
+#[derive(Default)]
+pub struct Cache(Mutex<Option<(u64, Arc<Documents>)>>);
+
+/// The documents for `registry`: shared by every server while only built-ins are
+/// served, rebuilt when the custom resources change.
+fn documents(registry: &Registry, cache: &Cache) -> Arc<Documents> {
+    let generation = registry.custom_generation();
+    if generation == 0 {
+        return DOCUMENTS.get_or_init(|| Arc::new(build(registry))).clone();
+    }
+    let mut slot = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((built_for, docs)) = slot.as_ref()
+        && *built_for == generation
+    {
+        return docs.clone();
+    }
+    let docs = Arc::new(build(registry));
+    *slot = Some((generation, docs.clone()));
+    docs
 }
 
 fn build(registry: &Registry) -> Documents {
@@ -74,10 +94,10 @@ fn group_versions(registry: &Registry) -> Vec<(&'static str, &'static str)> {
 }
 
 /// `GET /openapi/v3`. Never cached by clients: it names the current hashes.
-pub fn serve_root(registry: &Registry) -> Response {
+pub fn serve_root(registry: &Registry, cache: &Cache) -> Response {
     json_response(
         StatusCode::OK,
-        documents(registry).root.clone(),
+        documents(registry, cache).root.clone(),
         "no-cache, private",
         None,
     )
@@ -88,11 +108,13 @@ pub fn serve_root(registry: &Registry) -> Response {
 /// `If-None-Match` with the current ETag gets 304.
 pub fn serve_group_version(
     registry: &Registry,
+    cache: &Cache,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let doc = documents(registry)
+    let docs = documents(registry, cache);
+    let doc = docs
         .by_path
         .get(path)
         .ok_or_else(ApiError::path_not_found)?;
@@ -161,6 +183,10 @@ fn schema_ref(name: &str) -> Value {
 /// stable version of the kind wherever it lives (`Scale` is autoscaling/v1 for every
 /// group's `scale`).
 fn subresource_kind(resource: &Resource, kind: &str) -> Option<(String, Value)> {
+    if resource.custom.is_some() && kind == resource.kind {
+        let gvk = json!({"group": resource.group, "version": resource.version, "kind": kind});
+        return Some((custom_schema_name(resource), gvk));
+    }
     let s = schemas();
     if let Some(name) = s.kind_name(resource.group, resource.version, kind) {
         let gvk = json!({"group": resource.group, "version": resource.version, "kind": kind});
@@ -277,14 +303,29 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
     .map(str::to_string)
     .to_vec();
     let base = format!("/{}", gv_path(group, version));
+    let mut custom_components = Map::new();
     for r in registry.resources_of(group, version) {
-        let Some(kind_name) = s.kind_name(group, version, r.kind) else {
-            continue;
+        let kind_name = match r.custom {
+            Some(custom) => {
+                let name = custom_schema_name(r);
+                custom_components.insert(name.clone(), custom_schema(r, &custom.schema));
+                custom_components.insert(format!("{name}List"), custom_list_schema(r, &name));
+                roots.push(OBJECT_META.to_string());
+                roots.push(LIST_META.to_string());
+                name
+            }
+            None => match s.kind_name(group, version, r.kind) {
+                Some(name) => name.to_string(),
+                None => continue,
+            },
         };
+        let kind_name = kind_name.as_str();
         let list_name = format!("{kind_name}List");
-        roots.push(kind_name.to_string());
-        if r.verbs.contains(&"list") {
-            roots.push(list_name.clone());
+        if r.custom.is_none() {
+            roots.push(kind_name.to_string());
+            if r.verbs.contains(&"list") {
+                roots.push(list_name.clone());
+            }
         }
         let gvk = json!({"group": group, "version": version, "kind": r.kind});
         let object = schema_ref(kind_name);
@@ -480,15 +521,84 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
             paths.insert(format!("{item}/{}", sub.name), Value::Object(ops));
         }
     }
-    let components: Map<String, Value> = s
+    let mut components: Map<String, Value> = s
         .closure(roots.iter().map(String::as_str))
         .into_iter()
         .collect();
+    components.extend(custom_components);
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": super::discovery::version()["gitVersion"]},
         "paths": paths,
         "components": {"schemas": components},
+    })
+}
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+
+/// Upstream's name for a custom kind's schema: the group reversed, then version and
+/// kind (`stable.example.com` v1 CronTab → `com.example.stable.v1.CronTab`).
+fn custom_schema_name(r: &Resource) -> String {
+    let group: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", group.join("."), r.version, r.kind)
+}
+
+fn type_fields(meta_name: &str) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(
+        "apiVersion".into(),
+        json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"}),
+    );
+    fields.insert(
+        "kind".into(),
+        json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"}),
+    );
+    fields.insert(
+        "metadata".into(),
+        json!({"allOf": [{"$ref": format!("#/components/schemas/{meta_name}")}],
+               "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
+    );
+    fields
+}
+
+/// The CRD's schema with the type fields and metadata every object has, marked with
+/// its group-version-kind so kubectl finds it.
+fn custom_schema(r: &Resource, schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    if !schema.is_object() {
+        schema = json!({"type": "object"});
+    }
+    let properties = schema
+        .as_object_mut()
+        .map(|root| {
+            root.entry("properties")
+                .or_insert_with(|| json!({}))
+                .clone()
+        })
+        .and_then(|p| p.as_object().cloned())
+        .unwrap_or_default();
+    let mut merged = properties;
+    merged.extend(type_fields(OBJECT_META));
+    schema["properties"] = Value::Object(merged);
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+    schema
+}
+
+fn custom_list_schema(r: &Resource, item_name: &str) -> Value {
+    let mut properties = type_fields(LIST_META);
+    properties.insert(
+        "items".into(),
+        json!({"type": "array", "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md", r.plural),
+               "items": {"$ref": format!("#/components/schemas/{item_name}")}}),
+    );
+    json!({
+        "type": "object",
+        "description": format!("{} is a list of {}", r.list_kind(), r.kind),
+        "required": ["items"],
+        "properties": properties,
+        "x-kubernetes-group-version-kind": [{"group": r.group, "version": r.version, "kind": r.list_kind()}],
     })
 }
 
@@ -505,18 +615,18 @@ mod tests {
     use super::*;
 
     fn document(path: &str) -> Value {
-        let docs = documents(&Registry::default());
+        let docs = documents(&Registry::default(), &Cache::default());
         serde_json::from_slice(&docs.by_path[path].body).unwrap()
     }
 
     #[test]
     fn root_names_every_group_version_with_its_hash() {
         let reg = Registry::default();
-        let root: Value = serde_json::from_slice(&documents(&reg).root).unwrap();
+        let root: Value = serde_json::from_slice(&documents(&reg, &Cache::default()).root).unwrap();
         let url = root["paths"]["apis/coordination.k8s.io/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap();
-        let hash = &documents(&reg).by_path["apis/coordination.k8s.io/v1"].hash;
+        let hash = &documents(&reg, &Cache::default()).by_path["apis/coordination.k8s.io/v1"].hash;
         assert_eq!(
             url,
             format!("/openapi/v3/apis/coordination.k8s.io/v1?hash={hash}")
@@ -582,21 +692,39 @@ mod tests {
     #[test]
     fn hashes_make_documents_immutable() {
         let reg = Registry::default();
-        let hash = documents(&reg).by_path["api/v1"].hash.clone();
+        let hash = documents(&reg, &Cache::default()).by_path["api/v1"]
+            .hash
+            .clone();
         let headers = HeaderMap::new();
-        let ok =
-            serve_group_version(&reg, "api/v1", Some(&format!("hash={hash}")), &headers).unwrap();
+        let ok = serve_group_version(
+            &reg,
+            &Cache::default(),
+            "api/v1",
+            Some(&format!("hash={hash}")),
+            &headers,
+        )
+        .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.headers()[header::CACHE_CONTROL], "public, immutable");
-        let stale = serve_group_version(&reg, "api/v1", Some("hash=OLD"), &headers).unwrap();
+        let stale = serve_group_version(
+            &reg,
+            &Cache::default(),
+            "api/v1",
+            Some("hash=OLD"),
+            &headers,
+        )
+        .unwrap();
         assert_eq!(stale.status(), StatusCode::MOVED_PERMANENTLY);
         let mut conditional = HeaderMap::new();
         conditional.insert(
             header::IF_NONE_MATCH,
             format!("\"{hash}\"").parse().unwrap(),
         );
-        let cached = serve_group_version(&reg, "api/v1", None, &conditional).unwrap();
+        let cached =
+            serve_group_version(&reg, &Cache::default(), "api/v1", None, &conditional).unwrap();
         assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
-        assert!(serve_group_version(&reg, "apis/nope/v1", None, &headers).is_err());
+        assert!(
+            serve_group_version(&reg, &Cache::default(), "apis/nope/v1", None, &headers).is_err()
+        );
     }
 }

@@ -1,73 +1,52 @@
 //! The review APIs: `selfsubjectaccessreviews` and `selfsubjectrulesreviews`
-//! (`kubectl auth can-i [--list]`) and `selfsubjectreviews` (`kubectl auth whoami`).
-//! They are create-only and never stored: the answer is the request object with its
-//! `status` filled in.
-//!
-//! There is no authorizer yet, so every authenticated user may do everything. The
-//! decisions come from `authorize` and `rules` alone: a real (RBAC) authorizer
-//! replaces their bodies, and the reviews follow.
+//! (`kubectl auth can-i [--list]`), `subjectaccessreviews` and
+//! `localsubjectaccessreviews` (asking on behalf of another user) and
+//! `selfsubjectreviews` (`kubectl auth whoami`). They are create-only and never
+//! stored: the answer is the request object with its `status` filled in, decided by
+//! the RBAC authorizer.
 
+use super::rbac::Rbac;
 use super::request::Rendering;
 use super::{Json, User};
+use crate::api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes};
 use crate::api::registry::Resource;
 use crate::api::status::{ApiError, Cause};
 use serde_json::{Map, Value, json};
 
-/// The group every authenticated user is in, as upstream adds it.
-const AUTHENTICATED: &str = "system:authenticated";
-
-/// Why everything is allowed, as `kubectl auth can-i -v` shows it.
-const ALLOW_ALL_REASON: &str =
-    "rind: no authorizer configured, every authenticated user may do everything";
-
-/// What a request would do: upstream's authorizer attributes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attributes {
-    pub verb: String,
-    /// A resource request (`Some`) or one to a non-resource URL such as `/healthz` (`None`).
-    pub resource: Option<ResourceAttributes>,
-    /// The URL of a non-resource request.
-    pub path: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResourceAttributes {
-    pub namespace: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
-}
-
-/// An authorizer's answer. Neither allowed nor denied means "no opinion".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub denied: bool,
-    pub reason: String,
-}
-
-/// Whether `user` may do what `attributes` describe.
-pub fn authorize(_user: &User, _attributes: &Attributes) -> Decision {
-    Decision {
-        allowed: true,
-        denied: false,
-        reason: ALLOW_ALL_REASON.to_string(),
-    }
-}
-
 /// The rules `user` has in `namespace`, as a SelfSubjectRulesReview's status.
-pub fn rules(_user: &User, _namespace: &str) -> Value {
+fn rules(rbac: &Rbac, user: &User, namespace: &str) -> Value {
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for rule in rbac.rules(user, namespace) {
+        if let Some(urls) = rule.non_resource_urls.filter(|u| !u.is_empty()) {
+            non_resource_rules.push(json!({"verbs": rule.verbs, "nonResourceURLs": urls}));
+        } else {
+            let mut entry = json!({
+                "verbs": rule.verbs,
+                "apiGroups": rule.api_groups.unwrap_or_default(),
+                "resources": rule.resources.unwrap_or_default(),
+            });
+            if let Some(names) = rule.resource_names.filter(|n| !n.is_empty()) {
+                entry["resourceNames"] = json!(names);
+            }
+            resource_rules.push(entry);
+        }
+    }
     json!({
-        "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
         "incomplete": false,
     })
 }
 
 /// `POST` of a review: fills in the status of `object` for `user`.
-pub fn create(res: &Resource, user: &User, mut object: Value) -> Result<Json, ApiError> {
+pub fn create(
+    rbac: &Rbac,
+    res: &Resource,
+    namespace: Option<&str>,
+    user: &User,
+    mut object: Value,
+) -> Result<Json, ApiError> {
     let Some(fields) = object.as_object_mut() else {
         return Err(ApiError::bad_request("the request body is not an object"));
     };
@@ -82,10 +61,43 @@ pub fn create(res: &Resource, user: &User, mut object: Value) -> Result<Json, Ap
         )));
     }
     let status = match res.kind {
-        "SelfSubjectAccessReview" => access_review(res, user, fields)?,
+        "SelfSubjectAccessReview" => access_review(rbac, res, user, fields)?,
+        "SubjectAccessReview" => {
+            let subject = subject_of(res, fields)?;
+            access_review(rbac, res, &subject, fields)?
+        }
+        "LocalSubjectAccessReview" => {
+            let subject = subject_of(res, fields)?;
+            let namespace = namespace.unwrap_or_default();
+            let spec = fields.get("spec");
+            if spec.and_then(|s| s.get("nonResourceAttributes")).is_some() {
+                return Err(invalid(
+                    res,
+                    Cause::invalid(
+                        "spec.nonResourceAttributes",
+                        "",
+                        "disallowed on this kind of request",
+                    ),
+                ));
+            }
+            let asked = str_at(spec.and_then(|s| s.get("resourceAttributes")), "namespace");
+            if asked != namespace {
+                return Err(invalid(
+                    res,
+                    Cause::invalid(
+                        "spec.resourceAttributes.namespace",
+                        &asked,
+                        "must match metadata.namespace",
+                    ),
+                ));
+            }
+            let metadata = fields.entry("metadata").or_insert_with(|| json!({}));
+            metadata["namespace"] = json!(namespace);
+            access_review(rbac, res, &subject, fields)?
+        }
         "SelfSubjectRulesReview" => {
             let namespace = str_at(fields.get("spec"), "namespace");
-            rules(user, &namespace)
+            rules(rbac, user, &namespace)
         }
         "SelfSubjectReview" => json!({"userInfo": user_info(user)}),
         _ => {
@@ -104,6 +116,7 @@ pub fn create(res: &Resource, user: &User, mut object: Value) -> Result<Json, Ap
 /// The status of a SelfSubjectAccessReview: exactly one of `resourceAttributes` and
 /// `nonResourceAttributes` says what is asked about.
 fn access_review(
+    rbac: &Rbac,
     res: &Resource,
     user: &User,
     fields: &Map<String, Value>,
@@ -149,12 +162,40 @@ fn access_review(
             ));
         }
     };
-    let decision = authorize(user, &attributes);
+    let decision = rbac.authorize(user, &attributes);
     let mut status = json!({"allowed": decision.allowed, "reason": decision.reason});
     if decision.denied {
         status["denied"] = Value::Bool(true);
     }
     Ok(status)
+}
+
+/// The user a SubjectAccessReview asks about: `spec.user` and `spec.groups`, at
+/// least one of them given.
+fn subject_of(res: &Resource, fields: &Map<String, Value>) -> Result<User, ApiError> {
+    let spec = fields.get("spec");
+    let name = str_at(spec, "user");
+    let groups: Vec<String> = spec
+        .and_then(|s| s.get("groups"))
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if name.is_empty() && groups.is_empty() {
+        return Err(invalid(
+            res,
+            Cause::invalid(
+                "spec.user",
+                "",
+                "at least one of user or group must be specified",
+            ),
+        ));
+    }
+    Ok(User { name, groups })
 }
 
 fn invalid(res: &Resource, cause: Cause) -> ApiError {
@@ -188,11 +229,11 @@ mod tests {
     fn admin() -> User {
         User {
             name: "kubernetes-admin".into(),
-            groups: vec!["kubeadm:cluster-admins".into()],
+            groups: vec!["system:masters".into()],
         }
     }
 
-    fn review(plural: &str, body: Value) -> Result<Value, ApiError> {
+    fn review_in(plural: &str, ns: Option<&str>, body: Value) -> Result<Value, ApiError> {
         let reg = Registry::default();
         let group = if plural == "selfsubjectreviews" {
             "authentication.k8s.io"
@@ -200,11 +241,44 @@ mod tests {
             "authorization.k8s.io"
         };
         let res = reg.lookup(group, "v1", plural).unwrap();
-        create(res, &admin(), body).map(|j| j.body)
+        // No policy objects: only system:masters membership allows anything.
+        create(&Rbac::default(), res, ns, &admin(), body).map(|j| j.body)
+    }
+
+    fn review(plural: &str, body: Value) -> Result<Value, ApiError> {
+        review_in(plural, None, body)
     }
 
     #[test]
-    fn access_review_allows_everything() {
+    fn subject_access_reviews_ask_about_someone_else() {
+        let ask = |spec: Value| review("subjectaccessreviews", json!({"spec": spec}));
+        let attributes = json!({"verb": "get", "resource": "pods", "namespace": "default"});
+        let jane = ask(json!({"user": "jane", "resourceAttributes": attributes})).unwrap();
+        assert_eq!(jane["status"]["allowed"], false);
+        let masters = ask(json!({"user": "root", "groups": ["system:masters"],
+            "resourceAttributes": attributes}))
+        .unwrap();
+        assert_eq!(masters["status"]["allowed"], true);
+        let nobody = ask(json!({"resourceAttributes": attributes})).unwrap_err();
+        assert_eq!(nobody.code, 422);
+        assert!(nobody.message.contains("spec.user"), "{}", nobody.message);
+        // A local review is about its own namespace only.
+        let local = |ns: &str| {
+            review_in(
+                "localsubjectaccessreviews",
+                Some("default"),
+                json!({"spec": {"user": "jane", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": ns}}}),
+            )
+        };
+        assert_eq!(
+            local("default").unwrap()["metadata"]["namespace"],
+            "default"
+        );
+        assert_eq!(local("other").unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn access_review_allows_masters_everything() {
         let out = review(
             "selfsubjectaccessreviews",
             json!({"spec": {"resourceAttributes": {"verb": "create", "resource": "pods"}}}),
@@ -213,7 +287,7 @@ mod tests {
         assert_eq!(out["kind"], "SelfSubjectAccessReview");
         assert_eq!(out["apiVersion"], "authorization.k8s.io/v1");
         assert_eq!(out["status"]["allowed"], true);
-        assert_eq!(out["status"]["reason"], ALLOW_ALL_REASON);
+        assert_eq!(out["status"]["reason"], "system:masters may do everything");
         assert_eq!(out["spec"]["resourceAttributes"]["resource"], "pods");
     }
 
@@ -248,7 +322,7 @@ mod tests {
         assert_eq!(out["status"]["userInfo"]["username"], "kubernetes-admin");
         assert_eq!(
             out["status"]["userInfo"]["groups"],
-            json!(["kubeadm:cluster-admins", "system:authenticated"])
+            json!(["system:masters", "system:authenticated"])
         );
         let wrong = review("selfsubjectreviews", json!({"kind": "Pod"})).unwrap_err();
         assert_eq!(wrong.code, 400);

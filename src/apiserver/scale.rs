@@ -8,6 +8,7 @@ use super::handlers::{
 };
 use super::request::{BodyType, Query, Rendering};
 use super::{Json, Server};
+use crate::api::crd;
 use crate::api::registry::Resource;
 use crate::api::scale::{apply_scale, to_scale};
 use crate::api::status::ApiError;
@@ -21,7 +22,15 @@ pub async fn get(
     name: &str,
 ) -> Result<Json, ApiError> {
     let (_, object) = read(server, resource, &resource.key(ns, name), name).await?;
-    Ok(Json::ok(to_scale(&object), Rendering::Object))
+    Ok(Json::ok(scale_of(resource, &object), Rendering::Object))
+}
+
+/// The Scale view: at the CRD's paths for custom objects, the workload fields otherwise.
+fn scale_of(resource: &Resource, object: &Value) -> Value {
+    match resource.custom.and_then(|c| c.scale.as_ref()) {
+        Some(paths) => crd::to_scale(paths, object),
+        None => to_scale(object),
+    }
 }
 
 /// A replacement `Scale` (PUT) or a patch to apply to the current one (PATCH).
@@ -44,7 +53,9 @@ pub async fn write(
         let (kv, current) = read(server, resource, &key, name).await?;
         let scale = match &request {
             ScaleWrite::Replace(body) => body.clone(),
-            ScaleWrite::Patch(patch, kind) => apply_patch(&to_scale(&current), patch, *kind)?,
+            ScaleWrite::Patch(patch, kind) => {
+                apply_patch(&scale_of(resource, &current), patch, *kind)?
+            }
         };
         if let Some(rv) = resource_version_of(&scale)
             && rv != kv.mod_revision.to_string()
@@ -52,8 +63,11 @@ pub async fn write(
             return Err(ApiError::modified(resource.plural, resource.group, name));
         }
         let mut incoming = current.clone();
-        apply_scale(&mut incoming, &scale)
-            .map_err(|causes| ApiError::invalid("Scale", "autoscaling", name, &causes))?;
+        match resource.custom.and_then(|c| c.scale.as_ref()) {
+            Some(paths) => crd::apply_scale(paths, &mut incoming, &scale),
+            None => apply_scale(&mut incoming, &scale),
+        }
+        .map_err(|causes| ApiError::invalid("Scale", "autoscaling", name, &causes))?;
         let mut next = prepare_update(resource, None, &current, incoming);
         admit(resource, &mut next, None)?;
         validate_update(resource, None, &current, &next)?;
@@ -65,10 +79,10 @@ pub async fn write(
             resource.has_status(),
         );
         if dry_run {
-            return Ok(Json::ok(to_scale(&next), Rendering::Object));
+            return Ok(Json::ok(scale_of(resource, &next), Rendering::Object));
         }
         match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
-            Ok(stored) => return Ok(Json::ok(to_scale(&stored), Rendering::Object)),
+            Ok(stored) => return Ok(Json::ok(scale_of(resource, &stored), Rendering::Object)),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(e, resource, name)),
         }

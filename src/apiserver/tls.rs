@@ -22,9 +22,12 @@ pub enum ServeError {
     ServiceSubnet(#[from] super::allocator::InvalidSubnet),
     #[error("bootstrapping default objects failed: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] super::auth::token::KeyError),
 }
 
-/// The authenticated client: a certificate's CN is the user name, its O's the groups.
+/// The authenticated client: a certificate's CN is the user name, its O's the groups;
+/// a service-account token's account is `system:serviceaccount:<ns>:<name>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub name: String,

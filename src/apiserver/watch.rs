@@ -2,7 +2,8 @@
 //! with upstream's resourceVersion semantics, selectors (objects moving in or out of
 //! a selector become ADDED/DELETED), bookmarks, `sendInitialEvents` and Table events.
 
-use super::handlers::{Filter, collect, decode_as, set_resource_version, store_error};
+use super::cache::CachedEvent;
+use super::handlers::{Filter, collect, store_error};
 use super::request::{Query, Rendering};
 use super::{Server, stream_response};
 use crate::api::registry::Resource;
@@ -54,6 +55,16 @@ impl Watch {
         self.tx.send(Ok(line)).await.is_ok()
     }
 
+    /// Sends a shared event's object as `kind`: plain JSON watchers reuse the line the
+    /// first of them serialized; other renderings transform a copy.
+    async fn send_cached(&self, kind: &str, event: &CachedEvent) -> Result<bool, ApiError> {
+        if self.rendering == Rendering::Object {
+            let line = event.json_line(kind)?.to_string();
+            return Ok(self.tx.send(Ok(line)).await.is_ok());
+        }
+        Ok(self.send(kind, event.object()?.clone()).await)
+    }
+
     fn bookmark(&self, revision: i64, initial_events_end: bool) -> Value {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if initial_events_end {
@@ -67,33 +78,30 @@ impl Watch {
     }
 
     /// Turns one store event into at most one watch event.
-    async fn forward(&self, event: WatchEvent) -> Result<bool, ApiError> {
-        match event {
-            WatchEvent::Put { kv, prev } => {
-                let object = decode_as(self.resource, &kv)?;
-                let now = self.filter.matches(&object);
-                let before = match &prev {
-                    Some(prev) => self.filter.matches(&decode_as(self.resource, prev)?),
+    async fn forward(&self, event: &CachedEvent) -> Result<bool, ApiError> {
+        match &event.event {
+            WatchEvent::Put { .. } => {
+                let now = self.filter.matches(event.object()?);
+                let before = match event.prev_object()? {
+                    Some(prev) => self.filter.matches(prev),
                     None => false,
                 };
-                Ok(match (before, now) {
-                    (true, true) => self.send("MODIFIED", object).await,
-                    (false, true) => self.send("ADDED", object).await,
+                match (before, now) {
+                    (true, true) => self.send_cached("MODIFIED", event).await,
+                    (false, true) => self.send_cached("ADDED", event).await,
                     // Left the selector: to this watcher it is gone.
-                    (true, false) => self.send("DELETED", object).await,
-                    (false, false) => true,
-                })
+                    (true, false) => self.send_cached("DELETED", event).await,
+                    (false, false) => Ok(true),
+                }
             }
-            WatchEvent::Delete { prev, revision } => {
-                let mut object = decode_as(self.resource, &prev)?;
-                if !self.filter.matches(&object) {
+            WatchEvent::Delete { .. } => {
+                if !self.filter.matches(event.object()?) {
                     return Ok(true);
                 }
-                set_resource_version(&mut object, revision);
-                Ok(self.send("DELETED", object).await)
+                self.send_cached("DELETED", event).await
             }
             WatchEvent::Progress { revision } if self.bookmarks => {
-                Ok(self.send("BOOKMARK", self.bookmark(revision, false)).await)
+                Ok(self.send("BOOKMARK", self.bookmark(*revision, false)).await)
             }
             WatchEvent::Progress { .. } => Ok(true),
         }
@@ -149,7 +157,7 @@ pub async fn serve(
     };
     let after = initial.as_ref().map_or(start_revision, |(_, rev)| *rev);
     let prefix = resource.prefix(ns.as_deref());
-    let stream = server.store.watch(&prefix, after).await;
+    let stream = server.watch_cache.watch(resource, &prefix, after).await;
     tokio::spawn(async move {
         let run = async {
             let mut stream = match stream {
@@ -179,7 +187,7 @@ pub async fn serve(
                     },
                 };
                 let outcome = match event {
-                    Ok(event) => watch.forward(event).await,
+                    Ok(event) => watch.forward(&event).await,
                     Err(StoreError::Compacted {
                         requested,
                         compacted,

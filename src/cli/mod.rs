@@ -1,5 +1,6 @@
 //! The command tree, kind's shape: `rind <verb> <noun>`.
 
+pub mod bench;
 pub mod build;
 pub mod create;
 pub mod delete;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Components that run inside a node container.
     #[command(subcommand, hide = true)]
     Node(node::NodeCommand),
+    /// Benchmark drivers run by e2e/bench scripts.
+    #[command(subcommand, hide = true)]
+    Bench(bench::BenchCommand),
 }
 
 /// `--name`, shared by every command that acts on one cluster.

@@ -17,6 +17,21 @@ pub enum NodeCommand {
     Scheduler,
     /// The kubelet.
     Kubelet,
+    /// The API server alone on 127.0.0.1 against a plain-HTTP etcd, with generated
+    /// certificates and an admin kubeconfig written to `--dir` (for client test suites).
+    StandaloneApiserver {
+        /// The etcd client URL, e.g. http://127.0.0.1:2379.
+        #[arg(long)]
+        etcd: String,
+        /// Where the admin kubeconfig is written once the port is bound.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Benchmarks the scheduler against an API server on loopback (e2e/bench/scheduler.py).
+    BenchScheduler(crate::scheduler::bench::BenchArgs),
     /// Prints the ID of an image the node's runtime holds (nothing if absent); lets
     /// `rind load` skip nodes that already have an image.
     ImageId { image: String },
@@ -31,6 +46,10 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::ControllerManager => crate::controllers::run_node(&load()?).await,
         NodeCommand::Scheduler => crate::scheduler::run_node(&load()?).await,
         NodeCommand::Kubelet => crate::kubelet::run_node(&load()?).await,
+        NodeCommand::StandaloneApiserver { etcd, dir, port } => {
+            crate::apiserver::standalone::run(&etcd, &dir, port).await
+        }
+        NodeCommand::BenchScheduler(args) => crate::scheduler::bench::run_bench(args).await,
         NodeCommand::ImageId { image } => {
             if let Some(id) = crate::kubelet::image_id(&image).await? {
                 println!("{id}");

@@ -96,13 +96,47 @@ fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     })
 }
 
+/// The tolerations upstream's DaemonSet controller gives every daemon pod: a daemon
+/// keeps running on a node that is unreachable, not ready, under resource pressure
+/// or cordoned, since it is often what the node needs to recover (no tolerationSeconds:
+/// the taint manager never evicts it).
+fn daemon_tolerations() -> Vec<Toleration> {
+    [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ]
+    .into_iter()
+    .map(|(key, effect)| Toleration {
+        key: Some(key.to_string()),
+        operator: Some("Exists".to_string()),
+        effect: Some(effect.to_string()),
+        ..Toleration::default()
+    })
+    .collect()
+}
+
+/// The template's tolerations plus the daemon ones it does not have yet.
+fn with_daemon_tolerations(mut tolerations: Vec<Toleration>) -> Vec<Toleration> {
+    for toleration in daemon_tolerations() {
+        if !tolerations.contains(&toleration) {
+            tolerations.push(toleration);
+        }
+    }
+    tolerations
+}
+
 /// Whether a daemon pod from this template belongs on the node.
 fn eligible(ds: &DaemonSet, node: &Node) -> bool {
     let spec = ds.spec.template.spec.as_ref();
     let selector_ok = spec
         .and_then(|s| s.node_selector.as_ref())
         .is_none_or(|sel| sel.iter().all(|(k, v)| node.labels().get(k) == Some(v)));
-    let tolerations = spec.and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    let tolerations =
+        with_daemon_tolerations(spec.and_then(|s| s.tolerations.clone()).unwrap_or_default());
     let taints_ok = node
         .spec
         .iter()
@@ -297,6 +331,9 @@ async fn create_pod(
     labels.insert(REVISION_LABEL.into(), hash.to_string());
     let mut spec = template.spec.unwrap_or_default();
     spec.node_name = Some(node.to_string());
+    spec.tolerations = Some(with_daemon_tolerations(
+        spec.tolerations.take().unwrap_or_default(),
+    ));
     let pod = Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", ds.name_any())),
@@ -344,5 +381,41 @@ mod tests {
             ..Toleration::default()
         };
         assert!(tolerates(&[everything], &taint));
+    }
+
+    #[test]
+    fn daemons_stay_on_unreachable_and_cordoned_nodes() {
+        let ds: DaemonSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+            }
+        }))
+        .unwrap();
+        let node = |key: &str, effect: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n"},
+                "spec": {"taints": [{"key": key, "effect": effect}]}
+            }))
+            .unwrap()
+        };
+        assert!(eligible(
+            &ds,
+            &node("node.kubernetes.io/unreachable", "NoExecute")
+        ));
+        assert!(eligible(
+            &ds,
+            &node("node.kubernetes.io/not-ready", "NoExecute")
+        ));
+        assert!(eligible(
+            &ds,
+            &node("node.kubernetes.io/unschedulable", "NoSchedule")
+        ));
+        assert!(!eligible(&ds, &node("dedicated", "NoSchedule")));
+        // Tolerations the template already has are not repeated.
+        let twice = with_daemon_tolerations(daemon_tolerations());
+        assert_eq!(twice, daemon_tolerations());
     }
 }

@@ -2,7 +2,11 @@
 //! succeeded, at most `parallelism` at a time; fails the Job once more than
 //! `backoffLimit` pods failed or `activeDeadlineSeconds` passed; reports active, ready,
 //! succeeded and failed counts, start and completion times and the Complete/Failed
-//! conditions `kubectl wait --for=condition=complete` looks for.
+//! conditions `kubectl wait --for=condition=complete` looks for. Indexed Jobs give each
+//! pod a completion index (annotation, label and hostname `<job>-<index>`) and finish
+//! once every index in `0..completions` has succeeded. A finished Job with
+//! `ttlSecondsAfterFinished` is deleted (in the background) once that time has passed —
+//! upstream's TTL-after-finished controller, here because it reads the same objects.
 
 use super::owners::{self, Expectations};
 use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
@@ -23,6 +27,8 @@ use std::time::Duration;
 /// Labels upstream puts on a Job's pods (the API server also selects by them).
 const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+/// The annotation (and label) carrying an Indexed Job pod's completion index.
+const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 struct Ctx {
     client: Client,
@@ -101,8 +107,75 @@ async fn event(ctx: &Ctx, job: &Job, type_: EventType, reason: &str, note: Strin
     }
 }
 
-/// The pod the template describes, labelled and owned as upstream's Job pods are.
-fn pod_from_template(job: &Job) -> Pod {
+/// When the Job finished: its Complete or Failed condition's transition time.
+fn finished_at(job: &Job) -> Option<Timestamp> {
+    job.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// A finished Job with a TTL: deleted once the TTL has passed since it finished, its
+/// pods with it (background propagation); until then, looked at again when it is due.
+async fn expire(job: &Job, ctx: &Ctx, now: Timestamp) -> Result<Action, ControllerError> {
+    let ttl = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished);
+    let (Some(ttl), Some(at)) = (ttl, finished_at(job)) else {
+        return Ok(Action::await_change());
+    };
+    let due = at + jiff::SignedDuration::from_secs(i64::from(ttl.max(0)));
+    if due > now {
+        let wait = Duration::try_from(due.duration_since(now)).unwrap_or(RESYNC);
+        return Ok(Action::requeue(wait.min(RESYNC)));
+    }
+    let params = DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+        // Only this Job: one recreated under the same name has its own TTL.
+        preconditions: Some(kube::api::Preconditions {
+            uid: job.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    match api.delete(&job.name_any(), &params).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An Indexed Job pod's completion index, if it has a valid one.
+fn index_of(pod: &Pod) -> Option<i32> {
+    pod.annotations().get(INDEX_KEY)?.parse().ok()
+}
+
+/// A set of indexes as upstream writes `completedIndexes`: ascending, runs of
+/// consecutive indexes as ranges ("0-2,4").
+fn index_ranges(indexes: &std::collections::BTreeSet<i32>) -> String {
+    let mut runs: Vec<(i32, i32)> = Vec::new();
+    for &i in indexes {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pod the template describes, labelled and owned as upstream's Job pods are;
+/// with `index`, the pod of that completion index.
+fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
     let template = job
         .spec
         .as_ref()
@@ -114,23 +187,39 @@ fn pod_from_template(job: &Job) -> Pod {
     labels.insert(CONTROLLER_UID_LABEL.into(), job.uid().unwrap_or_default());
     labels.insert("job-name".into(), job.name_any());
     labels.insert("controller-uid".into(), job.uid().unwrap_or_default());
+    let mut annotations = meta.annotations;
+    let mut spec = template.spec;
+    let mut prefix = job.name_any();
+    if let Some(index) = index {
+        labels.insert(INDEX_KEY.into(), index.to_string());
+        annotations
+            .get_or_insert_with(Default::default)
+            .insert(INDEX_KEY.into(), index.to_string());
+        prefix = format!("{prefix}-{index}");
+        if let Some(spec) = spec.as_mut() {
+            spec.hostname = Some(prefix.clone());
+        }
+    }
     Pod {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", job.name_any())),
+            generate_name: Some(format!("{prefix}-")),
             namespace: job.namespace(),
             labels: Some(labels),
-            annotations: meta.annotations,
+            annotations,
             owner_references: Some(vec![owners::controller_ref(job)]),
             ..ObjectMeta::default()
         },
-        spec: template.spec,
+        spec,
         status: None,
     }
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {
-    if finished(&job) || job.metadata.deletion_timestamp.is_some() {
+    if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    if finished(&job) {
+        return expire(&job, &ctx, Timestamp::now()).await;
     }
     let Some(spec) = job.spec.as_ref() else {
         return Ok(Action::await_change());
@@ -156,7 +245,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
     let count = |f: &dyn Fn(&Pod) -> bool| {
         i32::try_from(pods.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
-    let succeeded = count(&|p| phase(p) == "Succeeded");
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions = spec.completions.unwrap_or(1);
+    // Indexed: the distinct valid indexes that have succeeded, each counting once.
+    let succeeded_indexes: std::collections::BTreeSet<i32> = pods
+        .iter()
+        .filter(|p| phase(p) == "Succeeded")
+        .filter_map(|p| index_of(p))
+        .filter(|i| (0..completions).contains(i))
+        .collect();
+    let succeeded = if indexed {
+        i32::try_from(succeeded_indexes.len()).unwrap_or(i32::MAX)
+    } else {
+        count(&|p| phase(p) == "Succeeded")
+    };
     let failed = count(&|p| phase(p) == "Failed");
     let ready = count(&|p| {
         p.status
@@ -236,9 +338,21 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         };
         let want = parallelism.min(remaining);
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        let pod = pod_from_template(&job);
-        let missing = (want - active_count).max(0);
-        for _ in 0..missing {
+        let missing = usize::try_from((want - active_count).max(0)).unwrap_or(0);
+        // Indexed: the lowest indexes neither succeeded nor running get a pod each.
+        let indexes: Vec<Option<i32>> = if indexed {
+            let running: std::collections::BTreeSet<i32> =
+                active.iter().filter_map(|p| index_of(p)).collect();
+            (0..completions)
+                .filter(|i| !succeeded_indexes.contains(i) && !running.contains(i))
+                .take(missing)
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; missing]
+        };
+        for index in indexes {
+            let pod = pod_from_template(&job, index);
             match api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
                     ctx.expectations.created(&key, created.name_any());
@@ -275,6 +389,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         start_time: Some(Time(started)),
         completion_time,
         conditions: (!conditions.is_empty()).then_some(conditions),
+        completed_indexes: (indexed && !succeeded_indexes.is_empty())
+            .then(|| index_ranges(&succeeded_indexes)),
         ..JobStatus::default()
     };
     if job.status.as_ref() != Some(&status) {
@@ -291,4 +407,18 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         .and_then(|d| Duration::try_from(d.duration_since(now)).ok())
         .map_or(RESYNC, |d| d.min(RESYNC));
     Ok(Action::requeue(recheck))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_indexes_are_written_as_ranges() {
+        let set = |v: &[i32]| v.iter().copied().collect();
+        assert_eq!(index_ranges(&set(&[])), "");
+        assert_eq!(index_ranges(&set(&[3])), "3");
+        assert_eq!(index_ranges(&set(&[0, 1, 2, 4])), "0-2,4");
+        assert_eq!(index_ranges(&set(&[1, 3, 4, 5, 7, 8])), "1,3-5,7-8");
+    }
 }

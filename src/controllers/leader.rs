@@ -43,6 +43,14 @@ impl LeaseConfig {
             renew_period: Duration::from_secs(2),
         }
     }
+
+    /// The lease upstream's kube-scheduler holds, with the same default timings.
+    pub fn scheduler(identity: String) -> Self {
+        LeaseConfig {
+            name: "kube-scheduler".into(),
+            ..LeaseConfig::controller_manager(identity)
+        }
+    }
 }
 
 /// `<hostname>_<uuid>`, as upstream components name themselves in leases: the host says

@@ -7,17 +7,24 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
-mod gc;
+pub(crate) mod gc;
 mod job;
 pub mod leader;
 mod nodeipam;
+mod nodelifecycle;
 mod owners;
 mod replicaset;
 mod serviceaccount;
+mod statefulset;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cronjob;
+#[cfg(test)]
+mod tests_statefulset;
+#[cfg(test)]
+mod tests_storage;
+mod volume;
 
 use crate::node::{NodeConfig, paths};
 use futures::StreamExt;
@@ -122,10 +129,16 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(serviceaccount::run(client.clone()));
     tasks.spawn(job::run(client.clone()));
     tasks.spawn(daemonset::run(client.clone()));
+    tasks.spawn(statefulset::run(client.clone()));
     tasks.spawn(cronjob::run(
         client.clone(),
         cfg.clock.unwrap_or(jiff::Timestamp::now),
     ));
+    tasks.spawn(nodelifecycle::run(
+        client.clone(),
+        cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
+    ));
+    tasks.spawn(volume::run(client.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }
@@ -151,6 +164,9 @@ pub struct Settings {
     pub pod_subnet: String,
     /// Where the CronJob controller reads the time (None: the system clock).
     pub clock: Option<cronjob::Clock>,
+    /// How stale a node's heartbeat may get before it counts as unreachable (None:
+    /// upstream's 40 s; tests use a few seconds).
+    pub node_grace: Option<Duration>,
 }
 
 /// Runs the controller-manager inside a node: campaigns for the lease and runs the
@@ -161,6 +177,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     let settings = Settings {
         pod_subnet: cfg.pod_subnet.clone(),
         clock: None,
+        node_grace: None,
     };
     let mut elector = leader::Elector::new(
         client.clone(),

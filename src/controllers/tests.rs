@@ -138,6 +138,15 @@ pub(super) struct Cluster {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl Cluster {
+    /// Stops the fake kubelet, for tests that run their own nodes and the scheduler.
+    pub fn stop_fake_kubelet(&self) {
+        if let Some(kubelet) = self.tasks.get(1) {
+            kubelet.abort();
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -150,6 +159,7 @@ pub(super) async fn cluster() -> Cluster {
     cluster_with(Settings {
         pod_subnet: "10.244.0.0/16".into(),
         clock: None,
+        ..Settings::default()
     })
     .await
 }
@@ -610,8 +620,21 @@ async fn cascading_deletes_background_orphan_foreground() {
         "pods stay"
     );
 
-    // Foreground: the pods go before the ReplicaSet does.
+    // Foreground: the pods go before the ReplicaSet does. A finalizer of ours on one pod
+    // holds that dependent, so the owner's waiting state is observed, not raced.
     let name = orphaned.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let held_pod = pods_of(&client, "default", "app=web").await[0].name_any();
+    let hold = |finalizers: Vec<&str>| {
+        Patch::Merge(serde_json::json!({"metadata": {"finalizers": finalizers}}))
+    };
+    pods.patch(
+        &held_pod,
+        &PatchParams::default(),
+        &hold(vec!["test.rind.dev/hold"]),
+    )
+    .await
+    .unwrap();
     let out = crate::apiserver::tests::kubectl(
         &cluster.server,
         &[
@@ -628,25 +651,28 @@ async fn cascading_deletes_background_orphan_foreground() {
         "{}",
         crate::apiserver::tests::stderr(&out)
     );
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    settle(
+        &cluster,
+        "the owner waiting on its held dependent",
+        || async {
+            let rs = sets.get_opt(&name).await.unwrap()?;
+            let waiting = rs.metadata.deletion_timestamp.is_some()
+                && rs.finalizers().iter().any(|f| f == "foregroundDeletion");
+            let others_gone = pods_of(&client, "default", "app=web")
+                .await
+                .iter()
+                .all(|p| p.name_any() == held_pod);
+            (waiting && others_gone).then_some(())
+        },
+    )
+    .await;
+    pods.patch(&held_pod, &PatchParams::default(), &hold(vec![]))
+        .await
+        .unwrap();
     settle(&cluster, "foreground cascade", || async {
-        match sets.get_opt(&name).await.unwrap() {
-            Some(rs) => {
-                if rs.metadata.deletion_timestamp.is_some()
-                    && rs.finalizers().iter().any(|f| f == "foregroundDeletion")
-                {
-                    held.store(true, Ordering::SeqCst);
-                }
-                None
-            }
-            None => Some(()),
-        }
+        sets.get_opt(&name).await.unwrap().is_none().then_some(())
     })
     .await;
-    assert!(
-        held.load(Ordering::SeqCst),
-        "the owner waited with the foregroundDeletion finalizer"
-    );
     assert!(
         pods_of(&client, "default", "app=web").await.is_empty(),
         "dependents were gone before the owner"

@@ -69,6 +69,7 @@ async fn cronjob_runs_jobs_on_schedule_and_keeps_history_limits() {
     let cluster = cluster_with(Settings {
         pod_subnet: String::new(),
         clock: Some(test_now),
+        ..Settings::default()
     })
     .await;
     let client = cluster.client.clone();

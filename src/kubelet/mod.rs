@@ -3,12 +3,14 @@
 
 mod cri;
 pub mod events;
+pub mod local_path;
 mod logs;
 mod node_status;
 mod pods;
 mod server;
 mod spec;
 mod status;
+mod volumes;
 
 use crate::node::{NodeConfig, paths};
 use anyhow::Context;
@@ -82,6 +84,12 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         cfg.clone(),
         info,
         node_uid,
+    ));
+
+    tokio::spawn(local_path::run(
+        client.clone(),
+        cfg.node_name.clone(),
+        std::path::PathBuf::from("/"),
     ));
 
     let (store, writer) = reflector::store::<Pod>();

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Event, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -45,6 +46,11 @@ pub trait PodApi: Send + Sync {
     async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error>;
     /// Records an Event about the pod; a failure is only logged, events are advisory.
     async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str);
+    /// The client volumes read their claims, configMaps and secrets with (None: a
+    /// test runtime without an API server; pods with volumes then cannot start).
+    fn client(&self) -> Option<kube::Client> {
+        None
+    }
 }
 
 /// [`PodApi`] over the real API server.
@@ -55,6 +61,10 @@ pub struct KubePodApi {
 
 #[async_trait::async_trait]
 impl PodApi for KubePodApi {
+    fn client(&self) -> Option<kube::Client> {
+        Some(self.client.clone())
+    }
+
     async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         let patch = serde_json::json!({ "status": status });
@@ -256,6 +266,7 @@ impl PodWorkers {
                     };
                     // The logs go with the pod, as with the real kubelet's cleanup.
                     let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
+                    super::volumes::remove_pod_dir(&key.uid).await;
                 }
             });
         }
@@ -628,7 +639,50 @@ impl PodWorkers {
         {
             return Ok(Err(waiting));
         }
-        let config = spec::container_config(ctx.pod, ctx.container, attempt, ctx.fields);
+        let mounts = match self.api.client() {
+            Some(client) => {
+                super::volumes::mounts(
+                    &client,
+                    ctx.pod,
+                    ctx.container,
+                    Path::new(super::volumes::PODS_DIR),
+                )
+                .await
+            }
+            None if ctx
+                .container
+                .volume_mounts
+                .as_ref()
+                .is_none_or(Vec::is_empty) =>
+            {
+                Ok(Vec::new())
+            }
+            None => Err(super::volumes::VolumeError::Unsupported("*".into())),
+        };
+        let mounts = match mounts {
+            Ok(mounts) => mounts,
+            Err(err) => {
+                // Not ready yet (an unbound claim, a missing configMap): the next sync
+                // tries again; one event per pod, not one per retry.
+                tracing::info!(pod = %ctx.key.name, container = %ctx.container.name, "volumes not ready: {err}");
+                if self.first_failure(&format!("{}/mount", ctx.key.uid)) {
+                    self.api
+                        .record_event(
+                            ctx.key,
+                            "Warning",
+                            "FailedMount",
+                            &format!("MountVolume.SetUp failed: {err}"),
+                        )
+                        .await;
+                }
+                return Ok(Err(Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: err.to_string(),
+                }));
+            }
+        };
+        let mut config = spec::container_config(ctx.pod, ctx.container, attempt, ctx.fields);
+        config.mounts = mounts;
         let name = &ctx.container.name;
         let id = match self
             .cri

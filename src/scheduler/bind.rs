@@ -6,6 +6,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
@@ -77,6 +80,75 @@ pub async fn record_event(
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &event).await?;
     Ok(())
+}
+
+/// Events waiting to be written; beyond this they are dropped, as upstream's event
+/// broadcaster drops events when its queue is full, so events never slow scheduling.
+const EVENT_QUEUE: usize = 1000;
+/// Event writes in flight at once.
+const EVENT_WRITERS: usize = 16;
+
+struct PendingEvent {
+    pod: Arc<Pod>,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+/// Writes Events in the background.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<PendingEvent>,
+}
+
+impl EventSink {
+    /// Starts the writers; they end when every sink clone is dropped.
+    pub fn start(client: kube::Client) -> Self {
+        let (tx, mut rx) = mpsc::channel::<PendingEvent>(EVENT_QUEUE);
+        tokio::spawn(async move {
+            let writers = Arc::new(tokio::sync::Semaphore::new(EVENT_WRITERS));
+            while let Some(event) = rx.recv().await {
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(err) = record_event(
+                        &client,
+                        &event.pod,
+                        event.type_,
+                        event.reason,
+                        &event.message,
+                    )
+                    .await
+                    {
+                        tracing::warn!("cannot record a {} event: {err}", event.reason);
+                    }
+                });
+            }
+        });
+        EventSink { tx }
+    }
+
+    pub fn send(
+        &self,
+        pod: &Arc<Pod>,
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+        stats: &super::Stats,
+    ) {
+        let event = PendingEvent {
+            pod: pod.clone(),
+            type_,
+            reason,
+            message,
+        };
+        if self.tx.try_send(event).is_err() {
+            stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sets `PodScheduled=False` with reason Unschedulable, keeping the other conditions.

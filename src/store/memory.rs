@@ -345,6 +345,10 @@ impl Store for MemoryStore {
         inner.compacted = revision;
         Ok(())
     }
+
+    fn compacted_revision(&self) -> i64 {
+        self.lock().compacted
+    }
 }
 
 /// Sends a progress event to watcher `id` at every idle tick, and forgets the watcher

@@ -102,6 +102,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Discards history before `revision`.
     async fn compact(&self, revision: i64) -> StoreResult<()>;
+
+    /// The revision before which this process knows history is gone: its own
+    /// compactions, and any it learnt of from a `Compacted` answer to one; 0 when none.
+    /// Caches above the store use it to refuse (410) what the store would refuse.
+    fn compacted_revision(&self) -> i64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -330,7 +330,7 @@ pub async fn assemble(
             ])),
             ..Default::default()
         };
-        docker
+        crate::cluster::docker::for_image_builds(docker)
             .commit_container(
                 CommitContainerOptions {
                     container: Some(id.clone()),

@@ -40,6 +40,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 pings keep idle watch streams alive through NAT and detect dead members.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The largest etcd answer we decode (etcd's own send limit).
+const MAX_ANSWER: usize = i32::MAX as usize;
+
 /// Client certificate authentication to etcd, as kubeadm sets it up.
 pub struct EtcdTls {
     pub ca_pem: Vec<u8>,
@@ -51,6 +54,8 @@ pub struct EtcdStore {
     /// One connection (load-balanced over the endpoints) shared by every call; the
     /// generated clients are cheap handles onto it.
     channel: Channel,
+    /// See `Store::compacted_revision`.
+    compacted: std::sync::atomic::AtomicI64,
 }
 
 impl EtcdStore {
@@ -87,6 +92,7 @@ impl EtcdStore {
             members.push(endpoint);
         }
         let store = Arc::new(EtcdStore {
+            compacted: std::sync::atomic::AtomicI64::new(0),
             channel: Channel::balance_list(members.into_iter()),
         });
         let mut maintenance = MaintenanceClient::new(store.channel.clone());
@@ -105,7 +111,9 @@ impl EtcdStore {
     }
 
     fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+        // tonic's default 4 MiB answer limit breaks a LIST of a few thousand pods; etcd
+        // itself sends answers up to 2 GiB.
+        KvClient::new(self.channel.clone()).max_decoding_message_size(MAX_ANSWER)
     }
 
     async fn txn(&self, request: TxnRequest) -> StoreResult<TxnResponse> {
@@ -416,6 +424,7 @@ impl Store for EtcdStore {
             .await
             .map_err(|_| StoreError::Unavailable("etcd watch request channel closed".into()))?;
         let mut responses = WatchClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_ANSWER)
             .watch(ReceiverStream::new(request_rx))
             .await
             .map_err(map_status)?
@@ -474,14 +483,31 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> StoreResult<()> {
-        self.kv()
+        let result = self
+            .kv()
             .compact(CompactionRequest {
                 revision,
                 physical: false,
             })
             .await
-            .map_err(|status| map_status_at(status, revision))?;
-        Ok(())
+            .map_err(|status| map_status_at(status, revision));
+        use std::sync::atomic::Ordering;
+        match result {
+            Ok(_) => {
+                self.compacted.fetch_max(revision, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(err @ StoreError::Compacted { .. }) => {
+                // Another API server compacted at least this far already.
+                self.compacted.fetch_max(revision, Ordering::SeqCst);
+                Err(err)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn compacted_revision(&self) -> i64 {
+        self.compacted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

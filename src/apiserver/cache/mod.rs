@@ -1,0 +1,341 @@
+//! The watch cache: one store watch per resource, fanned out to every client watch of
+//! that resource, with a ring of recent events so a watch from a recent
+//! resourceVersion starts without a new etcd watch.
+//!
+//! Each event is decoded (and, for plain JSON watchers, serialized) once however many
+//! watchers it reaches: watchers share one `Arc<CachedEvent>` whose decoded forms are
+//! filled in by whichever watcher needs them first.
+//!
+//! Semantics stay the store's: a watch from a revision older than the ring holds falls
+//! back to its own store watch, so etcd still decides between replaying history and
+//! answering `Compacted` (410 Gone at the API edge).
+
+use super::handlers::{decode_as, set_resource_version};
+use crate::api::registry::Resource;
+use crate::api::status::ApiError;
+use crate::store::{Store, StoreError, StoreResult, WatchEvent};
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+#[cfg(test)]
+mod tests;
+
+/// Recent events kept per resource: a watcher that re-watches after a short gap (or
+/// lists then watches) finds its resourceVersion here.
+pub const RING_CAPACITY: usize = 4096;
+/// Events a watcher may fall behind the feed before it must re-list (upstream likewise
+/// drops watchers that cannot keep up rather than buffer without bound).
+pub const LAG_LIMIT: usize = 4096;
+
+/// One store event with its decoded and serialized forms, computed at most once.
+pub struct CachedEvent {
+    pub event: WatchEvent,
+    resource: &'static Resource,
+    object: OnceLock<Result<Value, ApiError>>,
+    prev: OnceLock<Result<Option<Value>, ApiError>>,
+    /// `{"type": …, "object": …}\n` for ADDED, MODIFIED and DELETED.
+    lines: [OnceLock<String>; 3],
+}
+
+impl CachedEvent {
+    pub fn new(resource: &'static Resource, event: WatchEvent) -> Self {
+        CachedEvent {
+            event,
+            resource,
+            object: OnceLock::new(),
+            prev: OnceLock::new(),
+            lines: Default::default(),
+        }
+    }
+
+    /// The revision the event happened at (or, for progress, the store has reached).
+    pub fn revision(&self) -> i64 {
+        match &self.event {
+            WatchEvent::Put { kv, .. } => kv.mod_revision,
+            WatchEvent::Delete { revision, .. } => *revision,
+            WatchEvent::Progress { revision } => *revision,
+        }
+    }
+
+    fn key(&self) -> Option<&str> {
+        match &self.event {
+            WatchEvent::Put { kv, .. } => Some(&kv.key),
+            WatchEvent::Delete { prev, .. } => Some(&prev.key),
+            WatchEvent::Progress { .. } => None,
+        }
+    }
+
+    /// The object as the resource serves it: the new value of a put, the last value of
+    /// a deleted object stamped with the deleting revision.
+    pub fn object(&self) -> Result<&Value, ApiError> {
+        self.object
+            .get_or_init(|| match &self.event {
+                WatchEvent::Put { kv, .. } => decode_as(self.resource, kv),
+                WatchEvent::Delete { prev, revision } => {
+                    let mut object = decode_as(self.resource, prev)?;
+                    set_resource_version(&mut object, *revision);
+                    Ok(object)
+                }
+                WatchEvent::Progress { .. } => Ok(Value::Null),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The value a put replaced, if any.
+    pub fn prev_object(&self) -> Result<Option<&Value>, ApiError> {
+        self.prev
+            .get_or_init(|| match &self.event {
+                WatchEvent::Put {
+                    prev: Some(prev), ..
+                } => decode_as(self.resource, prev).map(Some),
+                _ => Ok(None),
+            })
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(Clone::clone)
+    }
+
+    /// The watch line for `kind` with the object as is (no Table or metadata-only form).
+    pub fn json_line(&self, kind: &str) -> Result<&str, ApiError> {
+        let slot = match kind {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        if let Some(line) = self.lines[slot].get() {
+            return Ok(line);
+        }
+        let mut line = json!({"type": kind, "object": self.object()?}).to_string();
+        line.push('\n');
+        Ok(self.lines[slot].get_or_init(|| line))
+    }
+}
+
+/// What a feed broadcasts: an event, or why it stopped.
+#[derive(Clone)]
+enum FeedItem {
+    Event(Arc<CachedEvent>),
+    Failed(Arc<StoreError>),
+}
+
+/// Events of one resource as the cache passes them to a client watch.
+pub type CachedStream = BoxStream<'static, StoreResult<Arc<CachedEvent>>>;
+
+/// The shared store watch of one resource.
+struct Feed {
+    state: Mutex<FeedState>,
+}
+
+struct FeedState {
+    /// Every event after `since` is in `ring`, in order.
+    ring: VecDeque<Arc<CachedEvent>>,
+    since: i64,
+    capacity: usize,
+    tx: broadcast::Sender<FeedItem>,
+    /// Set once the store watch has failed; the next watcher starts a new feed.
+    closed: bool,
+}
+
+impl FeedState {
+    fn push(&mut self, event: Arc<CachedEvent>) {
+        if !matches!(event.event, WatchEvent::Progress { .. }) {
+            if self.ring.len() == self.capacity
+                && let Some(oldest) = self.ring.pop_front()
+            {
+                self.since = oldest.revision();
+            }
+            self.ring.push_back(event.clone());
+        }
+        // No receiver is fine: the ring keeps the event for watchers still to come.
+        let _ = self.tx.send(FeedItem::Event(event));
+    }
+}
+
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    capacity: usize,
+    lag_limit: usize,
+    /// Feeds by resource (version and storage prefix); the async lock makes concurrent
+    /// first watchers of a resource share one new store watch.
+    feeds: Arc<tokio::sync::Mutex<HashMap<String, Arc<Feed>>>>,
+}
+
+impl WatchCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_capacity(store, RING_CAPACITY, LAG_LIMIT)
+    }
+
+    pub fn with_capacity(store: Arc<dyn Store>, capacity: usize, lag_limit: usize) -> Self {
+        WatchCache {
+            store,
+            capacity: capacity.max(1),
+            lag_limit: lag_limit.max(1),
+            feeds: Default::default(),
+        }
+    }
+
+    /// Every change under `prefix` (a prefix of `resource`'s keys) after
+    /// `after_revision`, like `Store::watch`, served from the resource's shared feed.
+    pub async fn watch(
+        &self,
+        resource: &'static Resource,
+        prefix: &str,
+        after_revision: i64,
+    ) -> StoreResult<CachedStream> {
+        let feed = {
+            let mut feeds = self.feeds.lock().await;
+            let id = format!("{}|{}", resource.api_version(), resource.key_prefix);
+            match feeds.get(&id) {
+                Some(feed) if !feed.state.lock().map(|s| s.closed).unwrap_or(true) => feed.clone(),
+                _ => {
+                    let feed = self.start_feed(resource, after_revision, &id).await?;
+                    feeds.insert(id, feed.clone());
+                    feed
+                }
+            }
+        };
+        let subscription = {
+            let state = feed
+                .state
+                .lock()
+                .map_err(|_| StoreError::Unavailable("watch cache lock poisoned".into()))?;
+            // A watch from before the store's compaction is refused (410) as the store
+            // would refuse it, even though the ring may still hold those events:
+            // clients rely on compaction forcing a relist.
+            let compacted = after_revision + 1 < self.store.compacted_revision();
+            if after_revision >= state.since && !state.closed && !compacted {
+                let replay: Vec<Arc<CachedEvent>> = state
+                    .ring
+                    .iter()
+                    .filter(|event| event.revision() > after_revision)
+                    .cloned()
+                    .collect();
+                Some((replay, state.tx.subscribe()))
+            } else {
+                None
+            }
+        };
+        let Some((replay, rx)) = subscription else {
+            // Older than the ring: etcd replays its history or says it is compacted.
+            let events = self.store.watch(prefix, after_revision).await?;
+            return Ok(events
+                .map(move |event| event.map(|event| Arc::new(CachedEvent::new(resource, event))))
+                .boxed());
+        };
+        let prefix = prefix.to_string();
+        let live = BroadcastStream::new(rx).map(move |item| match item {
+            Ok(FeedItem::Event(event)) => Ok(event),
+            Ok(FeedItem::Failed(err)) => Err(copy_error(&err)),
+            // Too slow to keep up: the client must re-list, as after a compaction.
+            Err(BroadcastStreamRecvError::Lagged(_)) => Err(StoreError::Compacted {
+                requested: after_revision,
+                compacted: 0,
+            }),
+        });
+        let events = stream::iter(replay.into_iter().map(Ok))
+            .chain(live)
+            .filter(move |item| {
+                let keep = match item {
+                    Ok(event) => match event.key() {
+                        Some(key) => event.revision() > after_revision && key.starts_with(&prefix),
+                        None => event.revision() >= after_revision,
+                    },
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            // An error ends the watch: the caller must start a new one.
+            .scan(false, |failed, item| {
+                let out = if *failed { None } else { Some(item) };
+                if matches!(out, Some(Err(_))) {
+                    *failed = true;
+                }
+                futures::future::ready(out)
+            });
+        Ok(events.boxed())
+    }
+
+    /// Opens the store watch of `resource` from `after_revision` and pumps it into a
+    /// new feed until it fails.
+    async fn start_feed(
+        &self,
+        resource: &'static Resource,
+        after_revision: i64,
+        id: &str,
+    ) -> StoreResult<Arc<Feed>> {
+        // A watch from a future revision waits for it; the feed itself starts at the
+        // present so it serves everyone else at once.
+        let after_revision = after_revision.min(self.store.revision().await?);
+        let mut upstream = self
+            .store
+            .watch(resource.key_prefix, after_revision)
+            .await?;
+        let (tx, _) = broadcast::channel(self.lag_limit);
+        let feed = Arc::new(Feed {
+            state: Mutex::new(FeedState {
+                ring: VecDeque::new(),
+                since: after_revision,
+                capacity: self.capacity,
+                tx,
+                closed: false,
+            }),
+        });
+        let pumped = Arc::downgrade(&feed);
+        let feeds = Arc::downgrade(&self.feeds);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let failure = loop {
+                let item = upstream.next().await;
+                let Some(feed) = pumped.upgrade() else {
+                    return;
+                };
+                let Ok(mut state) = feed.state.lock() else {
+                    return;
+                };
+                match item {
+                    Some(Ok(event)) => state.push(Arc::new(CachedEvent::new(resource, event))),
+                    Some(Err(err)) => break err,
+                    None => break StoreError::Unavailable("the store ended the watch".into()),
+                }
+            };
+            if let Some(feed) = pumped.upgrade() {
+                if let Ok(mut state) = feed.state.lock() {
+                    state.closed = true;
+                    let _ = state.tx.send(FeedItem::Failed(Arc::new(failure)));
+                }
+                // Forget the feed (unless a newer one already replaced it).
+                if let Some(feeds) = feeds.upgrade() {
+                    let mut feeds = feeds.lock().await;
+                    if feeds
+                        .get(&id)
+                        .is_some_and(|current| Arc::ptr_eq(current, &feed))
+                    {
+                        feeds.remove(&id);
+                    }
+                }
+            }
+        });
+        Ok(feed)
+    }
+}
+
+/// A copy of a feed's failure for one watcher (store errors are not `Clone`).
+fn copy_error(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => StoreError::Compacted {
+            requested: *requested,
+            compacted: *compacted,
+        },
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}

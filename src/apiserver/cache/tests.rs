@@ -1,0 +1,292 @@
+//! The watch cache over the in-memory store: fan-out from one store watch, replay from
+//! the ring, fallback to the store (and 410's `Compacted`) for older revisions.
+
+use super::*;
+use crate::api::registry::Registry;
+use crate::store::{KeyValue, ListPage, MemoryStore, WatchStream};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The memory store, counting the watches opened on it.
+struct Counting {
+    inner: Arc<MemoryStore>,
+    watches: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<i64>,
+    ) -> StoreResult<ListPage> {
+        self.inner.list(prefix, start_after, limit, revision).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<i64> {
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> StoreResult<i64> {
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<i64>) -> StoreResult<(KeyValue, i64)> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: i64) -> StoreResult<WatchStream> {
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        self.inner.watch(prefix, after).await
+    }
+    async fn revision(&self) -> StoreResult<i64> {
+        self.inner.revision().await
+    }
+    async fn compact(&self, revision: i64) -> StoreResult<()> {
+        self.inner.compact(revision).await
+    }
+
+    fn compacted_revision(&self) -> i64 {
+        self.inner.compacted_revision()
+    }
+}
+
+fn setup(capacity: usize, lag_limit: usize) -> (Arc<Counting>, WatchCache, &'static Resource) {
+    let store = Arc::new(Counting {
+        inner: MemoryStore::new(),
+        watches: AtomicUsize::new(0),
+    });
+    let cache = WatchCache::with_capacity(store.clone(), capacity, lag_limit);
+    let resource = Registry::default()
+        .lookup("", "v1", "configmaps")
+        .expect("configmaps are registered");
+    (store, cache, resource)
+}
+
+async fn put(store: &Counting, resource: &Resource, ns: &str, name: &str) -> i64 {
+    let value = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}});
+    store
+        .create(
+            &resource.key(Some(ns), name),
+            value.to_string().into_bytes(),
+        )
+        .await
+        .unwrap()
+}
+
+/// The next event that is not a progress notification.
+async fn next_change(stream: &mut CachedStream) -> StoreResult<Arc<CachedEvent>> {
+    loop {
+        let item = tokio::time::timeout(DEADLINE, stream.next())
+            .await
+            .expect("no event before the deadline")
+            .expect("the stream ended");
+        match item {
+            Ok(event) if matches!(event.event, WatchEvent::Progress { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn name_of(event: &CachedEvent) -> String {
+    event.object().unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn many_watchers_share_one_store_watch_and_one_serialization() {
+    let (store, cache, resource) = setup(16, 64);
+    let start = store.revision().await.unwrap();
+    let mut watchers = Vec::new();
+    for _ in 0..5 {
+        watchers.push(
+            cache
+                .watch(resource, &resource.prefix(None), start)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(store.watches.load(Ordering::SeqCst), 1);
+    put(&store, resource, "default", "a").await;
+    let mut seen = Vec::new();
+    for watcher in &mut watchers {
+        seen.push(next_change(watcher).await.unwrap());
+    }
+    // Every watcher got the same event object, so its line is serialized once.
+    for event in &seen {
+        assert!(Arc::ptr_eq(event, &seen[0]));
+    }
+    let line = seen[0].json_line("ADDED").unwrap();
+    assert!(line.contains(r#""type":"ADDED""#) && line.ends_with('\n'));
+    assert!(std::ptr::eq(line, seen[4].json_line("ADDED").unwrap()));
+}
+
+#[tokio::test]
+async fn a_recent_revision_is_replayed_from_the_ring() {
+    let (store, cache, resource) = setup(16, 64);
+    let start = store.revision().await.unwrap();
+    let mut first = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    let rev_a = put(&store, resource, "default", "a").await;
+    put(&store, resource, "default", "b").await;
+    assert_eq!(name_of(&next_change(&mut first).await.unwrap()), "a");
+    assert_eq!(name_of(&next_change(&mut first).await.unwrap()), "b");
+    // A later watcher from `a`'s revision starts after it, without a store watch.
+    let mut late = cache
+        .watch(resource, &resource.prefix(None), rev_a)
+        .await
+        .unwrap();
+    assert_eq!(name_of(&next_change(&mut late).await.unwrap()), "b");
+    put(&store, resource, "default", "c").await;
+    assert_eq!(name_of(&next_change(&mut late).await.unwrap()), "c");
+    assert_eq!(store.watches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_namespace_watch_sees_only_its_namespace() {
+    let (store, cache, resource) = setup(16, 64);
+    let start = store.revision().await.unwrap();
+    let mut ns = cache
+        .watch(resource, &resource.prefix(Some("one")), start)
+        .await
+        .unwrap();
+    put(&store, resource, "two", "x").await;
+    put(&store, resource, "one", "y").await;
+    assert_eq!(name_of(&next_change(&mut ns).await.unwrap()), "y");
+}
+
+#[tokio::test]
+async fn older_than_the_ring_falls_back_to_the_store() {
+    let (store, cache, resource) = setup(2, 64);
+    let start = store.revision().await.unwrap();
+    let mut first = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    for name in ["a", "b", "c", "d"] {
+        put(&store, resource, "default", name).await;
+    }
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(name_of(&next_change(&mut first).await.unwrap()), name);
+    }
+    // The ring holds only c and d; a watch from the start replays from the store.
+    let mut old = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    assert_eq!(store.watches.load(Ordering::SeqCst), 2);
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(name_of(&next_change(&mut old).await.unwrap()), name);
+    }
+}
+
+#[tokio::test]
+async fn older_than_the_ring_and_compacted_is_gone() {
+    let (store, cache, resource) = setup(2, 64);
+    let start = store.revision().await.unwrap();
+    let mut first = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for name in ["a", "b", "c", "d"] {
+        last = put(&store, resource, "default", name).await;
+    }
+    for _ in 0..4 {
+        next_change(&mut first).await.unwrap();
+    }
+    store.compact(last).await.unwrap();
+    let mut old = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_change(&mut old).await,
+        Err(StoreError::Compacted { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_watcher_that_falls_behind_must_relist() {
+    let (store, cache, resource) = setup(16, 2);
+    let start = store.revision().await.unwrap();
+    let mut slow = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for name in ["a", "b", "c", "d", "e"] {
+        last = put(&store, resource, "default", name).await;
+    }
+    // Wait until the feed has taken in every write (the slow watcher reads nothing).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let pumped = {
+            let feeds = cache.feeds.lock().await;
+            feeds.values().any(|feed| {
+                let state = feed.state.lock().unwrap();
+                state
+                    .ring
+                    .back()
+                    .is_some_and(|event| event.revision() == last)
+            })
+        };
+        if pumped {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never saw {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(matches!(
+        next_change(&mut slow).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    // The error ends that watch.
+    assert!(slow.next().await.is_none());
+}
+
+#[tokio::test]
+async fn within_the_ring_but_compacted_is_gone() {
+    // The ring is large enough to hold everything, yet a watch from before the store's
+    // compaction must still be refused: clients rely on compaction forcing a relist.
+    let (store, cache, resource) = setup(64, 64);
+    let start = store.revision().await.unwrap();
+    let mut first = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for name in ["a", "b", "c"] {
+        last = put(&store, resource, "default", name).await;
+    }
+    for _ in 0..3 {
+        next_change(&mut first).await.unwrap();
+    }
+    store.compact(last).await.unwrap();
+    let mut old = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_change(&mut old).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    // From the compaction revision on, the ring still serves the watch.
+    let mut recent = cache
+        .watch(resource, &resource.prefix(None), last - 1)
+        .await
+        .unwrap();
+    assert_eq!(name_of(&next_change(&mut recent).await.unwrap()), "c");
+    assert_eq!(store.watches.load(Ordering::SeqCst), 2);
+}

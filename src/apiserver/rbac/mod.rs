@@ -1,0 +1,279 @@
+//! The RBAC authorizer: Roles, ClusterRoles and their bindings evaluated from
+//! watch-fed mirrors of the store, as upstream's RBAC authorizer does it. Members of
+//! `system:masters` are allowed everything without a policy lookup.
+
+pub mod defaults;
+
+use super::User;
+use super::mirror::Mirror;
+use super::request::{Query, Target};
+use crate::api::rbac::{
+    AUTHENTICATED, Attributes, MASTERS, ResourceAttributes, aggregates, forbidden_reason,
+    rule_allows, subject_matches,
+};
+use crate::api::status::ApiError;
+use crate::store::{Store, StoreError};
+use http::Method;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use std::sync::Arc;
+
+const ROLES: &str = "/registry/roles/";
+const ROLE_BINDINGS: &str = "/registry/rolebindings/";
+const CLUSTER_ROLES: &str = "/registry/clusterroles/";
+const CLUSTER_ROLE_BINDINGS: &str = "/registry/clusterrolebindings/";
+
+/// An authorizer's answer. Neither allowed nor denied means "no opinion", which the
+/// API server treats as a denial (RBAC never denies explicitly).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub denied: bool,
+    pub reason: String,
+}
+
+pub struct Rbac {
+    roles: Arc<Mirror<Role>>,
+    role_bindings: Arc<Mirror<RoleBinding>>,
+    cluster_roles: Arc<Mirror<ClusterRole>>,
+    cluster_role_bindings: Arc<Mirror<ClusterRoleBinding>>,
+}
+
+/// A rule set a user holds, with where it comes from (for `reason`).
+struct Grant {
+    rules: Vec<PolicyRule>,
+    source: String,
+}
+
+/// Subresources whose WebSocket/SPDY upgrade (a GET) upstream authorizes as `create`,
+/// so `get` on pods does not grant running commands in them.
+const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
+
+/// What a request does, in authorizer terms (upstream's RequestInfo).
+pub fn attributes(target: &Target, method: &Method, uri: &http::Uri) -> Attributes {
+    let Target::Resource(r) = target else {
+        return Attributes {
+            verb: method.as_str().to_ascii_lowercase(),
+            resource: None,
+            path: uri.path().to_string(),
+        };
+    };
+    let watch = r.watch_path || Query::parse(uri).is_ok_and(|q| q.flag("watch"));
+    let subresource = r.subresource.clone().unwrap_or_default();
+    let verb = match *method {
+        Method::GET | Method::HEAD if UPGRADE_SUBRESOURCES.contains(&subresource.as_str()) => {
+            "create"
+        }
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD if r.name.is_some() => "get",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if r.name.is_some() => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    };
+    let name = r.name.clone().unwrap_or_default();
+    // A namespace is in itself: `get namespace x` is a request in namespace x.
+    let namespace = match &r.namespace {
+        Some(ns) => ns.clone(),
+        None if r.resource.group.is_empty() && r.resource.plural == "namespaces" => name.clone(),
+        None => String::new(),
+    };
+    Attributes {
+        verb: verb.to_string(),
+        resource: Some(ResourceAttributes {
+            namespace,
+            group: r.resource.group.to_string(),
+            version: r.resource.version.to_string(),
+            resource: r.resource.plural.to_string(),
+            subresource,
+            name,
+        }),
+        path: uri.path().to_string(),
+    }
+}
+
+/// The 403 for a denied request, worded as upstream's.
+pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
+    let reason = forbidden_reason(&user.name, attributes);
+    match &attributes.resource {
+        Some(r) => ApiError::forbidden(&r.resource, &r.group, &r.name, &reason),
+        None => ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!("forbidden: {reason}"),
+            details: Some(serde_json::json!({})),
+        },
+    }
+}
+
+/// The user's groups plus `system:authenticated`, which every authenticated user is in.
+fn groups_of(user: &User) -> Vec<String> {
+    let mut groups = user.groups.clone();
+    if !groups.iter().any(|g| g == AUTHENTICATED) {
+        groups.push(AUTHENTICATED.to_string());
+    }
+    groups
+}
+
+impl Default for Rbac {
+    /// Empty mirrors; `start` fills them.
+    fn default() -> Rbac {
+        Rbac {
+            roles: Mirror::new(ROLES),
+            role_bindings: Mirror::new(ROLE_BINDINGS),
+            cluster_roles: Mirror::new(CLUSTER_ROLES),
+            cluster_role_bindings: Mirror::new(CLUSTER_ROLE_BINDINGS),
+        }
+    }
+}
+
+impl Rbac {
+    /// Fills the mirrors from the store and keeps them current.
+    pub async fn start(&self, store: Arc<dyn Store>) -> Result<(), StoreError> {
+        self.roles.start(store.clone()).await?;
+        self.role_bindings.start(store.clone()).await?;
+        self.cluster_roles.start(store.clone()).await?;
+        self.cluster_role_bindings.start(store).await
+    }
+
+    /// A ClusterRole's rules, plus those of every ClusterRole its aggregation rule
+    /// selects (upstream's aggregation controller writes the same union into the role).
+    fn cluster_role_rules(&self, name: &str) -> Vec<PolicyRule> {
+        let Some(role) = self.cluster_roles.get(&format!("{CLUSTER_ROLES}{name}")) else {
+            return Vec::new();
+        };
+        let mut rules = role.rules.clone().unwrap_or_default();
+        if let Some(aggregation) = &role.aggregation_rule {
+            for other in self.cluster_roles.all() {
+                if other.metadata.name.as_deref() == Some(name) {
+                    continue;
+                }
+                let labels = other
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| serde_json::to_value(l).ok());
+                if aggregates(aggregation, labels.as_ref().and_then(|l| l.as_object())) {
+                    for rule in other.rules.iter().flatten() {
+                        if !rules.contains(rule) {
+                            rules.push(rule.clone());
+                        }
+                    }
+                }
+            }
+        }
+        rules
+    }
+
+    /// The rule sets bound to `user` cluster-wide and, when `namespace` is not
+    /// empty, in that namespace.
+    fn grants(&self, user: &User, namespace: &str) -> Vec<Grant> {
+        let groups = groups_of(user);
+        let mut grants = Vec::new();
+        for binding in self.cluster_role_bindings.all() {
+            let binding_name = binding.metadata.name.clone().unwrap_or_default();
+            let Some(subject) = binding
+                .subjects
+                .iter()
+                .flatten()
+                .find(|s| subject_matches(s, &user.name, &groups, ""))
+            else {
+                continue;
+            };
+            if binding.role_ref.kind != "ClusterRole" {
+                continue;
+            }
+            grants.push(Grant {
+                rules: self.cluster_role_rules(&binding.role_ref.name),
+                source: format!(
+                    "ClusterRoleBinding {binding_name:?} of ClusterRole {:?} to {} {:?}",
+                    binding.role_ref.name, subject.kind, subject.name
+                ),
+            });
+        }
+        if namespace.is_empty() {
+            return grants;
+        }
+        for binding in self
+            .role_bindings
+            .under(&format!("{ROLE_BINDINGS}{namespace}/"))
+        {
+            let binding_name = binding.metadata.name.clone().unwrap_or_default();
+            let Some(subject) = binding
+                .subjects
+                .iter()
+                .flatten()
+                .find(|s| subject_matches(s, &user.name, &groups, namespace))
+            else {
+                continue;
+            };
+            let role = &binding.role_ref;
+            let rules = match role.kind.as_str() {
+                "ClusterRole" => self.cluster_role_rules(&role.name),
+                "Role" => self
+                    .roles
+                    .get(&format!("{ROLES}{namespace}/{}", role.name))
+                    .and_then(|r| r.rules.clone())
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            grants.push(Grant {
+                rules,
+                source: format!(
+                    "RoleBinding {binding_name:?} of {} {:?} to {} {:?}",
+                    role.kind, role.name, subject.kind, subject.name
+                ),
+            });
+        }
+        grants
+    }
+
+    /// Whether `user` may do what `attributes` describe.
+    pub fn authorize(&self, user: &User, attributes: &Attributes) -> Decision {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Decision {
+                allowed: true,
+                denied: false,
+                reason: format!("{MASTERS} may do everything"),
+            };
+        }
+        let namespace = attributes
+            .resource
+            .as_ref()
+            .map(|r| r.namespace.as_str())
+            .unwrap_or_default();
+        for grant in self.grants(user, namespace) {
+            if grant.rules.iter().any(|r| rule_allows(r, attributes)) {
+                return Decision {
+                    allowed: true,
+                    denied: false,
+                    reason: format!("RBAC: allowed by {}", grant.source),
+                };
+            }
+        }
+        Decision {
+            allowed: false,
+            denied: false,
+            reason: String::new(),
+        }
+    }
+
+    /// The rules `user` holds in `namespace` (cluster-wide ones included), as a
+    /// SelfSubjectRulesReview reports them.
+    pub fn rules(&self, user: &User, namespace: &str) -> Vec<PolicyRule> {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return defaults::cluster_admin_rules();
+        }
+        let mut rules: Vec<PolicyRule> = Vec::new();
+        for grant in self.grants(user, namespace) {
+            for rule in grant.rules {
+                if !rules.contains(&rule) {
+                    rules.push(rule);
+                }
+            }
+        }
+        rules
+    }
+}

@@ -1,0 +1,75 @@
+//! `rind node standalone-apiserver`: the API server alone on loopback, against a
+//! plain-HTTP etcd given on the command line, with freshly generated certificates and an
+//! admin kubeconfig written to a directory. Test suites that drive the real clients
+//! (the Python `kubernetes` package) use it to reach our server without Docker or a
+//! node's file layout.
+
+use super::{ServerConfig, TlsFiles, compaction, serve};
+use crate::cluster::pki::{ClusterPki, NodeFile, NodeIdentity};
+use crate::node::paths;
+use crate::store::EtcdStore;
+use anyhow::Context;
+use std::path::Path;
+
+/// The service network the standalone server allocates ClusterIPs from (kind's default).
+const SERVICE_SUBNET: &str = "10.96.0.0/16";
+
+/// The contents of the generated file at `path` (a node path such as `paths::CA_CRT`).
+fn file<'a>(files: &'a [NodeFile], path: &str) -> anyhow::Result<&'a str> {
+    let found = files
+        .iter()
+        .find(|f| f.path == path)
+        .with_context(|| format!("the generated PKI has no {path}"))?;
+    std::str::from_utf8(&found.contents).with_context(|| format!("{path} is not UTF-8"))
+}
+
+/// Serves until killed. `dir` receives `kubeconfig` (cluster-admin) once the port is
+/// bound, so a caller may wait for that file and then for `/readyz`.
+pub async fn run(etcd: &str, dir: &Path, port: u16) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Only loopback: this server is for tests on this machine.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let port = listener
+        .local_addr()
+        .context("reading the bound port")?
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    let pki = ClusterPki::generate().context("generating certificates")?;
+    let files = pki
+        .node_files(&NodeIdentity {
+            name: "localhost",
+            ip: "127.0.0.1",
+            control_plane: true,
+            service_ip: "10.96.0.1",
+            api_server_url: &url,
+        })
+        .context("generating certificates")?;
+    let store = EtcdStore::connect(&[etcd.to_string()], None)
+        .await
+        .with_context(|| format!("connecting to etcd at {etcd}"))?;
+    let config = ServerConfig {
+        serving: TlsFiles {
+            cert_pem: file(&files, paths::APISERVER_CRT)?.to_string(),
+            key_pem: file(&files, paths::APISERVER_KEY)?.to_string(),
+            ca_pem: file(&files, paths::CA_CRT)?.to_string(),
+        },
+        kubelet_client: None,
+        service_subnet: SERVICE_SUBNET.to_string(),
+        service_account_key: Some(file(&files, paths::SA_KEY)?.to_string()),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Written whole under another name, then renamed: a waiting reader never sees half.
+    let partial = dir.join("kubeconfig.partial");
+    std::fs::write(&partial, file(&files, paths::ADMIN_CONF)?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, dir.join("kubeconfig"))
+        .with_context(|| format!("writing the kubeconfig in {}", dir.display()))?;
+    tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
+    serve(config, store, listener)
+        .await
+        .context("serving the API")
+}

@@ -1,0 +1,655 @@
+//! Hidden `rind bench api`: the driver behind e2e/bench/api.py. It serves our API server
+//! in this process on loopback over the etcd the script started, then measures the same
+//! operations through the API (HTTPS, JSON) and straight against etcd (gRPC) with the
+//! same concurrency, and prints the figures as one JSON document on stdout.
+
+use crate::apiserver::{ServerConfig, TlsFiles, serve};
+use crate::store::{EtcdStore, Store, WatchEvent};
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::Subcommand;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// API server against raw etcd: create/get/update/list/watch throughput and latency.
+    Api(ApiArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiArgs {
+    /// Client URL of the etcd to use (it should be empty).
+    #[arg(long)]
+    etcd: String,
+    /// Concurrent clients for create, get and update.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Pods created (and then listed).
+    #[arg(long, default_value_t = 10_000)]
+    objects: usize,
+    /// Gets and updates measured.
+    #[arg(long, default_value_t = 5_000)]
+    reads: usize,
+    /// Concurrent watchers of one event.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Events each watcher must see (one at a time).
+    #[arg(long, default_value_t = 30)]
+    events: usize,
+    /// Times each LIST is repeated.
+    #[arg(long, default_value_t = 5)]
+    list_runs: usize,
+}
+
+/// How long any single wait (server start, one event reaching all watchers) may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+const NAMESPACE: &str = "bench";
+const RAW_PREFIX: &str = "/bench-raw/pods/bench/";
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Api(args) => {
+            let result = api(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(())
+        }
+    }
+}
+
+/// Latencies of one phase and the wall time it took.
+struct Phase {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Phase {
+    fn report(&self) -> Value {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let at = |q: f64| {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+                ms(sorted[i])
+            }
+        };
+        json!({
+            "ops": sorted.len(),
+            "seconds": self.wall.as_secs_f64(),
+            "throughput": sorted.len() as f64 / self.wall.as_secs_f64().max(1e-9),
+            "p50_ms": at(0.50),
+            "p99_ms": at(0.99),
+            "max_ms": sorted.last().map_or(0.0, |d| ms(*d)),
+        })
+    }
+}
+
+/// Runs `op(0..total)` from `clients` concurrent tasks, each taking the next index.
+async fn drive<F, Fut>(clients: usize, total: usize, op: F) -> anyhow::Result<Phase>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let next = next.clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return anyhow::Ok(latencies);
+                }
+                let t = Instant::now();
+                op(i).await?;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Phase {
+        latencies,
+        wall: started.elapsed(),
+    })
+}
+
+/// A pod as a controller would create it: about 1 KB of JSON.
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"app": "bench", "tier": "backend", "pod-template-hash": "5d8f7c9b6"},
+            "annotations": {"bench.rind.io/purpose": "API throughput and latency"},
+        },
+        "spec": {
+            "containers": [{
+                "name": "app",
+                "image": "registry.k8s.io/pause:3.10",
+                "args": ["--listen", "0.0.0.0:8080", "--log-level", "info"],
+                "env": [{"name": "MODE", "value": "bench"}, {"name": "REPLICA", "value": name}],
+                "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"cpu": "100m", "memory": "64Mi"},
+                },
+            }],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+        },
+    })
+}
+
+struct Api {
+    client: kube::Client,
+}
+
+impl Api {
+    /// Sends one request and returns the status and the whole body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("accept", accept)
+            .header("content-type", content_type)
+            .body(kube::client::Body::from(body))?;
+        let response = self.client.send(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes().to_vec();
+        Ok((status, body))
+    }
+
+    /// Like `call` with JSON, failing unless the answer is `want`.
+    async fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        want: u16,
+    ) -> anyhow::Result<Vec<u8>> {
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let (status, body) = self
+            .call(method, path, "application/json", content_type, body)
+            .await?;
+        if status != want {
+            bail!(
+                "{method} {path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(body)
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A throwaway CA, a serving certificate for 127.0.0.1 and an admin client certificate.
+fn pki() -> anyhow::Result<(TlsFiles, String)> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "bench-ca");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+
+    let admin_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "bench-admin");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "kubeadm:cluster-admins");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin_cert = params.signed_by(&admin_key, &issuer)?;
+    let serving = TlsFiles {
+        cert_pem: server_cert.pem(),
+        key_pem: server_key.serialize_pem(),
+        ca_pem: ca_cert.pem(),
+    };
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: https://127.0.0.1:PORT\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: bench\n  context: {{cluster: bench, user: admin}}\ncurrent-context: bench\n",
+        b64(&ca_cert.pem()),
+        b64(&admin_cert.pem()),
+        b64(&admin_key.serialize_pem()),
+    );
+    Ok((serving, kubeconfig))
+}
+
+/// Serves the API server on a loopback port over its own etcd connection.
+async fn start_server(etcd: &str) -> anyhow::Result<Api> {
+    let store: Arc<dyn Store> = EtcdStore::connect(&[etcd.to_string()], None).await?;
+    let (serving, kubeconfig) = pki()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let config = ServerConfig {
+        serving,
+        kubelet_client: None,
+        service_subnet: "10.96.0.0/16".into(),
+        service_account_key: None,
+    };
+    tokio::spawn(async move {
+        if let Err(err) = serve(config, store, listener).await {
+            eprintln!("bench: API server failed: {err}");
+        }
+    });
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&kubeconfig.replace("PORT", &port.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let api = Api {
+        client: kube::Client::try_from(config)?,
+    };
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let ready = api
+            .call(
+                "GET",
+                "/api/v1/namespaces/default",
+                "application/json",
+                "application/json",
+                Vec::new(),
+            )
+            .await;
+        if matches!(ready, Ok((200, _))) {
+            return Ok(api);
+        }
+        if Instant::now() > deadline {
+            bail!("the API server did not become ready: {ready:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn api(args: &ApiArgs) -> anyhow::Result<Value> {
+    let raw: Arc<dyn Store> = EtcdStore::connect(std::slice::from_ref(&args.etcd), None)
+        .await
+        .context("connecting to the benchmark etcd")?;
+    let api = Arc::new(start_server(&args.etcd).await?);
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    api.expect(
+        "POST",
+        "/api/v1/namespaces",
+        namespace.to_string().into_bytes(),
+        201,
+    )
+    .await?;
+    let n = args.objects;
+    let mut results = serde_json::Map::new();
+    let sample = serde_json::to_vec(&pod("pod-00000"))?;
+
+    // Create: the raw side writes a value of the size the API stores, with the same
+    // create-if-absent transaction.
+    let revisions: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
+    let phase = {
+        let (raw, revisions, value) = (raw.clone(), revisions.clone(), sample.clone());
+        drive(args.clients, n, move |i| {
+            let (raw, revisions, value) = (raw.clone(), revisions.clone(), value.clone());
+            async move {
+                let rev = raw
+                    .create(&format!("{RAW_PREFIX}pod-{i:05}"), value)
+                    .await?;
+                revisions[i].store(rev, Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("etcd_create".into(), phase.report());
+    let phase = {
+        let api = api.clone();
+        drive(args.clients, n, move |i| {
+            let api = api.clone();
+            async move {
+                let body = serde_json::to_vec(&pod(&format!("pod-{i:05}")))?;
+                api.expect(
+                    "POST",
+                    &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+                    body,
+                    201,
+                )
+                .await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("api_create".into(), phase.report());
+
+    // Get: random-ish but spread keys (a stride co-prime with most sizes).
+    let reads = args.reads;
+    let phase = {
+        let raw = raw.clone();
+        drive(args.clients, reads, move |i| {
+            let raw = raw.clone();
+            async move {
+                let key = format!("{RAW_PREFIX}pod-{:05}", (i * 7919) % n);
+                raw.get(&key).await?.context("raw key missing")?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("etcd_get".into(), phase.report());
+    let phase = {
+        let api = api.clone();
+        drive(args.clients, reads, move |i| {
+            let api = api.clone();
+            async move {
+                let path = format!(
+                    "/api/v1/namespaces/{NAMESPACE}/pods/pod-{:05}",
+                    (i * 7919) % n
+                );
+                api.expect("GET", &path, Vec::new(), 200).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("api_get".into(), phase.report());
+
+    // Update: each op changes a different object, so none conflict. The raw side is a
+    // guarded put at the revision its create returned; the API side a merge patch.
+    let updates = reads.min(n);
+    let phase = {
+        let (raw, revisions, value) = (raw.clone(), revisions.clone(), sample.clone());
+        drive(args.clients, updates, move |i| {
+            let (raw, revisions, value) = (raw.clone(), revisions.clone(), value.clone());
+            async move {
+                let expected = revisions[i].load(Ordering::Relaxed);
+                raw.update(&format!("{RAW_PREFIX}pod-{i:05}"), value, expected)
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("etcd_update".into(), phase.report());
+    let phase = {
+        let api = api.clone();
+        drive(args.clients, updates, move |i| {
+            let api = api.clone();
+            async move {
+                let path = format!("/api/v1/namespaces/{NAMESPACE}/pods/pod-{i:05}");
+                let patch = json!({"metadata": {"labels": {"updated": "yes"}}});
+                api.expect("PATCH", &path, patch.to_string().into_bytes(), 200)
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    results.insert("api_update".into(), phase.report());
+
+    // List every pod, one request at a time.
+    let lists: [(&str, &str, &str); 4] = [
+        ("api_list_json", "", "application/json"),
+        (
+            "api_list_json_rv0",
+            "?resourceVersion=0",
+            "application/json",
+        ),
+        (
+            "api_list_protobuf",
+            "",
+            "application/vnd.kubernetes.protobuf",
+        ),
+        (
+            "api_list_table",
+            "",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        ),
+    ];
+    let mut raw_list = Vec::new();
+    let started = Instant::now();
+    for _ in 0..args.list_runs {
+        let t = Instant::now();
+        let page = raw.list(RAW_PREFIX, None, 0, None).await?;
+        if page.items.len() != n {
+            bail!("raw list returned {} keys, not {n}", page.items.len());
+        }
+        raw_list.push(t.elapsed());
+    }
+    results.insert(
+        "etcd_list".into(),
+        Phase {
+            latencies: raw_list,
+            wall: started.elapsed(),
+        }
+        .report(),
+    );
+    for (name, query, accept) in lists {
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        for _ in 0..args.list_runs {
+            let t = Instant::now();
+            let path = format!("/api/v1/namespaces/{NAMESPACE}/pods{query}");
+            let (status, body) = api
+                .call("GET", &path, accept, "application/json", Vec::new())
+                .await?;
+            latencies.push(t.elapsed());
+            if status != 200 {
+                bail!("LIST {path} as {accept}: HTTP {status}");
+            }
+            if accept == "application/json" {
+                let list: Value = serde_json::from_slice(&body)?;
+                let count = list["items"].as_array().map_or(0, Vec::len);
+                if count != n {
+                    bail!("LIST {path} returned {count} pods, not {n}");
+                }
+            }
+        }
+        results.insert(
+            name.into(),
+            Phase {
+                latencies,
+                wall: started.elapsed(),
+            }
+            .report(),
+        );
+    }
+
+    results.insert("etcd_watch".into(), raw_watch(&raw, args).await?.report());
+    results.insert("api_watch".into(), api_watch(&api, args).await?.report());
+    results.insert(
+        "parameters".into(),
+        json!({
+            "clients": args.clients,
+            "objects": n,
+            "reads": reads,
+            "watchers": args.watchers,
+            "events": args.events,
+            "list_runs": args.list_runs,
+            "pod_json_bytes": sample.len(),
+        }),
+    );
+    Ok(Value::Object(results))
+}
+
+/// When each event (by index) was sent, and the arrival latencies seen so far.
+#[derive(Default)]
+struct Arrivals {
+    sent: HashMap<usize, Instant>,
+    latencies: Vec<Duration>,
+    seen: HashMap<usize, usize>,
+}
+
+impl Arrivals {
+    fn arrived(&mut self, event: usize) {
+        if let Some(sent) = self.sent.get(&event) {
+            self.latencies.push(sent.elapsed());
+            *self.seen.entry(event).or_default() += 1;
+        }
+    }
+}
+
+/// Writes `events` objects one at a time; each must reach all watchers before the next.
+async fn one_event_at_a_time<W, Fut>(
+    arrivals: &Arc<Mutex<Arrivals>>,
+    watchers: usize,
+    events: usize,
+    write: W,
+) -> anyhow::Result<Phase>
+where
+    W: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    for event in 0..events {
+        arrivals.lock().await.sent.insert(event, Instant::now());
+        write(event).await?;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if arrivals.lock().await.seen.get(&event).copied().unwrap_or(0) >= watchers {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("event {event} did not reach all {watchers} watchers");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let latencies = std::mem::take(&mut arrivals.lock().await.latencies);
+    Ok(Phase {
+        latencies,
+        wall: started.elapsed(),
+    })
+}
+
+/// The event index in a name such as `ev-00012`.
+fn event_index(name: &str) -> Option<usize> {
+    name.strip_prefix("ev-")?.parse().ok()
+}
+
+async fn raw_watch(raw: &Arc<dyn Store>, args: &ApiArgs) -> anyhow::Result<Phase> {
+    let prefix = "/bench-raw/configmaps/";
+    let revision = raw.revision().await?;
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    let mut tasks = Vec::new();
+    for _ in 0..args.watchers {
+        let mut stream = raw.watch(prefix, revision).await?;
+        let arrivals = arrivals.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = stream.next().await {
+                if let Ok(WatchEvent::Put { kv, .. }) = event
+                    && let Some(i) = kv.key.rsplit('/').next().and_then(event_index)
+                {
+                    arrivals.lock().await.arrived(i);
+                }
+            }
+        }));
+    }
+    let value =
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}))?;
+    let phase = one_event_at_a_time(&arrivals, args.watchers, args.events, |i| {
+        let (raw, value) = (raw.clone(), value.clone());
+        async move {
+            raw.create(&format!("{prefix}ev-{i:05}"), value).await?;
+            Ok(())
+        }
+    })
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    phase
+}
+
+async fn api_watch(api: &Arc<Api>, args: &ApiArgs) -> anyhow::Result<Phase> {
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+    let list: Value = serde_json::from_slice(&api.expect("GET", &path, Vec::new(), 200).await?)?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list without resourceVersion")?
+        .to_string();
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    let mut tasks = Vec::new();
+    for _ in 0..args.watchers {
+        let request = http::Request::get(format!("{path}?watch=true&resourceVersion={rv}"))
+            .header("accept", "application/json")
+            .body(kube::client::Body::empty())?;
+        // The server has registered the watch once its headers arrive.
+        let response = api.client.send(request).await?;
+        if response.status() != 200 {
+            bail!("watch {path}: HTTP {}", response.status());
+        }
+        let mut body = response.into_body();
+        let arrivals = arrivals.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buffer.extend_from_slice(&data);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                        continue;
+                    };
+                    if let Some(i) = event["object"]["metadata"]["name"]
+                        .as_str()
+                        .and_then(event_index)
+                    {
+                        arrivals.lock().await.arrived(i);
+                    }
+                }
+            }
+        }));
+    }
+    let phase = one_event_at_a_time(&arrivals, args.watchers, args.events, |i| {
+        let api = api.clone();
+        let path = path.clone();
+        async move {
+            let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("ev-{i:05}")}, "data": {"k": "v"}});
+            api.expect("POST", &path, object.to_string().into_bytes(), 201).await?;
+            Ok(())
+        }
+    })
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    phase
+}

@@ -1,0 +1,368 @@
+//! The scheduler benchmark's harness (`rind node bench-scheduler`, hidden; driven by
+//! e2e/bench/scheduler.py). It starts a real etcd and our API server on loopback,
+//! registers many fake Ready nodes, measures the raw pod create rate with pods no
+//! scheduler picks up, then starts the real scheduler (the same `run` a node runs,
+//! with its own client and credentials) and creates the measured pods. A separate
+//! watch records when each pod shows up bound. Prints one JSON object on stdout.
+
+use super::{Stats, run};
+use crate::apiserver::{ServerConfig, TlsFiles, serve};
+use crate::cluster::pki::{ClusterPki, NodeIdentity};
+use crate::node::paths;
+use crate::store::Store;
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Fake nodes to register.
+    #[arg(long, default_value_t = 5000)]
+    pub nodes: usize,
+    /// Pods to schedule.
+    #[arg(long, default_value_t = 10000)]
+    pub pods: usize,
+    /// Pods created (and never scheduled) to measure the API's raw create rate.
+    #[arg(long, default_value_t = 2000)]
+    pub baseline_pods: usize,
+    /// Create requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Give up waiting for the pods to be bound after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// The etcd child process and its data directory; killed and removed on drop, so a
+/// failed run leaves nothing behind.
+struct Etcd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_etcd() -> anyhow::Result<Etcd> {
+    let dir = tempfile::tempdir().context("creating etcd's data directory")?;
+    let url = format!("http://127.0.0.1:{}", free_port()?);
+    let peer = format!("http://127.0.0.1:{}", free_port()?);
+    let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+    let child = std::process::Command::new("etcd")
+        .args(["--name", "bench", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("bench={peer}")])
+        // Room for 15,000+ objects and their history (the default is 2 GiB too).
+        .args(["--quota-backend-bytes", "8589934592"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting etcd (Debian package etcd-server)")?;
+    Ok(Etcd {
+        child,
+        _dir: dir,
+        url,
+    })
+}
+
+async fn client_from(kubeconfig: &[u8]) -> anyhow::Result<Client> {
+    let text = std::str::from_utf8(kubeconfig)?;
+    let kc = kube::config::Kubeconfig::from_yaml(text)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(Client::try_from(config)?)
+}
+
+fn node_object(i: usize) -> anyhow::Result<Node> {
+    let name = format!("bench-node-{i:05}");
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name,
+            "topology.kubernetes.io/zone": format!("zone-{}", i % 10),
+        }},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "32Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        },
+    }))?)
+}
+
+fn pod_object(name: &str, scheduler: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}],
+        },
+    }))?)
+}
+
+/// Creates `count` objects with `concurrency` requests in flight; returns the seconds
+/// from the first request to the last answer.
+async fn create_all<F, Fut>(count: usize, concurrency: usize, make: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(make)
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let etcd = start_etcd()?;
+    let store = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match crate::store::EtcdStore::connect(std::slice::from_ref(&etcd.url), None).await {
+                Ok(store) if store.revision().await.is_ok() => break store,
+                _ if Instant::now() > deadline => bail!("etcd did not start"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let url = format!("https://127.0.0.1:{port}");
+    let pki = ClusterPki::generate()?;
+    let files = pki.node_files(&NodeIdentity {
+        name: "bench",
+        ip: "127.0.0.1",
+        control_plane: true,
+        service_ip: "10.96.0.1",
+        api_server_url: &url,
+    })?;
+    let file = |path: &str| {
+        files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.clone())
+            .with_context(|| format!("the PKI has no {path}"))
+    };
+    let text = |path: &str| -> anyhow::Result<String> { Ok(String::from_utf8(file(path)?)?) };
+    let config = ServerConfig {
+        serving: TlsFiles {
+            cert_pem: text(paths::APISERVER_CRT)?,
+            key_pem: text(paths::APISERVER_KEY)?,
+            ca_pem: text(paths::CA_CRT)?,
+        },
+        kubelet_client: None,
+        service_subnet: "10.96.0.0/16".into(),
+        service_account_key: Some(text(paths::SA_KEY)?),
+    };
+    let server = tokio::spawn(async move { serve(config, store, listener).await });
+    let admin = client_from(&file(paths::ADMIN_CONF)?).await?;
+    let scheduler_client = client_from(&file(paths::SCHEDULER_CONF)?).await?;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while namespaces.get_opt("default").await.ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            bail!("the API server did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let nodes_api: Api<Node> = Api::all(admin.clone());
+    let node_seconds = create_all(args.nodes, args.concurrency, |i| {
+        let api = nodes_api.clone();
+        async move {
+            api.create(&PostParams::default(), &node_object(i)?)
+                .await
+                .context("creating a node")?;
+            Ok(())
+        }
+    })
+    .await?;
+    // The API server may drop status on create (kubelets set it either way); make
+    // sure every node is Ready with its allocatable before scheduling starts.
+    let sample = nodes_api.get("bench-node-00000").await?;
+    let kept_status = sample
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .is_some();
+    if !kept_status {
+        create_all(args.nodes, args.concurrency, |i| {
+            let api = nodes_api.clone();
+            async move {
+                let node = node_object(i)?;
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let status = serde_json::json!({ "status": node.status });
+                api.patch_status(
+                    &name,
+                    &Default::default(),
+                    &kube::api::Patch::Merge(&status),
+                )
+                .await
+                .context("setting a node's status")?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+
+    let pods_api: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    // Baseline: the same pods, for a scheduler that does not exist, so they stay
+    // pending; this is what the API alone sustains on this machine right now.
+    let baseline_seconds = create_all(args.baseline_pods, args.concurrency, |i| {
+        let api = pods_api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &pod_object(&format!("baseline-{i:05}"), "no-such-scheduler")?,
+            )
+            .await
+            .context("creating a baseline pod")?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Record when each measured pod is first seen bound.
+    let bound_at: Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+    let recorder = {
+        let bound_at = bound_at.clone();
+        let api = pods_api.clone();
+        tokio::spawn(async move {
+            let mut seen = HashSet::new();
+            let events = watcher(api, watcher::Config::default().labels("app=bench"))
+                .default_backoff()
+                .applied_objects();
+            let mut events = std::pin::pin!(events);
+            while let Some(Ok(pod)) = events.next().await {
+                let bound = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                if bound
+                    && seen.insert(pod.metadata.uid.clone().unwrap_or_default())
+                    && let Ok(mut times) = bound_at.lock()
+                {
+                    times.push(Instant::now());
+                }
+            }
+        })
+    };
+
+    let stats = Arc::new(Stats::default());
+    let scheduler = {
+        let stats = stats.clone();
+        tokio::spawn(async move { run(scheduler_client, stats).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats.ready.load(Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            bail!("the scheduler did not load its caches");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let t0 = Instant::now();
+    let create_seconds = create_all(args.pods, args.concurrency, |i| {
+        let api = pods_api.clone();
+        async move {
+            api.create(
+                &PostParams::default(),
+                &pod_object(&format!("pod-{i:05}"), "default-scheduler")?,
+            )
+            .await
+            .context("creating a pod")?;
+            Ok(())
+        }
+    })
+    .await?;
+    let deadline = t0 + Duration::from_secs(args.timeout);
+    loop {
+        let done = bound_at.lock().map(|t| t.len()).unwrap_or(0);
+        if done >= args.pods {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {done} of {} pods were bound within {} s",
+                args.pods,
+                args.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let times: Vec<f64> = bound_at
+        .lock()
+        .map(|t| {
+            t.iter()
+                .map(|i| i.duration_since(t0).as_secs_f64())
+                .collect()
+        })
+        .unwrap_or_default();
+    scheduler.abort();
+    recorder.abort();
+    server.abort();
+    let last = times.iter().copied().fold(0.0, f64::max);
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::SeqCst) as f64;
+    let attempts = n(&stats.attempts).max(1.0);
+    let result = serde_json::json!({
+        "nodes": args.nodes,
+        "pods": args.pods,
+        "node_register_seconds": node_seconds,
+        "baseline_pods": args.baseline_pods,
+        "baseline_create_per_second": args.baseline_pods as f64 / baseline_seconds,
+        "create_seconds": create_seconds,
+        "create_per_second_while_scheduling": args.pods as f64 / create_seconds,
+        "first_create_to_last_bound_seconds": last,
+        "bound_per_second": args.pods as f64 / last,
+        "scheduler": {
+            "attempts": n(&stats.attempts),
+            "bound": n(&stats.bound),
+            "unschedulable": n(&stats.unschedulable),
+            "bind_errors": n(&stats.bind_errors),
+            "decide_seconds_total": n(&stats.decide_nanos) / 1e9,
+            "decide_micros_per_pod": n(&stats.decide_nanos) / 1e3 / attempts,
+            "nodes_filtered_per_pod": n(&stats.nodes_filtered) / attempts,
+            "bind_request_millis_mean": n(&stats.bind_nanos) / 1e6 / n(&stats.bound).max(1.0),
+            "waiting_for_bind_slots_seconds": n(&stats.bind_wait_nanos) / 1e9,
+            "events_dropped": n(&stats.events_dropped),
+        },
+        "bound_seconds": times,
+    });
+    println!("{result}");
+    drop(etcd);
+    Ok(())
+}
