@@ -3,8 +3,9 @@
 pods (first create to last bound), against the raw API pod create rate measured in the
 same run (the baseline: pods no scheduler picks up).
 
-`rind node bench-scheduler` (hidden) runs etcd, the API server and the scheduler on
-loopback in one process and prints raw figures; this script writes scheduler.json and
+`rind node bench-scheduler` (hidden) runs etcd and the API server on loopback, and the
+scheduler in the same process on a runtime of its own (on a node it is its own
+process), and prints raw figures; this script writes scheduler.json and
 scheduler.svg (bound pods over time) under --out and prints the summary.
 Usage: e2e/bench/scheduler.py [--rind target/release/rind] [--nodes 5000] [--pods 10000]
                               [--out DIR]"""

@@ -97,6 +97,11 @@ impl<'a> Scanner<'a> {
 }
 
 impl LabelSelector {
+    /// True for the selector that selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         let mut scan = Scanner { text, pos: 0 };
@@ -268,6 +273,11 @@ impl FieldSelector {
             });
         }
         Ok(FieldSelector { requirements })
+    }
+
+    /// The field paths the selector compares (`spec.nodeName`, …).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.requirements.iter().map(|req| req.path.as_str())
     }
 
     pub fn matches(&self, object: &Value) -> bool {

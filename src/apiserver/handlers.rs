@@ -7,7 +7,7 @@ use super::request::{BodyType, Query, Rendering};
 use super::{Json, Server};
 use crate::api::meta::{self, child_mut, format_time, metadata_mut};
 use crate::api::patch::{Node, apply as managed, strategic};
-use crate::api::registry::Resource;
+use crate::api::registry::{Resource, Storage};
 use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, Cause, success};
 use crate::api::table::{IncludeObject, partial_metadata, table};
@@ -61,10 +61,46 @@ pub fn decode_as(resource: &Resource, kv: &KeyValue) -> Result<Value, ApiError> 
 
 /// The bytes stored for an object: the resourceVersion is the key's revision, not data.
 fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut stored = convert::to_storage(resource, object.clone());
-    metadata_mut(&mut stored).remove("resourceVersion");
-    serde_json::to_vec(&stored)
-        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+    let encoded = if resource.storage == Storage::Native && resource.custom.is_none() {
+        // Stored as served: serialized in place rather than from a trimmed deep copy.
+        serde_json::to_vec(&WithoutResourceVersion(object))
+    } else {
+        let mut stored = convert::to_storage(resource, object.clone());
+        metadata_mut(&mut stored).remove("resourceVersion");
+        serde_json::to_vec(&stored)
+    };
+    encoded.map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
+/// Serializes an object as it is but for `metadata.resourceVersion`.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(root) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(root.len()))?;
+        for (key, value) in root {
+            match value {
+                Value::Object(metadata) if key == "metadata" => {
+                    map.serialize_key(key)?;
+                    map.serialize_value(&MetadataWithoutResourceVersion(metadata))?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct MetadataWithoutResourceVersion<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(key, _)| *key != "resourceVersion"))
+    }
 }
 
 pub(super) fn resource_version_of(object: &Value) -> Option<&str> {
@@ -146,6 +182,21 @@ impl Filter {
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(meta::labels(object)) && self.fields.matches(object)
     }
+
+    /// The top-level fields of an object (`metadata`, `spec`, …) `matches` looks at.
+    pub fn top_level_fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self
+            .fields
+            .paths()
+            .map(|path| path.split('.').next().unwrap_or(path))
+            .collect();
+        if !self.labels.is_empty() {
+            fields.push("metadata");
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+    }
 }
 
 /// Where a paged list resumes: the store revision it reads at and the last key it returned.
@@ -181,6 +232,31 @@ pub async fn collect(
     limit: usize,
     query: &Query,
 ) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+    let mut items = Vec::new();
+    let (revision, next) = scan(server, resource, ns, limit, query, |kv| {
+        let object = decode_as(resource, kv)?;
+        let keep = filter.matches(&object);
+        if keep {
+            items.push(object);
+        }
+        Ok(keep)
+    })
+    .await?;
+    Ok((items, revision, next))
+}
+
+/// Walks the keys a list covers (from `continue` or the start, at the revision the
+/// query asks for), page by page, handing each to `accept`, which says whether it
+/// counted towards `limit`. Returns the list's revision and the continue token when
+/// `limit` stopped it early.
+pub(super) async fn scan(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    limit: usize,
+    query: &Query,
+    mut accept: impl FnMut(&KeyValue) -> Result<bool, ApiError>,
+) -> Result<(i64, Option<String>), ApiError> {
     let prefix = resource.prefix(ns);
     let (mut start_after, mut revision) = match query.get("continue") {
         Some(token) => {
@@ -198,14 +274,13 @@ pub async fn collect(
             (None, if exact { rv } else { None })
         }
     };
-    let mut items = Vec::new();
-    let mut next = None;
+    let mut accepted = 0;
     loop {
         // Ask for a little more than the remainder so filtering rarely needs a second page.
         let want = if limit == 0 {
             0
         } else {
-            (limit - items.len()).max(1) + 1
+            (limit - accepted).max(1) + 1
         };
         let page = server
             .store
@@ -220,21 +295,19 @@ pub async fn collect(
         revision = Some(page.revision);
         let count = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
-            start_after = Some(kv.key.clone());
-            let object = decode_as(resource, kv)?;
-            if filter.matches(&object) {
-                items.push(object);
+            if accept(kv)? {
+                accepted += 1;
             }
-            if limit != 0 && items.len() >= limit {
-                if i + 1 < count || page.more {
-                    next = Some(encode_continue(page.revision, &kv.key));
-                }
-                return Ok((items, page.revision, next));
+            if limit != 0 && accepted >= limit {
+                let next =
+                    (i + 1 < count || page.more).then(|| encode_continue(page.revision, &kv.key));
+                return Ok((page.revision, next));
             }
         }
         if !page.more || count == 0 {
-            return Ok((items, page.revision, next));
+            return Ok((page.revision, None));
         }
+        start_after = page.items.last().map(|kv| kv.key.clone());
     }
 }
 
@@ -247,6 +320,9 @@ pub async fn list(
 ) -> Result<Json, ApiError> {
     let filter = Filter::from_query(resource, query)?;
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+    if super::raw_list::applies(resource, rendering) {
+        return super::raw_list::list(server, resource, ns, &filter, limit, query).await;
+    }
     let (items, revision, next) = collect(server, resource, ns, &filter, limit, query).await?;
     let mut list_meta = json!({"resourceVersion": revision.to_string()});
     if let Some(token) = next {
@@ -405,15 +481,25 @@ async fn ensure_namespace(server: &Server, resource: &Resource, ns: &str) -> Res
         .registry
         .lookup("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let found = server
-        .store
-        .get(&namespaces.key(None, ns))
-        .await
-        .map_err(|e| store_error(e, resource, ns))?;
-    let Some(kv) = found else {
-        return Err(ApiError::not_found("namespaces", "", ns));
+    let key = namespaces.key(None, ns);
+    // The mirror answers for namespaces it has seen (as upstream's admission answers
+    // from an informer); one created a moment ago may not be there yet, so a miss asks
+    // the store.
+    let terminating = match server.namespaces.get(&key) {
+        Some(state) => state.terminating(),
+        None => {
+            let found = server
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| store_error(e, resource, ns))?;
+            let Some(kv) = found else {
+                return Err(ApiError::not_found("namespaces", "", ns));
+            };
+            meta::str_at(&decode(&kv)?, &["metadata", "deletionTimestamp"]).is_some()
+        }
     };
-    if meta::str_at(&decode(&kv)?, &["metadata", "deletionTimestamp"]).is_some() {
+    if terminating {
         return Err(ApiError::forbidden(
             resource.plural,
             resource.group,
@@ -913,7 +999,7 @@ fn apply_error(err: managed::ApplyError) -> ApiError {
 #[allow(clippy::too_many_arguments)]
 pub async fn patch(
     server: &Server,
-    resource: &Resource,
+    resource: &'static Resource,
     ns: Option<&str>,
     name: &str,
     subresource: Option<&str>,
@@ -933,13 +1019,27 @@ pub async fn patch(
             "PATCH: fieldManager is required for apply requests",
         ));
     }
+    // The watch cache's copy, when it has one, saves the read; a stale copy only costs
+    // a failed compare-and-swap (or precondition) and a retry from the store.
+    // A dry run answers from the store's own copy.
+    let mut cached = if dry_run {
+        None
+    } else {
+        server.watch_cache.latest(resource, &key).await
+    };
     for _ in 0..MAX_RETRIES {
-        let found = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(e, resource, name))?;
-        let Some(kv) = found else {
+        let from_cache = cached.is_some();
+        let found = match cached.take() {
+            Some(hit) => Some(hit),
+            None => server
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| store_error(e, resource, name))?
+                .map(|kv| decode_as(resource, &kv).map(|object| (kv.mod_revision, object)))
+                .transpose()?,
+        };
+        let Some((revision, current)) = found else {
             if kind == BodyType::ApplyPatch && subresource.is_none() {
                 // Apply creates what does not exist yet.
                 let mut object = patch_body.clone();
@@ -977,49 +1077,57 @@ pub async fn patch(
             }
             return Err(ApiError::not_found(resource.plural, resource.group, name));
         };
-        let current = decode_as(resource, &kv)?;
-        let patched = if kind == BodyType::ApplyPatch {
-            let mut applied = patch_body.clone();
-            check_type(resource, &mut applied, resource.kind)?;
-            managed::server_side_apply(
-                Some(&current),
-                &applied,
-                query.field_manager(),
-                query.flag("force"),
-                subresource,
-                resource.has_status(),
-            )
-            .map_err(apply_error)?
-        } else {
-            apply_patch(&current, &patch_body, kind)?
+        let judged = (|| {
+            let patched = if kind == BodyType::ApplyPatch {
+                let mut applied = patch_body.clone();
+                check_type(resource, &mut applied, resource.kind)?;
+                managed::server_side_apply(
+                    Some(&current),
+                    &applied,
+                    query.field_manager(),
+                    query.flag("force"),
+                    subresource,
+                    resource.has_status(),
+                )
+                .map_err(apply_error)?
+            } else {
+                apply_patch(&current, &patch_body, kind)?
+            };
+            let precondition = resource_version_of(&patched).map(str::to_string);
+            if let Some(rv) = &precondition
+                && *rv != revision.to_string()
+            {
+                return Err(ApiError::modified(resource.plural, resource.group, name));
+            }
+            let mut incoming = patched;
+            check_type(resource, &mut incoming, resource.kind)?;
+            let mut next = prepare_update(resource, subresource, &current, incoming);
+            admit(resource, &mut next, subresource)?;
+            validate_update(resource, subresource, &current, &next)?;
+            if kind != BodyType::ApplyPatch {
+                managed::record_update(
+                    Some(&current),
+                    &mut next,
+                    query.field_manager(),
+                    subresource,
+                    resource.has_status(),
+                );
+            }
+            Ok(next)
+        })();
+        let next = match judged {
+            Ok(next) => next,
+            // Refused against the cached copy, which may be stale: ask the store.
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
         };
-        let precondition = resource_version_of(&patched).map(str::to_string);
-        if let Some(rv) = &precondition
-            && *rv != kv.mod_revision.to_string()
-        {
-            return Err(ApiError::modified(resource.plural, resource.group, name));
-        }
-        let mut incoming = patched;
-        check_type(resource, &mut incoming, resource.kind)?;
-        let mut next = prepare_update(resource, subresource, &current, incoming);
-        admit(resource, &mut next, subresource)?;
-        validate_update(resource, subresource, &current, &next)?;
-        if kind != BodyType::ApplyPatch {
-            managed::record_update(
-                Some(&current),
-                &mut next,
-                query.field_manager(),
-                subresource,
-                resource.has_status(),
-            );
-        }
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),
                 rendering,
             ));
         }
-        match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
+        match write_update(server, resource, &key, revision, &current, next).await {
             Ok(stored) => {
                 return Ok(Json::ok(
                     render_one(resource, stored, rendering, query),
@@ -1283,7 +1391,7 @@ pub async fn delete_collection(
 /// `POST pods/NAME/binding`: the scheduler's decision, written as `spec.nodeName`.
 pub async fn bind(
     server: &Server,
-    resource: &Resource,
+    resource: &'static Resource,
     ns: Option<&str>,
     name: &str,
     mut binding: Value,
@@ -1301,8 +1409,17 @@ pub async fn bind(
         ));
     }
     let key = resource.key(ns, name);
+    // The scheduler binds pods it has just watched being created, so the watch cache
+    // usually holds the current pod: try that first, and read when it was stale.
+    let mut cached = server.watch_cache.latest(resource, &key).await;
     for _ in 0..MAX_RETRIES {
-        let (kv, current) = read(server, resource, &key, name).await?;
+        let (revision, current) = match cached.take() {
+            Some(hit) => hit,
+            None => {
+                let (kv, current) = read(server, resource, &key, name).await?;
+                (kv.mod_revision, current)
+            }
+        };
         if meta::str_at(&current, &["metadata", "deletionTimestamp"]).is_some() {
             return Err(ApiError::conflict(
                 "pods/binding",
@@ -1342,7 +1459,7 @@ pub async fn bind(
         }
         match server
             .store
-            .update(&key, encode(resource, &next)?, kv.mod_revision)
+            .update(&key, encode(resource, &next)?, revision)
             .await
         {
             Ok(_) => return Ok(Json::created(success(201, None), Rendering::Object)),
@@ -1357,6 +1474,26 @@ pub async fn bind(
 mod tests {
     use super::*;
     use crate::api::registry::Registry;
+
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version() {
+        let reg = Registry::default();
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "resourceVersion": "12", "labels": {"resourceVersion": "kept"}},
+            "data": {"resourceVersion": "kept too"}});
+        let mut want = object.clone();
+        metadata_mut(&mut want).remove("resourceVersion");
+        let configmaps = reg.lookup("", "v1", "configmaps").unwrap();
+        let stored: Value = serde_json::from_slice(&encode(configmaps, &object).unwrap()).unwrap();
+        assert_eq!(stored, want);
+        // Kinds stored in another form still go through their conversion.
+        let events = reg.lookup("events.k8s.io", "v1", "events").unwrap();
+        let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e", "resourceVersion": "3"}, "note": "hi"});
+        let stored: Value = serde_json::from_slice(&encode(events, &event).unwrap()).unwrap();
+        assert!(stored["metadata"].get("resourceVersion").is_none());
+        assert_eq!(stored["message"], "hi");
+    }
 
     #[test]
     fn updates_keep_server_fields_and_status() {

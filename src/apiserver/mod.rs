@@ -17,6 +17,7 @@ mod logs;
 mod mirror;
 mod namespaces;
 mod openapi;
+mod raw_list;
 mod rbac;
 mod request;
 mod reviews;
@@ -98,13 +99,21 @@ pub struct Server {
     service_network: allocator::ServiceNetwork,
     auth: auth::Authenticator,
     rbac: rbac::Rbac,
+    /// Creates check their namespace here rather than with a store read each.
+    namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
 }
 
 /// A JSON response body with its status and content type.
 pub struct Json {
     status: StatusCode,
-    body: Value,
+    body: JsonBody,
     rendering: Rendering,
+}
+
+enum JsonBody {
+    Value(Value),
+    /// Already serialized (see `raw_list`).
+    Bytes(Vec<u8>),
 }
 
 /// What a Table response is labelled with, so kubectl knows it got what it asked for.
@@ -116,7 +125,7 @@ impl Json {
     pub fn ok(body: Value, rendering: Rendering) -> Self {
         Json {
             status: StatusCode::OK,
-            body,
+            body: JsonBody::Value(body),
             rendering,
         }
     }
@@ -124,8 +133,26 @@ impl Json {
     pub fn created(body: Value, rendering: Rendering) -> Self {
         Json {
             status: StatusCode::CREATED,
-            body,
+            body: JsonBody::Value(body),
             rendering,
+        }
+    }
+
+    /// A 200 whose body is JSON serialized already.
+    pub fn raw(body: Vec<u8>, rendering: Rendering) -> Self {
+        Json {
+            status: StatusCode::OK,
+            body: JsonBody::Bytes(body),
+            rendering,
+        }
+    }
+
+    /// The body as a `Value` (parsing it back when it was serialized already).
+    #[cfg(test)]
+    pub fn value(self) -> Value {
+        match self.body {
+            JsonBody::Value(value) => value,
+            JsonBody::Bytes(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         }
     }
 }
@@ -137,7 +164,10 @@ impl IntoResponse for Json {
             Rendering::Metadata => METADATA_CONTENT_TYPE,
             Rendering::Object => "application/json",
         };
-        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        let body = match self.body {
+            JsonBody::Value(value) => serde_json::to_vec(&value).unwrap_or_default(),
+            JsonBody::Bytes(bytes) => bytes,
+        };
         (self.status, [(header::CONTENT_TYPE, content_type)], body).into_response()
     }
 }
@@ -166,6 +196,7 @@ impl Server {
             service_network,
             auth: auth::Authenticator::new(token_key),
             rbac: rbac::Rbac::default(),
+            namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
         }
     }
 
@@ -417,6 +448,11 @@ pub async fn serve(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     server
         .auth
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .namespaces
         .start(store)
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;

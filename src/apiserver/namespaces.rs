@@ -11,12 +11,35 @@ use super::handlers::{
 use super::request::Query;
 use crate::api::meta::{self, child_mut};
 use crate::api::status::ApiError;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a terminating namespace is re-checked while pods in it shut down.
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// Where namespaces are stored (`Resource::key_prefix` of core/v1 namespaces).
+pub const NAMESPACES: &str = "/registry/namespaces/";
+
+/// What a create in a namespace needs to know of it, as the server's mirror keeps it.
+#[derive(Deserialize)]
+pub struct NamespaceState {
+    #[serde(default)]
+    metadata: NamespaceMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct NamespaceMeta {
+    #[serde(rename = "deletionTimestamp")]
+    deletion_timestamp: Option<Value>,
+}
+
+impl NamespaceState {
+    pub fn terminating(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+}
 
 /// Starts the cleanup of `name` if it is being deleted; a no-op otherwise.
 pub fn spawn_cleanup(server: Arc<Server>, name: String) {

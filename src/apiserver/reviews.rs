@@ -242,7 +242,7 @@ mod tests {
         };
         let res = reg.lookup(group, "v1", plural).unwrap();
         // No policy objects: only system:masters membership allows anything.
-        create(&Rbac::default(), res, ns, &admin(), body).map(|j| j.body)
+        create(&Rbac::default(), res, ns, &admin(), body).map(|j| j.value())
     }
 
     fn review(plural: &str, body: Value) -> Result<Value, ApiError> {

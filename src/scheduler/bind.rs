@@ -86,7 +86,7 @@ pub async fn record_event(
 /// broadcaster drops events when its queue is full, so events never slow scheduling.
 const EVENT_QUEUE: usize = 1000;
 /// Event writes in flight at once.
-const EVENT_WRITERS: usize = 16;
+const EVENT_WRITERS: usize = 64;
 
 struct PendingEvent {
     pod: Arc<Pod>,

@@ -279,7 +279,12 @@ async fn only_the_leader_schedules_and_another_takes_over() {
     let (b, b_stats) = candidate(&client, "b");
     add_pod(&client, plain("p1")).await;
     eventually("p1 bound", || node_of(&client, "p1")).await;
-    assert_eq!(a_stats.bound.load(Ordering::SeqCst), 1);
+    // The scheduler counts a binding once its answer arrives, which may be just after
+    // the pod shows up bound.
+    eventually("a to count p1", || async {
+        (a_stats.bound.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     assert_eq!(
         b_stats.attempts.load(Ordering::SeqCst),
         0,
@@ -294,7 +299,10 @@ async fn only_the_leader_schedules_and_another_takes_over() {
     .await;
     add_pod(&client, plain("p2")).await;
     eventually("p2 bound", || node_of(&client, "p2")).await;
-    assert_eq!(b_stats.bound.load(Ordering::SeqCst), 1);
+    eventually("b to count p2", || async {
+        (b_stats.bound.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     assert_eq!(a_stats.bound.load(Ordering::SeqCst), 1);
     b.abort();
 }

@@ -13,7 +13,7 @@
 use super::handlers::{decode_as, set_resource_version};
 use crate::api::registry::Resource;
 use crate::api::status::ApiError;
-use crate::store::{Store, StoreError, StoreResult, WatchEvent};
+use crate::store::{KeyValue, Store, StoreError, StoreResult, WatchEvent};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use serde_json::{Value, json};
@@ -136,6 +136,9 @@ struct Feed {
 struct FeedState {
     /// Every event after `since` is in `ring`, in order.
     ring: VecDeque<Arc<CachedEvent>>,
+    /// The newest value of every key (deleted keys leave): raw bytes, a small fraction
+    /// of what decoded objects would take.
+    latest: HashMap<String, KeyValue>,
     since: i64,
     capacity: usize,
     tx: broadcast::Sender<FeedItem>,
@@ -145,6 +148,15 @@ struct FeedState {
 
 impl FeedState {
     fn push(&mut self, event: Arc<CachedEvent>) {
+        match &event.event {
+            WatchEvent::Put { kv, .. } => {
+                self.latest.insert(kv.key.clone(), kv.clone());
+            }
+            WatchEvent::Delete { prev, .. } => {
+                self.latest.remove(&prev.key);
+            }
+            WatchEvent::Progress { .. } => {}
+        }
         if !matches!(event.event, WatchEvent::Progress { .. }) {
             if self.ring.len() == self.capacity
                 && let Some(oldest) = self.ring.pop_front()
@@ -181,6 +193,37 @@ impl WatchCache {
         }
     }
 
+    /// The newest state of `key` the resource's feed has seen: the object and the
+    /// revision it was written at. It may lag the
+    /// store by the watch's delay, so it only serves as the expected state of a
+    /// compare-and-swap write, which fails (and the writer reads) when it is stale.
+    ///
+    /// Writers of a resource nobody watches yet start its feed (as upstream keeps a
+    /// watch cache for every resource), so later writes find their objects here.
+    pub async fn latest(&self, resource: &'static Resource, key: &str) -> Option<(i64, Value)> {
+        let feed = {
+            let mut feeds = self.feeds.lock().await;
+            let id = feed_id(resource);
+            match feeds.get(&id) {
+                Some(feed) => feed.clone(),
+                None => {
+                    let revision = self.store.revision().await.ok()?;
+                    let feed = self.start_feed(resource, revision, &id).await.ok()?;
+                    feeds.insert(id, feed);
+                    return None;
+                }
+            }
+        };
+        let kv = {
+            let state = feed.state.lock().ok()?;
+            if state.closed {
+                return None;
+            }
+            state.latest.get(key)?.clone()
+        };
+        Some((kv.mod_revision, decode_as(resource, &kv).ok()?))
+    }
+
     /// Every change under `prefix` (a prefix of `resource`'s keys) after
     /// `after_revision`, like `Store::watch`, served from the resource's shared feed.
     pub async fn watch(
@@ -191,7 +234,7 @@ impl WatchCache {
     ) -> StoreResult<CachedStream> {
         let feed = {
             let mut feeds = self.feeds.lock().await;
-            let id = format!("{}|{}", resource.api_version(), resource.key_prefix);
+            let id = feed_id(resource);
             match feeds.get(&id) {
                 Some(feed) if !feed.state.lock().map(|s| s.closed).unwrap_or(true) => feed.clone(),
                 _ => {
@@ -281,6 +324,7 @@ impl WatchCache {
         let feed = Arc::new(Feed {
             state: Mutex::new(FeedState {
                 ring: VecDeque::new(),
+                latest: HashMap::new(),
                 since: after_revision,
                 capacity: self.capacity,
                 tx,
@@ -290,7 +334,19 @@ impl WatchCache {
         let pumped = Arc::downgrade(&feed);
         let feeds = Arc::downgrade(&self.feeds);
         let id = id.to_string();
+        let store = self.store.clone();
         tokio::spawn(async move {
+            // Every object as of the feed's start, before any later event overrides it
+            // (the store watch buffers those meanwhile). Without it a write would find
+            // only objects changed since; a failed list merely leaves the map partial.
+            let known = known_at(store.as_ref(), resource.key_prefix, after_revision).await;
+            if let Some(feed) = pumped.upgrade()
+                && let Ok(mut state) = feed.state.lock()
+            {
+                for kv in known {
+                    state.latest.entry(kv.key.clone()).or_insert(kv);
+                }
+            }
             let failure = loop {
                 let item = upstream.next().await;
                 let Some(feed) = pumped.upgrade() else {
@@ -324,6 +380,37 @@ impl WatchCache {
         });
         Ok(feed)
     }
+}
+
+/// Keys read per page when a feed learns the objects it starts with.
+const PAGE: usize = 1000;
+
+/// Every key under `prefix` as of `revision`, as far as the store answers.
+async fn known_at(store: &dyn Store, prefix: &str, revision: i64) -> Vec<KeyValue> {
+    let mut known = Vec::new();
+    let mut start_after: Option<String> = None;
+    loop {
+        let page = match store
+            .list(prefix, start_after.as_deref(), PAGE, Some(revision))
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(prefix, "watch cache starts without a list: {e}");
+                return known;
+            }
+        };
+        start_after = page.items.last().map(|kv| kv.key.clone());
+        known.extend(page.items);
+        if !page.more || start_after.is_none() {
+            return known;
+        }
+    }
+}
+
+/// The feed of a resource: one per served version of a storage prefix.
+fn feed_id(resource: &Resource) -> String {
+    format!("{}|{}", resource.api_version(), resource.key_prefix)
 }
 
 /// A copy of a feed's failure for one watcher (store errors are not `Clone`).

@@ -290,3 +290,54 @@ async fn within_the_ring_but_compacted_is_gone() {
     assert_eq!(name_of(&next_change(&mut recent).await.unwrap()), "c");
     assert_eq!(store.watches.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn latest_is_the_newest_value_the_feed_has_seen() {
+    let (store, cache, resource) = setup(2, 64);
+    let key = resource.key(Some("default"), "a");
+    // The first question starts the feed, which then knows what existed before it.
+    let created = put(&store, resource, "default", "a").await;
+    assert!(cache.latest(resource, &key).await.is_none());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while cache.latest(resource, &key).await.map(|(at, _)| at) != Some(created) {
+        assert!(tokio::time::Instant::now() < deadline, "a never known");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.watches.load(Ordering::SeqCst), 1);
+    let start = store.revision().await.unwrap();
+    let mut watcher = cache
+        .watch(resource, &resource.prefix(None), start)
+        .await
+        .unwrap();
+    let changed = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}});
+    let revision = store
+        .update(&key, changed.to_string().into_bytes(), start)
+        .await
+        .unwrap();
+    next_change(&mut watcher).await.unwrap();
+    let (at, object) = cache.latest(resource, &key).await.expect("cached");
+    assert_eq!(at, revision);
+    assert_eq!(object["data"]["k"], "v");
+    assert_eq!(object["metadata"]["resourceVersion"], revision.to_string());
+    // Events that push a's out of the two-event ring do not make it forgotten.
+    put(&store, resource, "default", "b").await;
+    put(&store, resource, "default", "c").await;
+    next_change(&mut watcher).await.unwrap();
+    next_change(&mut watcher).await.unwrap();
+    assert_eq!(
+        cache.latest(resource, &key).await.map(|(at, _)| at),
+        Some(revision)
+    );
+    assert!(
+        cache
+            .latest(resource, &resource.key(Some("default"), "c"))
+            .await
+            .is_some()
+    );
+    // A deleted object has no current state.
+    let c = resource.key(Some("default"), "c");
+    store.delete(&c, None).await.unwrap();
+    next_change(&mut watcher).await.unwrap();
+    assert!(cache.latest(resource, &c).await.is_none());
+}
