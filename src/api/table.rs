@@ -923,7 +923,7 @@ fn lease_cells(lease: &Value) -> Vec<Value> {
     ]
 }
 
-fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
+pub fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
     match (resource.group, resource.kind) {
         ("", "Pod") => pod_cells(object),
         ("", "Node") => node_cells(object),

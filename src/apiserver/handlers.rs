@@ -320,8 +320,8 @@ pub async fn list(
 ) -> Result<Json, ApiError> {
     let filter = Filter::from_query(resource, query)?;
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
-    if super::raw_list::applies(resource, rendering) {
-        return super::raw_list::list(server, resource, ns, &filter, limit, query).await;
+    if super::raw_list::applies(resource, rendering, query) {
+        return super::raw_list::list(server, resource, ns, rendering, &filter, limit, query).await;
     }
     let (items, revision, next) = collect(server, resource, ns, &filter, limit, query).await?;
     let mut list_meta = json!({"resourceVersion": revision.to_string()});

@@ -16,29 +16,39 @@ use super::request::{Query, Rendering};
 use super::{Json, Server};
 use crate::api::registry::{Resource, Storage};
 use crate::api::status::ApiError;
+use crate::api::table::{self, IncludeObject};
 use crate::store::KeyValue;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Whether a list of `resource` rendered as `rendering` can be served from raw bytes:
-/// the stored form must be the served form, and the answer the objects themselves.
-pub fn applies(resource: &Resource, rendering: Rendering) -> bool {
-    rendering == Rendering::Object
-        && resource.storage == Storage::Native
-        && resource.custom.is_none()
+/// the stored form must be the served form, and the answer the objects themselves or a
+/// Table whose rows carry at most their metadata.
+pub fn applies(resource: &Resource, rendering: Rendering, query: &Query) -> bool {
+    let native = resource.storage == Storage::Native && resource.custom.is_none();
+    native
+        && match rendering {
+            Rendering::Object => true,
+            Rendering::Table => {
+                IncludeObject::parse(query.get("includeObject")) != IncludeObject::Object
+            }
+            Rendering::Metadata => false,
+        }
 }
 
-/// The `…List` of `resource` under `ns` matching `filter`, as JSON bytes.
+/// The `…List` (or Table) of `resource` under `ns` matching `filter`, as JSON bytes.
 pub async fn list(
     server: &Server,
     resource: &Resource,
     ns: Option<&str>,
+    rendering: Rendering,
     filter: &Filter,
     limit: usize,
     query: &Query,
 ) -> Result<Json, ApiError> {
     let needed = filter.top_level_fields();
+    let include = IncludeObject::parse(query.get("includeObject"));
     let mut items = Vec::new();
     let mut first = true;
     let (revision, next) = scan(server, resource, ns, limit, query, |kv| {
@@ -46,7 +56,10 @@ pub async fn list(
         if !first {
             items.push(b',');
         }
-        let kept = append_item(&mut items, resource, kv, filter, &needed)?;
+        let kept = match rendering {
+            Rendering::Table => append_row(&mut items, resource, kv, filter, include)?,
+            _ => append_item(&mut items, resource, kv, filter, &needed)?,
+        };
         if kept {
             first = false;
         } else {
@@ -61,20 +74,98 @@ pub async fn list(
     if let Some(token) = next {
         list_meta.insert("continue".into(), token.into());
     }
-    let head = serde_json::json!({
-        "kind": resource.list_kind(),
-        "apiVersion": resource.api_version(),
-        "metadata": list_meta,
-    });
+    let (head, field) = match rendering {
+        // The Table without rows: its column definitions come from the same code.
+        Rendering::Table => {
+            let mut empty = table::table(resource, &[], Value::Object(list_meta), include);
+            if let Some(root) = empty.as_object_mut() {
+                root.remove("rows");
+            }
+            (empty, "rows")
+        }
+        _ => (
+            serde_json::json!({
+                "kind": resource.list_kind(),
+                "apiVersion": resource.api_version(),
+                "metadata": list_meta,
+            }),
+            "items",
+        ),
+    };
     let head = serde_json::to_vec(&head)
         .map_err(|e| ApiError::internal(format!("cannot encode list: {e}")))?;
     // `{…head fields…,"items":[…]}`: the head object without its closing brace.
     let mut body = Vec::with_capacity(head.len() + items.len() + 12);
     body.extend_from_slice(&head[..head.len() - 1]);
-    body.extend_from_slice(b",\"items\":[");
+    body.extend_from_slice(format!(",\"{field}\":[").as_bytes());
     body.extend_from_slice(&items);
     body.extend_from_slice(b"]}");
-    Ok(Json::raw(body, Rendering::Object))
+    Ok(Json::raw(body, rendering))
+}
+
+/// Appends `kv`'s Table row to `out` if it matches `filter`; says whether it did. The
+/// cells are computed from the object without its `managedFields` (no column shows
+/// them, and they are often most of the object); the row's metadata is copied raw.
+fn append_row(
+    out: &mut Vec<u8>,
+    resource: &Resource,
+    kv: &KeyValue,
+    filter: &Filter,
+    include: IncludeObject,
+) -> Result<bool, ApiError> {
+    let encode_error =
+        |e: serde_json::Error| ApiError::internal(format!("cannot encode a row: {e}"));
+    let Some(fields) = split(&kv.value) else {
+        let object = decode_as(resource, kv)?;
+        if !filter.matches(&object) {
+            return Ok(false);
+        }
+        let mut row = serde_json::json!({"cells": table::cells(resource, &object)});
+        if include == IncludeObject::Metadata {
+            row["object"] = table::partial_metadata(&object);
+        }
+        serde_json::to_writer(&mut *out, &row).map_err(encode_error)?;
+        return Ok(true);
+    };
+    let mut object = Map::new();
+    for (name, raw) in &fields {
+        let value = if *name == "metadata" {
+            let metadata: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+            let mut kept = Map::new();
+            for (key, raw) in metadata.into_iter().filter(|(k, _)| *k != "managedFields") {
+                kept.insert(key.to_string(), parse(raw)?);
+            }
+            Value::Object(kept)
+        } else {
+            parse(raw)?
+        };
+        object.insert((*name).to_string(), value);
+    }
+    let object = Value::Object(object);
+    if !filter.matches(&object) {
+        return Ok(false);
+    }
+    out.extend_from_slice(b"{\"cells\":");
+    serde_json::to_writer(&mut *out, &table::cells(resource, &object)).map_err(encode_error)?;
+    if include == IncludeObject::Metadata {
+        out.extend_from_slice(
+            b",\"object\":{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"PartialObjectMetadata\",\"metadata\":",
+        );
+        write_metadata(
+            out,
+            fields.get("metadata").map_or("{}", |m| m.get()),
+            kv.mod_revision,
+        );
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(true)
+}
+
+fn parse(raw: &RawValue) -> Result<Value, ApiError> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))
 }
 
 /// Appends `kv` as served to `out` if it matches `filter`; says whether it did.
@@ -143,19 +234,25 @@ fn write_object(out: &mut Vec<u8>, fields: &BTreeMap<&str, &RawValue>, revision:
         out.extend_from_slice(b"\":");
         let raw = raw.get();
         if *name == "metadata" {
-            let inner = raw[1..].trim_start();
-            out.extend_from_slice(b"{\"resourceVersion\":\"");
-            out.extend_from_slice(revision.to_string().as_bytes());
-            out.push(b'"');
-            if !inner.starts_with('}') {
-                out.push(b',');
-            }
-            out.extend_from_slice(inner.as_bytes());
+            write_metadata(out, raw, revision);
         } else {
             out.extend_from_slice(raw.as_bytes());
         }
     }
     out.push(b'}');
+}
+
+/// Writes `metadata` (a JSON object without `resourceVersion`, as `split` checked) with
+/// `resourceVersion` set to `revision`.
+fn write_metadata(out: &mut Vec<u8>, metadata: &str, revision: i64) {
+    let inner = metadata[1..].trim_start();
+    out.extend_from_slice(b"{\"resourceVersion\":\"");
+    out.extend_from_slice(revision.to_string().as_bytes());
+    out.push(b'"');
+    if !inner.starts_with('}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(inner.as_bytes());
 }
 
 #[cfg(test)]
@@ -190,6 +287,36 @@ mod tests {
             serde_json::from_slice::<Value>(&out).unwrap(),
             json!({"kind": "Pod", "metadata": {"resourceVersion": "3"}})
         );
+    }
+
+    #[test]
+    fn table_rows_match_the_decoded_path() {
+        let registry = crate::api::registry::Registry::default();
+        let pods = registry
+            .lookup("", "v1", "pods")
+            .expect("pods are registered");
+        let stored = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"},
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.7", "containerStatuses": [
+                {"name": "c", "ready": true, "restartCount": 2, "state": {"running": {}}}]}});
+        let kv = KeyValue {
+            key: "/registry/pods/default/web-1".into(),
+            value: serde_json::to_vec(&stored).unwrap(),
+            create_revision: 5,
+            mod_revision: 9,
+        };
+        let everything = Filter::from_query(pods, &Query::default()).unwrap();
+        for include in [IncludeObject::Metadata, IncludeObject::None] {
+            let mut out = Vec::new();
+            assert!(append_row(&mut out, pods, &kv, &everything, include).unwrap());
+            let row: Value = serde_json::from_slice(&out).expect("valid JSON");
+            let decoded = decode_as(pods, &kv).unwrap();
+            let want = table::table(pods, &[decoded], json!({}), include);
+            assert_eq!(row, want["rows"][0]);
+        }
     }
 
     #[test]
