@@ -271,6 +271,11 @@ impl Server {
                 discovery::resource_list(&self.registry, &group, &version)
                     .map(|v| Json::ok(v, Rendering::Object).into_response())
             }
+            Target::OpenApiV2 => Ok(openapi::serve_v2(
+                &self.registry,
+                &self.openapi,
+                req.headers(),
+            )),
             Target::OpenApiRoot => Ok(openapi::serve_root(&self.registry, &self.openapi)),
             Target::OpenApi(path) => openapi::serve_group_version(
                 &self.registry,

@@ -30,6 +30,8 @@ pub enum Target {
         version: String,
     },
     Resource(ResourceRequest),
+    /// `/openapi/v2`: the whole API as one Swagger 2.0 document.
+    OpenApiV2,
     /// `/openapi/v3`.
     OpenApiRoot,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/G/V`.
@@ -57,6 +59,7 @@ pub fn parse_path(registry: &Registry, path: &str) -> Result<Target, ApiError> {
         ["version"] => Ok(Target::Version),
         ["readyz", ..] => Ok(Target::Ready),
         ["healthz" | "livez", ..] => Ok(Target::Health),
+        ["openapi", "v2"] => Ok(Target::OpenApiV2),
         ["openapi", "v3"] => Ok(Target::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => Ok(Target::OpenApi(rest.join("/"))),
         ["api"] => Ok(Target::Api),

@@ -123,13 +123,8 @@ async fn token_review(server: &TestServer, token: &str, audiences: &[&str]) -> V
         })
         .to_string(),
     );
-    // kubectl finds no OpenAPI schema for create-only kinds in our documents (it then
-    // wants /openapi/v2), so client-side validation is off for this create.
-    let out = ok(
-        server,
-        &["create", "-f", &file, "-o", "json", "--validate=false"],
-    )
-    .await;
+    // kubectl validates create-only kinds itself, against /openapi/v2.
+    let out = ok(server, &["create", "-f", &file, "-o", "json"]).await;
     serde_json::from_str(&out).unwrap()
 }
 

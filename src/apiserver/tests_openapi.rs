@@ -140,3 +140,41 @@ async fn every_served_resource_can_be_explained() {
         assert!(out.contains("metadata\t<ObjectMeta>"), "{out}");
     }
 }
+
+/// Kinds without a `patch` operation (the reviews) are validated by kubectl itself
+/// against `/openapi/v2`: a well-formed review is sent, a misspelt field is refused
+/// before anything reaches the server, naming the field and its definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_kinds_are_validated_against_openapi_v2() {
+    let server = start().await;
+    let review = |spec: &str| {
+        format!("apiVersion: authorization.k8s.io/v1\nkind: SelfSubjectAccessReview\nspec:\n{spec}")
+    };
+    let good = write(
+        server.dir.path(),
+        "review.yaml",
+        &review("  resourceAttributes:\n    verb: list\n    resource: pods\n"),
+    );
+    let out = ok(&server, &["create", "-f", &good, "-o", "json"]).await;
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"]["allowed"], true, "{answer}");
+
+    let bad = write(
+        server.dir.path(),
+        "bad-review.yaml",
+        &review("  resourceAttributes:\n    verb: list\n    resourse: pods\n"),
+    );
+    let err = fails(&server, &["create", "-f", &bad]).await;
+    assert!(
+        err.contains("unknown field \"resourse\"")
+            && err.contains("io.k8s.api.authorization.v1.ResourceAttributes")
+            && err.contains("--validate=false"),
+        "{err}"
+    );
+
+    // The same document in JSON for clients that ask for it.
+    let raw = ok(&server, &["get", "--raw", "/openapi/v2"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(doc["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
+}

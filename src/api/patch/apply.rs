@@ -195,13 +195,7 @@ fn api_version(object: &Value) -> String {
 /// Drops owned fields that are no longer in `object`.
 fn prune(entries: &mut [Entry], object: &Value, node: Node) {
     for entry in entries.iter_mut() {
-        for path in entry.fields.paths() {
-            if !fields::exists(object, &path, node) {
-                let mut gone = FieldSet::default();
-                gone.insert(&path);
-                entry.fields.subtract(&gone);
-            }
-        }
+        fields::retain_present(&mut entry.fields, object, node);
     }
 }
 

@@ -268,9 +268,15 @@ fn walk_changed(
     match (old, new, shape) {
         (Value::Object(o), Value::Object(n), Shape::Object | Shape::Map) => {
             for (k, v) in n {
+                let before = o.get(k);
+                // An equal subtree holds no change: skip it without walking (most of
+                // an update's object is untouched).
+                if before == Some(v) {
+                    continue;
+                }
                 let child = node.child(k);
                 path.push(field_element(k));
-                walk_changed(o.get(k), v, child.shape, child.node, path, set);
+                walk_changed(before, v, child.shape, child.node, path, set);
                 path.pop();
             }
         }
@@ -285,6 +291,7 @@ fn walk_changed(
                 path.push(element);
                 match before {
                     Some(_) if shape == Shape::SetList => {}
+                    Some(b) if b == item => {}
                     Some(b) => walk_changed(Some(b), item, Shape::Object, node, path, set),
                     None if shape == Shape::SetList => set.insert(path),
                     None => added(item, Shape::Object, node, path, set),
@@ -373,7 +380,36 @@ pub fn remove_path(object: &mut Value, path: &[String], node: Node) {
     }
 }
 
+/// Drops from `set` every field not present in `object`, and nodes left empty: what
+/// checking each path with `exists` and removing the missing ones does, in one walk.
+pub fn retain_present(set: &mut FieldSet, object: &Value, node: Node) {
+    retain_in(set, object, Shape::Object, node);
+}
+
+fn retain_in(set: &mut FieldSet, value: &Value, shape: Shape, node: Node) {
+    set.children.retain(|element, child| {
+        if let Some(field) = element.strip_prefix("f:") {
+            let Some(next) = value.as_object().and_then(|m| m.get(field)) else {
+                return false;
+            };
+            let c = node.child(field);
+            retain_in(child, next, c.shape, c.node);
+        } else {
+            let Some(item) = value.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|i| item_element(i, shape, node).as_deref() == Some(element.as_str()))
+            }) else {
+                return false;
+            };
+            retain_in(child, item, Shape::Object, node);
+        }
+        !child.is_empty()
+    });
+}
+
 /// Whether the field at `path` is present in `object`.
+#[cfg(test)]
 pub fn exists(object: &Value, path: &[String], node: Node) -> bool {
     let mut cur = object;
     let mut cur_node = node;
@@ -521,5 +557,33 @@ mod tests {
             pod(),
         );
         assert!(obj["spec"]["containers"][0].get("image").is_none());
+    }
+
+    #[test]
+    fn retaining_present_fields_matches_checking_each_path() {
+        let owned = json!({"metadata": {"labels": {"app": "web", "tier": "db"}, "finalizers": ["x", "y"]},
+            "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+                                    {"name": "side", "image": "busybox"}],
+                     "nodeSelector": {"disk": "ssd"}}});
+        let now = json!({"metadata": {"labels": {"app": "web"}, "finalizers": ["y"]},
+            "spec": {"containers": [{"name": "web", "ports": [{"containerPort": 80}]}]}});
+        let set = of_object(&owned, pod());
+        let mut one_by_one = set.clone();
+        for path in set.paths() {
+            if !exists(&now, &path, pod()) {
+                let mut gone = FieldSet::default();
+                gone.insert(&path);
+                one_by_one.subtract(&gone);
+            }
+        }
+        let mut walked = set.clone();
+        retain_present(&mut walked, &now, pod());
+        assert_eq!(walked, one_by_one);
+        assert_eq!(
+            walked.to_json(),
+            json!({"f:metadata": {"f:finalizers": {"v:\"y\"": {}}, "f:labels": {"f:app": {}}},
+                   "f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {},
+                       "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}}}})
+        );
     }
 }

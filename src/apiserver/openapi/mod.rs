@@ -1,4 +1,4 @@
-//! `/openapi/v3`: the root lists every served group-version with a content-hashed URL,
+//! `/openapi/v3` (and, derived from it, `/openapi/v2` in `v2`): the root lists every served group-version with a content-hashed URL,
 //! and each group-version document holds the paths of its resources and the full
 //! schemas of their kinds. kubectl needs it twice over: `create|apply|replace -f` look
 //! for a `patch` operation with `x-kubernetes-group-version-kind` and a
@@ -10,6 +10,9 @@
 //! Custom resources get their CRD's schema under upstream's name for it
 //! (`com.example.stable.v1.CronTab`). Documents of the built-ins are built once per
 //! process; a server serving CRDs rebuilds its documents when they change.
+
+mod gnostic;
+mod v2;
 
 use crate::api::registry::{Registry, Resource};
 use crate::api::schema::schemas;
@@ -31,6 +34,8 @@ struct Document {
 struct Documents {
     root: Vec<u8>,
     by_path: BTreeMap<String, Document>,
+    /// The Swagger 2.0 form, built on its first request (few clients ask for it).
+    v2: OnceLock<v2::V2>,
 }
 
 static DOCUMENTS: OnceLock<Arc<Documents>> = OnceLock::new();
@@ -73,7 +78,11 @@ fn build(registry: &Registry) -> Documents {
         by_path.insert(path, Document { body, hash });
     }
     let root = serde_json::to_vec(&json!({ "paths": paths })).unwrap_or_default();
-    Documents { root, by_path }
+    Documents {
+        root,
+        by_path,
+        v2: OnceLock::new(),
+    }
 }
 
 /// `api/v1` or `apis/G/V`, as the OpenAPI v3 root names group-versions.
@@ -91,6 +100,11 @@ fn group_versions(registry: &Registry) -> Vec<(&'static str, &'static str)> {
         gvs.extend(versions.into_iter().map(|v| (group, v)));
     }
     gvs
+}
+
+/// `GET /openapi/v2`.
+pub fn serve_v2(registry: &Registry, cache: &Cache, headers: &HeaderMap) -> Response {
+    v2::serve(&documents(registry, cache), registry, headers)
 }
 
 /// `GET /openapi/v3`. Never cached by clients: it names the current hashes.
