@@ -60,6 +60,17 @@ pub fn check_object(
     Ok(warnings(mode, problems))
 }
 
+/// What checking a patch found.
+#[derive(Debug)]
+pub struct PatchCheck {
+    /// Warnings to send (`Warn`).
+    pub warnings: Vec<String>,
+    /// The patch can only add fields the kind has: a merge or strategic merge patch of a
+    /// built-in kind with no unknown field. The patched object (the stored one, which
+    /// has none, plus these) then needs no pruning.
+    pub adds_known_fields_only: bool,
+}
+
 /// Checks a patch body. Only what the patch adds is looked at (the stored object has
 /// no unknown fields); the unknown ones are dropped when the patched object is
 /// admitted, so the patch itself is left as it came.
@@ -70,7 +81,7 @@ pub fn check_patch(
     patch: &Value,
     kind: BodyType,
     query: &Query,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<PatchCheck, ApiError> {
     let mode = Validation::from_query(query)?;
     let unknown = match (resource.custom, schema_name(resource), kind) {
         // What a JSON patch adds to a custom object shows when the result is pruned.
@@ -80,8 +91,16 @@ pub fn check_patch(
         (None, Some(schema), _) => {
             schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch)
         }
-        (None, None, _) => return Ok(Vec::new()),
+        (None, None, _) => {
+            return Ok(PatchCheck {
+                warnings: Vec::new(),
+                adds_known_fields_only: false,
+            });
+        }
     };
+    let adds_known_fields_only = unknown.is_empty()
+        && resource.custom.is_none()
+        && matches!(kind, BodyType::MergePatch | BodyType::StrategicMergePatch);
     let problems = problems(raw, unknown);
     if mode == Validation::Strict && !problems.is_empty() {
         // Upstream reports a patch that adds unknown fields as an invalid `patch`.
@@ -94,7 +113,10 @@ pub fn check_patch(
             &[Cause::invalid("patch", &rendered, &detail)],
         ));
     }
-    Ok(warnings(mode, problems))
+    Ok(PatchCheck {
+        warnings: warnings(mode, problems),
+        adds_known_fields_only,
+    })
 }
 
 /// Drops every field `object` has that its kind does not: nothing unknown is stored.

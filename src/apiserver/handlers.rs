@@ -14,6 +14,7 @@ use crate::api::table::{IncludeObject, partial_metadata, table};
 use crate::api::{convert, crd, kinds, pods, services, validation};
 use crate::store::{KeyValue, StoreError};
 use base64::Engine;
+use http::StatusCode;
 use serde_json::{Value, json};
 
 /// How many times a write re-reads and retries after losing a race with another writer.
@@ -61,45 +62,114 @@ pub fn decode_as(resource: &Resource, kv: &KeyValue) -> Result<Value, ApiError> 
 
 /// The bytes stored for an object: the resourceVersion is the key's revision, not data.
 fn encode(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiError> {
-    let encoded = if resource.storage == Storage::Native && resource.custom.is_none() {
-        // Stored as served: serialized in place rather than from a trimmed deep copy.
-        serde_json::to_vec(&WithoutResourceVersion(object))
-    } else {
-        let mut stored = convert::to_storage(resource, object.clone());
-        metadata_mut(&mut stored).remove("resourceVersion");
-        serde_json::to_vec(&stored)
-    };
-    encoded.map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+    encode_stored(resource, object).map(|e| e.bytes)
 }
 
-/// Serializes an object as it is but for `metadata.resourceVersion`.
-struct WithoutResourceVersion<'a>(&'a Value);
+/// An object's stored bytes, and for kinds stored as served where its metadata's
+/// members begin in them, so the served JSON is those bytes with the resourceVersion
+/// written in (see `Encoded::served`).
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Offset just past `"metadata":{`.
+    metadata_at: Option<usize>,
+}
 
-impl serde::Serialize for WithoutResourceVersion<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Value::Object(root) = self.0 else {
-            return self.0.serialize(serializer);
-        };
-        let mut map = serializer.serialize_map(Some(root.len()))?;
-        for (key, value) in root {
-            match value {
-                Value::Object(metadata) if key == "metadata" => {
-                    map.serialize_key(key)?;
-                    map.serialize_value(&MetadataWithoutResourceVersion(metadata))?;
-                }
-                _ => map.serialize_entry(key, value)?,
-            }
+impl Encoded {
+    /// The object as served at `revision`, without serializing it again.
+    fn served(&self, revision: i64) -> Option<Vec<u8>> {
+        let at = self.metadata_at?;
+        let rv = format!("\"resourceVersion\":\"{revision}\"");
+        let mut out = Vec::with_capacity(self.bytes.len() + rv.len() + 1);
+        out.extend_from_slice(&self.bytes[..at]);
+        out.extend_from_slice(rv.as_bytes());
+        if self.bytes.get(at) != Some(&b'}') {
+            out.push(b',');
         }
-        map.end()
+        out.extend_from_slice(&self.bytes[at..]);
+        Some(out)
     }
 }
 
-struct MetadataWithoutResourceVersion<'a>(&'a serde_json::Map<String, Value>);
+fn encode_stored(resource: &Resource, object: &Value) -> Result<Encoded, ApiError> {
+    let failed = |e: serde_json::Error| ApiError::internal(format!("cannot encode object: {e}"));
+    if resource.storage != Storage::Native || resource.custom.is_some() {
+        let mut stored = convert::to_storage(resource, object.clone());
+        metadata_mut(&mut stored).remove("resourceVersion");
+        return Ok(Encoded {
+            bytes: serde_json::to_vec(&stored).map_err(failed)?,
+            metadata_at: None,
+        });
+    }
+    // Stored as served: serialized in place (no trimmed deep copy), the top level by
+    // hand so the position of metadata's members is known.
+    let Value::Object(root) = object else {
+        return Ok(Encoded {
+            bytes: serde_json::to_vec(object).map_err(failed)?,
+            metadata_at: None,
+        });
+    };
+    let mut out = Vec::with_capacity(2048);
+    let mut metadata_at = None;
+    out.push(b'{');
+    for (i, (key, value)) in root.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).map_err(failed)?;
+        out.push(b':');
+        match value {
+            Value::Object(metadata) if key == "metadata" => {
+                out.push(b'{');
+                metadata_at = Some(out.len());
+                let members = metadata.iter().filter(|(k, _)| *k != "resourceVersion");
+                for (j, (k, v)) in members.enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, k).map_err(failed)?;
+                    out.push(b':');
+                    serde_json::to_writer(&mut out, v).map_err(failed)?;
+                }
+                out.push(b'}');
+            }
+            _ => serde_json::to_writer(&mut out, value).map_err(failed)?,
+        }
+    }
+    out.push(b'}');
+    Ok(Encoded {
+        bytes: out,
+        metadata_at,
+    })
+}
 
-impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().filter(|(key, _)| *key != "resourceVersion"))
+/// A written object, with its JSON as served when that could be made from the bytes
+/// just stored (saving a second serialization of the object for the answer).
+pub struct Saved {
+    pub object: Value,
+    pub json: Option<Vec<u8>>,
+}
+
+impl Saved {
+    fn new(object: Value) -> Self {
+        Saved { object, json: None }
+    }
+
+    /// The answer to the write: the object as asked for (`status` 200 or 201).
+    pub fn answer(
+        self,
+        resource: &Resource,
+        status: StatusCode,
+        rendering: Rendering,
+        query: &Query,
+    ) -> Json {
+        match (rendering, self.json) {
+            (Rendering::Object, Some(bytes)) => Json::bytes(status, bytes, rendering),
+            _ => Json::with_status(
+                status,
+                render_one(resource, self.object, rendering, query),
+                rendering,
+            ),
+        }
     }
 }
 
@@ -421,6 +491,15 @@ pub(super) fn admit(
 ) -> Result<(), ApiError> {
     // Whatever the request's fieldValidation, unknown fields are never stored.
     super::field_validation::prune(resource, object);
+    admit_pruned(resource, object, subresource)
+}
+
+/// `admit` for an object known to hold no unknown fields.
+fn admit_pruned(
+    resource: &Resource,
+    object: &mut Value,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));
@@ -529,10 +608,24 @@ pub async fn create_object_as(
     server: &Server,
     resource: &Resource,
     ns: Option<&str>,
-    mut object: Value,
+    object: Value,
     dry_run: bool,
     record_fields: &(dyn Fn(&mut Value) + Sync),
 ) -> Result<Value, ApiError> {
+    create_saved(server, resource, ns, object, dry_run, record_fields)
+        .await
+        .map(|saved| saved.object)
+}
+
+/// `create_object_as`, keeping the created object's JSON as served when it has it.
+async fn create_saved(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    mut object: Value,
+    dry_run: bool,
+    record_fields: &(dyn Fn(&mut Value) + Sync),
+) -> Result<Saved, ApiError> {
     check_type(resource, &mut object, resource.kind)?;
     check_namespace(resource, &mut object, ns)?;
     let generate_name = meta::str_at(&object, &["metadata", "generateName"]).map(str::to_string);
@@ -595,17 +688,17 @@ pub async fn create_object_as(
             super::allocator::allocate(server, &mut candidate).await?;
         }
         if dry_run {
-            return Ok(candidate);
+            return Ok(Saved::new(candidate));
         }
         let key = resource.key(ns, &name);
-        match server
-            .store
-            .create(&key, encode(resource, &candidate)?)
-            .await
-        {
+        let encoded = encode_stored(resource, &candidate)?;
+        match server.store.create(&key, encoded.bytes.clone()).await {
             Ok(revision) => {
                 set_resource_version(&mut candidate, revision);
-                return Ok(candidate);
+                return Ok(Saved {
+                    object: candidate,
+                    json: encoded.served(revision),
+                });
             }
             // A generated name that collides gets another suffix, as upstream retries.
             Err(StoreError::AlreadyExists(_)) if !explicit_name => continue,
@@ -628,11 +721,8 @@ pub async fn create(
     let record = |object: &mut Value| {
         managed::record_update(None, object, manager, None, resource.has_status())
     };
-    let created = create_object_as(server, resource, ns, body, dry_run, &record).await?;
-    Ok(Json::created(
-        render_one(resource, created, rendering, query),
-        rendering,
-    ))
+    let created = create_saved(server, resource, ns, body, dry_run, &record).await?;
+    Ok(created.answer(resource, StatusCode::CREATED, rendering, query))
 }
 
 /// Metadata the client may not change through an update.
@@ -796,12 +886,23 @@ fn keep_allocations(current: &Value, next: &mut Value) {
 
 /// Whether two objects differ in anything but their resourceVersion.
 fn same_object(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        metadata_mut(&mut v).remove("resourceVersion");
-        v
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
     };
-    strip(a) == strip(b)
+    // Compared member by member: no copies of the objects.
+    let same_metadata = match (a.get("metadata"), b.get("metadata")) {
+        (Some(Value::Object(ma)), Some(Value::Object(mb))) => {
+            // Maps iterate in key order, so equal maps give equal sequences.
+            let rv = |(k, _): &(&String, &Value)| *k != "resourceVersion";
+            ma.iter().filter(rv).eq(mb.iter().filter(rv))
+        }
+        (ma, mb) => ma == mb,
+    };
+    same_metadata
+        && a.len() == b.len()
+        && a.iter()
+            .filter(|(k, _)| *k != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// Whether anything still holds the object back from deletion: `metadata.finalizers`,
@@ -831,20 +932,40 @@ pub async fn write_update(
     key: &str,
     revision: i64,
     current: &Value,
-    mut next: Value,
+    next: Value,
 ) -> Result<Value, StoreError> {
+    write_saved(server, resource, key, revision, current, next)
+        .await
+        .map(|saved| saved.object)
+}
+
+/// `write_update`, keeping the written object's JSON as served when it has it.
+async fn write_saved(
+    server: &Server,
+    resource: &Resource,
+    key: &str,
+    revision: i64,
+    current: &Value,
+    mut next: Value,
+) -> Result<Saved, StoreError> {
     if same_object(current, &next) {
-        return Ok(current.clone());
+        return Ok(Saved::new(current.clone()));
     }
     if is_deletable_now(&next) {
         let (_, deleted_at) = server.store.delete(key, Some(revision)).await?;
         set_resource_version(&mut next, deleted_at);
-        return Ok(next);
+        return Ok(Saved::new(next));
     }
-    let encoded = encode(resource, &next).map_err(|e| StoreError::Unavailable(e.message))?;
-    let new_revision = server.store.update(key, encoded, revision).await?;
+    let encoded = encode_stored(resource, &next).map_err(|e| StoreError::Unavailable(e.message))?;
+    let new_revision = server
+        .store
+        .update(key, encoded.bytes.clone(), revision)
+        .await?;
     set_resource_version(&mut next, new_revision);
-    Ok(next)
+    Ok(Saved {
+        object: next,
+        json: encoded.served(new_revision),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -913,13 +1034,8 @@ pub async fn update(
                 rendering,
             ));
         }
-        match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
-            Ok(stored) => {
-                return Ok(Json::ok(
-                    render_one(resource, stored, rendering, query),
-                    rendering,
-                ));
-            }
+        match write_saved(server, resource, &key, kv.mod_revision, &current, next).await {
+            Ok(stored) => return Ok(stored.answer(resource, StatusCode::OK, rendering, query)),
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_))
                 if precondition.is_none() =>
             {
@@ -996,6 +1112,14 @@ fn apply_error(err: managed::ApplyError) -> ApiError {
     }
 }
 
+/// A PATCH request's body, as decoded and checked.
+pub struct PatchBody {
+    pub patch: Value,
+    pub kind: BodyType,
+    /// See `field_validation::PatchCheck`.
+    pub adds_known_fields_only: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn patch(
     server: &Server,
@@ -1003,11 +1127,15 @@ pub async fn patch(
     ns: Option<&str>,
     name: &str,
     subresource: Option<&str>,
-    patch_body: Value,
-    kind: BodyType,
+    body: PatchBody,
     rendering: Rendering,
     query: &Query,
 ) -> Result<Json, ApiError> {
+    let PatchBody {
+        patch: patch_body,
+        kind,
+        adds_known_fields_only,
+    } = body;
     let dry_run = query.get("dryRun") == Some("All");
     let key = resource.key(ns, name);
     if resource.custom.is_some() && kind == BodyType::StrategicMergePatch {
@@ -1102,7 +1230,11 @@ pub async fn patch(
             let mut incoming = patched;
             check_type(resource, &mut incoming, resource.kind)?;
             let mut next = prepare_update(resource, subresource, &current, incoming);
-            admit(resource, &mut next, subresource)?;
+            if adds_known_fields_only {
+                admit_pruned(resource, &mut next, subresource)?;
+            } else {
+                admit(resource, &mut next, subresource)?;
+            }
             validate_update(resource, subresource, &current, &next)?;
             if kind != BodyType::ApplyPatch {
                 managed::record_update(
@@ -1127,13 +1259,8 @@ pub async fn patch(
                 rendering,
             ));
         }
-        match write_update(server, resource, &key, revision, &current, next).await {
-            Ok(stored) => {
-                return Ok(Json::ok(
-                    render_one(resource, stored, rendering, query),
-                    rendering,
-                ));
-            }
+        match write_saved(server, resource, &key, revision, &current, next).await {
+            Ok(stored) => return Ok(stored.answer(resource, StatusCode::OK, rendering, query)),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(e, resource, name)),
         }
@@ -1493,6 +1620,43 @@ mod tests {
         let stored: Value = serde_json::from_slice(&encode(events, &event).unwrap()).unwrap();
         assert!(stored["metadata"].get("resourceVersion").is_none());
         assert_eq!(stored["message"], "hi");
+        assert!(encode_stored(events, &event).unwrap().served(4).is_none());
+    }
+
+    #[test]
+    fn served_json_is_the_stored_bytes_with_the_new_resource_version() {
+        let reg = Registry::default();
+        let configmaps = reg.lookup("", "v1", "configmaps").unwrap();
+        for object in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "c", "resourceVersion": "12", "uid": "u"}, "data": {"a": "\"}\""}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"resourceVersion": "1"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+        ] {
+            let encoded = encode_stored(configmaps, &object).unwrap();
+            let served: Value = serde_json::from_slice(&encoded.served(42).unwrap()).unwrap();
+            let mut want = object.clone();
+            want["metadata"]["resourceVersion"] = json!("42");
+            assert_eq!(served, want);
+            let stored: Value = serde_json::from_slice(&encoded.bytes).unwrap();
+            assert!(stored["metadata"].get("resourceVersion").is_none());
+        }
+    }
+
+    #[test]
+    fn same_object_ignores_only_the_resource_version() {
+        let a = json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 1}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("2");
+        assert!(same_object(&a, &b));
+        b["metadata"]["labels"] = json!({"l": "v"});
+        assert!(!same_object(&a, &b));
+        let mut c = a.clone();
+        c["status"] = json!({});
+        assert!(!same_object(&a, &c));
+        let mut d = a.clone();
+        d["spec"]["x"] = json!(2);
+        assert!(!same_object(&a, &d));
     }
 
     #[test]

@@ -138,10 +138,23 @@ impl Json {
         }
     }
 
+    pub fn with_status(status: StatusCode, body: Value, rendering: Rendering) -> Self {
+        Json {
+            status,
+            body: JsonBody::Value(body),
+            rendering,
+        }
+    }
+
     /// A 200 whose body is JSON serialized already.
     pub fn raw(body: Vec<u8>, rendering: Rendering) -> Self {
+        Self::bytes(StatusCode::OK, body, rendering)
+    }
+
+    /// A body serialized already, with `status`.
+    pub fn bytes(status: StatusCode, body: Vec<u8>, rendering: Rendering) -> Self {
         Json {
-            status: StatusCode::OK,
+            status,
             body: JsonBody::Bytes(body),
             rendering,
         }
@@ -380,8 +393,14 @@ impl Server {
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
                 let patch = decoded(kind)?;
-                warnings = field_validation::check_patch(res, name, &body, &patch, kind, &query)?;
-                handlers::patch(&self, res, ns, name, sub, patch, kind, rendering, &query).await?
+                let check = field_validation::check_patch(res, name, &body, &patch, kind, &query)?;
+                warnings = check.warnings;
+                let body = handlers::PatchBody {
+                    patch,
+                    kind,
+                    adds_known_fields_only: check.adds_known_fields_only,
+                };
+                handlers::patch(&self, res, ns, name, sub, body, rendering, &query).await?
             }
             (&Method::DELETE, Some(name), None) => {
                 let options = Self::delete_options(&body, &query)?;

@@ -225,7 +225,11 @@ pub fn record_update(
         subresource,
         has_status,
     );
-    prune(&mut entries, new, node);
+    // Entries taken over from `old` name only fields `old` has: unless the update
+    // removes some, they all still exist.
+    if carried || old.is_none_or(|old| fields::removes_any(old, new, node)) {
+        prune(&mut entries, new, node);
+    }
     if !changed.is_empty() {
         for entry in entries.iter_mut() {
             entry.fields.subtract(&changed);

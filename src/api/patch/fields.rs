@@ -304,6 +304,48 @@ fn walk_changed(
     }
 }
 
+/// Whether `new` lacks any field `old` has (a map entry, struct field or list item):
+/// without that, fields owned in `old` all still exist in `new`.
+pub fn removes_any(old: &Value, new: &Value, node: Node) -> bool {
+    removes_in(old, new, Shape::Object, node)
+}
+
+fn removes_in(old: &Value, new: &Value, shape: Shape, node: Node) -> bool {
+    if old == new {
+        return false;
+    }
+    match (old, new, shape) {
+        (Value::Object(o), Value::Object(n), Shape::Object | Shape::Map) => {
+            o.iter().any(|(k, before)| match n.get(k) {
+                None => true,
+                Some(after) => {
+                    let child = node.child(k);
+                    removes_in(before, after, child.shape, child.node)
+                }
+            })
+        }
+        (Value::Array(o), Value::Array(n), Shape::MapList(_) | Shape::SetList) => {
+            o.iter().any(|before| {
+                let Some(element) = item_element(before, shape, node) else {
+                    return false;
+                };
+                match n
+                    .iter()
+                    .find(|i| item_element(i, shape, node).as_ref() == Some(&element))
+                {
+                    None => true,
+                    Some(_) if shape == Shape::SetList => false,
+                    Some(after) => removes_in(before, after, Shape::Object, node),
+                }
+            })
+        }
+        // An object or list turned into something else loses whatever it held.
+        (Value::Object(o), _, _) => !o.is_empty(),
+        (Value::Array(o), _, Shape::MapList(_) | Shape::SetList) => !o.is_empty(),
+        _ => false,
+    }
+}
+
 fn added(value: &Value, shape: Shape, node: Node, path: &mut Vec<String>, set: &mut FieldSet) {
     set.insert(path);
     match (value, shape) {
@@ -585,5 +627,32 @@ mod tests {
                    "f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {},
                        "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}}}})
         );
+    }
+
+    #[test]
+    fn removals_are_told_from_additions_and_changes() {
+        let old = json!({"metadata": {"labels": {"app": "web"}, "finalizers": ["x"]},
+            "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]}});
+        let removes = |new: Value| removes_any(&old, &new, pod());
+        assert!(!removes(old.clone()));
+        // Added and changed fields remove nothing.
+        let mut more = old.clone();
+        more["metadata"]["labels"]["tier"] = json!("db");
+        more["spec"]["containers"][0]["image"] = json!("nginx:2");
+        more["spec"]["containers"][0]["ports"][0]["name"] = json!("http");
+        assert!(!removes(more));
+        // A map entry, a set item, a keyed item, a field inside a keyed item.
+        let mut fewer = old.clone();
+        fewer["metadata"]["labels"] = json!({});
+        assert!(removes(fewer));
+        let mut fewer = old.clone();
+        fewer["metadata"]["finalizers"] = json!(["y"]);
+        assert!(removes(fewer));
+        let mut fewer = old.clone();
+        fewer["spec"]["containers"][0]["name"] = json!("other");
+        assert!(removes(fewer));
+        let mut fewer = old.clone();
+        fewer["spec"]["containers"][0]["ports"] = json!([{"containerPort": 81}]);
+        assert!(removes(fewer));
     }
 }

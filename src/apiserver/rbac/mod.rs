@@ -38,12 +38,6 @@ pub struct Rbac {
     cluster_role_bindings: Arc<Mirror<ClusterRoleBinding>>,
 }
 
-/// A rule set a user holds, with where it comes from (for `reason`).
-struct Grant {
-    rules: Vec<PolicyRule>,
-    source: String,
-}
-
 /// Subresources whose WebSocket/SPDY upgrade (a GET) upstream authorizes as `create`,
 /// so `get` on pods does not grant running commands in them.
 const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
@@ -140,6 +134,16 @@ impl Rbac {
 
     /// A ClusterRole's rules, plus those of every ClusterRole its aggregation rule
     /// selects (upstream's aggregation controller writes the same union into the role).
+    fn with_cluster_role_rules<R>(&self, name: &str, f: impl FnOnce(&[PolicyRule]) -> R) -> R {
+        let Some(role) = self.cluster_roles.get(&format!("{CLUSTER_ROLES}{name}")) else {
+            return f(&[]);
+        };
+        if role.aggregation_rule.is_none() {
+            return f(role.rules.as_deref().unwrap_or_default());
+        }
+        f(&self.cluster_role_rules(name))
+    }
+
     fn cluster_role_rules(&self, name: &str) -> Vec<PolicyRule> {
         let Some(role) = self.cluster_roles.get(&format!("{CLUSTER_ROLES}{name}")) else {
             return Vec::new();
@@ -169,11 +173,17 @@ impl Rbac {
 
     /// The rule sets bound to `user` cluster-wide and, when `namespace` is not
     /// empty, in that namespace.
-    fn grants(&self, user: &User, namespace: &str) -> Vec<Grant> {
+    /// Calls `visit` with each rule set `user` holds in `namespace` (cluster-wide ones
+    /// first) and a way to describe where it comes from, until `visit` returns
+    /// something. Rules are borrowed from the mirrors where no aggregation merges them.
+    fn find_grant<R>(
+        &self,
+        user: &User,
+        namespace: &str,
+        mut visit: impl FnMut(&[PolicyRule], &dyn Fn() -> String) -> Option<R>,
+    ) -> Option<R> {
         let groups = groups_of(user);
-        let mut grants = Vec::new();
         for binding in self.cluster_role_bindings.all() {
-            let binding_name = binding.metadata.name.clone().unwrap_or_default();
             let Some(subject) = binding
                 .subjects
                 .iter()
@@ -185,22 +195,28 @@ impl Rbac {
             if binding.role_ref.kind != "ClusterRole" {
                 continue;
             }
-            grants.push(Grant {
-                rules: self.cluster_role_rules(&binding.role_ref.name),
-                source: format!(
-                    "ClusterRoleBinding {binding_name:?} of ClusterRole {:?} to {} {:?}",
-                    binding.role_ref.name, subject.kind, subject.name
-                ),
-            });
+            let source = || {
+                format!(
+                    "ClusterRoleBinding {:?} of ClusterRole {:?} to {} {:?}",
+                    binding.metadata.name.as_deref().unwrap_or_default(),
+                    binding.role_ref.name,
+                    subject.kind,
+                    subject.name
+                )
+            };
+            let found =
+                self.with_cluster_role_rules(&binding.role_ref.name, |rules| visit(rules, &source));
+            if found.is_some() {
+                return found;
+            }
         }
         if namespace.is_empty() {
-            return grants;
+            return None;
         }
         for binding in self
             .role_bindings
             .under(&format!("{ROLE_BINDINGS}{namespace}/"))
         {
-            let binding_name = binding.metadata.name.clone().unwrap_or_default();
             let Some(subject) = binding
                 .subjects
                 .iter()
@@ -210,24 +226,32 @@ impl Rbac {
                 continue;
             };
             let role = &binding.role_ref;
-            let rules = match role.kind.as_str() {
-                "ClusterRole" => self.cluster_role_rules(&role.name),
-                "Role" => self
-                    .roles
-                    .get(&format!("{ROLES}{namespace}/{}", role.name))
-                    .and_then(|r| r.rules.clone())
-                    .unwrap_or_default(),
-                _ => continue,
+            let source = || {
+                format!(
+                    "RoleBinding {:?} of {} {:?} to {} {:?}",
+                    binding.metadata.name.as_deref().unwrap_or_default(),
+                    role.kind,
+                    role.name,
+                    subject.kind,
+                    subject.name
+                )
             };
-            grants.push(Grant {
-                rules,
-                source: format!(
-                    "RoleBinding {binding_name:?} of {} {:?} to {} {:?}",
-                    role.kind, role.name, subject.kind, subject.name
-                ),
-            });
+            let found = match role.kind.as_str() {
+                "ClusterRole" => {
+                    self.with_cluster_role_rules(&role.name, |rules| visit(rules, &source))
+                }
+                "Role" => {
+                    let held = self.roles.get(&format!("{ROLES}{namespace}/{}", role.name));
+                    let rules = held.as_ref().and_then(|r| r.rules.as_deref());
+                    visit(rules.unwrap_or_default(), &source)
+                }
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
         }
-        grants
+        None
     }
 
     /// Whether `user` may do what `attributes` describe.
@@ -244,19 +268,24 @@ impl Rbac {
             .as_ref()
             .map(|r| r.namespace.as_str())
             .unwrap_or_default();
-        for grant in self.grants(user, namespace) {
-            if grant.rules.iter().any(|r| rule_allows(r, attributes)) {
-                return Decision {
-                    allowed: true,
-                    denied: false,
-                    reason: format!("RBAC: allowed by {}", grant.source),
-                };
-            }
-        }
-        Decision {
-            allowed: false,
-            denied: false,
-            reason: String::new(),
+        // The first rule set that allows is enough: nothing else is looked up.
+        let allowed_by = self.find_grant(user, namespace, |rules, source| {
+            rules
+                .iter()
+                .any(|r| rule_allows(r, attributes))
+                .then(source)
+        });
+        match allowed_by {
+            Some(source) => Decision {
+                allowed: true,
+                denied: false,
+                reason: format!("RBAC: allowed by {source}"),
+            },
+            None => Decision {
+                allowed: false,
+                denied: false,
+                reason: String::new(),
+            },
         }
     }
 
@@ -267,13 +296,14 @@ impl Rbac {
             return defaults::cluster_admin_rules();
         }
         let mut rules: Vec<PolicyRule> = Vec::new();
-        for grant in self.grants(user, namespace) {
-            for rule in grant.rules {
-                if !rules.contains(&rule) {
-                    rules.push(rule);
+        self.find_grant(user, namespace, |held, _| {
+            for rule in held {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
                 }
             }
-        }
+            None::<()>
+        });
         rules
     }
 }
