@@ -39,26 +39,14 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Mirror<T> {
 
     /// Replaces the contents with a fresh list; returns the revision it was read at.
     async fn relist(&self, store: &dyn Store) -> Result<i64, StoreError> {
-        let mut items = BTreeMap::new();
-        let mut start_after: Option<String> = None;
-        let mut revision = None;
-        loop {
-            let page = store
-                .list(self.prefix, start_after.as_deref(), PAGE, revision)
-                .await?;
-            revision = Some(page.revision);
-            for kv in &page.items {
-                if let Some(item) = decode::<T>(&kv.key, &kv.value) {
-                    items.insert(kv.key.clone(), Arc::new(item));
-                }
-            }
-            start_after = page.items.last().map(|kv| kv.key.clone());
-            if !page.more || start_after.is_none() {
-                break;
-            }
-        }
+        let all = crate::store::list_all(store, self.prefix, None, PAGE).await?;
+        let items = all
+            .items
+            .iter()
+            .filter_map(|kv| Some((kv.key.clone(), Arc::new(decode::<T>(&kv.key, &kv.value)?))))
+            .collect();
         *self.write() = items;
-        Ok(revision.unwrap_or_default())
+        Ok(all.revision)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<T>>> {

@@ -14,6 +14,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     crud(&*store).await;
     list_paging(&*store).await;
     list_at_past_revision(&*store).await;
+    list_all_pages(&*store).await;
     watch_live_and_replayed(&*store).await;
     watch_from_future_revision(&*store).await;
     watch_progress(&*store).await;
@@ -165,6 +166,35 @@ async fn list_paging(store: &dyn Store) {
         .await
         .unwrap();
     assert!(empty.items.is_empty() && !empty.more);
+}
+
+/// `list_all` reads every page at the first page's revision.
+async fn list_all_pages(store: &dyn Store) {
+    let prefix = "/conformance/all/";
+    for i in 0..5 {
+        store
+            .create(&format!("{prefix}{i}"), vec![b'0' + i])
+            .await
+            .unwrap();
+    }
+    let all = super::list_all(store, prefix, None, 2).await.unwrap();
+    let keys: Vec<&str> = all.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        (0..5).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>()
+    );
+    assert!(!all.more);
+    store
+        .create(&format!("{prefix}5"), b"5".to_vec())
+        .await
+        .unwrap();
+    let then = super::list_all(store, prefix, Some(all.revision), 2)
+        .await
+        .unwrap();
+    assert_eq!(then.items, all.items);
+    assert_eq!(then.revision, all.revision);
+    let now = super::list_all(store, prefix, None, 4).await.unwrap();
+    assert_eq!(now.items.len(), 6);
 }
 
 async fn list_at_past_revision(store: &dyn Store) {

@@ -61,6 +61,36 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Every key under `prefix` at one revision (`revision`, or the latest when None), read
+/// `page` keys at a time so that no single answer grows with the prefix. The answer's
+/// `revision` is the one all pages were read at.
+pub async fn list_all(
+    store: &dyn Store,
+    prefix: &str,
+    revision: Option<i64>,
+    page: usize,
+) -> StoreResult<ListPage> {
+    let mut items = Vec::new();
+    let mut start_after: Option<String> = None;
+    let mut revision = revision;
+    loop {
+        let mut answer = store
+            .list(prefix, start_after.as_deref(), page, revision)
+            .await?;
+        // Later pages are read at the first page's revision: one consistent snapshot.
+        revision = Some(answer.revision);
+        start_after = answer.items.last().map(|kv| kv.key.clone());
+        items.append(&mut answer.items);
+        if !answer.more || start_after.is_none() {
+            return Ok(ListPage {
+                items,
+                revision: answer.revision,
+                more: false,
+            });
+        }
+    }
+}
 pub type WatchStream = BoxStream<'static, StoreResult<WatchEvent>>;
 
 #[async_trait]

@@ -385,25 +385,14 @@ impl WatchCache {
 /// Keys read per page when a feed learns the objects it starts with.
 const PAGE: usize = 1000;
 
-/// Every key under `prefix` as of `revision`, as far as the store answers.
+/// Every key under `prefix` as of `revision`; none when the store cannot say (the
+/// copies only save reads, so the feed goes on without them).
 async fn known_at(store: &dyn Store, prefix: &str, revision: i64) -> Vec<KeyValue> {
-    let mut known = Vec::new();
-    let mut start_after: Option<String> = None;
-    loop {
-        let page = match store
-            .list(prefix, start_after.as_deref(), PAGE, Some(revision))
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::debug!(prefix, "watch cache starts without a list: {e}");
-                return known;
-            }
-        };
-        start_after = page.items.last().map(|kv| kv.key.clone());
-        known.extend(page.items);
-        if !page.more || start_after.is_none() {
-            return known;
+    match crate::store::list_all(store, prefix, Some(revision), PAGE).await {
+        Ok(all) => all.items,
+        Err(e) => {
+            tracing::debug!(prefix, "watch cache starts without a list: {e}");
+            Vec::new()
         }
     }
 }
