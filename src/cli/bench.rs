@@ -3,16 +3,14 @@
 //! operations through the API (HTTPS, JSON) and straight against etcd (gRPC) with the
 //! same concurrency, and prints the figures as one JSON document on stdout.
 
-use crate::apiserver::{ServerConfig, TlsFiles, serve};
+use crate::apiserver::serve;
+use crate::apiserver::standalone::LoopbackPki;
+use crate::node::paths;
 use crate::store::{EtcdStore, Store, WatchEvent};
 use anyhow::{Context, bail};
-use base64::Engine;
 use clap::Subcommand;
 use futures::StreamExt;
 use http_body_util::BodyExt;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -213,69 +211,19 @@ impl Api {
     }
 }
 
-fn b64(text: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// A throwaway CA, a serving certificate for 127.0.0.1 and an admin client certificate.
-fn pki() -> anyhow::Result<(TlsFiles, String)> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "bench-ca");
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = params.signed_by(&server_key, &issuer)?;
-
-    let admin_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "bench-admin");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "kubeadm:cluster-admins");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let admin_cert = params.signed_by(&admin_key, &issuer)?;
-    let serving = TlsFiles {
-        cert_pem: server_cert.pem(),
-        key_pem: server_key.serialize_pem(),
-        ca_pem: ca_cert.pem(),
-    };
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: https://127.0.0.1:PORT\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: bench\n  context: {{cluster: bench, user: admin}}\ncurrent-context: bench\n",
-        b64(&ca_cert.pem()),
-        b64(&admin_cert.pem()),
-        b64(&admin_key.serialize_pem()),
-    );
-    Ok((serving, kubeconfig))
-}
-
 /// Serves the API server on a loopback port over its own etcd connection.
 async fn start_server(etcd: &str) -> anyhow::Result<Api> {
     let store: Arc<dyn Store> = EtcdStore::connect(&[etcd.to_string()], None).await?;
-    let (serving, kubeconfig) = pki()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let config = ServerConfig {
-        serving,
-        kubelet_client: None,
-        service_subnet: "10.96.0.0/16".into(),
-        service_account_key: None,
-    };
+    let pki = LoopbackPki::generate(port)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(pki.file(paths::ADMIN_CONF)?)?;
+    let config = pki.config;
     tokio::spawn(async move {
         if let Err(err) = serve(config, store, listener).await {
             eprintln!("bench: API server failed: {err}");
         }
     });
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&kubeconfig.replace("PORT", &port.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let api = Api {
         client: kube::Client::try_from(config)?,

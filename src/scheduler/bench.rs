@@ -7,8 +7,8 @@
 //! is bound. Prints one JSON object on stdout.
 
 use super::{Stats, run};
-use crate::apiserver::{ServerConfig, TlsFiles, serve};
-use crate::cluster::pki::{ClusterPki, NodeIdentity};
+use crate::apiserver::serve;
+use crate::apiserver::standalone::LoopbackPki;
 use crate::node::paths;
 use crate::store::Store;
 use anyhow::{Context, bail};
@@ -180,36 +180,10 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let url = format!("https://127.0.0.1:{port}");
-    let pki = ClusterPki::generate()?;
-    let files = pki.node_files(&NodeIdentity {
-        name: "bench",
-        ip: "127.0.0.1",
-        control_plane: true,
-        service_ip: "10.96.0.1",
-        api_server_url: &url,
-    })?;
-    let file = |path: &str| {
-        files
-            .iter()
-            .find(|f| f.path == path)
-            .map(|f| f.contents.clone())
-            .with_context(|| format!("the PKI has no {path}"))
-    };
-    let text = |path: &str| -> anyhow::Result<String> { Ok(String::from_utf8(file(path)?)?) };
-    let config = ServerConfig {
-        serving: TlsFiles {
-            cert_pem: text(paths::APISERVER_CRT)?,
-            key_pem: text(paths::APISERVER_KEY)?,
-            ca_pem: text(paths::CA_CRT)?,
-        },
-        kubelet_client: None,
-        service_subnet: "10.96.0.0/16".into(),
-        service_account_key: Some(text(paths::SA_KEY)?),
-    };
-    let server = tokio::spawn(async move { serve(config, store, listener).await });
-    let admin = client_from(&file(paths::ADMIN_CONF)?).await?;
-    let scheduler_kubeconfig = file(paths::SCHEDULER_CONF)?;
+    let pki = LoopbackPki::generate(port)?;
+    let admin = client_from(pki.file(paths::ADMIN_CONF)?.as_bytes()).await?;
+    let scheduler_kubeconfig = pki.file(paths::SCHEDULER_CONF)?.as_bytes().to_vec();
+    let server = tokio::spawn(async move { serve(pki.config, store, listener).await });
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while namespaces.get_opt("default").await.ok().flatten().is_none() {
