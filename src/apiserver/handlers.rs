@@ -710,7 +710,7 @@ async fn create_saved(
 
 pub async fn create(
     server: &Server,
-    resource: &Resource,
+    resource: &'static Resource,
     ns: Option<&str>,
     body: Value,
     rendering: Rendering,
@@ -721,6 +721,9 @@ pub async fn create(
     let record = |object: &mut Value| {
         managed::record_update(None, object, manager, None, resource.has_status())
     };
+    if !dry_run {
+        server.watch_cache.ensure_feed(resource).await;
+    }
     let created = create_saved(server, resource, ns, body, dry_run, &record).await?;
     Ok(created.answer(resource, StatusCode::CREATED, rendering, query))
 }

@@ -201,19 +201,7 @@ impl WatchCache {
     /// Writers of a resource nobody watches yet start its feed (as upstream keeps a
     /// watch cache for every resource), so later writes find their objects here.
     pub async fn latest(&self, resource: &'static Resource, key: &str) -> Option<(i64, Value)> {
-        let feed = {
-            let mut feeds = self.feeds.lock().await;
-            let id = feed_id(resource);
-            match feeds.get(&id) {
-                Some(feed) => feed.clone(),
-                None => {
-                    let revision = self.store.revision().await.ok()?;
-                    let feed = self.start_feed(resource, revision, &id).await.ok()?;
-                    feeds.insert(id, feed);
-                    return None;
-                }
-            }
-        };
+        let feed = self.feed_of(resource).await?;
         let kv = {
             let state = feed.state.lock().ok()?;
             if state.closed {
@@ -222,6 +210,29 @@ impl WatchCache {
             state.latest.get(key)?.clone()
         };
         Some((kv.mod_revision, decode_as(resource, &kv).ok()?))
+    }
+
+    /// The feed of `resource`, started (and `None`, as it knows nothing yet) when there
+    /// is none.
+    async fn feed_of(&self, resource: &'static Resource) -> Option<Arc<Feed>> {
+        let mut feeds = self.feeds.lock().await;
+        let id = feed_id(resource);
+        match feeds.get(&id) {
+            Some(feed) => Some(feed.clone()),
+            None => {
+                let revision = self.store.revision().await.ok()?;
+                let feed = self.start_feed(resource, revision, &id).await.ok()?;
+                feeds.insert(id, feed);
+                None
+            }
+        }
+    }
+
+    /// Makes sure `resource` has a feed. Creates call it, so that a kind's feed starts
+    /// while its objects are few (upstream fills every kind's watch cache at start)
+    /// rather than at its first patch, when priming it means listing them all.
+    pub async fn ensure_feed(&self, resource: &'static Resource) {
+        self.feed_of(resource).await;
     }
 
     /// Every change under `prefix` (a prefix of `resource`'s keys) after
