@@ -612,18 +612,22 @@ pub async fn create_object_as(
     dry_run: bool,
     record_fields: &(dyn Fn(&mut Value) + Sync),
 ) -> Result<Value, ApiError> {
-    create_saved(server, resource, ns, object, dry_run, record_fields)
+    create_saved(server, resource, ns, object, dry_run, false, record_fields)
         .await
         .map(|saved| saved.object)
 }
 
 /// `create_object_as`, keeping the created object's JSON as served when it has it.
+/// `pruned`: the body's unknown fields were dropped already (`check_object`), and what
+/// the create path adds is known, so admission need not walk the schema again.
+#[allow(clippy::too_many_arguments)]
 async fn create_saved(
     server: &Server,
     resource: &Resource,
     ns: Option<&str>,
     mut object: Value,
     dry_run: bool,
+    pruned: bool,
     record_fields: &(dyn Fn(&mut Value) + Sync),
 ) -> Result<Saved, ApiError> {
     check_type(resource, &mut object, resource.kind)?;
@@ -681,7 +685,11 @@ async fn create_saved(
                 json!(format!("{prefix}{}", generate_suffix())),
             );
         }
-        admit(resource, &mut candidate, None)?;
+        if pruned {
+            admit_pruned(resource, &mut candidate, None)?;
+        } else {
+            admit(resource, &mut candidate, None)?;
+        }
         record_fields(&mut candidate);
         let name = meta::name(&candidate).to_string();
         if resource.group.is_empty() && resource.kind == "Service" && !dry_run {
@@ -708,6 +716,7 @@ async fn create_saved(
     Err(ApiError::internal("could not generate a unique name"))
 }
 
+/// POST: creates `body`, which `field_validation::check_object` has checked and pruned.
 pub async fn create(
     server: &Server,
     resource: &'static Resource,
@@ -724,7 +733,8 @@ pub async fn create(
     if !dry_run {
         server.watch_cache.ensure_feed(resource).await;
     }
-    let created = create_saved(server, resource, ns, body, dry_run, &record).await?;
+    // The HTTP layer checked (and pruned) the body with `check_object`.
+    let created = create_saved(server, resource, ns, body, dry_run, true, &record).await?;
     Ok(created.answer(resource, StatusCode::CREATED, rendering, query))
 }
 
