@@ -26,6 +26,20 @@ pub fn str_at<'a>(object: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
+/// The strings of a JSON array (other items skipped); empty when `value` is not one.
+pub fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn name(object: &Value) -> &str {
     str_at(object, &["metadata", "name"]).unwrap_or_default()
 }

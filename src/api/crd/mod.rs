@@ -71,19 +71,6 @@ fn leak_list(items: &[String]) -> &'static [&'static str] {
     Box::leak(leaked.into_boxed_slice())
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
     super::meta::str_at(value, path).unwrap_or_default()
 }
@@ -250,8 +237,8 @@ fn build(
         kind: leak(kind),
         plural: leak(plural),
         singular: leak(text(&names, &["singular"])),
-        short_names: leak_list(&strings(names.get("shortNames"))),
-        categories: leak_list(&strings(names.get("categories"))),
+        short_names: leak_list(&super::meta::strings(names.get("shortNames"))),
+        categories: leak_list(&super::meta::strings(names.get("categories"))),
         namespaced: text(spec, &["scope"]) == "Namespaced",
         verbs: &[
             "delete",

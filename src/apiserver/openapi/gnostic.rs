@@ -355,17 +355,7 @@ fn text(value: &Value, key: &str) -> String {
 }
 
 fn strings(value: &Value, key: &str) -> Vec<String> {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::api::meta::strings(value.get(key))
 }
 
 fn any(value: &Value) -> Any {
