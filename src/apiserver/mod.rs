@@ -123,19 +123,11 @@ const METADATA_CONTENT_TYPE: &str =
 
 impl Json {
     pub fn ok(body: Value, rendering: Rendering) -> Self {
-        Json {
-            status: StatusCode::OK,
-            body: JsonBody::Value(body),
-            rendering,
-        }
+        Self::with_status(StatusCode::OK, body, rendering)
     }
 
     pub fn created(body: Value, rendering: Rendering) -> Self {
-        Json {
-            status: StatusCode::CREATED,
-            body: JsonBody::Value(body),
-            rendering,
-        }
+        Self::with_status(StatusCode::CREATED, body, rendering)
     }
 
     pub fn with_status(status: StatusCode, body: Value, rendering: Rendering) -> Self {
