@@ -214,11 +214,18 @@ impl Collector {
         owner: &Node,
         deps: &[(&str, &Node)],
     ) -> Result<(), kube::Error> {
+        let mut all_stripped = true;
         for (_, dep) in deps {
             let kept: Vec<&OwnerReference> = dep.owners.iter().filter(|r| r.uid != uid).collect();
-            self.write_owners(dep, &kept).await?;
+            all_stripped &= self.write_owners(dep, &kept).await? != Written::Stale;
         }
-        self.drop_finalizer(owner, ORPHAN).await
+        // A dependent the graph had stale still points at the owner: letting the owner
+        // go now would make that dependent dangling, and the background rule would
+        // delete what the user asked to keep. The next pass retries with its new version.
+        if !all_stripped {
+            return Ok(());
+        }
+        self.drop_finalizer(owner, ORPHAN).await.map(drop)
     }
 
     /// Deletes every dependent; lets the owner go once no blocking dependent is left.
@@ -238,7 +245,11 @@ impl Collector {
                 } else {
                     PropagationPolicy::Background
                 };
-                self.delete(dep_uid, dep, policy).await?;
+                let same = Preconditions {
+                    uid: Some(dep_uid.to_string()),
+                    resource_version: None,
+                };
+                self.delete(dep, same, policy).await?;
             }
         }
         let blocked = deps.iter().any(|(_, dep)| {
@@ -249,7 +260,7 @@ impl Collector {
         if blocked {
             return Ok(());
         }
-        self.drop_finalizer(owner, FOREGROUND).await
+        self.drop_finalizer(owner, FOREGROUND).await.map(drop)
     }
 
     /// Deletes a dependent whose owners are all gone; drops references to the gone
@@ -260,9 +271,24 @@ impl Collector {
         node: &Node,
         nodes: &HashMap<String, Node>,
     ) -> Result<(), kube::Error> {
+        if node.owners.iter().all(|r| nodes.contains_key(&r.uid)) {
+            return Ok(());
+        }
+        // The graph's copy may be behind: each resource has its own watch, so an owner's
+        // deletion can arrive before the update that stripped its reference from this
+        // dependent (an orphaning delete does exactly that). Decide from the object as
+        // it is now, as upstream's collector does, and delete only that version of it.
+        let api = self.api(node.resource, node.namespace.as_deref());
+        let Some(live) = api.get_metadata_opt(&node.name).await? else {
+            return Ok(());
+        };
+        if live.metadata.uid.as_deref() != Some(uid) || live.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let node = node_of(node.resource, &live);
         let mut gone = Vec::new();
         for owner in &node.owners {
-            if !nodes.contains_key(&owner.uid) && !self.owner_exists(node, owner).await? {
+            if !nodes.contains_key(&owner.uid) && !self.owner_exists(&node, owner).await? {
                 gone.push(owner.uid.clone());
             }
         }
@@ -270,14 +296,20 @@ impl Collector {
             return Ok(());
         }
         if gone.len() == node.owners.len() {
-            return self.delete(uid, node, PropagationPolicy::Background).await;
+            let unchanged = Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: node.resource_version.clone(),
+            };
+            return self
+                .delete(&node, unchanged, PropagationPolicy::Background)
+                .await;
         }
         let kept: Vec<&OwnerReference> = node
             .owners
             .iter()
             .filter(|r| !gone.contains(&r.uid))
             .collect();
-        self.write_owners(node, &kept).await
+        self.write_owners(&node, &kept).await.map(drop)
     }
 
     /// Asks the server whether an owner the graph lacks exists: the graph may just be
@@ -300,18 +332,17 @@ impl Collector {
         }
     }
 
+    /// Deletes `node` if it still meets `preconditions` (at least its uid, so a new
+    /// object of the same name is never taken for it).
     async fn delete(
         &self,
-        uid: &str,
         node: &Node,
+        preconditions: Preconditions,
         policy: PropagationPolicy,
     ) -> Result<(), kube::Error> {
         let params = DeleteParams {
             propagation_policy: Some(policy),
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
+            preconditions: Some(preconditions),
             ..DeleteParams::default()
         };
         match self
@@ -320,20 +351,24 @@ impl Collector {
             .await
         {
             Ok(_) => Ok(()),
-            // Gone already, or replaced by a new object of the same name: nothing to do.
+            // Gone already, or changed or replaced since: the next pass looks again.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    async fn write_owners(&self, node: &Node, refs: &[&OwnerReference]) -> Result<(), kube::Error> {
+    async fn write_owners(
+        &self,
+        node: &Node,
+        refs: &[&OwnerReference],
+    ) -> Result<Written, kube::Error> {
         let patch = serde_json::json!({
             "metadata": {"ownerReferences": refs, "resourceVersion": node.resource_version}
         });
         self.patch(node, &patch).await
     }
 
-    async fn drop_finalizer(&self, node: &Node, finalizer: &str) -> Result<(), kube::Error> {
+    async fn drop_finalizer(&self, node: &Node, finalizer: &str) -> Result<Written, kube::Error> {
         let kept: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
         let patch = serde_json::json!({
             "metadata": {"finalizers": kept, "resourceVersion": node.resource_version}
@@ -341,18 +376,29 @@ impl Collector {
         self.patch(node, &patch).await
     }
 
-    async fn patch(&self, node: &Node, patch: &serde_json::Value) -> Result<(), kube::Error> {
+    async fn patch(&self, node: &Node, patch: &serde_json::Value) -> Result<Written, kube::Error> {
         match self
             .api(node.resource, node.namespace.as_deref())
             .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            Ok(_) => Ok(()),
-            // Stale graph (the next pass sees the current object) or already gone.
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
+            Ok(_) => Ok(Written::Applied),
+            // Stale graph: the next pass sees the current object.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Written::Stale),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Written::Gone),
             Err(e) => Err(e),
         }
     }
+}
+
+/// What became of a write made at the graph's resourceVersion.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Applied,
+    /// The object changed since the graph saw it (409): not written.
+    Stale,
+    /// The object is gone (404).
+    Gone,
 }
 
 /// Puts an object's metadata into the graph; its uid if it has one.
@@ -361,19 +407,177 @@ fn insert(
     resource: usize,
     meta: &PartialObjectMeta<DynamicObject>,
 ) -> Option<String> {
-    let m = &meta.metadata;
-    let uid = m.uid.clone()?;
-    graph.nodes.insert(
-        uid.clone(),
-        Node {
-            resource,
-            namespace: m.namespace.clone(),
-            name: m.name.clone().unwrap_or_default(),
-            resource_version: m.resource_version.clone(),
-            owners: m.owner_references.clone().unwrap_or_default(),
-            finalizers: m.finalizers.clone().unwrap_or_default(),
-            deleting: m.deletion_timestamp.is_some(),
-        },
-    );
+    let uid = meta.metadata.uid.clone()?;
+    graph.nodes.insert(uid.clone(), node_of(resource, meta));
     Some(uid)
+}
+
+fn node_of(resource: usize, meta: &PartialObjectMeta<DynamicObject>) -> Node {
+    let m = &meta.metadata;
+    Node {
+        resource,
+        namespace: m.namespace.clone(),
+        name: m.name.clone().unwrap_or_default(),
+        resource_version: m.resource_version.clone(),
+        owners: m.owner_references.clone().unwrap_or_default(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+        deleting: m.deletion_timestamp.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::tests::{client, start};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::ResourceExt;
+    use kube::api::PostParams;
+
+    async fn collector(client: &Client) -> Collector {
+        let discovery = Discovery::new(client.clone()).run().await.unwrap();
+        Collector {
+            resources: followed(&discovery),
+            client: client.clone(),
+            graph: Arc::default(),
+        }
+    }
+
+    fn config_map(name: &str, owner: Option<&ConfigMap>) -> ConfigMap {
+        let owner_references = owner.map(|o| {
+            vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: o.metadata.name.clone().unwrap_or_default(),
+                uid: o.metadata.uid.clone().unwrap_or_default(),
+                ..OwnerReference::default()
+            }]
+        });
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                owner_references,
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// The graph's node for `meta` as the collector would have seen it.
+    fn graph_node(collector: &Collector, meta: &ObjectMeta) -> (String, Node) {
+        let resource = collector
+            .resources
+            .iter()
+            .position(|(ar, _)| ar.group.is_empty() && ar.kind == "ConfigMap")
+            .unwrap();
+        let node = Node {
+            resource,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone(),
+            owners: meta.owner_references.clone().unwrap_or_default(),
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+        };
+        (meta.uid.clone().unwrap_or_default(), node)
+    }
+
+    /// An owner's deletion can reach the graph before the update that stripped its
+    /// reference from a dependent (separate watches): the dependent must survive.
+    #[tokio::test]
+    async fn a_stale_reference_to_a_gone_owner_deletes_nothing() {
+        let server = start().await;
+        let client = client(&server).await;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let pp = PostParams::default();
+        let owner = api.create(&pp, &config_map("owner", None)).await.unwrap();
+        let dependent = api
+            .create(&pp, &config_map("dependent", Some(&owner)))
+            .await
+            .unwrap();
+        let collector = collector(&client).await;
+        let stale = graph_node(&collector, &dependent.metadata);
+        let strip = serde_json::json!({"metadata": {"ownerReferences": null}});
+        api.patch("dependent", &PatchParams::default(), &Patch::Merge(&strip))
+            .await
+            .unwrap();
+        api.delete("owner", &DeleteParams::default()).await.unwrap();
+
+        collector.lock().nodes.insert(stale.0, stale.1);
+        collector.scan().await;
+        assert!(api.get_opt("dependent").await.unwrap().is_some());
+
+        // A dependent whose owner really is gone still goes.
+        let orphan = api
+            .create(&pp, &config_map("orphan", Some(&owner)))
+            .await
+            .unwrap();
+        let (uid, node) = graph_node(&collector, &orphan.metadata);
+        collector.lock().nodes.insert(uid, node);
+        collector.scan().await;
+        assert!(api.get_opt("orphan").await.unwrap().is_none());
+    }
+
+    /// Orphaning with a stale copy of a dependent: the owner keeps its finalizer until
+    /// the reference is really stripped, so the dependent never dangles.
+    #[tokio::test]
+    async fn orphaning_waits_for_every_dependent_to_be_stripped() {
+        let server = start().await;
+        let client = client(&server).await;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let pp = PostParams::default();
+        let owner = api.create(&pp, &config_map("owner", None)).await.unwrap();
+        let dependent = api
+            .create(&pp, &config_map("dependent", Some(&owner)))
+            .await
+            .unwrap();
+        let orphan = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..DeleteParams::default()
+        };
+        api.delete("owner", &orphan).await.unwrap();
+        let labelled = serde_json::json!({"metadata": {"labels": {"changed": "yes"}}});
+        api.patch(
+            "dependent",
+            &PatchParams::default(),
+            &Patch::Merge(&labelled),
+        )
+        .await
+        .unwrap();
+
+        let collector = collector(&client).await;
+        let deleting = api.get("owner").await.unwrap();
+        assert!(deleting.finalizers().iter().any(|f| f == ORPHAN));
+        for meta in [&deleting.metadata, &dependent.metadata] {
+            let (uid, node) = graph_node(&collector, meta);
+            collector.lock().nodes.insert(uid, node);
+        }
+        collector.scan().await;
+        let owner_now = api.get_opt("owner").await.unwrap();
+        assert!(
+            owner_now.is_some(),
+            "the owner waits for its stale dependent"
+        );
+        assert!(
+            !api.get("dependent")
+                .await
+                .unwrap()
+                .owner_references()
+                .is_empty()
+        );
+
+        // With the dependent's current version the pass completes the orphaning.
+        let current = api.get("dependent").await.unwrap();
+        let (uid, node) = graph_node(&collector, &current.metadata);
+        collector.lock().nodes.insert(uid, node);
+        collector.scan().await;
+        assert!(
+            api.get("dependent")
+                .await
+                .unwrap()
+                .owner_references()
+                .is_empty()
+        );
+        assert!(api.get_opt("owner").await.unwrap().is_none());
+    }
 }
