@@ -35,10 +35,11 @@ impl Validation {
 
 /// Checks a create or update body, dropping unknown fields from it; returns the
 /// warnings to send, or the error a `Strict` request gets.
-/// `raw` is the body as sent, where duplicate fields are still visible.
+/// `duplicated` is the body as sent when its decoding found a field set twice (they
+/// are named from it; the decoded body keeps only the last).
 pub fn check_object(
     resource: &Resource,
-    raw: &[u8],
+    duplicated: Option<&[u8]>,
     body: &mut Value,
     query: &Query,
 ) -> Result<Vec<String>, ApiError> {
@@ -48,7 +49,7 @@ pub fn check_object(
         (None, Some(name)) => schemas().prune(name, body, BodyShape::Object),
         (None, None) => return Ok(Vec::new()),
     };
-    let problems = problems(raw, unknown);
+    let problems = problems(duplicated, unknown);
     if mode == Validation::Strict && !problems.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
@@ -77,7 +78,7 @@ pub struct PatchCheck {
 pub fn check_patch(
     resource: &Resource,
     name: &str,
-    raw: &[u8],
+    duplicated: Option<&[u8]>,
     patch: &Value,
     kind: BodyType,
     query: &Query,
@@ -101,7 +102,7 @@ pub fn check_patch(
     let adds_known_fields_only = unknown.is_empty()
         && resource.custom.is_none()
         && matches!(kind, BodyType::MergePatch | BodyType::StrategicMergePatch);
-    let problems = problems(raw, unknown);
+    let problems = problems(duplicated, unknown);
     if mode == Validation::Strict && !problems.is_empty() {
         // Upstream reports a patch that adds unknown fields as an invalid `patch`.
         let rendered = serde_json::to_string(patch).unwrap_or_default();
@@ -142,8 +143,10 @@ fn schema_name(resource: &Resource) -> Option<&'static str> {
 
 /// Duplicate and unknown fields as upstream's strict decoder words them, in document
 /// order (a field that is both is reported as unknown).
-fn problems(raw: &[u8], unknown: Vec<String>) -> Vec<String> {
-    let duplicates: Vec<String> = duplicate_fields(raw)
+fn problems(duplicated: Option<&[u8]>, unknown: Vec<String>) -> Vec<String> {
+    let duplicates: Vec<String> = duplicated
+        .map(duplicate_fields)
+        .unwrap_or_default()
         .into_iter()
         .filter(|path| !unknown.contains(path))
         .collect();
@@ -188,7 +191,7 @@ mod tests {
         let dup = br#"{"metadata": {"name": "p", "name": "p"}, "spec": {"foo": 1}}"#;
         let err = check_object(
             pods,
-            raw,
+            Some(raw),
             &mut body.clone(),
             &query("fieldValidation=Strict"),
         )
@@ -200,26 +203,36 @@ mod tests {
         );
         let mut warned = body.clone();
         assert_eq!(
-            check_object(pods, raw, &mut warned, &query("")).unwrap(),
+            check_object(pods, Some(raw), &mut warned, &query("")).unwrap(),
             vec!["unknown field \"spec.foo\""]
         );
         assert!(warned["spec"].get("foo").is_none());
         let mut ignored = body.clone();
         assert!(
-            check_object(pods, raw, &mut ignored, &query("fieldValidation=Ignore"))
-                .unwrap()
-                .is_empty()
+            check_object(
+                pods,
+                Some(raw),
+                &mut ignored,
+                &query("fieldValidation=Ignore")
+            )
+            .unwrap()
+            .is_empty()
         );
         assert_eq!(ignored, warned);
         assert_eq!(
-            check_object(pods, raw, &mut body.clone(), &query("fieldValidation=x"))
-                .unwrap_err()
-                .code,
+            check_object(
+                pods,
+                Some(raw),
+                &mut body.clone(),
+                &query("fieldValidation=x")
+            )
+            .unwrap_err()
+            .code,
             400
         );
         let err = check_object(
             pods,
-            dup,
+            Some(dup),
             &mut body.clone(),
             &query("fieldValidation=Strict"),
         )
@@ -235,7 +248,7 @@ mod tests {
         let err = check_patch(
             pods,
             "p",
-            b"",
+            None,
             &patch,
             BodyType::StrategicMergePatch,
             &query("fieldValidation=Strict"),

@@ -678,7 +678,13 @@ async fn create_saved(
     kinds::prepare_create(resource, &mut object);
     super::storageclass::default_class(server, resource, &mut object).await?;
     for _ in 0..MAX_RETRIES {
-        let mut candidate = object.clone();
+        // Only generated names are retried: an object with a name of its own is tried
+        // once, so it is moved rather than copied.
+        let mut candidate = if explicit_name {
+            std::mem::take(&mut object)
+        } else {
+            object.clone()
+        };
         if !explicit_name && let Some(prefix) = &generate_name {
             metadata_mut(&mut candidate).insert(
                 "name".into(),

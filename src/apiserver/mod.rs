@@ -311,6 +311,12 @@ impl Server {
         let ns = r.namespace.as_deref();
         let sub = r.subresource.as_deref();
         let decoded = |kind: request::BodyType| request::decode_body(&body, kind);
+        // Bodies whose unknown and duplicate fields are checked: the raw body goes along
+        // only when a field is set twice, to name it.
+        let checked = |kind: request::BodyType| {
+            let (value, duplicated) = request::decode_body_noting_duplicates(&body, kind)?;
+            Ok::<_, ApiError>((value, duplicated.then_some(&body[..])))
+        };
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();
         if res.storage == Storage::NotStored {
@@ -360,8 +366,8 @@ impl Server {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
             (&Method::POST, None, None) => {
-                let mut object = decoded(body_type?)?;
-                warnings = field_validation::check_object(res, &body, &mut object, &query)?;
+                let (mut object, duplicated) = checked(body_type?)?;
+                warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::create(&self, res, ns, object, rendering, &query).await?
             }
             (&Method::POST, Some(name), Some("eviction")) => {
@@ -378,14 +384,15 @@ impl Server {
                 handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
             }
             (&Method::PUT, Some(name), None | Some("status")) => {
-                let mut object = decoded(body_type?)?;
-                warnings = field_validation::check_object(res, &body, &mut object, &query)?;
+                let (mut object, duplicated) = checked(body_type?)?;
+                warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
             }
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
-                let patch = decoded(kind)?;
-                let check = field_validation::check_patch(res, name, &body, &patch, kind, &query)?;
+                let (patch, duplicated) = checked(kind)?;
+                let check =
+                    field_validation::check_patch(res, name, duplicated, &patch, kind, &query)?;
                 warnings = check.warnings;
                 let body = handlers::PatchBody {
                     patch,

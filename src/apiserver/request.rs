@@ -235,23 +235,32 @@ pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
 /// Decodes a JSON, YAML or protobuf body (patch bodies are JSON; YAML is accepted for
 /// them too) into the JSON the handlers take.
 pub fn decode_body(body: &Bytes, kind: BodyType) -> Result<Value, ApiError> {
+    decode_body_noting_duplicates(body, kind).map(|(value, _)| value)
+}
+
+/// `decode_body`, and whether the body is JSON that sets some field twice.
+pub fn decode_body_noting_duplicates(
+    body: &Bytes,
+    kind: BodyType,
+) -> Result<(Value, bool), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     // The envelope's magic contains a NUL, which JSON and YAML never do: bodies that
     // come without a Content-Type (DeleteOptions) are recognised too.
     if kind == BodyType::Protobuf || protobuf::is_envelope(body) {
-        return protobuf::decode(body).map_err(ApiError::from);
+        return Ok((protobuf::decode(body)?, false));
     }
-    let parsed = serde_json::from_slice::<Value>(body);
+    let parsed = crate::api::schema::fields::decode_noting_duplicates(body);
     match (parsed, kind) {
-        (Ok(value), _) => Ok(value),
+        (Ok(decoded), _) => Ok(decoded),
         (Err(_), BodyType::Yaml | BodyType::ApplyPatch) => {
             let text = std::str::from_utf8(body).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not UTF-8: {e}"))
             })?;
-            crate::yaml::from_str::<Value>(text)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+            let value = crate::yaml::from_str::<Value>(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?;
+            Ok((value, false))
         }
         (Err(e), _) => Err(ApiError::bad_request(format!(
             "the body of the request could not be decoded as JSON: {e}"

@@ -83,21 +83,20 @@ impl Entry {
         out
     }
 
-    fn to_json(&self) -> Value {
-        let mut entry = json!({
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-        });
-        if let Some(time) = &self.time {
-            entry["time"] = json!(time);
+    fn into_json(self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("manager".into(), Value::String(self.manager));
+        entry.insert("operation".into(), Value::String(self.operation));
+        entry.insert("apiVersion".into(), Value::String(self.api_version));
+        if let Some(time) = self.time {
+            entry.insert("time".into(), Value::String(time));
         }
-        entry["fieldsType"] = json!("FieldsV1");
-        entry["fieldsV1"] = self.fields.to_json();
-        if let Some(sub) = &self.subresource {
-            entry["subresource"] = json!(sub);
+        entry.insert("fieldsType".into(), json!("FieldsV1"));
+        entry.insert("fieldsV1".into(), self.fields.into_json());
+        if let Some(sub) = self.subresource {
+            entry.insert("subresource".into(), Value::String(sub));
         }
-        entry
+        Value::Object(entry)
     }
 }
 
@@ -124,12 +123,12 @@ fn read_entries(object: &Value) -> Vec<Entry> {
         .collect()
 }
 
-fn write_entries(object: &mut Value, entries: &[Entry]) {
+fn write_entries(object: &mut Value, entries: Vec<Entry>) {
     let metadata = metadata_mut(object);
     let kept: Vec<Value> = entries
-        .iter()
+        .into_iter()
         .filter(|e| !e.fields.is_empty())
-        .map(Entry::to_json)
+        .map(Entry::into_json)
         .collect();
     if kept.is_empty() {
         metadata.remove("managedFields");
@@ -254,7 +253,7 @@ pub fn record_update(
             }),
         }
     }
-    write_entries(new, &entries);
+    write_entries(new, entries);
 }
 
 /// Server-side apply of the configuration `applied` by `manager` onto `live` (`None`
@@ -377,7 +376,7 @@ pub fn server_side_apply(
         }),
     }
     prune(&mut entries, &merged, node);
-    write_entries(&mut merged, &entries);
+    write_entries(&mut merged, entries);
     Ok(merged)
 }
 

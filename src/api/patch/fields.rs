@@ -20,10 +20,14 @@ impl FieldSet {
     }
 
     pub fn insert(&mut self, path: &[String]) {
-        match path.split_first() {
-            None => self.member = true,
-            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
-        }
+        self.at(path).member = true;
+    }
+
+    /// The node for `path`, made (empty) where missing.
+    fn at(&mut self, path: &[String]) -> &mut FieldSet {
+        path.iter().fold(self, |node, element| {
+            node.children.entry(element.clone()).or_default()
+        })
     }
 
     /// Whether `path` or anything below it is in the set.
@@ -112,13 +116,19 @@ impl FieldSet {
     }
 
     /// The `fieldsV1` JSON of the set.
+    #[cfg(test)]
     pub fn to_json(&self) -> Value {
+        self.clone().into_json()
+    }
+
+    /// `to_json`, moving the set's elements into the document.
+    pub fn into_json(self) -> Value {
         let mut map = Map::new();
         if self.member && !self.children.is_empty() {
             map.insert(".".into(), Value::Object(Map::new()));
         }
-        for (k, v) in &self.children {
-            map.insert(k.clone(), v.to_json());
+        for (k, v) in self.children {
+            map.insert(k, v.into_json());
         }
         Value::Object(map)
     }
@@ -346,15 +356,21 @@ fn removes_in(old: &Value, new: &Value, shape: Shape, node: Node) -> bool {
     }
 }
 
-fn added(value: &Value, shape: Shape, node: Node, path: &mut Vec<String>, set: &mut FieldSet) {
-    set.insert(path);
+fn added(value: &Value, shape: Shape, node: Node, path: &[String], set: &mut FieldSet) {
+    added_at(value, shape, node, set.at(path));
+}
+
+/// Marks `value` and everything inside it as members of `at`, the set's node for
+/// `value`'s own path (reached once, not from the root for every field: a created
+/// object adds all its fields).
+fn added_at(value: &Value, shape: Shape, node: Node, at: &mut FieldSet) {
+    at.member = true;
     match (value, shape) {
         (Value::Object(map), Shape::Object | Shape::Map) => {
             for (k, v) in map {
                 let child = node.child(k);
-                path.push(field_element(k));
-                added(v, child.shape, child.node, path, set);
-                path.pop();
+                let below = at.children.entry(field_element(k)).or_default();
+                added_at(v, child.shape, child.node, below);
             }
         }
         (Value::Array(items), Shape::MapList(_) | Shape::SetList) => {
@@ -362,13 +378,12 @@ fn added(value: &Value, shape: Shape, node: Node, path: &mut Vec<String>, set: &
                 let Some(element) = item_element(item, shape, node) else {
                     continue;
                 };
-                path.push(element);
+                let below = at.children.entry(element).or_default();
                 if shape == Shape::SetList {
-                    set.insert(path);
+                    below.member = true;
                 } else {
-                    added(item, Shape::Object, node, path, set);
+                    added_at(item, Shape::Object, node, below);
                 }
-                path.pop();
             }
         }
         _ => {}

@@ -174,6 +174,93 @@ pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
     }
 }
 
+/// Decodes a JSON document as `serde_json::from_slice` does, and says whether some
+/// object in it sets a field twice (only then is `duplicate_fields` worth running to
+/// name them: a second walk of every body would cost as much as its decoding).
+pub fn decode_noting_duplicates(raw: &[u8]) -> serde_json::Result<(Value, bool)> {
+    let duplicated = std::cell::Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let value = serde::de::DeserializeSeed::deserialize(Noting(&duplicated), &mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, duplicated.get()))
+}
+
+/// Builds a `Value` like serde_json's own visitor, setting the flag when an object's
+/// key repeats (the later value wins, as there).
+#[derive(Clone, Copy)]
+struct Noting<'a>(&'a std::cell::Cell<bool>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Noting<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Noting<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            if out.insert(key, value).is_some() {
+                self.0.set(true);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Walks a JSON document without building it, noting keys seen twice per object.
 struct Duplicates<'a> {
     path: String,
@@ -370,6 +457,32 @@ mod tests {
         );
         assert!(duplicate_fields(b"{\"a\": [1, {\"b\": 2}]}").is_empty());
         assert!(duplicate_fields(b"kind: Pod").is_empty());
+    }
+
+    #[test]
+    fn decoding_notes_duplicates_and_matches_serde_json() {
+        let docs: &[&[u8]] = &[
+            br#"{"a": 1, "b": -2, "c": 1.5, "d": 1e300, "e": null, "f": [true, false, {}],
+                 "g": "\u00e9\n\"x\"", "h": 18446744073709551615, "i": {"j": [[]]}}"#,
+            b"[1, 2, 3]",
+            b"\"text\"",
+            b"  7  ",
+        ];
+        for doc in docs {
+            let (value, duplicated) = decode_noting_duplicates(doc).unwrap();
+            assert_eq!(value, serde_json::from_slice::<Value>(doc).unwrap());
+            assert!(!duplicated);
+        }
+        let (value, duplicated) =
+            decode_noting_duplicates(br#"{"spec": {"x": [{"a": 1, "a": 2}]}}"#).unwrap();
+        assert!(duplicated);
+        assert_eq!(value, json!({"spec": {"x": [{"a": 2}]}}));
+        for bad in [&b"{\"a\": 1} x"[..], b"{\"a\": }", b"", b"kind: Pod"] {
+            assert!(decode_noting_duplicates(bad).is_err(), "{bad:?}");
+        }
+        // serde_json's nesting limit holds here too.
+        let deep = "[".repeat(1000) + &"]".repeat(1000);
+        assert!(decode_noting_duplicates(deep.as_bytes()).is_err());
     }
 
     #[test]
