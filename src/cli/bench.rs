@@ -48,6 +48,10 @@ pub struct ApiArgs {
     /// Times each LIST is repeated.
     #[arg(long, default_value_t = 5)]
     list_runs: usize,
+    /// Rounds the creates are split into, etcd and API taking turns, so both sides see
+    /// the same machine (a shared machine's speed drifts over a run).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 /// How long any single wait (server start, one event reaching all watchers) may take.
@@ -66,12 +70,23 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// Latencies of one phase and the wall time it took.
+#[derive(Default)]
 struct Phase {
     latencies: Vec<Duration>,
     wall: Duration,
 }
 
 impl Phase {
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Adds another run of the same operation: its operations and its time.
+    fn absorb(&mut self, other: Phase) {
+        self.latencies.extend(other.latencies);
+        self.wall += other.wall;
+    }
+
     fn report(&self) -> Value {
         let mut sorted = self.latencies.clone();
         sorted.sort();
@@ -87,7 +102,7 @@ impl Phase {
         json!({
             "ops": sorted.len(),
             "seconds": self.wall.as_secs_f64(),
-            "throughput": sorted.len() as f64 / self.wall.as_secs_f64().max(1e-9),
+            "throughput": self.throughput(),
             "p50_ms": at(0.50),
             "p99_ms": at(0.99),
             "max_ms": sorted.last().map_or(0.0, |d| ms(*d)),
@@ -101,7 +116,21 @@ where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
-    let next = Arc::new(AtomicUsize::new(0));
+    drive_range(clients, 0..total, op).await
+}
+
+/// Runs `op` over `range` from `clients` concurrent tasks, each taking the next index.
+async fn drive_range<F, Fut>(
+    clients: usize,
+    range: std::ops::Range<usize>,
+    op: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let total = range.end;
+    let next = Arc::new(AtomicUsize::new(range.start));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -120,7 +149,7 @@ where
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(total);
+    let mut latencies = Vec::with_capacity(total - range.start);
     for task in tasks {
         latencies.extend(task.await??);
     }
@@ -267,12 +296,13 @@ async fn api(args: &ApiArgs) -> anyhow::Result<Value> {
     let mut results = serde_json::Map::new();
     let sample = serde_json::to_vec(&pod("pod-00000"))?;
 
-    // Create: the raw side writes a value of the size the API stores, with the same
-    // create-if-absent transaction.
+    // Create: the raw side writes the same bytes the client sends, with the create-if-
+    // absent transaction the API server uses. The two sides take turns in rounds (which
+    // goes first alternates), so a drift in the machine's speed hits both alike.
     let revisions: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
-    let phase = {
+    let raw_create = {
         let (raw, revisions, value) = (raw.clone(), revisions.clone(), sample.clone());
-        drive(args.clients, n, move |i| {
+        move |i: usize| {
             let (raw, revisions, value) = (raw.clone(), revisions.clone(), value.clone());
             async move {
                 let rev = raw
@@ -281,13 +311,11 @@ async fn api(args: &ApiArgs) -> anyhow::Result<Value> {
                 revisions[i].store(rev, Ordering::Relaxed);
                 Ok(())
             }
-        })
-        .await?
+        }
     };
-    results.insert("etcd_create".into(), phase.report());
-    let phase = {
+    let api_create = {
         let api = api.clone();
-        drive(args.clients, n, move |i| {
+        move |i: usize| {
             let api = api.clone();
             async move {
                 let body = serde_json::to_vec(&pod(&format!("pod-{i:05}")))?;
@@ -300,10 +328,29 @@ async fn api(args: &ApiArgs) -> anyhow::Result<Value> {
                 .await?;
                 Ok(())
             }
-        })
-        .await?
+        }
     };
-    results.insert("api_create".into(), phase.report());
+    let rounds = args.rounds.clamp(1, n.max(1));
+    let (mut raw_phase, mut api_phase) = (Phase::default(), Phase::default());
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (start, end) = (n * round / rounds, n * (round + 1) / rounds);
+        let raw_turn = drive_range(args.clients, start..end, raw_create.clone());
+        let api_turn = drive_range(args.clients, start..end, api_create.clone());
+        let (raw_round, api_round) = if round % 2 == 0 {
+            let raw_round = raw_turn.await?;
+            (raw_round, api_turn.await?)
+        } else {
+            let api_round = api_turn.await?;
+            (raw_turn.await?, api_round)
+        };
+        ratios.push(api_round.throughput() / raw_round.throughput().max(1e-9));
+        raw_phase.absorb(raw_round);
+        api_phase.absorb(api_round);
+    }
+    results.insert("etcd_create".into(), raw_phase.report());
+    results.insert("api_create".into(), api_phase.report());
+    results.insert("create_round_ratios".into(), json!(ratios));
 
     // Get: random-ish but spread keys (a stride co-prime with most sizes).
     let reads = args.reads;
@@ -449,6 +496,7 @@ async fn api(args: &ApiArgs) -> anyhow::Result<Value> {
             "watchers": args.watchers,
             "events": args.events,
             "list_runs": args.list_runs,
+            "create_rounds": rounds,
             "pod_json_bytes": sample.len(),
         }),
     );

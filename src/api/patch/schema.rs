@@ -28,10 +28,57 @@ pub enum Shape {
 pub enum Node {
     /// Nothing known: maps merge key by key, lists are atomic.
     Untyped,
-    /// A built-in struct, by type path.
-    Struct(&'static str),
-    /// The entries of a map whose values have the given type ("" = scalar).
-    MapOf(&'static str),
+    /// A built-in struct.
+    Struct(Type),
+    /// The entries of a map whose values have the given type (path "" = scalar).
+    MapOf(Type),
+}
+
+/// A built-in type: its path, and where its fields are in the table (none for types
+/// with only scalar fields). Found once, so walking an object never searches by name.
+#[derive(Clone, Copy, Debug)]
+pub struct Type {
+    path: &'static str,
+    rows: Option<u32>,
+}
+
+impl Type {
+    fn of(path: &'static str) -> Type {
+        let rows = TYPES
+            .binary_search_by(|(name, _)| (*name).cmp(path))
+            .ok()
+            .and_then(|i| u32::try_from(i).ok());
+        Type { path, rows }
+    }
+
+    fn node(self) -> Node {
+        if self.path.is_empty() {
+            Node::Untyped
+        } else {
+            Node::Struct(self)
+        }
+    }
+}
+
+/// For each type of the table, the child each of its rows leads to (same order).
+static CHILDREN: std::sync::LazyLock<Vec<Vec<Child>>> = std::sync::LazyLock::new(|| {
+    TYPES
+        .iter()
+        .map(|(_, rows)| rows.iter().map(row_child).collect())
+        .collect()
+});
+
+fn row_child((_, shape, elem): &FieldRow) -> Child {
+    let element = Type::of(elem);
+    let node = match shape {
+        Shape::Map | Shape::AtomicMap => Node::MapOf(element),
+        _ => element.node(),
+    };
+    let shape = match shape {
+        Shape::Object if ATOMIC_STRUCTS.contains(elem) => Shape::AtomicMap,
+        other => *other,
+    };
+    Child { shape, node }
 }
 
 /// A child of a node: how it merges and what is inside it.
@@ -75,29 +122,13 @@ const APPLY_KEYS: &[(&str, &[ApplyKey])] = &[
     ),
 ];
 
-fn type_rows(path: &str) -> Option<&'static [FieldRow]> {
-    TYPES
-        .binary_search_by(|(name, _)| (*name).cmp(path))
-        .ok()
-        .map(|i| TYPES[i].1)
-}
-
-/// The node of an element type named in the table ("" = a scalar or untyped value).
-fn node_of(path: &'static str) -> Node {
-    if path.is_empty() {
-        Node::Untyped
-    } else {
-        Node::Struct(path)
-    }
-}
-
 impl Node {
     /// The root of objects of `kind` in `api_version`; untyped for kinds not built in.
     pub fn for_kind(api_version: &str, kind: &str) -> Node {
         KINDS
             .binary_search_by(|(v, k, _)| (*v, *k).cmp(&(api_version, kind)))
             .ok()
-            .map(|i| Node::Struct(KINDS[i].2))
+            .map(|i| Type::of(KINDS[i].2).node())
             .unwrap_or(Node::Untyped)
     }
 
@@ -114,29 +145,25 @@ impl Node {
                 shape: Shape::Object,
                 node: Node::Untyped,
             },
-            Node::MapOf(elem) => Child {
+            Node::MapOf(element) => Child {
                 shape: Shape::Object,
-                node: node_of(elem),
+                node: element.node(),
             },
-            Node::Struct(path) => {
+            Node::Struct(Type { rows, .. }) => {
+                let untyped = Child {
+                    shape: Shape::Object,
+                    node: Node::Untyped,
+                };
                 // Types with only scalar fields have no rows.
-                let rows = type_rows(path).unwrap_or_default();
-                let Some((_, shape, elem)) = rows.iter().find(|(n, _, _)| *n == name) else {
-                    // Scalars are not in the table; a scalar never looks inside itself.
-                    return Child {
-                        shape: Shape::Object,
-                        node: Node::Untyped,
-                    };
+                let Some(index) = rows.and_then(|i| usize::try_from(i).ok()) else {
+                    return untyped;
                 };
-                let node = match shape {
-                    Shape::Map | Shape::AtomicMap => Node::MapOf(elem),
-                    _ => node_of(elem),
-                };
-                let shape = match shape {
-                    Shape::Object if ATOMIC_STRUCTS.contains(elem) => Shape::AtomicMap,
-                    other => *other,
-                };
-                Child { shape, node }
+                // Scalars are not in the table; a scalar never looks inside itself.
+                TYPES[index]
+                    .1
+                    .iter()
+                    .position(|(n, _, _)| *n == name)
+                    .map_or(untyped, |row| CHILDREN[index][row])
             }
         }
     }
@@ -152,7 +179,7 @@ impl Node {
         &self,
         merge_keys: &'static [&'static str],
     ) -> Vec<(&'static str, Option<&'static str>)> {
-        if let Node::Struct(path) = self
+        if let Node::Struct(Type { path, .. }) = self
             && let Some((_, keys)) = APPLY_KEYS.iter().find(|(p, _)| p == path)
         {
             return keys.to_vec();
