@@ -10,7 +10,7 @@
 
 use super::ControllerError;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Client;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
@@ -285,7 +285,7 @@ impl Collector {
         if live.metadata.uid.as_deref() != Some(uid) || live.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        let node = node_of(node.resource, &live);
+        let node = node_of(node.resource, &live.metadata);
         let mut gone = Vec::new();
         for owner in &node.owners {
             if !nodes.contains_key(&owner.uid) && !self.owner_exists(&node, owner).await? {
@@ -408,12 +408,13 @@ fn insert(
     meta: &PartialObjectMeta<DynamicObject>,
 ) -> Option<String> {
     let uid = meta.metadata.uid.clone()?;
-    graph.nodes.insert(uid.clone(), node_of(resource, meta));
+    graph
+        .nodes
+        .insert(uid.clone(), node_of(resource, &meta.metadata));
     Some(uid)
 }
 
-fn node_of(resource: usize, meta: &PartialObjectMeta<DynamicObject>) -> Node {
-    let m = &meta.metadata;
+fn node_of(resource: usize, m: &ObjectMeta) -> Node {
     Node {
         resource,
         namespace: m.namespace.clone(),
@@ -430,7 +431,6 @@ mod tests {
     use super::*;
     use crate::apiserver::tests::{client, start};
     use k8s_openapi::api::core::v1::ConfigMap;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::ResourceExt;
     use kube::api::PostParams;
 
@@ -470,16 +470,22 @@ mod tests {
             .iter()
             .position(|(ar, _)| ar.group.is_empty() && ar.kind == "ConfigMap")
             .unwrap();
-        let node = Node {
-            resource,
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone().unwrap_or_default(),
-            resource_version: meta.resource_version.clone(),
-            owners: meta.owner_references.clone().unwrap_or_default(),
-            finalizers: meta.finalizers.clone().unwrap_or_default(),
-            deleting: meta.deletion_timestamp.is_some(),
-        };
-        (meta.uid.clone().unwrap_or_default(), node)
+        (
+            meta.uid.clone().unwrap_or_default(),
+            node_of(resource, meta),
+        )
+    }
+
+    /// A ConfigMap "owner" and a ConfigMap "dependent" owned by it, in `default`.
+    async fn owner_and_dependent(client: &Client) -> (Api<ConfigMap>, ConfigMap, ConfigMap) {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let pp = PostParams::default();
+        let owner = api.create(&pp, &config_map("owner", None)).await.unwrap();
+        let dependent = api
+            .create(&pp, &config_map("dependent", Some(&owner)))
+            .await
+            .unwrap();
+        (api, owner, dependent)
     }
 
     /// An owner's deletion can reach the graph before the update that stripped its
@@ -488,13 +494,7 @@ mod tests {
     async fn a_stale_reference_to_a_gone_owner_deletes_nothing() {
         let server = start().await;
         let client = client(&server).await;
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-        let pp = PostParams::default();
-        let owner = api.create(&pp, &config_map("owner", None)).await.unwrap();
-        let dependent = api
-            .create(&pp, &config_map("dependent", Some(&owner)))
-            .await
-            .unwrap();
+        let (api, owner, dependent) = owner_and_dependent(&client).await;
         let collector = collector(&client).await;
         let stale = graph_node(&collector, &dependent.metadata);
         let strip = serde_json::json!({"metadata": {"ownerReferences": null}});
@@ -509,7 +509,7 @@ mod tests {
 
         // A dependent whose owner really is gone still goes.
         let orphan = api
-            .create(&pp, &config_map("orphan", Some(&owner)))
+            .create(&PostParams::default(), &config_map("orphan", Some(&owner)))
             .await
             .unwrap();
         let (uid, node) = graph_node(&collector, &orphan.metadata);
@@ -524,13 +524,7 @@ mod tests {
     async fn orphaning_waits_for_every_dependent_to_be_stripped() {
         let server = start().await;
         let client = client(&server).await;
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-        let pp = PostParams::default();
-        let owner = api.create(&pp, &config_map("owner", None)).await.unwrap();
-        let dependent = api
-            .create(&pp, &config_map("dependent", Some(&owner)))
-            .await
-            .unwrap();
+        let (api, _, dependent) = owner_and_dependent(&client).await;
         let orphan = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Orphan),
             ..DeleteParams::default()
