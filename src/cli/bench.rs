@@ -129,7 +129,7 @@ where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
-    let total = range.end;
+    let end = range.end;
     let next = Arc::new(AtomicUsize::new(range.start));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -140,7 +140,7 @@ where
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
+                if i >= end {
                     return anyhow::Ok(latencies);
                 }
                 let t = Instant::now();
@@ -149,7 +149,7 @@ where
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(total - range.start);
+    let mut latencies = Vec::with_capacity(range.len());
     for task in tasks {
         latencies.extend(task.await??);
     }

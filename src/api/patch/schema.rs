@@ -39,15 +39,12 @@ pub enum Node {
 #[derive(Clone, Copy, Debug)]
 pub struct Type {
     path: &'static str,
-    rows: Option<u32>,
+    rows: Option<usize>,
 }
 
 impl Type {
     fn of(path: &'static str) -> Type {
-        let rows = TYPES
-            .binary_search_by(|(name, _)| (*name).cmp(path))
-            .ok()
-            .and_then(|i| u32::try_from(i).ok());
+        let rows = TYPES.binary_search_by(|(name, _)| (*name).cmp(path)).ok();
         Type { path, rows }
     }
 
@@ -155,7 +152,7 @@ impl Node {
                     node: Node::Untyped,
                 };
                 // Types with only scalar fields have no rows.
-                let Some(index) = rows.and_then(|i| usize::try_from(i).ok()) else {
+                let Some(index) = *rows else {
                     return untyped;
                 };
                 // Scalars are not in the table; a scalar never looks inside itself.
