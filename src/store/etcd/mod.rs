@@ -21,6 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 #[cfg(test)]
 mod tests;
+mod unary;
 
 /// Code generated from `proto/` by build.rs.
 #[allow(clippy::all, clippy::pedantic, dead_code)]
@@ -54,6 +55,8 @@ pub struct EtcdStore {
     /// One connection (load-balanced over the endpoints) shared by every call; the
     /// generated clients are cheap handles onto it.
     channel: Channel,
+    /// KV calls: their own HTTP/2 connection, driven from the calling task.
+    unary: unary::Unary,
     /// See `Store::compacted_revision`.
     compacted: std::sync::atomic::AtomicI64,
 }
@@ -68,12 +71,25 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(StoreError::Unavailable("no etcd endpoints given".into()));
         }
+        let connector = match &tls {
+            Some(tls) => Some(
+                unary::tls_connector(&tls.ca_pem, &tls.cert_pem, &tls.key_pem)
+                    .map_err(|err| StoreError::Unavailable(format!("etcd TLS setup: {err}")))?,
+            ),
+            None => None,
+        };
         let tls = tls.map(|tls| {
             ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(tls.ca_pem))
                 .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
         });
         let mut members = Vec::with_capacity(endpoints.len());
+        let mut unary_members = Vec::with_capacity(endpoints.len());
+        for url in endpoints {
+            unary_members.push(unary::Member::parse(url, tls.is_some()).map_err(|err| {
+                StoreError::Unavailable(format!("invalid etcd endpoint {url}: {err}"))
+            })?);
+        }
         for url in endpoints {
             let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|err| {
@@ -94,8 +110,15 @@ impl EtcdStore {
         let store = Arc::new(EtcdStore {
             compacted: std::sync::atomic::AtomicI64::new(0),
             channel: Channel::balance_list(members.into_iter()),
+            unary: unary::Unary::new(
+                unary_members,
+                connector,
+                CONNECT_TIMEOUT,
+                KEEPALIVE_INTERVAL,
+            ),
         });
-        let mut maintenance = MaintenanceClient::new(store.channel.clone());
+        // Asked over the KV calls' connection: it is the one every request depends on.
+        let mut maintenance = MaintenanceClient::new(store.unary.clone());
         let unavailable = |cause: String| {
             StoreError::Unavailable(format!(
                 "etcd at {} does not answer: {cause}",
@@ -110,10 +133,10 @@ impl EtcdStore {
         }
     }
 
-    fn kv(&self) -> KvClient<Channel> {
+    fn kv(&self) -> KvClient<unary::Unary> {
         // tonic's default 4 MiB answer limit breaks a LIST of a few thousand pods; etcd
         // itself sends answers up to 2 GiB.
-        KvClient::new(self.channel.clone()).max_decoding_message_size(MAX_ANSWER)
+        KvClient::new(self.unary.clone()).max_decoding_message_size(MAX_ANSWER)
     }
 
     async fn txn(&self, request: TxnRequest) -> StoreResult<TxnResponse> {
