@@ -5,6 +5,7 @@
 
 use super::Schemas;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// What a body is, which decides how its fields are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,13 +17,171 @@ pub enum BodyShape {
     MergePatch,
 }
 
+/// The schemas reduced to what the unknown-field walk reads, with every `$ref` and
+/// `allOf` wrapper followed once, when the schemas are built: walking a body then
+/// looks up only its own field names (resolving references by name on every field was
+/// most of a create's validation cost).
+#[derive(Default)]
+pub(super) struct FieldTree {
+    nodes: Vec<FieldNode>,
+    /// Each named schema's node.
+    roots: HashMap<String, usize>,
+}
+
+#[derive(Default)]
+struct FieldNode {
+    /// Any field goes below (see `preserves_unknown`).
+    free: bool,
+    /// A struct's fields and their nodes.
+    properties: Option<HashMap<String, usize>>,
+    /// The node of a map's values (when there are no declared fields).
+    values: Option<usize>,
+    /// The node of a list's items.
+    items: Option<usize>,
+}
+
+impl FieldTree {
+    pub(super) fn build(schemas: &Schemas) -> FieldTree {
+        let mut tree = FieldTree {
+            nodes: Vec::new(),
+            roots: HashMap::new(),
+        };
+        // Keyed by the resolved schema's address: each one becomes one node, so
+        // recursive schemas (JSONSchemaProps) close into cycles instead of recursing.
+        let mut made = HashMap::new();
+        for (name, schema) in &schemas.components {
+            let node = tree.compile(schemas, schema, &mut made);
+            tree.roots.insert(name.clone(), node);
+        }
+        tree
+    }
+
+    fn compile(
+        &mut self,
+        schemas: &Schemas,
+        schema: &Value,
+        made: &mut HashMap<*const Value, usize>,
+    ) -> usize {
+        let schema = schemas.resolve(schema);
+        if let Some(&index) = made.get(&std::ptr::from_ref(schema)) {
+            return index;
+        }
+        let index = self.nodes.len();
+        self.nodes.push(FieldNode::default());
+        made.insert(std::ptr::from_ref(schema), index);
+        let mut node = FieldNode {
+            free: preserves_unknown(schema),
+            ..FieldNode::default()
+        };
+        if !node.free {
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                node.properties = Some(
+                    properties
+                        .iter()
+                        .map(|(key, field)| (key.clone(), self.compile(schemas, field, made)))
+                        .collect(),
+                );
+            } else if let Some(values) =
+                schema.get("additionalProperties").filter(|v| v.is_object())
+            {
+                node.values = Some(self.compile(schemas, values, made));
+            }
+            if let Some(items) = schema.get("items") {
+                node.items = Some(self.compile(schemas, items, made));
+            }
+        }
+        self.nodes[index] = node;
+        index
+    }
+
+    fn walk(
+        &self,
+        index: usize,
+        value: &mut Value,
+        path: &mut String,
+        shape: BodyShape,
+        found: &mut Vec<String>,
+    ) {
+        let node = &self.nodes[index];
+        if node.free {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some(properties) = &node.properties {
+                    map.retain(|key, field| {
+                        if shape == BodyShape::MergePatch
+                            && (key.starts_with('$') || field.is_null())
+                        {
+                            return true;
+                        }
+                        let len = path.len();
+                        push_field(path, key);
+                        let keep = match properties.get(key) {
+                            Some(&field_node) => {
+                                self.walk(field_node, field, path, shape, found);
+                                true
+                            }
+                            None => {
+                                found.push(path.clone());
+                                false
+                            }
+                        };
+                        path.truncate(len);
+                        keep
+                    });
+                } else if let Some(values) = node.values {
+                    for (key, field) in map.iter_mut() {
+                        let len = path.len();
+                        push_field(path, key);
+                        self.walk(values, field, path, shape, found);
+                        path.truncate(len);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_node) = node.items {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let len = path.len();
+                        push_index(path, i);
+                        self.walk(item_node, item, path, shape, found);
+                        path.truncate(len);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The node of one step of a JSON pointer.
+    fn child(&self, index: usize, token: &str) -> Child {
+        let node = &self.nodes[index];
+        if node.free {
+            return Child::Free;
+        }
+        if let Some(properties) = &node.properties {
+            return properties
+                .get(token)
+                .map_or(Child::Unknown, |&field| Child::Field(field));
+        }
+        if let Some(values) = node.values {
+            return Child::Field(values);
+        }
+        if let Some(items) = node.items {
+            return Child::Item(items);
+        }
+        Child::Free
+    }
+}
+
 impl Schemas {
     /// Removes from `value` every field the named schema does not have; returns their
     /// paths in document order.
     pub fn prune(&self, schema_name: &str, value: &mut Value, shape: BodyShape) -> Vec<String> {
         let mut found = Vec::new();
-        if let Some(schema) = self.components.get(schema_name) {
-            self.walk(schema, value, &mut String::new(), shape, &mut found);
+        if let Some(&root) = self.fields.roots.get(schema_name) {
+            self.fields
+                .walk(root, value, &mut String::new(), shape, &mut found);
         }
         found
     }
@@ -31,7 +190,8 @@ impl Schemas {
     /// names a field the kind lacks, and unknown fields inside added values.
     pub fn json_patch_unknown(&self, schema_name: &str, patch: &Value) -> Vec<String> {
         let mut found = Vec::new();
-        let (Some(root), Some(ops)) = (self.components.get(schema_name), patch.as_array()) else {
+        let (Some(&root), Some(ops)) = (self.fields.roots.get(schema_name), patch.as_array())
+        else {
             return found;
         };
         for op in ops {
@@ -45,18 +205,18 @@ impl Schemas {
                 continue;
             };
             let mut path = String::new();
-            let mut schema = root;
+            let mut node = root;
             let mut known = true;
             for token in pointer.split('/').skip(1) {
                 let token = token.replace("~1", "/").replace("~0", "~");
-                match self.child(schema, &token) {
+                match self.fields.child(node, &token) {
                     Child::Field(next) => {
                         push_field(&mut path, &token);
-                        schema = next;
+                        node = next;
                     }
                     Child::Item(next) => {
                         path.push_str(&format!("[{token}]"));
-                        schema = next;
+                        node = next;
                     }
                     Child::Unknown => {
                         push_field(&mut path, &token);
@@ -72,89 +232,11 @@ impl Schemas {
             }
             if known && let Some(value) = op.get("value") {
                 let mut value = value.clone();
-                self.walk(schema, &mut value, &mut path, BodyShape::Object, &mut found);
+                self.fields
+                    .walk(node, &mut value, &mut path, BodyShape::Object, &mut found);
             }
         }
         found
-    }
-
-    fn walk(
-        &self,
-        schema: &Value,
-        value: &mut Value,
-        path: &mut String,
-        shape: BodyShape,
-        found: &mut Vec<String>,
-    ) {
-        let schema = self.resolve(schema);
-        if preserves_unknown(schema) {
-            return;
-        }
-        match value {
-            Value::Object(map) => {
-                if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-                    map.retain(|key, field| {
-                        if shape == BodyShape::MergePatch
-                            && (key.starts_with('$') || field.is_null())
-                        {
-                            return true;
-                        }
-                        let len = path.len();
-                        push_field(path, key);
-                        let keep = match properties.get(key) {
-                            Some(field_schema) => {
-                                self.walk(field_schema, field, path, shape, found);
-                                true
-                            }
-                            None => {
-                                found.push(path.clone());
-                                false
-                            }
-                        };
-                        path.truncate(len);
-                        keep
-                    });
-                } else if let Some(values) =
-                    schema.get("additionalProperties").filter(|v| v.is_object())
-                {
-                    for (key, field) in map.iter_mut() {
-                        let len = path.len();
-                        push_field(path, key);
-                        self.walk(values, field, path, shape, found);
-                        path.truncate(len);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                if let Some(item_schema) = schema.get("items") {
-                    for (i, item) in items.iter_mut().enumerate() {
-                        let len = path.len();
-                        path.push_str(&format!("[{i}]"));
-                        self.walk(item_schema, item, path, shape, found);
-                        path.truncate(len);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The schema of one step of a JSON pointer.
-    fn child<'a>(&'a self, schema: &'a Value, token: &str) -> Child<'a> {
-        let schema = self.resolve(schema);
-        if preserves_unknown(schema) {
-            return Child::Free;
-        }
-        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-            return properties.get(token).map_or(Child::Unknown, Child::Field);
-        }
-        if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
-            return Child::Field(values);
-        }
-        if let Some(items) = schema.get("items") {
-            return Child::Item(items);
-        }
-        Child::Free
     }
 }
 
@@ -337,9 +419,9 @@ impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
     }
 }
 
-enum Child<'a> {
-    Field(&'a Value),
-    Item(&'a Value),
+enum Child {
+    Field(usize),
+    Item(usize),
     Unknown,
     /// Anything goes below (an untyped object or a scalar).
     Free,
@@ -354,6 +436,11 @@ fn preserves_unknown(schema: &Value) -> bool {
                 .get("additionalProperties")
                 .is_none_or(|v| !v.is_object())
             && schema.get("items").is_none())
+}
+
+fn push_index(path: &mut String, index: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "[{index}]");
 }
 
 fn push_field(path: &mut String, key: &str) {

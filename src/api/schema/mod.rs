@@ -23,6 +23,8 @@ type Gvk = (&'static str, &'static str, &'static str);
 pub struct Schemas {
     components: Map<String, Value>,
     kinds: Vec<(Gvk, String)>,
+    /// The components as the unknown-field walk reads them.
+    fields: fields::FieldTree,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(Schemas::build);
@@ -90,7 +92,13 @@ impl Schemas {
             kinds.push(((group, version, kind), name));
         }
         extensions::add(&mut components, &api_versions);
-        Schemas { components, kinds }
+        let mut schemas = Schemas {
+            components,
+            kinds,
+            fields: fields::FieldTree::default(),
+        };
+        schemas.fields = fields::FieldTree::build(&schemas);
+        schemas
     }
 
     /// The schema name of a kind (`io.k8s.api.core.v1.Pod`), if it is a built-in one.
