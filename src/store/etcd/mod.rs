@@ -52,8 +52,8 @@ pub struct EtcdTls {
 }
 
 pub struct EtcdStore {
-    /// One connection (load-balanced over the endpoints) shared by every call; the
-    /// generated clients are cheap handles onto it.
+    /// The watch streams' connection (load-balanced over the endpoints); the generated
+    /// clients are cheap handles onto it.
     channel: Channel,
     /// KV calls: their own HTTP/2 connection, driven from the calling task.
     unary: unary::Unary,
@@ -71,13 +71,11 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(StoreError::Unavailable("no etcd endpoints given".into()));
         }
-        let connector = match &tls {
-            Some(tls) => Some(
-                unary::tls_connector(&tls.ca_pem, &tls.cert_pem, &tls.key_pem)
-                    .map_err(|err| StoreError::Unavailable(format!("etcd TLS setup: {err}")))?,
-            ),
-            None => None,
-        };
+        let connector = tls
+            .as_ref()
+            .map(|tls| unary::tls_connector(&tls.ca_pem, &tls.cert_pem, &tls.key_pem))
+            .transpose()
+            .map_err(|err| StoreError::Unavailable(format!("etcd TLS setup: {err}")))?;
         let tls = tls.map(|tls| {
             ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(tls.ca_pem))
@@ -89,8 +87,6 @@ impl EtcdStore {
             unary_members.push(unary::Member::parse(url, tls.is_some()).map_err(|err| {
                 StoreError::Unavailable(format!("invalid etcd endpoint {url}: {err}"))
             })?);
-        }
-        for url in endpoints {
             let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|err| {
                     StoreError::Unavailable(format!("invalid etcd endpoint {url}: {err}"))
