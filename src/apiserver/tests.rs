@@ -282,15 +282,24 @@ pub(crate) async fn start_etcd() -> (TestEtcd, std::sync::Arc<dyn Store>) {
         .stderr(log)
         .spawn()
         .expect("etcd must be installed (Debian etcd-server) for this test");
-    let etcd = TestEtcd { child, _dir: dir };
+    let log = dir.path().join("etcd.log");
+    let mut etcd = TestEtcd { child, _dir: dir };
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        if let Ok(store) =
-            crate::store::etcd::EtcdStore::connect(std::slice::from_ref(&client_url), None).await
-        {
-            return (etcd, store);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "etcd never came up");
+        let error =
+            match crate::store::etcd::EtcdStore::connect(std::slice::from_ref(&client_url), None)
+                .await
+            {
+                Ok(store) => return (etcd, store),
+                Err(error) => error,
+            };
+        // Say why: etcd exited (a port taken meanwhile?) or never answered.
+        let exited = etcd.child.try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && tokio::time::Instant::now() < deadline,
+            "etcd at {client_url} never came up ({error}; exit: {exited:?}); its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
