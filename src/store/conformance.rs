@@ -16,6 +16,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_at_past_revision(&*store).await;
     list_all_pages(&*store).await;
     watch_live_and_replayed(&*store).await;
+    watch_without_prev(&*store).await;
     watch_from_future_revision(&*store).await;
     watch_progress(&*store).await;
     compaction(&*store).await;
@@ -282,6 +283,40 @@ async fn watch_live_and_replayed(store: &dyn Store) {
                 prev: None
             }
         );
+    }
+}
+
+/// The same changes as `watch`, in the same order; what each replaced may be left out.
+async fn watch_without_prev(store: &dyn Store) {
+    let prefix = "/conformance/noprev/";
+    let key = format!("{prefix}a");
+    let start = store.revision().await.unwrap();
+    let mut stream = store.watch_without_prev(prefix, start).await.unwrap();
+    let created = store.create(&key, b"1".to_vec()).await.unwrap();
+    let updated = store.update(&key, b"2".to_vec(), created).await.unwrap();
+    let (_, deleted) = store.delete(&key, None).await.unwrap();
+
+    match next_change(&mut stream).await.unwrap() {
+        WatchEvent::Put { kv: got, prev } => {
+            assert_eq!(got, kv(&key, b"1", created, created));
+            assert_eq!(prev, None);
+        }
+        other => panic!("expected the creation, got {other:?}"),
+    }
+    match next_change(&mut stream).await.unwrap() {
+        WatchEvent::Put { kv: got, prev } => {
+            assert_eq!(got, kv(&key, b"2", created, updated));
+            assert!(prev.is_none_or(|prev| prev == kv(&key, b"1", created, created)));
+        }
+        other => panic!("expected the update, got {other:?}"),
+    }
+    match next_change(&mut stream).await.unwrap() {
+        WatchEvent::Delete { prev, revision } => {
+            assert_eq!(revision, deleted);
+            assert_eq!(prev.key, key);
+            assert!(prev.value.is_empty() || prev == kv(&key, b"2", created, updated));
+        }
+        other => panic!("expected the deletion, got {other:?}"),
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 /// One stored key with the revisions etcd keeps for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
     pub value: Vec<u8>,
@@ -126,6 +126,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every change under `prefix` after `after_revision` (exclusive), in order.
     /// `Compacted` when that revision is gone. Progress events arrive periodically.
     async fn watch(&self, prefix: &str, after_revision: i64) -> StoreResult<WatchStream>;
+
+    /// `watch` for a watcher that keeps the newest value of every key itself, so it
+    /// knows what each event replaced: events may come without it (a put's `prev` is
+    /// None, a delete's `prev` carries only the key and an empty value), which spares
+    /// etcd reading and sending the previous revision of every changed key. Backends
+    /// that have the previous value at no cost may still send it.
+    async fn watch_without_prev(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+    ) -> StoreResult<WatchStream> {
+        self.watch(prefix, after_revision).await
+    }
 
     /// The store's current revision.
     async fn revision(&self) -> StoreResult<i64>;

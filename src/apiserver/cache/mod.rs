@@ -147,16 +147,42 @@ struct FeedState {
 }
 
 impl FeedState {
-    fn push(&mut self, event: Arc<CachedEvent>) {
-        match &event.event {
-            WatchEvent::Put { kv, .. } => {
-                self.latest.insert(kv.key.clone(), kv.clone());
+    /// The key and revision whose value the feed must read to tell what `event`
+    /// replaced: `None` when `latest` knows it (always, once the feed's first list
+    /// succeeded) or nothing was replaced.
+    fn unknown_prev(&self, event: &WatchEvent) -> Option<(String, i64)> {
+        let (key, revision) = match event {
+            // A put that created its key replaced nothing.
+            WatchEvent::Put { kv, .. } if kv.create_revision != kv.mod_revision => {
+                (&kv.key, kv.mod_revision)
+            }
+            WatchEvent::Delete { prev, revision } => (&prev.key, *revision),
+            _ => return None,
+        };
+        (!self.latest.contains_key(key)).then(|| (key.clone(), revision - 1))
+    }
+
+    /// Records `event`. The store's watch leaves out what each event replaced (see
+    /// `Store::watch_without_prev`): it is the key's entry in `latest`, or `read`
+    /// when `unknown_prev` asked for a read.
+    fn push(&mut self, resource: &'static Resource, mut event: WatchEvent, read: Option<KeyValue>) {
+        match &mut event {
+            WatchEvent::Put { kv, prev } => {
+                let replaced = self.latest.insert(kv.key.clone(), kv.clone());
+                *prev = if kv.create_revision == kv.mod_revision {
+                    None
+                } else {
+                    replaced.or(read)
+                };
             }
             WatchEvent::Delete { prev, .. } => {
-                self.latest.remove(&prev.key);
+                if let Some(last) = self.latest.remove(&prev.key).or(read) {
+                    *prev = last;
+                }
             }
             WatchEvent::Progress { .. } => {}
         }
+        let event = Arc::new(CachedEvent::new(resource, event));
         if !matches!(event.event, WatchEvent::Progress { .. }) {
             if self.ring.len() == self.capacity
                 && let Some(oldest) = self.ring.pop_front()
@@ -327,9 +353,11 @@ impl WatchCache {
         // A watch from a future revision waits for it; the feed itself starts at the
         // present so it serves everyone else at once.
         let after_revision = after_revision.min(self.store.revision().await?);
+        // The feed knows every key's value (`latest`), so etcd need not send the value
+        // each event replaced.
         let mut upstream = self
             .store
-            .watch(resource.key_prefix, after_revision)
+            .watch_without_prev(resource.key_prefix, after_revision)
             .await?;
         let (tx, _) = broadcast::channel(self.lag_limit);
         let feed = Arc::new(Feed {
@@ -359,18 +387,31 @@ impl WatchCache {
                 }
             }
             let failure = loop {
-                let item = upstream.next().await;
+                let event = match upstream.next().await {
+                    Some(Ok(event)) => event,
+                    Some(Err(err)) => break err,
+                    None => break StoreError::Unavailable("the store ended the watch".into()),
+                };
                 let Some(feed) = pumped.upgrade() else {
                     return;
+                };
+                // Only this task changes `latest` once the list is in, so what it lacks
+                // now it still lacks after the read.
+                let unknown = match feed.state.lock() {
+                    Ok(state) => state.unknown_prev(&event),
+                    Err(_) => return,
+                };
+                let read = match unknown {
+                    Some((key, revision)) => match value_at(store.as_ref(), &key, revision).await {
+                        Ok(kv) => Some(kv),
+                        Err(err) => break err,
+                    },
+                    None => None,
                 };
                 let Ok(mut state) = feed.state.lock() else {
                     return;
                 };
-                match item {
-                    Some(Ok(event)) => state.push(Arc::new(CachedEvent::new(resource, event))),
-                    Some(Err(err)) => break err,
-                    None => break StoreError::Unavailable("the store ended the watch".into()),
-                }
+                state.push(resource, event, read);
             };
             if let Some(feed) = pumped.upgrade() {
                 if let Ok(mut state) = feed.state.lock() {
@@ -406,6 +447,21 @@ async fn known_at(store: &dyn Store, prefix: &str, revision: i64) -> Vec<KeyValu
             Vec::new()
         }
     }
+}
+
+/// The value `key` had at `revision`: what an event after it replaced. Gone when that
+/// revision was compacted, which ends the feed (its watchers re-list).
+async fn value_at(store: &dyn Store, key: &str, revision: i64) -> StoreResult<KeyValue> {
+    // Keys sort after their prefixes, so the key itself comes first when it exists.
+    let page = store.list(key, None, 1, Some(revision)).await?;
+    page.items
+        .into_iter()
+        .find(|kv| kv.key == key)
+        .ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the watch cache cannot tell what changed {key}: it had no value at revision {revision}"
+            ))
+        })
 }
 
 /// The feed of a resource: one per served version of a storage prefix.

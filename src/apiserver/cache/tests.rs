@@ -5,15 +5,18 @@ use super::*;
 use crate::api::registry::Registry;
 use crate::store::{KeyValue, ListPage, MemoryStore, WatchStream};
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The memory store, counting the watches opened on it.
+/// The memory store, counting the watches opened on it. Its watches without the
+/// replaced values leave them out as etcd does, and its lists can be made to fail.
 struct Counting {
     inner: Arc<MemoryStore>,
     watches: AtomicUsize,
+    lists: AtomicUsize,
+    lists_fail: AtomicBool,
 }
 
 #[async_trait]
@@ -28,6 +31,10 @@ impl Store for Counting {
         limit: usize,
         revision: Option<i64>,
     ) -> StoreResult<ListPage> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        if self.lists_fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("lists fail in this test".into()));
+        }
         self.inner.list(prefix, start_after, limit, revision).await
     }
     async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<i64> {
@@ -42,6 +49,24 @@ impl Store for Counting {
     async fn watch(&self, prefix: &str, after: i64) -> StoreResult<WatchStream> {
         self.watches.fetch_add(1, Ordering::SeqCst);
         self.inner.watch(prefix, after).await
+    }
+    async fn watch_without_prev(&self, prefix: &str, after: i64) -> StoreResult<WatchStream> {
+        let events = self.watch(prefix, after).await?;
+        Ok(events
+            .map(|event| {
+                event.map(|event| match event {
+                    WatchEvent::Put { kv, .. } => WatchEvent::Put { kv, prev: None },
+                    WatchEvent::Delete { prev, revision } => WatchEvent::Delete {
+                        prev: KeyValue {
+                            key: prev.key,
+                            ..KeyValue::default()
+                        },
+                        revision,
+                    },
+                    progress => progress,
+                })
+            })
+            .boxed())
     }
     async fn revision(&self) -> StoreResult<i64> {
         self.inner.revision().await
@@ -59,6 +84,8 @@ fn setup(capacity: usize, lag_limit: usize) -> (Arc<Counting>, WatchCache, &'sta
     let store = Arc::new(Counting {
         inner: MemoryStore::new(),
         watches: AtomicUsize::new(0),
+        lists: AtomicUsize::new(0),
+        lists_fail: AtomicBool::new(false),
     });
     let cache = WatchCache::with_capacity(store.clone(), capacity, lag_limit);
     let resource = Registry::default()
@@ -340,4 +367,103 @@ async fn latest_is_the_newest_value_the_feed_has_seen() {
     store.delete(&c, None).await.unwrap();
     next_change(&mut watcher).await.unwrap();
     assert!(cache.latest(resource, &c).await.is_none());
+}
+
+fn configmap(name: &str, value: &str) -> Vec<u8> {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"}, "data": {"k": value}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Updates `a` from `v1` to `v2`, deletes it, and checks what the feed's watcher saw:
+/// the replaced value of the update and the last value of the deletion, which the
+/// store's watch (like etcd's without `prev_kv`) did not send.
+async fn update_and_delete_show_what_they_replaced(
+    store: &Counting,
+    watcher: &mut CachedStream,
+    created: i64,
+) {
+    let key = "/registry/configmaps/default/a";
+    let updated = store
+        .update(key, configmap("a", "v2"), created)
+        .await
+        .unwrap();
+    let (_, deleted) = store.delete(key, None).await.unwrap();
+    let update = next_change(watcher).await.unwrap();
+    assert_eq!(update.object().unwrap()["data"]["k"], "v2");
+    let before = update.prev_object().unwrap().expect("the replaced value");
+    assert_eq!(before["data"]["k"], "v1");
+    assert_eq!(before["metadata"]["resourceVersion"], created.to_string());
+    let deletion = next_change(watcher).await.unwrap();
+    assert_eq!(deletion.revision(), deleted);
+    let last = deletion.object().unwrap();
+    assert_eq!(last["data"]["k"], "v2");
+    assert_eq!(last["metadata"]["resourceVersion"], deleted.to_string());
+    assert!(updated < deleted);
+}
+
+#[tokio::test]
+async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
+    let (store, cache, resource) = setup(16, 64);
+    let key = resource.key(Some("default"), "a");
+    assert_eq!(key, "/registry/configmaps/default/a");
+    let created = store.create(&key, configmap("a", "v1")).await.unwrap();
+    let mut watcher = cache
+        .watch(resource, &resource.prefix(None), created)
+        .await
+        .unwrap();
+    // The feed's first list (which taught it `a`) is its only read.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while cache.latest(resource, &key).await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "a never known");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lists = store.lists.load(Ordering::SeqCst);
+    update_and_delete_show_what_they_replaced(&store, &mut watcher, created).await;
+    assert_eq!(store.lists.load(Ordering::SeqCst), lists);
+}
+
+#[tokio::test]
+async fn a_feed_without_its_first_list_reads_what_events_replaced() {
+    let (store, cache, resource) = setup(16, 64);
+    let key = resource.key(Some("default"), "a");
+    let created = store.create(&key, configmap("a", "v1")).await.unwrap();
+    store.lists_fail.store(true, Ordering::SeqCst);
+    let mut watcher = cache
+        .watch(resource, &resource.prefix(None), created)
+        .await
+        .unwrap();
+    // The feed gave up its list: it knows nothing it did not see change.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while store.lists.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.lists_fail.store(false, Ordering::SeqCst);
+    update_and_delete_show_what_they_replaced(&store, &mut watcher, created).await;
+    // It read a's value before the update; the deletion's came from the update.
+    assert_eq!(store.lists.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_feed_that_cannot_read_a_replaced_value_fails_its_watchers() {
+    let (store, cache, resource) = setup(16, 64);
+    let key = resource.key(Some("default"), "a");
+    let created = store.create(&key, configmap("a", "v1")).await.unwrap();
+    store.lists_fail.store(true, Ordering::SeqCst);
+    let mut watcher = cache
+        .watch(resource, &resource.prefix(None), created)
+        .await
+        .unwrap();
+    store
+        .update(&key, configmap("a", "v2"), created)
+        .await
+        .unwrap();
+    // Lists still fail: the feed cannot tell what the update replaced, so rather than
+    // pass on an event without it, it ends and its watchers must start again.
+    assert!(next_change(&mut watcher).await.is_err());
 }

@@ -423,66 +423,15 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> StoreResult<WatchStream> {
-        // The request side must stay open for the watch's lifetime: etcd ends the whole
-        // stream when it closes. It lives in the returned stream's state.
-        let (requests, request_rx) = mpsc::channel(1);
-        let create = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(
-                WatchCreateRequest {
-                    key: prefix_start(prefix),
-                    range_end: prefix_end(prefix.as_bytes()),
-                    start_revision: after_revision + 1,
-                    progress_notify: true,
-                    prev_kv: true,
-                    ..Default::default()
-                },
-            )),
-        };
-        requests
-            .send(create)
-            .await
-            .map_err(|_| StoreError::Unavailable("etcd watch request channel closed".into()))?;
-        let mut responses = WatchClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_ANSWER)
-            .watch(ReceiverStream::new(request_rx))
-            .await
-            .map_err(map_status)?
-            .into_inner();
-        // etcd confirms the watch before sending anything else for it.
-        match responses.message().await.map_err(map_status)? {
-            Some(response) if response.created => {}
-            Some(response) => {
-                return Err(StoreError::Unavailable(format!(
-                    "etcd did not confirm the watch on {prefix}: {response:?}"
-                )));
-            }
-            None => {
-                return Err(StoreError::Unavailable(
-                    "etcd closed the watch stream before confirming it".into(),
-                ));
-            }
-        }
-        let events = stream::unfold(Some((responses, requests)), move |state| async move {
-            let (mut responses, requests) = state?;
-            let batch = match responses.message().await {
-                Ok(Some(response)) => watch_events(response, after_revision),
-                Ok(None) => Err(StoreError::Unavailable(
-                    "etcd closed the watch stream".into(),
-                )),
-                Err(status) => Err(map_status(status)),
-            };
-            match batch {
-                Ok(events) => Some((Ok(events), Some((responses, requests)))),
-                // An error ends the watch: the caller must start a new one.
-                Err(err) => Some((Err(err), None)),
-            }
-        });
-        Ok(events
-            .flat_map(|batch| match batch {
-                Ok(events) => stream::iter(events.into_iter().map(Ok)).left_stream(),
-                Err(err) => stream::once(async { Err(err) }).right_stream(),
-            })
-            .boxed())
+        self.open_watch(prefix, after_revision, true).await
+    }
+
+    async fn watch_without_prev(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+    ) -> StoreResult<WatchStream> {
+        self.open_watch(prefix, after_revision, false).await
     }
 
     async fn revision(&self) -> StoreResult<i64> {
@@ -530,8 +479,84 @@ impl Store for EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// A watch of `prefix` after `after_revision`; `with_prev` asks etcd for the value
+    /// each event replaced (a read of the previous revision per event on its side).
+    async fn open_watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        with_prev: bool,
+    ) -> StoreResult<WatchStream> {
+        // The request side must stay open for the watch's lifetime: etcd ends the whole
+        // stream when it closes. It lives in the returned stream's state.
+        let (requests, request_rx) = mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: prefix_start(prefix),
+                    range_end: prefix_end(prefix.as_bytes()),
+                    start_revision: after_revision + 1,
+                    progress_notify: true,
+                    prev_kv: with_prev,
+                    ..Default::default()
+                },
+            )),
+        };
+        requests
+            .send(create)
+            .await
+            .map_err(|_| StoreError::Unavailable("etcd watch request channel closed".into()))?;
+        let mut responses = WatchClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_ANSWER)
+            .watch(ReceiverStream::new(request_rx))
+            .await
+            .map_err(map_status)?
+            .into_inner();
+        // etcd confirms the watch before sending anything else for it.
+        match responses.message().await.map_err(map_status)? {
+            Some(response) if response.created => {}
+            Some(response) => {
+                return Err(StoreError::Unavailable(format!(
+                    "etcd did not confirm the watch on {prefix}: {response:?}"
+                )));
+            }
+            None => {
+                return Err(StoreError::Unavailable(
+                    "etcd closed the watch stream before confirming it".into(),
+                ));
+            }
+        }
+        let events = stream::unfold(Some((responses, requests)), move |state| async move {
+            let (mut responses, requests) = state?;
+            let batch = match responses.message().await {
+                Ok(Some(response)) => watch_events(response, after_revision, with_prev),
+                Ok(None) => Err(StoreError::Unavailable(
+                    "etcd closed the watch stream".into(),
+                )),
+                Err(status) => Err(map_status(status)),
+            };
+            match batch {
+                Ok(events) => Some((Ok(events), Some((responses, requests)))),
+                // An error ends the watch: the caller must start a new one.
+                Err(err) => Some((Err(err), None)),
+            }
+        });
+        Ok(events
+            .flat_map(|batch| match batch {
+                Ok(events) => stream::iter(events.into_iter().map(Ok)).left_stream(),
+                Err(err) => stream::once(async { Err(err) }).right_stream(),
+            })
+            .boxed())
+    }
+}
+
 /// The store events in one etcd watch response, or why the watch ended.
-fn watch_events(response: WatchResponse, after_revision: i64) -> StoreResult<Vec<WatchEvent>> {
+fn watch_events(
+    response: WatchResponse,
+    after_revision: i64,
+    with_prev: bool,
+) -> StoreResult<Vec<WatchEvent>> {
     if response.compact_revision != 0 {
         return Err(StoreError::Compacted {
             requested: after_revision,
@@ -555,12 +580,22 @@ fn watch_events(response: WatchResponse, after_revision: i64) -> StoreResult<Vec
             let kv = event.kv.unwrap_or_default();
             let prev = event.prev_kv.map(from_etcd);
             if event.r#type == EventType::Delete as i32 {
-                // Without the deleted value the event is useless; etcd drops it when
-                // that revision was compacted, so the watcher must re-list.
-                let prev = prev.ok_or(StoreError::Compacted {
-                    requested: kv.mod_revision - 1,
-                    compacted: 0,
-                })?;
+                let prev = match prev {
+                    Some(prev) => prev,
+                    // Not asked for: the watcher knows the value itself.
+                    None if !with_prev => KeyValue {
+                        key: String::from_utf8_lossy(&kv.key).into_owned(),
+                        ..KeyValue::default()
+                    },
+                    // Without the deleted value the event is useless; etcd drops it
+                    // when that revision was compacted, so the watcher must re-list.
+                    None => {
+                        return Err(StoreError::Compacted {
+                            requested: kv.mod_revision - 1,
+                            compacted: 0,
+                        });
+                    }
+                };
                 Ok(WatchEvent::Delete {
                     prev,
                     revision: kv.mod_revision,
