@@ -403,16 +403,33 @@ async fn update_and_delete_show_what_they_replaced(
     assert!(updated < deleted);
 }
 
-#[tokio::test]
-async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
+/// A store holding configmap `a` (at the returned revision) and a watcher of the
+/// cache from then on; the feed's first list fails when `lists_fail`.
+async fn watching_a(
+    lists_fail: bool,
+) -> (
+    Arc<Counting>,
+    WatchCache,
+    &'static Resource,
+    CachedStream,
+    i64,
+) {
     let (store, cache, resource) = setup(16, 64);
     let key = resource.key(Some("default"), "a");
     assert_eq!(key, "/registry/configmaps/default/a");
     let created = store.create(&key, configmap("a", "v1")).await.unwrap();
-    let mut watcher = cache
+    store.lists_fail.store(lists_fail, Ordering::SeqCst);
+    let watcher = cache
         .watch(resource, &resource.prefix(None), created)
         .await
         .unwrap();
+    (store, cache, resource, watcher, created)
+}
+
+#[tokio::test]
+async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
+    let (store, cache, resource, mut watcher, created) = watching_a(false).await;
+    let key = resource.key(Some("default"), "a");
     // The feed's first list (which taught it `a`) is its only read.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while cache.latest(resource, &key).await.is_none() {
@@ -426,14 +443,7 @@ async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
 
 #[tokio::test]
 async fn a_feed_without_its_first_list_reads_what_events_replaced() {
-    let (store, cache, resource) = setup(16, 64);
-    let key = resource.key(Some("default"), "a");
-    let created = store.create(&key, configmap("a", "v1")).await.unwrap();
-    store.lists_fail.store(true, Ordering::SeqCst);
-    let mut watcher = cache
-        .watch(resource, &resource.prefix(None), created)
-        .await
-        .unwrap();
+    let (store, _cache, _, mut watcher, created) = watching_a(true).await;
     // The feed gave up its list: it knows nothing it did not see change.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while store.lists.load(Ordering::SeqCst) == 0 {
@@ -451,14 +461,8 @@ async fn a_feed_without_its_first_list_reads_what_events_replaced() {
 
 #[tokio::test]
 async fn a_feed_that_cannot_read_a_replaced_value_fails_its_watchers() {
-    let (store, cache, resource) = setup(16, 64);
+    let (store, _cache, resource, mut watcher, created) = watching_a(true).await;
     let key = resource.key(Some("default"), "a");
-    let created = store.create(&key, configmap("a", "v1")).await.unwrap();
-    store.lists_fail.store(true, Ordering::SeqCst);
-    let mut watcher = cache
-        .watch(resource, &resource.prefix(None), created)
-        .await
-        .unwrap();
     store
         .update(&key, configmap("a", "v2"), created)
         .await
