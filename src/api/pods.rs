@@ -7,20 +7,21 @@ use super::status::Cause;
 use super::validation::is_dns1123_label;
 use serde_json::{Map, Value, json};
 
-/// Upstream's defaults and admission-time fields for a pod, applied in place. Only
-/// absent fields are filled, so user choices and updates survive.
+/// Upstream's defaults for a pod (what decoding fills in, before the field manager
+/// records who set what), applied in place. Only absent fields are filled, so user
+/// choices and updates survive. What admission adds afterwards is `admit_pod`.
 pub fn default_pod(pod: &mut Value) {
     default_pod_or_template(pod, true);
 }
 
 /// The defaults of a pod template's spec (workloads, PodTemplate): a pod's, except
-/// that requests are not filled from limits: upstream does that for pods only, so a
-/// template keeps exactly the resources its author wrote.
+/// that upstream leaves two to pods only: `enableServiceLinks`, and requests filled
+/// from limits (a template keeps exactly the resources its author wrote).
 pub fn default_template_spec(pod: &mut Value) {
     default_pod_or_template(pod, false);
 }
 
-fn default_pod_or_template(pod: &mut Value, requests_from_limits: bool) {
+fn default_pod_or_template(pod: &mut Value, is_pod: bool) {
     let Some(pod_map) = pod.as_object_mut() else {
         return;
     };
@@ -30,29 +31,18 @@ fn default_pod_or_template(pod: &mut Value, requests_from_limits: bool) {
         ("dnsPolicy", json!("ClusterFirst")),
         ("schedulerName", json!("default-scheduler")),
         ("terminationGracePeriodSeconds", json!(30)),
-        ("enableServiceLinks", json!(true)),
         ("securityContext", json!({})),
-        // The Priority admission plugin's value when no priority class applies.
-        ("priority", json!(0)),
-        ("preemptionPolicy", json!("PreemptLowerPriority")),
     ];
     for (key, value) in defaults {
         spec.entry(key).or_insert(value);
     }
-    // DefaultTolerationSeconds admission: pods ride out a node's short outages for 5 minutes.
-    if !spec.contains_key("tolerations") {
-        spec.insert(
-            "tolerations".into(),
-            json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]),
-        );
+    if is_pod {
+        spec.entry("enableServiceLinks").or_insert(json!(true));
     }
     for list in ["initContainers", "containers"] {
         if let Some(Value::Array(containers)) = spec.get_mut(list) {
             for container in containers.iter_mut().filter_map(Value::as_object_mut) {
-                default_container(container, requests_from_limits);
+                default_container(container, is_pod);
             }
         }
     }
@@ -60,6 +50,65 @@ fn default_pod_or_template(pod: &mut Value, requests_from_limits: bool) {
     let status = child_mut(pod_map, "status");
     status.entry("phase").or_insert(json!("Pending"));
     status.insert("qosClass".into(), json!(qos));
+}
+
+/// The taints a node gets when it stops being Ready or stops reporting; every pod
+/// tolerates them for 5 minutes unless it says otherwise.
+const DEFAULT_TOLERATED_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// What upstream's pod admission plugins add to a pod being created or updated (`old`
+/// is the stored pod on update). They run after the field manager, so these fields
+/// are in no one's `managedFields`:
+/// - Priority: `priority` 0 and `preemptionPolicy: PreemptLowerPriority` (no class
+///   applies); on update the stored values carry over, since both are immutable.
+/// - DefaultTolerationSeconds: each of the two node-failure taints that no toleration
+///   already covers gets a `NoExecute` toleration of 300 s.
+pub fn admit_pod(pod: &mut Value, old: Option<&Value>) {
+    let Some(pod_map) = pod.as_object_mut() else {
+        return;
+    };
+    let spec = child_mut(pod_map, "spec");
+    for (key, default) in [
+        ("priority", json!(0)),
+        ("preemptionPolicy", json!("PreemptLowerPriority")),
+    ] {
+        if spec.contains_key(key) {
+            continue;
+        }
+        let value = match old {
+            Some(old) => match old.get("spec").and_then(|s| s.get(key)) {
+                Some(value) => value.clone(),
+                None => continue,
+            },
+            None => default,
+        };
+        spec.insert(key.into(), value);
+    }
+    let covered = |taint: &str, tolerations: &[Value]| {
+        tolerations.iter().any(|t| {
+            let field = |name| t.get(name).and_then(Value::as_str).unwrap_or_default();
+            (field("key") == taint || field("key").is_empty())
+                && (field("effect") == "NoExecute" || field("effect").is_empty())
+        })
+    };
+    let mut tolerations = match spec.remove("tolerations") {
+        Some(Value::Array(tolerations)) => tolerations,
+        // Not a list: validation reports it; leave it as it came.
+        Some(other) => {
+            spec.insert("tolerations".into(), other);
+            return;
+        }
+        None => Vec::new(),
+    };
+    for taint in DEFAULT_TOLERATED_TAINTS {
+        if !covered(taint, &tolerations) {
+            tolerations.push(json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    spec.insert("tolerations".into(), Value::Array(tolerations));
 }
 
 fn default_container(container: &mut Map<String, Value>, requests_from_limits: bool) {
@@ -328,6 +377,68 @@ mod tests {
         );
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn admission_adds_priority_and_node_failure_tolerations() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        admit_pod(&mut pod, None);
+        assert_eq!(pod["spec"]["priority"], 0);
+        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+        let keys: Vec<&str> = pod["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, DEFAULT_TOLERATED_TAINTS);
+        // Admitting again (an update) adds nothing.
+        let before = pod.clone();
+        admit_pod(&mut pod, Some(&before));
+        assert_eq!(pod, before);
+
+        // A toleration of one taint (any effect) covers it; the other is still added.
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+            {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]}});
+        admit_pod(&mut pod, None);
+        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 3);
+        assert_eq!(tolerations[2]["key"], "node.kubernetes.io/unreachable");
+        // A toleration of every NoExecute taint covers both.
+        let mut pod =
+            json!({"spec": {"tolerations": [{"operator": "Exists", "effect": "NoExecute"}]}});
+        admit_pod(&mut pod, None);
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn admission_on_update_carries_the_stored_priority() {
+        let old = json!({"spec": {"priority": 1000, "preemptionPolicy": "Never"}});
+        let mut new = json!({"spec": {}});
+        admit_pod(&mut new, Some(&old));
+        assert_eq!(new["spec"]["priority"], 1000);
+        assert_eq!(new["spec"]["preemptionPolicy"], "Never");
+        // A stored pod without them (written before admission existed) gets none.
+        let mut new = json!({"spec": {}});
+        admit_pod(&mut new, Some(&json!({"spec": {}})));
+        assert!(new["spec"].get("priority").is_none());
+    }
+
+    #[test]
+    fn templates_get_no_pod_only_defaults() {
+        let mut template = json!({"spec": {"containers": [
+            {"name": "a", "image": "x", "resources": {"limits": {"cpu": "1"}}}
+        ]}});
+        default_template_spec(&mut template);
+        assert_eq!(template["spec"]["dnsPolicy"], "ClusterFirst");
+        assert!(template["spec"].get("enableServiceLinks").is_none());
+        assert!(
+            template["spec"]["containers"][0]["resources"]
+                .get("requests")
+                .is_none()
+        );
     }
 
     #[test]

@@ -9,17 +9,8 @@ use super::selector::LabelSelector;
 use super::status::Cause;
 use serde_json::{Map, Value, json};
 
-/// Pod-level fields the pod admission plugins fill in on real pods but which stay
-/// out of templates (upstream's template defaulting does not set them).
-const POD_ADMISSION_FIELDS: &[&str] = &[
-    "tolerations",
-    "priority",
-    "preemptionPolicy",
-    "enableServiceLinks",
-];
-
 /// Defaults a pod template (`{metadata, spec}`) at `path` like a pod's spec, without
-/// the fields only pod admission adds.
+/// the fields only pods get.
 pub fn default_template(object: &mut Value, path: &[&str]) {
     let mut cur = &mut *object;
     for part in path {
@@ -31,24 +22,12 @@ pub fn default_template(object: &mut Value, path: &[&str]) {
     let Some(template) = cur.as_object_mut() else {
         return;
     };
-    let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let present: Vec<String> = spec
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+    let spec = template.remove("spec").unwrap_or_else(|| json!({}));
     let mut pod = json!({ "spec": spec });
     pods::default_template_spec(&mut pod);
-    let Some(mut spec) = pod.get("spec").cloned() else {
-        return;
-    };
-    if let Some(map) = spec.as_object_mut() {
-        for key in POD_ADMISSION_FIELDS {
-            if !present.iter().any(|p| p == key) {
-                map.remove(*key);
-            }
-        }
+    if let Some(spec) = pod.get_mut("spec").map(Value::take) {
+        template.insert("spec".into(), spec);
     }
-    template.insert("spec".into(), spec);
 }
 
 /// Go's `%#v` of a `map[string]string`, as upstream's messages print label maps.

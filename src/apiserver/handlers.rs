@@ -697,6 +697,11 @@ async fn create_saved(
             admit(resource, &mut candidate, None)?;
         }
         record_fields(&mut candidate);
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            // Upstream's admission plugins run after the field manager: what they add
+            // is no one's field.
+            pods::admit_pod(&mut candidate, None);
+        }
         let name = meta::name(&candidate).to_string();
         if resource.group.is_empty() && resource.kind == "Service" && !dry_run {
             super::allocator::allocate(server, &mut candidate).await?;
@@ -791,6 +796,9 @@ pub(super) fn prepare_update(
     };
     if resource.group.is_empty() && resource.kind == "Service" {
         keep_allocations(current, &mut next);
+    }
+    if resource.group.is_empty() && resource.kind == "Pod" && subresource.is_none() {
+        pods::admit_pod(&mut next, Some(current));
     }
     if resource.group.is_empty() && resource.kind == "Namespace" {
         // A namespace's spec (its finalizers) belongs to the namespace cleanup.

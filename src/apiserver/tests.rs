@@ -407,6 +407,29 @@ async fn kubectl_flow(server: &TestServer) {
     ] {
         assert!(yaml.contains(expected), "missing {expected} in {yaml}");
     }
+    // Admission's fields are there but owned by no one; the defaults belong to the
+    // creator (upstream defaults before the field manager, admits after it).
+    let args = [
+        "get",
+        "pod",
+        "hello",
+        "-n",
+        "team",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ];
+    let pod: serde_json::Value = serde_json::from_str(&ok(server, &args).await).unwrap();
+    assert_eq!(pod["spec"]["priority"], 0, "{pod}");
+    assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+    let owned = &pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+    for field in ["f:dnsPolicy", "f:enableServiceLinks", "f:restartPolicy"] {
+        assert!(owned.get(field).is_some(), "{field} not owned: {owned}");
+    }
+    for field in ["f:priority", "f:preemptionPolicy", "f:tolerations"] {
+        assert!(owned.get(field).is_none(), "{field} owned: {owned}");
+    }
     let json: serde_json::Value =
         serde_json::from_str(&ok(server, &["get", "pods", "-n", "team", "-o", "json"]).await)
             .unwrap();
