@@ -60,10 +60,11 @@ const DEFAULT_TOLERATED_TAINTS: [&str; 2] = [
 ];
 
 /// What upstream's pod admission plugins add to a pod being created or updated (`old`
-/// is the stored pod on update). They run after the field manager, so these fields
-/// are in no one's `managedFields`:
-/// - Priority: `priority` 0 and `preemptionPolicy: PreemptLowerPriority` (no class
-///   applies); on update the stored values carry over, since both are immutable.
+/// is the stored pod on update), besides the priority a new pod gets from its class
+/// (the API server's `priority` module). They run after the field manager, so these
+/// fields are in no one's `managedFields`:
+/// - Priority, on update: the stored `priority` and `preemptionPolicy` carry over to a
+///   write that leaves them out (both are immutable).
 /// - DefaultTolerationSeconds: each of the two node-failure taints that no toleration
 ///   already covers gets a `NoExecute` toleration of 300 s.
 pub fn admit_pod(pod: &mut Value, old: Option<&Value>) {
@@ -71,21 +72,13 @@ pub fn admit_pod(pod: &mut Value, old: Option<&Value>) {
         return;
     };
     let spec = child_mut(pod_map, "spec");
-    for (key, default) in [
-        ("priority", json!(0)),
-        ("preemptionPolicy", json!("PreemptLowerPriority")),
-    ] {
-        if spec.contains_key(key) {
-            continue;
+    let stored = old.and_then(|old| old.get("spec"));
+    for key in ["priority", "preemptionPolicy"] {
+        if !spec.contains_key(key)
+            && let Some(value) = stored.and_then(|s| s.get(key))
+        {
+            spec.insert(key.into(), value.clone());
         }
-        let value = match old {
-            Some(old) => match old.get("spec").and_then(|s| s.get(key)) {
-                Some(value) => value.clone(),
-                None => continue,
-            },
-            None => default,
-        };
-        spec.insert(key.into(), value);
     }
     let covered = |taint: &str, tolerations: &[Value]| {
         tolerations.iter().any(|t| {
@@ -380,11 +373,9 @@ mod tests {
     }
 
     #[test]
-    fn admission_adds_priority_and_node_failure_tolerations() {
+    fn admission_adds_node_failure_tolerations() {
         let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
         admit_pod(&mut pod, None);
-        assert_eq!(pod["spec"]["priority"], 0);
-        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
         let keys: Vec<&str> = pod["spec"]["tolerations"]
             .as_array()
             .unwrap()

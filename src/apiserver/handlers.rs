@@ -677,6 +677,12 @@ async fn create_saved(
     }
     kinds::prepare_create(resource, &mut object);
     super::storageclass::default_class(server, resource, &mut object).await?;
+    let is_pod = resource.group.is_empty() && resource.kind == "Pod";
+    let priority = if is_pod {
+        Some(super::priority::resolve(server, &object).await?)
+    } else {
+        None
+    };
     for _ in 0..MAX_RETRIES {
         // Only generated names are retried: an object with a name of its own is tried
         // once, so it is moved rather than copied.
@@ -697,9 +703,10 @@ async fn create_saved(
             admit(resource, &mut candidate, None)?;
         }
         record_fields(&mut candidate);
-        if resource.group.is_empty() && resource.kind == "Pod" {
+        if let Some(priority) = &priority {
             // Upstream's admission plugins run after the field manager: what they add
             // is no one's field.
+            priority.apply(&mut candidate);
             pods::admit_pod(&mut candidate, None);
         }
         let name = meta::name(&candidate).to_string();

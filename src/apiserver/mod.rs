@@ -17,6 +17,7 @@ mod logs;
 mod mirror;
 mod namespaces;
 mod openapi;
+mod priority;
 mod raw_list;
 mod rbac;
 mod request;
@@ -101,6 +102,8 @@ pub struct Server {
     rbac: rbac::Rbac,
     /// Creates check their namespace here rather than with a store read each.
     namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
+    /// New pods get their priority from these (the Priority admission plugin).
+    priority_classes: Arc<mirror::Mirror<priority::ClassState>>,
 }
 
 /// A JSON response body with its status and content type.
@@ -202,6 +205,7 @@ impl Server {
             auth: auth::Authenticator::new(token_key),
             rbac: rbac::Rbac::default(),
             namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
+            priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
         }
     }
 
@@ -476,6 +480,11 @@ pub async fn serve(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     server
         .namespaces
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .priority_classes
         .start(store)
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;

@@ -685,3 +685,102 @@ async fn delete_with_each_cascade() {
     );
     gc.abort();
 }
+
+fn pod_yaml(name: &str, spec_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec_extra}  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_their_priority_from_their_class() {
+    let server = start().await;
+    let dir = server.dir.path();
+    let priority = |pod: &Value| {
+        (
+            pod["spec"]["priority"].clone(),
+            pod["spec"]["priorityClassName"].clone(),
+        )
+    };
+
+    // A built-in class gives its value; no class gives 0.
+    let file = write(
+        dir,
+        "critical.yaml",
+        &pod_yaml("critical", "  priorityClassName: system-node-critical\n"),
+    );
+    let pod: Value =
+        serde_json::from_str(&ok(&server, &["create", "-f", &file, "-o", "json"]).await).unwrap();
+    assert_eq!(
+        priority(&pod),
+        (
+            serde_json::json!(2_000_001_000),
+            serde_json::json!("system-node-critical")
+        )
+    );
+    assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let file = write(dir, "plain.yaml", &pod_yaml("plain", ""));
+    let pod: Value =
+        serde_json::from_str(&ok(&server, &["create", "-f", &file, "-o", "json"]).await).unwrap();
+    assert_eq!(priority(&pod), (serde_json::json!(0), Value::Null));
+
+    // Upstream's refusals, word for word.
+    let file = write(
+        dir,
+        "missing.yaml",
+        &pod_yaml("missing", "  priorityClassName: nope\n"),
+    );
+    let err = fails(&server, &["create", "-f", &file]).await;
+    assert!(
+        err.contains("pods \"missing\" is forbidden: no PriorityClass with name nope was found"),
+        "{err}"
+    );
+    let file = write(dir, "given.yaml", &pod_yaml("given", "  priority: 7\n"));
+    let err = fails(&server, &["create", "-f", &file]).await;
+    assert!(
+        err.contains("pods \"given\" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"),
+        "{err}"
+    );
+
+    // A global default class names itself in pods that name none (once the server's
+    // mirror has seen it: ask with dry runs until then).
+    let class = write(
+        dir,
+        "class.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: everyone\nvalue: 1000\nglobalDefault: true\npreemptionPolicy: Never\n",
+    );
+    ok(&server, &["create", "-f", &class]).await;
+    let file = write(dir, "later.yaml", &pod_yaml("later", ""));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let pod = loop {
+        let args = [
+            "create",
+            "-f",
+            &file,
+            "--dry-run=server",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ];
+        let pod: Value = serde_json::from_str(&ok(&server, &args).await).unwrap();
+        if !pod["spec"]["priorityClassName"].is_null() {
+            break pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the default class never applied: {pod}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        priority(&pod),
+        (serde_json::json!(1000), serde_json::json!("everyone"))
+    );
+    assert_eq!(pod["spec"]["preemptionPolicy"], "Never");
+    // The dry runs stored nothing; what the class filled in belongs to no manager.
+    let err = fails(&server, &["get", "pod", "later"]).await;
+    assert!(err.contains("NotFound"), "{err}");
+    let owned = &pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+    assert!(owned.get("f:priorityClassName").is_none(), "{owned}");
+    assert!(owned.get("f:containers").is_some(), "{owned}");
+}
