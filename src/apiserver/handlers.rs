@@ -677,6 +677,7 @@ async fn create_saved(
     }
     kinds::prepare_create(resource, &mut object);
     super::storageclass::default_class(server, resource, &mut object).await?;
+    super::priority::check_single_default(server, resource, &object).await?;
     let is_pod = resource.group.is_empty() && resource.kind == "Pod";
     let priority = if is_pod {
         Some(super::priority::resolve(server, &object).await?)
@@ -1055,6 +1056,7 @@ pub async fn update(
         let mut next = prepare_update(resource, subresource, &current, body.clone());
         admit(resource, &mut next, subresource)?;
         validate_update(resource, subresource, &current, &next)?;
+        super::priority::check_single_default(server, resource, &next).await?;
         managed::record_update(
             Some(&current),
             &mut next,
@@ -1287,6 +1289,7 @@ pub async fn patch(
             Err(_) if from_cache => continue,
             Err(e) => return Err(e),
         };
+        super::priority::check_single_default(server, resource, &next).await?;
         if dry_run {
             return Ok(Json::ok(
                 render_one(resource, next, rendering, query),

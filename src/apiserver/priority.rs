@@ -2,12 +2,13 @@
 //! from the PriorityClass it names, or from the global default class when it names
 //! none (0 and `PreemptLowerPriority` when there is no default). A pod naming a class
 //! that does not exist, or giving a priority its class does not, is refused (403), as
-//! upstream refuses it. Classes are read from a mirror, so a pod create costs no store
+//! upstream refuses it; so is a second class marked `globalDefault`. Classes are read from a mirror, so a pod create costs no store
 //! read; a class the mirror has not seen yet is asked of the store.
 
 use super::Server;
 use super::handlers::decode;
 use crate::api::meta::{self, child_mut};
+use crate::api::registry::Resource;
 use crate::api::status::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -154,4 +155,44 @@ fn default_class(server: &Server) -> Option<std::sync::Arc<ClassState>> {
         .into_iter()
         .filter(|class| class.global_default)
         .min_by_key(|class| class.value)
+}
+
+/// Refuses to make `class` (being created or updated) a second global default, with
+/// upstream's message. Reads the store, not the mirror: class writes are rare, and a
+/// default created a moment ago must count.
+pub async fn check_single_default(
+    server: &Server,
+    resource: &Resource,
+    class: &Value,
+) -> Result<(), ApiError> {
+    let is_class = resource.group == "scheduling.k8s.io" && resource.kind == "PriorityClass";
+    if !is_class || class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let name = meta::name(class);
+    let page = server
+        .store
+        .list(PRIORITY_CLASSES, None, 0, None)
+        .await
+        .map_err(|e| ApiError::internal(format!("listing PriorityClasses: {e}")))?;
+    let mut other = None;
+    for kv in &page.items {
+        let stored: ClassState = serde_json::from_value(decode(kv)?)
+            .map_err(|e| ApiError::internal(format!("{} does not decode: {e}", kv.key)))?;
+        if stored.global_default && stored.metadata.name != name {
+            other = Some(stored.metadata.name);
+            break;
+        }
+    }
+    match other {
+        Some(other) => Err(ApiError::forbidden(
+            resource.plural,
+            resource.group,
+            name,
+            &format!(
+                "PriorityClass {other} is already marked as default. Only one default can exist"
+            ),
+        )),
+        None => Ok(()),
+    }
 }

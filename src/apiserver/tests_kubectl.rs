@@ -783,4 +783,28 @@ async fn pods_get_their_priority_from_their_class() {
     let owned = &pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
     assert!(owned.get("f:priorityClassName").is_none(), "{owned}");
     assert!(owned.get("f:containers").is_some(), "{owned}");
+
+    // One default only: neither a new class nor an existing one may become another.
+    let second = write(
+        dir,
+        "second.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: second\nvalue: 5\nglobalDefault: true\n",
+    );
+    let refused = "priorityclasses.scheduling.k8s.io \"second\" is forbidden: PriorityClass everyone is already marked as default. Only one default can exist";
+    let err = fails(&server, &["create", "-f", &second]).await;
+    assert!(err.contains(refused), "{err}");
+    ok(&server, &["create", "priorityclass", "second", "--value=5"]).await;
+    let args = [
+        "patch",
+        "priorityclass",
+        "second",
+        "--type=merge",
+        "-p",
+        r#"{"globalDefault":true}"#,
+    ];
+    let err = fails(&server, &args).await;
+    assert!(err.contains(refused), "{err}");
+    // The default itself may still be changed.
+    let args = ["label", "priorityclass", "everyone", "team=a"];
+    ok(&server, &args).await;
 }
