@@ -2,8 +2,9 @@
 //! from the PriorityClass it names, or from the global default class when it names
 //! none (0 and `PreemptLowerPriority` when there is no default). A pod naming a class
 //! that does not exist, or giving a priority its class does not, is refused (403), as
-//! upstream refuses it; so is a second class marked `globalDefault`. Classes are read from a mirror, so a pod create costs no store
-//! read; a class the mirror has not seen yet is asked of the store.
+//! upstream refuses it; so is a second class marked `globalDefault`. Pod creates read
+//! classes from a mirror, so they cost no store read; a class the mirror has not seen
+//! yet is asked of the store.
 
 use super::Server;
 use super::handlers::decode;
