@@ -210,6 +210,109 @@ pub fn record_update(
     has_status: bool,
 ) {
     let node = Node::for_object(new);
+    let zero = zero_object();
+    let changed = ownable(
+        fields::changed(Some(old.unwrap_or(&zero)), new, node),
+        subresource,
+        has_status,
+    );
+    let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
+    let stored = old
+        .and_then(|o| o.get("metadata"))
+        .and_then(|m| m.get("managedFields"));
+    // Most writes send no entries or send the stored ones back unchanged, and remove
+    // no field: then the stored entries, which name only fields the object has, are
+    // edited where they stand.
+    let inherited = sent.is_none() || sent == stored;
+    if inherited && old.is_none_or(|old| !fields::removes_any(old, new, node)) {
+        record_in_place(old, new, changed, manager, subresource);
+    } else {
+        record_rebuilt(old, new, changed, manager, subresource, node);
+    }
+}
+
+/// `record_update` for entries that are `old`'s, still all present in `new`: only the
+/// nodes `changed` touches are edited in the stored `fieldsV1` documents.
+fn record_in_place(
+    old: Option<&Value>,
+    new: &mut Value,
+    changed: FieldSet,
+    manager: &str,
+    subresource: Option<&str>,
+) {
+    let api_version = api_version(new);
+    let metadata = metadata_mut(new);
+    let mut entries = match metadata.remove("managedFields") {
+        Some(Value::Array(sent)) => sent,
+        _ => old
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get("managedFields"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if !changed.is_empty() {
+        let mut emptied = vec![false; entries.len()];
+        for (entry, emptied) in entries.iter_mut().zip(emptied.iter_mut()) {
+            if let Some(Value::Object(doc)) = entry.get_mut("fieldsV1") {
+                *emptied = changed.subtract_from_json(doc);
+            }
+        }
+        let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        let mine = entries.iter().position(|e| {
+            text(e, "manager").as_deref() == Some(manager)
+                && text(e, "operation").as_deref().unwrap_or("Update") == "Update"
+                && text(e, "subresource").filter(|s| !s.is_empty()).as_deref() == subresource
+        });
+        let time = format_time(now());
+        match mine.and_then(|i| Some((i, entries[i].as_object_mut()?))) {
+            Some((i, entry)) => {
+                emptied[i] = false;
+                entry.insert("time".into(), Value::String(time));
+                entry.insert("apiVersion".into(), Value::String(api_version));
+                let doc = entry
+                    .entry("fieldsV1")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !doc.is_object() {
+                    *doc = Value::Object(Map::new());
+                }
+                if let Value::Object(doc) = doc {
+                    changed.union_into_json(doc);
+                }
+            }
+            None => {
+                emptied.push(false);
+                entries.push(
+                    Entry {
+                        manager: manager.to_string(),
+                        operation: "Update".into(),
+                        api_version,
+                        time: Some(time),
+                        subresource: subresource.map(str::to_string),
+                        fields: changed,
+                    }
+                    .into_json(),
+                );
+            }
+        }
+        let mut emptied = emptied.into_iter();
+        entries.retain(|_| !emptied.next().unwrap_or(false));
+    }
+    if !entries.is_empty() {
+        metadata.insert("managedFields".into(), Value::Array(entries));
+    }
+}
+
+/// `record_update` for a write that sent entries of its own or removed fields: the
+/// entries are read into field sets, pruned of fields `new` lacks, and written back.
+fn record_rebuilt(
+    old: Option<&Value>,
+    new: &mut Value,
+    changed: FieldSet,
+    manager: &str,
+    subresource: Option<&str>,
+    node: Node,
+) {
     let carried = new
         .get("metadata")
         .is_some_and(|m| m.get("managedFields").is_some());
@@ -218,17 +321,7 @@ pub fn record_update(
     } else {
         old.map(read_entries).unwrap_or_default()
     };
-    let zero = zero_object();
-    let changed = ownable(
-        fields::changed(Some(old.unwrap_or(&zero)), new, node),
-        subresource,
-        has_status,
-    );
-    // Entries taken over from `old` name only fields `old` has: unless the update
-    // removes some, they all still exist.
-    if carried || old.is_none_or(|old| fields::removes_any(old, new, node)) {
-        prune(&mut entries, new, node);
-    }
+    prune(&mut entries, new, node);
     if !changed.is_empty() {
         for entry in entries.iter_mut() {
             entry.fields.subtract(&changed);
@@ -604,6 +697,121 @@ mod tests {
         assert_eq!(
             kubelet.fields.to_json(),
             json!({"f:status": {"f:phase": {}}})
+        );
+    }
+
+    /// The object with every entry's `time` left out (the two paths stamp their own).
+    fn without_times(mut object: Value) -> Value {
+        if let Some(Value::Array(entries)) = metadata_mut(&mut object).get_mut("managedFields") {
+            for entry in entries {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("time");
+                }
+            }
+        }
+        object
+    }
+
+    #[test]
+    fn entries_edited_in_place_match_entries_rebuilt() {
+        let pod = |labels: Value, image: &str, extra: Value, phase: &str| {
+            let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+            if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+                spec.extend(extra.clone());
+            }
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "p", "namespace": "default", "labels": labels},
+                   "spec": spec, "status": {"phase": phase}})
+        };
+        let settled = pod(
+            json!({"a": "8", "b": "3"}),
+            "two",
+            json!({"hostname": "h"}),
+            "Running",
+        );
+        // (manager, subresource, the object the write stores): each write starts from
+        // what the previous one stored.
+        let writes = [
+            (
+                "creator",
+                None,
+                pod(json!({"a": "1"}), "one", json!({}), "Pending"),
+            ),
+            // The creator adds a field beside its own: its entry grows.
+            (
+                "creator",
+                None,
+                pod(json!({"a": "1", "b": "2"}), "one", json!({}), "Pending"),
+            ),
+            // Another manager changes one of the creator's fields and adds one.
+            (
+                "editor",
+                None,
+                pod(json!({"a": "9", "b": "2"}), "two", json!({}), "Pending"),
+            ),
+            // The status subresource: its own entry.
+            (
+                "kubelet",
+                Some("status"),
+                pod(json!({"a": "9", "b": "2"}), "two", json!({}), "Running"),
+            ),
+            // The editor takes every field the creator still owned under labels.
+            ("editor", None, settled.clone()),
+            // A write that changes nothing.
+            ("third", None, settled.clone()),
+        ];
+        let mut stored: Option<Value> = None;
+        for (manager, subresource, written) in writes {
+            let node = Node::for_object(&written);
+            let zero = zero_object();
+            let changed = || {
+                ownable(
+                    fields::changed(Some(stored.as_ref().unwrap_or(&zero)), &written, node),
+                    subresource,
+                    true,
+                )
+            };
+            let mut in_place = written.clone();
+            record_in_place(
+                stored.as_ref(),
+                &mut in_place,
+                changed(),
+                manager,
+                subresource,
+            );
+            let mut rebuilt = written.clone();
+            record_rebuilt(
+                stored.as_ref(),
+                &mut rebuilt,
+                changed(),
+                manager,
+                subresource,
+                node,
+            );
+            assert_eq!(
+                without_times(in_place.clone()),
+                without_times(rebuilt),
+                "write by {manager}"
+            );
+            // Both paths agree with the public entry point too.
+            let mut public = written.clone();
+            record_update(stored.as_ref(), &mut public, manager, subresource, true);
+            assert_eq!(without_times(public), without_times(in_place.clone()));
+            stored = Some(in_place);
+        }
+        // The sequence did move fields between owners: the editor took every label from
+        // the creator, which keeps the labels map itself and the rest; a write that
+        // changed nothing left no entry.
+        let entries = stored.as_ref().map(read_entries).unwrap_or_default();
+        let managers: Vec<&str> = entries.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(managers, ["creator", "editor", "kubelet"]);
+        let creator = entries[0].fields.to_json();
+        assert_eq!(creator["f:metadata"]["f:labels"], json!({}), "{creator}");
+        assert!(creator["f:spec"]["f:containers"].is_object(), "{creator}");
+        let editor = entries[1].fields.to_json();
+        assert_eq!(
+            editor["f:metadata"]["f:labels"],
+            json!({"f:a": {}, "f:b": {}})
         );
     }
 }

@@ -115,6 +115,55 @@ impl FieldSet {
         }
     }
 
+    /// Removes the set's paths from `doc`, a stored `fieldsV1` document, where it
+    /// stands: only the nodes on the set's paths are visited, where reading the document
+    /// into a set and writing it back would rebuild all of it. Says whether the
+    /// document is left empty. (The document's root is not a field; below it, a field
+    /// with nothing under it is `{}`, and one with fields under it holds `"."`.)
+    pub fn subtract_from_json(&self, doc: &mut Map<String, Value>) -> bool {
+        self.subtract_json(doc, false)
+    }
+
+    fn subtract_json(&self, node: &mut Map<String, Value>, field: bool) -> bool {
+        let member = !self.member && field && (node.is_empty() || node.contains_key("."));
+        for (k, below) in &self.children {
+            if let Some(Value::Object(child)) = node.get_mut(k)
+                && below.subtract_json(child, true)
+            {
+                node.remove(k);
+            }
+        }
+        node.remove(".");
+        let has_children = !node.is_empty();
+        if member && has_children {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+        !member && !has_children
+    }
+
+    /// Adds the set's paths to `doc`, a stored `fieldsV1` document, where it stands.
+    pub fn union_into_json(&self, doc: &mut Map<String, Value>) {
+        self.union_json(doc, false)
+    }
+
+    fn union_json(&self, node: &mut Map<String, Value>, field: bool) {
+        let member = self.member || (field && (node.is_empty() || node.contains_key(".")));
+        for (k, below) in &self.children {
+            match node.get_mut(k) {
+                Some(Value::Object(child)) => below.union_json(child, true),
+                _ => {
+                    let mut child = Map::new();
+                    below.union_json(&mut child, false);
+                    node.insert(k.clone(), Value::Object(child));
+                }
+            }
+        }
+        node.remove(".");
+        if member && !node.is_empty() {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+    }
+
     /// The `fieldsV1` JSON of the set.
     #[cfg(test)]
     pub fn to_json(&self) -> Value {
