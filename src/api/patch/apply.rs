@@ -177,6 +177,50 @@ fn ownable(mut set: FieldSet, subresource: Option<&str>, has_status: bool) -> Fi
     set
 }
 
+/// The `fieldsV1` document of a created object's ownable fields: what `ownable` keeps
+/// of `changed` from `zero_object`, built straight as JSON. `None` for an object of a
+/// form that path handles otherwise (a non-object where the zero object has a struct,
+/// keyed-list items sharing keys): the caller then takes the general path.
+fn created_fields(new: &Value, node: Node, has_status: bool) -> Option<Map<String, Value>> {
+    let Value::Object(root) = new else {
+        return None;
+    };
+    let mut doc = Map::new();
+    for (k, v) in root {
+        if k == "apiVersion" || k == "kind" || (has_status && k == "status") {
+            continue;
+        }
+        let child = node.child(k);
+        if !matches!(k.as_str(), "metadata" | "spec" | "status") {
+            doc.insert(
+                fields::field_element(k),
+                fields::added_doc(v, child.shape, child.node)?,
+            );
+            continue;
+        }
+        // The zero object has these structs, empty: they are not added themselves, only
+        // what they hold.
+        let (Value::Object(inner), Shape::Object | Shape::Map) = (v, child.shape) else {
+            return None;
+        };
+        let mut below = Map::new();
+        for (field, value) in inner {
+            if k == "metadata" && SERVER_METADATA.contains(&field.as_str()) {
+                continue;
+            }
+            let grandchild = child.node.child(field);
+            below.insert(
+                fields::field_element(field),
+                fields::added_doc(value, grandchild.shape, grandchild.node)?,
+            );
+        }
+        if !below.is_empty() {
+            doc.insert(fields::field_element(k), Value::Object(below));
+        }
+    }
+    Some(doc)
+}
+
 /// What a created object counts as changed from: upstream compares with the zero value
 /// of the type, whose metadata, spec and status structs exist (empty).
 fn zero_object() -> Value {
@@ -210,13 +254,35 @@ pub fn record_update(
     has_status: bool,
 ) {
     let node = Node::for_object(new);
+    let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
+    // A create (nothing stored, no entries sent): one entry holding every ownable
+    // field, its document built directly.
+    if old.is_none()
+        && sent.is_none()
+        && subresource.is_none()
+        && let Some(doc) = created_fields(new, node, has_status)
+    {
+        if !doc.is_empty() {
+            let entry = Entry {
+                manager: manager.to_string(),
+                operation: "Update".to_string(),
+                api_version: api_version(new),
+                time: Some(format_time(now())),
+                subresource: None,
+                fields: FieldSet::default(),
+            };
+            let mut entry = entry.into_json();
+            entry["fieldsV1"] = Value::Object(doc);
+            metadata_mut(new).insert("managedFields".into(), Value::Array(vec![entry]));
+        }
+        return;
+    }
     let zero = zero_object();
     let changed = ownable(
         fields::changed(Some(old.unwrap_or(&zero)), new, node),
         subresource,
         has_status,
     );
-    let sent = new.get("metadata").and_then(|m| m.get("managedFields"));
     let stored = old
         .and_then(|o| o.get("metadata"))
         .and_then(|m| m.get("managedFields"));
@@ -813,5 +879,79 @@ mod tests {
             editor["f:metadata"]["f:labels"],
             json!({"f:a": {}, "f:b": {}})
         );
+    }
+
+    #[test]
+    fn created_documents_match_the_field_set_path() {
+        let objects = [
+            // A pod: keyed lists (containers by name, ports by port and protocol), maps,
+            // server metadata that no one owns, a status the status subresource owns.
+            (
+                json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "p", "namespace": "d", "uid": "u",
+                                "creationTimestamp": "t", "labels": {"a": "1"},
+                                "finalizers": ["x", "y"]},
+                   "spec": {"containers": [{"name": "c", "image": "i",
+                                            "ports": [{"containerPort": 80}],
+                                            "resources": {"limits": {"cpu": "1"}}}],
+                            "tolerations": [{"key": "k", "operator": "Exists"}]},
+                   "status": {"phase": "Pending"}}),
+                true,
+            ),
+            // Top-level fields of their own, added whole; an empty spec adds nothing.
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"a": "1", "b": ""}, "binaryData": {}, "spec": {}}),
+                false,
+            ),
+            // Metadata with nothing ownable: no entry at all.
+            (
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+                true,
+            ),
+            // A kind without a status subresource: its status is the writer's.
+            (
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                   "status": {"x": 1}, "reason": "R"}),
+                false,
+            ),
+            // Two containers with one name: the set merges them, so the general path
+            // answers (the result is still the same).
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"containers": [{"name": "c", "image": "a"},
+                                           {"name": "c", "args": ["b"]}]}}),
+                true,
+            ),
+            // A spec that is not an object: the general path.
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": "odd"}),
+                true,
+            ),
+        ];
+        for (object, has_status) in objects {
+            let node = Node::for_object(&object);
+            let mut direct = object.clone();
+            record_update(None, &mut direct, "m", None, has_status);
+            let mut general = object.clone();
+            let changed = ownable(
+                fields::changed(Some(&zero_object()), &object, node),
+                None,
+                has_status,
+            );
+            record_in_place(None, &mut general, changed, "m", None);
+            // Only the last two take the general path.
+            let fallback = object["spec"].is_string()
+                || object["spec"]["containers"]
+                    .as_array()
+                    .is_some_and(|c| c.len() == 2);
+            assert_eq!(
+                created_fields(&object, node, has_status).is_none(),
+                fallback,
+                "{object}"
+            );
+            assert_eq!(without_times(direct), without_times(general), "{object}");
+        }
     }
 }

@@ -439,6 +439,45 @@ fn added_at(value: &Value, shape: Shape, node: Node, at: &mut FieldSet) {
     }
 }
 
+/// The `fieldsV1` document of a node that `value` adds whole: what `added_at` marks,
+/// written straight as JSON rather than as a set turned into JSON afterwards (a created
+/// object adds every field it has, and that set was the larger part of a create's
+/// field bookkeeping). `None` when two items of a keyed list share their keys: the
+/// set merges such items, which a document built item by item would not.
+pub fn added_doc(value: &Value, shape: Shape, node: Node) -> Option<Value> {
+    let mut doc = Map::new();
+    match (value, shape) {
+        (Value::Object(map), Shape::Object | Shape::Map) => {
+            for (k, v) in map {
+                let child = node.child(k);
+                doc.insert(field_element(k), added_doc(v, child.shape, child.node)?);
+            }
+        }
+        (Value::Array(items), Shape::MapList(_) | Shape::SetList) => {
+            for item in items {
+                let Some(element) = item_element(item, shape, node) else {
+                    continue;
+                };
+                let below = if shape == Shape::SetList {
+                    // A set item is a member with nothing below it (a repeat is the same).
+                    Value::Object(Map::new())
+                } else {
+                    added_doc(item, Shape::Object, node)?
+                };
+                if doc.insert(element, below).is_some() && shape != Shape::SetList {
+                    return None;
+                }
+            }
+        }
+        _ => {}
+    }
+    // The node is a member itself: with fields below it, that is said by ".".
+    if !doc.is_empty() {
+        doc.insert(".".into(), Value::Object(Map::new()));
+    }
+    Some(Value::Object(doc))
+}
+
 /// A path as upstream prints it in conflicts: `.spec.replicas`,
 /// `.spec.containers[name="web"].image`, `.metadata.finalizers[="x"]`.
 pub fn display(path: &[String]) -> String {
