@@ -54,6 +54,11 @@ pub fn labels(object: &Value) -> Option<&Map<String, Value>> {
 
 /// The object's `metadata`, created empty when missing or not an object.
 pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    // Callers refuse bodies that are not objects before this; should one slip through,
+    // it becomes an object rather than a panic (indexing a string with a key panics).
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
+    }
     if !object.get("metadata").is_some_and(Value::is_object) {
         object["metadata"] = Value::Object(Map::new());
     }

@@ -6,7 +6,7 @@
 use super::request::{BodyType, Query};
 use crate::api::crd;
 use crate::api::registry::Resource;
-use crate::api::schema::fields::{BodyShape, duplicate_fields};
+use crate::api::schema::fields::{BodyShape, Mistyped, duplicate_fields};
 use crate::api::schema::schemas;
 use crate::api::status::{ApiError, Cause};
 use axum::response::Response;
@@ -46,7 +46,14 @@ pub fn check_object(
     let mode = Validation::from_query(query)?;
     let unknown = match (resource.custom, schema_name(resource)) {
         (Some(custom), _) => crd::structural::prune_object(&custom.schema, body),
-        (None, Some(name)) => schemas().prune(name, body, BodyShape::Object),
+        (None, Some(name)) => {
+            let (unknown, mistyped) = schemas().prune_checked(name, body, BodyShape::Object);
+            // A value its field's type cannot take fails whatever fieldValidation says.
+            if let Some(mistyped) = mistyped {
+                return Err(undecodable(resource, &mistyped));
+            }
+            unknown
+        }
         (None, None) => return Ok(Vec::new()),
     };
     let problems = problems(duplicated, unknown);
@@ -88,9 +95,23 @@ pub fn check_patch(
         // What a JSON patch adds to a custom object shows when the result is pruned.
         (Some(_), _, BodyType::JsonPatch) => Vec::new(),
         (Some(custom), _, _) => crd::structural::prune_object(&custom.schema, &mut patch.clone()),
-        (None, Some(schema), BodyType::JsonPatch) => schemas().json_patch_unknown(schema, patch),
         (None, Some(schema), _) => {
-            schemas().prune(schema, &mut patch.clone(), BodyShape::MergePatch)
+            let (unknown, mistyped) = if kind == BodyType::JsonPatch {
+                schemas().json_patch_checked(schema, patch)
+            } else {
+                schemas().prune_checked(schema, &mut patch.clone(), BodyShape::MergePatch)
+            };
+            // Upstream decodes the patched object, fails, and calls the patch invalid.
+            if let Some(mistyped) = mistyped {
+                let rendered = serde_json::to_string(patch).unwrap_or_default();
+                return Err(ApiError::invalid(
+                    resource.kind,
+                    resource.group,
+                    name,
+                    &[Cause::invalid("patch", &rendered, &mistyped.message)],
+                ));
+            }
+            unknown
         }
         (None, None, _) => {
             return Ok(PatchCheck {
@@ -121,10 +142,25 @@ pub fn check_patch(
 }
 
 /// Drops every field `object` has that its kind does not: nothing unknown is stored.
-pub fn prune(resource: &Resource, object: &mut Value) {
-    if let Some(name) = schema_name(resource) {
-        schemas().prune(name, object, BodyShape::Object);
+/// Fails for a value its field's type cannot take (a patch can move one there), so
+/// nothing stored is undecodable for upstream's clients.
+pub fn prune(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    if let Some(name) = schema_name(resource)
+        && let (_, Some(mistyped)) = schemas().prune_checked(name, object, BodyShape::Object)
+    {
+        return Err(undecodable(resource, &mistyped));
     }
+    Ok(())
+}
+
+/// Upstream's answer to a body its decoder cannot read into the kind's type.
+fn undecodable(resource: &Resource, mistyped: &Mistyped) -> ApiError {
+    ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: {message}",
+        kind = resource.kind,
+        version = resource.version,
+        message = mistyped.message,
+    ))
 }
 
 /// Sends each warning as upstream does: `Warning: 299 - "<text>"`.

@@ -490,7 +490,7 @@ pub(super) fn admit(
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
     // Whatever the request's fieldValidation, unknown fields are never stored.
-    super::field_validation::prune(resource, object);
+    super::field_validation::prune(resource, object)?;
     admit_pruned(resource, object, subresource)
 }
 
@@ -1207,6 +1207,11 @@ pub async fn patch(
             if kind == BodyType::ApplyPatch && subresource.is_none() {
                 // Apply creates what does not exist yet.
                 let mut object = patch_body.clone();
+                if !object.is_object() {
+                    return Err(ApiError::bad_request(
+                        "the request body must be a JSON object",
+                    ));
+                }
                 let body_name = meta::name(&object);
                 if !body_name.is_empty() && body_name != name {
                     return Err(ApiError::bad_request(format!(

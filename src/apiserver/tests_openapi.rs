@@ -178,3 +178,107 @@ async fn create_only_kinds_are_validated_against_openapi_v2() {
     assert_eq!(doc["swagger"], "2.0");
     assert!(doc["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
 }
+
+/// An apply that would create an object from a body that is not one (a YAML scalar)
+/// is a bad request, and the server goes on answering: it used to panic there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_creating_from_a_scalar_is_a_bad_request() {
+    let server = start().await;
+    let client = super::tests::client(&server).await;
+    for path in [
+        "/api/v1/namespaces/default/configmaps/absent?fieldManager=m",
+        "/api/v1/persistentvolumes/absent?fieldManager=m&force=true",
+    ] {
+        let request = http::Request::patch(path)
+            .header("content-type", "application/apply-patch+yaml")
+            .body(b"apiV".to_vec())
+            .unwrap();
+        let err = client.request_text(request).await.unwrap_err();
+        match err {
+            kube::Error::Api(status) => {
+                assert_eq!(status.code, 400, "{status:?}");
+                assert!(
+                    status.message.contains("must be a JSON object"),
+                    "{status:?}"
+                );
+            }
+            other => panic!("{path}: {other}"),
+        }
+    }
+    ok(&server, &["get", "configmaps", "-n", "default"]).await;
+}
+
+/// A value its field's type cannot take is refused with the decoder's words, in a body
+/// (400, whatever fieldValidation says) and in a patch (422 on `patch`); what was
+/// stored stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_the_wrong_type_are_refused() {
+    let server = start().await;
+    let dir = server.dir.path();
+    // kubectl decodes a file itself before sending it: a raw body reaches the server.
+    let file = write(
+        dir,
+        "cm.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typed", "labels": {"a": 1}}}"#,
+    );
+    let err = fails(
+        &server,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &file,
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string"),
+        "{err}"
+    );
+    ok(
+        &server,
+        &["create", "configmap", "typed", "--from-literal=k=v"],
+    )
+    .await;
+    for (kind, patch) in [
+        ("merge", r#"{"metadata":{"labels":"1"}}"#),
+        ("strategic", r#"{"data":{"k":["v"]}}"#),
+        ("json", r#"[{"op":"replace","path":"/data","value":"v"}]"#),
+    ] {
+        let err = fails(
+            &server,
+            &["patch", "configmap", "typed", "--type", kind, "-p", patch],
+        )
+        .await;
+        assert!(
+            err.contains("The ConfigMap \"typed\" is invalid: patch: Invalid value")
+                && err.contains("json: cannot unmarshal"),
+            "{kind}: {err}"
+        );
+    }
+    // A JSON patch that copies a value of another type into a field is refused too.
+    let err = fails(
+        &server,
+        &[
+            "patch",
+            "configmap",
+            "typed",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"copy","from":"/metadata/name","path":"/data"}]"#,
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("cannot unmarshal string into Go struct field ConfigMap.data of type map[string]string"),
+        "{err}"
+    );
+    let out = ok(&server, &["get", "configmap", "typed", "-o", "json"]).await;
+    let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stored["data"], serde_json::json!({"k": "v"}));
+    assert!(stored["metadata"].get("labels").is_none(), "{stored}");
+}

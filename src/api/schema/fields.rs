@@ -4,7 +4,7 @@
 //! (`spec.containers[0].foo`).
 
 use super::Schemas;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// What a body is, which decides how its fields are read.
@@ -30,6 +30,11 @@ pub(super) struct FieldTree {
 
 #[derive(Default)]
 struct FieldNode {
+    /// What JSON the field takes (checked whatever `free` says: scalars are free).
+    ty: Ty,
+    /// The Go type upstream decodes the field into, as its decoder names it in errors
+    /// (`string`, `int32`, `map[string]string`, `[]v1.Container`, `v1.PodSpec`).
+    go: String,
     /// Any field goes below (see `preserves_unknown`).
     free: bool,
     /// A struct's fields and their nodes.
@@ -38,6 +43,94 @@ struct FieldNode {
     values: Option<usize>,
     /// The node of a list's items.
     items: Option<usize>,
+}
+
+/// The JSON a field takes. Upstream's decoder takes `null` for any field (its zero
+/// value), so null is never a mismatch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ty {
+    /// Anything (raw extensions, free-form JSON, schemas without a type).
+    #[default]
+    Any,
+    String,
+    Int32,
+    Int64,
+    Number,
+    Boolean,
+    Object,
+    Array,
+    /// `IntOrString` and `Quantity`: a string or a number.
+    IntOrString,
+}
+
+impl Ty {
+    fn of(schema: &Value) -> Ty {
+        if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            return Ty::IntOrString;
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("string") => Ty::String,
+            Some("integer") if schema.get("format").and_then(Value::as_str) == Some("int32") => {
+                Ty::Int32
+            }
+            Some("integer") => Ty::Int64,
+            Some("number") => Ty::Number,
+            Some("boolean") => Ty::Boolean,
+            // An object that declares no fields takes any JSON (RawExtension, FieldsV1).
+            Some("object") if !preserves_unknown(schema) => Ty::Object,
+            Some("array") => Ty::Array,
+            _ => Ty::Any,
+        }
+    }
+
+    /// How the decoder names `value` when it cannot go into this type, or `None` when
+    /// it can.
+    fn mismatch(self, value: &Value) -> Option<String> {
+        let fits = match (self, value) {
+            (_, Value::Null) | (Ty::Any, _) => true,
+            (Ty::String, Value::String(_)) => true,
+            (Ty::Int32, Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            (Ty::Int64, Value::Number(n)) => n.as_i64().is_some(),
+            (Ty::Number, Value::Number(_)) => true,
+            (Ty::Boolean, Value::Bool(_)) => true,
+            (Ty::Object, Value::Object(_)) => true,
+            (Ty::Array, Value::Array(_)) => true,
+            (Ty::IntOrString, Value::String(_) | Value::Number(_)) => true,
+            _ => false,
+        };
+        if fits {
+            return None;
+        }
+        Some(match value {
+            Value::String(_) => "string".to_string(),
+            // A number that is one but not of this size or form is named with its text.
+            Value::Number(n) if matches!(self, Ty::Int32 | Ty::Int64) => format!("number {n}"),
+            Value::Number(_) => "number".to_string(),
+            Value::Bool(_) => "bool".to_string(),
+            Value::Array(_) => "array".to_string(),
+            Value::Object(_) => "object".to_string(),
+            Value::Null => "null".to_string(),
+        })
+    }
+}
+
+/// A field whose value its type cannot take: the first one found, named as upstream's
+/// decoder does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mistyped {
+    /// `json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of
+    /// type map[string]string`.
+    pub message: String,
+}
+
+/// What a walk found: unknown fields in document order, and the first mistyped field.
+#[derive(Default)]
+struct Found {
+    unknown: Vec<String>,
+    mistyped: Option<Mistyped>,
+    /// The field names from the root, without list indices or map keys (how the
+    /// decoder names a field in a type error), and the innermost struct's Go name.
+    go_path: String,
 }
 
 impl FieldTree {
@@ -51,6 +144,11 @@ impl FieldTree {
         let mut made = HashMap::new();
         for (name, schema) in &schemas.components {
             let node = tree.compile(schemas, schema, &mut made);
+            if tree.nodes[node].go == "struct" {
+                // A kind is reached by its name, not by a reference that carries it.
+                let reference = json!({"$ref": format!("#/components/schemas/{name}")});
+                tree.nodes[node].go = named_type(&reference).unwrap_or_default();
+            }
             tree.roots.insert(name.clone(), node);
         }
         tree
@@ -62,6 +160,7 @@ impl FieldTree {
         schema: &Value,
         made: &mut HashMap<*const Value, usize>,
     ) -> usize {
+        let named = named_type(schema);
         let schema = schemas.resolve(schema);
         if let Some(&index) = made.get(&std::ptr::from_ref(schema)) {
             return index;
@@ -70,6 +169,7 @@ impl FieldTree {
         self.nodes.push(FieldNode::default());
         made.insert(std::ptr::from_ref(schema), index);
         let mut node = FieldNode {
+            ty: Ty::of(schema),
             free: preserves_unknown(schema),
             ..FieldNode::default()
         };
@@ -90,25 +190,60 @@ impl FieldTree {
                 node.items = Some(self.compile(schemas, items, made));
             }
         }
+        node.go = match (named, node.ty) {
+            (Some(name), _) => name,
+            (None, Ty::String) => "string".into(),
+            (None, Ty::Int32) => "int32".into(),
+            (None, Ty::Int64) => "int64".into(),
+            (None, Ty::Number) => "float64".into(),
+            (None, Ty::Boolean) => "bool".into(),
+            (None, Ty::Array) => {
+                let item = node.items.map_or("", |i| self.nodes[i].go.as_str());
+                format!("[]{item}")
+            }
+            (None, Ty::Object) => match node.values {
+                Some(v) => format!("map[string]{}", self.nodes[v].go),
+                None => "struct".into(),
+            },
+            (None, _) => String::new(),
+        };
         self.nodes[index] = node;
         index
     }
 
-    fn walk(
+    /// Walks `value` along node `index`, inside the struct whose Go name is `owner`
+    /// (named in type errors): drops unknown fields, notes them and the first value of
+    /// the wrong type.
+    fn walk_in(
         &self,
         index: usize,
         value: &mut Value,
         path: &mut String,
         shape: BodyShape,
-        found: &mut Vec<String>,
+        found: &mut Found,
+        owner: &str,
     ) {
         let node = &self.nodes[index];
+        if let Some(what) = node.ty.mismatch(value) {
+            // A body that is not an object at all is the handlers' to refuse.
+            if found.mistyped.is_none() && !found.go_path.is_empty() {
+                found.mistyped = Some(Mistyped {
+                    message: format!(
+                        "json: cannot unmarshal {what} into Go struct field {owner}.{} of type {}",
+                        found.go_path, node.go
+                    ),
+                });
+            }
+            return;
+        }
         if node.free {
             return;
         }
         match value {
             Value::Object(map) => {
                 if let Some(properties) = &node.properties {
+                    // The struct's own name, without its package (`v1.PodSpec` → `PodSpec`).
+                    let name = node.go.rsplit('.').next().unwrap_or_default();
                     map.retain(|key, field| {
                         if shape == BodyShape::MergePatch
                             && (key.starts_with('$') || field.is_null())
@@ -119,11 +254,14 @@ impl FieldTree {
                         push_field(path, key);
                         let keep = match properties.get(key) {
                             Some(&field_node) => {
-                                self.walk(field_node, field, path, shape, found);
+                                let go_len = found.go_path.len();
+                                push_field(&mut found.go_path, key);
+                                self.walk_in(field_node, field, path, shape, found, name);
+                                found.go_path.truncate(go_len);
                                 true
                             }
                             None => {
-                                found.push(path.clone());
+                                found.unknown.push(path.clone());
                                 false
                             }
                         };
@@ -132,9 +270,12 @@ impl FieldTree {
                     });
                 } else if let Some(values) = node.values {
                     for (key, field) in map.iter_mut() {
+                        if shape == BodyShape::MergePatch && field.is_null() {
+                            continue;
+                        }
                         let len = path.len();
                         push_field(path, key);
-                        self.walk(values, field, path, shape, found);
+                        self.walk_in(values, field, path, shape, found, owner);
                         path.truncate(len);
                     }
                 }
@@ -144,7 +285,7 @@ impl FieldTree {
                     for (i, item) in items.iter_mut().enumerate() {
                         let len = path.len();
                         push_index(path, i);
-                        self.walk(item_node, item, path, shape, found);
+                        self.walk_in(item_node, item, path, shape, found, owner);
                         path.truncate(len);
                     }
                 }
@@ -178,21 +319,37 @@ impl Schemas {
     /// Removes from `value` every field the named schema does not have; returns their
     /// paths in document order.
     pub fn prune(&self, schema_name: &str, value: &mut Value, shape: BodyShape) -> Vec<String> {
-        let mut found = Vec::new();
-        if let Some(&root) = self.fields.roots.get(schema_name) {
-            self.fields
-                .walk(root, value, &mut String::new(), shape, &mut found);
-        }
-        found
+        self.prune_checked(schema_name, value, shape).0
     }
 
-    /// The unknown fields a JSON patch (RFC 6902) would add: operations whose path
-    /// names a field the kind lacks, and unknown fields inside added values.
-    pub fn json_patch_unknown(&self, schema_name: &str, patch: &Value) -> Vec<String> {
-        let mut found = Vec::new();
+    /// `prune`, also checking that every field's value is of its type: the first that
+    /// is not comes back as upstream's decoder would name it.
+    pub fn prune_checked(
+        &self,
+        schema_name: &str,
+        value: &mut Value,
+        shape: BodyShape,
+    ) -> (Vec<String>, Option<Mistyped>) {
+        let mut found = Found::default();
+        if let Some(&root) = self.fields.roots.get(schema_name) {
+            self.fields
+                .walk_in(root, value, &mut String::new(), shape, &mut found, "");
+        }
+        (found.unknown, found.mistyped)
+    }
+
+    /// The unknown fields a JSON patch (RFC 6902) would add (operations whose path
+    /// names a field the kind lacks, and unknown fields inside added values), and the
+    /// first added value its field's type cannot take.
+    pub fn json_patch_checked(
+        &self,
+        schema_name: &str,
+        patch: &Value,
+    ) -> (Vec<String>, Option<Mistyped>) {
+        let mut found = Found::default();
         let (Some(&root), Some(ops)) = (self.fields.roots.get(schema_name), patch.as_array())
         else {
-            return found;
+            return (Vec::new(), None);
         };
         for op in ops {
             if !matches!(
@@ -207,11 +364,18 @@ impl Schemas {
             let mut path = String::new();
             let mut node = root;
             let mut known = true;
+            let mut owner = "";
+            found.go_path.clear();
             for token in pointer.split('/').skip(1) {
                 let token = token.replace("~1", "/").replace("~0", "~");
                 match self.fields.child(node, &token) {
                     Child::Field(next) => {
+                        if self.fields.nodes[node].properties.is_some() {
+                            let go = self.fields.nodes[node].go.as_str();
+                            owner = go.rsplit('.').next().unwrap_or_default();
+                        }
                         push_field(&mut path, &token);
+                        push_field(&mut found.go_path, &token);
                         node = next;
                     }
                     Child::Item(next) => {
@@ -220,7 +384,7 @@ impl Schemas {
                     }
                     Child::Unknown => {
                         push_field(&mut path, &token);
-                        found.push(path.clone());
+                        found.unknown.push(path.clone());
                         known = false;
                         break;
                     }
@@ -232,11 +396,17 @@ impl Schemas {
             }
             if known && let Some(value) = op.get("value") {
                 let mut value = value.clone();
-                self.fields
-                    .walk(node, &mut value, &mut path, BodyShape::Object, &mut found);
+                self.fields.walk_in(
+                    node,
+                    &mut value,
+                    &mut path,
+                    BodyShape::Object,
+                    &mut found,
+                    owner,
+                );
             }
         }
-        found
+        (found.unknown, found.mistyped)
     }
 }
 
@@ -438,6 +608,28 @@ fn preserves_unknown(schema: &Value) -> bool {
             && schema.get("items").is_none())
 }
 
+/// The Go name of a schema that names a component (`$ref`, or `allOf` with one): its
+/// package's last element and the type (`io.k8s.api.core.v1.PodSpec` → `v1.PodSpec`).
+fn named_type(schema: &Value) -> Option<String> {
+    let reference = schema.get("$ref").or_else(|| {
+        match schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
+            Some([only]) => only.get("$ref"),
+            _ => None,
+        }
+    })?;
+    let name = reference.as_str()?.rsplit('/').next()?;
+    let mut parts = name.rsplit('.');
+    let ty = parts.next()?;
+    Some(match parts.next() {
+        Some(package) => format!("{package}.{ty}"),
+        None => ty.to_string(),
+    })
+}
+
 fn push_index(path: &mut String, index: usize) {
     use std::fmt::Write;
     let _ = write!(path, "[{index}]");
@@ -582,8 +774,95 @@ mod tests {
             {"op": "remove", "path": "/spec/bar"},
         ]);
         assert_eq!(
-            schemas().json_patch_unknown(POD, &patch),
+            schemas().json_patch_checked(POD, &patch).0,
             vec!["spec.foo", "spec.containers[-].imagee"]
+        );
+    }
+
+    /// The first mistyped field of `body` as a pod, or of a merge patch of one.
+    fn mistyped(body: Value, shape: BodyShape) -> Option<String> {
+        let mut body = body;
+        schemas()
+            .prune_checked(POD, &mut body, shape)
+            .1
+            .map(|m| m.message)
+    }
+
+    #[test]
+    fn values_their_field_cannot_take_are_named_as_upstream_does() {
+        let pod = |spec: Value| json!({"metadata": {"name": "p"}, "spec": spec});
+        // The decoder's words: the innermost struct, the field names from the root
+        // (no list indices, no map keys) and the Go type.
+        for (body, want) in [
+            (
+                json!({"metadata": {"labels": "1"}}),
+                "json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string",
+            ),
+            (
+                json!({"metadata": {"labels": {"a": 1}}}),
+                "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+            ),
+            (
+                json!({"metadata": "x"}),
+                "json: cannot unmarshal string into Go struct field Pod.metadata of type v1.ObjectMeta",
+            ),
+            (
+                pod(json!({"containers": [{"name": "c", "image": 5}]})),
+                "json: cannot unmarshal number into Go struct field Container.spec.containers.image of type string",
+            ),
+            (
+                pod(json!({"containers": {"name": "c"}})),
+                "json: cannot unmarshal object into Go struct field PodSpec.spec.containers of type []v1.Container",
+            ),
+            (
+                pod(json!({"terminationGracePeriodSeconds": 1.5})),
+                "json: cannot unmarshal number 1.5 into Go struct field PodSpec.spec.terminationGracePeriodSeconds of type int64",
+            ),
+            (
+                pod(
+                    json!({"containers": [{"name": "c", "ports": [{"containerPort": 4_294_967_296_u64}]}]}),
+                ),
+                "json: cannot unmarshal number 4294967296 into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32",
+            ),
+            (
+                pod(json!({"hostNetwork": "true"})),
+                "json: cannot unmarshal string into Go struct field PodSpec.spec.hostNetwork of type bool",
+            ),
+        ] {
+            assert_eq!(
+                mistyped(body.clone(), BodyShape::Object).as_deref(),
+                Some(want),
+                "{body}"
+            );
+        }
+        // What the decoder takes: null anywhere, a number or a string for IntOrString and
+        // Quantity, any JSON where the type is free-form.
+        for body in [
+            json!({"metadata": {"labels": null, "annotations": {"a": "b"}}, "spec": null}),
+            pod(json!({"containers": [{"name": "c",
+                "resources": {"limits": {"cpu": 1, "memory": "1Gi"}, "requests": {"cpu": 0.5}},
+                "livenessProbe": {"httpGet": {"port": "http"}},
+                "readinessProbe": {"httpGet": {"port": 8080}}}]})),
+            json!({"metadata": {"managedFields": [{"fieldsV1": {"f:spec": {}}}]}}),
+            pod(json!({"priority": -5, "activeDeadlineSeconds": 9_000_000_000_u64})),
+        ] {
+            assert_eq!(mistyped(body.clone(), BodyShape::Object), None, "{body}");
+        }
+        // A merge patch's nulls delete and its `$` keys are directives: neither is a value.
+        let patch = json!({"metadata": {"labels": {"a": null}}, "spec": {"containers": [
+            {"name": "c", "$patch": "delete"}], "$setElementOrder/containers": [{"name": "c"}]}});
+        assert_eq!(mistyped(patch, BodyShape::MergePatch), None);
+        // A JSON patch's added values are checked where their path leads.
+        let patch = json!([{"op": "replace", "path": "/spec/containers/0/image", "value": 1}]);
+        assert_eq!(
+            schemas()
+                .json_patch_checked(POD, &patch)
+                .1
+                .map(|m| m.message)
+                .as_deref(),
+            Some(
+                "json: cannot unmarshal number into Go struct field Container.spec.containers.image of type string"
+            )
         );
     }
 }
