@@ -97,6 +97,14 @@ async fn explain_prints_upstream_descriptions() {
     assert!(out.contains("ownerReferences\t<[]OwnerReference>"), "{out}");
 }
 
+/// `kubectl create --raw` of the body in `file` as a ConfigMap in `default`: the bytes
+/// reach the server as they are (kubectl decodes a `-f` file itself otherwise); returns
+/// kubectl's error output.
+async fn post_config_map_raw(server: &TestServer, file: &str) -> String {
+    let path = "/api/v1/namespaces/default/configmaps";
+    fails(server, &["create", "--raw", path, "-f", file]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_malformed_bodies_are_client_errors() {
     let server = start().await;
@@ -113,17 +121,7 @@ async fn oversized_and_malformed_bodies_are_client_errors() {
     );
 
     let bad = write(server.dir.path(), "bad.json", "{\"kind\": \"ConfigMap\", ");
-    let err = fails(
-        &server,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/configmaps",
-            "-f",
-            &bad,
-        ],
-    )
-    .await;
+    let err = post_config_map_raw(&server, &bad).await;
     assert!(err.contains("Error from server (BadRequest)"), "{err}");
 }
 
@@ -215,23 +213,12 @@ async fn apply_creating_from_a_scalar_is_a_bad_request() {
 async fn values_of_the_wrong_type_are_refused() {
     let server = start().await;
     let dir = server.dir.path();
-    // kubectl decodes a file itself before sending it: a raw body reaches the server.
     let file = write(
         dir,
         "cm.json",
         r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typed", "labels": {"a": 1}}}"#,
     );
-    let err = fails(
-        &server,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/configmaps",
-            "-f",
-            &file,
-        ],
-    )
-    .await;
+    let err = post_config_map_raw(&server, &file).await;
     assert!(
         err.contains("Error from server (BadRequest)")
             && err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string"),

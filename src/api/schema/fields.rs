@@ -4,7 +4,7 @@
 //! (`spec.containers[0].foo`).
 
 use super::Schemas;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// What a body is, which decides how its fields are read.
@@ -128,8 +128,8 @@ pub struct Mistyped {
 struct Found {
     unknown: Vec<String>,
     mistyped: Option<Mistyped>,
-    /// The field names from the root, without list indices or map keys (how the
-    /// decoder names a field in a type error), and the innermost struct's Go name.
+    /// The field names from the root, without list indices or map keys: how the
+    /// decoder names a field in a type error.
     go_path: String,
 }
 
@@ -146,8 +146,7 @@ impl FieldTree {
             let node = tree.compile(schemas, schema, &mut made);
             if tree.nodes[node].go == "struct" {
                 // A kind is reached by its name, not by a reference that carries it.
-                let reference = json!({"$ref": format!("#/components/schemas/{name}")});
-                tree.nodes[node].go = named_type(&reference).unwrap_or_default();
+                tree.nodes[node].go = go_name(name);
             }
             tree.roots.insert(name.clone(), node);
         }
@@ -608,8 +607,7 @@ fn preserves_unknown(schema: &Value) -> bool {
             && schema.get("items").is_none())
 }
 
-/// The Go name of a schema that names a component (`$ref`, or `allOf` with one): its
-/// package's last element and the type (`io.k8s.api.core.v1.PodSpec` → `v1.PodSpec`).
+/// The Go name of a schema that names a component (`$ref`, or `allOf` with one).
 fn named_type(schema: &Value) -> Option<String> {
     let reference = schema.get("$ref").or_else(|| {
         match schema
@@ -621,13 +619,16 @@ fn named_type(schema: &Value) -> Option<String> {
             _ => None,
         }
     })?;
-    let name = reference.as_str()?.rsplit('/').next()?;
-    let mut parts = name.rsplit('.');
-    let ty = parts.next()?;
-    Some(match parts.next() {
-        Some(package) => format!("{package}.{ty}"),
-        None => ty.to_string(),
-    })
+    Some(go_name(reference.as_str()?.rsplit('/').next()?))
+}
+
+/// A component's Go name: `io.k8s.api.core.v1.PodSpec` → `v1.PodSpec`.
+fn go_name(component: &str) -> String {
+    let mut parts = component.rsplit('.');
+    match (parts.next(), parts.next()) {
+        (Some(ty), Some(package)) => format!("{package}.{ty}"),
+        _ => component.to_string(),
+    }
 }
 
 fn push_index(path: &mut String, index: usize) {
