@@ -1,16 +1,7 @@
 //! rind: local Kubernetes clusters whose nodes are Docker containers. One binary is the
 //! host CLI and, inside a node, every node component (`rind node …`).
 
-mod api;
-mod apiserver;
 mod cli;
-mod cluster;
-mod controllers;
-mod kubelet;
-mod node;
-mod scheduler;
-mod store;
-mod yaml;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
@@ -47,14 +38,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ui = cluster::ui::Ui::new(cli.quiet, cli.verbosity);
+    let ui = rind_cluster::ui::Ui::new(cli.quiet, cli.verbosity);
     match cli.command {
-        Command::Create(cmd) => cluster::commands::create(cmd, &ui).await,
-        Command::Delete(cmd) => cluster::commands::delete(cmd, &ui).await,
-        Command::Get(cmd) => cluster::commands::get(cmd).await,
-        Command::Export(cmd) => cluster::commands::export(cmd, &ui).await,
-        Command::Load(cmd) => cluster::commands::load(cmd, &ui).await,
-        Command::Build(cmd) => cluster::commands::build(cmd, &ui).await,
+        Command::Create(cmd) => cli::commands::create(cmd, &ui).await,
+        Command::Delete(cmd) => cli::commands::delete(cmd, &ui).await,
+        Command::Get(cmd) => cli::commands::get(cmd).await,
+        Command::Export(cmd) => cli::commands::export(cmd, &ui).await,
+        Command::Load(cmd) => cli::commands::load(cmd, &ui).await,
+        Command::Build(cmd) => cli::commands::build(cmd, &ui).await,
         Command::Version => {
             println!(
                 "rind v{} {}/{}",
@@ -69,6 +60,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node(cmd) => cli::node::run(cmd).await,
-        Command::Bench(cmd) => cli::bench::run(cmd).await,
+        Command::Bench(cmd) => rind_bench::api::run(cmd).await,
     }
 }

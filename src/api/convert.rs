@@ -72,7 +72,7 @@ pub fn from_storage(resource: &Resource, object: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use crate::registry::Registry;
     use serde_json::json;
 
     #[test]

@@ -409,7 +409,7 @@ fn validate_hpa(hpa: &Value) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use crate::registry::Registry;
     use serde_json::Map;
 
     fn map(value: &Value) -> &Map<String, Value> {

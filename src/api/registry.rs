@@ -100,7 +100,7 @@ pub struct Resource {
     pub return_deleted_object: bool,
     pub storage: Storage,
     /// What a CustomResourceDefinition says about the resource; `None` for built-ins.
-    pub custom: Option<&'static crate::api::crd::CustomResource>,
+    pub custom: Option<&'static crate::crd::CustomResource>,
 }
 
 impl Resource {

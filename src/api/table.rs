@@ -1048,7 +1048,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use crate::registry::Registry;
 
     fn cells_of(plural: &str, group: &str, object: Value) -> Vec<Value> {
         let reg = Registry::default();

@@ -4,8 +4,8 @@
 
 use super::Server;
 use super::handlers::decode;
-use crate::api::meta::str_at;
-use crate::api::status::{ApiError, Cause};
+use rind_api::meta::str_at;
+use rind_api::status::{ApiError, Cause};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;

@@ -5,8 +5,8 @@
 
 use super::Server;
 use super::handlers::create_object;
-use crate::api::status::ApiError;
-use crate::api::storage::{DEFAULT_CLASS, LOCAL_PATH_PROVISIONER, STANDARD_CLASS};
+use rind_api::status::ApiError;
+use rind_api::storage::{DEFAULT_CLASS, LOCAL_PATH_PROVISIONER, STANDARD_CLASS};
 use serde_json::json;
 
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -58,7 +58,7 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         .registry
         .lookup("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| ApiError::internal("priorityclasses are not registered"))?;
-    for class in crate::api::scheduling::system_priority_classes() {
+    for class in rind_api::scheduling::system_priority_classes() {
         match create_object(server, classes, None, class, false).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}

@@ -2,7 +2,7 @@
 //! compacts up to the revision seen one round earlier, so a watcher always has at least
 //! one interval of history to resume from, and etcd's database does not grow forever.
 
-use crate::store::{Store, StoreError};
+use rind_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub async fn run(store: Arc<dyn Store>, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use rind_store::MemoryStore;
     use std::time::Instant;
 
     #[tokio::test]

@@ -7,12 +7,12 @@
 
 use super::Server;
 use super::handlers::{decode, write_update};
-use crate::api::crd::{self, CLEANUP_FINALIZER, definition};
-use crate::api::meta::{self, metadata_mut};
-use crate::api::registry::Resource;
-use crate::api::status::ApiError;
-use crate::store::{StoreError, WatchEvent};
 use futures::StreamExt;
+use rind_api::crd::{self, CLEANUP_FINALIZER, definition};
+use rind_api::meta::{self, metadata_mut};
+use rind_api::registry::Resource;
+use rind_api::status::ApiError;
+use rind_store::{StoreError, WatchEvent};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,10 +4,10 @@
 //! client asks for it, as kubectl does, and with plain `APIVersions`/`APIGroupList`
 //! otherwise.
 
-use crate::api::registry::{Registry, Resource};
-use crate::api::status::ApiError;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
+use rind_api::registry::{Registry, Resource};
+use rind_api::status::ApiError;
 use serde_json::{Value, json};
 
 /// The media type of aggregated discovery; the reply must carry exactly this, or

@@ -6,11 +6,11 @@ use super::handlers::{
 };
 use super::request::Query;
 use super::{Json, Server};
-use crate::api::disruption;
-use crate::api::meta;
-use crate::api::registry::Resource;
-use crate::api::status::{ApiError, success};
-use crate::store::StoreError;
+use rind_api::disruption;
+use rind_api::meta;
+use rind_api::registry::Resource;
+use rind_api::status::{ApiError, success};
+use rind_store::StoreError;
 use serde_json::{Value, json};
 
 fn too_many_requests(message: &str, cause: Option<String>) -> ApiError {

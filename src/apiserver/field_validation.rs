@@ -4,13 +4,13 @@
 //! (`Ignore`, what `kubectl --validate=false` sends).
 
 use super::request::{BodyType, Query};
-use crate::api::crd;
-use crate::api::registry::Resource;
-use crate::api::schema::fields::{BodyShape, Mistyped, duplicate_fields};
-use crate::api::schema::schemas;
-use crate::api::status::{ApiError, Cause};
 use axum::response::Response;
 use http::HeaderValue;
+use rind_api::crd;
+use rind_api::registry::Resource;
+use rind_api::schema::fields::{BodyShape, Mistyped, duplicate_fields};
+use rind_api::schema::schemas;
+use rind_api::status::{ApiError, Cause};
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,7 +210,7 @@ fn warnings(mode: Validation, problems: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use rind_api::registry::Registry;
     use serde_json::json;
 
     fn query(q: &str) -> Query {

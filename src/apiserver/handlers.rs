@@ -5,16 +5,16 @@
 
 use super::request::{BodyType, Query, Rendering};
 use super::{Json, Server};
-use crate::api::meta::{self, child_mut, format_time, metadata_mut};
-use crate::api::patch::{Node, apply as managed, strategic};
-use crate::api::registry::{Resource, Storage};
-use crate::api::selector::{FieldSelector, LabelSelector};
-use crate::api::status::{ApiError, Cause, success};
-use crate::api::table::{IncludeObject, partial_metadata, table};
-use crate::api::{convert, crd, kinds, pods, services, validation};
-use crate::store::{KeyValue, StoreError};
 use base64::Engine;
 use http::StatusCode;
+use rind_api::meta::{self, child_mut, format_time, metadata_mut};
+use rind_api::patch::{Node, apply as managed, strategic};
+use rind_api::registry::{Resource, Storage};
+use rind_api::selector::{FieldSelector, LabelSelector};
+use rind_api::status::{ApiError, Cause, success};
+use rind_api::table::{IncludeObject, partial_metadata, table};
+use rind_api::{convert, crd, kinds, pods, services, validation};
+use rind_store::{KeyValue, StoreError};
 use serde_json::{Value, json};
 
 /// How many times a write re-reads and retries after losing a race with another writer.
@@ -1642,7 +1642,7 @@ pub async fn bind(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use rind_api::registry::Registry;
 
     #[test]
     fn stored_bytes_leave_out_the_resource_version() {

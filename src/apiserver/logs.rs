@@ -4,17 +4,17 @@
 use super::handlers::{decode, store_error};
 use super::request::Query;
 use super::{Server, stream_response};
-use crate::api::meta::str_at;
-use crate::api::registry::Resource;
-use crate::api::status::ApiError;
 use axum::body::Body;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
+use rind_api::meta::str_at;
+use rind_api::registry::Resource;
+use rind_api::status::ApiError;
 use serde_json::Value;
 use std::net::IpAddr;
 
 /// The kubelet port when a node does not report one.
-const DEFAULT_KUBELET_PORT: i64 = crate::node::paths::KUBELET_PORT as i64;
+const DEFAULT_KUBELET_PORT: i64 = rind_runtime::paths::KUBELET_PORT as i64;
 /// The kubelet's log parameters passed through unchanged.
 const PASSED_PARAMS: &[&str] = &[
     "follow",

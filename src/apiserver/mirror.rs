@@ -3,8 +3,8 @@
 //! request, so a request costs no store read; a change is seen as soon as the watch
 //! delivers it (the eventual consistency upstream's informer caches have too).
 
-use crate::store::{Store, StoreError, WatchEvent};
 use futures::StreamExt;
+use rind_store::{Store, StoreError, WatchEvent};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -39,7 +39,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Mirror<T> {
 
     /// Replaces the contents with a fresh list; returns the revision it was read at.
     async fn relist(&self, store: &dyn Store) -> Result<i64, StoreError> {
-        let all = crate::store::list_all(store, self.prefix, None, PAGE).await?;
+        let all = rind_store::list_all(store, self.prefix, None, PAGE).await?;
         let items = all
             .items
             .iter()

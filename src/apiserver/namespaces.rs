@@ -9,8 +9,8 @@ use super::handlers::{
     DeleteOptions, Deleted, Filter, collect, decode, delete_object, write_update,
 };
 use super::request::Query;
-use crate::api::meta::{self, child_mut};
-use crate::api::status::ApiError;
+use rind_api::meta::{self, child_mut};
+use rind_api::status::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -129,7 +129,7 @@ async fn cleanup(server: &Server, name: &str) -> Result<(), ApiError> {
             match write_update(server, namespaces, &key, kv.mod_revision, &current, next).await {
                 Ok(_) => return Ok(()),
                 // Someone changed the namespace meanwhile; look again.
-                Err(crate::store::StoreError::Conflict { .. }) => continue,
+                Err(rind_store::StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(super::handlers::store_error(e, namespaces, name)),
             }
         }

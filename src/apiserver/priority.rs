@@ -8,9 +8,9 @@
 
 use super::Server;
 use super::handlers::decode;
-use crate::api::meta::{self, child_mut};
-use crate::api::registry::Resource;
-use crate::api::status::ApiError;
+use rind_api::meta::{self, child_mut};
+use rind_api::registry::Resource;
+use rind_api::status::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -14,10 +14,10 @@
 use super::handlers::{Filter, decode_as, scan};
 use super::request::{Query, Rendering};
 use super::{Json, Server};
-use crate::api::registry::{Resource, Storage};
-use crate::api::status::ApiError;
-use crate::api::table::{self, IncludeObject};
-use crate::store::KeyValue;
+use rind_api::registry::{Resource, Storage};
+use rind_api::status::ApiError;
+use rind_api::table::{self, IncludeObject};
+use rind_store::KeyValue;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn table_rows_match_the_decoded_path() {
-        let registry = crate::api::registry::Registry::default();
+        let registry = rind_api::registry::Registry::default();
         let pods = registry
             .lookup("", "v1", "pods")
             .expect("pods are registered");

@@ -2,11 +2,11 @@
 //! path names, query parameters, request bodies in their content types, and how the
 //! client wants the answer (plain JSON or a Table).
 
-use crate::api::protobuf;
-use crate::api::registry::{Registry, Resource};
-use crate::api::status::ApiError;
 use axum::body::Bytes;
 use http::HeaderMap;
+use rind_api::protobuf;
+use rind_api::registry::{Registry, Resource};
+use rind_api::status::ApiError;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -251,14 +251,14 @@ pub fn decode_body_noting_duplicates(
     if kind == BodyType::Protobuf || protobuf::is_envelope(body) {
         return Ok((protobuf::decode(body)?, false));
     }
-    let parsed = crate::api::schema::fields::decode_noting_duplicates(body);
+    let parsed = rind_api::schema::fields::decode_noting_duplicates(body);
     match (parsed, kind) {
         (Ok(decoded), _) => Ok(decoded),
         (Err(_), BodyType::Yaml | BodyType::ApplyPatch) => {
             let text = std::str::from_utf8(body).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not UTF-8: {e}"))
             })?;
-            let value = crate::yaml::from_str::<Value>(text)
+            let value = rind_runtime::yaml::from_str::<Value>(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?;
             Ok((value, false))
         }

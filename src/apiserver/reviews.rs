@@ -8,9 +8,9 @@
 use super::rbac::Rbac;
 use super::request::Rendering;
 use super::{Json, User};
-use crate::api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes};
-use crate::api::registry::Resource;
-use crate::api::status::{ApiError, Cause};
+use rind_api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes};
+use rind_api::registry::Resource;
+use rind_api::status::{ApiError, Cause};
 use serde_json::{Map, Value, json};
 
 /// The rules `user` has in `namespace`, as a SelfSubjectRulesReview's status.
@@ -224,7 +224,7 @@ fn user_info(user: &User) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::registry::Registry;
+    use rind_api::registry::Registry;
 
     fn admin() -> User {
         User {

@@ -8,11 +8,11 @@ use super::handlers::{
 };
 use super::request::{BodyType, Query, Rendering};
 use super::{Json, Server};
-use crate::api::crd;
-use crate::api::registry::Resource;
-use crate::api::scale::{apply_scale, to_scale};
-use crate::api::status::ApiError;
-use crate::store::StoreError;
+use rind_api::crd;
+use rind_api::registry::Resource;
+use rind_api::scale::{apply_scale, to_scale};
+use rind_api::status::ApiError;
+use rind_store::StoreError;
 use serde_json::Value;
 
 pub async fn get(
@@ -71,7 +71,7 @@ pub async fn write(
         let mut next = prepare_update(resource, None, &current, incoming);
         admit(resource, &mut next, None)?;
         validate_update(resource, None, &current, &next)?;
-        crate::api::patch::apply::record_update(
+        rind_api::patch::apply::record_update(
             Some(&current),
             &mut next,
             query.field_manager(),

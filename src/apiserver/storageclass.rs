@@ -5,10 +5,10 @@
 
 use super::Server;
 use super::handlers::decode;
-use crate::api::meta::child_mut;
-use crate::api::registry::Resource;
-use crate::api::status::ApiError;
-use crate::api::storage::DEFAULT_CLASS;
+use rind_api::meta::child_mut;
+use rind_api::registry::Resource;
+use rind_api::status::ApiError;
+use rind_api::storage::DEFAULT_CLASS;
 use serde_json::{Value, json};
 
 pub async fn default_class(

@@ -110,7 +110,7 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, Serv
 }
 
 /// The user a verified client certificate names.
-pub(super) fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
+pub fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();
     let name = subject

@@ -1,7 +1,7 @@
 //! The command tree, kind's shape: `rind <verb> <noun>`.
 
-pub mod bench;
 pub mod build;
+pub mod commands;
 pub mod create;
 pub mod delete;
 pub mod export;
@@ -10,8 +10,6 @@ pub mod load;
 pub mod node;
 
 use clap::{Parser, Subcommand};
-
-pub const DEFAULT_CLUSTER_NAME: &str = "rind";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,7 +57,7 @@ pub enum Command {
     Node(node::NodeCommand),
     /// Benchmark drivers run by e2e/bench scripts.
     #[command(subcommand, hide = true)]
-    Bench(bench::BenchCommand),
+    Bench(rind_bench::api::BenchCommand),
 }
 
 /// `--name`, shared by every command that acts on one cluster.
@@ -71,12 +69,8 @@ pub struct ClusterName {
 }
 
 impl ClusterName {
-    /// The flag (or environment), else the config file's name, else the default.
-    pub fn resolve(&self, from_config: Option<&str>) -> String {
-        self.name
-            .as_deref()
-            .or(from_config)
-            .unwrap_or(DEFAULT_CLUSTER_NAME)
-            .to_string()
+    /// The flag (or environment), else the default.
+    pub fn resolve(&self) -> String {
+        rind_cluster::operations::resolve_name(self.name.as_deref(), None)
     }
 }

@@ -1,8 +1,8 @@
 //! Hidden `rind node …` subcommands: what runs inside a node container.
 
-use crate::node::{NodeConfig, paths};
 use anyhow::Context;
 use clap::Subcommand;
+use rind_runtime::{NodeConfig, paths};
 use std::path::Path;
 
 #[derive(Subcommand, Debug)]
@@ -31,7 +31,7 @@ pub enum NodeCommand {
         port: u16,
     },
     /// Benchmarks the scheduler against an API server on loopback (e2e/bench/scheduler.py).
-    BenchScheduler(crate::scheduler::bench::BenchArgs),
+    BenchScheduler(rind_bench::scheduler::BenchArgs),
     /// Prints the ID of an image the node's runtime holds (nothing if absent); lets
     /// `rind load` skip nodes that already have an image.
     ImageId { image: String },
@@ -41,17 +41,17 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     let load =
         || NodeConfig::load(Path::new(paths::NODE_CONFIG)).context("loading the node config");
     match cmd {
-        NodeCommand::Init => crate::node::run_init().await,
-        NodeCommand::Apiserver => crate::apiserver::run_node(&load()?).await,
-        NodeCommand::ControllerManager => crate::controllers::run_node(&load()?).await,
-        NodeCommand::Scheduler => crate::scheduler::run_node(&load()?).await,
-        NodeCommand::Kubelet => crate::kubelet::run_node(&load()?).await,
+        NodeCommand::Init => rind_node::run_init().await,
+        NodeCommand::Apiserver => rind_apiserver::run_node(&load()?).await,
+        NodeCommand::ControllerManager => rind_controllers::run_node(&load()?).await,
+        NodeCommand::Scheduler => rind_scheduler::run_node(&load()?).await,
+        NodeCommand::Kubelet => rind_kubelet::run_node(&load()?).await,
         NodeCommand::StandaloneApiserver { etcd, dir, port } => {
-            crate::apiserver::standalone::run(&etcd, &dir, port).await
+            rind_bench::standalone::run(&etcd, &dir, port).await
         }
-        NodeCommand::BenchScheduler(args) => crate::scheduler::bench::run_bench(args).await,
+        NodeCommand::BenchScheduler(args) => rind_bench::scheduler::run_bench(args).await,
         NodeCommand::ImageId { image } => {
-            if let Some(id) = crate::kubelet::image_id(&image).await? {
+            if let Some(id) = rind_kubelet::image_id(&image).await? {
                 println!("{id}");
             }
             Ok(())

@@ -3,9 +3,9 @@
 
 use super::kubeconfig::Kubeconfig;
 use super::provider;
-use crate::node::paths;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Node;
+use rind_runtime::paths;
 use std::time::{Duration, Instant};
 
 /// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published

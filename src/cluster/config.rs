@@ -281,10 +281,11 @@ impl std::fmt::Display for Cidr {
 impl Cluster {
     /// Parses and validates a config; `source_name` (a path or `stdin`) prefixes errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Cluster, ConfigError> {
-        let cluster: Cluster = crate::yaml::from_str(text).map_err(|err| ConfigError::Parse {
-            source_name: source_name.to_string(),
-            message: err.to_string(),
-        })?;
+        let cluster: Cluster =
+            rind_runtime::yaml::from_str(text).map_err(|err| ConfigError::Parse {
+                source_name: source_name.to_string(),
+                message: err.to_string(),
+            })?;
         cluster.validate(source_name)?;
         Ok(cluster)
     }

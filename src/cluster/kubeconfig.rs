@@ -60,7 +60,7 @@ impl Kubeconfig {
         let value: Value = if text.trim().is_empty() {
             json!({})
         } else {
-            crate::yaml::from_str(text).map_err(|e| KubeconfigError::Parse {
+            rind_runtime::yaml::from_str(text).map_err(|e| KubeconfigError::Parse {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?
@@ -76,7 +76,7 @@ impl Kubeconfig {
 
     pub fn to_yaml(&self) -> String {
         // Serialising a JSON value cannot fail: it has only strings, numbers, maps, lists.
-        crate::yaml::to_string(&self.0).unwrap_or_default()
+        rind_runtime::yaml::to_string(&self.0).unwrap_or_default()
     }
 
     /// Replaces the server URL of every cluster (e.g. the node-internal address by the

@@ -9,7 +9,10 @@ use futures::TryStreamExt;
 use std::path::Path;
 
 /// The directories inside a node worth taking: our components' logs and the pods'.
-const LOG_DIRS: [&str; 2] = [crate::node::paths::LOG_DIR, crate::node::paths::POD_LOG_DIR];
+const LOG_DIRS: [&str; 2] = [
+    rind_runtime::paths::LOG_DIR,
+    rind_runtime::paths::POD_LOG_DIR,
+];
 
 pub async fn export(docker: &Docker, cluster: &str, dir: &Path) -> anyhow::Result<()> {
     let nodes = provider::list_nodes(docker, Some(cluster)).await?;

@@ -2,11 +2,11 @@
 //! each node in kubeadm's layout (`/etc/kubernetes/pki`), so tools that know kubeadm
 //! nodes find them where they expect.
 
-use crate::node::paths;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, date_time_ymd,
 };
+use rind_runtime::paths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -421,7 +421,7 @@ mod tests {
         let files = pki.node_files(&node).unwrap();
         let admin = files.iter().find(|f| f.path == paths::ADMIN_CONF).unwrap();
         let config: serde_json::Value =
-            crate::yaml::from_str(std::str::from_utf8(&admin.contents).unwrap()).unwrap();
+            rind_runtime::yaml::from_str(std::str::from_utf8(&admin.contents).unwrap()).unwrap();
         let cert = config["users"][0]["user"]["client-certificate-data"]
             .as_str()
             .unwrap();

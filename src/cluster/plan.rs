@@ -3,8 +3,8 @@
 
 use super::config::{Cidr, Cluster, Role as ConfigRole};
 use super::provider::NodeSpec;
-use crate::node::{NodeConfig, Role, paths};
 use anyhow::Context;
+use rind_runtime::{NodeConfig, Role, paths};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 

@@ -5,7 +5,6 @@
 use super::config::Cidr;
 use super::docker::{LABEL_CLUSTER, LABEL_ROLE};
 use super::pki::NodeFile;
-use crate::node::Role;
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -20,6 +19,7 @@ use bollard::query_parameters::{
     UploadToContainerOptionsBuilder,
 };
 use futures::{StreamExt, TryStreamExt};
+use rind_runtime::Role;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
@@ -229,7 +229,7 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
     let mut exposed = Vec::new();
     if let Some((address, port)) = &spec.api_port {
         labels.insert(LABEL_API_PORT.to_string(), port.to_string());
-        let key = format!("{}/tcp", crate::node::paths::APISERVER_PORT);
+        let key = format!("{}/tcp", rind_runtime::paths::APISERVER_PORT);
         exposed.push(key.clone());
         port_bindings.insert(
             key,
@@ -540,7 +540,7 @@ pub async fn api_endpoint(docker: &Docker, container: &str) -> anyhow::Result<(S
         .inspect_container(container, None::<InspectContainerOptions>)
         .await
         .with_context(|| format!("inspecting {container}"))?;
-    let key = format!("{}/tcp", crate::node::paths::APISERVER_PORT);
+    let key = format!("{}/tcp", rind_runtime::paths::APISERVER_PORT);
     let binding = inspect
         .host_config
         .and_then(|h| h.port_bindings)

@@ -429,10 +429,10 @@ fn node_of(resource: usize, m: &ObjectMeta) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::tests::{client, start};
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::ResourceExt;
     use kube::api::PostParams;
+    use rind_testing::{client, start};
 
     async fn collector(client: &Client) -> Collector {
         let discovery = Discovery::new(client.clone()).run().await.unwrap();
@@ -491,6 +491,7 @@ mod tests {
     /// An owner's deletion can reach the graph before the update that stripped its
     /// reference from a dependent (separate watches): the dependent must survive.
     #[tokio::test]
+    #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
     async fn a_stale_reference_to_a_gone_owner_deletes_nothing() {
         let server = start().await;
         let client = client(&server).await;
@@ -521,6 +522,7 @@ mod tests {
     /// Orphaning with a stale copy of a dependent: the owner keeps its finalizer until
     /// the reference is really stripped, so the dependent never dangles.
     #[tokio::test]
+    #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
     async fn orphaning_waits_for_every_dependent_to_be_stripped() {
         let server = start().await;
         let client = client(&server).await;

@@ -4,14 +4,14 @@
 //! nodes each volume has exactly one owner and the PV never disappears while its data
 //! still sits on a disk nobody will clean (see src/controllers/volume/mod.rs).
 
-use crate::api::storage::{
-    LOCAL_PATH_PROVISIONER, LOCAL_PATH_ROOT, PROVISIONED_BY, pinned_hostnames,
-};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::DeleteParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
+use rind_api::storage::{
+    LOCAL_PATH_PROVISIONER, LOCAL_PATH_ROOT, PROVISIONED_BY, pinned_hostnames,
+};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Registers the Node object, keeps its status fresh and renews the node's Lease in
 //! `kube-node-lease`, which is how the control plane knows the kubelet is alive.
 
-use crate::node::{NodeConfig, Role};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
@@ -11,6 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use rind_runtime::{NodeConfig, Role};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -226,7 +226,7 @@ pub fn node_status(
         conditions: Some(conditions(now, since)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
-                port: i32::from(crate::node::paths::KUBELET_PORT),
+                port: i32::from(rind_runtime::paths::KUBELET_PORT),
             }),
         }),
         node_info: Some(NodeSystemInfo {

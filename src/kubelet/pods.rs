@@ -5,13 +5,13 @@
 //! state and labels, so a restarted kubelet adopts what is already running.
 
 use super::cri::{self, Cri, CriError, v1};
-use super::events;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Event, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
+use rind_runtime::events;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -25,7 +25,7 @@ impl PodKey {
     pub fn log_dir(&self) -> String {
         format!(
             "{}/{}_{}_{}",
-            crate::node::paths::POD_LOG_DIR,
+            rind_runtime::paths::POD_LOG_DIR,
             self.namespace,
             self.name,
             self.uid

@@ -383,7 +383,7 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubelet::status;
+    use crate::status;
     use k8s_openapi::api::core::v1::PodSpec;
 
     fn now() -> Timestamp {

@@ -1,6 +1,6 @@
 //! The node's CNI network configuration for containerd's CRI plugin.
 
-use super::paths;
+use rind_runtime::paths;
 use serde_json::json;
 
 pub const CONFLIST_NAME: &str = "10-rind.conflist";

@@ -1,6 +1,6 @@
 //! containerd inside a node: its config file and the image archives imported at boot.
 
-use super::paths;
+use rind_runtime::paths;
 
 pub const CONFIG_PATH: &str = "/etc/containerd/config.toml";
 

@@ -1,6 +1,6 @@
 //! etcd on a control-plane node: command line as kubeadm's static pod has it.
 
-use super::{NodeConfig, paths};
+use rind_runtime::{NodeConfig, paths};
 
 pub const BINARY: &str = "/usr/bin/etcd";
 
@@ -63,7 +63,7 @@ pub fn env() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::Role;
+    use rind_runtime::Role;
 
     fn cfg(initial: Vec<String>) -> NodeConfig {
         NodeConfig {

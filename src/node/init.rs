@@ -3,7 +3,9 @@
 //! component until Docker asks the node to stop.
 
 use super::supervisor::{self, Component, Reaper};
-use super::{NodeConfig, Role, cni, containerd, etcd, mounts, paths};
+use crate::{cni, containerd, etcd, mounts};
+use rind_runtime::paths::{self, PAUSE_ARCHIVE};
+use rind_runtime::{NodeConfig, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +17,11 @@ use tokio::sync::watch;
 const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
 /// Attempts per image archive: containerd may restart right after first answering.
 const IMPORT_ATTEMPTS: u32 = 3;
-/// The pause image's archive in `paths::IMAGES_DIR`, as the node image build puts it.
-pub const PAUSE_ARCHIVE: &str = "pause.tar";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(transparent)]
-    Config(#[from] super::config::NodeConfigError),
+    Config(#[from] rind_runtime::config::NodeConfigError),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("cannot write {path}: {source}")]

@@ -5,10 +5,10 @@
 //! children to whoever waits for them. Nothing else in this process may wait for
 //! children (no `tokio::process`), or the two would steal each other's exit statuses.
 
-use super::paths;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use rind_runtime::paths;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -1,11 +1,11 @@
 //! Writing decisions back: the `pods/binding` subresource, Events, and the pod's
 //! PodScheduled condition when no node fits.
 
-use crate::kubelet::events;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use rind_runtime::events;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;

@@ -293,7 +293,7 @@ pub fn unschedulable_message(total: usize, rejections: &[Vec<Rejection>]) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::cache::tests::{node, pod, with_host_port};
+    use crate::cache::tests::{node, pod, with_host_port};
     use k8s_openapi::api::core::v1::{
         Affinity, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     };

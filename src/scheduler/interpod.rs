@@ -230,7 +230,7 @@ impl AffinityScores {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::cache::tests::{node, pod};
+    use crate::cache::tests::{node, pod};
     use k8s_openapi::api::core::v1::{
         Affinity, Pod, PodAffinity, PodAntiAffinity, WeightedPodAffinityTerm,
     };

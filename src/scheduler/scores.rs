@@ -204,7 +204,7 @@ pub fn best(totals: &[i64]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::cache::tests::{node, pod};
+    use crate::cache::tests::{node, pod};
     use k8s_openapi::api::core::v1::{
         Affinity, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, Taint,
     };

@@ -148,7 +148,7 @@ fn count_matching(node: &NodeInfo, pod: &PodInfo, selector: &LabelSelector) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::cache::tests::{node, pod};
+    use crate::cache::tests::{node, pod};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 

@@ -6,12 +6,12 @@
 //! waits the same way), so the kubelet never sees a pod whose volume does not exist.
 
 use super::filters::Rejection;
-use crate::api::storage::{SELECTED_NODE, volume_fits_node, waits_for_consumer};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
+use rind_api::storage::{SELECTED_NODE, volume_fits_node, waits_for_consumer};
 use std::sync::Arc;
 
 /// The storage objects the scheduler watches.
@@ -160,7 +160,7 @@ pub fn claims_of(pod: &Pod, caches: &Caches) -> Result<PodClaims, Rejection> {
             out.bound.push(pv);
             continue;
         }
-        let class = crate::api::storage::claim_class(claim);
+        let class = rind_api::storage::claim_class(claim);
         let delayed = caches
             .classes
             .state()

@@ -388,7 +388,7 @@ async fn send_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance;
+    use crate::conformance;
 
     #[tokio::test]
     async fn conformance_suite() {

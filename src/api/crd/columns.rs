@@ -3,7 +3,7 @@
 //! like `5m`, as upstream's server-side printing does).
 
 use super::PrinterColumn;
-use crate::api::meta::age;
+use crate::meta::age;
 use serde_json::{Value, json};
 
 /// One step of a JSONPath as CRDs use them: `.field`, `[n]`, `[*]`, `[?(@.k=="v")]`.

@@ -3,10 +3,10 @@
 //! defaults, and the status the server gives it (accepted names, conditions, stored
 //! versions).
 
-use crate::api::fields::invalid_value;
-use crate::api::meta::{self, format_time};
-use crate::api::status::Cause;
-use crate::api::validation::{is_dns1123_label, is_dns1123_subdomain};
+use crate::fields::invalid_value;
+use crate::meta::{self, format_time};
+use crate::status::Cause;
+use crate::validation::{is_dns1123_label, is_dns1123_subdomain};
 use serde_json::{Map, Value, json};
 
 fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {

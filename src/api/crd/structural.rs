@@ -3,8 +3,8 @@
 //! keeps them), and missing fields with a `default` get it, as upstream's decoding of
 //! custom resources does.
 
-use crate::api::schema::fields::BodyShape;
-use crate::api::schema::schemas;
+use crate::schema::fields::BodyShape;
+use crate::schema::schemas;
 use serde_json::{Map, Value};
 
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";

@@ -3,7 +3,7 @@
 //! spec.replicas in body should be less than or equal to 10`), since kubectl prints
 //! them verbatim.
 
-use crate::api::status::Cause;
+use crate::status::Cause;
 use serde_json::{Map, Value};
 
 /// The problems of `object` under `schema` (the version's `openAPIV3Schema`). The
@@ -64,7 +64,7 @@ fn type_error(path: &str, expected: &str, value: &Value) -> Cause {
 }
 
 fn invalid(path: &str, value: &Value, detail: String) -> Cause {
-    crate::api::fields::invalid_value(path, value, &detail)
+    crate::fields::invalid_value(path, value, &detail)
 }
 
 fn expected_type(schema: &Value) -> &str {

@@ -9,7 +9,7 @@
 
 use super::fields::{self, FieldSet, item_element};
 use super::schema::{Node, Shape};
-use crate::api::meta::{format_time, metadata_mut, now};
+use crate::meta::{format_time, metadata_mut, now};
 use serde_json::{Map, Value, json};
 
 /// A field another manager owns with a different value than the apply sets.

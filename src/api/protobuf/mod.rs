@@ -10,7 +10,7 @@
 //! JSON is not their message shape (times, quantities, int-or-strings, raw extensions,
 //! inlined embedded structs) are converted by hand.
 
-use crate::api::status::ApiError;
+use crate::status::ApiError;
 use base64::Engine;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,

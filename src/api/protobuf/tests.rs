@@ -5,10 +5,7 @@ use super::*;
 use prost::Message;
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/src/api/protobuf/testdata/{name}.pb",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/protobuf/testdata/{name}.pb", env!("CARGO_MANIFEST_DIR"));
     decode(&std::fs::read(&path).unwrap()).unwrap()
 }
 
@@ -336,7 +333,7 @@ fn bad_bodies_are_client_errors() {
     // Not an envelope, a cut-off envelope, garbage after the magic.
     assert_eq!(status(b"{\"kind\":\"ConfigMap\"}"), 400);
     let good = std::fs::read(format!(
-        "{}/src/api/protobuf/testdata/deployment.pb",
+        "{}/protobuf/testdata/deployment.pb",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
@@ -423,7 +420,7 @@ fn kubectl_whoami_bound_tokens_and_binary_files() {
     );
     // `--from-file` of a (UTF-8) file with NULs and control bytes keeps them exactly.
     let original = std::fs::read(format!(
-        "{}/src/api/protobuf/testdata/configmap.pb",
+        "{}/protobuf/testdata/configmap.pb",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();

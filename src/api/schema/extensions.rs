@@ -2,11 +2,11 @@
 //! (from its Go struct tags `patchStrategy`, `patchMergeKey`, `listType`,
 //! `listMapKey`, `mapType`). k8s-openapi's schemas leave them out; the server's own
 //! patch machinery already knows every built-in field's shape
-//! (`crate::api::patch::schema`), so the extensions are read from there and the
+//! (`crate::patch::schema`), so the extensions are read from there and the
 //! documents say exactly what the server does. kubectl's client-side apply reads
 //! `x-kubernetes-patch-merge-key` to merge lists element by element.
 
-use crate::api::patch::schema::{Node, Shape};
+use crate::patch::schema::{Node, Shape};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 

@@ -2,12 +2,12 @@
 //! following upstream's printers cell for cell (kubectl shows them verbatim).
 
 use super::{array, created, name_of, or_none, s};
-use crate::api::meta::{age, format_time, parse_time, str_at};
-use crate::api::scale::{label_selector_string, workload_selector};
+use crate::meta::{age, format_time, parse_time, str_at};
+use crate::scale::{label_selector_string, workload_selector};
 use serde_json::{Value, json};
 
 fn at<'a>(object: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    crate::api::fields::at(object, path)
+    crate::fields::at(object, path)
 }
 
 fn int(object: &Value, path: &[&str]) -> Value {
@@ -171,7 +171,7 @@ fn job(job: &Value) -> Vec<Value> {
         (None, _) => String::new(),
         (Some(start), None) => age(Some(&format_time(start))),
         (Some(start), Some(end)) => {
-            crate::api::meta::human_duration(end.as_second() - start.as_second())
+            crate::meta::human_duration(end.as_second() - start.as_second())
         }
     };
     let [containers, images] = containers_images(job, &["spec", "template"]);
@@ -683,8 +683,8 @@ pub fn cells(group: &str, kind: &str, object: &Value) -> Option<Vec<Value>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::api::registry::Registry;
-    use crate::api::table::{IncludeObject, table};
+    use crate::registry::Registry;
+    use crate::table::{IncludeObject, table};
     use serde_json::{Value, json};
 
     fn row(group: &str, version: &str, plural: &str, object: Value) -> (Vec<String>, Vec<Value>) {

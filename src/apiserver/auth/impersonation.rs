@@ -3,10 +3,10 @@
 //! `impersonate` that user, each group, and for a service account that account.
 
 use super::super::User;
-use crate::api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes, forbidden_reason};
-use crate::api::status::ApiError;
-use crate::apiserver::rbac::Rbac;
+use crate::rbac::Rbac;
 use http::HeaderMap;
+use rind_api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes, forbidden_reason};
+use rind_api::status::ApiError;
 
 const USER_HEADER: &str = "impersonate-user";
 const GROUP_HEADER: &str = "impersonate-group";

@@ -10,12 +10,12 @@ pub mod token;
 use super::mirror::Mirror;
 use super::request::Rendering;
 use super::{Json, Server, User};
-use crate::api::meta::{self, format_time};
-use crate::api::registry::Resource;
-use crate::api::status::{ApiError, Cause};
-use crate::store::{Store, StoreError};
 use http::HeaderMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use rind_api::meta::{self, format_time};
+use rind_api::registry::Resource;
+use rind_api::status::{ApiError, Cause};
+use rind_store::{Store, StoreError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use token::{Claims, ISSUER, KubernetesClaims, ObjectRef, TokenError, TokenKey};
@@ -131,7 +131,7 @@ impl Authenticator {
             groups: vec![
                 SERVICE_ACCOUNTS_GROUP.to_string(),
                 format!("{SERVICE_ACCOUNTS_GROUP}:{}", k.namespace),
-                crate::api::rbac::AUTHENTICATED.to_string(),
+                rind_api::rbac::AUTHENTICATED.to_string(),
             ],
         };
         Ok(Authenticated { claims, user })

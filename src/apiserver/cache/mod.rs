@@ -11,11 +11,11 @@
 //! answering `Compacted` (410 Gone at the API edge).
 
 use super::handlers::{decode_as, set_resource_version};
-use crate::api::registry::Resource;
-use crate::api::status::ApiError;
-use crate::store::{KeyValue, Store, StoreError, StoreResult, WatchEvent};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use rind_api::registry::Resource;
+use rind_api::status::ApiError;
+use rind_store::{KeyValue, Store, StoreError, StoreResult, WatchEvent};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -440,7 +440,7 @@ const PAGE: usize = 1000;
 /// Every key under `prefix` as of `revision`; none when the store cannot say (the
 /// copies only save reads, so the feed goes on without them).
 async fn known_at(store: &dyn Store, prefix: &str, revision: i64) -> Vec<KeyValue> {
-    match crate::store::list_all(store, prefix, Some(revision), PAGE).await {
+    match rind_store::list_all(store, prefix, Some(revision), PAGE).await {
         Ok(all) => all.items,
         Err(e) => {
             tracing::debug!(prefix, "watch cache starts without a list: {e}");

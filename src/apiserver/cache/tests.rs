@@ -2,9 +2,9 @@
 //! the ring, fallback to the store (and 410's `Compacted`) for older revisions.
 
 use super::*;
-use crate::api::registry::Registry;
-use crate::store::{KeyValue, ListPage, MemoryStore, WatchStream};
 use async_trait::async_trait;
+use rind_api::registry::Registry;
+use rind_store::{KeyValue, ListPage, MemoryStore, WatchStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 

@@ -355,7 +355,7 @@ fn text(value: &Value, key: &str) -> String {
 }
 
 fn strings(value: &Value, key: &str) -> Vec<String> {
-    crate::api::meta::strings(value.get(key))
+    rind_api::meta::strings(value.get(key))
 }
 
 fn any(value: &Value) -> Any {

@@ -6,7 +6,7 @@
 //! openapi" otherwise), and `kubectl explain` prints the schemas.
 //!
 //! The group-versions follow the registry, and each kind's schema comes from
-//! `crate::api::schema`, so a resource added to the registry appears here by itself.
+//! `rind_api::schema`, so a resource added to the registry appears here by itself.
 //! Custom resources get their CRD's schema under upstream's name for it
 //! (`com.example.stable.v1.CronTab`). Documents of the built-ins are built once per
 //! process; a server serving CRDs rebuilds its documents when they change.
@@ -14,11 +14,11 @@
 mod gnostic;
 mod v2;
 
-use crate::api::registry::{Registry, Resource};
-use crate::api::schema::schemas;
-use crate::api::status::ApiError;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rind_api::registry::{Registry, Resource};
+use rind_api::schema::schemas;
+use rind_api::status::ApiError;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -11,10 +11,10 @@
 //! a lone `allOf: [{$ref}]` becomes the `$ref` itself, as upstream publishes it.
 
 use super::{Documents, gnostic, group_version_document, group_versions};
-use crate::api::registry::Registry;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost::Message;
+use rind_api::registry::Registry;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -100,7 +100,7 @@ fn document(registry: &Registry) -> Value {
     }
     json!({
         "swagger": "2.0",
-        "info": {"title": "Kubernetes", "version": crate::apiserver::discovery::version()["gitVersion"]},
+        "info": {"title": "Kubernetes", "version": crate::discovery::version()["gitVersion"]},
         "paths": paths,
         "definitions": definitions,
     })

@@ -7,14 +7,14 @@ pub mod defaults;
 use super::User;
 use super::mirror::Mirror;
 use super::request::{Query, Target};
-use crate::api::rbac::{
+use http::Method;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use rind_api::rbac::{
     AUTHENTICATED, Attributes, MASTERS, ResourceAttributes, aggregates, forbidden_reason,
     rule_allows, subject_matches,
 };
-use crate::api::status::ApiError;
-use crate::store::{Store, StoreError};
-use http::Method;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use rind_api::status::ApiError;
+use rind_store::{Store, StoreError};
 use std::sync::Arc;
 
 const ROLES: &str = "/registry/roles/";

@@ -2,10 +2,10 @@
 //! it, and starts it.
 
 use super::CreateContext;
-use crate::cluster::pki::{NodeFile, NodeIdentity};
-use crate::cluster::provider;
-use crate::node::{Role, paths};
+use crate::pki::{NodeFile, NodeIdentity};
+use crate::provider;
 use anyhow::Context;
+use rind_runtime::{Role, paths};
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     ctx.ui

@@ -2,8 +2,8 @@
 //! cluster's context into the user's kubeconfig.
 
 use super::{CreateContext, context_name};
-use crate::cluster::client;
-use crate::cluster::kubeconfig;
+use crate::client;
+use crate::kubeconfig;
 use anyhow::Context;
 use std::time::Duration;
 

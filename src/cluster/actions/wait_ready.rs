@@ -1,7 +1,7 @@
 //! `--wait`: polls until the control-plane node reports Ready.
 
 use super::CreateContext;
-use crate::cluster::client;
+use crate::client;
 use anyhow::Context;
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {

@@ -114,7 +114,7 @@ async fn build_with_mmdebstrap(docker: &Docker, tag: &str) -> Result<(), ImageEr
         ..Default::default()
     };
     let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(stdout));
-    let docker = crate::cluster::docker::for_image_builds(docker);
+    let docker = crate::docker::for_image_builds(docker);
     let mut progress = docker.create_image(Some(options), Some(body), None);
     let mut import_error = None;
     while let Some(item) = progress.next().await {
@@ -183,7 +183,7 @@ async fn build_with_docker(docker: &Docker, tag: &str) -> Result<(), ImageError>
         forcerm: true,
         ..Default::default()
     };
-    let docker = crate::cluster::docker::for_image_builds(docker);
+    let docker = crate::docker::for_image_builds(docker);
     let mut progress = docker.build_image(
         options,
         None,

@@ -6,7 +6,7 @@ pub mod archive;
 pub mod base;
 pub mod node;
 
-use crate::cluster::ui::Ui;
+use crate::ui::Ui;
 use bollard::Docker;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,6 @@
 
 use super::archive::{self, ImageSpec};
 use super::{ImageError, LABEL_BINARY_SHA256, LABEL_TEMPORARY, TEMPORARY_VALUE, docker_err};
-use crate::node::{init::PAUSE_ARCHIVE, paths};
 use bollard::Docker;
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
@@ -11,6 +10,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, UploadToContainerOptions,
 };
 use futures::TryStreamExt;
+use rind_runtime::paths::{self, PAUSE_ARCHIVE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -330,7 +330,7 @@ pub async fn assemble(
             ])),
             ..Default::default()
         };
-        crate::cluster::docker::for_image_builds(docker)
+        crate::docker::for_image_builds(docker)
             .commit_container(
                 CommitContainerOptions {
                     container: Some(id.clone()),

@@ -5,16 +5,16 @@
 //! the next pass finishes binding), and keeps the phases of both current.
 
 use super::{Ctx, provisioner};
-use crate::api::pods::parse_quantity;
-use crate::api::storage::{
-    BIND_COMPLETED, BOUND_BY_CONTROLLER, LOCAL_PATH_PROVISIONER, PROVISIONED_BY, SELECTED_NODE,
-    STORAGE_PROVISIONER, claim_class, pinned_hostnames, volume_fits_node, waits_for_consumer,
-};
-use crate::controllers::owners::selector_matches;
+use crate::owners::selector_matches;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
+use rind_api::pods::parse_quantity;
+use rind_api::storage::{
+    BIND_COMPLETED, BOUND_BY_CONTROLLER, LOCAL_PATH_PROVISIONER, PROVISIONED_BY, SELECTED_NODE,
+    STORAGE_PROVISIONER, claim_class, pinned_hostnames, volume_fits_node, waits_for_consumer,
+};
 use serde_json::json;
 use std::sync::Arc;
 

@@ -7,15 +7,15 @@
 //! that kubelet on Delete reclaim (src/kubelet/local_path.rs).
 
 use super::Ctx;
-use crate::api::storage::{
-    BETA_STORAGE_PROVISIONER, HOSTNAME_LABEL, LOCAL_PATH_PROVISIONER, PROVISIONED_BY,
-    STORAGE_PROVISIONER, local_path_dir,
-};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
+use rind_api::storage::{
+    BETA_STORAGE_PROVISIONER, HOSTNAME_LABEL, LOCAL_PATH_PROVISIONER, PROVISIONED_BY,
+    STORAGE_PROVISIONER, local_path_dir,
+};
 use serde_json::json;
 
 /// Marks the claim as waiting for `provisioner`, as upstream's controller does.

@@ -3,7 +3,7 @@
 //! (Debian `etcd-server`); without it these tests fail rather than skip.
 
 use super::*;
-use crate::store::conformance;
+use crate::conformance;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -173,6 +173,7 @@ impl TestEtcd {
 }
 
 #[tokio::test]
+#[ignore = "needs etcd: e2e/test-all.sh runs it"]
 async fn conformance_suite_on_etcd() {
     let mut etcd = TestEtcd::start(None);
     let store = etcd.connect(|| None).await;
@@ -180,6 +181,7 @@ async fn conformance_suite_on_etcd() {
 }
 
 #[tokio::test]
+#[ignore = "needs etcd: e2e/test-all.sh runs it"]
 async fn conformance_suite_on_etcd_with_client_certificates() {
     let pki = test_pki();
     let mut etcd = TestEtcd::start(Some(&pki));
@@ -214,6 +216,7 @@ async fn conformance_suite_on_etcd_with_client_certificates() {
 }
 
 #[tokio::test]
+#[ignore = "needs etcd: e2e/test-all.sh runs it"]
 async fn calls_resume_after_etcd_restarts() {
     let mut etcd = TestEtcd::start(None);
     let store = etcd.connect(|| None).await;
@@ -240,6 +243,7 @@ async fn calls_resume_after_etcd_restarts() {
 }
 
 #[tokio::test]
+#[ignore = "needs etcd: e2e/test-all.sh runs it"]
 async fn answers_larger_than_the_flow_control_windows_arrive_whole() {
     let mut etcd = TestEtcd::start(None);
     let store = etcd.connect(|| None).await;

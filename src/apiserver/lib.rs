@@ -1,0 +1,571 @@
+//! The Kubernetes API server: HTTPS with client-certificate authentication, generic
+//! REST handlers over the resource registry, watch, discovery and the pod log proxy.
+//! Objects are JSON values stored under upstream's etcd keys; an object's
+//! resourceVersion is its key's mod revision.
+
+mod allocator;
+mod auth;
+mod bootstrap;
+mod cache;
+pub mod compaction;
+mod crd;
+mod discovery;
+mod eviction;
+mod field_validation;
+mod handlers;
+mod logs;
+mod mirror;
+mod namespaces;
+mod openapi;
+mod priority;
+mod raw_list;
+mod rbac;
+mod request;
+mod reviews;
+mod scale;
+mod storageclass;
+pub mod tls;
+mod watch;
+
+use anyhow::Context;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode, header};
+use request::{Query, Rendering, Target};
+use rind_api::registry::{Registry, Storage};
+use rind_api::status::ApiError;
+use rind_runtime::{NodeConfig, paths};
+use rind_store::Store;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+pub use tls::{ServeError, User};
+
+/// The largest request body accepted, as upstream's 3 MiB limit (etcd's value limit is near).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// PEM material of a TLS identity.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA that signs the peers this identity talks to.
+    pub ca_pem: String,
+}
+
+/// Everything the server needs besides its store and listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Serving certificate and key; `ca_pem` verifies client certificates.
+    pub serving: TlsFiles,
+    /// The client identity for kubelet calls (pod logs); `ca_pem` verifies kubelets.
+    pub kubelet_client: Option<TlsFiles>,
+    /// The service network; its first address is the `kubernetes` Service's ClusterIP.
+    pub service_subnet: String,
+    /// The PKCS#8 PEM key service-account tokens are signed with (`sa.key`); None
+    /// makes a fresh one, whose tokens then die with the process.
+    pub service_account_key: Option<String>,
+}
+
+/// Shared state of all requests: no lock is held around store calls.
+pub struct Server {
+    store: Arc<dyn Store>,
+    /// Shared store watches for client watches.
+    watch_cache: cache::WatchCache,
+    registry: Registry,
+    openapi: openapi::Cache,
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    service_network: allocator::ServiceNetwork,
+    auth: auth::Authenticator,
+    rbac: rbac::Rbac,
+    /// Creates check their namespace here rather than with a store read each.
+    namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
+    /// New pods get their priority from these (the Priority admission plugin).
+    priority_classes: Arc<mirror::Mirror<priority::ClassState>>,
+}
+
+/// A JSON response body with its status and content type.
+pub struct Json {
+    status: StatusCode,
+    body: JsonBody,
+    rendering: Rendering,
+}
+
+enum JsonBody {
+    Value(Value),
+    /// Already serialized (see `raw_list`).
+    Bytes(Vec<u8>),
+}
+
+/// What a Table response is labelled with, so kubectl knows it got what it asked for.
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+const METADATA_CONTENT_TYPE: &str =
+    "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io";
+
+impl Json {
+    pub fn ok(body: Value, rendering: Rendering) -> Self {
+        Self::with_status(StatusCode::OK, body, rendering)
+    }
+
+    pub fn created(body: Value, rendering: Rendering) -> Self {
+        Self::with_status(StatusCode::CREATED, body, rendering)
+    }
+
+    pub fn with_status(status: StatusCode, body: Value, rendering: Rendering) -> Self {
+        Json {
+            status,
+            body: JsonBody::Value(body),
+            rendering,
+        }
+    }
+
+    /// A 200 whose body is JSON serialized already.
+    pub fn raw(body: Vec<u8>, rendering: Rendering) -> Self {
+        Self::bytes(StatusCode::OK, body, rendering)
+    }
+
+    /// A body serialized already, with `status`.
+    pub fn bytes(status: StatusCode, body: Vec<u8>, rendering: Rendering) -> Self {
+        Json {
+            status,
+            body: JsonBody::Bytes(body),
+            rendering,
+        }
+    }
+
+    /// The body as a `Value` (parsing it back when it was serialized already).
+    #[cfg(test)]
+    pub fn value(self) -> Value {
+        match self.body {
+            JsonBody::Value(value) => value,
+            JsonBody::Bytes(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        }
+    }
+}
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        let content_type = match self.rendering {
+            Rendering::Table => TABLE_CONTENT_TYPE,
+            Rendering::Metadata => METADATA_CONTENT_TYPE,
+            Rendering::Object => "application/json",
+        };
+        let body = match self.body {
+            JsonBody::Value(value) => serde_json::to_vec(&value).unwrap_or_default(),
+            JsonBody::Bytes(bytes) => bytes,
+        };
+        (self.status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    }
+}
+
+/// An error answered as upstream's `Status` body with its code (`ApiError` lives in
+/// rind-api, which knows nothing of HTTP servers).
+pub(crate) trait ErrorResponse {
+    fn into_response(self) -> Response;
+}
+
+impl ErrorResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl Server {
+    pub fn new(
+        store: Arc<dyn Store>,
+        kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+        service_network: allocator::ServiceNetwork,
+        token_key: auth::token::TokenKey,
+    ) -> Self {
+        Server {
+            watch_cache: cache::WatchCache::new(store.clone()),
+            store,
+            registry: Registry::default(),
+            openapi: openapi::Cache::default(),
+            kubelet_tls,
+            service_network,
+            auth: auth::Authenticator::new(token_key),
+            rbac: rbac::Rbac::default(),
+            namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
+            priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
+        }
+    }
+
+    /// Answers one request; the accept loop has put the client's `User` (if its
+    /// certificate named one) into the request's extensions.
+    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let user = req.extensions().get::<User>().map(|u| u.name.clone());
+        let response = match self.route(req).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        };
+        tracing::debug!(
+            %method,
+            %uri,
+            user = user.as_deref().unwrap_or("<anonymous>"),
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+
+    async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
+        let target = request::parse_path(&self.registry, req.uri().path())?;
+        match target {
+            // Probes and the version are public, as upstream's system:public-info-viewer.
+            Target::Health => return Ok(plain(StatusCode::OK, "ok")),
+            Target::Ready => {
+                // Not ready while the store does not answer: load balancers then skip us.
+                let check = tokio::time::timeout(READY_TIMEOUT, self.store.revision()).await;
+                return Ok(match check {
+                    Ok(Ok(_)) => plain(StatusCode::OK, "ok"),
+                    Ok(Err(e)) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("[-]etcd failed: {e}\nreadyz check failed"),
+                    ),
+                    Err(_) => plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "[-]etcd failed: timed out\nreadyz check failed",
+                    ),
+                });
+            }
+            Target::Version => {
+                return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
+            }
+            _ => {}
+        }
+        let user = self
+            .auth
+            .authenticate(&self, req.headers(), req.extensions().get::<User>())
+            .await?;
+        let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
+        let attributes = rbac::attributes(&target, req.method(), req.uri());
+        if !self.rbac.authorize(&user, &attributes).allowed {
+            return Err(rbac::forbidden(&user, &attributes));
+        }
+        // Handlers (the reviews) see who the request acts as.
+        req.extensions_mut().insert(user);
+        let method = req.method().clone();
+        if method != Method::GET && !matches!(target, Target::Resource(_)) {
+            return Err(ApiError::method_not_supported("", "", method.as_str()));
+        }
+        match target {
+            Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
+            Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
+            Target::Group(group) => discovery::group(&self.registry, &group)
+                .map(|v| Json::ok(v, Rendering::Object).into_response()),
+            Target::GroupVersion { group, version } => {
+                discovery::resource_list(&self.registry, &group, &version)
+                    .map(|v| Json::ok(v, Rendering::Object).into_response())
+            }
+            Target::OpenApiV2 => Ok(openapi::serve_v2(
+                &self.registry,
+                &self.openapi,
+                req.headers(),
+            )),
+            Target::OpenApiRoot => Ok(openapi::serve_root(&self.registry, &self.openapi)),
+            Target::OpenApi(path) => openapi::serve_group_version(
+                &self.registry,
+                &self.openapi,
+                &path,
+                req.uri().query(),
+                req.headers(),
+            ),
+            Target::Resource(r) => self.resource(r, req).await,
+            Target::Health | Target::Ready | Target::Version => Err(ApiError::path_not_found()),
+        }
+    }
+
+    async fn resource(
+        self: Arc<Self>,
+        r: request::ResourceRequest,
+        req: Request,
+    ) -> Result<Response, ApiError> {
+        let query = Query::parse(req.uri())?.with_user_agent(req.headers());
+        let rendering = request::rendering(req.headers());
+        let body_type = request::body_type(req.headers());
+        let method = req.method().clone();
+        let user = req.extensions().get::<User>().cloned();
+        let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| ApiError::too_large(MAX_BODY))?;
+        let res = r.resource;
+        let ns = r.namespace.as_deref();
+        let sub = r.subresource.as_deref();
+        let decoded = |kind: request::BodyType| request::decode_body(&body, kind);
+        // Bodies whose unknown and duplicate fields are checked: the raw body goes along
+        // only when a field is set twice, to name it.
+        let checked = |kind: request::BodyType| {
+            let (value, duplicated) = request::decode_body_noting_duplicates(&body, kind)?;
+            Ok::<_, ApiError>((value, duplicated.then_some(&body[..])))
+        };
+        // Unknown fields the client should hear about (`fieldValidation=Warn`).
+        let mut warnings = Vec::new();
+        if res.storage == Storage::NotStored {
+            // Reviews only answer a create: there is nothing to get, list or watch.
+            let user = user.ok_or_else(ApiError::unauthorized)?;
+            return match (&method, r.name.as_deref(), sub) {
+                (&Method::POST, None, None) if res.kind == "TokenReview" => Ok(self
+                    .auth
+                    .token_review(&self, res, decoded(body_type?)?)
+                    .await?
+                    .into_response()),
+                (&Method::POST, None, None) => {
+                    Ok(
+                        reviews::create(&self.rbac, res, ns, &user, decoded(body_type?)?)?
+                            .into_response(),
+                    )
+                }
+                _ => Err(ApiError::method_not_supported(
+                    res.plural,
+                    res.group,
+                    method.as_str(),
+                )),
+            };
+        }
+        let response = match (&method, r.name.as_deref(), sub) {
+            (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
+                return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
+            }
+            (&Method::GET, Some(name), None) if r.watch_path || query.flag("watch") => {
+                return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
+            }
+            (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
+            (&Method::GET, Some(name), Some("scale")) => scale::get(&self, res, ns, name).await?,
+            (&Method::PUT, Some(name), Some("scale")) => {
+                let request = scale::ScaleWrite::Replace(decoded(body_type?)?);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
+            (&Method::PATCH, Some(name), Some("scale")) => {
+                let kind = body_type?;
+                let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
+                scale::write(&self, res, ns, name, request, &query).await?
+            }
+            (&Method::GET, Some(name), None | Some("status")) => {
+                handlers::get(&self, res, ns, name, rendering, &query).await?
+            }
+            (&Method::GET, Some(name), Some("log")) => {
+                return logs::proxy(&self, res, ns, name, &query).await;
+            }
+            (&Method::POST, None, None) => {
+                let (mut object, duplicated) = checked(body_type?)?;
+                warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
+                handlers::create(&self, res, ns, object, rendering, &query).await?
+            }
+            (&Method::POST, Some(name), Some("eviction")) => {
+                eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
+            }
+            (&Method::POST, Some(name), Some("token")) => {
+                let namespace = ns.unwrap_or_default();
+                let request = decoded(body_type?)?;
+                self.auth
+                    .token_request(&self, namespace, name, request)
+                    .await?
+            }
+            (&Method::POST, Some(name), Some("binding")) => {
+                handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
+            }
+            (&Method::PUT, Some(name), None | Some("status")) => {
+                let (mut object, duplicated) = checked(body_type?)?;
+                warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
+                handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
+            }
+            (&Method::PATCH, Some(name), None | Some("status")) => {
+                let kind = body_type?;
+                let (patch, duplicated) = checked(kind)?;
+                let check =
+                    field_validation::check_patch(res, name, duplicated, &patch, kind, &query)?;
+                warnings = check.warnings;
+                let body = handlers::PatchBody {
+                    patch,
+                    kind,
+                    adds_known_fields_only: check.adds_known_fields_only,
+                };
+                handlers::patch(&self, res, ns, name, sub, body, rendering, &query).await?
+            }
+            (&Method::DELETE, Some(name), None) => {
+                let options = Self::delete_options(&body, &query)?;
+                let response =
+                    handlers::delete(&self, res, ns, name, options, rendering, &query).await?;
+                if res.group.is_empty() && res.kind == "Namespace" {
+                    namespaces::spawn_cleanup(self.clone(), name.to_string());
+                }
+                response
+            }
+            (&Method::DELETE, None, None) if res.verbs.contains(&"deletecollection") => {
+                let options = Self::delete_options(&body, &query)?;
+                handlers::delete_collection(&self, res, ns, options, &query).await?
+            }
+            _ => {
+                return Err(ApiError::method_not_supported(
+                    res.plural,
+                    res.group,
+                    method.as_str(),
+                ));
+            }
+        };
+        let mut response = response.into_response();
+        field_validation::add_warnings(&mut response, &warnings);
+        Ok(response)
+    }
+
+    /// `DeleteOptions` may come as a body (maybe without kind or Content-Type) or not at all.
+    fn delete_options(body: &Bytes, query: &Query) -> Result<handlers::DeleteOptions, ApiError> {
+        let parsed = if body.is_empty() {
+            None
+        } else {
+            Some(request::decode_body(body, request::BodyType::Yaml)?)
+        };
+        handlers::DeleteOptions::from_request(parsed.as_ref(), query)
+    }
+}
+
+/// Serves the API on `listener` until the listener fails; bootstraps the system
+/// namespaces and the `kubernetes` Service first.
+pub async fn serve(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), ServeError> {
+    let acceptor = tls::acceptor(&config.serving)?;
+    let kubelet_tls = config
+        .kubelet_client
+        .as_ref()
+        .map(tls::client_config)
+        .transpose()?;
+    let network = allocator::ServiceNetwork::parse(&config.service_subnet)?;
+    let key_pem = match &config.service_account_key {
+        Some(pem) => pem.clone(),
+        None => rcgen::KeyPair::generate()
+            .map_err(|e| ServeError::Bootstrap(format!("making a service-account key: {e}")))?
+            .serialize_pem(),
+    };
+    let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
+    let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
+    bootstrap::ensure_defaults(&server)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    // Requests are authorized from these mirrors: fill them before serving any.
+    server
+        .rbac
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .auth
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .namespaces
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    server
+        .priority_classes
+        .start(store)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    namespaces::resume_all(&server)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    let revision = crd::load(&server)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tokio::spawn(crd::run(server.clone(), revision));
+    tls::accept_loop(listener, acceptor, server).await
+}
+
+fn read(path: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
+}
+
+/// How long the API server waits for etcd on start before giving up.
+const ETCD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs the apiserver inside a node, configured from the node's files.
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    // RIND_LOG=debug adds one line per request.
+    rind_runtime::logging::init("info");
+    let serving = TlsFiles {
+        cert_pem: read(paths::APISERVER_CRT)?,
+        key_pem: read(paths::APISERVER_KEY)?,
+        ca_pem: read(paths::CA_CRT)?,
+    };
+    let kubelet_client = TlsFiles {
+        cert_pem: read(paths::APISERVER_KUBELET_CLIENT_CRT)?,
+        key_pem: read(paths::APISERVER_KUBELET_CLIENT_KEY)?,
+        ca_pem: read(paths::CA_CRT)?,
+    };
+    let store = connect_etcd().await?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", paths::APISERVER_PORT))
+        .await
+        .with_context(|| format!("binding the API port {}", paths::APISERVER_PORT))?;
+    tracing::info!(port = paths::APISERVER_PORT, "apiserver listening");
+    let config = ServerConfig {
+        serving,
+        kubelet_client: Some(kubelet_client),
+        service_subnet: cfg.service_subnet.clone(),
+        service_account_key: Some(read(paths::SA_KEY)?),
+    };
+    tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
+    serve(config, store, listener)
+        .await
+        .context("serving the API")
+}
+
+/// Connects to the node's etcd, retrying until it answers or the deadline passes
+/// (etcd starts alongside the API server).
+async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
+    use rind_store::{EtcdStore, EtcdTls};
+    let ca_pem = read(paths::ETCD_CA_CRT)?;
+    let cert_pem = read(paths::APISERVER_ETCD_CLIENT_CRT)?;
+    let key_pem = read(paths::APISERVER_ETCD_CLIENT_KEY)?;
+    let tls = || EtcdTls {
+        ca_pem: ca_pem.clone().into_bytes(),
+        cert_pem: cert_pem.clone().into_bytes(),
+        key_pem: key_pem.clone().into_bytes(),
+    };
+    let endpoints = vec![format!("https://127.0.0.1:{}", paths::ETCD_CLIENT_PORT)];
+    let deadline = tokio::time::Instant::now() + ETCD_DEADLINE;
+    loop {
+        match EtcdStore::connect(&endpoints, Some(tls())).await {
+            Ok(store) => match store.revision().await {
+                Ok(_) => return Ok(store),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(e).context("etcd did not become ready");
+                }
+                Err(e) => tracing::info!("waiting for etcd: {e}"),
+            },
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e).context("connecting to etcd");
+            }
+            Err(e) => tracing::info!("waiting for etcd: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_string(),
+    )
+        .into_response()
+}
+
+/// Response bodies for streams (watch, logs).
+pub fn stream_response(content_type: &'static str, body: Body) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}

@@ -1,0 +1,510 @@
+//! Service-account tokens, bearer authentication, RBAC and impersonation, driven by
+//! the real kubectl: `create token`, a kubeconfig holding that token (forbidden until
+//! a RoleBinding grants it), `auth can-i [--list]` with `--as` and with the token,
+//! 401 for bad tokens, and TokenReview.
+
+use base64::Engine;
+use rind_testing::{
+    DEADLINE, TestServer, fails, kubectl, kubectl_binary, ok, start, stderr, stdout, write,
+};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+const BOT: &str = "system:serviceaccount:default:bot";
+
+/// Runs kubectl against `kubeconfig` (not the admin one).
+async fn kubectl_with(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Output {
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(kubectl_binary())
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("HOME", server.dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl timed out")
+    .expect("kubectl could not run")
+}
+
+/// A copy of the admin kubeconfig whose current context uses `token`, made with
+/// kubectl's own `config` commands.
+async fn token_kubeconfig(server: &TestServer, name: &str, token: &str) -> PathBuf {
+    let path = server.dir.path().join(format!("{name}.kubeconfig"));
+    std::fs::copy(&server.kubeconfig, &path).unwrap();
+    let credentials = format!("--token={token}");
+    for args in [
+        vec!["config", "set-credentials", name, credentials.as_str()],
+        vec![
+            "config",
+            "set-context",
+            name,
+            "--cluster=rind",
+            "--user",
+            name,
+        ],
+        vec!["config", "use-context", name],
+    ] {
+        let out = kubectl_with(server, &path, &args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    path
+}
+
+/// `kubectl auth can-i` prints yes or no (and exits 1 on no).
+async fn can_i(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let out = kubectl_with(server, kubeconfig, &all).await;
+    stdout(&out).trim().to_string()
+}
+
+/// Polls until kubectl with `kubeconfig` succeeds (a new binding reaches the
+/// authorizer's watch-fed cache); returns stdout.
+async fn eventually_ok(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let out = kubectl_with(server, kubeconfig, args).await;
+        if out.status.success() {
+            return stdout(&out);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{args:?} never succeeded: {}",
+            stderr(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until kubectl with `kubeconfig` fails with `expected` in its stderr.
+async fn eventually_fails(
+    server: &TestServer,
+    kubeconfig: &PathBuf,
+    args: &[&str],
+    expected: &str,
+) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let out = kubectl_with(server, kubeconfig, args).await;
+        if !out.status.success() && stderr(&out).contains(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{args:?} never failed with {expected:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn token_review(server: &TestServer, token: &str, audiences: &[&str]) -> Value {
+    let file = write(
+        server.dir.path(),
+        "review.json",
+        &serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        })
+        .to_string(),
+    );
+    // kubectl validates create-only kinds itself, against /openapi/v2.
+    let out = ok(server, &["create", "-f", &file, "-o", "json"]).await;
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn service_account_tokens_and_rbac() {
+    let server = start().await;
+    let admin = server.kubeconfig.clone();
+    ok(&server, &["create", "serviceaccount", "bot"]).await;
+    let uid = ok(
+        &server,
+        &["get", "sa", "bot", "-o", "jsonpath={.metadata.uid}"],
+    )
+    .await;
+
+    // The token carries upstream's claims and lives an hour by default.
+    let token = ok(&server, &["create", "token", "bot"]).await;
+    let token = token.trim();
+    let claims = claims_of(token);
+    assert_eq!(
+        claims["iss"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    assert_eq!(claims["sub"], BOT);
+    assert_eq!(claims["kubernetes.io"]["namespace"], "default");
+    assert_eq!(claims["kubernetes.io"]["serviceaccount"]["name"], "bot");
+    assert_eq!(
+        claims["kubernetes.io"]["serviceaccount"]["uid"],
+        uid.as_str()
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    let short = ok(&server, &["create", "token", "bot", "--duration=20m"]).await;
+    let short = claims_of(short.trim());
+    assert_eq!(
+        short["exp"].as_i64().unwrap() - short["iat"].as_i64().unwrap(),
+        1200
+    );
+    let too_short = fails(&server, &["create", "token", "bot", "--duration=5m"]).await;
+    assert!(
+        too_short.contains("may not specify a duration less than 10 minutes"),
+        "{too_short}"
+    );
+    let missing = fails(&server, &["create", "token", "nobody"]).await;
+    assert!(
+        missing.contains(r#"serviceaccounts "nobody" not found"#),
+        "{missing}"
+    );
+
+    // Authenticated but granted nothing beyond discovery and self-reviews.
+    let bot = token_kubeconfig(&server, "bot", token).await;
+    let whoami = ok_with(&server, &bot, &["auth", "whoami"]).await;
+    assert!(whoami.contains(BOT), "{whoami}");
+    assert!(
+        whoami.contains("system:serviceaccounts:default"),
+        "{whoami}"
+    );
+    let denied = kubectl_with(&server, &bot, &["get", "pods"]).await;
+    assert!(!denied.status.success());
+    assert!(
+        stderr(&denied).contains(&format!(
+            r#"Error from server (Forbidden): pods is forbidden: User "{BOT}" cannot list resource "pods" in API group "" in the namespace "default""#
+        )),
+        "{}",
+        stderr(&denied)
+    );
+    assert_eq!(can_i(&server, &bot, &["list", "pods"]).await, "no");
+    assert_eq!(
+        can_i(&server, &admin, &["list", "pods", &format!("--as={BOT}")]).await,
+        "no"
+    );
+
+    // A RoleBinding to `view` in default grants reading there, and nothing more.
+    ok(
+        &server,
+        &[
+            "create",
+            "rolebinding",
+            "bot-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:bot",
+        ],
+    )
+    .await;
+    let pods = eventually_ok(&server, &bot, &["get", "pods"]).await;
+    assert!(pods.is_empty(), "{pods}");
+    for (args, answer) in [
+        (vec!["list", "pods"], "yes"),
+        (vec!["watch", "deployments.apps"], "yes"),
+        (vec!["get", "pods", "--subresource=log"], "yes"),
+        (vec!["create", "pods", "--subresource=exec"], "no"),
+        (vec!["delete", "pods"], "no"),
+        (vec!["create", "deployments.apps"], "no"),
+        (vec!["list", "secrets"], "no"),
+        (vec!["list", "pods", "-n", "kube-system"], "no"),
+        (vec!["list", "nodes"], "no"),
+        (vec!["get", "/api"], "yes"),
+    ] {
+        assert_eq!(can_i(&server, &bot, &args).await, answer, "{args:?}");
+        let mut as_bot = args.clone();
+        let flag = format!("--as={BOT}");
+        as_bot.push(&flag);
+        assert_eq!(can_i(&server, &admin, &as_bot).await, answer, "{as_bot:?}");
+    }
+    let list = ok_with(&server, &bot, &["auth", "can-i", "--list"]).await;
+    let pods_row = list
+        .lines()
+        .find(|l| l.starts_with("pods "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(pods_row.contains("[get list watch]"), "{list}");
+    assert!(
+        list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "{list}"
+    );
+    assert!(!list.contains("*.*"), "{list}");
+
+    // --as: the admin may impersonate; a plain user gets what its bindings give.
+    assert_eq!(
+        can_i(
+            &server,
+            &admin,
+            &["create", "deployments.apps", "--as=jane"]
+        )
+        .await,
+        "no"
+    );
+    ok(
+        &server,
+        &[
+            "create",
+            "rolebinding",
+            "jane-edit",
+            "--clusterrole=edit",
+            "--user=jane",
+        ],
+    )
+    .await;
+    eventually_ok(&server, &admin, &["get", "deployments", "--as=jane"]).await;
+    assert_eq!(
+        can_i(
+            &server,
+            &admin,
+            &["create", "deployments.apps", "--as=jane"]
+        )
+        .await,
+        "yes"
+    );
+    assert_eq!(
+        can_i(
+            &server,
+            &admin,
+            &[
+                "create",
+                "rolebindings.rbac.authorization.k8s.io",
+                "--as=jane"
+            ]
+        )
+        .await,
+        "no"
+    );
+    assert_eq!(
+        can_i(
+            &server,
+            &admin,
+            &["delete", "pods", "-n", "kube-system", "--as=jane"]
+        )
+        .await,
+        "no"
+    );
+    // A group given with --as-group counts too.
+    assert_eq!(
+        can_i(
+            &server,
+            &admin,
+            &["list", "nodes", "--as=jane", "--as-group=system:masters"]
+        )
+        .await,
+        "yes"
+    );
+    let forbidden = fails(&server, &["get", "nodes", "--as=jane"]).await;
+    assert!(
+        forbidden.contains(r#"nodes is forbidden: User "jane" cannot list resource "nodes" in API group "" at the cluster scope"#),
+        "{forbidden}"
+    );
+    // The service account may not impersonate anyone.
+    let impersonating = kubectl_with(&server, &bot, &["get", "pods", "--as=jane"]).await;
+    assert!(
+        stderr(&impersonating).contains(&format!(
+            r#"users "jane" is forbidden: User "{BOT}" cannot impersonate resource "users" in API group "" at the cluster scope"#
+        )),
+        "{}",
+        stderr(&impersonating)
+    );
+
+    // ClusterRoles aggregate: a new role labelled for `view` extends the binding.
+    assert_eq!(can_i(&server, &bot, &["list", "nodes"]).await, "no");
+    let extra = write(
+        server.dir.path(),
+        "aggregate.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: view-nodes\n  labels:\n    rbac.authorization.k8s.io/aggregate-to-view: \"true\"\nrules:\n- apiGroups: [\"\"]\n  resources: [nodes]\n  verbs: [list]\n",
+    );
+    ok(&server, &["create", "-f", &extra]).await;
+    // Only within the RoleBinding's namespace: nodes are cluster-scoped, so a
+    // ClusterRoleBinding is needed before they can be listed.
+    ok(
+        &server,
+        &[
+            "create",
+            "clusterrolebinding",
+            "bot-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:bot",
+        ],
+    )
+    .await;
+    eventually_ok(&server, &bot, &["get", "nodes"]).await;
+
+    // TokenReview: valid for the API server's audience, not for another.
+    let review = token_review(&server, token, &[]).await;
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(review["status"]["user"]["username"], BOT);
+    assert_eq!(review["status"]["user"]["uid"], uid.as_str());
+    let other = token_review(&server, token, &["vault"]).await;
+    assert_eq!(other["status"]["authenticated"], false, "{other}");
+    let garbage = token_review(&server, "garbage", &[]).await;
+    assert_eq!(garbage["status"]["authenticated"], false);
+    assert!(garbage["status"]["error"].is_string(), "{garbage}");
+
+    // Deleting the service account ends its tokens.
+    ok(&server, &["delete", "sa", "bot"]).await;
+    eventually_fails(&server, &bot, &["get", "pods"], "Unauthorized").await;
+    let after = token_review(&server, token, &[]).await;
+    assert_eq!(after["status"]["authenticated"], false, "{after}");
+}
+
+async fn ok_with(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+    let out = kubectl_with(server, kubeconfig, args).await;
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn bad_and_pod_bound_tokens_are_unauthorized() {
+    let server = start().await;
+    // The harness's `anonymous` context holds a token this server never issued.
+    let garbage = fails(&server, &["--context=anonymous", "get", "pods"]).await;
+    assert!(garbage.contains("Unauthorized"), "{garbage}");
+    let raw = kubectl(
+        &server,
+        &["--context=anonymous", "get", "--raw", "/api/v1/namespaces"],
+    )
+    .await;
+    assert!(stderr(&raw).contains("Unauthorized"), "{}", stderr(&raw));
+
+    // A token bound to a pod dies with the pod.
+    ok(&server, &["create", "serviceaccount", "runner"]).await;
+    ok(
+        &server,
+        &["run", "web", "--image=busybox:1.36", "--restart=Never"],
+    )
+    .await;
+    let token = ok(
+        &server,
+        &[
+            "create",
+            "token",
+            "runner",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=web",
+        ],
+    )
+    .await;
+    let claims = claims_of(token.trim());
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "web");
+    let runner = token_kubeconfig(&server, "runner", token.trim()).await;
+    let whoami = ok_with(&server, &runner, &["auth", "whoami"]).await;
+    assert!(
+        whoami.contains("system:serviceaccount:default:runner"),
+        "{whoami}"
+    );
+    let unbound = fails(
+        &server,
+        &[
+            "create",
+            "token",
+            "runner",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=nope",
+        ],
+    )
+    .await;
+    assert!(unbound.contains(r#"pods "nope" not found"#), "{unbound}");
+    ok(
+        &server,
+        &["delete", "pod", "web", "--grace-period=0", "--force"],
+    )
+    .await;
+    eventually_fails(&server, &runner, &["auth", "whoami"], "Unauthorized").await;
+}
+
+/// The users our components present (their certificates in cluster/pki.rs) keep
+/// what they need under RBAC, and no more than their roles say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn component_identities_have_their_access() {
+    let server = start().await;
+    let admin = server.kubeconfig.clone();
+    let scheduler = ["--as=system:kube-scheduler"];
+    let kubelet = ["--as=system:node:n1", "--as-group=system:nodes"];
+    let controllers = ["--as=system:kube-controller-manager"];
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&scheduler, &["watch", "pods", "-A"], "yes"),
+        (&scheduler, &["list", "nodes"], "yes"),
+        (
+            &scheduler,
+            &["create", "pods", "--subresource=binding"],
+            "yes",
+        ),
+        (
+            &scheduler,
+            &["patch", "pods", "--subresource=status"],
+            "yes",
+        ),
+        (&scheduler, &["create", "events"], "yes"),
+        (
+            &scheduler,
+            &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
+            "yes",
+        ),
+        (&scheduler, &["create", "deployments.apps"], "no"),
+        (&scheduler, &["delete", "nodes"], "no"),
+        (&kubelet, &["watch", "pods", "-A"], "yes"),
+        (&kubelet, &["create", "nodes"], "yes"),
+        (&kubelet, &["patch", "nodes", "--subresource=status"], "yes"),
+        (&kubelet, &["patch", "pods", "--subresource=status"], "yes"),
+        (&kubelet, &["delete", "pods"], "yes"),
+        (&kubelet, &["create", "events"], "yes"),
+        (
+            &kubelet,
+            &[
+                "update",
+                "leases.coordination.k8s.io",
+                "-n",
+                "kube-node-lease",
+            ],
+            "yes",
+        ),
+        (&kubelet, &["get", "secrets"], "yes"),
+        (&kubelet, &["delete", "deployments.apps"], "no"),
+        (&kubelet, &["create", "pods", "--subresource=binding"], "no"),
+        (
+            &controllers,
+            &["delete", "widgets.example.com", "-A"],
+            "yes",
+        ),
+        (
+            &controllers,
+            &["create", "endpointslices.discovery.k8s.io"],
+            "yes",
+        ),
+        (
+            &controllers,
+            &["patch", "deployments.apps", "--subresource=status"],
+            "yes",
+        ),
+    ];
+    for (who, what, answer) in cases {
+        let args: Vec<&str> = what.iter().chain(who.iter()).copied().collect();
+        assert_eq!(can_i(&server, &admin, &args).await, *answer, "{args:?}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The controller-manager: control loops that converge the cluster to what its objects
+//! declare. Each controller is a reconcile function over kube-runtime reflector stores
+//! (one file each); they talk to our API server over HTTPS like any client, and only
+//! the holder of the `kube-controller-manager` Lease runs them (`rind_runtime::leader`).
+
+mod cronjob;
+mod daemonset;
+mod deployment;
+mod endpoints;
+pub(crate) mod gc;
+mod job;
+mod nodeipam;
+mod nodelifecycle;
+mod owners;
+mod replicaset;
+mod serviceaccount;
+mod statefulset;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_cascade;
+#[cfg(test)]
+mod tests_cronjob;
+#[cfg(test)]
+mod tests_statefulset;
+mod volume;
+
+use futures::StreamExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use rind_runtime::{NodeConfig, leader, paths};
+use std::time::Duration;
+
+/// How long a controller waits before retrying an object whose reconcile failed.
+const ERROR_REQUEUE: Duration = Duration::from_secs(2);
+/// Even without any change, every object is looked at again this often (what client-go
+/// calls the resync period), so nothing stays wrong because an event was missed.
+const RESYNC: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Whether a reconcile error is a write conflict (retry soon, nothing is wrong).
+fn is_conflict(err: &ControllerError) -> bool {
+    matches!(err, ControllerError::Api(kube::Error::Api(s)) if s.code == 409)
+}
+
+/// A reflector store of `K` and the stream of touched objects that fills it. Used as a
+/// controller's trigger, the store has seen a change before the reconcile it wakes
+/// runs (a separate watch for the trigger could run ahead of the store).
+fn reflected<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// Keeps a reflector store of `K` filled from a watch for as long as the task runs.
+fn reflect<K>(api: Api<K>, what: &'static str) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store::<K>();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(err) = event {
+                tracing::warn!("{what} watch error: {err}");
+            }
+        }
+    });
+    (store, task)
+}
+
+/// An event recorder for one controller, named as upstream's controllers report.
+fn recorder(client: &Client, controller: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: controller.to_string(),
+            instance: None,
+        },
+    )
+}
+
+/// Runs every controller until one of them fails for good (they do not end otherwise).
+pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), ControllerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(replicaset::run(client.clone()));
+    tasks.spawn(deployment::run(client.clone()));
+    tasks.spawn(gc::run(client.clone()));
+    tasks.spawn(endpoints::run(client.clone()));
+    tasks.spawn(serviceaccount::run(client.clone()));
+    tasks.spawn(job::run(client.clone()));
+    tasks.spawn(daemonset::run(client.clone()));
+    tasks.spawn(statefulset::run(client.clone()));
+    tasks.spawn(cronjob::run(
+        client.clone(),
+        cfg.clock.unwrap_or(jiff::Timestamp::now),
+    ));
+    tasks.spawn(nodelifecycle::run(
+        client.clone(),
+        cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
+    ));
+    tasks.spawn(volume::run(client.clone()));
+    if !cfg.pod_subnet.is_empty() {
+        tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.is_panic() => {
+                return Err(ControllerError::Invalid(format!(
+                    "a controller panicked: {e}"
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// What the controllers need to know about the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The pod network node podCIDRs are carved from (empty: no node IPAM).
+    pub pod_subnet: String,
+    /// Where the CronJob controller reads the time (None: the system clock).
+    pub clock: Option<cronjob::Clock>,
+    /// How stale a node's heartbeat may get before it counts as unreachable (None:
+    /// upstream's 40 s; tests use a few seconds).
+    pub node_grace: Option<Duration>,
+}
+
+/// Runs the controller-manager inside a node: campaigns for the lease and runs the
+/// controllers while it holds it; on SIGTERM gives the lease up so a peer takes over.
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    rind_runtime::logging::init("info");
+    let client = rind_runtime::client::from_kubeconfig(paths::CONTROLLER_MANAGER_CONF).await?;
+    let settings = Settings {
+        pod_subnet: cfg.pod_subnet.clone(),
+        clock: None,
+        node_grace: None,
+    };
+    let mut elector = leader::Elector::new(
+        client.clone(),
+        leader::LeaseConfig::controller_manager(leader::identity()),
+    );
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        result = elector.run(|| run_controllers(client.clone(), settings.clone())) => result,
+        _ = sigterm.recv() => Ok(()),
+    };
+    if let Err(e) = elector.release().await {
+        tracing::warn!("releasing the lease: {e}");
+    }
+    Ok(result?)
+}

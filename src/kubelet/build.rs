@@ -1,0 +1,12 @@
+//! Compiles the Container Runtime Interface v1 (kubernetes/cri-api's api.proto) with
+//! protox, so a build needs nothing but the Rust toolchain.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=cri/proto");
+    let fds = protox::compile(["api.proto"], ["cri/proto"])?;
+    // Only the client side: nothing in rind serves these interfaces.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(fds)?;
+    Ok(())
+}

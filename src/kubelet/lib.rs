@@ -1,0 +1,131 @@
+//! The kubelet: registers the node, runs the pods bound to it through the container
+//! runtime (CRI), reports their status and serves their logs.
+
+mod cri;
+pub mod local_path;
+mod logs;
+mod node_status;
+mod pods;
+mod server;
+mod spec;
+mod status;
+mod volumes;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use rind_runtime::{NodeConfig, paths};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long to wait between tries while containerd or the API server come up.
+const STARTUP_RETRY: Duration = Duration::from_secs(1);
+
+async fn connect_runtime() -> (cri::Cri, cri::v1::VersionResponse) {
+    let runtime = cri::Cri::new(paths::CONTAINERD_SOCK);
+    loop {
+        match runtime.version().await {
+            Ok(version) => return (runtime, version),
+            Err(err) => tracing::info!("waiting for the container runtime: {err}"),
+        }
+        tokio::time::sleep(STARTUP_RETRY).await;
+    }
+}
+
+/// Runs the kubelet inside a node, configured from the node's files.
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    rind_runtime::logging::init("info");
+    let client = rind_runtime::client::from_kubeconfig(paths::KUBELET_CONF).await?;
+    let (runtime, version) = connect_runtime().await;
+    tracing::info!(
+        runtime = %version.runtime_name,
+        version = %version.runtime_version,
+        "connected to the container runtime"
+    );
+    let info = node_status::SystemInfo::read(format!(
+        "{}://{}",
+        version.runtime_name, version.runtime_version
+    ));
+    let node_uid = loop {
+        match node_status::register(&client, cfg, &info).await {
+            Ok(uid) => break uid,
+            Err(err) => tracing::info!("waiting for the API server to register the node: {err}"),
+        }
+        tokio::time::sleep(STARTUP_RETRY).await;
+    };
+    tokio::spawn(node_status::heartbeat(
+        client.clone(),
+        cfg.clone(),
+        info,
+        node_uid,
+    ));
+
+    tokio::spawn(local_path::run(
+        client.clone(),
+        cfg.node_name.clone(),
+        std::path::PathBuf::from("/"),
+    ));
+
+    let (store, writer) = reflector::store::<Pod>();
+    let wake = Arc::new(Notify::new());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let selector = format!("spec.nodeName={}", cfg.node_name);
+    let events = watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let notify = wake.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(err) = event {
+                tracing::warn!("pod watch error: {err}");
+            }
+            notify.notify_one();
+        }
+    });
+    // Syncing before the first full list would tear down the sandboxes of pods not
+    // listed yet.
+    store
+        .wait_until_ready()
+        .await
+        .context("the pod watch ended before its first list")?;
+    tracing::info!("pod list loaded; starting pod workers");
+    let workers = Arc::new(pods::PodWorkers::new(
+        Arc::new(pods::KubePodApi {
+            client,
+            node_name: cfg.node_name.clone(),
+        }),
+        runtime.clone(),
+        cfg.node_ip.clone(),
+        spec::kubernetes_service_env(&cfg.service_subnet),
+        store.clone(),
+    ));
+    tokio::spawn(workers.run(wake));
+
+    let tls = server::tls_config(
+        paths::KUBELET_SERVING_CRT,
+        paths::KUBELET_SERVING_KEY,
+        paths::CA_CRT,
+    )?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", paths::KUBELET_PORT))
+        .await
+        .with_context(|| format!("listening on port {}", paths::KUBELET_PORT))?;
+    tracing::info!(port = paths::KUBELET_PORT, "kubelet API listening");
+    server::serve(listener, tls, store, runtime).await;
+    Ok(())
+}
+
+/// The runtime's ID of `image` (its config digest, the same as Docker's image ID), or
+/// None when the node's containerd does not hold it.
+pub async fn image_id(image: &str) -> anyhow::Result<Option<String>> {
+    let cri = cri::Cri::new(rind_runtime::paths::CONTAINERD_SOCK);
+    let status = cri
+        .image_status(image)
+        .await
+        .context("asking containerd for the image")?;
+    Ok(status.map(|image| image.id))
+}
