@@ -158,8 +158,7 @@ pub trait Store: Send + Sync + 'static {
 mod conformance;
 pub mod etcd;
 /// The in-memory backend serves the fast API tests (every component's, through
-/// rind-testing); nothing in the product runs on it. Behind the `memory` feature, so
-/// the shipped binary does not carry it.
+/// rind-testing, which turns on the `memory` feature); nothing in the product runs on it.
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 
