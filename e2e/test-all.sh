@@ -2,7 +2,7 @@
 # Installs everything the tests need on a Debian/Ubuntu machine with Docker and Rust,
 # then checks the workspace's layers, formatting and lints, and runs every test: unit
 # tests, API integration tests (real etcd, real kubectl) and the Docker end-to-end
-# suite. One release build is made and reused by all of them. Nothing is skipped.
+# suite (on the one release build). Nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,11 +34,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build --release"
 cargo build --release --locked
 echo "== unit and API integration tests"
+# The tests run on a debug build, the one a developer's `cargo test -p <crate>` makes
+# (incremental); the release build above is what the node image and e2e use.
 # --include-ignored: the suites that drive the real kubectl or start a real etcd are
 # #[ignore]d so that a bare `cargo test` runs without them; here both are installed.
 # The two CRI round trips need a node's containerd socket (RIND_CRI_SOCKET); they run
 # by hand inside a node, and the Docker suite below covers the same path.
-cargo test --release --workspace --locked -- --include-ignored \
+cargo test --workspace --locked -- --include-ignored \
   --skip cri::tests::sandbox_and_container_round_trip \
   --skip pods::tests::pod_lifecycles_against_a_runtime
 echo "== end-to-end tests (Docker)"
