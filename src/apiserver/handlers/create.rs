@@ -4,7 +4,8 @@
 
 use super::encoding::encode_stored;
 use super::{
-    Ctx, MAX_RETRIES, Saved, admit, admit_pruned, check_namespace, check_type, decode, store_error,
+    Ctx, MAX_RETRIES, Saved, admit, admit_pruned, check_namespace, check_type, decode,
+    set_resource_version, store_error,
 };
 use crate::request::{Query, Rendering};
 use crate::{Json, Server};
@@ -175,7 +176,7 @@ pub(super) async fn create_saved(
         let encoded = encode_stored(resource, &candidate)?;
         match server.store.create(&key, encoded.bytes.clone()).await {
             Ok(revision) => {
-                super::set_resource_version(&mut candidate, revision);
+                set_resource_version(&mut candidate, revision);
                 return Ok(Saved {
                     object: candidate,
                     json: encoded.served(revision),
