@@ -21,7 +21,7 @@ async fn create_if_absent(
         .registry
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-    match create_object(server, resource, ns, object, false).await {
+    match create_object(server, resource, ns, object).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -59,7 +59,7 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         .lookup("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| ApiError::internal("priorityclasses are not registered"))?;
     for class in rind_api::scheduling::system_priority_classes() {
-        match create_object(server, classes, None, class, false).await {
+        match create_object(server, classes, None, class).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
@@ -75,7 +75,7 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
             .lookup("rbac.authorization.k8s.io", "v1", plural)
             .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
         for object in objects {
-            match create_object(server, resource, None, object, false).await {
+            match create_object(server, resource, None, object).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -96,7 +96,7 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         .registry
         .lookup("storage.k8s.io", "v1", "storageclasses")
         .ok_or_else(|| ApiError::internal("storageclasses are not registered"))?;
-    match create_object(server, storage_classes, None, standard, false).await {
+    match create_object(server, storage_classes, None, standard).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),

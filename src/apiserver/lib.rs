@@ -24,6 +24,7 @@ mod request;
 mod reviews;
 mod scale;
 mod storageclass;
+mod strategy;
 pub mod tls;
 mod watch;
 
@@ -330,6 +331,7 @@ impl Server {
                 )),
             };
         }
+        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -337,7 +339,7 @@ impl Server {
             (&Method::GET, Some(name), None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, Some(name), rendering, &query).await;
             }
-            (&Method::GET, None, None) => handlers::list(&self, res, ns, rendering, &query).await?,
+            (&Method::GET, None, None) => handlers::list(&ctx).await?,
             (&Method::GET, Some(name), Some("scale")) => scale::get(&self, res, ns, name).await?,
             (&Method::PUT, Some(name), Some("scale")) => {
                 let request = scale::ScaleWrite::Replace(decoded(body_type?)?);
@@ -348,16 +350,14 @@ impl Server {
                 let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
                 scale::write(&self, res, ns, name, request, &query).await?
             }
-            (&Method::GET, Some(name), None | Some("status")) => {
-                handlers::get(&self, res, ns, name, rendering, &query).await?
-            }
+            (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await?,
             (&Method::GET, Some(name), Some("log")) => {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
             (&Method::POST, None, None) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
-                handlers::create(&self, res, ns, object, rendering, &query).await?
+                handlers::create(&ctx, object).await?
             }
             (&Method::POST, Some(name), Some("eviction")) => {
                 eviction::evict(&self, res, ns, name, decoded(body_type?)?, &query).await?
@@ -370,12 +370,12 @@ impl Server {
                     .await?
             }
             (&Method::POST, Some(name), Some("binding")) => {
-                handlers::bind(&self, res, ns, name, decoded(body_type?)?).await?
+                handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
             (&Method::PUT, Some(name), None | Some("status")) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
-                handlers::update(&self, res, ns, name, sub, object, rendering, &query).await?
+                handlers::update(&ctx, name, sub, object).await?
             }
             (&Method::PATCH, Some(name), None | Some("status")) => {
                 let kind = body_type?;
@@ -388,20 +388,17 @@ impl Server {
                     kind,
                     adds_known_fields_only: check.adds_known_fields_only,
                 };
-                handlers::patch(&self, res, ns, name, sub, body, rendering, &query).await?
+                handlers::patch(&ctx, name, sub, body).await?
             }
             (&Method::DELETE, Some(name), None) => {
                 let options = Self::delete_options(&body, &query)?;
-                let response =
-                    handlers::delete(&self, res, ns, name, options, rendering, &query).await?;
-                if res.group.is_empty() && res.kind == "Namespace" {
-                    namespaces::spawn_cleanup(self.clone(), name.to_string());
-                }
+                let response = handlers::delete(&ctx, name, options).await?;
+                ctx.strategy.after_delete(&self, name);
                 response
             }
             (&Method::DELETE, None, None) if res.verbs.contains(&"deletecollection") => {
                 let options = Self::delete_options(&body, &query)?;
-                handlers::delete_collection(&self, res, ns, options, &query).await?
+                handlers::delete_collection(&ctx, options).await?
             }
             _ => {
                 return Err(ApiError::method_not_supported(

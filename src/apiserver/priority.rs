@@ -166,8 +166,7 @@ pub async fn check_single_default(
     resource: &Resource,
     class: &Value,
 ) -> Result<(), ApiError> {
-    let is_class = resource.group == "scheduling.k8s.io" && resource.kind == "PriorityClass";
-    if !is_class || class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+    if class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
         return Ok(());
     }
     let name = meta::name(class);

@@ -11,9 +11,9 @@
 //! keys, bytes that are not a JSON object) sends that object down the ordinary decode
 //! path, so the answer is always what `handlers::list` would give.
 
-use super::handlers::{Filter, decode_as, scan};
+use super::Json;
+use super::handlers::{Ctx, Filter, decode_as, scan};
 use super::request::{Query, Rendering};
-use super::{Json, Server};
 use rind_api::registry::{Resource, Storage};
 use rind_api::status::ApiError;
 use rind_api::table::{self, IncludeObject};
@@ -38,15 +38,15 @@ pub fn applies(resource: &Resource, rendering: Rendering, query: &Query) -> bool
 }
 
 /// The `…List` (or Table) of `resource` under `ns` matching `filter`, as JSON bytes.
-pub async fn list(
-    server: &Server,
-    resource: &Resource,
-    ns: Option<&str>,
-    rendering: Rendering,
-    filter: &Filter,
-    limit: usize,
-    query: &Query,
-) -> Result<Json, ApiError> {
+pub async fn list(ctx: &Ctx<'_>, filter: &Filter, limit: usize) -> Result<Json, ApiError> {
+    let &Ctx {
+        server,
+        resource,
+        namespace: ns,
+        rendering,
+        query,
+        ..
+    } = ctx;
     let needed = filter.top_level_fields();
     let include = IncludeObject::parse(query.get("includeObject"));
     let mut items = Vec::new();

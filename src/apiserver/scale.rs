@@ -7,6 +7,7 @@ use super::handlers::{
     validate_update, write_update,
 };
 use super::request::{BodyType, Query, Rendering};
+use super::strategy;
 use super::{Json, Server};
 use rind_api::crd;
 use rind_api::registry::Resource;
@@ -41,7 +42,7 @@ pub enum ScaleWrite {
 
 pub async fn write(
     server: &Server,
-    resource: &Resource,
+    resource: &'static Resource,
     ns: Option<&str>,
     name: &str,
     request: ScaleWrite,
@@ -49,6 +50,7 @@ pub async fn write(
 ) -> Result<Json, ApiError> {
     let dry_run = query.get("dryRun") == Some("All");
     let key = resource.key(ns, name);
+    let strategy = strategy::of(resource);
     for _ in 0..MAX_RETRIES {
         let (kv, current) = read(server, resource, &key, name).await?;
         let scale = match &request {
@@ -68,9 +70,9 @@ pub async fn write(
             None => apply_scale(&mut incoming, &scale),
         }
         .map_err(|causes| ApiError::invalid("Scale", "autoscaling", name, &causes))?;
-        let mut next = prepare_update(resource, None, &current, incoming);
-        admit(resource, &mut next, None)?;
-        validate_update(resource, None, &current, &next)?;
+        let mut next = prepare_update(resource, strategy, None, &current, incoming);
+        admit(resource, strategy, &mut next, None)?;
+        validate_update(resource, strategy, None, &current, &next)?;
         rind_api::patch::apply::record_update(
             Some(&current),
             &mut next,

@@ -6,19 +6,12 @@
 use super::Server;
 use super::handlers::decode;
 use rind_api::meta::child_mut;
-use rind_api::registry::Resource;
 use rind_api::status::ApiError;
 use rind_api::storage::DEFAULT_CLASS;
 use serde_json::{Value, json};
 
-pub async fn default_class(
-    server: &Server,
-    resource: &Resource,
-    claim: &mut Value,
-) -> Result<(), ApiError> {
-    if !(resource.group.is_empty() && resource.kind == "PersistentVolumeClaim") {
-        return Ok(());
-    }
+/// Gives `claim` (being created) the default class when it names none.
+pub async fn default_class(server: &Server, claim: &mut Value) -> Result<(), ApiError> {
     let has_class = claim
         .get("spec")
         .and_then(|s| s.get("storageClassName"))

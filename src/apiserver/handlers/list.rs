@@ -1,0 +1,183 @@
+//! LIST: the label and field selectors, the paged walk over the store (which the raw
+//! list path and watches share) and the list answer in each rendering.
+
+use super::continue_token::{decode_continue, encode_continue};
+use super::{Ctx, decode_as, store_error};
+use crate::request::{Query, Rendering};
+use crate::{Json, Server};
+use rind_api::meta;
+use rind_api::registry::Resource;
+use rind_api::selector::{FieldSelector, LabelSelector};
+use rind_api::status::ApiError;
+use rind_api::table::{IncludeObject, partial_metadata, table};
+use rind_store::{KeyValue, StoreError};
+use serde_json::{Value, json};
+
+/// The label and field selectors of a list or watch.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_query(resource: &Resource, query: &Query) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(query.raw("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(
+            query.raw("fieldSelector").unwrap_or_default(),
+            resource.selectable_fields,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(meta::labels(object)) && self.fields.matches(object)
+    }
+
+    /// The top-level fields of an object (`metadata`, `spec`, …) `matches` looks at.
+    pub fn top_level_fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self
+            .fields
+            .paths()
+            .map(|path| path.split('.').next().unwrap_or(path))
+            .collect();
+        if !self.labels.is_empty() {
+            fields.push("metadata");
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+    }
+}
+
+/// Matching objects, at most `limit` (0 = all), plus the list's revision and continue token.
+pub async fn collect(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    filter: &Filter,
+    limit: usize,
+    query: &Query,
+) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+    let mut items = Vec::new();
+    let (revision, next) = scan(server, resource, ns, limit, query, |kv| {
+        let object = decode_as(resource, kv)?;
+        let keep = filter.matches(&object);
+        if keep {
+            items.push(object);
+        }
+        Ok(keep)
+    })
+    .await?;
+    Ok((items, revision, next))
+}
+
+/// Walks the keys a list covers (from `continue` or the start, at the revision the
+/// query asks for), page by page, handing each to `accept`, which says whether it
+/// counted towards `limit`. Returns the list's revision and the continue token when
+/// `limit` stopped it early.
+pub async fn scan(
+    server: &Server,
+    resource: &Resource,
+    ns: Option<&str>,
+    limit: usize,
+    query: &Query,
+    mut accept: impl FnMut(&KeyValue) -> Result<bool, ApiError>,
+) -> Result<(i64, Option<String>), ApiError> {
+    let prefix = resource.prefix(ns);
+    let (mut start_after, mut revision) = match query.get("continue") {
+        Some(token) => {
+            let token = decode_continue(token)?;
+            if !token.start.starts_with(&prefix) {
+                return Err(ApiError::bad_request(
+                    "continue key is not valid for this list",
+                ));
+            }
+            (Some(token.start), Some(token.rv))
+        }
+        None => {
+            let exact = query.get("resourceVersionMatch") == Some("Exact");
+            let rv = query.int("resourceVersion")?;
+            (None, if exact { rv } else { None })
+        }
+    };
+    let mut accepted = 0;
+    loop {
+        // Ask for a little more than the remainder so filtering rarely needs a second page.
+        let want = if limit == 0 {
+            0
+        } else {
+            (limit - accepted).max(1) + 1
+        };
+        let page = server
+            .store
+            .list(&prefix, start_after.as_deref(), want, revision)
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                other => store_error(other, resource, ""),
+            })?;
+        revision = Some(page.revision);
+        let count = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            if accept(kv)? {
+                accepted += 1;
+            }
+            if limit != 0 && accepted >= limit {
+                let next =
+                    (i + 1 < count || page.more).then(|| encode_continue(page.revision, &kv.key));
+                return Ok((page.revision, next));
+            }
+        }
+        if !page.more || count == 0 {
+            return Ok((page.revision, None));
+        }
+        start_after = page.items.last().map(|kv| kv.key.clone());
+    }
+}
+
+pub async fn list(ctx: &Ctx<'_>) -> Result<Json, ApiError> {
+    let &Ctx {
+        server,
+        resource,
+        namespace,
+        rendering,
+        query,
+        ..
+    } = ctx;
+    let filter = Filter::from_query(resource, query)?;
+    let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+    if crate::raw_list::applies(resource, rendering, query) {
+        return crate::raw_list::list(ctx, &filter, limit).await;
+    }
+    let (items, revision, next) =
+        collect(server, resource, namespace, &filter, limit, query).await?;
+    let mut list_meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(token) = next {
+        list_meta["continue"] = json!(token);
+    }
+    let body = match rendering {
+        Rendering::Table => table(
+            resource,
+            &items,
+            list_meta,
+            IncludeObject::parse(query.get("includeObject")),
+        ),
+        Rendering::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
+        Rendering::Object => json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": list_meta,
+            "items": items,
+        }),
+    };
+    Ok(Json::ok(body, rendering))
+}

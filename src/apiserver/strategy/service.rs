@@ -1,0 +1,66 @@
+//! Services: their defaults and validation (`rind_api::services`), ClusterIP and
+//! NodePort allocation on create (`allocator`), and updates that keep what was
+//! allocated when they leave it out. Nothing is released on delete: the allocator
+//! reads what is in use from the stored Services.
+
+use super::{AsyncHook, Strategy};
+use crate::allocator;
+use crate::handlers::Ctx;
+use rind_api::services;
+use rind_api::status::Cause;
+use serde_json::{Value, json};
+
+pub struct Service;
+
+impl Strategy for Service {
+    fn default_and_validate(&self, service: &mut Value, causes: &mut Vec<Cause>) {
+        services::default_service(service);
+        causes.extend(services::validate_service(service));
+    }
+
+    fn begin_create<'a>(&'a self, ctx: &'a Ctx<'a>, service: &'a mut Value) -> AsyncHook<'a, ()> {
+        Some(Box::pin(allocator::allocate(ctx.server, service)))
+    }
+
+    fn prepare_for_update(&self, _subresource: Option<&str>, current: &Value, next: &mut Value) {
+        keep_allocations(current, next);
+    }
+}
+
+/// A Service keeps its allocated ClusterIP and NodePorts when an update leaves them out.
+fn keep_allocations(current: &Value, next: &mut Value) {
+    let Some(old_spec) = current.get("spec").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["clusterIP", "clusterIPs"] {
+        let missing = spec
+            .get(key)
+            .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+        if missing && let Some(old) = old_spec.get(key) {
+            spec.insert(key.into(), old.clone());
+        }
+    }
+    let tcp = json!("TCP");
+    let old_ports = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            if port.contains_key("nodePort") {
+                continue;
+            }
+            let same = old_ports.iter().find(|p| {
+                p.get("port") == port.get("port")
+                    && p.get("protocol").unwrap_or(&tcp) == port.get("protocol").unwrap_or(&tcp)
+            });
+            if let Some(node_port) = same.and_then(|p| p.get("nodePort")) {
+                port.insert("nodePort".into(), node_port.clone());
+            }
+        }
+    }
+}
