@@ -31,6 +31,10 @@ echo "== layers, format and lints"
 python3 e2e/check_layers.py
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== generated code is what its generator makes"
+# Regenerates from the k8s-openapi sources in Cargo.lock (its `cargo metadata` fetches
+# them on a fresh clone) and fails on any difference from the committed file.
+python3 src/api/patch/gen_schema.py --check
 echo "== cargo build --release"
 cargo build --release --locked
 echo "== unit and API integration tests"

@@ -20,6 +20,7 @@ mod openapi;
 mod priority;
 mod raw_list;
 mod rbac;
+mod recovery;
 mod request;
 mod reviews;
 mod scale;
@@ -202,10 +203,13 @@ impl Server {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let user = req.extensions().get::<User>().map(|u| u.name.clone());
-        let response = match self.route(req).await {
-            Ok(response) => response,
-            Err(err) => err.into_response(),
-        };
+        let response = recovery::catch_panic(&method, &uri, async move {
+            match self.route(req).await {
+                Ok(response) => response,
+                Err(err) => err.into_response(),
+            }
+        })
+        .await;
         tracing::debug!(
             %method,
             %uri,
@@ -218,6 +222,8 @@ impl Server {
     }
 
     async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
+        #[cfg(test)]
+        recovery::panic_if_asked(req.headers());
         let target = request::parse_path(&self.registry, req.uri().path())?;
         match target {
             // Probes and the version are public, as upstream's system:public-info-viewer.

@@ -4,6 +4,7 @@
 
 use super::{Server, TlsFiles};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub struct User {
 }
 
 fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ServeError> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| ServeError::Pem {
             what,
@@ -51,15 +52,13 @@ fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 fn key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, ServeError> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| ServeError::Pem {
-            what,
-            reason: e.to_string(),
-        })?
-        .ok_or(ServeError::Pem {
-            what,
-            reason: "no private key found".into(),
-        })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| ServeError::Pem {
+        what,
+        reason: match e {
+            pem::Error::NoItemsFound => "no private key found".into(),
+            e => e.to_string(),
+        },
+    })
 }
 
 fn roots(pem: &str, what: &'static str) -> Result<rustls::RootCertStore, ServeError> {

@@ -14,7 +14,7 @@ pub enum LoadCommand {
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
     },
-    /// Loads an image archive (docker save / OCI tar) into the nodes.
+    /// Loads an image archive (docker save / OCI tar, plain or gzipped) into the nodes.
     ImageArchive {
         archive: PathBuf,
         #[command(flatten)]

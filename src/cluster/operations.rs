@@ -261,7 +261,7 @@ pub async fn load_docker_images(
     load::docker_images(&docker, ui, cluster, images, nodes).await
 }
 
-/// Loads an image archive (`docker save` output) into the cluster's nodes.
+/// Loads an image archive (`docker save` output, plain or gzipped) into the cluster's nodes.
 pub async fn load_image_archive(
     cluster: &str,
     archive: &Path,

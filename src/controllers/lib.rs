@@ -3,6 +3,7 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (`rind_runtime::leader`).
 
+mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;

@@ -18,9 +18,10 @@ use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
 use rustls::RootCertStore;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::convert::Infallible;
-use std::io::BufReader;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -39,6 +40,11 @@ pub enum ServerError {
     Read {
         path: String,
         source: std::io::Error,
+    },
+    #[error("invalid PEM in {path}: {source}")]
+    Pem {
+        path: String,
+        source: rustls::pki_types::pem::Error,
     },
     #[error("{path} holds no private key")]
     NoKey { path: String },
@@ -61,11 +67,11 @@ fn read_pem(path: &str) -> Result<Vec<u8>, ServerError> {
     })
 }
 
-fn pem_certs(path: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ServerError> {
+fn pem_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
     let pem = read_pem(path)?;
-    rustls_pemfile::certs(&mut BufReader::new(pem.as_slice()))
+    CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| ServerError::Read {
+        .map_err(|source| ServerError::Pem {
             path: path.to_string(),
             source,
         })
@@ -78,14 +84,15 @@ pub fn tls_config(
 ) -> Result<rustls::ServerConfig, ServerError> {
     let chain = pem_certs(cert)?;
     let key_pem = read_pem(key)?;
-    let private_key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
-        .map_err(|source| ServerError::Read {
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| match source {
+        pem::Error::NoItemsFound => ServerError::NoKey {
+            path: key.to_string(),
+        },
+        source => ServerError::Pem {
             path: key.to_string(),
             source,
-        })?
-        .ok_or_else(|| ServerError::NoKey {
-            path: key.to_string(),
-        })?;
+        },
+    })?;
     let mut roots = RootCertStore::empty();
     for ca in pem_certs(client_ca)? {
         roots.add(ca)?;
@@ -366,6 +373,29 @@ mod tests {
         let mut resp = String::new();
         tls.read_to_string(&mut resp).await?;
         Ok(resp)
+    }
+
+    #[test]
+    fn a_key_file_without_a_key_or_with_broken_pem_is_named_in_the_error() {
+        let pki = pki();
+        let file = |name: &str| pki.dir.path().join(name).display().to_string();
+        // A certificate where the key belongs: PEM, but no private key in it.
+        let err = tls_config(&file("kubelet.crt"), &file("kubelet.crt"), &file("ca.crt"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, format!("{} holds no private key", file("kubelet.crt")));
+        std::fs::write(
+            pki.dir.path().join("broken.key"),
+            "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = tls_config(&file("kubelet.crt"), &file("broken.key"), &file("ca.crt"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("invalid PEM in {}: ", file("broken.key"))),
+            "{err}"
+        );
     }
 
     #[tokio::test]

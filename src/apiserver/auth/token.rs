@@ -9,6 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::{self, PemObject};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -125,10 +127,11 @@ const LEEWAY_SECONDS: i64 = 60;
 impl TokenKey {
     /// Reads a PKCS#8 PEM private key (what rcgen's `serialize_pem` writes).
     pub fn from_pem(pem: &str) -> Result<TokenKey, KeyError> {
-        let key = rustls_pemfile::private_key(&mut pem.as_bytes())
-            .map_err(|e| KeyError::Pem(e.to_string()))?
-            .ok_or(KeyError::NotPkcs8)?;
-        let rustls::pki_types::PrivateKeyDer::Pkcs8(der) = key else {
+        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+            pem::Error::NoItemsFound => KeyError::NotPkcs8,
+            e => KeyError::Pem(e.to_string()),
+        })?;
+        let PrivateKeyDer::Pkcs8(der) = key else {
             return Err(KeyError::NotPkcs8);
         };
         let der = der.secret_pkcs8_der();

@@ -527,7 +527,9 @@ async fn fake_kubelet(
         ExtendedKeyUsagePurpose::ServerAuth,
     );
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -537,12 +539,10 @@ async fn fake_kubelet(
     )
     .build()
     .unwrap();
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert.as_bytes())
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
         .map(|c| c.unwrap())
         .collect();
-    let key = rustls_pemfile::private_key(&mut key.as_bytes())
-        .unwrap()
-        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -324,8 +324,10 @@ pub fn tls_connector(
     key_pem: &[u8],
 ) -> Result<TlsConnector, String> {
     use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::{Error as PemError, PemObject};
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let pem_certs = |pem: &[u8], what: &str| {
-        let certs = rustls_pemfile::certs(&mut &pem[..])
+        let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| format!("{what}: {err}"))?;
         if certs.is_empty() {
@@ -337,9 +339,10 @@ pub fn tls_connector(
     for cert in pem_certs(ca_pem, "etcd CA")? {
         roots.add(cert).map_err(|err| format!("etcd CA: {err}"))?;
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|err| format!("etcd client key: {err}"))?
-        .ok_or("etcd client key: no private key in the PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|err| match err {
+        PemError::NoItemsFound => "etcd client key: no private key in the PEM".to_string(),
+        err => format!("etcd client key: {err}"),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
