@@ -12,6 +12,7 @@ pub mod meta;
 pub mod patch;
 pub mod pods;
 pub mod protobuf;
+pub mod quantity;
 pub mod rbac;
 pub mod registry;
 pub mod scale;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use rind_api::pods::parse_quantity;
+use rind_api::quantity::Quantity;
 use rind_api::storage::{
     BIND_COMPLETED, BOUND_BY_CONTROLLER, LOCAL_PATH_PROVISIONER, PROVISIONED_BY, SELECTED_NODE,
     STORAGE_PROVISIONER, claim_class, pinned_hostnames, volume_fits_node, waits_for_consumer,
@@ -67,6 +67,7 @@ fn refers_to(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
             .is_none_or(|u| u.is_empty() || Some(u) == claim.metadata.uid.as_deref())
 }
 
+/// Bytes of `storage` in a resource list, rounded up as upstream counts them.
 fn storage(
     map: Option<
         &std::collections::BTreeMap<
@@ -74,9 +75,10 @@ fn storage(
             k8s_openapi::apimachinery::pkg::api::resource::Quantity,
         >,
     >,
-) -> Option<f64> {
+) -> Option<i64> {
     map.and_then(|m| m.get("storage"))
-        .and_then(|q| parse_quantity(&q.0))
+        .and_then(|q| Quantity::parse(&q.0))
+        .map(|q| q.value())
 }
 
 /// Whether an unclaimed volume satisfies the claim (node: where its pod was scheduled).
@@ -107,9 +109,8 @@ pub fn satisfies(
     {
         return false;
     }
-    let requested =
-        storage(want.resources.as_ref().and_then(|r| r.requests.as_ref())).unwrap_or(0.0);
-    if storage(spec.capacity.as_ref()).unwrap_or(0.0) < requested {
+    let requested = storage(want.resources.as_ref().and_then(|r| r.requests.as_ref())).unwrap_or(0);
+    if storage(spec.capacity.as_ref()).unwrap_or(0) < requested {
         return false;
     }
     if let Some(selector) = &want.selector
@@ -132,9 +133,9 @@ pub fn best_match<'a>(
         .filter(|pv| satisfies(pv, claim, node))
         .min_by(|a, b| {
             let size = |pv: &PersistentVolume| {
-                storage(pv.spec.as_ref().and_then(|s| s.capacity.as_ref())).unwrap_or(0.0)
+                storage(pv.spec.as_ref().and_then(|s| s.capacity.as_ref())).unwrap_or(0)
             };
-            size(a).total_cmp(&size(b))
+            size(a).cmp(&size(b))
         })
 }
 
