@@ -9,6 +9,7 @@ pub mod disruption;
 pub mod fields;
 pub mod kinds;
 pub mod meta;
+pub mod object_selector;
 pub mod patch;
 pub mod pods;
 pub mod protobuf;

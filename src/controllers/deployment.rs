@@ -22,6 +22,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -800,7 +801,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Controll
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    if owners::selector_is_empty(&d.spec.selector) {
+    if label_selector_is_empty(&d.spec.selector) {
         return Err(ControllerError::Invalid(
             "an empty selector would select every pod".into(),
         ));
@@ -815,7 +816,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Controll
         if rs.namespace().as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let matches = owners::selector_matches(&d.spec.selector, rs.metadata.labels.as_ref());
+        let matches = label_selector_matches(&d.spec.selector, rs.metadata.labels.as_ref());
         if owners::controlled_by(&rs.metadata, &uid) {
             if matches {
                 owned.push(rs.as_ref().clone());

@@ -16,6 +16,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,8 +57,8 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
                 .iter()
                 .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
                 .filter(|rs| {
-                    !owners::selector_is_empty(&rs.spec.selector)
-                        && owners::selector_matches(&rs.spec.selector, pod.metadata.labels.as_ref())
+                    !label_selector_is_empty(&rs.spec.selector)
+                        && label_selector_matches(&rs.spec.selector, pod.metadata.labels.as_ref())
                 })
                 .map(|rs| ObjectRef::from_obj(rs.as_ref()))
                 .collect(),
@@ -194,7 +195,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Control
         if pod.metadata.namespace.as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let matches = owners::selector_matches(&spec.selector, pod.metadata.labels.as_ref());
+        let matches = label_selector_matches(&spec.selector, pod.metadata.labels.as_ref());
         if owners::controlled_by(&pod.metadata, &uid) {
             if matches {
                 owned.push(pod);
@@ -204,7 +205,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Control
         } else if owners::controller_of(&pod.metadata).is_none()
             && matches
             && !deleting
-            && !owners::selector_is_empty(&spec.selector)
+            && !label_selector_is_empty(&spec.selector)
             && pod.metadata.deletion_timestamp.is_none()
             && !is_terminal(&pod)
         {

@@ -25,6 +25,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -587,8 +588,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
         // (left by an orphaning delete of an earlier set of this name).
         let adoptable = owners::controller_of(&pod.metadata).is_none()
             && pod.metadata.deletion_timestamp.is_none()
-            && !owners::selector_is_empty(&spec.selector)
-            && owners::selector_matches(&spec.selector, pod.metadata.labels.as_ref())
+            && !label_selector_is_empty(&spec.selector)
+            && label_selector_matches(&spec.selector, pod.metadata.labels.as_ref())
             && ordinal_of(&set_name, &pod.name_any()).is_some();
         if adoptable {
             match owners::adopt(

@@ -5,11 +5,11 @@
 //! the next pass finishes binding), and keeps the phases of both current.
 
 use super::{Ctx, provisioner};
-use crate::owners::selector_matches;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
+use rind_api::object_selector::label_selector_matches;
 use rind_api::quantity::Quantity;
 use rind_api::storage::{
     BIND_COMPLETED, BOUND_BY_CONTROLLER, LOCAL_PATH_PROVISIONER, PROVISIONED_BY, SELECTED_NODE,
@@ -114,7 +114,7 @@ pub fn satisfies(
         return false;
     }
     if let Some(selector) = &want.selector
-        && !selector_matches(selector, pv.metadata.labels.as_ref())
+        && !label_selector_matches(selector, pv.metadata.labels.as_ref())
     {
         return false;
     }
