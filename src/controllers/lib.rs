@@ -25,11 +25,9 @@ mod tests_cronjob;
 mod tests_statefulset;
 mod volume;
 
-use futures::StreamExt;
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use rind_runtime::reflect::{reflect, reflected};
 use rind_runtime::{NodeConfig, leader, paths};
 use std::time::Duration;
 
@@ -50,61 +48,6 @@ pub enum ControllerError {
 /// Whether a reconcile error is a write conflict (retry soon, nothing is wrong).
 fn is_conflict(err: &ControllerError) -> bool {
     matches!(err, ControllerError::Api(kube::Error::Api(s)) if s.code == 409)
-}
-
-/// A reflector store of `K` and the stream of touched objects that fills it. Used as a
-/// controller's trigger, the store has seen a change before the reconcile it wakes
-/// runs (a separate watch for the trigger could run ahead of the store).
-fn reflected<K>(
-    api: Api<K>,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
-}
-
-/// Keeps a reflector store of `K` filled from a watch for as long as the task runs.
-fn reflect<K>(api: Api<K>, what: &'static str) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (store, writer) = reflector::store::<K>();
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    let task = tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            if let Err(err) = event {
-                tracing::warn!("{what} watch error: {err}");
-            }
-        }
-    });
-    (store, task)
 }
 
 /// An event recorder for one controller, named as upstream's controllers report.
