@@ -25,10 +25,12 @@ mod tests_cronjob;
 mod tests_statefulset;
 mod volume;
 
-use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
 use rind_runtime::reflect::{reflect, reflected};
 use rind_runtime::{NodeConfig, leader, paths};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a controller waits before retrying an object whose reconcile failed.
@@ -48,6 +50,45 @@ pub enum ControllerError {
 /// Whether a reconcile error is a write conflict (retry soon, nothing is wrong).
 fn is_conflict(err: &ControllerError) -> bool {
     matches!(err, ControllerError::Api(kube::Error::Api(s)) if s.code == 409)
+}
+
+/// What every controller does with a failed reconcile: log it and retry soon. A write
+/// conflict only means another writer got there first (the retry reads the new
+/// version), so it is not logged.
+fn error_policy<K, C>(object: Arc<K>, err: &ControllerError, _ctx: Arc<C>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    if !is_conflict(err) {
+        let key = match object.namespace() {
+            Some(ns) => format!("{ns}/{}", object.name_any()),
+            None => object.name_any(),
+        };
+        tracing::warn!(kind = %K::kind(&()), object = %key, "sync failed: {err}");
+    }
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// Records an Event about `object` from a controller's recorder, with the reason as
+/// its action. A failure is logged, not returned: a sync must not fail (and retry its
+/// writes) because its Event could not be written.
+async fn publish_event<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::debug!("cannot record event: {e}");
+    }
 }
 
 /// An event recorder for one controller, named as upstream's controllers report.

@@ -4,7 +4,7 @@
 //! availableReplicas, fullyLabeledReplicas and observedGeneration in the status.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -74,13 +74,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         })
         .await;
     Ok(())
-}
-
-fn error_policy(rs: Arc<ReplicaSet>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(replicaset = %rs.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -162,19 +155,6 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
         },
         spec: template.spec,
         status: None,
-    }
-}
-
-async fn event(ctx: &Ctx, rs: &ReplicaSet, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &rs.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
     }
 }
 
@@ -320,8 +300,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, missing: usize) -> O
                 Ok(created) => {
                     let name = created.name_any();
                     ctx.expectations.created(key, name.clone());
-                    event(
-                        ctx,
+                    publish_event(
+                        &ctx.recorder,
                         rs,
                         EventType::Normal,
                         "SuccessfulCreate",
@@ -333,8 +313,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, missing: usize) -> O
             }
         }
         if let Some(message) = failed {
-            event(
-                ctx,
+            publish_event(
+                &ctx.recorder,
                 rs,
                 EventType::Warning,
                 "FailedCreate",
@@ -372,8 +352,8 @@ async fn delete_pods(
         match api.delete(&name, &params).await {
             Ok(_) => {
                 ctx.expectations.deleted(key, name.clone());
-                event(
-                    ctx,
+                publish_event(
+                    &ctx.recorder,
                     rs,
                     EventType::Normal,
                     "SuccessfulDelete",

@@ -5,6 +5,7 @@
 //! the next pass finishes binding), and keeps the phases of both current.
 
 use super::{Ctx, provisioner};
+use crate::publish_event;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -156,7 +157,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<(), kube
         else {
             if claim_phase(claim) == "Bound" {
                 set_claim_phase(ctx, claim, "Lost").await?;
-                ctx.event(
+                publish_event(
+&ctx.recorder,
                     claim,
                     EventType::Warning,
                     "ClaimLost",
@@ -211,7 +213,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<(), kube
         Some(node) => provisioner::provision(ctx, claim, &class, &node).await,
         None => {
             if !announced {
-                ctx.event(
+                publish_event(
+&ctx.recorder,
                     claim,
                     EventType::Warning,
                     "ProvisioningFailed",
@@ -419,15 +422,27 @@ async fn sync_volume(ctx: &Ctx, pv: &PersistentVolume) -> Result<(), kube::Error
                 pv.name_any()
             );
             set_volume_phase(ctx, pv, "Failed", Some(&message)).await?;
-            ctx.event(pv, EventType::Warning, "VolumeFailedDelete", message)
-                .await;
+            publish_event(
+                &ctx.recorder,
+                pv,
+                EventType::Warning,
+                "VolumeFailedDelete",
+                message,
+            )
+            .await;
             Ok(())
         }
         "Recycle" => {
             let message = "Recycle is not supported; use Delete or Retain".to_string();
             set_volume_phase(ctx, pv, "Failed", Some(&message)).await?;
-            ctx.event(pv, EventType::Warning, "VolumeFailedRecycle", message)
-                .await;
+            publish_event(
+                &ctx.recorder,
+                pv,
+                EventType::Warning,
+                "VolumeFailedRecycle",
+                message,
+            )
+            .await;
             Ok(())
         }
         // Retain: the data stays and the volume stays Released until an admin acts.
