@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use std::sync::Arc;
@@ -45,13 +45,8 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         pods,
         expectations: Expectations::default(),
     });
-    let job_of = |pod: Pod| -> Option<ObjectRef<Job>> {
-        let owner = owners::controller_of(&pod.metadata)?;
-        (owner.kind == "Job")
-            .then(|| ObjectRef::new(&owner.name).within(&pod.namespace().unwrap_or_default()))
-    };
     Controller::new(Api::<Job>::all(client), watcher::Config::default())
-        .watches_stream(pod_events, job_of)
+        .owns_stream(pod_events)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
