@@ -3,6 +3,7 @@
 //! them) and the checks that turn a broken pod into a 422 with field causes.
 
 use super::meta::child_mut;
+use super::quantity::Quantity;
 use super::status::Cause;
 use super::validation::is_dns1123_label;
 use serde_json::{Map, Value, json};
@@ -153,38 +154,10 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-/// A quantity (`100m`, `1Gi`, `2`, `1e3`) as a number, for comparing requests and limits.
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    let suffixes: &[(&str, f64)] = &[
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in suffixes {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    text.parse::<f64>().ok()
-}
-
-fn quantity_of(resources: Option<&Value>, kind: &str, name: &str) -> Option<f64> {
-    let q = resources?.get(kind)?.get(name)?;
-    match q {
-        Value::String(s) => parse_quantity(s),
-        Value::Number(n) => n.as_f64(),
+fn quantity_of(resources: Option<&Value>, kind: &str, name: &str) -> Option<Quantity> {
+    match resources?.get(kind)?.get(name)? {
+        Value::String(s) => Quantity::parse(s),
+        Value::Number(n) => Quantity::parse(&n.to_string()),
         _ => None,
     }
 }

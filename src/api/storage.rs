@@ -2,9 +2,8 @@
 //! kubelet: annotation names, the local-path provisioner's identity and layout, and
 //! the rules for which nodes a persistent volume can be used on.
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, PersistentVolume, PersistentVolumeClaim,
-};
+use super::object_selector::node_selector_matches;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 /// Set by the scheduler on a claim of a WaitForFirstConsumer class: provision here.
@@ -44,31 +43,6 @@ pub fn waits_for_consumer(class: &StorageClass) -> bool {
     class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
 }
 
-fn requirement_holds(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(bound)) = (
-                value.and_then(number),
-                values.first().and_then(|v| number(v)),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                have > bound
-            } else {
-                have < bound
-            }
-        }
-        _ => false,
-    }
-}
-
 /// Whether the volume can be used on `node`: no required node affinity, or one of its
 /// terms holds for the node's labels (and metadata.name for matchFields).
 pub fn volume_fits_node(pv: &PersistentVolume, node: &Node) -> bool {
@@ -80,25 +54,11 @@ pub fn volume_fits_node(pv: &PersistentVolume, node: &Node) -> bool {
     else {
         return true;
     };
-    let labels = node.metadata.labels.as_ref();
-    let name = node.metadata.name.as_deref();
-    required.node_selector_terms.iter().any(|term| {
-        let by_label = term.match_expressions.iter().flatten().all(|req| {
-            requirement_holds(
-                req,
-                labels.and_then(|l| l.get(&req.key)).map(String::as_str),
-            )
-        });
-        let by_field = term
-            .match_fields
-            .iter()
-            .flatten()
-            .all(|req| req.key == "metadata.name" && requirement_holds(req, name));
-        // An empty term selects nothing, as upstream reads it.
-        let empty = term.match_expressions.as_ref().is_none_or(Vec::is_empty)
-            && term.match_fields.as_ref().is_none_or(Vec::is_empty);
-        !empty && by_label && by_field
-    })
+    node_selector_matches(
+        required,
+        node.metadata.name.as_deref().unwrap_or_default(),
+        node.metadata.labels.as_ref(),
+    )
 }
 
 /// The node names a volume's affinity pins it to with `kubernetes.io/hostname In`
@@ -120,7 +80,8 @@ pub fn pinned_hostnames(pv: &PersistentVolume) -> Vec<String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        NodeSelector, NodeSelectorTerm, PersistentVolumeSpec, VolumeNodeAffinity,
+        NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeSpec,
+        VolumeNodeAffinity,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 

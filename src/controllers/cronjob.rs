@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
@@ -42,13 +42,8 @@ pub async fn run(client: Client, now: Clock) -> Result<(), ControllerError> {
         jobs,
         now,
     });
-    let cronjob_of = |job: Job| -> Option<ObjectRef<CronJob>> {
-        let owner = owners::controller_of(&job.metadata)?;
-        (owner.kind == "CronJob")
-            .then(|| ObjectRef::new(&owner.name).within(&job.namespace().unwrap_or_default()))
-    };
     Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
-        .watches_stream(job_events, cronjob_of)
+        .owns_stream(job_events)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -6,7 +6,7 @@
 
 use super::deployment::template_hash;
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflected};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
@@ -14,10 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,13 +71,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         })
         .await;
     Ok(())
-}
-
-fn error_policy(ds: Arc<DaemonSet>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(daemonset = %ds.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
@@ -255,9 +248,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Controll
         match api.delete(&pod.name_any(), &DeleteParams::default()).await {
             Ok(_) => {
                 ctx.expectations.deleted(&key, pod.name_any());
-                event(
-                    &ctx,
-                    &ds,
+                publish_event(
+                    &ctx.recorder,
+                    ds.as_ref(),
+                    EventType::Normal,
                     "SuccessfulDelete",
                     format!("Deleted pod: {}", pod.name_any()),
                 )
@@ -304,19 +298,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Controll
     Ok(Action::requeue(RESYNC))
 }
 
-async fn event(ctx: &Ctx, ds: &DaemonSet, reason: &str, note: String) {
-    let ev = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &ds.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
-    }
-}
-
 async fn create_pod(
     ctx: &Ctx,
     ds: &DaemonSet,
@@ -348,9 +329,10 @@ async fn create_pod(
     };
     let created = api.create(&PostParams::default(), &pod).await?;
     ctx.expectations.created(key, created.name_any());
-    event(
-        ctx,
+    publish_event(
+        &ctx.recorder,
         ds,
+        EventType::Normal,
         "SuccessfulCreate",
         format!("Created pod: {}", created.name_any()),
     )

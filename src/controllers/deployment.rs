@@ -7,7 +7,7 @@
 //! conditions with the progress deadline.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
@@ -18,10 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,13 +69,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     })
     .await;
     Ok(())
-}
-
-fn error_policy(d: Arc<Deployment>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(deployment = %d.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 /// FNV-1a, 32 bits: what upstream hashes pod templates with.
@@ -224,24 +218,6 @@ impl Sync<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.ns)
     }
 
-    async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&ev, &self.d.object_ref(&()))
-            .await
-        {
-            tracing::debug!("cannot record event: {e}");
-        }
-    }
-
     /// Sets a ReplicaSet's replicas (and the annotations saying what the Deployment
     /// wants), recording the write so the next sync waits until the cache shows it.
     /// No resourceVersion guard: only this controller writes a ReplicaSet's size, and
@@ -271,7 +247,9 @@ impl Sync<'_> {
         *rs = updated;
         if from != to {
             let direction = if to > from { "up" } else { "down" };
-            self.event(
+            publish_event(
+                &self.ctx.recorder,
+                self.d,
                 EventType::Normal,
                 "ScalingReplicaSet",
                 format!(
@@ -361,7 +339,9 @@ impl Sync<'_> {
         match self.rs_api().create(&PostParams::default(), &rs).await {
             Ok(created) => {
                 self.ctx.expectations.created(&self.key, created.name_any());
-                self.event(
+                publish_event(
+                    &self.ctx.recorder,
+                    self.d,
                     EventType::Normal,
                     "ScalingReplicaSet",
                     format!(
@@ -800,7 +780,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Controll
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    if owners::selector_is_empty(&d.spec.selector) {
+    if label_selector_is_empty(&d.spec.selector) {
         return Err(ControllerError::Invalid(
             "an empty selector would select every pod".into(),
         ));
@@ -815,7 +795,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Controll
         if rs.namespace().as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let matches = owners::selector_matches(&d.spec.selector, rs.metadata.labels.as_ref());
+        let matches = label_selector_matches(&d.spec.selector, rs.metadata.labels.as_ref());
         if owners::controlled_by(&rs.metadata, &uid) {
             if matches {
                 owned.push(rs.as_ref().clone());

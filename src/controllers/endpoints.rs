@@ -6,7 +6,7 @@
 //! as terminating in EndpointSlices, as kube-proxy expects.
 
 use super::owners;
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, reflect, reflected};
+use super::{ControllerError, RESYNC, error_policy, reflect, reflected};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
@@ -80,13 +80,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     endpoints_task.abort();
     sweeper.abort();
     Ok(())
-}
-
-fn error_policy(svc: Arc<Service>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(service = %svc.name_any(), "endpoints sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 /// The Service's selector, if it manages endpoints (a selector-less Service's

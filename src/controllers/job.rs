@@ -9,7 +9,7 @@
 //! upstream's TTL-after-finished controller, here because it reads the same objects.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
@@ -17,10 +17,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,13 +45,8 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         pods,
         expectations: Expectations::default(),
     });
-    let job_of = |pod: Pod| -> Option<ObjectRef<Job>> {
-        let owner = owners::controller_of(&pod.metadata)?;
-        (owner.kind == "Job")
-            .then(|| ObjectRef::new(&owner.name).within(&pod.namespace().unwrap_or_default()))
-    };
     Controller::new(Api::<Job>::all(client), watcher::Config::default())
-        .watches_stream(pod_events, job_of)
+        .owns_stream(pod_events)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -60,13 +55,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         })
         .await;
     Ok(())
-}
-
-fn error_policy(job: Arc<Job>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(job = %job.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 fn phase(pod: &Pod) -> &str {
@@ -91,19 +79,6 @@ fn condition(type_: &str, reason: &str, message: &str, now: Timestamp) -> JobCon
         message: Some(message.into()),
         last_probe_time: Some(Time(now)),
         last_transition_time: Some(Time(now)),
-    }
-}
-
-async fn event(ctx: &Ctx, job: &Job, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
     }
 }
 
@@ -307,7 +282,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         active_count = 0;
         conditions.push(condition("FailureTarget", reason, message, now));
         conditions.push(condition("Failed", reason, message, now));
-        event(&ctx, &job, EventType::Warning, reason, message.to_string()).await;
+        publish_event(
+            &ctx.recorder,
+            job.as_ref(),
+            EventType::Warning,
+            reason,
+            message.to_string(),
+        )
+        .await;
     } else if complete {
         conditions.push(condition(
             "SuccessCriteriaMet",
@@ -322,9 +304,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
             now,
         ));
         completion_time = Some(Time(now));
-        event(
-            &ctx,
-            &job,
+        publish_event(
+            &ctx.recorder,
+            job.as_ref(),
             EventType::Normal,
             "Completed",
             "Job completed".into(),
@@ -357,9 +339,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
                 Ok(created) => {
                     ctx.expectations.created(&key, created.name_any());
                     active_count += 1;
-                    event(
-                        &ctx,
-                        &job,
+                    publish_event(
+                        &ctx.recorder,
+                        job.as_ref(),
                         EventType::Normal,
                         "SuccessfulCreate",
                         format!("Created pod: {}", created.name_any()),
@@ -367,9 +349,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
                     .await;
                 }
                 Err(e) => {
-                    event(
-                        &ctx,
-                        &job,
+                    publish_event(
+                        &ctx.recorder,
+                        job.as_ref(),
                         EventType::Warning,
                         "FailedCreate",
                         format!("Error creating: {e}"),

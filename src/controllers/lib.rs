@@ -26,12 +26,12 @@ mod tests_cronjob;
 mod tests_statefulset;
 mod volume;
 
-use futures::StreamExt;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use rind_runtime::reflect::{reflect, reflected};
 use rind_runtime::{NodeConfig, leader, paths};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a controller waits before retrying an object whose reconcile failed.
@@ -53,59 +53,43 @@ fn is_conflict(err: &ControllerError) -> bool {
     matches!(err, ControllerError::Api(kube::Error::Api(s)) if s.code == 409)
 }
 
-/// A reflector store of `K` and the stream of touched objects that fills it. Used as a
-/// controller's trigger, the store has seen a change before the reconcile it wakes
-/// runs (a separate watch for the trigger could run ahead of the store).
-fn reflected<K>(
-    api: Api<K>,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+/// What every controller does with a failed reconcile: log it and retry soon. A write
+/// conflict only means another writer got there first (the retry reads the new
+/// version), so it is not logged.
+fn error_policy<K, C>(object: Arc<K>, err: &ControllerError, _ctx: Arc<C>) -> Action
 where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K: Resource<DynamicType = ()>,
 {
-    let (store, writer) = reflector::store::<K>();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
+    if !is_conflict(err) {
+        let key = match object.namespace() {
+            Some(ns) => format!("{ns}/{}", object.name_any()),
+            None => object.name_any(),
+        };
+        tracing::warn!(kind = %K::kind(&()), object = %key, "sync failed: {err}");
+    }
+    Action::requeue(ERROR_REQUEUE)
 }
 
-/// Keeps a reflector store of `K` filled from a watch for as long as the task runs.
-fn reflect<K>(api: Api<K>, what: &'static str) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (store, writer) = reflector::store::<K>();
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    let task = tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            if let Err(err) = event {
-                tracing::warn!("{what} watch error: {err}");
-            }
-        }
-    });
-    (store, task)
+/// Records an Event about `object` from a controller's recorder, with the reason as
+/// its action. A failure is logged, not returned: a sync must not fail (and retry its
+/// writes) because its Event could not be written.
+async fn publish_event<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::debug!("cannot record event: {e}");
+    }
 }
 
 /// An event recorder for one controller, named as upstream's controllers report.

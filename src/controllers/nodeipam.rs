@@ -2,7 +2,7 @@
 //! pod subnet (what the net agent routes and the CNI config hands out pod IPs from).
 //! A CIDR is never changed once set; taken ones are skipped.
 
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict};
+use super::{ControllerError, RESYNC, error_policy};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
@@ -87,13 +87,6 @@ pub async fn run(client: Client, pod_subnet: String) -> Result<(), ControllerErr
         })
         .await;
     Ok(())
-}
-
-fn error_policy(node: Arc<Node>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(node = %node.name_any(), "podCIDR allocation failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {

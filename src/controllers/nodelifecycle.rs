@@ -3,15 +3,15 @@
 //! with the Ready condition, and evicts pods from NoExecute-tainted nodes once their
 //! tolerations run out (upstream's taint manager), so their owners replace them elsewhere.
 
-use super::{ControllerError, recorder, reflect};
+use super::{ControllerError, publish_event, recorder, reflect};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -223,7 +223,8 @@ impl Ctx {
                 match self.mark_unknown(&node, now).await {
                     Ok(()) => {
                         tracing::info!(node = %name, "node stopped heartbeating; Ready is Unknown");
-                        self.event(
+                        publish_event(
+                            &self.recorder,
                             &*node,
                             EventType::Normal,
                             "NodeNotReady",
@@ -386,7 +387,8 @@ impl Ctx {
                 Ok(_) => {
                     tracing::info!(pod = %format!("{ns}/{name}"), %node, "evicting a pod from a NoExecute-tainted node");
                     self.evicted.insert(uid);
-                    self.event(
+                    publish_event(
+                        &self.recorder,
                         &*pod,
                         EventType::Normal,
                         "TaintManagerEviction",
@@ -399,25 +401,6 @@ impl Ctx {
                 }
                 Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), "eviction failed: {e}"),
             }
-        }
-    }
-
-    async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::debug!("cannot record event: {e}");
         }
     }
 }

@@ -1,54 +1,15 @@
-//! What the workload controllers share: label selectors, controller ownerReferences
+//! What the workload controllers share: controller ownerReferences
 //! (claim, adopt, release), and expectations — the writes a controller made that its
 //! reflector store has not shown yet, so it does not act twice on a stale cache.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Whether `labels` match a typed label selector (matchLabels and matchExpressions).
-/// An empty selector matches everything, as upstream's `LabelSelectorAsSelector`.
-pub fn selector_matches(
-    selector: &LabelSelector,
-    labels: Option<&BTreeMap<String, String>>,
-) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    let by_label = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expression = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_label && by_expression
-}
-
-/// Whether a selector selects nothing at all (upstream refuses to manage with one).
-pub fn selector_is_empty(selector: &LabelSelector) -> bool {
-    selector
-        .match_labels
-        .as_ref()
-        .is_none_or(BTreeMap::is_empty)
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(Vec::is_empty)
-}
 
 /// The ownerReference with `controller: true`, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
@@ -208,57 +169,5 @@ impl Expectations {
             return true;
         }
         false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn selectors_match_labels_and_expressions() {
-        let selector = LabelSelector {
-            match_labels: Some(labels(&[("app", "web")])),
-            match_expressions: Some(vec![
-                LabelSelectorRequirement {
-                    key: "tier".into(),
-                    operator: "In".into(),
-                    values: Some(vec!["front".into(), "edge".into()]),
-                },
-                LabelSelectorRequirement {
-                    key: "canary".into(),
-                    operator: "DoesNotExist".into(),
-                    values: None,
-                },
-            ]),
-        };
-        assert!(selector_matches(
-            &selector,
-            Some(&labels(&[("app", "web"), ("tier", "edge")]))
-        ));
-        assert!(!selector_matches(
-            &selector,
-            Some(&labels(&[("app", "web"), ("tier", "back")]))
-        ));
-        assert!(!selector_matches(
-            &selector,
-            Some(&labels(&[
-                ("app", "web"),
-                ("tier", "front"),
-                ("canary", "1")
-            ]))
-        ));
-        assert!(!selector_matches(&selector, None));
-        assert!(selector_matches(&LabelSelector::default(), None));
-        assert!(selector_is_empty(&LabelSelector::default()));
-        assert!(!selector_is_empty(&selector));
     }
 }

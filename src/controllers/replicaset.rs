@@ -4,7 +4,7 @@
 //! availableReplicas, fullyLabeledReplicas and observedGeneration in the status.
 
 use super::owners::{self, Expectations};
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -12,10 +12,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,8 +57,8 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
                 .iter()
                 .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
                 .filter(|rs| {
-                    !owners::selector_is_empty(&rs.spec.selector)
-                        && owners::selector_matches(&rs.spec.selector, pod.metadata.labels.as_ref())
+                    !label_selector_is_empty(&rs.spec.selector)
+                        && label_selector_matches(&rs.spec.selector, pod.metadata.labels.as_ref())
                 })
                 .map(|rs| ObjectRef::from_obj(rs.as_ref()))
                 .collect(),
@@ -73,13 +74,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         })
         .await;
     Ok(())
-}
-
-fn error_policy(rs: Arc<ReplicaSet>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(replicaset = %rs.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -164,19 +158,6 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
     }
 }
 
-async fn event(ctx: &Ctx, rs: &ReplicaSet, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &rs.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
-    }
-}
-
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {
     let ns = rs.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", rs.name_any());
@@ -194,7 +175,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Control
         if pod.metadata.namespace.as_deref() != Some(ns.as_str()) {
             continue;
         }
-        let matches = owners::selector_matches(&spec.selector, pod.metadata.labels.as_ref());
+        let matches = label_selector_matches(&spec.selector, pod.metadata.labels.as_ref());
         if owners::controlled_by(&pod.metadata, &uid) {
             if matches {
                 owned.push(pod);
@@ -204,7 +185,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Control
         } else if owners::controller_of(&pod.metadata).is_none()
             && matches
             && !deleting
-            && !owners::selector_is_empty(&spec.selector)
+            && !label_selector_is_empty(&spec.selector)
             && pod.metadata.deletion_timestamp.is_none()
             && !is_terminal(&pod)
         {
@@ -319,8 +300,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, missing: usize) -> O
                 Ok(created) => {
                     let name = created.name_any();
                     ctx.expectations.created(key, name.clone());
-                    event(
-                        ctx,
+                    publish_event(
+                        &ctx.recorder,
                         rs,
                         EventType::Normal,
                         "SuccessfulCreate",
@@ -332,8 +313,8 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, missing: usize) -> O
             }
         }
         if let Some(message) = failed {
-            event(
-                ctx,
+            publish_event(
+                &ctx.recorder,
                 rs,
                 EventType::Warning,
                 "FailedCreate",
@@ -371,8 +352,8 @@ async fn delete_pods(
         match api.delete(&name, &params).await {
             Ok(_) => {
                 ctx.expectations.deleted(key, name.clone());
-                event(
-                    ctx,
+                publish_event(
+                    &ctx.recorder,
                     rs,
                     EventType::Normal,
                     "SuccessfulDelete",

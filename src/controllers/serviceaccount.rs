@@ -1,7 +1,7 @@
 //! The ServiceAccount controller: every namespace that is not being deleted has a
 //! `default` ServiceAccount, recreated if someone deletes it.
 
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict};
+use super::{ControllerError, RESYNC, error_policy};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -36,13 +36,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     })
     .await;
     Ok(())
-}
-
-fn error_policy(ns: Arc<Namespace>, err: &ControllerError, _client: Arc<Client>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(namespace = %ns.name_any(), "serviceaccount sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, ControllerError> {

@@ -10,7 +10,7 @@
 use super::deployment::{same_template, template_hash};
 use super::owners::{self, Expectations};
 use super::replicaset::is_available;
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, recorder, reflect, reflected};
+use super::{ControllerError, RESYNC, error_policy, publish_event, recorder, reflect, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
@@ -21,10 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
+use rind_api::object_selector::{label_selector_is_empty, label_selector_matches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,13 +90,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         .await;
     revisions_task.abort();
     Ok(())
-}
-
-fn error_policy(set: Arc<StatefulSet>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(statefulset = %set.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
 }
 
 /// The ordinal in a pod name `<set>-<ordinal>`, if the pod is one of the set's.
@@ -255,19 +249,6 @@ fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, revision: &str, ordina
     }
 }
 
-async fn event(ctx: &Ctx, set: &StatefulSet, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &set.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
-    }
-}
-
 /// The set's current and update revisions (name and template).
 struct Revisions {
     current: (String, PodTemplateSpec),
@@ -421,8 +402,8 @@ async fn create_pod(
         let name = claim.name_any();
         match claims.create(&PostParams::default(), &claim).await {
             Ok(_) => {
-                event(
-                    ctx,
+                publish_event(
+                    &ctx.recorder,
                     set,
                     EventType::Normal,
                     "SuccessfulCreate",
@@ -433,8 +414,7 @@ async fn create_pod(
             // Kept from an earlier pod of this ordinal: the new pod reuses it.
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
-                event(
-                    ctx,
+                publish_event(&ctx.recorder,
                     set,
                     EventType::Warning,
                     "FailedCreate",
@@ -449,8 +429,8 @@ async fn create_pod(
     match api.create(&PostParams::default(), pod).await {
         Ok(_) => {
             ctx.expectations.created(key, pod_name.clone());
-            event(
-                ctx,
+            publish_event(
+                &ctx.recorder,
                 set,
                 EventType::Normal,
                 "SuccessfulCreate",
@@ -462,8 +442,8 @@ async fn create_pod(
         // The old pod of this name is still going away: the next pass creates it.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => {
-            event(
-                ctx,
+            publish_event(
+                &ctx.recorder,
                 set,
                 EventType::Warning,
                 "FailedCreate",
@@ -497,8 +477,8 @@ async fn delete_pod(
     {
         Ok(_) => {
             ctx.expectations.deleted(key, name.clone());
-            event(
-                ctx,
+            publish_event(
+                &ctx.recorder,
                 set,
                 EventType::Normal,
                 "SuccessfulDelete",
@@ -587,8 +567,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
         // (left by an orphaning delete of an earlier set of this name).
         let adoptable = owners::controller_of(&pod.metadata).is_none()
             && pod.metadata.deletion_timestamp.is_none()
-            && !owners::selector_is_empty(&spec.selector)
-            && owners::selector_matches(&spec.selector, pod.metadata.labels.as_ref())
+            && !label_selector_is_empty(&spec.selector)
+            && label_selector_matches(&spec.selector, pod.metadata.labels.as_ref())
             && ordinal_of(&set_name, &pod.name_any()).is_some();
         if adoptable {
             match owners::adopt(

@@ -1,7 +1,7 @@
 //! `kubectl delete --cascade=background|foreground|orphan` against the API server with
 //! the garbage collector running, as in a cluster.
 
-use rind_testing::{DEADLINE, TestServer, client, fails, ok, start, write};
+use rind_testing::{TestServer, client, eventually, fails, ok, start, write};
 
 /// One owner config map and its two dependents (blocking the owner's deletion).
 async fn family(server: &TestServer, owner: &str) {
@@ -38,19 +38,15 @@ async fn config_maps(server: &TestServer) -> String {
     .await
 }
 
-async fn eventually(server: &TestServer, want: &str) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+/// Waits until the config maps are exactly `want`.
+async fn config_maps_become(server: &TestServer, want: &str) {
+    eventually(&format!("config maps {want:?}"), || async {
         let have = config_maps(server).await;
-        if have.trim() == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "config maps are {have:?}, never {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (have.trim() == want)
+            .then_some(())
+            .ok_or_else(|| format!("they are {:?}", have.trim()))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +68,7 @@ async fn delete_with_each_cascade() {
 
     let out = ok(&server, &["delete", "cm", "bg", "--cascade=background"]).await;
     assert_eq!(out, "configmap \"bg\" deleted from default namespace\n");
-    eventually(&server, &with("fg fg-a fg-b orph orph-a orph-b")).await;
+    config_maps_become(&server, &with("fg fg-a fg-b orph orph-a orph-b")).await;
 
     // Foreground: kubectl waits until the owner is gone, which is after its dependents.
     let out = ok(&server, &["delete", "cm", "fg", "--cascade=foreground"]).await;

@@ -12,10 +12,10 @@ mod status;
 mod volumes;
 
 use anyhow::Context;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
+use rind_runtime::reflect::reflect_and_notify;
 use rind_runtime::{NodeConfig, paths};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,24 +69,18 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         std::path::PathBuf::from("/"),
     ));
 
-    let (store, writer) = reflector::store::<Pod>();
     let wake = Arc::new(Notify::new());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let selector = format!("spec.nodeName={}", cfg.node_name);
-    let events = watcher(pods, watcher::Config::default().fields(&selector))
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
     let notify = wake.clone();
-    tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            if let Err(err) = event {
-                tracing::warn!("pod watch error: {err}");
-            }
+    let selector = format!("spec.nodeName={}", cfg.node_name);
+    let (store, _pod_watch) = reflect_and_notify(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&selector),
+        "pod",
+        move || {
             notify.notify_one();
-        }
-    });
+            true
+        },
+    );
     // Syncing before the first full list would tear down the sandboxes of pods not
     // listed yet.
     store

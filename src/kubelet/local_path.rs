@@ -7,11 +7,11 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::DeleteParams;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use rind_api::storage::{
     LOCAL_PATH_PROVISIONER, LOCAL_PATH_ROOT, PROVISIONED_BY, pinned_hostnames,
 };
+use rind_runtime::reflect::reflected;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -107,11 +107,7 @@ async fn reclaim(
 /// node's filesystem starts ("/" in a node, a scratch directory in tests).
 pub async fn run(client: Client, node: String, root: PathBuf) {
     let api: Api<PersistentVolume> = Api::all(client);
-    let (store, writer) = reflector::store::<PersistentVolume>();
-    let events = watcher(api.clone(), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let (store, events) = reflected(api.clone());
     let mut events = std::pin::pin!(events);
     loop {
         match tokio::time::timeout(RETRY, events.next()).await {

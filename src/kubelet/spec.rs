@@ -2,6 +2,7 @@
 
 use super::cri::{self, v1};
 use k8s_openapi::api::core::v1::{Container, Pod};
+use rind_api::quantity::Quantity;
 use std::collections::HashMap;
 
 /// Identity of a pod as the kubelet tracks it.
@@ -243,32 +244,6 @@ impl FieldValues<'_> {
     }
 }
 
-/// Parses a Kubernetes quantity (`500m`, `128Mi`, `1G`, `2`) into a number of units.
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    let q = q.trim();
-    for (suffix, factor) in SUFFIXES {
-        if let Some(num) = q.strip_suffix(suffix) {
-            return num.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    q.parse().ok()
-}
-
 fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
     let limits = container
         .resources
@@ -276,13 +251,14 @@ fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
         .and_then(|r| r.limits.clone())
         .unwrap_or_default();
     let mut res = v1::LinuxContainerResources::default();
-    if let Some(cpu) = limits.get("cpu").and_then(|q| parse_quantity(&q.0)) {
+    let limit = |name: &str| limits.get(name).and_then(|q| Quantity::parse(&q.0));
+    if let Some(cpu) = limit("cpu") {
         // CFS quota over the default 100 ms period, as the kubelet computes it.
         res.cpu_period = 100_000;
-        res.cpu_quota = (cpu * 100_000.0).round() as i64;
+        res.cpu_quota = cpu.milli_value().saturating_mul(100);
     }
-    if let Some(mem) = limits.get("memory").and_then(|q| parse_quantity(&q.0)) {
-        res.memory_limit_in_bytes = mem as i64;
+    if let Some(mem) = limit("memory") {
+        res.memory_limit_in_bytes = mem.value();
     }
     res
 }
@@ -529,11 +505,23 @@ mod tests {
     }
 
     #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("128Mi"), Some(134217728.0));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("1G"), Some(1e9));
-        assert_eq!(parse_quantity("x"), None);
+    fn limits_become_cgroup_settings() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}}
+        }))
+        .unwrap();
+        let res = linux_resources(&container);
+        assert_eq!((res.cpu_period, res.cpu_quota), (100_000, 50_000));
+        assert_eq!(res.memory_limit_in_bytes, 134_217_728);
+        let big: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {"limits": {"memory": "1P"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            linux_resources(&big).memory_limit_in_bytes,
+            1_000_000_000_000_000
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! What every in-node component shares, and what the host side and the node agree on:
 //! the node's configuration file and paths, the one YAML and logging setup, the API
-//! client built from a kubeconfig, core/v1 Events about pods, and Lease leader
-//! election. Components import this crate, never each other.
+//! client built from a kubeconfig, reflector stores kept filled from a watch, core/v1
+//! Events about pods, and Lease leader election. Components import this crate, never
+//! each other.
 
 pub mod client;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod events;
 pub mod leader;
 pub mod logging;
 pub mod paths;
+pub mod reflect;
 pub mod yaml;
 
 pub use config::{NodeConfig, Role};

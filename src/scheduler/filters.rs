@@ -7,9 +7,9 @@
 
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::interpod::AffinityState;
-use super::selectors;
 use super::spread::SpreadState;
 use k8s_openapi::api::core::v1::{NodeSelector, Taint, Toleration};
+use rind_api::object_selector::node_selector_matches;
 use std::collections::BTreeMap;
 
 /// Why a node was rejected. The Display text is upstream's per-node reason.
@@ -136,7 +136,7 @@ impl<'a> NodeSelection<'a> {
         selector_ok
             && self
                 .required
-                .is_none_or(|r| selectors::node_selector_matches(r, &node.name, &node.labels))
+                .is_none_or(|r| node_selector_matches(r, &node.name, Some(&node.labels)))
     }
 }
 

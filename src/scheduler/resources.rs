@@ -23,13 +23,18 @@ pub struct Resources {
     pub scalar: BTreeMap<String, i64>,
 }
 
-/// A quantity in the unit this resource is counted in; unparseable text counts as 0
-/// (the API server validates quantities, so this only guards against surprises).
+/// A quantity in the unit this resource is counted in, rounded up as upstream's (a
+/// request of 0.5m CPU is 1m); unparseable text counts as 0 (the API server validates
+/// quantities, so this only guards against surprises).
 fn amount(name: &str, q: &Quantity) -> i64 {
-    let value = rind_api::pods::parse_quantity(&q.0).unwrap_or(0.0);
-    let scaled = if name == "cpu" { value * 1000.0 } else { value };
-    // Upstream rounds fractional quantities up (a request of 0.5m CPU is 1m).
-    scaled.ceil() as i64
+    let Some(quantity) = rind_api::quantity::Quantity::parse(&q.0) else {
+        return 0;
+    };
+    if name == "cpu" {
+        quantity.milli_value()
+    } else {
+        quantity.value()
+    }
 }
 
 impl Resources {

@@ -7,9 +7,9 @@
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{NodeSelection, tolerates};
 use super::interpod::AffinityScores;
-use super::selectors::term_matches;
 use super::spread::SpreadState;
 use k8s_openapi::api::core::v1::{PreferredSchedulingTerm, Toleration};
+use rind_api::object_selector::node_selector_term_matches;
 
 pub const MAX_SCORE: i64 = 100;
 
@@ -134,7 +134,9 @@ impl<'a> Scorer<'a> {
                 .map(|n| {
                     self.preferred
                         .iter()
-                        .filter(|p| term_matches(&p.preference, &n.name, &n.labels))
+                        .filter(|p| {
+                            node_selector_term_matches(&p.preference, &n.name, Some(&n.labels))
+                        })
                         .map(|p| i64::from(p.weight))
                         .sum()
                 })

@@ -8,9 +8,9 @@
 
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{NodeSelection, Rejection, untolerated_taint};
-use super::selectors::label_selector_matches;
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use rind_api::object_selector::label_selector_matches;
 use std::collections::HashMap;
 
 struct Constraint {
@@ -71,7 +71,7 @@ impl SpreadState {
             let selector = effective_selector(c, pod);
             let self_match = selector
                 .as_ref()
-                .is_some_and(|s| label_selector_matches(s, &pod.labels));
+                .is_some_and(|s| label_selector_matches(s, Some(&pod.labels)));
             let honor_affinity = c.node_affinity_policy.as_deref() != Some("Ignore");
             let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
             let mut counts: HashMap<String, i64> = HashMap::new();
@@ -140,7 +140,7 @@ fn count_matching(node: &NodeInfo, pod: &PodInfo, selector: &LabelSelector) -> i
         .filter(|p| {
             p.namespace == pod.namespace
                 && p.pod.metadata.deletion_timestamp.is_none()
-                && label_selector_matches(selector, &p.labels)
+                && label_selector_matches(selector, Some(&p.labels))
         })
         .count() as i64
 }

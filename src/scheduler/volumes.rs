@@ -10,8 +10,10 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use rind_api::storage::{SELECTED_NODE, volume_fits_node, waits_for_consumer};
+use rind_runtime::reflect::reflect_and_notify;
 use std::sync::Arc;
 
 /// The storage objects the scheduler watches.
@@ -30,9 +32,27 @@ impl Caches {
         tx: tokio::sync::mpsc::UnboundedSender<I>,
         wake: fn() -> I,
     ) -> anyhow::Result<(Caches, [tokio::task::JoinHandle<()>; 3])> {
-        let (claims, claims_task) = reflect(Api::all(client.clone()), tx.clone(), wake, "claim");
-        let (volumes, volumes_task) = reflect(Api::all(client.clone()), tx.clone(), wake, "volume");
-        let (classes, classes_task) = reflect(Api::all(client.clone()), tx, wake, "storage class");
+        // Each change wakes the scheduling loop; a loop that is gone ends the watch.
+        let waking = |tx: tokio::sync::mpsc::UnboundedSender<I>| move || tx.send(wake()).is_ok();
+        let config = watcher::Config::default;
+        let (claims, claims_task) = reflect_and_notify(
+            Api::all(client.clone()),
+            config(),
+            "claim",
+            waking(tx.clone()),
+        );
+        let (volumes, volumes_task) = reflect_and_notify(
+            Api::all(client.clone()),
+            config(),
+            "volume",
+            waking(tx.clone()),
+        );
+        let (classes, classes_task) = reflect_and_notify(
+            Api::all(client.clone()),
+            config(),
+            "storage class",
+            waking(tx),
+        );
         let tasks = [claims_task, volumes_task, classes_task];
         let caches = Caches {
             claims,
@@ -53,45 +73,6 @@ impl Caches {
         }
         Ok((caches, tasks))
     }
-}
-
-/// A reflector store of `K` kept filled by its own task, which pokes the scheduling
-/// loop on every change.
-fn reflect<K, I: Send + 'static>(
-    api: Api<K>,
-    tx: tokio::sync::mpsc::UnboundedSender<I>,
-    wake: fn() -> I,
-    what: &'static str,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (store, writer) = reflector::store::<K>();
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    let task = tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            if let Err(err) = event {
-                tracing::warn!("{what} watch error: {err}");
-            }
-            if tx.send(wake()).is_err() {
-                return;
-            }
-        }
-    });
-    (store, task)
 }
 
 /// What a pod's claims ask of the node it goes to.

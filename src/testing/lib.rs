@@ -156,19 +156,14 @@ pub async fn start_with(
         task,
     };
     // Ready once the bootstrap namespaces are served.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually("the server to serve its bootstrap namespaces", || async {
         let out = kubectl(&server, &["get", "ns", "kube-node-lease", "-o", "name"]).await;
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "server never became ready: {}",
-            stderr(&out)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| stderr(&out))
+    })
+    .await;
     server
 }
 
@@ -326,21 +321,48 @@ pub fn pod(name: &str) -> Pod {
     .unwrap()
 }
 
-/// Waits until `check` returns Some, polling; panics with `what` after the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// What one look of `eventually` found: the value waited for, or what was there
+/// instead (for the failure message) — `None` from an Option, the error of a Result.
+pub trait Look {
+    type Found;
+    fn found(self) -> Result<Self::Found, Option<String>>;
+}
+
+impl<T> Look for Option<T> {
+    type Found = T;
+    fn found(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> Look for Result<T, E> {
+    type Found = T;
+    fn found(self) -> Result<T, Option<String>> {
+        self.map_err(|e| Some(e.to_string()))
+    }
+}
+
+/// Waits until `check` finds what it looks for (Some or Ok), polling; after the
+/// deadline panics with `what` and, from a check that returns a Result, what the last
+/// look saw instead.
+pub async fn eventually<L, F, Fut>(what: &str, mut check: F) -> L::Found
 where
+    L: Look,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = L>,
 {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        if let Some(v) = check().await {
-            return v;
+        let seen = match check().await.found() {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            match seen {
+                Some(seen) => panic!("timed out waiting for {what}: {seen}"),
+                None => panic!("timed out waiting for {what}"),
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 use async_trait::async_trait;
 use rind_api::registry::Registry;
 use rind_store::{KeyValue, ListPage, MemoryStore, WatchStream};
+use rind_testing::eventually;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -254,27 +255,20 @@ async fn a_watcher_that_falls_behind_must_relist() {
         last = put(&store, resource, "default", name).await;
     }
     // Wait until the feed has taken in every write (the slow watcher reads nothing).
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let pumped = {
-            let feeds = cache.feeds.lock().await;
-            feeds.values().any(|feed| {
+    eventually(&format!("the feed to see {last}"), || async {
+        let feeds = cache.feeds.lock().await;
+        feeds
+            .values()
+            .any(|feed| {
                 let state = feed.state.lock().unwrap();
                 state
                     .ring
                     .back()
                     .is_some_and(|event| event.revision() == last)
             })
-        };
-        if pumped {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the feed never saw {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+            .then_some(())
+    })
+    .await;
     assert!(matches!(
         next_change(&mut slow).await,
         Err(StoreError::Compacted { .. })
@@ -325,11 +319,11 @@ async fn latest_is_the_newest_value_the_feed_has_seen() {
     // The first question starts the feed, which then knows what existed before it.
     let created = put(&store, resource, "default", "a").await;
     assert!(cache.latest(resource, &key).await.is_none());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while cache.latest(resource, &key).await.map(|(at, _)| at) != Some(created) {
-        assert!(tokio::time::Instant::now() < deadline, "a never known");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the feed to know a", || async {
+        let at = cache.latest(resource, &key).await.map(|(at, _)| at);
+        (at == Some(created)).then_some(())
+    })
+    .await;
     assert_eq!(store.watches.load(Ordering::SeqCst), 1);
     let start = store.revision().await.unwrap();
     let mut watcher = cache
@@ -431,11 +425,10 @@ async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
     let (store, cache, resource, mut watcher, created) = watching_a(false).await;
     let key = resource.key(Some("default"), "a");
     // The feed's first list (which taught it `a`) is its only read.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while cache.latest(resource, &key).await.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "a never known");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the feed to know a", || async {
+        cache.latest(resource, &key).await.map(|_| ())
+    })
+    .await;
     let lists = store.lists.load(Ordering::SeqCst);
     update_and_delete_show_what_they_replaced(&store, &mut watcher, created).await;
     assert_eq!(store.lists.load(Ordering::SeqCst), lists);
@@ -445,14 +438,10 @@ async fn the_feed_tells_what_each_event_replaced_from_its_own_values() {
 async fn a_feed_without_its_first_list_reads_what_events_replaced() {
     let (store, _cache, _, mut watcher, created) = watching_a(true).await;
     // The feed gave up its list: it knows nothing it did not see change.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while store.lists.load(Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the feed never listed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the feed to list", || async {
+        (store.lists.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
     store.lists_fail.store(false, Ordering::SeqCst);
     update_and_delete_show_what_they_replaced(&store, &mut watcher, created).await;
     // It read a's value before the update; the deletion's came from the update.

@@ -5,12 +5,12 @@
 
 use base64::Engine;
 use rind_testing::{
-    DEADLINE, TestServer, fails, kubectl, kubectl_binary, ok, start, stderr, stdout, write,
+    DEADLINE, TestServer, eventually, fails, kubectl, kubectl_binary, ok, start, stderr, stdout,
+    write,
 };
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
 
 const BOT: &str = "system:serviceaccount:default:bot";
 
@@ -66,19 +66,15 @@ async fn can_i(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Stri
 /// Polls until kubectl with `kubeconfig` succeeds (a new binding reaches the
 /// authorizer's watch-fed cache); returns stdout.
 async fn eventually_ok(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("{args:?} to succeed"), || async {
         let out = kubectl_with(server, kubeconfig, args).await;
         if out.status.success() {
-            return stdout(&out);
+            Ok(stdout(&out))
+        } else {
+            Err(stderr(&out))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{args:?} never succeeded: {}",
-            stderr(&out)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Polls until kubectl with `kubeconfig` fails with `expected` in its stderr.
@@ -88,20 +84,15 @@ async fn eventually_fails(
     args: &[&str],
     expected: &str,
 ) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("{args:?} to fail with {expected:?}"), || async {
         let out = kubectl_with(server, kubeconfig, args).await;
         if !out.status.success() && stderr(&out).contains(expected) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{}{}", stdout(&out), stderr(&out)))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{args:?} never failed with {expected:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn claims_of(token: &str) -> Value {

@@ -6,10 +6,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{reflector, watcher};
-use rind_testing::{DEADLINE, client, make_pki, pod, start_etcd, start_with};
+use rind_testing::{DEADLINE, client, eventually, make_pki, pod, start_etcd, start_with};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
@@ -143,18 +142,13 @@ async fn kube_rs_reflector_relists_after_compaction() {
     let converged = |want: BTreeMap<String, String>| {
         let reader = reader.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + DEADLINE;
-            loop {
+            eventually("the reflector store to converge", || async {
                 let have = reflected(&reader);
-                if have == want {
-                    return;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "reflector store never converged: has {have:?}, server has {want:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                (have == want)
+                    .then_some(())
+                    .ok_or_else(|| format!("has {have:?}, server has {want:?}"))
+            })
+            .await
         }
     };
     converged(listed(&pods).await).await;

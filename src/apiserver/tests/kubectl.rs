@@ -4,7 +4,7 @@
 //! with each cascade (with our garbage collector running, as in a cluster).
 
 use rind_testing::{
-    DEADLINE, TestServer, fails, kubectl, kubectl_binary, ok, start, stderr, write,
+    DEADLINE, TestServer, eventually, fails, kubectl, kubectl_binary, ok, start, stderr, write,
 };
 use serde_json::Value;
 
@@ -654,8 +654,7 @@ async fn pods_get_their_priority_from_their_class() {
     );
     ok(&server, &["create", "-f", &class]).await;
     let file = write(dir, "later.yaml", &pod_yaml("later", ""));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let pod = loop {
+    let pod = eventually("the default class to apply", || async {
         let args = [
             "create",
             "-f",
@@ -666,15 +665,13 @@ async fn pods_get_their_priority_from_their_class() {
             "--show-managed-fields",
         ];
         let pod: Value = serde_json::from_str(&ok(&server, &args).await).unwrap();
-        if !pod["spec"]["priorityClassName"].is_null() {
-            break pod;
+        if pod["spec"]["priorityClassName"].is_null() {
+            Err(format!("a dry run gave {pod}"))
+        } else {
+            Ok(pod)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the default class never applied: {pod}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(
         priority(&pod),
         (serde_json::json!(1000), serde_json::json!("everyone"))

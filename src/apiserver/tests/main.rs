@@ -19,10 +19,9 @@ use rcgen::ExtendedKeyUsagePurpose;
 use rind_apiserver::TlsFiles;
 use rind_store::MemoryStore;
 use rind_testing::{
-    DEADLINE, Pki, TestServer, client, fails, kubectl_binary, leaf, make_pki, ok, pod, start,
-    start_etcd, start_with, stderr, write,
+    DEADLINE, Pki, TestServer, client, eventually, fails, kubectl_binary, leaf, make_pki, ok, pod,
+    start, start_etcd, start_with, stderr, write,
 };
-use std::time::Duration;
 
 const POD_YAML: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: team\n  labels:\n    app: web\nspec:\n  containers:\n  - name: web\n    image: busybox:1.36\n    command: [sleep, '3600']\n";
 
@@ -796,21 +795,13 @@ async fn namespace_deletion_empties_the_namespace() {
         }
     });
     // The bound pod terminates gracefully; play the kubelet's final delete.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually("the bound pod to be marked for deletion", || async {
         let current = pods.get_opt("bound").await.unwrap();
-        if current
-            .as_ref()
+        current
             .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bound pod never marked for deletion"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .then_some(())
+    })
+    .await;
     assert!(pods.get_opt("loose").await.unwrap().is_none());
     let phase = ok(
         &server,

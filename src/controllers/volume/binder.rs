@@ -5,12 +5,13 @@
 //! the next pass finishes binding), and keeps the phases of both current.
 
 use super::{Ctx, provisioner};
-use crate::owners::selector_matches;
+use crate::publish_event;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use rind_api::pods::parse_quantity;
+use rind_api::object_selector::label_selector_matches;
+use rind_api::quantity::Quantity;
 use rind_api::storage::{
     BIND_COMPLETED, BOUND_BY_CONTROLLER, LOCAL_PATH_PROVISIONER, PROVISIONED_BY, SELECTED_NODE,
     STORAGE_PROVISIONER, claim_class, pinned_hostnames, volume_fits_node, waits_for_consumer,
@@ -67,6 +68,7 @@ fn refers_to(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
             .is_none_or(|u| u.is_empty() || Some(u) == claim.metadata.uid.as_deref())
 }
 
+/// Bytes of `storage` in a resource list, rounded up as upstream counts them.
 fn storage(
     map: Option<
         &std::collections::BTreeMap<
@@ -74,9 +76,10 @@ fn storage(
             k8s_openapi::apimachinery::pkg::api::resource::Quantity,
         >,
     >,
-) -> Option<f64> {
+) -> Option<i64> {
     map.and_then(|m| m.get("storage"))
-        .and_then(|q| parse_quantity(&q.0))
+        .and_then(|q| Quantity::parse(&q.0))
+        .map(|q| q.value())
 }
 
 /// Whether an unclaimed volume satisfies the claim (node: where its pod was scheduled).
@@ -107,13 +110,12 @@ pub fn satisfies(
     {
         return false;
     }
-    let requested =
-        storage(want.resources.as_ref().and_then(|r| r.requests.as_ref())).unwrap_or(0.0);
-    if storage(spec.capacity.as_ref()).unwrap_or(0.0) < requested {
+    let requested = storage(want.resources.as_ref().and_then(|r| r.requests.as_ref())).unwrap_or(0);
+    if storage(spec.capacity.as_ref()).unwrap_or(0) < requested {
         return false;
     }
     if let Some(selector) = &want.selector
-        && !selector_matches(selector, pv.metadata.labels.as_ref())
+        && !label_selector_matches(selector, pv.metadata.labels.as_ref())
     {
         return false;
     }
@@ -132,9 +134,9 @@ pub fn best_match<'a>(
         .filter(|pv| satisfies(pv, claim, node))
         .min_by(|a, b| {
             let size = |pv: &PersistentVolume| {
-                storage(pv.spec.as_ref().and_then(|s| s.capacity.as_ref())).unwrap_or(0.0)
+                storage(pv.spec.as_ref().and_then(|s| s.capacity.as_ref())).unwrap_or(0)
             };
-            size(a).total_cmp(&size(b))
+            size(a).cmp(&size(b))
         })
 }
 
@@ -155,7 +157,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<(), kube
         else {
             if claim_phase(claim) == "Bound" {
                 set_claim_phase(ctx, claim, "Lost").await?;
-                ctx.event(
+                publish_event(
+&ctx.recorder,
                     claim,
                     EventType::Warning,
                     "ClaimLost",
@@ -210,7 +213,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<(), kube
         Some(node) => provisioner::provision(ctx, claim, &class, &node).await,
         None => {
             if !announced {
-                ctx.event(
+                publish_event(
+&ctx.recorder,
                     claim,
                     EventType::Warning,
                     "ProvisioningFailed",
@@ -418,15 +422,27 @@ async fn sync_volume(ctx: &Ctx, pv: &PersistentVolume) -> Result<(), kube::Error
                 pv.name_any()
             );
             set_volume_phase(ctx, pv, "Failed", Some(&message)).await?;
-            ctx.event(pv, EventType::Warning, "VolumeFailedDelete", message)
-                .await;
+            publish_event(
+                &ctx.recorder,
+                pv,
+                EventType::Warning,
+                "VolumeFailedDelete",
+                message,
+            )
+            .await;
             Ok(())
         }
         "Recycle" => {
             let message = "Recycle is not supported; use Delete or Retain".to_string();
             set_volume_phase(ctx, pv, "Failed", Some(&message)).await?;
-            ctx.event(pv, EventType::Warning, "VolumeFailedRecycle", message)
-                .await;
+            publish_event(
+                &ctx.recorder,
+                pv,
+                EventType::Warning,
+                "VolumeFailedRecycle",
+                message,
+            )
+            .await;
             Ok(())
         }
         // Retain: the data stays and the volume stays Released until an admin acts.

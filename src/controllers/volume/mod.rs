@@ -17,9 +17,9 @@ use super::{ControllerError, RESYNC, recorder, reflected};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -30,27 +30,6 @@ pub(super) struct Ctx {
     classes: Store<StorageClass>,
     nodes: Store<Node>,
     recorder: Recorder,
-}
-
-impl Ctx {
-    async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::debug!("cannot record event: {e}");
-        }
-    }
 }
 
 pub async fn run(client: Client) -> Result<(), ControllerError> {

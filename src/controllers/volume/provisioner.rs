@@ -7,6 +7,7 @@
 //! that kubelet on Delete reclaim (src/kubelet/local_path.rs).
 
 use super::Ctx;
+use crate::publish_event;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -99,7 +100,8 @@ pub(super) async fn provision(
     {
         Ok(_) => {
             tracing::info!(volume = %pv_name, %node, "provisioned a local-path volume");
-            ctx.event(
+            publish_event(
+                &ctx.recorder,
                 claim,
                 EventType::Normal,
                 "ProvisioningSucceeded",
@@ -111,7 +113,8 @@ pub(super) async fn provision(
         // Made on an earlier pass whose watch event has not arrived yet.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => {
-            ctx.event(
+            publish_event(
+                &ctx.recorder,
                 claim,
                 EventType::Warning,
                 "ProvisioningFailed",
