@@ -5,7 +5,7 @@
 //! finished Jobs beyond the history limits, and wakes again at the next scheduled time.
 
 use super::cron::Schedule;
-use super::{ControllerError, ERROR_REQUEUE, RESYNC, is_conflict, owners, recorder, reflected};
+use super::{ControllerError, RESYNC, error_policy, owners, publish_event, recorder, reflected};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -13,10 +13,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,26 +52,6 @@ pub async fn run(client: Client, now: Clock) -> Result<(), ControllerError> {
         })
         .await;
     Ok(())
-}
-
-fn error_policy(cronjob: Arc<CronJob>, err: &ControllerError, _ctx: Arc<Ctx>) -> Action {
-    if !is_conflict(err) {
-        tracing::warn!(cronjob = %cronjob.name_any(), "sync failed: {err}");
-    }
-    Action::requeue(ERROR_REQUEUE)
-}
-
-async fn event(ctx: &Ctx, cronjob: &CronJob, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &cronjob.object_ref(&())).await {
-        tracing::debug!("cannot record event: {e}");
-    }
 }
 
 /// The finishing condition of a Job ("Complete" or "Failed"), if it has finished.
@@ -129,8 +109,8 @@ async fn delete_job(ctx: &Ctx, cronjob: &CronJob, name: &str) -> Result<(), Cont
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    event(
-        ctx,
+    publish_event(
+        &ctx.recorder,
         cronjob,
         EventType::Normal,
         "SuccessfulDelete",
@@ -172,9 +152,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
                             last_successful = done;
                         }
                     }
-                    event(
-                        &ctx,
-                        &cronjob,
+                    publish_event(
+                        &ctx.recorder,
+                        cronjob.as_ref(),
                         EventType::Normal,
                         "SawCompletedJob",
                         format!("Saw completed job: {name}, condition: {how}"),
@@ -202,9 +182,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
     let mut requeue = None;
     let zone_ok = matches!(spec.time_zone.as_deref(), None | Some("UTC" | "Etc/UTC"));
     if !zone_ok {
-        event(
-            &ctx,
-            &cronjob,
+        publish_event(
+            &ctx.recorder,
+            cronjob.as_ref(),
             EventType::Warning,
             "UnknownTimeZone",
             format!(
@@ -216,9 +196,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
     } else {
         match spec.schedule.parse::<Schedule>() {
             Err(e) => {
-                event(
-                    &ctx,
-                    &cronjob,
+                publish_event(
+                    &ctx.recorder,
+                    cronjob.as_ref(),
                     EventType::Warning,
                     "InvalidSchedule",
                     format!("invalid schedule: {}: {e}", spec.schedule),
@@ -261,9 +241,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
                         let name = job.name_any();
                         match api.create(&PostParams::default(), &job).await {
                             Ok(created) => {
-                                event(
-                                    &ctx,
-                                    &cronjob,
+                                publish_event(
+                                    &ctx.recorder,
+                                    cronjob.as_ref(),
                                     EventType::Normal,
                                     "SuccessfulCreate",
                                     format!("Created job {name}"),
@@ -274,9 +254,9 @@ async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Contr
                             // Already created for this time (by an earlier sync).
                             Err(kube::Error::Api(s)) if s.code == 409 => {}
                             Err(e) => {
-                                event(
-                                    &ctx,
-                                    &cronjob,
+                                publish_event(
+                                    &ctx.recorder,
+                                    cronjob.as_ref(),
                                     EventType::Warning,
                                     "FailedCreate",
                                     format!("Error creating job: {e}"),
