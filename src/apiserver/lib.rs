@@ -224,9 +224,16 @@ impl Server {
     async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
         #[cfg(test)]
         recovery::panic_if_asked(req.headers());
+        // Bad credentials are a 401 on every path, public ones included, as upstream's
+        // authentication filter runs before anything looks at the path.
+        let user = self
+            .auth
+            .authenticate(&self, req.headers(), req.extensions().get::<User>())
+            .await?;
         let target = request::parse_path(&self.registry, req.uri().path())?;
         match target {
-            // Probes and the version are public, as upstream's system:public-info-viewer.
+            // Probes and the version are public, as upstream's system:public-info-viewer:
+            // served to anyone, anonymous too.
             Target::Health => return Ok(plain(StatusCode::OK, "ok")),
             Target::Ready => {
                 // Not ready while the store does not answer: load balancers then skip us.
@@ -248,10 +255,7 @@ impl Server {
             }
             _ => {}
         }
-        let user = self
-            .auth
-            .authenticate(&self, req.headers(), req.extensions().get::<User>())
-            .await?;
+        let user = user.ok_or_else(ApiError::unauthorized)?;
         let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
         let attributes = rbac::attributes(&target, req.method(), req.uri());
         if !self.rbac.authorize(&user, &attributes).allowed {

@@ -117,6 +117,11 @@ pub async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
 }
 
+/// Serves on a free port and writes a kubeconfig with three contexts: `rind` (the
+/// admin certificate, current), `anonymous` and `bad-token` (a bearer token this
+/// server never issued). `anonymous` holds basic-auth credentials: kubectl prompts for
+/// a username when a user has none at all, and the server (as upstream since 1.19,
+/// which dropped basic auth) ignores them, so its requests carry no credential.
 pub async fn start_with(
     pki: &Pki,
     kubelet_client: Option<TlsFiles>,
@@ -143,7 +148,7 @@ pub async fn start_with(
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rind\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n- name: anonymous\n  user:\n    token: not-a-valid-token\ncontexts:\n- name: rind\n  context: {{cluster: rind, user: admin}}\n- name: anonymous\n  context: {{cluster: rind, user: anonymous}}\ncurrent-context: rind\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rind\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n- name: anonymous\n  user: {{username: anonymous, password: none}}\n- name: bad-token\n  user:\n    token: not-a-valid-token\ncontexts:\n- name: rind\n  context: {{cluster: rind, user: admin}}\n- name: anonymous\n  context: {{cluster: rind, user: anonymous}}\n- name: bad-token\n  context: {{cluster: rind, user: bad-token}}\ncurrent-context: rind\n",
         b64(&pki.ca_pem),
         b64(&pki.admin_cert),
         b64(&pki.admin_key)

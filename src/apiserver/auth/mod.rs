@@ -52,29 +52,23 @@ impl Authenticator {
         self.service_accounts.start(store).await
     }
 
-    /// The request's user: its certificate's, else its bearer token's. No credential
-    /// at all, or a token that is not valid, is a 401.
+    /// The request's user: its certificate's, else its bearer token's; None when it
+    /// carries no credential at all (anonymous). A token that is not valid is a 401
+    /// whatever the path: upstream authenticates before it looks at the path.
     pub async fn authenticate(
         &self,
         server: &Server,
         headers: &HeaderMap,
         certificate_user: Option<&User>,
-    ) -> Result<User, ApiError> {
+    ) -> Result<Option<User>, ApiError> {
         if let Some(user) = certificate_user {
-            return Ok(user.clone());
+            return Ok(Some(user.clone()));
         }
-        let token = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
+        let Some(token) = bearer_token(headers) else {
+            return Ok(None);
+        };
         match self.review(server, token, &[ISSUER]).await {
-            Ok(found) => Ok(found.user),
+            Ok(found) => Ok(Some(found.user)),
             Err(e) => {
                 tracing::debug!("bearer token rejected: {e}");
                 Err(ApiError::unauthorized())
@@ -326,6 +320,17 @@ impl Authenticator {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, split as upstream's bearer
+/// authenticator does: another scheme or an empty token is no credential (anonymous),
+/// not a bad one.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let mut parts = value.trim().split(' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn lookup(server: &Server, group: &str, plural: &str) -> Result<&'static Resource, ApiError> {
     server
         .registry
@@ -411,4 +416,31 @@ async fn bind_object(
         _ => claims.node = reference,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_of(value: &str) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+        bearer_token(&headers).map(String::from)
+    }
+
+    #[test]
+    fn bearer_tokens_are_split_as_upstream() {
+        assert_eq!(token_of("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(token_of("bearer abc").as_deref(), Some("abc"));
+        assert_eq!(token_of("BEARER abc ").as_deref(), Some("abc"));
+        // No token, or another scheme, is no credential: the request is anonymous.
+        assert_eq!(token_of("Bearer "), None);
+        assert_eq!(token_of("Bearer  abc"), None);
+        assert_eq!(token_of("Basic YWRtaW46YWRtaW4="), None);
+        assert_eq!(token_of("Bearer"), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
 }

@@ -372,15 +372,35 @@ async fn ok_with(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> St
 #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
 async fn bad_and_pod_bound_tokens_are_unauthorized() {
     let server = start().await;
-    // The harness's `anonymous` context holds a token this server never issued.
-    let garbage = fails(&server, &["--context=anonymous", "get", "pods"]).await;
+    // The harness's `bad-token` context holds a token this server never issued.
+    let garbage = fails(&server, &["--context=bad-token", "get", "pods"]).await;
     assert!(garbage.contains("Unauthorized"), "{garbage}");
-    let raw = kubectl(
+    // Bad credentials are refused before the path is looked at: public paths too,
+    // which answer requests without credentials.
+    for path in [
+        "/api/v1/namespaces",
+        "/version",
+        "/healthz",
+        "/readyz",
+        "/livez",
+        "/openapi/v2",
+        "/apis",
+        "/no/such/path",
+    ] {
+        let raw = kubectl(&server, &["--context=bad-token", "get", "--raw", path]).await;
+        assert!(!raw.status.success(), "{path}: {}", stdout(&raw));
+        assert!(
+            stderr(&raw).contains("Unauthorized"),
+            "{path}: {}",
+            stderr(&raw)
+        );
+    }
+    let version = ok(
         &server,
-        &["--context=anonymous", "get", "--raw", "/api/v1/namespaces"],
+        &["--context=anonymous", "get", "--raw", "/version"],
     )
     .await;
-    assert!(stderr(&raw).contains("Unauthorized"), "{}", stderr(&raw));
+    assert!(version.contains("gitVersion"), "{version}");
 
     // A token bound to a pod dies with the pod.
     ok(&server, &["create", "serviceaccount", "runner"]).await;
