@@ -6,7 +6,7 @@ use super::fields::{at, immutable, invalid_value, non_negative, one_of, required
 use super::meta::child_mut;
 use super::registry::Resource;
 use super::status::Cause;
-use super::{autoscaling, batch, crd, workloads};
+use super::{autoscaling, batch, byte_fields, crd, workloads};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -205,6 +205,16 @@ fn default_secret(secret: &mut Value) {
         return;
     };
     root.entry("type").or_insert(json!("Opaque"));
+    // Upstream decodes `data` into bytes and encodes them again when it stores them,
+    // so line-wrapped base64 reads back on one line. Values that do not decode are
+    // left for validation to refuse.
+    if let Some(Value::Object(data)) = root.get_mut("data") {
+        for value in data.values_mut() {
+            if let Some(canonical) = value.as_str().and_then(byte_fields::canonical) {
+                *value = json!(canonical);
+            }
+        }
+    }
     // `stringData` is write-only: its entries become base64 `data`, overriding it.
     if let Some(Value::Object(strings)) = root.remove("stringData") {
         let data = child_mut(root, "data");
@@ -265,7 +275,7 @@ fn validate_secret(secret: &Value) -> Vec<Cause> {
         for (key, value) in data {
             let decodes = value
                 .as_str()
-                .is_some_and(|v| base64::engine::general_purpose::STANDARD.decode(v).is_ok());
+                .is_some_and(|v| byte_fields::decode(v).is_ok());
             if !decodes {
                 causes.push(invalid_value(
                     format!("data[{key}]"),

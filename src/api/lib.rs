@@ -3,6 +3,7 @@
 
 pub mod autoscaling;
 pub mod batch;
+pub mod byte_fields;
 pub mod convert;
 pub mod crd;
 pub mod disruption;

@@ -3,6 +3,7 @@
 //! spec.replicas in body should be less than or equal to 10`), since kubectl prints
 //! them verbatim.
 
+use crate::byte_fields;
 use crate::status::Cause;
 use serde_json::{Map, Value};
 
@@ -209,12 +210,7 @@ fn format_matches(format: &str, text: &str) -> bool {
     match format {
         "date-time" | "datetime" => text.parse::<jiff::Timestamp>().is_ok(),
         "date" => text.parse::<jiff::civil::Date>().is_ok(),
-        "byte" => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .is_ok()
-        }
+        "byte" => byte_fields::decode(text).is_ok(),
         "uuid" => uuid::Uuid::parse_str(text).is_ok(),
         "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
