@@ -15,6 +15,7 @@ pub mod patch;
 pub mod pods;
 pub mod protobuf;
 pub mod quantity;
+pub mod query;
 pub mod rbac;
 pub mod registry;
 pub mod scale;

@@ -93,6 +93,11 @@ pub struct Resource {
     pub key_prefix: &'static str,
     /// Field selector paths beyond `metadata.name` and `metadata.namespace`.
     pub selectable_fields: &'static [&'static str],
+    /// The selectable fields whose unset value is not `""`, with the value they compare
+    /// as then. Upstream builds field sets from the typed object (`spec.unschedulable` is
+    /// `strconv.FormatBool(node.Spec.Unschedulable)`), so an unset bool is `false` and
+    /// an unset count `0`; unset strings are `""` already.
+    pub selectable_zero_values: &'static [(&'static str, &'static str)],
     pub name_rule: NameRule,
     /// PUT of a missing object creates it (upstream does this for leases).
     pub allow_create_on_update: bool,
@@ -175,6 +180,7 @@ const fn res(
         subresources: &[],
         key_prefix,
         selectable_fields: &[],
+        selectable_zero_values: &[],
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
         return_deleted_object: false,
@@ -343,6 +349,7 @@ const BUILTIN: &[Resource] = &[
         namespaced: false,
         subresources: &[status("Node")],
         selectable_fields: &["spec.unschedulable"],
+        selectable_zero_values: &[("spec.unschedulable", "false")],
         // Nodes are still `minions` in upstream's etcd layout.
         ..core("Node", "nodes", "node", "/registry/minions/")
     },
@@ -405,6 +412,7 @@ const BUILTIN: &[Resource] = &[
             "status.podIP",
             "status.nominatedNodeName",
         ],
+        selectable_zero_values: &[("spec.hostNetwork", "false")],
         return_deleted_object: true,
         ..core("Pod", "pods", "pod", "/registry/pods/")
     },
@@ -422,6 +430,7 @@ const BUILTIN: &[Resource] = &[
         categories: ALL,
         subresources: &[SCALE, status("ReplicationController")],
         selectable_fields: &["status.replicas"],
+        selectable_zero_values: &[("status.replicas", "0")],
         ..core(
             "ReplicationController",
             "replicationcontrollers",
@@ -597,6 +606,7 @@ const BUILTIN: &[Resource] = &[
         categories: ALL,
         subresources: &[status("Job")],
         selectable_fields: &["status.successful"],
+        selectable_zero_values: &[("status.successful", "0")],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
     },
     Resource {

@@ -188,6 +188,8 @@ struct FieldRequirement {
     path: String,
     value: String,
     equal: bool,
+    /// What the field compares as when unset or null.
+    zero: &'static str,
 }
 
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma-joined.
@@ -234,8 +236,13 @@ fn unescape(text: &str) -> String {
 }
 
 impl FieldSelector {
-    /// Parses `text`, accepting only `metadata.name`, `metadata.namespace` and `allowed`.
-    pub fn parse(text: &str, allowed: &[&str]) -> Result<Self, SelectorError> {
+    /// Parses `text`, accepting only `metadata.name`, `metadata.namespace` and `allowed`;
+    /// `zero_values` are the unset values of allowed fields that are not `""`.
+    pub fn parse(
+        text: &str,
+        allowed: &[&str],
+        zero_values: &[(&str, &'static str)],
+    ) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for part in split_unescaped(text, ',') {
             if part.trim().is_empty() {
@@ -266,10 +273,15 @@ impl FieldSelector {
                     allowed: "\"metadata.name\", \"metadata.namespace\"".to_string(),
                 });
             }
+            let zero = zero_values
+                .iter()
+                .find(|(field, _)| *field == path)
+                .map_or("", |(_, zero)| *zero);
             requirements.push(FieldRequirement {
                 path,
                 value: unescape(value),
                 equal,
+                zero,
             });
         }
         Ok(FieldSelector { requirements })
@@ -282,26 +294,24 @@ impl FieldSelector {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.requirements.iter().all(|req| {
-            let actual = field_value(object, &req.path);
+            let actual = field_value(object, &req.path).unwrap_or_else(|| req.zero.to_string());
             (actual == req.value) == req.equal
         })
     }
 }
 
-/// A field's value as a selector compares it: absent is `""`, booleans and numbers in
-/// their JSON spelling (upstream's field sets are strings too).
-fn field_value(object: &Value, path: &str) -> String {
+/// A field's value as a selector compares it, booleans and numbers in their JSON
+/// spelling (upstream's field sets are strings too); `None` when unset or null, which
+/// upstream's typed objects cannot tell from the zero value.
+fn field_value(object: &Value, path: &str) -> Option<String> {
     let mut cur = object;
     for part in path.split('.') {
-        match cur.get(part) {
-            Some(next) => cur = next,
-            None => return String::new(),
-        }
+        cur = cur.get(part)?;
     }
     match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 
@@ -344,20 +354,35 @@ mod tests {
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {}, "status": {"phase": "Pending"}});
         let allowed = &["spec.nodeName", "status.phase"];
-        let sel = |s: &str| FieldSelector::parse(s, allowed).unwrap();
+        let sel = |s: &str| FieldSelector::parse(s, allowed, &[]).unwrap();
         assert!(sel("spec.nodeName=").matches(&pod));
         assert!(!sel("spec.nodeName!=").matches(&pod));
         assert!(sel("metadata.name=p,metadata.namespace==ns").matches(&pod));
         assert!(sel("status.phase!=Running").matches(&pod));
-        let err = FieldSelector::parse("spec.foo=x", allowed).unwrap_err();
+        let err = FieldSelector::parse("spec.foo=x", allowed, &[]).unwrap_err();
         assert_eq!(err.to_string(), "field label not supported: spec.foo");
-        let err = FieldSelector::parse("data.x=y", &[]).unwrap_err();
+        let err = FieldSelector::parse("data.x=y", &[], &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
-        assert!(FieldSelector::parse("nonsense", allowed).is_err());
-        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed).unwrap();
+        assert!(FieldSelector::parse("nonsense", allowed, &[]).is_err());
+        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed, &[]).unwrap();
         assert!(escaped.matches(&json!({"metadata": {"name": "a,b"}})));
+    }
+
+    #[test]
+    fn unset_fields_compare_as_their_zero_value() {
+        let allowed = &["spec.unschedulable"];
+        let zeros = &[("spec.unschedulable", "false")];
+        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros).unwrap();
+        let fresh = json!({"metadata": {"name": "n"}, "spec": {}});
+        assert!(sel("spec.unschedulable=false").matches(&fresh));
+        assert!(!sel("spec.unschedulable=true").matches(&fresh));
+        assert!(!sel("spec.unschedulable=").matches(&fresh));
+        assert!(sel("spec.unschedulable=false").matches(&json!({"spec": {"unschedulable": null}})));
+        let cordoned = json!({"spec": {"unschedulable": true}});
+        assert!(sel("spec.unschedulable=true").matches(&cordoned));
+        assert!(sel("spec.unschedulable!=false").matches(&cordoned));
     }
 }

@@ -179,8 +179,10 @@ impl Query {
             .unwrap_or("unknown")
     }
 
+    /// A boolean parameter: absent is false, a present one (even empty) is decoded as
+    /// upstream's parameter codec does, so `?watch=True` watches.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.raw(key).is_some_and(rind_api::query::parse_bool)
     }
 
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
@@ -423,5 +425,16 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(rendering(&h), Rendering::Object);
+    }
+
+    #[test]
+    fn flags_decode_as_upstream() {
+        let flag = |uri: &str| Query::parse(&uri.parse().unwrap()).unwrap().flag("watch");
+        assert!(flag("/x?watch=True"));
+        assert!(flag("/x?watch=t"));
+        assert!(flag("/x?watch="));
+        assert!(!flag("/x?watch=FALSE"));
+        assert!(!flag("/x?watch=0"));
+        assert!(!flag("/x"));
     }
 }

@@ -122,7 +122,8 @@ pub fn parse_options(query: Option<&str>) -> LogOptions {
     let mut opts = LogOptions::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        let flag = value == "true" || value == "1";
+        // The API server passes these through as the client sent them.
+        let flag = rind_api::query::parse_bool(value);
         match key {
             "follow" => opts.follow = flag,
             "timestamps" => opts.timestamps = flag,

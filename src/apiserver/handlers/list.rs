@@ -26,6 +26,7 @@ impl Filter {
         let fields = FieldSelector::parse(
             query.raw("fieldSelector").unwrap_or_default(),
             resource.selectable_fields,
+            resource.selectable_zero_values,
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Filter { labels, fields })

@@ -12,8 +12,8 @@ mod reviews;
 mod types;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use rcgen::ExtendedKeyUsagePurpose;
 use rind_apiserver::TlsFiles;
@@ -389,6 +389,69 @@ async fn kube_rs_watcher_sees_changes() {
             break;
         }
     }
+}
+
+/// The Python client's Watch sends `watch=True`; upstream decodes any value but `0` and
+/// `false` (in any case) as true, so this is a watch, not a list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn watch_true_in_any_case_streams_events() {
+    let server = start().await;
+    let client = client(&server).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "watched"}})).unwrap();
+    configmaps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let request =
+        http::Request::get("/api/v1/namespaces/default/configmaps?watch=True&timeoutSeconds=1")
+            .body(Vec::new())
+            .unwrap();
+    let body = client.request_text(request).await.unwrap();
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let added: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "ADDED")
+        .map(|e| e["object"]["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(added, ["watched"], "{body}");
+}
+
+/// Upstream selects on fields of the typed object, so an unset field is its zero value:
+/// a fresh node is schedulable (`false`), an unscheduled pod's node is `""`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn field_selectors_compare_unset_fields_as_zero_values() {
+    let server = start().await;
+    let client = client(&server).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "fresh"}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let names = |list: kube::api::ObjectList<Node>| -> Vec<String> {
+        list.items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()
+    };
+    let schedulable = ListParams::default().fields("spec.unschedulable=false");
+    assert_eq!(names(nodes.list(&schedulable).await.unwrap()), ["fresh"]);
+    let cordoned = ListParams::default().fields("spec.unschedulable=true");
+    assert!(nodes.list(&cordoned).await.unwrap().items.is_empty());
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &pod("pending"))
+        .await
+        .unwrap();
+    let unscheduled = ListParams::default().fields("spec.nodeName=");
+    let listed = pods.list(&unscheduled).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("pending"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
