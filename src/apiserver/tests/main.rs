@@ -10,6 +10,7 @@ mod openapi;
 mod protobuf;
 mod reviews;
 mod types;
+mod watch;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
