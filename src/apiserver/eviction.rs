@@ -9,16 +9,22 @@ use super::{Json, Server};
 use rind_api::disruption;
 use rind_api::meta;
 use rind_api::registry::Resource;
-use rind_api::status::{ApiError, success};
+use rind_api::status::{ApiError, Cause, StatusDetails, success};
 use rind_store::StoreError;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn too_many_requests(message: &str, cause: Option<String>) -> ApiError {
     ApiError {
         code: 429,
         reason: "TooManyRequests",
         message: message.to_string(),
-        details: cause.map(|c| json!({"causes": [{"reason": "DisruptionBudget", "message": c}]})),
+        details: cause.map(|message| {
+            Box::new(StatusDetails::causes(vec![Cause {
+                reason: "DisruptionBudget",
+                message,
+                field: String::new(),
+            }]))
+        }),
     }
 }
 
@@ -94,8 +100,9 @@ pub async fn evict(
         take_disruption(server, ns, &pod, options.is_dry_run()).await?;
     }
     delete_object(server, pods, ns, name, &options).await?;
-    Ok(Json::created(
-        success(201, None),
+    Ok(Json::bytes(
+        http::StatusCode::CREATED,
+        success(None).to_body(),
         super::request::Rendering::Object,
     ))
 }

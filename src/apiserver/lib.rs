@@ -170,7 +170,7 @@ pub(crate) trait ErrorResponse {
 impl ErrorResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let body = self.to_status().to_body();
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }

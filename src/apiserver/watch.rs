@@ -73,8 +73,13 @@ impl Watch {
         json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata})
     }
 
+    /// Sends an ERROR event written as upstream's: `type` before `object`, and the
+    /// Status in upstream's field order (a `Value` would sort both).
     async fn error(&self, err: ApiError) {
-        self.send("ERROR", err.to_status()).await;
+        let status = String::from_utf8_lossy(&err.to_status().to_compact()).into_owned();
+        let line = format!("{{\"type\":\"ERROR\",\"object\":{status}}}\n");
+        // A client that has gone needs no error.
+        let _ = self.tx.send(Ok(line)).await;
     }
 
     /// Turns one store event into at most one watch event.

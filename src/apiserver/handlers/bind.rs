@@ -5,6 +5,7 @@ use super::encoding::encode;
 use super::{Ctx, MAX_RETRIES, check_type, read, store_error};
 use crate::Json;
 use crate::request::Rendering;
+use http::StatusCode;
 use rind_api::meta::{self, child_mut, format_time};
 use rind_api::status::{ApiError, Cause, success};
 use rind_store::StoreError;
@@ -80,7 +81,13 @@ pub async fn bind(ctx: &Ctx<'_>, name: &str, mut binding: Value) -> Result<Json,
             .update(&key, encode(resource, &next)?, revision)
             .await
         {
-            Ok(_) => return Ok(Json::created(success(201, None), Rendering::Object)),
+            Ok(_) => {
+                return Ok(Json::bytes(
+                    StatusCode::CREATED,
+                    success(None).to_body(),
+                    Rendering::Object,
+                ));
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(e, resource, name)),
         }

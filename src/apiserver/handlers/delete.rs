@@ -11,7 +11,7 @@ use crate::{Json, Server};
 use http::StatusCode;
 use rind_api::meta::{self, format_time, metadata_mut};
 use rind_api::registry::Resource;
-use rind_api::status::{ApiError, success};
+use rind_api::status::{ApiError, StatusDetails, success};
 use rind_store::StoreError;
 use serde_json::{Value, json};
 
@@ -199,9 +199,12 @@ pub async fn delete(ctx: &Ctx<'_>, name: &str, options: DeleteOptions) -> Result
         }
         Deleted::Gone(object) => {
             let uid = meta::str_at(&object, &["metadata", "uid"]).unwrap_or_default();
-            let details =
-                json!({"name": name, "group": resource.group, "kind": resource.plural, "uid": uid});
-            Ok(Json::ok(success(200, Some(details)), Rendering::Object))
+            let details = StatusDetails {
+                uid: uid.to_string(),
+                ..StatusDetails::object(name, resource.group, resource.plural)
+            };
+            let body = success(Some(details)).to_body();
+            Ok(Json::bytes(StatusCode::OK, body, Rendering::Object))
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::request::BodyType;
 use http::StatusCode;
 use rind_api::meta::{self, metadata_mut};
 use rind_api::patch::{Node, apply as managed, strategic};
-use rind_api::status::ApiError;
+use rind_api::status::{ApiError, Cause, StatusDetails};
 use rind_store::StoreError;
 use serde_json::{Value, json};
 
@@ -66,13 +66,16 @@ fn apply_error(err: managed::ApplyError) -> ApiError {
             code: 409,
             reason: "Conflict",
             message: err.to_string(),
-            details: Some(json!({
-                "causes": conflicts.iter().map(|c| json!({
-                    "reason": "FieldManagerConflict",
-                    "message": format!("conflict with {}", c.manager),
-                    "field": c.field,
-                })).collect::<Vec<_>>(),
-            })),
+            details: Some(Box::new(StatusDetails::causes(
+                conflicts
+                    .iter()
+                    .map(|c| Cause {
+                        reason: "FieldManagerConflict",
+                        message: format!("conflict with {}", c.manager),
+                        field: c.field.clone(),
+                    })
+                    .collect(),
+            ))),
         },
         managed::ApplyError::Invalid(message) => ApiError::bad_request(message),
     }

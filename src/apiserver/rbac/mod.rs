@@ -97,7 +97,7 @@ pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
             code: 403,
             reason: "Forbidden",
             message: format!("forbidden: {reason}"),
-            details: Some(serde_json::json!({})),
+            details: Some(Box::default()),
         },
     }
 }
