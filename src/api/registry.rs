@@ -109,6 +109,18 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the endpoint at `subresource` (`None` for the resource itself) can answer
+    /// as a `meta.k8s.io/v1 Table`. Upstream negotiates that only for storage with a
+    /// `TableConvertor`: stored resources, their `status` (the same storage) and `scale`;
+    /// the reviews and the `token`, `eviction` and `binding` subresources have none, and
+    /// a request accepting nothing but a Table gets 406 from them.
+    pub fn renders_tables(&self, subresource: Option<&str>) -> bool {
+        match subresource {
+            None => self.storage != Storage::NotStored,
+            Some(name) => matches!(name, "status" | "scale"),
+        }
+    }
+
     /// `v1` for the core group, `group/version` otherwise.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
