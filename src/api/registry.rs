@@ -98,6 +98,11 @@ pub struct Resource {
     /// `strconv.FormatBool(node.Spec.Unschedulable)`), so an unset bool is `false` and
     /// an unset count `0`; unset strings are `""` already.
     pub selectable_zero_values: &'static [(&'static str, &'static str)],
+    /// The selectable fields whose value is not at the path their label names, with
+    /// the paths upstream's `ToSelectableFields` reads instead, the first set and
+    /// non-empty one winning: a Job's `status.successful` is `status.succeeded`, a core
+    /// Event's `source` is `source.component`, else `reportingComponent`.
+    pub selectable_reads: &'static [(&'static str, &'static [&'static str])],
     pub name_rule: NameRule,
     /// PUT of a missing object creates it (upstream does this for leases).
     pub allow_create_on_update: bool,
@@ -193,6 +198,7 @@ const fn res(
         key_prefix,
         selectable_fields: &[],
         selectable_zero_values: &[],
+        selectable_reads: &[],
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
         return_deleted_object: false,
@@ -330,6 +336,7 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["ev"],
         selectable_fields: CORE_EVENT_FIELDS,
+        selectable_reads: &[("source", &["source.component", "reportingComponent"])],
         name_rule: NameRule::PathSegment,
         ..core("Event", "events", "event", "/registry/events/")
     },
@@ -619,6 +626,7 @@ const BUILTIN: &[Resource] = &[
         subresources: &[status("Job")],
         selectable_fields: &["status.successful"],
         selectable_zero_values: &[("status.successful", "0")],
+        selectable_reads: &[("status.successful", &["status.succeeded"])],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
     },
     Resource {
