@@ -98,6 +98,11 @@ pub struct Resource {
     /// `strconv.FormatBool(node.Spec.Unschedulable)`), so an unset bool is `false` and
     /// an unset count `0`; unset strings are `""` already.
     pub selectable_zero_values: &'static [(&'static str, &'static str)],
+    /// The selectable fields whose value is not at the path their label names, with
+    /// the paths upstream's `ToSelectableFields` reads instead, the first set and
+    /// non-empty one winning: a Job's `status.successful` is `status.succeeded`, a core
+    /// Event's `source` is `source.component`, else `reportingComponent`.
+    pub selectable_reads: &'static [(&'static str, &'static [&'static str])],
     pub name_rule: NameRule,
     /// PUT of a missing object creates it (upstream does this for leases).
     pub allow_create_on_update: bool,
@@ -109,6 +114,18 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the endpoint at `subresource` (`None` for the resource itself) can answer
+    /// as a `meta.k8s.io/v1 Table`. Upstream negotiates that only for storage with a
+    /// `TableConvertor`: stored resources, their `status` (the same storage) and `scale`;
+    /// the reviews and the `token`, `eviction` and `binding` subresources have none, and
+    /// a request accepting nothing but a Table gets 406 from them.
+    pub fn renders_tables(&self, subresource: Option<&str>) -> bool {
+        match subresource {
+            None => self.storage != Storage::NotStored,
+            Some(name) => matches!(name, "status" | "scale"),
+        }
+    }
+
     /// `v1` for the core group, `group/version` otherwise.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -181,6 +198,7 @@ const fn res(
         key_prefix,
         selectable_fields: &[],
         selectable_zero_values: &[],
+        selectable_reads: &[],
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
         return_deleted_object: false,
@@ -318,6 +336,7 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["ev"],
         selectable_fields: CORE_EVENT_FIELDS,
+        selectable_reads: &[("source", &["source.component", "reportingComponent"])],
         name_rule: NameRule::PathSegment,
         ..core("Event", "events", "event", "/registry/events/")
     },
@@ -607,6 +626,7 @@ const BUILTIN: &[Resource] = &[
         subresources: &[status("Job")],
         selectable_fields: &["status.successful"],
         selectable_zero_values: &[("status.successful", "0")],
+        selectable_reads: &[("status.successful", &["status.succeeded"])],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
     },
     Resource {

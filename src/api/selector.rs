@@ -190,6 +190,8 @@ struct FieldRequirement {
     equal: bool,
     /// What the field compares as when unset or null.
     zero: &'static str,
+    /// Where the value is read when not at `path` (see `Resource::selectable_reads`).
+    reads: Option<&'static [&'static str]>,
 }
 
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma-joined.
@@ -237,11 +239,13 @@ fn unescape(text: &str) -> String {
 
 impl FieldSelector {
     /// Parses `text`, accepting only `metadata.name`, `metadata.namespace` and `allowed`;
-    /// `zero_values` are the unset values of allowed fields that are not `""`.
+    /// `zero_values` are the unset values of allowed fields that are not `""`, `reads`
+    /// the paths of those read elsewhere than their label says.
     pub fn parse(
         text: &str,
         allowed: &[&str],
         zero_values: &[(&str, &'static str)],
+        reads: &[(&str, &'static [&'static str])],
     ) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for part in split_unescaped(text, ',') {
@@ -277,24 +281,42 @@ impl FieldSelector {
                 .iter()
                 .find(|(field, _)| *field == path)
                 .map_or("", |(_, zero)| *zero);
+            let reads = reads
+                .iter()
+                .find(|(field, _)| *field == path)
+                .map(|(_, paths)| *paths);
             requirements.push(FieldRequirement {
                 path,
                 value: unescape(value),
                 equal,
                 zero,
+                reads,
             });
         }
         Ok(FieldSelector { requirements })
     }
 
-    /// The field paths the selector compares (`spec.nodeName`, …).
+    /// The field paths the selector reads (`spec.nodeName`, …).
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.requirements.iter().map(|req| req.path.as_str())
+        self.requirements.iter().flat_map(|req| {
+            let (own, elsewhere) = match req.reads {
+                Some(paths) => (None, paths),
+                None => (Some(req.path.as_str()), &[][..]),
+            };
+            own.into_iter().chain(elsewhere.iter().copied())
+        })
     }
 
     pub fn matches(&self, object: &Value) -> bool {
         self.requirements.iter().all(|req| {
-            let actual = field_value(object, &req.path).unwrap_or_else(|| req.zero.to_string());
+            let actual = match req.reads {
+                Some(paths) => paths
+                    .iter()
+                    .filter_map(|path| field_value(object, path))
+                    .find(|value| !value.is_empty()),
+                None => field_value(object, &req.path),
+            };
+            let actual = actual.unwrap_or_else(|| req.zero.to_string());
             (actual == req.value) == req.equal
         })
     }
@@ -354,20 +376,20 @@ mod tests {
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {}, "status": {"phase": "Pending"}});
         let allowed = &["spec.nodeName", "status.phase"];
-        let sel = |s: &str| FieldSelector::parse(s, allowed, &[]).unwrap();
+        let sel = |s: &str| FieldSelector::parse(s, allowed, &[], &[]).unwrap();
         assert!(sel("spec.nodeName=").matches(&pod));
         assert!(!sel("spec.nodeName!=").matches(&pod));
         assert!(sel("metadata.name=p,metadata.namespace==ns").matches(&pod));
         assert!(sel("status.phase!=Running").matches(&pod));
-        let err = FieldSelector::parse("spec.foo=x", allowed, &[]).unwrap_err();
+        let err = FieldSelector::parse("spec.foo=x", allowed, &[], &[]).unwrap_err();
         assert_eq!(err.to_string(), "field label not supported: spec.foo");
-        let err = FieldSelector::parse("data.x=y", &[], &[]).unwrap_err();
+        let err = FieldSelector::parse("data.x=y", &[], &[], &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
-        assert!(FieldSelector::parse("nonsense", allowed, &[]).is_err());
-        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed, &[]).unwrap();
+        assert!(FieldSelector::parse("nonsense", allowed, &[], &[]).is_err());
+        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed, &[], &[]).unwrap();
         assert!(escaped.matches(&json!({"metadata": {"name": "a,b"}})));
     }
 
@@ -375,7 +397,7 @@ mod tests {
     fn unset_fields_compare_as_their_zero_value() {
         let allowed = &["spec.unschedulable"];
         let zeros = &[("spec.unschedulable", "false")];
-        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros).unwrap();
+        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros, &[]).unwrap();
         let fresh = json!({"metadata": {"name": "n"}, "spec": {}});
         assert!(sel("spec.unschedulable=false").matches(&fresh));
         assert!(!sel("spec.unschedulable=true").matches(&fresh));
@@ -384,5 +406,29 @@ mod tests {
         let cordoned = json!({"spec": {"unschedulable": true}});
         assert!(sel("spec.unschedulable=true").matches(&cordoned));
         assert!(sel("spec.unschedulable!=false").matches(&cordoned));
+    }
+
+    #[test]
+    fn labels_read_where_upstream_reads_them() {
+        let reads: &[(&str, &'static [&'static str])] = &[
+            ("source", &["source.component", "reportingComponent"]),
+            ("status.successful", &["status.succeeded"]),
+        ];
+        let allowed = &["source", "status.successful"];
+        let zeros = &[("status.successful", "0")];
+        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros, reads).unwrap();
+        let kubelet = json!({"source": {"component": "kubelet", "host": "n1"}});
+        assert!(sel("source=kubelet").matches(&kubelet));
+        let reported = json!({"source": {"component": ""}, "reportingComponent": "ctl"});
+        assert!(sel("source=ctl").matches(&reported));
+        assert!(sel("source=").matches(&json!({})));
+        assert!(sel("status.successful=1").matches(&json!({"status": {"succeeded": 1}})));
+        assert!(sel("status.successful=0").matches(&json!({"status": {}})));
+        let both = sel("source=x,status.successful=1");
+        let paths: Vec<&str> = both.paths().collect();
+        assert_eq!(
+            paths,
+            ["source.component", "reportingComponent", "status.succeeded"]
+        );
     }
 }

@@ -259,6 +259,16 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", message)
     }
 
+    /// The `Accept` header names no rendering the endpoint can produce; upstream's
+    /// negotiation error lists the media types its serializers speak.
+    pub fn not_acceptable() -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    }
+
     pub fn method_not_supported(plural: &str, group: &str, verb: &str) -> Self {
         Self::new(
             405,

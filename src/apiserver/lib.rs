@@ -300,7 +300,10 @@ impl Server {
         req: Request,
     ) -> Result<Response, ApiError> {
         let query = Query::parse(req.uri())?.with_user_agent(req.headers());
-        let rendering = request::rendering(req.headers());
+        let rendering = request::rendering(
+            req.headers(),
+            r.resource.renders_tables(r.subresource.as_deref()),
+        )?;
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
         let user = req.extensions().get::<User>().cloned();

@@ -279,13 +279,17 @@ pub enum Rendering {
     Metadata,
 }
 
-/// The first media range of `Accept` this server can produce decides: kubectl lists
-/// `as=Table;v=v1;g=meta.k8s.io` first when it wants a Table.
-pub fn rendering(headers: &HeaderMap) -> Rendering {
+/// The first media range of `Accept` this endpoint can produce decides: kubectl lists
+/// `as=Table;v=v1;g=meta.k8s.io` first when it wants a Table, then plain JSON as the
+/// fallback. `tables` says whether the endpoint renders Tables at all; when every range
+/// asks for a rendering it cannot produce, upstream's negotiation answers 406 before the
+/// request does anything (no review is made, no token minted).
+pub fn rendering(headers: &HeaderMap, tables: bool) -> Result<Rendering, ApiError> {
     let accept = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let mut refused = false;
     for range in accept.split(',') {
         let params: Vec<&str> = range.split(';').map(str::trim).collect();
         let meta_group = params
@@ -293,20 +297,27 @@ pub fn rendering(headers: &HeaderMap) -> Rendering {
             .all(|p| !p.starts_with("g=") || *p == "g=meta.k8s.io");
         let meta_version = params.iter().all(|p| !p.starts_with("v=") || *p == "v=v1");
         if params.contains(&"as=Table") && meta_group && meta_version {
-            return Rendering::Table;
+            if tables {
+                return Ok(Rendering::Table);
+            }
+            refused = true;
+            continue;
         }
         if (params.contains(&"as=PartialObjectMetadataList")
             || params.contains(&"as=PartialObjectMetadata"))
             && meta_group
             && meta_version
         {
-            return Rendering::Metadata;
+            return Ok(Rendering::Metadata);
         }
         if !params.iter().any(|p| p.starts_with("as=")) {
-            return Rendering::Object;
+            return Ok(Rendering::Object);
         }
     }
-    Rendering::Object
+    if refused {
+        return Err(ApiError::not_acceptable());
+    }
+    Ok(Rendering::Object)
 }
 
 #[cfg(test)]
@@ -408,23 +419,52 @@ mod tests {
     fn tables_when_asked() {
         let mut h = HeaderMap::new();
         h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json".parse().unwrap());
-        assert_eq!(rendering(&h), Rendering::Table);
+        assert_eq!(rendering(&h, true).unwrap(), Rendering::Table);
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
-        assert_eq!(rendering(&h), Rendering::Object);
+        assert_eq!(rendering(&h, true).unwrap(), Rendering::Object);
         h.insert(
             http::header::ACCEPT,
             "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(rendering(&h), Rendering::Metadata);
+        assert_eq!(rendering(&h, true).unwrap(), Rendering::Metadata);
         h.insert(
             http::header::ACCEPT,
             "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(rendering(&h), Rendering::Object);
+        assert_eq!(rendering(&h, true).unwrap(), Rendering::Object);
+    }
+
+    #[test]
+    fn tables_refused_where_the_endpoint_has_none() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(rendering(&h, false).unwrap_err().code, 406);
+        // A plain range after the Table is the fallback upstream serves.
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(rendering(&h, false).unwrap(), Rendering::Object);
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(rendering(&h, false).unwrap(), Rendering::Metadata);
+        h.remove(http::header::ACCEPT);
+        assert_eq!(rendering(&h, false).unwrap(), Rendering::Object);
     }
 
     #[test]

@@ -256,6 +256,7 @@ fn build(
         key_prefix: leak(&format!("/registry/{group}/{plural}/")),
         selectable_fields: leak_list(&selectable),
         selectable_zero_values: &[],
+        selectable_reads: &[],
         name_rule: NameRule::Subdomain,
         allow_create_on_update: false,
         return_deleted_object: false,

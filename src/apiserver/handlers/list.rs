@@ -27,6 +27,7 @@ impl Filter {
             query.raw("fieldSelector").unwrap_or_default(),
             resource.selectable_fields,
             resource.selectable_zero_values,
+            resource.selectable_reads,
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Filter { labels, fields })

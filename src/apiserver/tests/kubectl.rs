@@ -708,3 +708,103 @@ async fn pods_get_their_priority_from_their_class() {
     let args = ["label", "priorityclass", "everyone", "team=a"];
     ok(&server, &args).await;
 }
+
+/// Field labels that upstream reads from another path: an Event's `source` is
+/// `source.component`, else `reportingComponent`; a Job's `status.successful` is
+/// `status.succeeded`. Unknown labels are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn field_labels_read_where_upstream_reads_them() {
+    let server = start().await;
+    let event = |name: &str, source: &str| {
+        format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: {name}\ninvolvedObject:\n  kind: Pod\n  name: p\n  namespace: default\nreason: Started\ntype: Normal\n{source}\n"
+        )
+    };
+    let docs = [
+        event("from-kubelet", "source:\n  component: kubelet\n  host: n1"),
+        event(
+            "from-controller",
+            "reportingComponent: job-controller\nreportingInstance: i\naction: Sync\neventTime: \"2024-01-01T00:00:00.000000Z\"",
+        ),
+    ];
+    let file = write(server.dir.path(), "events.yaml", &docs.join("---\n"));
+    ok(&server, &["create", "-f", &file]).await;
+    let names = |selector: &'static str| {
+        let server = &server;
+        async move {
+            ok(
+                server,
+                &["get", "events", "--field-selector", selector, "-o", "name"],
+            )
+            .await
+        }
+    };
+    assert_eq!(names("source=kubelet").await, "event/from-kubelet\n");
+    assert_eq!(
+        names("source=job-controller").await,
+        "event/from-controller\n"
+    );
+    assert_eq!(
+        names("reportingComponent=job-controller").await,
+        "event/from-controller\n"
+    );
+    let err = fails(
+        &server,
+        &["get", "events", "--field-selector", "source.host=n1"],
+    )
+    .await;
+    assert!(
+        err.contains("field label not supported: source.host"),
+        "{err}"
+    );
+
+    ok(
+        &server,
+        &["create", "job", "once", "--image=busybox", "--", "true"],
+    )
+    .await;
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "jobs",
+                "--field-selector",
+                "status.successful=0",
+                "-o",
+                "name"
+            ]
+        )
+        .await,
+        "job.batch/once\n"
+    );
+    ok(
+        &server,
+        &[
+            "patch",
+            "job",
+            "once",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"succeeded":1}}"#,
+        ],
+    )
+    .await;
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "jobs",
+                "--field-selector",
+                "status.successful=1",
+                "-o",
+                "name"
+            ]
+        )
+        .await,
+        "job.batch/once\n"
+    );
+}
