@@ -29,6 +29,27 @@ pub struct ResourceAttributes {
 
 /// The group every authenticated user is in, as upstream adds it.
 pub const AUTHENTICATED: &str = "system:authenticated";
+/// Who a request without credentials is: upstream's anonymous authenticator (on by
+/// default, and in kind) names it so, and RBAC then decides what it may do.
+pub const ANONYMOUS: &str = "system:anonymous";
+/// The anonymous user's only group; bootstrap policy binds just
+/// `system:public-info-viewer` to it.
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+
+/// `groups` as authorization sees them: plus `system:authenticated`, as upstream's
+/// authenticated-group adder puts it on every user but the anonymous one and those
+/// already in it or in `system:unauthenticated`.
+pub fn effective_groups(name: &str, groups: &[String]) -> Vec<String> {
+    let mut groups = groups.to_vec();
+    if name != ANONYMOUS
+        && !groups
+            .iter()
+            .any(|g| g == AUTHENTICATED || g == UNAUTHENTICATED)
+    {
+        groups.push(AUTHENTICATED.to_string());
+    }
+    groups
+}
 /// Members are allowed everything, without consulting any policy (upstream's
 /// privileged group).
 pub const MASTERS: &str = "system:masters";

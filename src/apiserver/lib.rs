@@ -225,20 +225,43 @@ impl Server {
         #[cfg(test)]
         recovery::panic_if_asked(req.headers());
         // Bad credentials are a 401 on every path, public ones included, as upstream's
-        // authentication filter runs before anything looks at the path.
+        // authentication filter runs before anything looks at the path. No credentials
+        // is the anonymous user, authorized like any other: the probes and the version
+        // answer it because bootstrap policy's system:public-info-viewer grants them
+        // to system:unauthenticated, and an admin may bind it more (or less).
         let user = self
             .auth
             .authenticate(&self, req.headers(), req.extensions().get::<User>())
             .await?;
-        let target = request::parse_path(&self.registry, req.uri().path())?;
+        let target = request::parse_path(&self.registry, req.uri().path());
+        let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
+        let attributes = match &target {
+            Ok(target) => rbac::attributes(target, req.method(), req.uri()),
+            // Upstream authorizes before it routes: a path we do not serve is checked
+            // as a plain URL, so who may not get it learns 403, not that it is absent.
+            Err(_) => rbac::path_attributes(req.method(), req.uri()),
+        };
+        if !self.rbac.authorize(&user, &attributes).allowed {
+            return Err(rbac::forbidden(&user, &attributes));
+        }
+        let target = target?;
+        // Handlers (the reviews) see who the request acts as.
+        req.extensions_mut().insert(user);
+        let method = req.method().clone();
+        // Health checks answer any method they are authorized for, as upstream's do.
+        let any_method = matches!(
+            target,
+            Target::Resource(_) | Target::Health | Target::Ready | Target::Version
+        );
+        if method != Method::GET && !any_method {
+            return Err(ApiError::method_not_supported("", "", method.as_str()));
+        }
         match target {
-            // Probes and the version are public, as upstream's system:public-info-viewer:
-            // served to anyone, anonymous too.
-            Target::Health => return Ok(plain(StatusCode::OK, "ok")),
+            Target::Health => Ok(plain(StatusCode::OK, "ok")),
             Target::Ready => {
                 // Not ready while the store does not answer: load balancers then skip us.
                 let check = tokio::time::timeout(READY_TIMEOUT, self.store.revision()).await;
-                return Ok(match check {
+                Ok(match check {
                     Ok(Ok(_)) => plain(StatusCode::OK, "ok"),
                     Ok(Err(e)) => plain(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -248,26 +271,11 @@ impl Server {
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "[-]etcd failed: timed out\nreadyz check failed",
                     ),
-                });
+                })
             }
             Target::Version => {
-                return Ok(Json::ok(discovery::version(), Rendering::Object).into_response());
+                Ok(Json::ok(discovery::version(), Rendering::Object).into_response())
             }
-            _ => {}
-        }
-        let user = user.ok_or_else(ApiError::unauthorized)?;
-        let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
-        let attributes = rbac::attributes(&target, req.method(), req.uri());
-        if !self.rbac.authorize(&user, &attributes).allowed {
-            return Err(rbac::forbidden(&user, &attributes));
-        }
-        // Handlers (the reviews) see who the request acts as.
-        req.extensions_mut().insert(user);
-        let method = req.method().clone();
-        if method != Method::GET && !matches!(target, Target::Resource(_)) {
-            return Err(ApiError::method_not_supported("", "", method.as_str()));
-        }
-        match target {
             Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
             Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
             Target::Group(group) => discovery::group(&self.registry, &group)
@@ -290,7 +298,6 @@ impl Server {
                 req.headers(),
             ),
             Target::Resource(r) => self.resource(r, req).await,
-            Target::Health | Target::Ready | Target::Version => Err(ApiError::path_not_found()),
         }
     }
 

@@ -107,7 +107,14 @@ mod tests {
             })
         );
 
-        let next = http::Request::get("/healthz").body(Body::empty()).unwrap();
+        // As an admin: this server has no bootstrap policy granting anonymous probes.
+        let next = http::Request::get("/healthz")
+            .extension(crate::tls::User {
+                name: "kubernetes-admin".into(),
+                groups: vec![rind_api::rbac::MASTERS.into()],
+            })
+            .body(Body::empty())
+            .unwrap();
         let response = server.handle(next).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(body(response).await, b"ok");

@@ -8,7 +8,7 @@
 use super::rbac::Rbac;
 use super::request::Rendering;
 use super::{Json, User};
-use rind_api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes};
+use rind_api::rbac::{Attributes, ResourceAttributes, effective_groups};
 use rind_api::registry::Resource;
 use rind_api::status::{ApiError, Cause};
 use serde_json::{Map, Value, json};
@@ -211,13 +211,9 @@ fn str_at(value: Option<&Value>, field: &str) -> String {
         .to_string()
 }
 
-/// The user as authentication saw it: every authenticated user is also in
-/// `system:authenticated`.
+/// The user as authentication saw it: in `system:authenticated` unless anonymous.
 fn user_info(user: &User) -> Value {
-    let mut groups = user.groups.clone();
-    if !groups.iter().any(|g| g == AUTHENTICATED) {
-        groups.push(AUTHENTICATED.to_string());
-    }
+    let groups = effective_groups(&user.name, &user.groups);
     json!({"username": user.name, "groups": groups})
 }
 

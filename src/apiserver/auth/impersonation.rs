@@ -5,7 +5,7 @@
 use super::super::User;
 use crate::rbac::Rbac;
 use http::HeaderMap;
-use rind_api::rbac::{AUTHENTICATED, Attributes, ResourceAttributes, forbidden_reason};
+use rind_api::rbac::{Attributes, ResourceAttributes, effective_groups, forbidden_reason};
 use rind_api::status::ApiError;
 
 const USER_HEADER: &str = "impersonate-user";
@@ -127,12 +127,9 @@ pub fn apply(rbac: &Rbac, requester: User, headers: &HeaderMap) -> Result<User, 
         impersonated.push("system:serviceaccounts".into());
         impersonated.push(format!("system:serviceaccounts:{namespace}"));
     }
-    // Upstream adds this to every impersonated user but the anonymous one.
-    if name != "system:anonymous" && !impersonated.iter().any(|g| g == AUTHENTICATED) {
-        impersonated.push(AUTHENTICATED.into());
-    }
+    // Upstream's impersonation filter applies the authenticated-group rule too.
     Ok(User {
         name: name.to_string(),
-        groups: impersonated,
+        groups: effective_groups(name, &impersonated),
     })
 }

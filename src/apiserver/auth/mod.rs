@@ -13,6 +13,7 @@ use super::{Json, Server, User};
 use http::HeaderMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use rind_api::meta::{self, format_time};
+use rind_api::rbac::{ANONYMOUS, UNAUTHENTICATED};
 use rind_api::registry::Resource;
 use rind_api::status::{ApiError, Cause};
 use rind_store::{Store, StoreError};
@@ -52,23 +53,28 @@ impl Authenticator {
         self.service_accounts.start(store).await
     }
 
-    /// The request's user: its certificate's, else its bearer token's; None when it
-    /// carries no credential at all (anonymous). A token that is not valid is a 401
-    /// whatever the path: upstream authenticates before it looks at the path.
+    /// The request's user: its certificate's, else its bearer token's, else (no
+    /// credential at all) `system:anonymous`, whom RBAC then treats like anyone else.
+    /// A token that is not valid is a 401 whatever the path: upstream authenticates
+    /// before it looks at the path, and falls back to anonymous only when no
+    /// authenticator found a credential, never when one was rejected.
     pub async fn authenticate(
         &self,
         server: &Server,
         headers: &HeaderMap,
         certificate_user: Option<&User>,
-    ) -> Result<Option<User>, ApiError> {
+    ) -> Result<User, ApiError> {
         if let Some(user) = certificate_user {
-            return Ok(Some(user.clone()));
+            return Ok(user.clone());
         }
         let Some(token) = bearer_token(headers) else {
-            return Ok(None);
+            return Ok(User {
+                name: ANONYMOUS.to_string(),
+                groups: vec![UNAUTHENTICATED.to_string()],
+            });
         };
         match self.review(server, token, &[ISSUER]).await {
-            Ok(found) => Ok(Some(found.user)),
+            Ok(found) => Ok(found.user),
             Err(e) => {
                 tracing::debug!("bearer token rejected: {e}");
                 Err(ApiError::unauthorized())

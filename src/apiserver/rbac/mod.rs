@@ -10,7 +10,7 @@ use super::request::{Query, Target};
 use http::Method;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use rind_api::rbac::{
-    AUTHENTICATED, Attributes, MASTERS, ResourceAttributes, aggregates, forbidden_reason,
+    Attributes, MASTERS, ResourceAttributes, aggregates, effective_groups, forbidden_reason,
     rule_allows, subject_matches,
 };
 use rind_api::status::ApiError;
@@ -45,11 +45,7 @@ const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
 /// What a request does, in authorizer terms (upstream's RequestInfo).
 pub fn attributes(target: &Target, method: &Method, uri: &http::Uri) -> Attributes {
     let Target::Resource(r) = target else {
-        return Attributes {
-            verb: method.as_str().to_ascii_lowercase(),
-            resource: None,
-            path: uri.path().to_string(),
-        };
+        return path_attributes(method, uri);
     };
     let watch = r.watch_path || Query::parse(uri).is_ok_and(|q| q.flag("watch"));
     let subresource = r.subresource.clone().unwrap_or_default();
@@ -88,6 +84,15 @@ pub fn attributes(target: &Target, method: &Method, uri: &http::Uri) -> Attribut
     }
 }
 
+/// A request for a URL that is not an API resource: its verb is the lowercased method.
+pub fn path_attributes(method: &Method, uri: &http::Uri) -> Attributes {
+    Attributes {
+        verb: method.as_str().to_ascii_lowercase(),
+        resource: None,
+        path: uri.path().to_string(),
+    }
+}
+
 /// The 403 for a denied request, worded as upstream's.
 pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
     let reason = forbidden_reason(&user.name, attributes);
@@ -100,15 +105,6 @@ pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
             details: Some(Box::default()),
         },
     }
-}
-
-/// The user's groups plus `system:authenticated`, which every authenticated user is in.
-fn groups_of(user: &User) -> Vec<String> {
-    let mut groups = user.groups.clone();
-    if !groups.iter().any(|g| g == AUTHENTICATED) {
-        groups.push(AUTHENTICATED.to_string());
-    }
-    groups
 }
 
 impl Default for Rbac {
@@ -182,7 +178,7 @@ impl Rbac {
         namespace: &str,
         mut visit: impl FnMut(&[PolicyRule], &dyn Fn() -> String) -> Option<R>,
     ) -> Option<R> {
-        let groups = groups_of(user);
+        let groups = effective_groups(&user.name, &user.groups);
         for binding in self.cluster_role_bindings.all() {
             let Some(subject) = binding
                 .subjects

@@ -1,7 +1,7 @@
 //! Service-account tokens, bearer authentication, RBAC and impersonation, driven by
 //! the real kubectl: `create token`, a kubeconfig holding that token (forbidden until
 //! a RoleBinding grants it), `auth can-i [--list]` with `--as` and with the token,
-//! 401 for bad tokens, and TokenReview.
+//! 401 for bad tokens, anonymous requests authorized by RBAC, and TokenReview.
 
 use base64::Engine;
 use rind_testing::{
@@ -366,6 +366,84 @@ async fn ok_with(server: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> St
         stderr(&out)
     );
     stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn anonymous_requests_get_what_rbac_grants_system_unauthenticated() {
+    let server = start().await;
+    // The `anonymous` context sends no credential the server knows: the request is
+    // system:anonymous in system:unauthenticated, which bootstrap policy binds
+    // system:public-info-viewer to, and nothing else.
+    let version = ok(
+        &server,
+        &["--context=anonymous", "get", "--raw", "/version"],
+    )
+    .await;
+    assert!(version.contains("gitVersion"), "{version}");
+    for probe in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(
+            ok(&server, &["--context=anonymous", "get", "--raw", probe]).await,
+            "ok"
+        );
+    }
+    // Discovery is system:discovery's, bound to system:authenticated only; a path
+    // that does not exist is refused the same way, before anything routes it.
+    for path in ["/api", "/apis", "/openapi/v2", "/no/such/path"] {
+        let denied = fails(&server, &["--context=anonymous", "get", "--raw", path]).await;
+        assert!(
+            denied.contains(&format!(
+                "Error from server (Forbidden): forbidden: User \"system:anonymous\" cannot get path \"{path}\""
+            )),
+            "{path}: {denied}"
+        );
+    }
+    let denied = fails(&server, &["--context=anonymous", "get", "configmaps"]).await;
+    assert!(
+        denied.contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:anonymous\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{denied}"
+    );
+    // can-i asks with a SelfSubjectAccessReview, which system:basic-user grants
+    // only to system:authenticated.
+    let denied = fails(
+        &server,
+        &["--context=anonymous", "auth", "can-i", "get", "pods"],
+    )
+    .await;
+    assert!(
+        denied.contains(
+            "selfsubjectaccessreviews.authorization.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectaccessreviews\" in API group \"authorization.k8s.io\" at the cluster scope"
+        ),
+        "{denied}"
+    );
+    // What an admin binds to system:unauthenticated, anonymous requests then get.
+    ok(
+        &server,
+        &[
+            "create",
+            "clusterrolebinding",
+            "anonymous-view",
+            "--clusterrole=view",
+            "--group=system:unauthenticated",
+        ],
+    )
+    .await;
+    ok(
+        &server,
+        &["create", "configmap", "shared", "--from-literal=k=v"],
+    )
+    .await;
+    eventually("anonymous to list configmaps", || async {
+        let out = kubectl(&server, &["--context=anonymous", "get", "configmaps"]).await;
+        if out.status.success() && stdout(&out).contains("shared") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", stdout(&out), stderr(&out)))
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,8 +296,9 @@ async fn kubectl_flow(server: &TestServer) {
         "{err}"
     );
 
+    // No credentials is system:anonymous, whom bootstrap policy lets read no pods.
     let anonymous = fails(server, &["--context", "anonymous", "get", "pods"]).await;
-    assert!(anonymous.contains("Unauthorized"), "{anonymous}");
+    assert!(anonymous.contains("(Forbidden)"), "{anonymous}");
     // Probes are public, as upstream's.
     for probe in ["/readyz", "/livez", "/healthz"] {
         assert_eq!(
