@@ -6,6 +6,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let include = "protobuf/proto";
     println!("cargo:rerun-if-changed={include}");
+    // Upstream's generated.proto files, whole (k8s.io/api and k8s.io/apimachinery
+    // v0.37.0-beta.0): every built-in group this server serves, so each of its kinds,
+    // statuses included, decodes.
     let groups = [
         "k8s.io/api/core/v1/generated.proto",
         "k8s.io/api/apps/v1/generated.proto",
@@ -18,10 +21,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "k8s.io/api/authentication/v1/generated.proto",
         "k8s.io/api/autoscaling/v1/generated.proto",
         "k8s.io/api/autoscaling/v2/generated.proto",
+        "k8s.io/api/coordination/v1/generated.proto",
+        "k8s.io/api/discovery/v1/generated.proto",
+        "k8s.io/api/events/v1/generated.proto",
+        "k8s.io/api/node/v1/generated.proto",
+        "k8s.io/api/storage/v1/generated.proto",
         "k8s.io/apimachinery/pkg/runtime/generated.proto",
     ];
     let mut compiler = protox::Compiler::new([include])?;
-    // Imports (meta/v1, resource, intstr) are part of the pool; comments are not.
+    // Imports (meta/v1, resource, intstr, runtime/schema) are part of the pool; comments are not.
     compiler.include_imports(true).include_source_info(false);
     compiler.open_files(groups)?;
     let out = std::path::Path::new(&std::env::var("OUT_DIR")?).join("kubernetes_descriptors.bin");

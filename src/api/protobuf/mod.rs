@@ -4,11 +4,12 @@
 //! `runtime.Unknown` whose `raw` is the object's own protobuf.
 //!
 //! The body is turned into the JSON (`serde_json::Value`) the handlers already take, so
-//! nothing downstream knows the difference. The schema is the vendored `generated.proto`
-//! files under `proto/`, compiled into a descriptor set by build.rs and read at run time
-//! with prost-reflect: protobuf field names are the JSON names, and the few types whose
-//! JSON is not their message shape (times, quantities, int-or-strings, raw extensions,
-//! inlined embedded structs) are converted by hand.
+//! nothing downstream knows the difference. The schema is upstream's `generated.proto`
+//! files, vendored whole under `proto/`, compiled into a descriptor set by build.rs and
+//! read at run time with prost-reflect: protobuf field names are the JSON names but for
+//! a few (`RENAMED`), and the few types whose JSON is not their message shape (times,
+//! quantities, int-or-strings, raw extensions, inlined embedded structs) are converted
+//! by hand.
 
 use crate::status::ApiError;
 use base64::Engine;
@@ -48,10 +49,30 @@ const INLINED: &[(&str, &str)] = &[
         "k8s.io.api.core.v1.EphemeralContainerCommon",
     ),
     ("volumeSource", "k8s.io.api.core.v1.VolumeSource"),
+    (
+        "persistentVolumeSource",
+        "k8s.io.api.core.v1.PersistentVolumeSource",
+    ),
     ("handler", "k8s.io.api.core.v1.ProbeHandler"),
     (
         "ingressRuleValue",
         "k8s.io.api.networking.v1.IngressRuleValue",
+    ),
+];
+
+/// go-to-protobuf names a field after its Go name with the first letter lowered, which is
+/// the JSON name everywhere but here (Go `APIGroup`, `UID`). Keyed by message and field;
+/// checked against upstream's types.go json tags for every vendored group.
+const RENAMED: &[(&str, &str, &str)] = &[
+    (
+        "k8s.io.api.networking.v1.IngressClassParametersReference",
+        "aPIGroup",
+        "apiGroup",
+    ),
+    (
+        "k8s.io.api.authentication.v1.BoundObjectReference",
+        "uID",
+        "uid",
     ),
 ];
 
@@ -294,7 +315,7 @@ impl Converter<'_> {
             return Ok(special);
         }
         if message.unknown_fields().next().is_some() {
-            // Fields newer than the vendored schema (or of trimmed-out types) are lost.
+            // Fields newer than the vendored schema are lost.
             tracing::debug!(
                 kind = self.kind,
                 message = desc.full_name(),
@@ -310,7 +331,7 @@ impl Converter<'_> {
             if omitted_zero(&field, value) {
                 continue;
             }
-            out.insert(field.name().to_string(), self.field(&field, value)?);
+            out.insert(json_name(&field).to_string(), self.field(&field, value)?);
         }
         Ok(Value::Object(out))
     }
@@ -473,6 +494,15 @@ impl Converter<'_> {
             }
         })
     }
+}
+
+/// The JSON name of a field: its protobuf name unless `RENAMED` says otherwise.
+fn json_name(field: &FieldDescriptor) -> &str {
+    let message = field.parent_message().full_name();
+    RENAMED
+        .iter()
+        .find(|(m, proto, _)| *m == message && *proto == field.name())
+        .map_or(field.name(), |(_, _, json)| json)
 }
 
 /// JSON has no NaN or infinity; Go's encoder refuses them too, so they become null.
