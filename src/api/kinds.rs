@@ -23,6 +23,7 @@ pub fn default(resource: &Resource, object: &mut Value) {
         ("batch", "Job") => batch::default_job(object),
         ("batch", "CronJob") => batch::default_cron_job(object),
         ("", "Secret") => default_secret(object),
+        ("", "ConfigMap") => canonicalize_bytes(object, "binaryData"),
         ("", "PersistentVolumeClaim") => workloads::default_claim(object),
         ("", "PersistentVolume") => default_volume(object),
         ("storage.k8s.io", "StorageClass") => default_storage_class(object),
@@ -58,7 +59,11 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         ("batch", "Job") => batch::validate_job(object),
         ("batch", "CronJob") => batch::validate_cron_job(object),
         ("", "Secret") => validate_secret(object),
-        ("", "ConfigMap") => validate_config_keys(object),
+        ("", "ConfigMap") => {
+            let mut causes = validate_config_keys(object);
+            validate_bytes(object, "binaryData", &mut causes);
+            causes
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::definition::validate(object),
         ("", "PersistentVolumeClaim") => validate_claim(object),
         ("storage.k8s.io", "StorageClass") => {
@@ -200,21 +205,45 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
     }
 }
 
-fn default_secret(secret: &mut Value) {
-    let Some(root) = secret.as_object_mut() else {
-        return;
-    };
-    root.entry("type").or_insert(json!("Opaque"));
-    // Upstream decodes `data` into bytes and encodes them again when it stores them,
-    // so line-wrapped base64 reads back on one line. Values that do not decode are
-    // left for validation to refuse.
-    if let Some(Value::Object(data)) = root.get_mut("data") {
-        for value in data.values_mut() {
+/// Upstream decodes a `map[string][]byte` field (Secret `data`, ConfigMap
+/// `binaryData`) into bytes and encodes them again when it stores them, so
+/// line-wrapped base64 reads back on one line. Values that do not decode are left for
+/// `validate_bytes` to refuse.
+fn canonicalize_bytes(object: &mut Value, field: &str) {
+    if let Some(Value::Object(map)) = object.get_mut(field) {
+        for value in map.values_mut() {
             if let Some(canonical) = value.as_str().and_then(byte_fields::canonical) {
                 *value = json!(canonical);
             }
         }
     }
+}
+
+/// Refuses the values of a `map[string][]byte` field that upstream could not decode.
+fn validate_bytes(object: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let Some(map) = object.get(field).and_then(Value::as_object) else {
+        return;
+    };
+    for (key, value) in map {
+        let decodes = value
+            .as_str()
+            .is_some_and(|v| byte_fields::decode(v).is_ok());
+        if !decodes {
+            causes.push(invalid_value(
+                format!("{field}[{key}]"),
+                value,
+                "must be base64 encoded",
+            ));
+        }
+    }
+}
+
+fn default_secret(secret: &mut Value) {
+    canonicalize_bytes(secret, "data");
+    let Some(root) = secret.as_object_mut() else {
+        return;
+    };
+    root.entry("type").or_insert(json!("Opaque"));
     // `stringData` is write-only: its entries become base64 `data`, overriding it.
     if let Some(Value::Object(strings)) = root.remove("stringData") {
         let data = child_mut(root, "data");
@@ -271,20 +300,7 @@ fn validate_secret(secret: &Value) -> Vec<Cause> {
             causes.push(Cause::required(format!("data[{key}]"), ""));
         }
     }
-    if let Some(data) = data {
-        for (key, value) in data {
-            let decodes = value
-                .as_str()
-                .is_some_and(|v| byte_fields::decode(v).is_ok());
-            if !decodes {
-                causes.push(invalid_value(
-                    format!("data[{key}]"),
-                    value,
-                    "must be base64 encoded",
-                ));
-            }
-        }
-    }
+    validate_bytes(secret, "data", &mut causes);
     causes
 }
 
@@ -446,6 +462,22 @@ mod tests {
             .collect();
         assert!(fields.contains(&"data[bad key]".to_string()));
         assert!(fields.contains(&"data[tls.crt]".to_string()));
+    }
+
+    #[test]
+    fn config_map_binary_data_is_canonical_base64() {
+        let cms = lookup("", "v1", "configmaps");
+        let mut cm = json!({"binaryData": {"a": "aGVs\nbG8=\n"}, "data": {"b": "aGVs\nbG8=\n"}});
+        default(cms, &mut cm);
+        assert_eq!(cm["binaryData"]["a"], "aGVsbG8=");
+        // `data` holds plain strings, kept as sent.
+        assert_eq!(cm["data"]["b"], "aGVs\nbG8=\n");
+        assert!(validate(cms, &cm).is_empty());
+        let mut bad = json!({"binaryData": {"a": "aGVs bG8="}});
+        default(cms, &mut bad);
+        let causes = validate(cms, &bad);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "binaryData[a]");
     }
 
     #[test]

@@ -353,6 +353,48 @@ async fn secret_data_may_be_line_wrapped() {
     assert!(err.contains("data[bad]"), "{err}");
 }
 
+/// ConfigMap `binaryData` is `[]byte` upstream too: line-wrapped base64 is accepted
+/// and stored on one line, and what does not decode is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn config_map_binary_data_is_base64() {
+    let server = start().await;
+    let original: Vec<u8> = (0..=255u8).chain(*b"end of the config").collect();
+    let canonical = STANDARD.encode(&original);
+    let wrapped: String = canonical
+        .as_bytes()
+        .chunks(76)
+        .map(|line| format!("    {}\n", String::from_utf8_lossy(line)))
+        .collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wrapped\nbinaryData:\n  block: |\n{wrapped}"
+    );
+    let file = write(server.dir.path(), "wrapped.yaml", &manifest);
+    ok(&server, &["create", "-f", &file]).await;
+    let block = ok(
+        &server,
+        &[
+            "get",
+            "configmap",
+            "wrapped",
+            "-o",
+            "jsonpath={.binaryData.block}",
+        ],
+    )
+    .await;
+    assert_eq!(block, canonical);
+    assert_eq!(STANDARD.decode(&block).unwrap(), original);
+
+    let bad = write(
+        server.dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbinaryData:\n  spaced: \"d29y bGQ=\"\n",
+    );
+    let err = fails(&server, &["create", "-f", &bad]).await;
+    assert!(err.contains("binaryData[spaced]"), "{err}");
+    fails(&server, &["get", "configmap", "bad"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
 async fn workload_validation_errors() {
