@@ -179,8 +179,59 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
     }
 }
 
+/// The zero value of a status field that upstream's Go type has no `omitempty` for.
+#[derive(Clone, Copy, Debug)]
+enum Zero {
+    /// An `int32` count: `0`.
+    Count,
+    /// A slice: Go writes a nil slice as `null`.
+    NullList,
+}
+
+/// The status upstream shows for a just-created object of the kinds whose strategy
+/// resets status on create (`PrepareForCreate`: `obj.Status = XStatus{}`): Go's JSON
+/// encoder writes the status struct (never omitted) with every field that has no
+/// `omitempty` at its zero value, and clients index into those fields. None for kinds
+/// without such a reset, whose status a create simply drops.
+///
+/// Fields checked against kubernetes/api's `apps/v1/types.go`, `batch/v1/types.go`,
+/// `core/v1/types.go`, `autoscaling/v1/types.go`, `autoscaling/v2/types.go` and
+/// `policy/v1/types.go` (the `XStatus` structs' json tags).
+fn created_status(resource: &Resource) -> Option<&'static [(&'static str, Zero)]> {
+    use Zero::{Count, NullList};
+    Some(match (resource.group, resource.version, resource.kind) {
+        // Every DeploymentStatus, JobStatus and CronJobStatus field is omitempty.
+        ("apps", "v1", "Deployment") | ("batch", "v1", "Job" | "CronJob") => &[],
+        ("apps", "v1", "StatefulSet") => &[("replicas", Count), ("availableReplicas", Count)],
+        ("apps", "v1", "ReplicaSet") | ("", "v1", "ReplicationController") => {
+            &[("replicas", Count)]
+        }
+        ("apps", "v1", "DaemonSet") => &[
+            ("currentNumberScheduled", Count),
+            ("numberMisscheduled", Count),
+            ("desiredNumberScheduled", Count),
+            ("numberReady", Count),
+        ],
+        // v1 and v2 differ: v2's currentReplicas is omitempty, its currentMetrics not.
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            &[("currentReplicas", Count), ("desiredReplicas", Count)]
+        }
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            &[("desiredReplicas", Count), ("currentMetrics", NullList)]
+        }
+        ("policy", "v1", "PodDisruptionBudget") => &[
+            ("disruptionsAllowed", Count),
+            ("currentHealthy", Count),
+            ("desiredHealthy", Count),
+            ("expectedPods", Count),
+        ],
+        _ => return None,
+    })
+}
+
 /// What a create does to a client-sent object before defaulting: the status of a
-/// type with a status subresource is the controllers' to write, so it starts empty.
+/// type with a status subresource is the controllers' to write, so it starts empty
+/// (as upstream renders empty: see `created_status`).
 pub fn prepare_create(resource: &Resource, object: &mut Value) {
     // Nodes report their own status on registration; namespaces and pods are handled
     // by their own rules.
@@ -190,7 +241,22 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
         && !keeps_status
         && let Some(root) = object.as_object_mut()
     {
-        root.remove("status");
+        match created_status(resource) {
+            Some(fields) => {
+                let zero = |zero: Zero| match zero {
+                    Zero::Count => json!(0),
+                    Zero::NullList => Value::Null,
+                };
+                let status = fields
+                    .iter()
+                    .map(|&(field, value)| (field.to_string(), zero(value)))
+                    .collect();
+                root.insert("status".into(), Value::Object(status));
+            }
+            None => {
+                root.remove("status");
+            }
+        }
     }
     if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
         // Holds a deleted CRD until the API server has deleted its objects.
@@ -517,12 +583,60 @@ mod tests {
         assert!(validate(classes, &sc).is_empty());
     }
 
+    /// The status of a just-created object, whatever status the client sent.
+    fn created(group: &str, version: &str, plural: &str) -> Value {
+        let mut object = json!({"spec": {}, "status": {"replicas": 3, "observedGeneration": 2}});
+        prepare_create(lookup(group, version, plural), &mut object);
+        object.get("status").cloned().unwrap_or(Value::Null)
+    }
+
+    /// The fields with no `omitempty` in kubernetes/api's `XStatus` Go structs, each
+    /// checked against the file named beside it.
+    #[test]
+    fn create_leaves_upstreams_zero_status() {
+        // apps/v1/types.go
+        assert_eq!(created("apps", "v1", "deployments"), json!({}));
+        assert_eq!(
+            created("apps", "v1", "statefulsets"),
+            json!({"replicas": 0, "availableReplicas": 0})
+        );
+        assert_eq!(created("apps", "v1", "replicasets"), json!({"replicas": 0}));
+        assert_eq!(
+            created("apps", "v1", "daemonsets"),
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                   "desiredNumberScheduled": 0, "numberReady": 0})
+        );
+        // batch/v1/types.go
+        assert_eq!(created("batch", "v1", "jobs"), json!({}));
+        assert_eq!(created("batch", "v1", "cronjobs"), json!({}));
+        // core/v1/types.go
+        assert_eq!(
+            created("", "v1", "replicationcontrollers"),
+            json!({"replicas": 0})
+        );
+        // autoscaling/v1/types.go, autoscaling/v2/types.go
+        assert_eq!(
+            created("autoscaling", "v1", "horizontalpodautoscalers"),
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        );
+        assert_eq!(
+            created("autoscaling", "v2", "horizontalpodautoscalers"),
+            json!({"desiredReplicas": 0, "currentMetrics": null})
+        );
+        // policy/v1/types.go
+        assert_eq!(
+            created("policy", "v1", "poddisruptionbudgets"),
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+                   "desiredHealthy": 0, "expectedPods": 0})
+        );
+    }
+
     #[test]
     fn create_clears_controller_status() {
-        let deploys = lookup("apps", "v1", "deployments");
-        let mut d = json!({"spec": {}, "status": {"replicas": 3}});
-        prepare_create(deploys, &mut d);
-        assert!(d.get("status").is_none());
+        let claims = lookup("", "v1", "persistentvolumeclaims");
+        let mut c = json!({"spec": {}, "status": {"phase": "Bound"}});
+        prepare_create(claims, &mut c);
+        assert!(c.get("status").is_none());
         let nodes = lookup("", "v1", "nodes");
         let mut n = json!({"status": {"capacity": {}}});
         prepare_create(nodes, &mut n);
