@@ -34,14 +34,19 @@ pub fn v1_to_v2(mut object: Value) -> Value {
     {
         spec.insert("metrics".into(), json!([cpu_metric(&target)]));
     }
-    if let Some(Value::Object(status)) = root.get_mut("status")
-        && let Some(current) = status.remove("currentCPUUtilizationPercentage")
-    {
-        status.insert(
-            "currentMetrics".into(),
-            json!([{"type": "Resource", "resource": {"name": "cpu",
-                "current": {"averageUtilization": current}}}]),
-        );
+    if let Some(Value::Object(status)) = root.get_mut("status") {
+        if let Some(current) = status.remove("currentCPUUtilizationPercentage") {
+            status.insert(
+                "currentMetrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "current": {"averageUtilization": current}}}]),
+            );
+        }
+        // v2's Go type omits a zero currentReplicas and always writes currentMetrics.
+        if status.get("currentReplicas") == Some(&json!(0)) {
+            status.remove("currentReplicas");
+        }
+        status.entry("currentMetrics").or_insert(Value::Null);
     }
     object
 }
@@ -67,6 +72,8 @@ pub fn v2_to_v1(mut object: Value) -> Value {
         if let Some(current) = current {
             status.insert("currentCPUUtilizationPercentage".into(), current);
         }
+        // v1's Go type always writes currentReplicas, which v2 omits when zero.
+        status.entry("currentReplicas").or_insert(json!(0));
     }
     object
 }
@@ -110,6 +117,22 @@ mod tests {
             20
         );
         assert_eq!(v2_to_v1(v2), v1);
+    }
+
+    /// A just-created HPA's status, as each version's Go type writes it
+    /// (kubernetes/api autoscaling/v1/types.go, autoscaling/v2/types.go).
+    #[test]
+    fn zero_status_in_each_version() {
+        let v1 = json!({"status": {"currentReplicas": 0, "desiredReplicas": 0}});
+        let v2 = v1_to_v2(v1);
+        assert_eq!(
+            v2["status"],
+            json!({"desiredReplicas": 0, "currentMetrics": null})
+        );
+        assert_eq!(
+            v2_to_v1(v2)["status"],
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn default(resource: &Resource, object: &mut Value) {
         ("batch", "Job") => batch::default_job(object),
         ("batch", "CronJob") => batch::default_cron_job(object),
         ("", "Secret") => default_secret(object),
+        ("", "ConfigMap") => canonicalize_bytes(object, "binaryData"),
         ("", "PersistentVolumeClaim") => workloads::default_claim(object),
         ("", "PersistentVolume") => default_volume(object),
         ("storage.k8s.io", "StorageClass") => default_storage_class(object),
@@ -58,7 +59,11 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         ("batch", "Job") => batch::validate_job(object),
         ("batch", "CronJob") => batch::validate_cron_job(object),
         ("", "Secret") => validate_secret(object),
-        ("", "ConfigMap") => validate_config_keys(object),
+        ("", "ConfigMap") => {
+            let mut causes = validate_config_keys(object);
+            validate_bytes(object, "binaryData", &mut causes);
+            causes
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::definition::validate(object),
         ("", "PersistentVolumeClaim") => validate_claim(object),
         ("storage.k8s.io", "StorageClass") => {
@@ -174,8 +179,59 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
     }
 }
 
+/// The zero value of a status field that upstream's Go type has no `omitempty` for.
+#[derive(Clone, Copy, Debug)]
+enum Zero {
+    /// An `int32` count: `0`.
+    Count,
+    /// A slice: Go writes a nil slice as `null`.
+    NullList,
+}
+
+/// The status upstream shows for a just-created object of the kinds whose strategy
+/// resets status on create (`PrepareForCreate`: `obj.Status = XStatus{}`): Go's JSON
+/// encoder writes the status struct (never omitted) with every field that has no
+/// `omitempty` at its zero value, and clients index into those fields. None for kinds
+/// without such a reset, whose status a create simply drops.
+///
+/// Fields checked against kubernetes/api's `apps/v1/types.go`, `batch/v1/types.go`,
+/// `core/v1/types.go`, `autoscaling/v1/types.go`, `autoscaling/v2/types.go` and
+/// `policy/v1/types.go` (the `XStatus` structs' json tags).
+fn created_status(resource: &Resource) -> Option<&'static [(&'static str, Zero)]> {
+    use Zero::{Count, NullList};
+    Some(match (resource.group, resource.version, resource.kind) {
+        // Every DeploymentStatus, JobStatus and CronJobStatus field is omitempty.
+        ("apps", "v1", "Deployment") | ("batch", "v1", "Job" | "CronJob") => &[],
+        ("apps", "v1", "StatefulSet") => &[("replicas", Count), ("availableReplicas", Count)],
+        ("apps", "v1", "ReplicaSet") | ("", "v1", "ReplicationController") => {
+            &[("replicas", Count)]
+        }
+        ("apps", "v1", "DaemonSet") => &[
+            ("currentNumberScheduled", Count),
+            ("numberMisscheduled", Count),
+            ("desiredNumberScheduled", Count),
+            ("numberReady", Count),
+        ],
+        // v1 and v2 differ: v2's currentReplicas is omitempty, its currentMetrics not.
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            &[("currentReplicas", Count), ("desiredReplicas", Count)]
+        }
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            &[("desiredReplicas", Count), ("currentMetrics", NullList)]
+        }
+        ("policy", "v1", "PodDisruptionBudget") => &[
+            ("disruptionsAllowed", Count),
+            ("currentHealthy", Count),
+            ("desiredHealthy", Count),
+            ("expectedPods", Count),
+        ],
+        _ => return None,
+    })
+}
+
 /// What a create does to a client-sent object before defaulting: the status of a
-/// type with a status subresource is the controllers' to write, so it starts empty.
+/// type with a status subresource is the controllers' to write, so it starts empty
+/// (as upstream renders empty: see `created_status`).
 pub fn prepare_create(resource: &Resource, object: &mut Value) {
     // Nodes report their own status on registration; namespaces and pods are handled
     // by their own rules.
@@ -185,7 +241,22 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
         && !keeps_status
         && let Some(root) = object.as_object_mut()
     {
-        root.remove("status");
+        match created_status(resource) {
+            Some(fields) => {
+                let zero = |zero: Zero| match zero {
+                    Zero::Count => json!(0),
+                    Zero::NullList => Value::Null,
+                };
+                let status = fields
+                    .iter()
+                    .map(|&(field, value)| (field.to_string(), zero(value)))
+                    .collect();
+                root.insert("status".into(), Value::Object(status));
+            }
+            None => {
+                root.remove("status");
+            }
+        }
     }
     if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
         // Holds a deleted CRD until the API server has deleted its objects.
@@ -200,21 +271,45 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
     }
 }
 
-fn default_secret(secret: &mut Value) {
-    let Some(root) = secret.as_object_mut() else {
-        return;
-    };
-    root.entry("type").or_insert(json!("Opaque"));
-    // Upstream decodes `data` into bytes and encodes them again when it stores them,
-    // so line-wrapped base64 reads back on one line. Values that do not decode are
-    // left for validation to refuse.
-    if let Some(Value::Object(data)) = root.get_mut("data") {
-        for value in data.values_mut() {
+/// Upstream decodes a `map[string][]byte` field (Secret `data`, ConfigMap
+/// `binaryData`) into bytes and encodes them again when it stores them, so
+/// line-wrapped base64 reads back on one line. Values that do not decode are left for
+/// `validate_bytes` to refuse.
+fn canonicalize_bytes(object: &mut Value, field: &str) {
+    if let Some(Value::Object(map)) = object.get_mut(field) {
+        for value in map.values_mut() {
             if let Some(canonical) = value.as_str().and_then(byte_fields::canonical) {
                 *value = json!(canonical);
             }
         }
     }
+}
+
+/// Refuses the values of a `map[string][]byte` field that upstream could not decode.
+fn validate_bytes(object: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let Some(map) = object.get(field).and_then(Value::as_object) else {
+        return;
+    };
+    for (key, value) in map {
+        let decodes = value
+            .as_str()
+            .is_some_and(|v| byte_fields::decode(v).is_ok());
+        if !decodes {
+            causes.push(invalid_value(
+                format!("{field}[{key}]"),
+                value,
+                "must be base64 encoded",
+            ));
+        }
+    }
+}
+
+fn default_secret(secret: &mut Value) {
+    canonicalize_bytes(secret, "data");
+    let Some(root) = secret.as_object_mut() else {
+        return;
+    };
+    root.entry("type").or_insert(json!("Opaque"));
     // `stringData` is write-only: its entries become base64 `data`, overriding it.
     if let Some(Value::Object(strings)) = root.remove("stringData") {
         let data = child_mut(root, "data");
@@ -271,20 +366,7 @@ fn validate_secret(secret: &Value) -> Vec<Cause> {
             causes.push(Cause::required(format!("data[{key}]"), ""));
         }
     }
-    if let Some(data) = data {
-        for (key, value) in data {
-            let decodes = value
-                .as_str()
-                .is_some_and(|v| byte_fields::decode(v).is_ok());
-            if !decodes {
-                causes.push(invalid_value(
-                    format!("data[{key}]"),
-                    value,
-                    "must be base64 encoded",
-                ));
-            }
-        }
-    }
+    validate_bytes(secret, "data", &mut causes);
     causes
 }
 
@@ -449,6 +531,22 @@ mod tests {
     }
 
     #[test]
+    fn config_map_binary_data_is_canonical_base64() {
+        let cms = lookup("", "v1", "configmaps");
+        let mut cm = json!({"binaryData": {"a": "aGVs\nbG8=\n"}, "data": {"b": "aGVs\nbG8=\n"}});
+        default(cms, &mut cm);
+        assert_eq!(cm["binaryData"]["a"], "aGVsbG8=");
+        // `data` holds plain strings, kept as sent.
+        assert_eq!(cm["data"]["b"], "aGVs\nbG8=\n");
+        assert!(validate(cms, &cm).is_empty());
+        let mut bad = json!({"binaryData": {"a": "aGVs bG8="}});
+        default(cms, &mut bad);
+        let causes = validate(cms, &bad);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "binaryData[a]");
+    }
+
+    #[test]
     fn immutable_config_maps_keep_data() {
         let cms = lookup("", "v1", "configmaps");
         let old = json!({"immutable": true, "data": {"a": "1"}});
@@ -485,12 +583,60 @@ mod tests {
         assert!(validate(classes, &sc).is_empty());
     }
 
+    /// The status of a just-created object, whatever status the client sent.
+    fn created(group: &str, version: &str, plural: &str) -> Value {
+        let mut object = json!({"spec": {}, "status": {"replicas": 3, "observedGeneration": 2}});
+        prepare_create(lookup(group, version, plural), &mut object);
+        object.get("status").cloned().unwrap_or(Value::Null)
+    }
+
+    /// The fields with no `omitempty` in kubernetes/api's `XStatus` Go structs, each
+    /// checked against the file named beside it.
+    #[test]
+    fn create_leaves_upstreams_zero_status() {
+        // apps/v1/types.go
+        assert_eq!(created("apps", "v1", "deployments"), json!({}));
+        assert_eq!(
+            created("apps", "v1", "statefulsets"),
+            json!({"replicas": 0, "availableReplicas": 0})
+        );
+        assert_eq!(created("apps", "v1", "replicasets"), json!({"replicas": 0}));
+        assert_eq!(
+            created("apps", "v1", "daemonsets"),
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                   "desiredNumberScheduled": 0, "numberReady": 0})
+        );
+        // batch/v1/types.go
+        assert_eq!(created("batch", "v1", "jobs"), json!({}));
+        assert_eq!(created("batch", "v1", "cronjobs"), json!({}));
+        // core/v1/types.go
+        assert_eq!(
+            created("", "v1", "replicationcontrollers"),
+            json!({"replicas": 0})
+        );
+        // autoscaling/v1/types.go, autoscaling/v2/types.go
+        assert_eq!(
+            created("autoscaling", "v1", "horizontalpodautoscalers"),
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        );
+        assert_eq!(
+            created("autoscaling", "v2", "horizontalpodautoscalers"),
+            json!({"desiredReplicas": 0, "currentMetrics": null})
+        );
+        // policy/v1/types.go
+        assert_eq!(
+            created("policy", "v1", "poddisruptionbudgets"),
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+                   "desiredHealthy": 0, "expectedPods": 0})
+        );
+    }
+
     #[test]
     fn create_clears_controller_status() {
-        let deploys = lookup("apps", "v1", "deployments");
-        let mut d = json!({"spec": {}, "status": {"replicas": 3}});
-        prepare_create(deploys, &mut d);
-        assert!(d.get("status").is_none());
+        let claims = lookup("", "v1", "persistentvolumeclaims");
+        let mut c = json!({"spec": {}, "status": {"phase": "Bound"}});
+        prepare_create(claims, &mut c);
+        assert!(c.get("status").is_none());
         let nodes = lookup("", "v1", "nodes");
         let mut n = json!({"status": {"capacity": {}}});
         prepare_create(nodes, &mut n);

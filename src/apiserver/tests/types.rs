@@ -353,6 +353,74 @@ async fn secret_data_may_be_line_wrapped() {
     assert!(err.contains("data[bad]"), "{err}");
 }
 
+/// A just-created workload carries the status upstream's Go types write at their zero
+/// values (clients index into `status.replicas`), in GET and LIST alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn created_workloads_show_zero_status() {
+    let server = start().await;
+    let file = write(server.dir.path(), "all.yaml", MANIFESTS);
+    ok(&server, &["create", "-f", &file]).await;
+    let status = |kind: &'static str, name: &'static str| {
+        let server = &server;
+        async move {
+            let json = ok(server, &["get", kind, name, "-o", "json"]).await;
+            let object: serde_json::Value = serde_json::from_str(&json).unwrap();
+            object["status"].clone()
+        }
+    };
+    let sts = status("statefulset", "db").await;
+    assert_eq!(sts["replicas"], 0, "{sts}");
+    assert_eq!(sts["availableReplicas"], 0, "{sts}");
+    assert_eq!(status("deployment", "web").await, serde_json::json!({}));
+
+    let list = ok(&server, &["get", "statefulsets", "-o", "json"]).await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["items"][0]["status"]["replicas"], 0, "{list}");
+}
+
+/// ConfigMap `binaryData` is `[]byte` upstream too: line-wrapped base64 is accepted
+/// and stored on one line, and what does not decode is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn config_map_binary_data_is_base64() {
+    let server = start().await;
+    let original: Vec<u8> = (0..=255u8).chain(*b"end of the config").collect();
+    let canonical = STANDARD.encode(&original);
+    let wrapped: String = canonical
+        .as_bytes()
+        .chunks(76)
+        .map(|line| format!("    {}\n", String::from_utf8_lossy(line)))
+        .collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wrapped\nbinaryData:\n  block: |\n{wrapped}"
+    );
+    let file = write(server.dir.path(), "wrapped.yaml", &manifest);
+    ok(&server, &["create", "-f", &file]).await;
+    let block = ok(
+        &server,
+        &[
+            "get",
+            "configmap",
+            "wrapped",
+            "-o",
+            "jsonpath={.binaryData.block}",
+        ],
+    )
+    .await;
+    assert_eq!(block, canonical);
+    assert_eq!(STANDARD.decode(&block).unwrap(), original);
+
+    let bad = write(
+        server.dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbinaryData:\n  spaced: \"d29y bGQ=\"\n",
+    );
+    let err = fails(&server, &["create", "-f", &bad]).await;
+    assert!(err.contains("binaryData[spaced]"), "{err}");
+    fails(&server, &["get", "configmap", "bad"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
 async fn workload_validation_errors() {
