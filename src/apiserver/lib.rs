@@ -34,6 +34,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
+pub use rbac::defaults::{Policy, bootstrap_policy};
 use request::{Query, Rendering, Target};
 use rind_api::registry::{Registry, Storage};
 use rind_api::status::ApiError;
