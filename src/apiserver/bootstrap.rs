@@ -1,7 +1,8 @@
 //! Objects every cluster has from the start: the system namespaces, the
 //! `default/kubernetes` Service, the system PriorityClasses, the default RBAC policy and the
 //! default StorageClass `standard`. Created when absent and never overwritten, except
-//! the RBAC policy, which is reconciled as upstream's (`rbac::reconcile`); restarts and
+//! the RBAC policy, which is reconciled as upstream's (`rbac::reconcile`), and the
+//! flowcontrol configuration and local APIServices (`system_objects`); restarts and
 //! several API servers starting together are harmless.
 
 use super::Server;
@@ -79,6 +80,8 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
     }
     let policy = super::rbac::defaults::policy().map_err(|e| ApiError::internal(e.to_string()))?;
     super::rbac::reconcile::ensure_policy(server, &policy).await?;
+    super::system_objects::ensure_flowcontrol(server).await?;
+    super::system_objects::ensure_api_services(server).await?;
     // kind's default class: local-path volumes on the node the pod lands on.
     let standard = json!({
         "metadata": {
