@@ -45,7 +45,7 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
             let stored = format!("{}/{}", resource.group, custom.storage_version);
             rename(object, &stored, std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
         Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
     }
@@ -57,7 +57,7 @@ pub fn from_storage(resource: &Resource, object: Value) -> Value {
         Storage::Native if resource.custom.is_some() => {
             rename(object, &resource.api_version(), std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(
             object,
             &resource.api_version(),

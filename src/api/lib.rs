@@ -1,13 +1,16 @@
 //! API machinery shared by the API server and its clients inside rind: the resource
 //! registry, selectors, Status errors, name validation, pod defaulting and tables.
 
+pub mod admissionregistration;
 pub mod autoscaling;
 pub mod batch;
 pub mod byte_fields;
 pub mod convert;
 pub mod crd;
 pub mod disruption;
+pub mod dra;
 pub mod fields;
+pub mod flowcontrol;
 pub mod kinds;
 pub mod meta;
 pub mod object_selector;

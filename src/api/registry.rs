@@ -44,6 +44,9 @@ pub enum Storage {
     /// Not at all: the only verb is `create`, which answers with the request's object,
     /// its status filled in (the access reviews).
     NotStored,
+    /// Not at all: `get` and `list` answer with what the server observes when asked
+    /// (ComponentStatus: the health of etcd, the scheduler and the controller-manager).
+    Observed,
 }
 
 /// A subresource such as `pods/status`.
@@ -268,6 +271,44 @@ const fn storage(
     }
 }
 
+/// A cluster-scoped resource of `group`/`version` with every verb.
+const fn cluster(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    Resource {
+        namespaced: false,
+        ..res(group, version, kind, plural, singular, key_prefix)
+    }
+}
+
+/// kubectl's `api-extensions` category: the kinds that extend or police the API.
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
+
+/// An `admissionregistration.k8s.io/v1` kind (all cluster-scoped, all api-extensions).
+const fn admission(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    Resource {
+        categories: API_EXTENSIONS,
+        ..cluster(
+            "admissionregistration.k8s.io",
+            "v1",
+            kind,
+            plural,
+            singular,
+            key_prefix,
+        )
+    }
+}
+
 /// A cluster-scoped review: create-only and never stored (`kubectl auth can-i|whoami`).
 const fn review(
     group: &'static str,
@@ -315,6 +356,18 @@ const CORE_EVENT_FIELDS: &[&str] = &[
 /// group, the first version listed is the preferred (and stored) one.
 const BUILTIN: &[Resource] = &[
     // core/v1
+    Resource {
+        short_names: &["cs"],
+        namespaced: false,
+        verbs: &["get", "list"],
+        storage: Storage::Observed,
+        ..core(
+            "ComponentStatus",
+            "componentstatuses",
+            "componentstatus",
+            "",
+        )
+    },
     Resource {
         short_names: &["cm"],
         ..core(
@@ -408,6 +461,12 @@ const BUILTIN: &[Resource] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                group_version: None,
+                verbs: STATUS_VERBS,
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 group_version: Some(("policy", "v1")),
@@ -491,7 +550,6 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["svc"],
         categories: ALL,
-        verbs: NO_COLLECTION_DELETE,
         subresources: &[status("Service")],
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,
@@ -809,6 +867,143 @@ const BUILTIN: &[Resource] = &[
             "/registry/volumeattachments/",
         )
     },
+    Resource {
+        short_names: &["vac"],
+        ..storage(
+            "VolumeAttributesClass",
+            "volumeattributesclasses",
+            "volumeattributesclass",
+            "/registry/volumeattributesclasses/",
+        )
+    },
+    // admissionregistration.k8s.io/v1: stored and validated; rind calls no webhook
+    // and evaluates no policy yet (writes say so in a Warning).
+    admission(
+        "MutatingAdmissionPolicy",
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicy",
+        "/registry/mutatingadmissionpolicies/",
+    ),
+    admission(
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+        "mutatingadmissionpolicybinding",
+        "/registry/mutatingadmissionpolicybindings/",
+    ),
+    admission(
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "/registry/mutatingwebhookconfigurations/",
+    ),
+    Resource {
+        subresources: &[status("ValidatingAdmissionPolicy")],
+        ..admission(
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicy",
+            "/registry/validatingadmissionpolicies/",
+        )
+    },
+    admission(
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        "/registry/validatingadmissionpolicybindings/",
+    ),
+    admission(
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "/registry/validatingwebhookconfigurations/",
+    ),
+    Resource {
+        categories: API_EXTENSIONS,
+        subresources: &[status("APIService")],
+        // The core group's service is `v1.`: no DNS subdomain, as upstream allows.
+        name_rule: NameRule::PathSegment,
+        ..cluster(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            "apiservice",
+            "/registry/apiregistration.k8s.io/apiservices/",
+        )
+    },
+    // flowcontrol.apiserver.k8s.io/v1
+    Resource {
+        subresources: &[status("FlowSchema")],
+        ..cluster(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "FlowSchema",
+            "flowschemas",
+            "flowschema",
+            "/registry/flowschemas/",
+        )
+    },
+    Resource {
+        subresources: &[status("PriorityLevelConfiguration")],
+        ..cluster(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfigurations",
+            "prioritylevelconfiguration",
+            "/registry/prioritylevelconfigurations/",
+        )
+    },
+    // resource.k8s.io/v1
+    cluster(
+        "resource.k8s.io",
+        "v1",
+        "DeviceClass",
+        "deviceclasses",
+        "deviceclass",
+        "/registry/deviceclasses/",
+    ),
+    Resource {
+        subresources: &[status("DeviceTaintRule")],
+        ..cluster(
+            "resource.k8s.io",
+            "v1",
+            "DeviceTaintRule",
+            "devicetaintrules",
+            "devicetaintrule",
+            "/registry/devicetaintrules/",
+        )
+    },
+    Resource {
+        subresources: &[status("ResourceClaim")],
+        ..res(
+            "resource.k8s.io",
+            "v1",
+            "ResourceClaim",
+            "resourceclaims",
+            "resourceclaim",
+            "/registry/resourceclaims/",
+        )
+    },
+    res(
+        "resource.k8s.io",
+        "v1",
+        "ResourceClaimTemplate",
+        "resourceclaimtemplates",
+        "resourceclaimtemplate",
+        "/registry/resourceclaimtemplates/",
+    ),
+    Resource {
+        selectable_fields: &["spec.nodeName", "spec.driver"],
+        ..cluster(
+            "resource.k8s.io",
+            "v1",
+            "ResourceSlice",
+            "resourceslices",
+            "resourceslice",
+            "/registry/resourceslices/",
+        )
+    },
 ];
 
 /// The resources this server serves, looked up by URL parts.
@@ -877,6 +1072,20 @@ impl Registry {
     pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
         for r in self.snapshot().into_iter().filter(|r| !r.group.is_empty()) {
+            match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+                Some(_) => {}
+                None => groups.push((r.group, vec![r.version])),
+            }
+        }
+        groups
+    }
+
+    /// The named groups this server defines itself (no CustomResourceDefinition's), with
+    /// their versions, in registry order.
+    pub fn builtin_groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
                 Some(_) => {}

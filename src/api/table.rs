@@ -548,6 +548,139 @@ const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
         "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
     ),
 ];
+const COMPONENT_STATUS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", 0, "Status of the component conditions"),
+    col("Message", 0, "Message of the component conditions"),
+    col("Error", 0, "Error of the component conditions"),
+];
+const API_SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        0,
+        "The reference to the service that hosts this API endpoint.",
+    ),
+    col("Available", 0, "Whether this service is available."),
+    AGE,
+];
+const FLOW_SCHEMA_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "PriorityLevel",
+        0,
+        "The priority level configuration this flow schema directs requests to.",
+    ),
+    int_col(
+        "MatchingPrecedence",
+        0,
+        "Matching precedence: the lowest value is considered first.",
+    ),
+    col(
+        "DistinguisherMethod",
+        0,
+        "How flows are told apart: by user or by namespace.",
+    ),
+    AGE,
+    col(
+        "MissingPL",
+        0,
+        "Whether the referenced priority level configuration is missing.",
+    ),
+];
+const PRIORITY_LEVEL_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Type",
+        0,
+        "Whether the priority level is exempt from limits or limited.",
+    ),
+    col(
+        "NominalConcurrencyShares",
+        0,
+        "The share of the server's concurrency this level is entitled to.",
+    ),
+    col("Queues", 0, "The number of queues for this priority level."),
+    col(
+        "HandSize",
+        0,
+        "The number of queues a flow is shuffle-sharded onto.",
+    ),
+    col(
+        "QueueLengthLimit",
+        0,
+        "The largest number of requests one queue may hold.",
+    ),
+    AGE,
+];
+const WEBHOOK_CONFIGURATION_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Webhooks",
+        0,
+        "The number of webhooks in this configuration.",
+    ),
+    AGE,
+];
+const VALIDATING_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Validations",
+        0,
+        "The number of validations in this policy.",
+    ),
+    col(
+        "ParamKind",
+        0,
+        "The kind of the policy's parameter resource.",
+    ),
+    AGE,
+];
+const MUTATING_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    int_col("Mutations", 0, "The number of mutations in this policy."),
+    col(
+        "ParamKind",
+        0,
+        "The kind of the policy's parameter resource.",
+    ),
+    AGE,
+];
+const POLICY_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col("PolicyName", 0, "The policy this binding binds."),
+    col("ParamRef", 0, "The parameter resource this binding uses."),
+    AGE,
+];
+const RESOURCE_CLAIM_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "State",
+        0,
+        "A summary of the current state (allocated, pending, reserved, etc.).",
+    ),
+    AGE,
+];
+const RESOURCE_SLICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Node",
+        0,
+        "The node the devices of this slice are local to, if any.",
+    ),
+    col("Driver", 0, "The DRA driver that publishes this slice."),
+    col("Pool", 0, "The pool of devices this slice belongs to."),
+    AGE,
+];
+const VOLUME_ATTRIBUTES_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "DriverName",
+        0,
+        "The CSI driver that handles volumes of this class.",
+    ),
+    AGE,
+];
 const LIMIT_RANGE_COLUMNS: &[Column] = &[NAME, CREATED_AT];
 const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
@@ -588,6 +721,23 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("autoscaling", "HorizontalPodAutoscaler") => HPA_COLUMNS,
         ("policy", "PodDisruptionBudget") => PDB_COLUMNS,
         ("node.k8s.io", "RuntimeClass") => RUNTIME_CLASS_COLUMNS,
+        ("", "ComponentStatus") => COMPONENT_STATUS_COLUMNS,
+        ("apiregistration.k8s.io", "APIService") => API_SERVICE_COLUMNS,
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => FLOW_SCHEMA_COLUMNS,
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => PRIORITY_LEVEL_COLUMNS,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => WEBHOOK_CONFIGURATION_COLUMNS,
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => VALIDATING_POLICY_COLUMNS,
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => MUTATING_POLICY_COLUMNS,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => POLICY_BINDING_COLUMNS,
+        ("resource.k8s.io", "ResourceClaim") => RESOURCE_CLAIM_COLUMNS,
+        ("resource.k8s.io", "ResourceSlice") => RESOURCE_SLICE_COLUMNS,
+        ("storage.k8s.io", "VolumeAttributesClass") => VOLUME_ATTRIBUTES_CLASS_COLUMNS,
         _ => DEFAULT_COLUMNS,
     }
 }

@@ -1,7 +1,9 @@
 //! Objects every cluster has from the start: the system namespaces, the
 //! `default/kubernetes` Service, the system PriorityClasses, the default RBAC policy and the
-//! default StorageClass `standard`. Created when absent, never overwritten, so restarts
-//! and several API servers starting together are harmless.
+//! default StorageClass `standard`. Created when absent and never overwritten, except
+//! the RBAC policy, which is reconciled as upstream's (`rbac::reconcile`), and the
+//! flowcontrol configuration and local APIServices (`system_objects`); restarts and
+//! several API servers starting together are harmless.
 
 use super::Server;
 use super::handlers::create_object;
@@ -21,6 +23,17 @@ async fn create_if_absent(
         .registry
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+    // Looked up first: a create of the `kubernetes` Service that exists already would
+    // fail on its taken ClusterIP before it could answer AlreadyExists.
+    let name = rind_api::meta::name(&object);
+    let stored = server
+        .store
+        .get(&resource.key(ns, name))
+        .await
+        .map_err(|e| super::handlers::store_error(e, resource, name))?;
+    if stored.is_some() {
+        return Ok(());
+    }
     match create_object(server, resource, ns, object).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
@@ -65,23 +78,10 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    use super::rbac::defaults;
-    for (plural, objects) in [
-        ("clusterroles", defaults::cluster_roles()),
-        ("clusterrolebindings", defaults::cluster_role_bindings()),
-    ] {
-        let resource = server
-            .registry
-            .lookup("rbac.authorization.k8s.io", "v1", plural)
-            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-        for object in objects {
-            match create_object(server, resource, None, object).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let policy = super::rbac::defaults::policy().map_err(|e| ApiError::internal(e.to_string()))?;
+    super::rbac::reconcile::ensure_policy(server, &policy).await?;
+    super::system_objects::ensure_flowcontrol(server).await?;
+    super::system_objects::ensure_api_services(server).await?;
     // kind's default class: local-path volumes on the node the pod lands on.
     let standard = json!({
         "metadata": {

@@ -8,8 +8,11 @@ mod auth;
 mod bootstrap;
 mod cache;
 pub mod compaction;
+mod componentstatus;
 mod crd;
 mod discovery;
+#[cfg(test)]
+mod discovery_fixture;
 mod eviction;
 mod field_validation;
 mod handlers;
@@ -26,6 +29,7 @@ mod reviews;
 mod scale;
 mod storageclass;
 mod strategy;
+mod system_objects;
 pub mod tls;
 mod watch;
 
@@ -34,6 +38,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
+pub use rbac::defaults::{Policy, bootstrap_policy};
 use request::{Query, Rendering, Target};
 use rind_api::registry::{Registry, Storage};
 use rind_api::status::ApiError;
@@ -329,6 +334,23 @@ impl Server {
         };
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();
+        if res.storage == Storage::Observed {
+            let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+            let watching = r.watch_path || query.flag("watch");
+            let answer = match (&method, r.name.as_deref(), sub) {
+                (&Method::GET, name, None) if !watching => componentstatus::get(&ctx, name).await?,
+                _ => {
+                    return Err(ApiError::method_not_supported(
+                        res.plural,
+                        res.group,
+                        method.as_str(),
+                    ));
+                }
+            };
+            let mut response = answer.into_response();
+            field_validation::add_warnings(&mut response, &[componentstatus::DEPRECATION.into()]);
+            return Ok(response);
+        }
         if res.storage == Storage::NotStored {
             // Reviews only answer a create: there is nothing to get, list or watch.
             let user = user.ok_or_else(ApiError::unauthorized)?;
@@ -370,7 +392,9 @@ impl Server {
                 let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
                 scale::write(&self, res, ns, name, request, &query).await?
             }
-            (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await?,
+            (&Method::GET, Some(name), None | Some("status" | "ephemeralcontainers")) => {
+                handlers::get(&ctx, name).await?
+            }
             (&Method::GET, Some(name), Some("log")) => {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
@@ -392,12 +416,12 @@ impl Server {
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
-            (&Method::PUT, Some(name), None | Some("status")) => {
+            (&Method::PUT, Some(name), None | Some("status" | "ephemeralcontainers")) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&ctx, name, sub, object).await?
             }
-            (&Method::PATCH, Some(name), None | Some("status")) => {
+            (&Method::PATCH, Some(name), None | Some("status" | "ephemeralcontainers")) => {
                 let kind = body_type?;
                 let (patch, duplicated) = checked(kind)?;
                 let check =
@@ -428,6 +452,12 @@ impl Server {
                 ));
             }
         };
+        let writes_object = sub.is_none()
+            && matches!(method, Method::POST | Method::PUT | Method::PATCH)
+            && !(method == Method::POST && r.name.is_some());
+        if writes_object && let Some(warning) = ctx.strategy.write_warning(res.kind) {
+            warnings.push(warning);
+        }
         let mut response = response.into_response();
         field_validation::add_warnings(&mut response, &warnings);
         Ok(response)

@@ -3,6 +3,7 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (`rind_runtime::leader`).
 
+mod clusterrole_aggregation;
 mod cron;
 mod cronjob;
 mod daemonset;
@@ -123,6 +124,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
         cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
     ));
     tasks.spawn(volume::run(client.clone()));
+    tasks.spawn(clusterrole_aggregation::run(client.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }

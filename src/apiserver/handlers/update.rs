@@ -114,11 +114,15 @@ pub fn validate_update(
     current: &Value,
     next: &Value,
 ) -> Result<(), ApiError> {
-    if subresource.is_some() {
-        return Ok(());
+    let mut causes = Vec::new();
+    match subresource {
+        Some("status") => return Ok(()),
+        Some(sub) => strategy.validate_subresource_update(sub, current, next, &mut causes),
+        None => {
+            causes = kinds::validate_update(resource, current, next);
+            strategy.validate_update(current, next, &mut causes);
+        }
     }
-    let mut causes = kinds::validate_update(resource, current, next);
-    strategy.validate_update(current, next, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {

@@ -4,6 +4,7 @@
 //! Every hook defaults to "nothing special". Defaults and validation that need no
 //! server state and apply to many kinds live in `rind_api::kinds`.
 
+mod admission;
 mod namespace;
 mod persistent_volume_claim;
 mod pod;
@@ -59,6 +60,17 @@ pub trait Strategy: Sync {
     /// `rind_api::kinds::validate_update`.
     fn validate_update(&self, _current: &Value, _next: &Value, _causes: &mut Vec<Cause>) {}
 
+    /// Rules comparing a write through `subresource` (not `status`) with the stored
+    /// object.
+    fn validate_subresource_update(
+        &self,
+        _subresource: &str,
+        _current: &Value,
+        _next: &Value,
+        _causes: &mut Vec<Cause>,
+    ) {
+    }
+
     /// Admission with server state of an admitted update or patch.
     fn admit_update<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
         None
@@ -81,6 +93,12 @@ pub trait Strategy: Sync {
 
     /// Work that follows a successful DELETE of one object.
     fn after_delete(&self, _server: &Arc<Server>, _name: &str) {}
+
+    /// A warning for the client after each create, update or patch of an object of
+    /// `kind`: what the stored object asks for that this server does not do yet.
+    fn write_warning(&self, _kind: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Kinds with no rules beyond the generic ones.
@@ -96,6 +114,11 @@ pub fn of(resource: &Resource) -> &'static dyn Strategy {
         ("", "Namespace") => &namespace::Namespace,
         ("", "PersistentVolumeClaim") => &persistent_volume_claim::PersistentVolumeClaim,
         ("scheduling.k8s.io", "PriorityClass") => &priority_class::PriorityClass,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => &admission::WEBHOOKS,
+        ("admissionregistration.k8s.io", _) => &admission::POLICIES,
         _ => &Plain,
     }
 }

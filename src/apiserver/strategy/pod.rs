@@ -12,6 +12,9 @@ use serde_json::Value;
 
 pub struct Pod;
 
+/// The subresource that adds ephemeral (debugging) containers to a pod.
+const EPHEMERAL: &str = "ephemeralcontainers";
+
 /// What a bound pod gets to stop when neither it nor the client says.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -44,8 +47,40 @@ impl Strategy for Pod {
     }
 
     fn prepare_for_update(&self, subresource: Option<&str>, current: &Value, next: &mut Value) {
-        if subresource.is_none() {
-            pods::admit_pod(next, Some(current));
+        match subresource {
+            None => pods::admit_pod(next, Some(current)),
+            // Only the ephemeral containers change through this endpoint.
+            Some(EPHEMERAL) => {
+                let wanted = next
+                    .get("spec")
+                    .and_then(|s| s.get("ephemeralContainers"))
+                    .cloned();
+                *next = current.clone();
+                if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                    match wanted {
+                        Some(list) if !list.is_null() => {
+                            spec.insert("ephemeralContainers".into(), list);
+                        }
+                        _ => {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                pods::default_ephemeral_containers(next);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn validate_subresource_update(
+        &self,
+        subresource: &str,
+        current: &Value,
+        next: &Value,
+        causes: &mut Vec<Cause>,
+    ) {
+        if subresource == EPHEMERAL {
+            causes.extend(pods::validate_ephemeral_containers_update(current, next));
         }
     }
 

@@ -9,6 +9,7 @@ mod kubectl;
 mod openapi;
 mod protobuf;
 mod reviews;
+mod surface;
 mod types;
 mod watch;
 
