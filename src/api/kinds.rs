@@ -102,6 +102,8 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
             causes
         }
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(object),
+        ("", "LimitRange") => super::limitrange::validate(object),
+        ("", "ResourceQuota") => super::quota::validate(object),
         ("discovery.k8s.io", "EndpointSlice") => {
             let mut causes = Vec::new();
             required(object, &["addressType"], &mut causes);

@@ -3,6 +3,7 @@
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
+mod admission;
 mod allocator;
 mod auth;
 mod bootstrap;
@@ -85,6 +86,9 @@ pub struct Server {
     namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
     /// New pods get their priority from these (the Priority admission plugin).
     priority_classes: Arc<mirror::Mirror<priority::ClassState>>,
+    /// The LimitRanger's and ResourceQuota admission's objects.
+    limit_ranges: admission::Policies,
+    resource_quotas: admission::Policies,
 }
 
 /// A JSON response body with its status and content type.
@@ -193,6 +197,8 @@ impl Server {
             rbac: rbac::Rbac::default(),
             namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
             priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
+            limit_ranges: admission::Policies::new(admission::limitranger::LIMIT_RANGES),
+            resource_quotas: admission::Policies::new(admission::quota::RESOURCE_QUOTAS),
         }
     }
 
@@ -487,9 +493,15 @@ pub async fn serve(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     server
         .priority_classes
-        .start(store)
+        .start(store.clone())
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    for policies in [&server.limit_ranges, &server.resource_quotas] {
+        policies
+            .start(store.clone())
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    }
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;

@@ -14,6 +14,7 @@ mod nodeipam;
 mod nodelifecycle;
 mod owners;
 mod replicaset;
+mod resourcequota;
 mod serviceaccount;
 mod statefulset;
 #[cfg(test)]
@@ -22,6 +23,8 @@ mod tests;
 mod tests_cascade;
 #[cfg(test)]
 mod tests_cronjob;
+#[cfg(test)]
+mod tests_quota;
 #[cfg(test)]
 mod tests_statefulset;
 mod volume;
@@ -123,6 +126,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
         cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
     ));
     tasks.spawn(volume::run(client.clone()));
+    tasks.spawn(resourcequota::run(client.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }

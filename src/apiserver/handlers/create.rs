@@ -163,8 +163,11 @@ pub(super) async fn create_saved(
         }
         record_fields(&mut candidate);
         if let Some(after) = &after_field_manager {
-            after(&mut candidate);
+            after(&mut candidate)?;
         }
+        // ResourceQuota admission runs last, on the object as it will be stored; a
+        // dry run is checked but charges nothing.
+        crate::admission::quota::admit(ctx, &candidate, None, !dry_run).await?;
         let name = meta::name(&candidate).to_string();
         if !dry_run && let Some(reserving) = strategy.begin_create(ctx, &mut candidate) {
             reserving.await?;

@@ -225,8 +225,12 @@ pub async fn patch(
             Err(_) if from_cache => continue,
             Err(e) => return Err(e),
         };
-        if let Some(admitting) = strategy.admit_update(ctx, &next) {
-            admitting.await?;
+        // Admission plugins leave subresource writes (status, by controllers) alone.
+        if subresource.is_none() {
+            if let Some(admitting) = strategy.admit_update(ctx, &next) {
+                admitting.await?;
+            }
+            crate::admission::quota::admit(ctx, &next, Some(&current), !dry_run).await?;
         }
         if dry_run {
             return Ok(answer_with(ctx, StatusCode::OK, next));

@@ -258,8 +258,12 @@ pub async fn update(
         let mut next = prepare_update(resource, strategy, subresource, &current, body.clone());
         admit(resource, strategy, &mut next, subresource)?;
         validate_update(resource, strategy, subresource, &current, &next)?;
-        if let Some(admitting) = strategy.admit_update(ctx, &next) {
-            admitting.await?;
+        // Admission plugins leave subresource writes (status, by controllers) alone.
+        if subresource.is_none() {
+            if let Some(admitting) = strategy.admit_update(ctx, &next) {
+                admitting.await?;
+            }
+            crate::admission::quota::admit(ctx, &next, Some(&current), !dry_run).await?;
         }
         managed::record_update(
             Some(&current),

@@ -22,10 +22,10 @@ use std::sync::Arc;
 /// without such rules box no future.
 pub type AsyncHook<'a, T> = Option<BoxFuture<'a, Result<T, ApiError>>>;
 
-/// What create admission adds to the object once the field manager has recorded the
-/// client's fields: upstream's admission plugins run after it, so these fields are
-/// no one's.
-pub type AfterFieldManager = Box<dyn Fn(&mut Value) + Send + Sync>;
+/// What create admission does to the object once the field manager has recorded the
+/// client's fields: upstream's admission plugins run after it, so the fields they add
+/// are no one's. A plugin may also refuse the object here.
+pub type AfterFieldManager = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 /// A kind's hooks into the generic handlers; each kind implements only those it needs.
 pub trait Strategy: Sync {
@@ -59,7 +59,7 @@ pub trait Strategy: Sync {
     /// `rind_api::kinds::validate_update`.
     fn validate_update(&self, _current: &Value, _next: &Value, _causes: &mut Vec<Cause>) {}
 
-    /// Admission with server state of an admitted update or patch.
+    /// Admission with server state of an admitted update or patch of the main resource.
     fn admit_update<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
         None
     }
