@@ -104,6 +104,9 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(object),
         ("", "LimitRange") => super::limitrange::validate(object),
         ("", "ResourceQuota") => super::quota::validate(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            super::certificates::validate(object)
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             let mut causes = Vec::new();
             required(object, &["addressType"], &mut causes);

@@ -4,6 +4,7 @@
 pub mod autoscaling;
 pub mod batch;
 pub mod byte_fields;
+pub mod certificates;
 pub mod convert;
 pub mod crd;
 pub mod disruption;

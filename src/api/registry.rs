@@ -116,13 +116,14 @@ pub struct Resource {
 impl Resource {
     /// Whether the endpoint at `subresource` (`None` for the resource itself) can answer
     /// as a `meta.k8s.io/v1 Table`. Upstream negotiates that only for storage with a
-    /// `TableConvertor`: stored resources, their `status` (the same storage) and `scale`;
+    /// `TableConvertor`: stored resources, their `status` and `approval` (the same
+    /// storage) and `scale`;
     /// the reviews and the `token`, `eviction` and `binding` subresources have none, and
     /// a request accepting nothing but a Table gets 406 from them.
     pub fn renders_tables(&self, subresource: Option<&str>) -> bool {
         match subresource {
             None => self.storage != Storage::NotStored,
-            Some(name) => matches!(name, "status" | "scale"),
+            Some(name) => matches!(name, "status" | "scale" | "approval"),
         }
     }
 
@@ -628,6 +629,31 @@ const BUILTIN: &[Resource] = &[
         selectable_zero_values: &[("status.successful", "0")],
         selectable_reads: &[("status.successful", &["status.succeeded"])],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
+    },
+    // certificates.k8s.io/v1
+    Resource {
+        short_names: &["csr"],
+        namespaced: false,
+        subresources: &[
+            Subresource {
+                name: "approval",
+                kind: "CertificateSigningRequest",
+                group_version: None,
+                verbs: STATUS_VERBS,
+            },
+            status("CertificateSigningRequest"),
+        ],
+        selectable_fields: &["spec.signerName"],
+        // Upstream does not restrict request names beyond what a URL can carry.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            "certificatesigningrequest",
+            "/registry/certificatesigningrequests/",
+        )
     },
     Resource {
         allow_create_on_update: true,

@@ -357,7 +357,7 @@ impl Server {
                 )),
             };
         }
-        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query).with_user(user.as_ref());
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -376,7 +376,9 @@ impl Server {
                 let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
                 scale::write(&self, res, ns, name, request, &query).await?
             }
-            (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await?,
+            (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+                handlers::get(&ctx, name).await?
+            }
             (&Method::GET, Some(name), Some("log")) => {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
@@ -398,12 +400,12 @@ impl Server {
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
-            (&Method::PUT, Some(name), None | Some("status")) => {
+            (&Method::PUT, Some(name), None | Some("status" | "approval")) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&ctx, name, sub, object).await?
             }
-            (&Method::PATCH, Some(name), None | Some("status")) => {
+            (&Method::PATCH, Some(name), None | Some("status" | "approval")) => {
                 let kind = body_type?;
                 let (patch, duplicated) = checked(kind)?;
                 let check =

@@ -4,6 +4,7 @@
 //! Every hook defaults to "nothing special". Defaults and validation that need no
 //! server state and apply to many kinds live in `rind_api::kinds`.
 
+mod certificate_signing_request;
 mod namespace;
 mod persistent_volume_claim;
 mod pod;
@@ -59,6 +60,27 @@ pub trait Strategy: Sync {
     /// `rind_api::kinds::validate_update`.
     fn validate_update(&self, _current: &Value, _next: &Value, _causes: &mut Vec<Cause>) {}
 
+    /// Rules comparing a subresource write (`status`, `approval`) with the stored object.
+    fn validate_subresource_update(
+        &self,
+        _subresource: &str,
+        _current: &Value,
+        _next: &Value,
+        _causes: &mut Vec<Cause>,
+    ) {
+    }
+
+    /// Admission with server state of an admitted subresource write.
+    fn admit_subresource_update<'a>(
+        &'a self,
+        _ctx: &'a Ctx<'a>,
+        _subresource: &'a str,
+        _current: &'a Value,
+        _next: &'a Value,
+    ) -> AsyncHook<'a, ()> {
+        None
+    }
+
     /// Admission with server state of an admitted update or patch of the main resource.
     fn admit_update<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
         None
@@ -96,6 +118,9 @@ pub fn of(resource: &Resource) -> &'static dyn Strategy {
         ("", "Namespace") => &namespace::Namespace,
         ("", "PersistentVolumeClaim") => &persistent_volume_claim::PersistentVolumeClaim,
         ("scheduling.k8s.io", "PriorityClass") => &priority_class::PriorityClass,
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &certificate_signing_request::CertificateSigningRequest
+        }
         _ => &Plain,
     }
 }
