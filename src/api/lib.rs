@@ -25,6 +25,7 @@ pub mod scale;
 pub mod scheduling;
 pub mod schema;
 pub mod selector;
+pub mod servicecidr;
 pub mod services;
 pub mod status;
 pub mod storage;

@@ -724,6 +724,21 @@ const BUILTIN: &[Resource] = &[
         )
     },
     Resource {
+        short_names: &["ip"],
+        namespaced: false,
+        // Named by the address itself, which IPv6 makes no DNS name; the kind's
+        // validation checks it is an IP.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "IPAddress",
+            "ipaddresses",
+            "ipaddress",
+            "/registry/ipaddresses/",
+        )
+    },
+    Resource {
         short_names: &["netpol"],
         ..res(
             "networking.k8s.io",
@@ -732,6 +747,18 @@ const BUILTIN: &[Resource] = &[
             "networkpolicies",
             "networkpolicy",
             "/registry/networkpolicies/",
+        )
+    },
+    Resource {
+        namespaced: false,
+        subresources: &[status("ServiceCIDR")],
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "ServiceCIDR",
+            "servicecidrs",
+            "servicecidr",
+            "/registry/servicecidrs/",
         )
     },
     Resource {

@@ -130,6 +130,23 @@ const EVENT_COLUMNS: &[Column] = &[
     ),
 ];
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", 0, "The holder of the lease."), AGE];
+const SERVICE_CIDR_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "CIDRs",
+        0,
+        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs.",
+    ),
+    AGE,
+];
+const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        0,
+        "ParentRef references the resource that an IPAddress is attached to.",
+    ),
+];
 const CSR_COLUMNS: &[Column] = &[
     NAME,
     AGE,
@@ -581,6 +598,8 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("" | "events.k8s.io", "Event") => EVENT_COLUMNS,
         ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
         ("certificates.k8s.io", "CertificateSigningRequest") => CSR_COLUMNS,
+        ("networking.k8s.io", "ServiceCIDR") => SERVICE_CIDR_COLUMNS,
+        ("networking.k8s.io", "IPAddress") => IP_ADDRESS_COLUMNS,
         ("apps", "Deployment") => DEPLOYMENT_COLUMNS,
         ("apps", "ReplicaSet") | ("", "ReplicationController") => REPLICA_SET_COLUMNS,
         ("apps", "StatefulSet") => STATEFUL_SET_COLUMNS,
@@ -977,6 +996,15 @@ pub fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
         ("events.k8s.io", "Event") => event_cells(&to_storage(resource, object.clone())),
         ("coordination.k8s.io", "Lease") => lease_cells(object),
         ("certificates.k8s.io", "CertificateSigningRequest") => csr_cells(object),
+        ("networking.k8s.io", "ServiceCIDR") => vec![
+            name_of(object),
+            s(crate::servicecidr::cidrs(object).join(",")),
+            s(created(object)),
+        ],
+        ("networking.k8s.io", "IPAddress") => vec![
+            name_of(object),
+            s(crate::servicecidr::parent_ref_cell(object)),
+        ],
         ("autoscaling", "HorizontalPodAutoscaler") => {
             kinds::hpa(&to_storage(resource, object.clone()))
         }

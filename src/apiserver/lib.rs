@@ -89,6 +89,8 @@ pub struct Server {
     /// The LimitRanger's and ResourceQuota admission's objects.
     limit_ranges: admission::Policies,
     resource_quotas: admission::Policies,
+    /// The allocated ClusterIPs, for picking free ones without a store read each.
+    ip_addresses: Arc<mirror::Mirror<Value>>,
 }
 
 /// A JSON response body with its status and content type.
@@ -199,6 +201,7 @@ impl Server {
             priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
             limit_ranges: admission::Policies::new(admission::limitranger::LIMIT_RANGES),
             resource_quotas: admission::Policies::new(admission::quota::RESOURCE_QUOTAS),
+            ip_addresses: mirror::Mirror::new(allocator::IP_ADDRESSES),
         }
     }
 
@@ -474,9 +477,20 @@ pub async fn serve(
     };
     let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
     let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
+    server
+        .ip_addresses
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     bootstrap::ensure_defaults(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
+    // Services stored before ClusterIPs were recorded as IPAddresses get theirs before
+    // any new Service can be given one of their addresses.
+    allocator::repair(&server, false)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tokio::spawn(allocator::run_repair(server.clone()));
     // Requests are authorized from these mirrors: fill them before serving any.
     server
         .rbac

@@ -17,6 +17,7 @@ mod owners;
 mod replicaset;
 mod resourcequota;
 mod serviceaccount;
+mod servicecidr;
 mod statefulset;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,8 @@ mod tests_certificates;
 mod tests_cronjob;
 #[cfg(test)]
 mod tests_quota;
+#[cfg(test)]
+mod tests_servicecidr;
 #[cfg(test)]
 mod tests_statefulset;
 mod volume;
@@ -131,6 +134,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     ));
     tasks.spawn(volume::run(client.clone()));
     tasks.spawn(resourcequota::run(client.clone()));
+    tasks.spawn(servicecidr::run(client.clone()));
     tasks.spawn(certificates::run(client.clone(), cfg.signing_ca.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));

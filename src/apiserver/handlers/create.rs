@@ -185,9 +185,17 @@ pub(super) async fn create_saved(
                     json: encoded.served(revision),
                 });
             }
-            // A generated name that collides gets another suffix, as upstream retries.
-            Err(StoreError::AlreadyExists(_)) if !explicit_name => continue,
-            Err(e) => return Err(store_error(e, resource, &name)),
+            Err(e) => {
+                // What was reserved for the object is given back before anything else.
+                if let Some(releasing) = strategy.abort_create(ctx, &candidate) {
+                    releasing.await?;
+                }
+                // A generated name that collides gets another suffix, as upstream retries.
+                if !explicit_name && matches!(e, StoreError::AlreadyExists(_)) {
+                    continue;
+                }
+                return Err(store_error(e, resource, &name));
+            }
         }
     }
     Err(ApiError::internal("could not generate a unique name"))

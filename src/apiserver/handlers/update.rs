@@ -197,6 +197,13 @@ pub(super) async fn write_saved(
     let store = &ctx.server.store;
     if is_deletable_now(ctx.strategy, &next) {
         let (_, deleted_at) = store.delete(key, Some(revision)).await?;
+        if let Some(releasing) = ctx.strategy.deleted(ctx.server, &next) {
+            // The object is gone whatever its release says; the kind's repair (if it
+            // has one) settles a release that failed.
+            if let Err(e) = releasing.await {
+                tracing::warn!("releasing what a deleted object held: {}", e.message);
+            }
+        }
         set_resource_version(&mut next, deleted_at);
         return Ok(Saved::new(next));
     }

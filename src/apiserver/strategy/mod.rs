@@ -52,6 +52,18 @@ pub trait Strategy: Sync {
         None
     }
 
+    /// Gives back what `begin_create` reserved when the object could not be stored.
+    fn abort_create<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
+    /// Gives back what a stored object held, once it is gone from the store (by any
+    /// delete: of the object, of a collection, of its namespace, or its last
+    /// finalizer removed).
+    fn deleted<'a>(&'a self, _server: &'a Server, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
     /// Carries over what an update may not change or may leave out, before the
     /// server-owned metadata is restored.
     fn prepare_for_update(&self, _subresource: Option<&str>, _current: &Value, _next: &mut Value) {}

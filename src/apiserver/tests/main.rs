@@ -10,6 +10,7 @@ mod kubectl;
 mod openapi;
 mod protobuf;
 mod reviews;
+mod servicecidr;
 mod types;
 mod watch;
 
