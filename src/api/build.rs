@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "k8s.io/api/authentication/v1/generated.proto",
         "k8s.io/api/autoscaling/v1/generated.proto",
         "k8s.io/api/autoscaling/v2/generated.proto",
+        "k8s.io/api/certificates/v1/generated.proto",
         "k8s.io/api/coordination/v1/generated.proto",
         "k8s.io/api/discovery/v1/generated.proto",
         "k8s.io/api/events/v1/generated.proto",

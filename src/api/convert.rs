@@ -54,7 +54,9 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
 /// The served form of a stored object.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
-        Storage::Native if resource.custom.is_some() => {
+        Storage::Native if let Some(custom) = resource.custom => {
+            let mut object = object;
+            super::crd::read_stored(custom, resource.version, &mut object);
             rename(object, &resource.api_version(), std::iter::empty())
         }
         Storage::Native | Storage::NotStored | Storage::Observed => object,

@@ -175,6 +175,13 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
             causes
         }
         ("apiregistration.k8s.io", "APIService") => validate_api_service(object),
+        ("", "LimitRange") => super::limitrange::validate(object),
+        ("", "ResourceQuota") => super::quota::validate(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            super::certificates::validate(object)
+        }
+        ("networking.k8s.io", "ServiceCIDR") => super::servicecidr::validate_service_cidr(object),
+        ("networking.k8s.io", "IPAddress") => super::servicecidr::validate_ip_address(object),
         ("discovery.k8s.io", "EndpointSlice") => {
             let mut causes = Vec::new();
             required(object, &["addressType"], &mut causes);
@@ -208,6 +215,12 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
             crd::definition::validate_update(old, new)
         }
         ("", "PersistentVolumeClaim") => validate_claim_update(old, new),
+        ("networking.k8s.io", "ServiceCIDR") => {
+            super::servicecidr::validate_service_cidr_update(old, new)
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            super::servicecidr::validate_ip_address_update(old, new)
+        }
         ("", "Service") => {
             let mut causes = Vec::new();
             let set = at(old, &["spec", "clusterIP"]).is_some_and(|ip| ip != "");

@@ -119,13 +119,14 @@ pub struct Resource {
 impl Resource {
     /// Whether the endpoint at `subresource` (`None` for the resource itself) can answer
     /// as a `meta.k8s.io/v1 Table`. Upstream negotiates that only for storage with a
-    /// `TableConvertor`: stored resources, their `status` (the same storage) and `scale`;
+    /// `TableConvertor`: stored resources, their `status` and `approval` (the same
+    /// storage) and `scale`;
     /// the reviews and the `token`, `eviction` and `binding` subresources have none, and
     /// a request accepting nothing but a Table gets 406 from them.
     pub fn renders_tables(&self, subresource: Option<&str>) -> bool {
         match subresource {
             None => self.storage != Storage::NotStored,
-            Some(name) => matches!(name, "status" | "scale"),
+            Some(name) => matches!(name, "status" | "scale" | "approval"),
         }
     }
 
@@ -687,6 +688,31 @@ const BUILTIN: &[Resource] = &[
         selectable_reads: &[("status.successful", &["status.succeeded"])],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
     },
+    // certificates.k8s.io/v1
+    Resource {
+        short_names: &["csr"],
+        namespaced: false,
+        subresources: &[
+            Subresource {
+                name: "approval",
+                kind: "CertificateSigningRequest",
+                group_version: None,
+                verbs: STATUS_VERBS,
+            },
+            status("CertificateSigningRequest"),
+        ],
+        selectable_fields: &["spec.signerName"],
+        // Upstream does not restrict request names beyond what a URL can carry.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            "certificatesigningrequest",
+            "/registry/certificatesigningrequests/",
+        )
+    },
     Resource {
         allow_create_on_update: true,
         ..res(
@@ -756,6 +782,21 @@ const BUILTIN: &[Resource] = &[
         )
     },
     Resource {
+        short_names: &["ip"],
+        namespaced: false,
+        // Named by the address itself, which IPv6 makes no DNS name; the kind's
+        // validation checks it is an IP.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "IPAddress",
+            "ipaddresses",
+            "ipaddress",
+            "/registry/ipaddresses/",
+        )
+    },
+    Resource {
         short_names: &["netpol"],
         ..res(
             "networking.k8s.io",
@@ -764,6 +805,18 @@ const BUILTIN: &[Resource] = &[
             "networkpolicies",
             "networkpolicy",
             "/registry/networkpolicies/",
+        )
+    },
+    Resource {
+        namespaced: false,
+        subresources: &[status("ServiceCIDR")],
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "ServiceCIDR",
+            "servicecidrs",
+            "servicecidr",
+            "/registry/servicecidrs/",
         )
     },
     Resource {

@@ -130,6 +130,43 @@ const EVENT_COLUMNS: &[Column] = &[
     ),
 ];
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", 0, "The holder of the lease."), AGE];
+const SERVICE_CIDR_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "CIDRs",
+        0,
+        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs.",
+    ),
+    AGE,
+];
+const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        0,
+        "ParentRef references the resource that an IPAddress is attached to.",
+    ),
+];
+const CSR_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "SignerName",
+        0,
+        "Requested signer for the request. It is a qualified name in the form: `scope-hostname.io/name`.",
+    ),
+    col("Requestor", 0, "Base64-encoded PKCS#10 CSR data"),
+    col(
+        "RequestedDuration",
+        0,
+        "expirationSeconds is the requested duration of validity of the issued certificate.",
+    ),
+    col(
+        "Condition",
+        0,
+        "Conditions applied to the request, such as approval or denial.",
+    ),
+];
 const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
     Column {
         name,
@@ -693,6 +730,9 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("", "ConfigMap") => CONFIGMAP_COLUMNS,
         ("" | "events.k8s.io", "Event") => EVENT_COLUMNS,
         ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
+        ("certificates.k8s.io", "CertificateSigningRequest") => CSR_COLUMNS,
+        ("networking.k8s.io", "ServiceCIDR") => SERVICE_CIDR_COLUMNS,
+        ("networking.k8s.io", "IPAddress") => IP_ADDRESS_COLUMNS,
         ("apps", "Deployment") => DEPLOYMENT_COLUMNS,
         ("apps", "ReplicaSet") | ("", "ReplicationController") => REPLICA_SET_COLUMNS,
         ("apps", "StatefulSet") => STATEFUL_SET_COLUMNS,
@@ -1065,6 +1105,24 @@ fn event_cells(event: &Value) -> Vec<Value> {
     ]
 }
 
+/// NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION, as upstream prints a
+/// CertificateSigningRequest.
+fn csr_cells(csr: &Value) -> Vec<Value> {
+    let duration = csr
+        .get("spec")
+        .and_then(|s| s.get("expirationSeconds"))
+        .and_then(Value::as_i64)
+        .map_or_else(|| "<none>".to_string(), crate::meta::human_duration);
+    vec![
+        name_of(csr),
+        s(created(csr)),
+        s(str_at(csr, &["spec", "signerName"]).unwrap_or_default()),
+        s(str_at(csr, &["spec", "username"]).unwrap_or_default()),
+        s(duration),
+        s(crate::certificates::condition_summary(csr)),
+    ]
+}
+
 fn lease_cells(lease: &Value) -> Vec<Value> {
     vec![
         name_of(lease),
@@ -1087,6 +1145,16 @@ pub fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
         ("", "Event") => event_cells(object),
         ("events.k8s.io", "Event") => event_cells(&to_storage(resource, object.clone())),
         ("coordination.k8s.io", "Lease") => lease_cells(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => csr_cells(object),
+        ("networking.k8s.io", "ServiceCIDR") => vec![
+            name_of(object),
+            s(crate::servicecidr::cidrs(object).join(",")),
+            s(created(object)),
+        ],
+        ("networking.k8s.io", "IPAddress") => vec![
+            name_of(object),
+            s(crate::servicecidr::parent_ref_cell(object)),
+        ],
         ("autoscaling", "HorizontalPodAutoscaler") => {
             kinds::hpa(&to_storage(resource, object.clone()))
         }

@@ -45,11 +45,6 @@ pub const NOT_YET_SERVED: &[(&str, &str, &str)] = &[
     ("v1", "services/proxy", "no proxying to services yet"),
     (
         "certificates.k8s.io/v1",
-        "certificatesigningrequests",
-        "in progress (issue 16, CSRs)",
-    ),
-    (
-        "certificates.k8s.io/v1",
         "clustertrustbundles",
         "not implemented",
     ),
@@ -57,16 +52,6 @@ pub const NOT_YET_SERVED: &[(&str, &str, &str)] = &[
         "certificates.k8s.io/v1",
         "podcertificaterequests",
         "not implemented",
-    ),
-    (
-        "networking.k8s.io/v1",
-        "ipaddresses",
-        "in progress (issue 16, ServiceCIDR)",
-    ),
-    (
-        "networking.k8s.io/v1",
-        "servicecidrs",
-        "in progress (issue 16, ServiceCIDR)",
     ),
     (
         "storagemigration.k8s.io/v1",

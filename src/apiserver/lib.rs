@@ -3,6 +3,7 @@
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
+mod admission;
 mod allocator;
 mod auth;
 mod bootstrap;
@@ -90,6 +91,11 @@ pub struct Server {
     namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
     /// New pods get their priority from these (the Priority admission plugin).
     priority_classes: Arc<mirror::Mirror<priority::ClassState>>,
+    /// The LimitRanger's and ResourceQuota admission's objects.
+    limit_ranges: admission::Policies,
+    resource_quotas: admission::Policies,
+    /// The allocated ClusterIPs, for picking free ones without a store read each.
+    ip_addresses: Arc<mirror::Mirror<Value>>,
 }
 
 /// A JSON response body with its status and content type.
@@ -198,6 +204,9 @@ impl Server {
             rbac: rbac::Rbac::default(),
             namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
             priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
+            limit_ranges: admission::Policies::new(admission::limitranger::LIMIT_RANGES),
+            resource_quotas: admission::Policies::new(admission::quota::RESOURCE_QUOTAS),
+            ip_addresses: mirror::Mirror::new(allocator::IP_ADDRESSES),
         }
     }
 
@@ -373,7 +382,7 @@ impl Server {
                 )),
             };
         }
-        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query).with_user(user.as_ref());
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -392,9 +401,11 @@ impl Server {
                 let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
                 scale::write(&self, res, ns, name, request, &query).await?
             }
-            (&Method::GET, Some(name), None | Some("status" | "ephemeralcontainers")) => {
-                handlers::get(&ctx, name).await?
-            }
+            (
+                &Method::GET,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => handlers::get(&ctx, name).await?,
             (&Method::GET, Some(name), Some("log")) => {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
@@ -416,12 +427,20 @@ impl Server {
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
-            (&Method::PUT, Some(name), None | Some("status" | "ephemeralcontainers")) => {
+            (
+                &Method::PUT,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&ctx, name, sub, object).await?
             }
-            (&Method::PATCH, Some(name), None | Some("status" | "ephemeralcontainers")) => {
+            (
+                &Method::PATCH,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => {
                 let kind = body_type?;
                 let (patch, duplicated) = checked(kind)?;
                 let check =
@@ -496,9 +515,20 @@ pub async fn serve(
     };
     let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
     let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
+    server
+        .ip_addresses
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     bootstrap::ensure_defaults(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
+    // Services stored before ClusterIPs were recorded as IPAddresses get theirs before
+    // any new Service can be given one of their addresses.
+    allocator::repair(&server, false)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tokio::spawn(allocator::run_repair(server.clone()));
     // Requests are authorized from these mirrors: fill them before serving any.
     server
         .rbac
@@ -517,9 +547,15 @@ pub async fn serve(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     server
         .priority_classes
-        .start(store)
+        .start(store.clone())
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    for policies in [&server.limit_ranges, &server.resource_quotas] {
+        policies
+            .start(store.clone())
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    }
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;

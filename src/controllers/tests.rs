@@ -139,8 +139,12 @@ pub(super) async fn cluster() -> Cluster {
 
 /// A cluster whose controllers run with these settings.
 pub(super) async fn cluster_with(settings: Settings) -> Cluster {
+    cluster_on(start().await, settings).await
+}
+
+/// A cluster on `server` whose controllers run with these settings.
+pub(super) async fn cluster_on(server: TestServer, settings: Settings) -> Cluster {
     rind_runtime::logging::init("info");
-    let server = start().await;
     let client = client(&server).await;
     let controllers = {
         let client = client.clone();

@@ -410,7 +410,7 @@ impl Converter<'_> {
                 self.raw_json(&raw)?
             }
             // `map[string]ExtraValue` is `map[string][]string` in JSON.
-            "k8s.io.api.authorization.v1.ExtraValue" => {
+            "k8s.io.api.authorization.v1.ExtraValue" | "k8s.io.api.certificates.v1.ExtraValue" => {
                 match message.get_field_by_name("items").as_deref() {
                     Some(Field::List(items)) => Value::Array(
                         items

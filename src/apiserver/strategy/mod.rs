@@ -5,6 +5,7 @@
 //! server state and apply to many kinds live in `rind_api::kinds`.
 
 mod admission;
+mod certificate_signing_request;
 mod namespace;
 mod persistent_volume_claim;
 mod pod;
@@ -23,10 +24,10 @@ use std::sync::Arc;
 /// without such rules box no future.
 pub type AsyncHook<'a, T> = Option<BoxFuture<'a, Result<T, ApiError>>>;
 
-/// What create admission adds to the object once the field manager has recorded the
-/// client's fields: upstream's admission plugins run after it, so these fields are
-/// no one's.
-pub type AfterFieldManager = Box<dyn Fn(&mut Value) + Send + Sync>;
+/// What create admission does to the object once the field manager has recorded the
+/// client's fields: upstream's admission plugins run after it, so the fields they add
+/// are no one's. A plugin may also refuse the object here.
+pub type AfterFieldManager = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 /// A kind's hooks into the generic handlers; each kind implements only those it needs.
 pub trait Strategy: Sync {
@@ -52,6 +53,18 @@ pub trait Strategy: Sync {
         None
     }
 
+    /// Gives back what `begin_create` reserved when the object could not be stored.
+    fn abort_create<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
+    /// Gives back what a stored object held, once it is gone from the store (by any
+    /// delete: of the object, of a collection, of its namespace, or its last
+    /// finalizer removed).
+    fn deleted<'a>(&'a self, _server: &'a Server, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
     /// Carries over what an update may not change or may leave out, before the
     /// server-owned metadata is restored.
     fn prepare_for_update(&self, _subresource: Option<&str>, _current: &Value, _next: &mut Value) {}
@@ -60,8 +73,8 @@ pub trait Strategy: Sync {
     /// `rind_api::kinds::validate_update`.
     fn validate_update(&self, _current: &Value, _next: &Value, _causes: &mut Vec<Cause>) {}
 
-    /// Rules comparing a write through `subresource` (not `status`) with the stored
-    /// object.
+    /// Rules comparing a subresource write (`status`, `approval`, `ephemeralcontainers`)
+    /// with the stored object.
     fn validate_subresource_update(
         &self,
         _subresource: &str,
@@ -71,7 +84,18 @@ pub trait Strategy: Sync {
     ) {
     }
 
-    /// Admission with server state of an admitted update or patch.
+    /// Admission with server state of an admitted subresource write.
+    fn admit_subresource_update<'a>(
+        &'a self,
+        _ctx: &'a Ctx<'a>,
+        _subresource: &'a str,
+        _current: &'a Value,
+        _next: &'a Value,
+    ) -> AsyncHook<'a, ()> {
+        None
+    }
+
+    /// Admission with server state of an admitted update or patch of the main resource.
     fn admit_update<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
         None
     }
@@ -119,6 +143,9 @@ pub fn of(resource: &Resource) -> &'static dyn Strategy {
             "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
         ) => &admission::WEBHOOKS,
         ("admissionregistration.k8s.io", _) => &admission::POLICIES,
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &certificate_signing_request::CertificateSigningRequest
+        }
         _ => &Plain,
     }
 }

@@ -1,8 +1,9 @@
 //! Pods: their defaults and validation (`rind_api::pods`), the priority a new pod gets
-//! from its class, the fields upstream's pod admission plugins add, and graceful
-//! deletion of pods a kubelet runs.
+//! from its class, the fields upstream's pod admission plugins add (the LimitRanger's
+//! defaults among them), and graceful deletion of pods a kubelet runs.
 
 use super::{AfterFieldManager, AsyncHook, Strategy};
+use crate::admission::limitranger;
 use crate::handlers::Ctx;
 use crate::priority;
 use rind_api::meta;
@@ -38,9 +39,14 @@ impl Strategy for Pod {
     ) -> AsyncHook<'a, Option<AfterFieldManager>> {
         Some(Box::pin(async move {
             let resolved = priority::resolve(ctx.server, pod).await?;
+            let ranges = match ctx.namespace {
+                Some(ns) => limitranger::ranges(ctx.server, ns).await?,
+                None => Vec::new(),
+            };
             let after: AfterFieldManager = Box::new(move |pod: &mut Value| {
                 resolved.apply(pod);
                 pods::admit_pod(pod, None);
+                limitranger::admit_pod(&ranges, pod)
             });
             Ok(Some(after))
         }))

@@ -86,11 +86,8 @@ async fn api_resources_are_upstreams() {
 /// `discovery_fixture` keeps this in line with its own list).
 const NOT_SERVED: &[(&str, &str)] = &[
     ("v1", "bindings"),
-    ("certificates.k8s.io/v1", "certificatesigningrequests"),
     ("certificates.k8s.io/v1", "clustertrustbundles"),
     ("certificates.k8s.io/v1", "podcertificaterequests"),
-    ("networking.k8s.io/v1", "ipaddresses"),
-    ("networking.k8s.io/v1", "servicecidrs"),
     ("storagemigration.k8s.io/v1", "storageversionmigrations"),
 ];
 
