@@ -8,6 +8,7 @@ pub mod convert;
 pub mod crd;
 pub mod disruption;
 pub mod fields;
+pub mod json;
 pub mod kinds;
 pub mod meta;
 pub mod object_selector;
