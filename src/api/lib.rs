@@ -12,6 +12,7 @@ pub mod disruption;
 pub mod dra;
 pub mod fields;
 pub mod flowcontrol;
+pub mod json;
 pub mod kinds;
 pub mod limitrange;
 pub mod meta;

@@ -3,14 +3,14 @@
 //! verbatim (`Error from server (<reason>): <message>`) and clients branch on them.
 //!
 //! The body's bytes are upstream's too, since third-party clients compare error bodies:
-//! `Status`, `StatusDetails` and `Cause` are typed structs whose fields are declared in
-//! the order of upstream's Go structs (k8s.io/apimachinery pkg/apis/meta/v1/types.go),
-//! with each `omitempty` as a `skip_serializing_if`. A `serde_json::Value` could not
-//! do this: its map sorts keys.
+//! `Status`, `StatusDetails` and `Cause` are typed structs mirroring upstream's Go
+//! structs (k8s.io/apimachinery pkg/apis/meta/v1/types.go, fields in their order, each
+//! `omitempty` a `skip_serializing_if`), and the body is written by the encoder every
+//! object goes through (`crate::json`), which follows those Go structs' field order,
+//! omit rules and string escapes.
 
 use serde::Serialize;
 use serde_json::Value;
-use std::io;
 
 /// One field-level problem of an error: upstream's `StatusCause`, whose JSON keys
 /// are `reason`, `message`, `field` in that order, each left out when empty.
@@ -354,44 +354,14 @@ impl Status {
     }
 
     /// The JSON without the newline, as it sits inside a watch event (Go compacts an
-    /// embedded object, dropping the newline its encoder wrote).
+    /// embedded object, dropping the newline its encoder wrote), written by the encoder
+    /// every object goes through (`crate::json`): Go's field order and escapes.
     pub fn to_compact(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(256);
-        let mut serializer = serde_json::Serializer::with_formatter(&mut body, GoEscapes);
-        // Strings and integers written into a Vec: neither can fail.
-        self.serialize(&mut serializer)
-            .expect("a Status serializes into memory");
-        body
-    }
-}
-
-/// serde_json's escaping plus what Go's `encoding/json` adds by default (its
-/// `SetEscapeHTML(true)`): `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes. Every
-/// other escape (quote, backslash, control characters as `\n` or `\u001f`) is the
-/// same in both.
-struct GoEscapes;
-
-impl serde_json::ser::Formatter for GoEscapes {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut start = 0;
-        for (at, c) in fragment.char_indices() {
-            let escaped = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..at])?;
-            writer.write_all(escaped.as_bytes())?;
-            start = at + c.len_utf8();
+        match serde_json::to_value(self) {
+            Ok(value) => crate::json::to_vec(&value),
+            // Strings and integers only: a Status always converts.
+            Err(_) => Vec::new(),
         }
-        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 

@@ -110,7 +110,8 @@ pub fn root(registry: &Registry, headers: &HeaderMap, core: bool) -> Response {
     } else {
         (group_list(registry), "application/json")
     };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    // Discovery documents are meta/v1 and apidiscovery/v2 objects: upstream's layout.
+    let bytes = rind_api::json::to_body(&body);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, content_type)],

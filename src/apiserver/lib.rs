@@ -106,8 +106,9 @@ pub struct Json {
 }
 
 enum JsonBody {
+    /// Written as upstream writes it (`rind_api::json`), newline included.
     Value(Value),
-    /// Already serialized (see `raw_list`).
+    /// Already serialized, newline included (see `raw_list`).
     Bytes(Vec<u8>),
 }
 
@@ -165,7 +166,7 @@ impl IntoResponse for Json {
             Rendering::Object => "application/json",
         };
         let body = match self.body {
-            JsonBody::Value(value) => serde_json::to_vec(&value).unwrap_or_default(),
+            JsonBody::Value(value) => rind_api::json::to_body(&value),
             JsonBody::Bytes(bytes) => bytes,
         };
         (self.status, [(header::CONTENT_TYPE, content_type)], body).into_response()

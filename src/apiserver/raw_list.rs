@@ -3,24 +3,29 @@
 //! A list of 10,000 pods is ~7 MB of JSON. Decoding every object into a `serde_json::Value`
 //! tree only to serialize it again (and free it) costs about 20x what etcd takes to
 //! return the bytes. For the usual case — a kind stored as served, rendered as the object
-//! itself — the stored JSON already is the answer but for one field: the resourceVersion,
-//! which is the key's revision rather than data. So each object is split only at its top
-//! level (borrowing, with no tree built), its `metadata` gets `resourceVersion` spliced
-//! in, and the rest is copied through. Selectors parse just the top-level fields they
-//! read. Anything unusual in an object (a stored `resourceVersion`, escaped top-level
-//! keys, bytes that are not a JSON object) sends that object down the ordinary decode
-//! path, so the answer is always what `handlers::list` would give.
+//! itself — the stored JSON already is the answer (stored in upstream's field order, see
+//! `rind_api::json`) but for two things: the resourceVersion, which is the key's revision
+//! rather than data, and the item's `kind`/`apiVersion`, which upstream's typed lists
+//! leave out. So each object is split only at its top level (borrowing, with no tree
+//! built, keeping the stored order), its `metadata` gets `resourceVersion` spliced in
+//! where ObjectMeta has it, and the rest is copied through. Selectors parse just the
+//! top-level fields they read. Anything unusual in an object (a stored
+//! `resourceVersion`, escaped keys, bytes that are not a JSON object) sends that object
+//! down the ordinary decode path, so the answer is always what `handlers::list` would
+//! give. Objects stored before rind wrote upstream's order keep their stored order.
 
 use super::Json;
-use super::handlers::{Ctx, Filter, decode_as, scan};
+use super::handlers::{Ctx, Filter, decode_as, scan, set_resource_version};
 use super::request::{Query, Rendering};
+use rind_api::json;
 use rind_api::registry::{Resource, Storage};
 use rind_api::status::ApiError;
 use rind_api::table::{self, IncludeObject};
 use rind_store::KeyValue;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::fmt;
 
 /// Whether a list of `resource` rendered as `rendering` can be served from raw bytes:
 /// the stored form must be the served form, and the answer the objects themselves or a
@@ -74,32 +79,26 @@ pub async fn list(ctx: &Ctx<'_>, filter: &Filter, limit: usize) -> Result<Json, 
     if let Some(token) = next {
         list_meta.insert("continue".into(), token.into());
     }
-    let (head, field) = match rendering {
+    // The answer without items: its last member is the empty `items` (or `rows`) array,
+    // whose brackets the items go between.
+    let empty = match rendering {
         // The Table without rows: its column definitions come from the same code.
-        Rendering::Table => {
-            let mut empty = table::table(resource, &[], Value::Object(list_meta), include);
-            if let Some(root) = empty.as_object_mut() {
-                root.remove("rows");
-            }
-            (empty, "rows")
-        }
-        _ => (
-            serde_json::json!({
-                "kind": resource.list_kind(),
-                "apiVersion": resource.api_version(),
-                "metadata": list_meta,
-            }),
-            "items",
-        ),
+        Rendering::Table => table::table(resource, &[], Value::Object(list_meta), include),
+        _ => serde_json::json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": list_meta,
+            "items": [],
+        }),
     };
-    let head = serde_json::to_vec(&head)
-        .map_err(|e| ApiError::internal(format!("cannot encode list: {e}")))?;
-    // `{…head fields…,"items":[…]}`: the head object without its closing brace.
-    let mut body = Vec::with_capacity(head.len() + items.len() + 12);
-    body.extend_from_slice(&head[..head.len() - 1]);
-    body.extend_from_slice(format!(",\"{field}\":[").as_bytes());
+    let head = json::to_vec(&empty);
+    let Some(head) = head.strip_suffix(b"]}") else {
+        return Err(ApiError::internal("the list does not end with its items"));
+    };
+    let mut body = Vec::with_capacity(head.len() + items.len() + 3);
+    body.extend_from_slice(head);
     body.extend_from_slice(&items);
-    body.extend_from_slice(b"]}");
+    body.extend_from_slice(b"]}\n");
     Ok(Json::raw(body, rendering))
 }
 
@@ -113,8 +112,6 @@ fn append_row(
     filter: &Filter,
     include: IncludeObject,
 ) -> Result<bool, ApiError> {
-    let encode_error =
-        |e: serde_json::Error| ApiError::internal(format!("cannot encode a row: {e}"));
     let Some(fields) = split(&kv.value) else {
         let object = decode_as(resource, kv)?;
         if !filter.matches(&object) {
@@ -124,19 +121,20 @@ fn append_row(
         if include == IncludeObject::Metadata {
             row["object"] = table::partial_metadata(&object);
         }
-        serde_json::to_writer(&mut *out, &row).map_err(encode_error)?;
+        write_row(out, &row);
         return Ok(true);
     };
     let mut object = Map::new();
-    for (name, raw) in &fields {
+    for (name, raw) in &fields.0 {
         let value = if *name == "metadata" {
-            let metadata: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get())
+            let metadata: Map<String, Value> = serde_json::from_str(raw.get())
                 .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
-            let mut kept = Map::new();
-            for (key, raw) in metadata.into_iter().filter(|(k, _)| *k != "managedFields") {
-                kept.insert(key.to_string(), parse(raw)?);
-            }
-            Value::Object(kept)
+            Value::Object(
+                metadata
+                    .into_iter()
+                    .filter(|(k, _)| k != "managedFields")
+                    .collect(),
+            )
         } else {
             parse(raw)?
         };
@@ -146,21 +144,37 @@ fn append_row(
     if !filter.matches(&object) {
         return Ok(false);
     }
+    let before = out.len();
+    // Upstream's TableRow: cells, then the object (`null` when the client asked for none).
     out.extend_from_slice(b"{\"cells\":");
-    serde_json::to_writer(&mut *out, &table::cells(resource, &object)).map_err(encode_error)?;
+    json::write(out, &Value::Array(table::cells(resource, &object)));
+    out.extend_from_slice(b",\"object\":");
     if include == IncludeObject::Metadata {
         out.extend_from_slice(
-            b",\"object\":{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"PartialObjectMetadata\",\"metadata\":",
+            b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
         );
-        write_metadata(
-            out,
-            fields.get("metadata").map_or("{}", |m| m.get()),
-            kv.mod_revision,
-        );
+        let metadata = fields.get("metadata").map_or("{}", RawValue::get);
+        if !json::write_metadata(out, metadata.as_bytes(), kv.mod_revision) {
+            // Metadata the splice cannot take: the row as the decoding path makes it.
+            out.truncate(before);
+            let mut row = serde_json::json!({"cells": table::cells(resource, &object)});
+            let mut served = object;
+            set_resource_version(&mut served, kv.mod_revision);
+            row["object"] = table::partial_metadata(&served);
+            write_row(out, &row);
+            return Ok(true);
+        }
         out.push(b'}');
+    } else {
+        out.extend_from_slice(b"null");
     }
     out.push(b'}');
     Ok(true)
+}
+
+/// A row built as a `Value`, written as upstream's `TableRow`.
+fn write_row(out: &mut Vec<u8>, row: &Value) {
+    json::write_table_row(out, row);
 }
 
 fn parse(raw: &RawValue) -> Result<Value, ApiError> {
@@ -176,31 +190,56 @@ fn append_item(
     filter: &Filter,
     needed: &[&str],
 ) -> Result<bool, ApiError> {
-    match split(&kv.value) {
-        Some(fields) => {
-            if !needed.is_empty() && !filter.matches(&partial(&fields, needed)?) {
-                return Ok(false);
-            }
-            write_object(out, &fields, kv.mod_revision);
-            Ok(true)
+    if let Some(fields) = split(&kv.value) {
+        if !needed.is_empty() && !filter.matches(&partial(&fields, needed)?) {
+            return Ok(false);
         }
-        None => {
-            let object = decode_as(resource, kv)?;
-            if !filter.matches(&object) {
-                return Ok(false);
-            }
-            serde_json::to_writer(&mut *out, &object)
-                .map_err(|e| ApiError::internal(format!("cannot encode {}: {e}", kv.key)))?;
-            Ok(true)
+        if write_object(out, &fields, kv.mod_revision) {
+            return Ok(true);
         }
+    }
+    let object = decode_as(resource, kv)?;
+    if !filter.matches(&object) {
+        return Ok(false);
+    }
+    json::write_list_item(out, &object);
+    Ok(true)
+}
+
+/// An object's top-level members in their stored order, borrowed.
+struct Fields<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(5));
+                while let Some(member) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Fields(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
 /// The object's top-level fields, borrowed from `bytes`, when the fast path can take it:
 /// a JSON object with plain keys whose `metadata` is an object without `resourceVersion`.
-fn split(bytes: &[u8]) -> Option<BTreeMap<&str, &RawValue>> {
+fn split(bytes: &[u8]) -> Option<Fields<'_>> {
     // Borrowed `&str` keys fail on escaped keys, which then take the ordinary path.
-    let fields: BTreeMap<&str, &RawValue> = serde_json::from_slice(bytes).ok()?;
+    let fields: Fields = serde_json::from_slice(bytes).ok()?;
     let metadata = fields.get("metadata")?.get();
     if !metadata.starts_with('{') || metadata.contains("\"resourceVersion\"") {
         return None;
@@ -209,23 +248,28 @@ fn split(bytes: &[u8]) -> Option<BTreeMap<&str, &RawValue>> {
 }
 
 /// A `Value` with just the `needed` top-level fields, for a selector to look at.
-fn partial(fields: &BTreeMap<&str, &RawValue>, needed: &[&str]) -> Result<Value, ApiError> {
+fn partial(fields: &Fields, needed: &[&str]) -> Result<Value, ApiError> {
     let mut object = Map::new();
     for name in needed {
         if let Some(raw) = fields.get(name) {
-            let value = serde_json::from_str(raw.get())
-                .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
-            object.insert((*name).to_string(), value);
+            object.insert((*name).to_string(), parse(raw)?);
         }
     }
     Ok(Value::Object(object))
 }
 
-/// Writes the object back out with `metadata.resourceVersion` set to `revision`.
-fn write_object(out: &mut Vec<u8>, fields: &BTreeMap<&str, &RawValue>, revision: i64) {
+/// Writes the object back out as a list item: without `kind` and `apiVersion`, with
+/// `metadata.resourceVersion` set to `revision`. False, having written nothing, when
+/// the metadata is not one the splice can take.
+fn write_object(out: &mut Vec<u8>, fields: &Fields, revision: i64) -> bool {
+    let before = out.len();
     out.push(b'{');
-    for (i, (name, raw)) in fields.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (name, raw) in &fields.0 {
+        if matches!(*name, "kind" | "apiVersion") {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
             out.push(b',');
         }
         // `split` only accepted keys that needed no unescaping, so they print as they read.
@@ -234,25 +278,16 @@ fn write_object(out: &mut Vec<u8>, fields: &BTreeMap<&str, &RawValue>, revision:
         out.extend_from_slice(b"\":");
         let raw = raw.get();
         if *name == "metadata" {
-            write_metadata(out, raw, revision);
+            if !json::write_metadata(out, raw.as_bytes(), revision) {
+                out.truncate(before);
+                return false;
+            }
         } else {
             out.extend_from_slice(raw.as_bytes());
         }
     }
     out.push(b'}');
-}
-
-/// Writes `metadata` (a JSON object without `resourceVersion`, as `split` checked) with
-/// `resourceVersion` set to `revision`.
-fn write_metadata(out: &mut Vec<u8>, metadata: &str, revision: i64) {
-    let inner = metadata[1..].trim_start();
-    out.extend_from_slice(b"{\"resourceVersion\":\"");
-    out.extend_from_slice(revision.to_string().as_bytes());
-    out.push(b'"');
-    if !inner.starts_with('}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(inner.as_bytes());
+    true
 }
 
 #[cfg(test)]
@@ -260,33 +295,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn served(stored: &Value, revision: i64) -> Value {
-        let bytes = serde_json::to_vec(stored).unwrap();
-        let fields = split(&bytes).expect("fast path");
+    fn item(stored: &[u8], revision: i64) -> String {
+        let fields = split(stored).expect("fast path");
         let mut out = Vec::new();
-        write_object(&mut out, &fields, revision);
-        serde_json::from_slice(&out).expect("valid JSON")
+        assert!(write_object(&mut out, &fields, revision));
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What the decoding path writes for the same stored bytes.
+    fn decoded_item(stored: &[u8], revision: i64) -> String {
+        let mut object: Value = serde_json::from_slice(stored).unwrap();
+        set_resource_version(&mut object, revision);
+        let mut out = Vec::new();
+        json::write_list_item(&mut out, &object);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn splices_the_resource_version_into_metadata() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"containers": []}});
-        let mut want = pod.clone();
-        want["metadata"]["resourceVersion"] = json!("42");
-        assert_eq!(served(&pod, 42), want);
-        let bare = json!({"kind": "Pod", "metadata": {}});
+            "metadata": {"name": "p", "uid": "u", "creationTimestamp": "t", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let stored = json::to_stored(&pod);
+        let want = r#"{"metadata":{"name":"p","uid":"u","resourceVersion":"42","creationTimestamp":"t","labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i","resources":{}}]},"status":{}}"#;
+        assert_eq!(item(&stored, 42), want);
+        assert_eq!(decoded_item(&stored, 42), want);
+        // Bytes stored before upstream's order keep their order; the version goes first.
+        let sorted = serde_json::to_vec(&pod).unwrap();
         assert_eq!(
-            served(&bare, 7),
-            json!({"kind": "Pod", "metadata": {"resourceVersion": "7"}})
+            item(&sorted, 42),
+            r#"{"metadata":{"resourceVersion":"42","creationTimestamp":"t","labels":{"a":"b"},"name":"p","uid":"u"},"spec":{"containers":[{"image":"i","name":"c"}]}}"#
         );
         let spaced = br#"{ "kind" : "Pod" , "metadata" : {  } }"#;
-        let mut out = Vec::new();
-        write_object(&mut out, &split(spaced).unwrap(), 3);
-        assert_eq!(
-            serde_json::from_slice::<Value>(&out).unwrap(),
-            json!({"kind": "Pod", "metadata": {"resourceVersion": "3"}})
-        );
+        assert_eq!(item(spaced, 3), r#"{"metadata":{  "resourceVersion":"3"}}"#);
     }
 
     #[test]
@@ -304,7 +345,7 @@ mod tests {
                 {"name": "c", "ready": true, "restartCount": 2, "state": {"running": {}}}]}});
         let kv = KeyValue {
             key: "/registry/pods/default/web-1".into(),
-            value: serde_json::to_vec(&stored).unwrap(),
+            value: json::to_stored(&stored),
             create_revision: 5,
             mod_revision: 9,
         };
@@ -312,10 +353,14 @@ mod tests {
         for include in [IncludeObject::Metadata, IncludeObject::None] {
             let mut out = Vec::new();
             assert!(append_row(&mut out, pods, &kv, &everything, include).unwrap());
-            let row: Value = serde_json::from_slice(&out).expect("valid JSON");
             let decoded = decode_as(pods, &kv).unwrap();
             let want = table::table(pods, &[decoded], json!({}), include);
-            assert_eq!(row, want["rows"][0]);
+            let mut want_bytes = Vec::new();
+            json::write_table_row(&mut want_bytes, &want["rows"][0]);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(want_bytes).unwrap()
+            );
         }
     }
 
@@ -332,7 +377,15 @@ mod tests {
             assert!(split(bytes).is_none(), "{}", String::from_utf8_lossy(bytes));
         }
         // Text that merely mentions the field inside a value is fine.
-        let annotated = json!({"metadata": {"annotations": {"note": "\"resourceVersion\": 1"}}});
-        assert_eq!(served(&annotated, 9)["metadata"]["resourceVersion"], "9");
+        let annotated = br#"{"metadata":{"annotations":{"note":"\"resourceVersion\": 1"}}}"#;
+        assert_eq!(
+            item(annotated, 9),
+            r#"{"metadata":{"resourceVersion":"9","annotations":{"note":"\"resourceVersion\": 1"}}}"#
+        );
+        // Metadata the splice cannot read leaves the output as it was.
+        let escaped = br#"{"metadata":{"n\u0061me":"p"}}"#;
+        let mut out = b"[".to_vec();
+        assert!(!write_object(&mut out, &split(escaped).unwrap(), 1));
+        assert_eq!(out, b"[");
     }
 }

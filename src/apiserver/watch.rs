@@ -27,7 +27,7 @@ struct Watch {
     rendering: Rendering,
     include: IncludeObject,
     bookmarks: bool,
-    tx: mpsc::Sender<Result<String, std::io::Error>>,
+    tx: mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
 }
 
 impl Watch {
@@ -50,8 +50,7 @@ impl Watch {
             (Rendering::Metadata, "ADDED" | "MODIFIED" | "DELETED") => partial_metadata(&object),
             _ => object,
         };
-        let mut line = json!({"type": kind, "object": object}).to_string();
-        line.push('\n');
+        let line = rind_api::json::watch_event(kind, &object);
         self.tx.send(Ok(line)).await.is_ok()
     }
 
@@ -59,7 +58,7 @@ impl Watch {
     /// first of them serialized; other renderings transform a copy.
     async fn send_cached(&self, kind: &str, event: &CachedEvent) -> Result<bool, ApiError> {
         if self.rendering == Rendering::Object {
-            let line = event.json_line(kind)?.to_string();
+            let line = event.json_line(kind)?.to_vec();
             return Ok(self.tx.send(Ok(line)).await.is_ok());
         }
         Ok(self.send(kind, event.object()?.clone()).await)
@@ -73,11 +72,9 @@ impl Watch {
         json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata})
     }
 
-    /// Sends an ERROR event written as upstream's: `type` before `object`, and the
-    /// Status in upstream's field order (a `Value` would sort both).
+    /// Sends an ERROR event carrying upstream's `Status`.
     async fn error(&self, err: ApiError) {
-        let status = String::from_utf8_lossy(&err.to_status().to_compact()).into_owned();
-        let line = format!("{{\"type\":\"ERROR\",\"object\":{status}}}\n");
+        let line = rind_api::json::watch_event_raw("ERROR", &err.to_status().to_compact());
         // A client that has gone needs no error.
         let _ = self.tx.send(Ok(line)).await;
     }
@@ -136,7 +133,7 @@ pub async fn serve(
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
         _ => 0,
     };
-    let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>(64);
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     let watch = Watch {
         resource,
         filter,

@@ -186,46 +186,87 @@ fn created_fields(new: &Value, node: Node, has_status: bool) -> Option<Map<Strin
     let Value::Object(root) = new else {
         return None;
     };
+    let zero = zero_object(new);
     let mut doc = Map::new();
     for (k, v) in root {
         if k == "apiVersion" || k == "kind" || (has_status && k == "status") {
             continue;
         }
         let child = node.child(k);
-        if !matches!(k.as_str(), "metadata" | "spec" | "status") {
-            doc.insert(
-                fields::field_element(k),
-                fields::added_doc(v, child.shape, child.node)?,
-            );
-            continue;
-        }
-        // The zero object has these structs, empty: they are not added themselves, only
-        // what they hold.
-        let (Value::Object(inner), Shape::Object | Shape::Map) = (v, child.shape) else {
-            return None;
+        let below = match zero.get(k) {
+            None => fields::added_doc(v, child.shape, child.node)?,
+            Some(zero) => match contents_doc(zero, v, child.shape, child.node, k == "metadata")? {
+                Some(below) => below,
+                None => continue,
+            },
         };
-        let mut below = Map::new();
-        for (field, value) in inner {
-            if k == "metadata" && SERVER_METADATA.contains(&field.as_str()) {
-                continue;
-            }
-            let grandchild = child.node.child(field);
-            below.insert(
-                fields::field_element(field),
-                fields::added_doc(value, grandchild.shape, grandchild.node)?,
-            );
-        }
-        if !below.is_empty() {
-            doc.insert(fields::field_element(k), Value::Object(below));
-        }
+        doc.insert(fields::field_element(k), below);
     }
     Some(doc)
 }
 
+/// What `value` adds to `zero`, the field's value in the zero object: the field exists
+/// there, so it is not added itself, only what it holds (a null list or map counts as
+/// an empty one). `Some(None)` when it adds nothing; `None` as for `created_fields`.
+fn contents_doc(
+    zero: &Value,
+    value: &Value,
+    shape: Shape,
+    node: Node,
+    metadata: bool,
+) -> Option<Option<Value>> {
+    if zero == value {
+        return Some(None);
+    }
+    let below = match (value, shape) {
+        (Value::Object(map), Shape::Object | Shape::Map) => {
+            let empty = Map::new();
+            let zero = match zero {
+                Value::Object(zero) => zero,
+                Value::Null => &empty,
+                _ => return None,
+            };
+            let mut below = Map::new();
+            for (field, v) in map {
+                if metadata && SERVER_METADATA.contains(&field.as_str()) {
+                    continue;
+                }
+                let child = node.child(field);
+                let doc = match zero.get(field) {
+                    None => fields::added_doc(v, child.shape, child.node)?,
+                    Some(z) => match contents_doc(z, v, child.shape, child.node, false)? {
+                        Some(doc) => doc,
+                        None => continue,
+                    },
+                };
+                below.insert(fields::field_element(field), doc);
+            }
+            below
+        }
+        (Value::Array(_), Shape::MapList(_) | Shape::SetList) if zero.is_null() => {
+            let Value::Object(mut below) = fields::added_doc(value, shape, node)? else {
+                return None;
+            };
+            below.remove(".");
+            below
+        }
+        // A struct in the zero object that is not one here, or the other way round.
+        (Value::Object(_), _) if !zero.is_object() && !zero.is_null() => return None,
+        (_, _) if zero.is_object() => return None,
+        // A value (or an atomic list or map) that differs from the zero: owned whole.
+        _ => return Some(Some(Value::Object(Map::new()))),
+    };
+    Some((!below.is_empty()).then_some(Value::Object(below)))
+}
+
 /// What a created object counts as changed from: upstream compares with the zero value
-/// of the type, whose metadata, spec and status structs exist (empty).
-fn zero_object() -> Value {
-    json!({"metadata": {}, "spec": {}, "status": {}})
+/// of its Go type, whose value structs (metadata, spec, status) and fields without
+/// `omitempty` exist already (`rind_api::json::zero_of`). Custom objects, which
+/// upstream keeps unstructured, compare with empty metadata, spec and status.
+fn zero_object(object: &Value) -> Value {
+    let kind = |key| object.get(key).and_then(Value::as_str).unwrap_or_default();
+    crate::json::zero_of(kind("apiVersion"), kind("kind"))
+        .unwrap_or_else(|| json!({"metadata": {}, "spec": {}, "status": {}}))
 }
 
 fn api_version(object: &Value) -> String {
@@ -278,7 +319,7 @@ pub fn record_update(
         }
         return;
     }
-    let zero = zero_object();
+    let zero = zero_object(new);
     let changed = ownable(
         fields::changed(Some(old.unwrap_or(&zero)), new, node),
         subresource,
@@ -457,7 +498,7 @@ pub fn server_side_apply(
     };
 
     // Conflicts: fields the apply changes that another manager owns.
-    let zero = zero_object();
+    let zero = zero_object(&merged);
     let changes = fields::changed(Some(live.unwrap_or(&zero)), &merged, node);
     let mut conflicts = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -830,7 +871,7 @@ mod tests {
         let mut stored: Option<Value> = None;
         for (manager, subresource, written) in writes {
             let node = Node::for_object(&written);
-            let zero = zero_object();
+            let zero = zero_object(&written);
             let changed = || {
                 ownable(
                     fields::changed(Some(stored.as_ref().unwrap_or(&zero)), &written, node),
@@ -937,7 +978,7 @@ mod tests {
             record_update(None, &mut direct, "m", None, has_status);
             let mut general = object.clone();
             let changed = ownable(
-                fields::changed(Some(&zero_object()), &object, node),
+                fields::changed(Some(&zero_object(&object)), &object, node),
                 None,
                 has_status,
             );

@@ -325,6 +325,19 @@ fn walk_changed(
         return;
     };
     match (old, new, shape) {
+        // A null list or map (an unset field Go writes anyway, as in the zero object a
+        // created one is compared with) is an empty one: what it gains is its items.
+        (Value::Null, Value::Array(_), Shape::MapList(_) | Shape::SetList) => {
+            walk_changed(Some(&Value::Array(Vec::new())), new, shape, node, path, set)
+        }
+        (Value::Null, Value::Object(_), Shape::Object | Shape::Map) => walk_changed(
+            Some(&Value::Object(Map::new())),
+            new,
+            shape,
+            node,
+            path,
+            set,
+        ),
         (Value::Object(o), Value::Object(n), Shape::Object | Shape::Map) => {
             for (k, v) in n {
                 let before = o.get(k);

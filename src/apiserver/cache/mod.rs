@@ -16,7 +16,7 @@ use futures::stream::{self, BoxStream};
 use rind_api::registry::Resource;
 use rind_api::status::ApiError;
 use rind_store::{KeyValue, Store, StoreError, StoreResult, WatchEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
@@ -40,7 +40,7 @@ pub struct CachedEvent {
     object: OnceLock<Result<Value, ApiError>>,
     prev: OnceLock<Result<Option<Value>, ApiError>>,
     /// `{"type": …, "object": …}\n` for ADDED, MODIFIED and DELETED.
-    lines: [OnceLock<String>; 3],
+    lines: [OnceLock<Vec<u8>>; 3],
 }
 
 impl CachedEvent {
@@ -103,7 +103,7 @@ impl CachedEvent {
     }
 
     /// The watch line for `kind` with the object as is (no Table or metadata-only form).
-    pub fn json_line(&self, kind: &str) -> Result<&str, ApiError> {
+    pub fn json_line(&self, kind: &str) -> Result<&[u8], ApiError> {
         let slot = match kind {
             "ADDED" => 0,
             "MODIFIED" => 1,
@@ -112,8 +112,7 @@ impl CachedEvent {
         if let Some(line) = self.lines[slot].get() {
             return Ok(line);
         }
-        let mut line = json!({"type": kind, "object": self.object()?}).to_string();
-        line.push('\n');
+        let line = rind_api::json::watch_event(kind, self.object()?);
         Ok(self.lines[slot].get_or_init(|| line))
     }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rind_api::registry::Registry;
 use rind_store::{KeyValue, ListPage, MemoryStore, WatchStream};
 use rind_testing::eventually;
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -151,7 +152,10 @@ async fn many_watchers_share_one_store_watch_and_one_serialization() {
         assert!(Arc::ptr_eq(event, &seen[0]));
     }
     let line = seen[0].json_line("ADDED").unwrap();
-    assert!(line.contains(r#""type":"ADDED""#) && line.ends_with('\n'));
+    assert!(
+        line.starts_with(br#"{"type":"ADDED","object":{"kind":"ConfigMap""#)
+            && line.ends_with(b"}\n")
+    );
     assert!(std::ptr::eq(line, seen[4].json_line("ADDED").unwrap()));
 }
 

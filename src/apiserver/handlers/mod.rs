@@ -271,6 +271,9 @@ fn admit_pruned(
     object: &mut Value,
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
+    // What upstream's Go structs cannot tell from an absent field goes, before anything
+    // compares or records fields.
+    rind_api::json::drop_omitted(object);
     let name = meta::name(object).to_string();
     let mut causes = validation::validate_name(resource.name_rule, &name, "metadata.name");
     causes.extend(validation::validate_metadata(object));

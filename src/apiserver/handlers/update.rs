@@ -6,7 +6,7 @@
 
 use super::create::create_saved;
 use super::delete::has_finalizers;
-use super::encoding::encode_stored;
+use super::encoding::{encode, encode_stored};
 use super::{
     Ctx, MAX_RETRIES, Saved, admit, answer_with, check_namespace, check_type, decode_as,
     resource_version_of, set_resource_version, store_error,
@@ -70,6 +70,8 @@ pub fn prepare_update(
         }
         next
     };
+    // Before comparing specs: what Go cannot tell from unset is no change.
+    rind_api::json::drop_omitted(&mut next);
     strategy.prepare_for_update(subresource, current, &mut next);
     let current_meta = current
         .get("metadata")
@@ -209,6 +211,12 @@ pub(super) async fn write_saved(
     }
     let encoded =
         encode_stored(ctx.resource, &next).map_err(|e| StoreError::Unavailable(e.message))?;
+    // Upstream compares the bytes it would store: an update that differs only in what
+    // Go's encoding drops or fills in (an empty map under `omitempty`, a zero written
+    // out) changes nothing and keeps its resourceVersion.
+    if encode(ctx.resource, current).is_ok_and(|bytes| bytes == encoded.bytes) {
+        return Ok(Saved::new(current.clone()));
+    }
     let new_revision = store.update(key, encoded.bytes.clone(), revision).await?;
     set_resource_version(&mut next, new_revision);
     Ok(Saved {

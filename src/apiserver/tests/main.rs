@@ -14,6 +14,7 @@ mod servicecidr;
 mod surface;
 mod types;
 mod watch;
+mod wire;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
