@@ -3,6 +3,7 @@
 //! a built-in type means adding an entry here (plus its table columns and, when it
 //! has any, its defaulting and validation), not new handlers.
 
+use crate::selector::{FieldLabelRules, FieldLabels};
 use std::sync::{Arc, RwLock};
 
 /// Every verb a plain resource supports.
@@ -91,6 +92,9 @@ pub struct Resource {
     /// Where objects live in the store, as upstream lays out etcd (nodes are still
     /// `minions` there).
     pub key_prefix: &'static str,
+    /// Whether the kind has a field-label conversion function of its own, which
+    /// decides the metadata labels it takes and the words refusing others.
+    pub field_labels: FieldLabels,
     /// Field selector paths beyond `metadata.name` and `metadata.namespace`.
     pub selectable_fields: &'static [&'static str],
     /// The selectable fields whose unset value is not `""`, with the value they compare
@@ -101,7 +105,8 @@ pub struct Resource {
     /// The selectable fields whose value is not at the path their label names, with
     /// the paths upstream's `ToSelectableFields` reads instead, the first set and
     /// non-empty one winning: a Job's `status.successful` is `status.succeeded`, a core
-    /// Event's `source` is `source.component`, else `reportingComponent`.
+    /// Event's `source` is `source.component`, else `reportingComponent`; a label
+    /// upstream accepts but never fills in reads no path and is always `""`.
     pub selectable_reads: &'static [(&'static str, &'static [&'static str])],
     pub name_rule: NameRule,
     /// PUT of a missing object creates it (upstream does this for leases).
@@ -123,6 +128,17 @@ impl Resource {
         match subresource {
             None => self.storage != Storage::NotStored,
             Some(name) => matches!(name, "status" | "scale"),
+        }
+    }
+
+    /// What the kind's field selectors may name, and how each label reads an object.
+    pub fn field_label_rules(&self) -> FieldLabelRules<'static> {
+        FieldLabelRules {
+            labels: self.field_labels,
+            namespaced: self.namespaced,
+            selectable: self.selectable_fields,
+            zero_values: self.selectable_zero_values,
+            reads: self.selectable_reads,
         }
     }
 
@@ -196,6 +212,7 @@ const fn res(
         verbs: ALL_VERBS,
         subresources: &[],
         key_prefix,
+        field_labels: FieldLabels::Default,
         selectable_fields: &[],
         selectable_zero_values: &[],
         selectable_reads: &[],
@@ -335,6 +352,7 @@ const BUILTIN: &[Resource] = &[
     },
     Resource {
         short_names: &["ev"],
+        field_labels: FieldLabels::Converted,
         selectable_fields: CORE_EVENT_FIELDS,
         selectable_reads: &[("source", &["source.component", "reportingComponent"])],
         name_rule: NameRule::PathSegment,
@@ -354,6 +372,7 @@ const BUILTIN: &[Resource] = &[
         namespaced: false,
         verbs: NO_COLLECTION_DELETE,
         subresources: &[status("Namespace")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["status.phase"],
         name_rule: NameRule::Label,
         ..core(
@@ -367,6 +386,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["no"],
         namespaced: false,
         subresources: &[status("Node")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.unschedulable"],
         selectable_zero_values: &[("spec.unschedulable", "false")],
         // Nodes are still `minions` in upstream's etcd layout.
@@ -421,6 +441,7 @@ const BUILTIN: &[Resource] = &[
             },
             status("Pod"),
         ],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -429,9 +450,18 @@ const BUILTIN: &[Resource] = &[
             "spec.hostNetwork",
             "status.phase",
             "status.podIP",
+            "status.podIPs",
             "status.nominatedNodeName",
+            // Old v1 clients' name for spec.nodeName.
+            "spec.host",
         ],
         selectable_zero_values: &[("spec.hostNetwork", "false")],
+        selectable_reads: &[
+            ("spec.host", &["spec.nodeName"]),
+            // Upstream's field set takes the first of status.podIPs.
+            ("status.podIP", &["status.podIPs.0.ip"]),
+            ("status.podIPs", &[]),
+        ],
         return_deleted_object: true,
         ..core("Pod", "pods", "pod", "/registry/pods/")
     },
@@ -448,6 +478,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["rc"],
         categories: ALL,
         subresources: &[SCALE, status("ReplicationController")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["status.replicas"],
         selectable_zero_values: &[("status.replicas", "0")],
         ..core(
@@ -469,6 +500,7 @@ const BUILTIN: &[Resource] = &[
         )
     },
     Resource {
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["type"],
         ..core("Secret", "secrets", "secret", "/registry/secrets/")
     },
@@ -493,6 +525,7 @@ const BUILTIN: &[Resource] = &[
         categories: ALL,
         verbs: NO_COLLECTION_DELETE,
         subresources: &[status("Service")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,
         return_deleted_object: true,
@@ -624,6 +657,7 @@ const BUILTIN: &[Resource] = &[
     Resource {
         categories: ALL,
         subresources: &[status("Job")],
+        field_labels: FieldLabels::ConvertedFor("Job"),
         selectable_fields: &["status.successful"],
         selectable_zero_values: &[("status.successful", "0")],
         selectable_reads: &[("status.successful", &["status.succeeded"])],
@@ -650,6 +684,7 @@ const BUILTIN: &[Resource] = &[
     ),
     Resource {
         short_names: &["ev"],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &[
             "regarding.kind",
             "regarding.namespace",
@@ -660,8 +695,15 @@ const BUILTIN: &[Resource] = &[
             "regarding.fieldPath",
             "reason",
             "reportingController",
+            "source",
             "type",
         ],
+        // Upstream maps `source` to the core field set's, which is the deprecated
+        // source's component, else the reporting controller.
+        selectable_reads: &[(
+            "source",
+            &["deprecatedSource.component", "reportingController"],
+        )],
         name_rule: NameRule::PathSegment,
         storage: Storage::CoreEvent,
         ..res(
@@ -884,6 +926,11 @@ impl Registry {
             }
         }
         groups
+    }
+
+    /// Whether `group` is one of the built-in API groups (not one a CRD defines).
+    pub fn is_builtin_group(&self, group: &str) -> bool {
+        self.resources.iter().any(|r| r.group == group)
     }
 
     pub fn has_group_version(&self, group: &str, version: &str) -> bool {

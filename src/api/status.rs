@@ -214,10 +214,11 @@ impl ApiError {
         } else {
             format!("[{}]", rendered.join(", "))
         };
+        // Upstream names the kind with its group (`Deployment.apps "web" is invalid`).
         Self::new(
             422,
             "Invalid",
-            format!("{kind} {name:?} is invalid: {summary}"),
+            format!("{} {name:?} is invalid: {summary}", qualified(kind, group)),
         )
         .with_details(StatusDetails {
             causes: causes.to_vec(),
@@ -287,6 +288,12 @@ impl ApiError {
 
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// An error upstream's handler got as a plain Go error rather than a Status: 500
+    /// with no reason (`ErrorToAPIStatus`).
+    pub fn unconverted(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -471,6 +478,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(body).unwrap(),
             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"deployments.apps \\\"web\\\" already exists\",\"reason\":\"AlreadyExists\",\"details\":{\"name\":\"web\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}\n"
+        );
+    }
+
+    #[test]
+    fn invalid_names_the_kind_with_its_group() {
+        let err = ApiError::invalid(
+            "Deployment",
+            "apps",
+            "web",
+            &[Cause::required("spec.selector", "")],
+        );
+        assert_eq!(
+            err.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
         );
     }
 

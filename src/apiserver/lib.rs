@@ -233,18 +233,18 @@ impl Server {
             .auth
             .authenticate(&self, req.headers(), req.extensions().get::<User>())
             .await?;
-        let target = request::parse_path(&self.registry, req.uri().path());
         let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
-        let attributes = match &target {
-            Ok(target) => rbac::attributes(target, req.method(), req.uri()),
-            // Upstream authorizes before it routes: a path we do not serve is checked
-            // as a plain URL, so who may not get it learns 403, not that it is absent.
-            Err(_) => rbac::path_attributes(req.method(), req.uri()),
-        };
+        // Upstream authorizes before it routes, from the path alone: who may not get a
+        // path learns 403, not whether anything serves it.
+        let attributes = rbac::attributes(req.method(), req.uri());
         if !self.rbac.authorize(&user, &attributes).allowed {
             return Err(rbac::forbidden(&user, &attributes));
         }
-        let target = target?;
+        let target = match request::parse_path(&self.registry, req.uri().path()) {
+            Ok(target) => target,
+            Err(err) if err.code == 404 => return Ok(self.not_found(req.uri().path(), err)),
+            Err(err) => return Err(err),
+        };
         // Handlers (the reviews) see who the request acts as.
         req.extensions_mut().insert(user);
         let method = req.method().clone();
@@ -278,12 +278,16 @@ impl Server {
             }
             Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
             Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
-            Target::Group(group) => discovery::group(&self.registry, &group)
-                .map(|v| Json::ok(v, Rendering::Object).into_response()),
-            Target::GroupVersion { group, version } => {
-                discovery::resource_list(&self.registry, &group, &version)
-                    .map(|v| Json::ok(v, Rendering::Object).into_response())
-            }
+            Target::Group(group) => Ok(match discovery::group(&self.registry, &group) {
+                Ok(v) => Json::ok(v, Rendering::Object).into_response(),
+                Err(err) => self.not_found(req.uri().path(), err),
+            }),
+            Target::GroupVersion { group, version } => Ok(
+                match discovery::resource_list(&self.registry, &group, &version) {
+                    Ok(v) => Json::ok(v, Rendering::Object).into_response(),
+                    Err(err) => self.not_found(req.uri().path(), err),
+                },
+            ),
             Target::OpenApiV2 => Ok(openapi::serve_v2(
                 &self.registry,
                 &self.openapi,
@@ -352,6 +356,17 @@ impl Server {
             };
         }
         let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+        // Writes validate their options' `dryRun` before anything else; a DELETE's
+        // options may come in its body, and are checked where they are read.
+        let options_kind = match method {
+            Method::POST => Some("CreateOptions"),
+            Method::PUT => Some("UpdateOptions"),
+            Method::PATCH => Some("PatchOptions"),
+            _ => None,
+        };
+        if let Some(kind) = options_kind {
+            request::check_dry_run(&query.values("dryRun"), kind)?;
+        }
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -431,6 +446,37 @@ impl Server {
         let mut response = response.into_response();
         field_validation::add_warnings(&mut response, &warnings);
         Ok(response)
+    }
+
+    /// What upstream answers for a path nothing serves. Its go-restful web services,
+    /// the core group's under `/api` and each built-in group's under `/apis/G`, answer
+    /// with `not_found`, a NotFound Status; any other path (an unknown group, a custom
+    /// group's unknown version or resource, a path outside the API) falls through the
+    /// delegation chain to Go's `http.NotFound`, a plain-text 404.
+    fn not_found(&self, path: &str, not_found: ApiError) -> Response {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let restful = match parts.as_slice() {
+            ["api", ..] => true,
+            ["apis", group, rest @ ..] => {
+                self.registry.is_builtin_group(group)
+                    || match rest {
+                        [version, "namespaces", _, plural, ..] | [version, plural, ..] => {
+                            self.registry.lookup(group, version, plural).is_some()
+                        }
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        if restful {
+            return not_found.into_response();
+        }
+        let mut response = plain(StatusCode::NOT_FOUND, "404 page not found\n");
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        response
     }
 
     /// `DeleteOptions` may come as a body (maybe without kind or Content-Type) or not at all.

@@ -178,7 +178,9 @@ fn append_item(
 ) -> Result<bool, ApiError> {
     match split(&kv.value) {
         Some(fields) => {
-            if !needed.is_empty() && !filter.matches(&partial(&fields, needed)?) {
+            // A selector may read no field at all (a label upstream never fills in
+            // compares as ""), so only selecting everything skips the match.
+            if !filter.selects_everything() && !filter.matches(&partial(&fields, needed)?) {
                 return Ok(false);
             }
             write_object(out, &fields, kv.mod_revision);

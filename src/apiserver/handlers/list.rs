@@ -25,12 +25,31 @@ impl Filter {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(
             query.raw("fieldSelector").unwrap_or_default(),
-            resource.selectable_fields,
-            resource.selectable_zero_values,
-            resource.selectable_reads,
+            &resource.field_label_rules(),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Filter { labels, fields })
+    }
+
+    /// Narrows a watch of one named object (`/watch/pods/NAME`, `/pods/NAME?watch=1`)
+    /// to it, as upstream's handler does: a field selector of the request's own must
+    /// require that very name.
+    pub fn select_name(&mut self, name: &str) -> Result<(), ApiError> {
+        if self.fields.is_empty() {
+            self.fields = FieldSelector::exact("metadata.name", name);
+            return Ok(());
+        }
+        if self.fields.requires_exact("metadata.name") != Some(name) {
+            return Err(ApiError::bad_request(
+                "fieldSelector metadata.name doesn't match requested name",
+            ));
+        }
+        Ok(())
+    }
+
+    /// True for the filter without selectors.
+    pub fn selects_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 
     pub fn matches(&self, object: &Value) -> bool {
@@ -100,8 +119,13 @@ pub async fn scan(
         }
         None => {
             let exact = query.get("resourceVersionMatch") == Some("Exact");
-            let rv = query.int("resourceVersion")?;
-            (None, if exact { rv } else { None })
+            let rv = rind_api::query::parse_resource_version(
+                query.get("resourceVersion").unwrap_or_default(),
+            )
+            .map_err(|e| ApiError::bad_request(format!("invalid resource version: {e}")))?;
+            // Past i64 no store revision can reach: the store says it is in the future.
+            let rv = i64::try_from(rv).unwrap_or(i64::MAX);
+            (None, exact.then_some(rv))
         }
     };
     let mut accepted = 0;
@@ -150,8 +174,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Json, ApiError> {
         query,
         ..
     } = ctx;
-    let filter = Filter::from_query(resource, query)?;
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+    crate::request::check_list_options(query, false)?;
+    let filter = Filter::from_query(resource, query)?;
     if crate::raw_list::applies(resource, rendering, query) {
         return crate::raw_list::list(ctx, &filter, limit).await;
     }

@@ -11,6 +11,7 @@ mod protobuf;
 mod reviews;
 mod types;
 mod watch;
+mod wire;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
