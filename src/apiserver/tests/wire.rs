@@ -380,3 +380,192 @@ async fn secret_data_that_is_not_base64_is_undecodable() {
         )
     );
 }
+
+/// The Events the scheduler and the kubelet write (built by the same
+/// `rind_runtime::events` functions they use, sent through the same APIs) are found
+/// the way clients look for them: `kubectl get events --field-selector
+/// involvedObject.name=POD`, every core/v1 event label, and the events.k8s.io/v1 view
+/// of the same objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn control_plane_events_are_found_as_clients_look_for_them() {
+    use k8s_openapi::api::core::v1::Event;
+    use k8s_openapi::api::events::v1::Event as EventV1;
+    use kube::api::ListParams;
+    use rind_runtime::events;
+
+    let server = start().await;
+    let client = client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let web: Pod = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}}))
+    .unwrap();
+    let web = pods.create(&PostParams::default(), &web).await.unwrap();
+    let uid = web.metadata.uid.clone().unwrap();
+    let rv = web.metadata.resource_version.clone().unwrap();
+
+    // The scheduler's, through events.k8s.io/v1; the kubelet's, through core/v1.
+    let scheduled = events::new_event(
+        events::pod_reference(&web),
+        "default-scheduler",
+        "Binding",
+        "Normal",
+        "Scheduled",
+        "Successfully assigned default/web to node-1",
+    );
+    Api::<EventV1>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &scheduled)
+        .await
+        .unwrap();
+    let core: Api<Event> = Api::namespaced(client.clone(), "default");
+    for (reason, message) in [
+        (
+            "Pulled",
+            "Container image \"busybox:1.36\" already present on machine",
+        ),
+        ("Created", "Created container: main"),
+        ("Started", "Started container main"),
+    ] {
+        let event = events::legacy_event(
+            events::container_reference(&web, "main"),
+            "kubelet",
+            "node-1",
+            "Normal",
+            reason,
+            message,
+        );
+        core.create(&PostParams::default(), &event).await.unwrap();
+    }
+
+    let table = rind_testing::ok(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web",
+            "-o",
+            "custom-columns=REASON:.reason,OBJECT:.involvedObject.kind,SUBOBJECT:.involvedObject.fieldPath",
+            "--sort-by=.reason",
+        ],
+    )
+    .await;
+    assert_eq!(
+        table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        [
+            "REASON OBJECT SUBOBJECT",
+            "Created Pod spec.containers{main}",
+            "Pulled Pod spec.containers{main}",
+            "Scheduled Pod <none>",
+            "Started Pod spec.containers{main}",
+        ],
+        "{table}"
+    );
+
+    let reasons = |selector: String| {
+        let core = core.clone();
+        async move {
+            let mut reasons: Vec<String> = core
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .unwrap_or_else(|e| panic!("{selector}: {e}"))
+                .items
+                .into_iter()
+                .filter_map(|e| e.reason)
+                .collect();
+            reasons.sort();
+            reasons
+        }
+    };
+    let all = ["Created", "Pulled", "Scheduled", "Started"];
+    let kubelet = ["Created", "Pulled", "Started"];
+    for (selector, want) in [
+        (
+            format!(
+                "involvedObject.kind=Pod,involvedObject.namespace=default,involvedObject.uid={uid}"
+            ),
+            &all[..],
+        ),
+        (
+            format!("involvedObject.apiVersion=v1,involvedObject.resourceVersion={rv}"),
+            &all[..],
+        ),
+        (
+            "involvedObject.fieldPath=spec.containers{main}".to_string(),
+            &kubelet[..],
+        ),
+        ("source=kubelet".to_string(), &kubelet[..]),
+        ("reportingComponent=kubelet".to_string(), &kubelet[..]),
+        // The scheduler's event has no source: upstream's `source` label falls back
+        // to the reporting controller.
+        ("source=default-scheduler".to_string(), &["Scheduled"][..]),
+        (
+            "reportingComponent=default-scheduler,reason=Scheduled,type=Normal".to_string(),
+            &["Scheduled"][..],
+        ),
+        ("type=Warning".to_string(), &[][..]),
+    ] {
+        assert_eq!(reasons(selector.clone()).await, want, "{selector}");
+    }
+
+    // The core/v1 view of the scheduler's event, and the events.k8s.io/v1 view of the
+    // kubelet's.
+    let seen = core
+        .list(&ListParams::default().fields("reason=Scheduled"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let seen = serde_json::to_value(&seen).unwrap();
+    assert_eq!(
+        seen["involvedObject"],
+        json!({"kind": "Pod", "namespace": "default", "name": "web", "uid": uid,
+               "apiVersion": "v1", "resourceVersion": rv})
+    );
+    assert_eq!(seen["reportingComponent"], "default-scheduler");
+    assert_eq!(
+        seen["reportingInstance"],
+        format!("default-scheduler-{}", events::hostname())
+    );
+    assert_eq!(seen["action"], "Binding");
+    assert_eq!(
+        seen["message"],
+        "Successfully assigned default/web to node-1"
+    );
+    assert!(seen["eventTime"].is_string(), "{seen}");
+
+    let raw = get(
+        &client,
+        "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dweb,reportingController%3Dkubelet,reason%3DStarted",
+    )
+    .await;
+    let list: Value = serde_json::from_str(&raw.body).unwrap();
+    let started = &list["items"][0];
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        raw.body
+    );
+    assert_eq!(started["note"], "Started container main");
+    assert_eq!(started["regarding"]["fieldPath"], "spec.containers{main}");
+    assert_eq!(started["regarding"]["uid"], uid.as_str());
+    assert_eq!(started["reportingController"], "kubelet");
+    assert_eq!(started["reportingInstance"], "node-1");
+    assert_eq!(
+        started["deprecatedSource"],
+        json!({"component": "kubelet", "host": "node-1"})
+    );
+    assert_eq!(started["deprecatedCount"], 1);
+    let raw = get(
+        &client,
+        "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=source%3Ddefault-scheduler",
+    )
+    .await;
+    let list: Value = serde_json::from_str(&raw.body).unwrap();
+    assert_eq!(list["items"][0]["reason"], "Scheduled", "{}", raw.body);
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+}
