@@ -569,3 +569,47 @@ async fn control_plane_events_are_found_as_clients_look_for_them() {
     assert_eq!(list["items"][0]["reason"], "Scheduled", "{}", raw.body);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
 }
+
+/// kube-rs's `cordon`/`uncordon` patch `spec.unschedulable`; a node never cordoned has
+/// none, and upstream compares it as `false`: `spec.unschedulable=false` finds both a
+/// fresh node and an uncordoned one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn kube_rs_cordon_and_uncordon_with_field_selectors() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::ListParams;
+
+    let server = start().await;
+    let client = client(&server).await;
+    let nodes: Api<Node> = Api::all(client);
+    for name in ["n1", "n2"] {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    let selected = |selector: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            let mut names: Vec<String> = nodes
+                .list(&ListParams::default().fields(selector))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|n| n.metadata.name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(selected("spec.unschedulable=false").await, ["n1", "n2"]);
+
+    let cordoned = nodes.cordon("n1").await.unwrap();
+    assert_eq!(cordoned.spec.unwrap().unschedulable, Some(true));
+    assert_eq!(selected("spec.unschedulable=true").await, ["n1"]);
+    assert_eq!(selected("spec.unschedulable=false").await, ["n2"]);
+    assert_eq!(selected("spec.unschedulable!=true").await, ["n2"]);
+
+    nodes.uncordon("n1").await.unwrap();
+    assert_eq!(selected("spec.unschedulable=false").await, ["n1", "n2"]);
+    assert!(selected("spec.unschedulable=true").await.is_empty());
+}
