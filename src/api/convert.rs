@@ -51,11 +51,15 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
     }
 }
 
-/// The served form of a stored object.
+/// The served form of a stored object. A custom object also gets its schema's
+/// defaults, as upstream's storage decoder applies them to what it reads: a default
+/// added to a CRD shows on objects stored before it.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
-        Storage::Native if resource.custom.is_some() => {
-            rename(object, &resource.api_version(), std::iter::empty())
+        Storage::Native if let Some(custom) = resource.custom => {
+            let mut object = rename(object, &resource.api_version(), std::iter::empty());
+            super::crd::structural::default_object(&custom.schema, &mut object);
+            object
         }
         Storage::Native | Storage::NotStored => object,
         Storage::CoreEvent => rename(
@@ -91,5 +95,24 @@ mod tests {
         assert_eq!(from_storage(events, stored), served);
         let core = reg.lookup("", "v1", "events").unwrap();
         assert_eq!(from_storage(core, served.clone()), served);
+    }
+
+    #[test]
+    fn custom_objects_read_with_their_schemas_defaults() {
+        let crd = json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "size": {"type": "integer", "default": 3},
+                            "name": {"type": "string"}}}}}}}]}
+        });
+        let widgets = crate::crd::served_resources(&crd)[0];
+        let stored = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                            "metadata": {"name": "w"}, "spec": {"name": "old"}});
+        let served = from_storage(widgets, stored);
+        assert_eq!(served["spec"], json!({"name": "old", "size": 3}));
     }
 }

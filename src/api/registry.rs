@@ -371,7 +371,17 @@ const BUILTIN: &[Resource] = &[
         short_names: &["ns"],
         namespaced: false,
         verbs: NO_COLLECTION_DELETE,
-        subresources: &[status("Namespace")],
+        // `finalize` writes spec.finalizers, which a plain update keeps as stored: the
+        // namespace controller (and conformance's fake finalizer) use it.
+        subresources: &[
+            Subresource {
+                name: "finalize",
+                kind: "Namespace",
+                group_version: None,
+                verbs: &["update"],
+            },
+            status("Namespace"),
+        ],
         field_labels: FieldLabels::Converted,
         selectable_fields: &["status.phase"],
         name_rule: NameRule::Label,
@@ -523,7 +533,6 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["svc"],
         categories: ALL,
-        verbs: NO_COLLECTION_DELETE,
         subresources: &[status("Service")],
         field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.clusterIP", "spec.type"],

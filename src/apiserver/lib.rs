@@ -23,6 +23,7 @@ mod rbac;
 mod recovery;
 mod request;
 mod reviews;
+mod runtimeclass;
 mod scale;
 mod storageclass;
 mod strategy;
@@ -407,7 +408,7 @@ impl Server {
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
-            (&Method::PUT, Some(name), None | Some("status")) => {
+            (&Method::PUT, Some(name), None | Some("status" | "finalize")) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&ctx, name, sub, object).await?

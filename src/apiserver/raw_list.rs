@@ -12,7 +12,7 @@
 //! path, so the answer is always what `handlers::list` would give.
 
 use super::Json;
-use super::handlers::{Ctx, Filter, decode_as, scan};
+use super::handlers::{Continue, Ctx, Filter, decode_as, scan};
 use super::request::{Query, Rendering};
 use rind_api::registry::{Resource, Storage};
 use rind_api::status::ApiError;
@@ -69,15 +69,11 @@ pub async fn list(ctx: &Ctx<'_>, filter: &Filter, limit: usize) -> Result<Json, 
     })
     .await?;
 
-    let mut list_meta = Map::new();
-    list_meta.insert("resourceVersion".into(), revision.to_string().into());
-    if let Some(token) = next {
-        list_meta.insert("continue".into(), token.into());
-    }
+    let list_meta = Continue::list_meta(next.as_ref(), revision, filter);
     let (head, field) = match rendering {
         // The Table without rows: its column definitions come from the same code.
         Rendering::Table => {
-            let mut empty = table::table(resource, &[], Value::Object(list_meta), include);
+            let mut empty = table::table(resource, &[], list_meta, include);
             if let Some(root) = empty.as_object_mut() {
                 root.remove("rows");
             }

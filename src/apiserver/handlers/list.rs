@@ -72,7 +72,32 @@ impl Filter {
     }
 }
 
-/// Matching objects, at most `limit` (0 = all), plus the list's revision and continue token.
+/// Where a list stopped early because of its `limit`.
+pub struct Continue {
+    /// The `continue` token of the next page.
+    pub token: String,
+    /// Keys after this page, matching or not: the list's `remainingItemCount` when it
+    /// has no selectors (upstream leaves it out otherwise, as it would be wrong).
+    pub remaining: usize,
+}
+
+impl Continue {
+    /// The list's `metadata` for this page: resourceVersion, and continue and
+    /// remainingItemCount when there is more.
+    pub fn list_meta(next: Option<&Continue>, revision: i64, filter: &Filter) -> Value {
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if let Some(next) = next {
+            meta["continue"] = json!(next.token);
+            if filter.selects_everything() {
+                meta["remainingItemCount"] = json!(next.remaining);
+            }
+        }
+        meta
+    }
+}
+
+/// Matching objects, at most `limit` (0 = all), plus the list's revision and where it
+/// stopped.
 pub async fn collect(
     server: &Server,
     resource: &Resource,
@@ -80,7 +105,7 @@ pub async fn collect(
     filter: &Filter,
     limit: usize,
     query: &Query,
-) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+) -> Result<(Vec<Value>, i64, Option<Continue>), ApiError> {
     let mut items = Vec::new();
     let (revision, next) = scan(server, resource, ns, limit, query, |kv| {
         let object = decode_as(resource, kv)?;
@@ -96,8 +121,8 @@ pub async fn collect(
 
 /// Walks the keys a list covers (from `continue` or the start, at the revision the
 /// query asks for), page by page, handing each to `accept`, which says whether it
-/// counted towards `limit`. Returns the list's revision and the continue token when
-/// `limit` stopped it early.
+/// counted towards `limit`. Returns the list's revision and, when `limit` stopped it
+/// early, where.
 pub async fn scan(
     server: &Server,
     resource: &Resource,
@@ -105,7 +130,7 @@ pub async fn scan(
     limit: usize,
     query: &Query,
     mut accept: impl FnMut(&KeyValue) -> Result<bool, ApiError>,
-) -> Result<(i64, Option<String>), ApiError> {
+) -> Result<(i64, Option<Continue>), ApiError> {
     let prefix = resource.prefix(ns);
     let (mut start_after, mut revision) = match query.get("continue") {
         Some(token) => {
@@ -153,8 +178,10 @@ pub async fn scan(
                 accepted += 1;
             }
             if limit != 0 && accepted >= limit {
-                let next =
-                    (i + 1 < count || page.more).then(|| encode_continue(page.revision, &kv.key));
+                let next = (i + 1 < count || page.more).then(|| Continue {
+                    token: encode_continue(page.revision, &kv.key),
+                    remaining: page.count.saturating_sub(i + 1),
+                });
                 return Ok((page.revision, next));
             }
         }
@@ -182,10 +209,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Json, ApiError> {
     }
     let (items, revision, next) =
         collect(server, resource, namespace, &filter, limit, query).await?;
-    let mut list_meta = json!({"resourceVersion": revision.to_string()});
-    if let Some(token) = next {
-        list_meta["continue"] = json!(token);
-    }
+    let list_meta = Continue::list_meta(next.as_ref(), revision, &filter);
     let body = match rendering {
         Rendering::Table => table(
             resource,

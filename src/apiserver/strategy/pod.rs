@@ -1,10 +1,11 @@
 //! Pods: their defaults and validation (`rind_api::pods`), the priority a new pod gets
-//! from its class, the fields upstream's pod admission plugins add, and graceful
+//! from its class, the overhead and scheduling its RuntimeClass gives it, the fields
+//! upstream's pod admission plugins add, and graceful
 //! deletion of pods a kubelet runs.
 
 use super::{AfterFieldManager, AsyncHook, Strategy};
 use crate::handlers::Ctx;
-use crate::priority;
+use crate::{priority, runtimeclass};
 use rind_api::meta;
 use rind_api::pods;
 use rind_api::status::Cause;
@@ -35,8 +36,10 @@ impl Strategy for Pod {
     ) -> AsyncHook<'a, Option<AfterFieldManager>> {
         Some(Box::pin(async move {
             let resolved = priority::resolve(ctx.server, pod).await?;
+            let runtime = runtimeclass::admit(ctx.server, pod).await?;
             let after: AfterFieldManager = Box::new(move |pod: &mut Value| {
                 resolved.apply(pod);
+                runtime.apply(pod);
                 pods::admit_pod(pod, None);
             });
             Ok(Some(after))
