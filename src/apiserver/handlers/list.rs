@@ -140,7 +140,9 @@ pub async fn scan(
                     "continue key is not valid for this list",
                 ));
             }
-            (Some(token.start), Some(token.rv))
+            // -1 is the token an expired page hands out: go on at the latest revision.
+            let revision = (token.rv >= 0).then_some(token.rv);
+            (Some(token.start), revision)
         }
         None => {
             let exact = query.get("resourceVersionMatch") == Some("Exact");
@@ -165,11 +167,17 @@ pub async fn scan(
             .store
             .list(&prefix, start_after.as_deref(), want, revision)
             .await
-            .map_err(|e| match e {
-                StoreError::Compacted { .. } => ApiError::expired(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                ),
-                other => store_error(other, resource, ""),
+            .map_err(|e| match (e, &start_after) {
+                // Upstream's etcd store: a compacted page of a paged list comes with a
+                // token that goes on at the latest revision; a compacted list at a
+                // resourceVersion is just too old.
+                (StoreError::Compacted { .. }, Some(start)) => {
+                    ApiError::expired_continue(encode_continue(-1, start))
+                }
+                (StoreError::Compacted { .. }, None) => {
+                    ApiError::expired("The resourceVersion for the provided list is too old.")
+                }
+                (other, _) => store_error(other, resource, ""),
             })?;
         revision = Some(page.revision);
         let count = page.items.len();

@@ -168,6 +168,7 @@ pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
             reason: "Forbidden",
             message: format!("forbidden: {reason}"),
             details: Some(Box::default()),
+            continue_token: None,
         },
     }
 }
