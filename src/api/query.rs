@@ -108,6 +108,128 @@ pub fn parse_resource_version(value: &str) -> Result<u64, String> {
         .map_err(|e| format!("resourceVersion: Invalid value: {}: {e}", go_quote(value)))
 }
 
+/// A duration parameter (`?timeout=32s`, as kubectl sends it) as Go's
+/// `time.ParseDuration` reads it: a sign, then one or more decimal numbers each with a
+/// unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), or a bare `0`. Returns signed
+/// nanoseconds; the error is Go's text.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration {}", time_quote(text));
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    const LIMIT: u64 = 1 << 63;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        if !rest.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let mut whole: u64 = 0;
+        for c in rest[..digits].bytes() {
+            whole = whole
+                .checked_mul(10)
+                .map(|w| w + u64::from(c - b'0'))
+                .filter(|w| *w <= LIMIT)
+                .ok_or_else(invalid)?;
+        }
+        rest = &rest[digits..];
+        let (mut fraction, mut scale, mut post) = (0u64, 1f64, false);
+        if let Some(after) = rest.strip_prefix('.') {
+            let count = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            post = count > 0;
+            let mut overflow = false;
+            for c in after[..count].bytes() {
+                // Digits past what fits add no precision, as Go's leadingFraction.
+                if overflow || fraction > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                fraction = fraction * 10 + u64::from(c - b'0');
+                scale *= 10.0;
+            }
+            rest = &after[count..];
+        }
+        if digits == 0 && !post {
+            return Err(invalid());
+        }
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c != '.' && !c.is_ascii_digit())
+                .len();
+        if unit_len == 0 {
+            return Err(format!(
+                "time: missing unit in duration {}",
+                time_quote(text)
+            ));
+        }
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let nanos: u64 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    time_quote(unit),
+                    time_quote(text)
+                ));
+            }
+        };
+        if whole > LIMIT / nanos {
+            return Err(invalid());
+        }
+        let mut value = whole * nanos;
+        if fraction > 0 {
+            value += (fraction as f64 * (nanos as f64 / scale)) as u64;
+            if value > LIMIT {
+                return Err(invalid());
+            }
+        }
+        total = total
+            .checked_add(value)
+            .filter(|t| *t <= LIMIT)
+            .ok_or_else(invalid)?;
+    }
+    if negative {
+        Ok(0i64.checked_sub_unsigned(total).unwrap_or(i64::MIN))
+    } else {
+        i64::try_from(total).map_err(|_| invalid())
+    }
+}
+
+/// Go's `time` package quoting: printable ASCII as is (`"` and `\\` escaped), every
+/// other byte as `\\xNN`.
+fn time_quote(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        if c.is_ascii() && c >= ' ' {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut bytes = [0u8; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// `text` as Go's `strconv.Quote` (and so `%q`) writes it: in double quotes, `"` and
 /// `\` escaped, the usual C escapes for control characters, other unprintable
 /// characters as `\xNN`, `\uNNNN` or `\UNNNNNNNN`. Go's printability is Unicode's
@@ -243,6 +365,38 @@ mod tests {
             parse_resource_version("abc").unwrap_err(),
             r#"resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax"#
         );
+    }
+
+    #[test]
+    fn durations_parse_as_go_parse_duration() {
+        for (text, nanos) in [
+            ("32s", 32_000_000_000),
+            ("0", 0),
+            ("-0", 0),
+            ("1h2m3.5s", 3_723_500_000_000),
+            ("1.5h", 5_400_000_000_000),
+            (".5s", 500_000_000),
+            ("300ms", 300_000_000),
+            ("2µs", 2_000),
+            ("-1m", -60_000_000_000),
+        ] {
+            assert_eq!(parse_duration(text), Ok(nanos), "{text}");
+        }
+        for (text, message) in [
+            ("", r#"time: invalid duration """#),
+            ("abc", r#"time: invalid duration "abc""#),
+            ("5", r#"time: missing unit in duration "5""#),
+            ("5x", r#"time: unknown unit "x" in duration "5x""#),
+            (".s", r#"time: invalid duration ".s""#),
+            ("1s ", r#"time: unknown unit "s " in duration "1s ""#),
+            ("99999999999h", r#"time: invalid duration "99999999999h""#),
+            (
+                "5é",
+                r#"time: unknown unit "\xc3\xa9" in duration "5\xc3\xa9""#,
+            ),
+        ] {
+            assert_eq!(parse_duration(text).unwrap_err(), message, "{text:?}");
+        }
     }
 
     #[test]

@@ -301,6 +301,17 @@ impl ApiError {
         err
     }
 
+    /// A request that did not finish within its deadline (`?timeout=`, at most the
+    /// server's), in the words of upstream's timeout filter.
+    pub fn deadline_exceeded() -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within the allotted timeout",
+        )
+        .with_details(StatusDetails::default())
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }

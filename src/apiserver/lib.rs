@@ -225,6 +225,15 @@ impl Server {
     async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
         #[cfg(test)]
         recovery::panic_if_asked(req.headers());
+        // What the request does, read from its path alone, as upstream's request-info
+        // filter does before anything else: the request deadline (outside
+        // authentication, so a bad `?timeout=` is 400 even without credentials) and
+        // authorization both go by it.
+        let attributes = rbac::attributes(req.method(), req.uri());
+        let deadline = match rbac::is_long_running(&attributes) {
+            true => None,
+            false => Some(request::deadline(req.uri())?),
+        };
         // Bad credentials are a 401 on every path, public ones included, as upstream's
         // authentication filter runs before anything looks at the path. No credentials
         // is the anonymous user, authorized like any other: the probes and the version
@@ -235,9 +244,8 @@ impl Server {
             .authenticate(&self, req.headers(), req.extensions().get::<User>())
             .await?;
         let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
-        // Upstream authorizes before it routes, from the path alone: who may not get a
-        // path learns 403, not whether anything serves it.
-        let attributes = rbac::attributes(req.method(), req.uri());
+        // Upstream authorizes before it routes: who may not get a path learns 403, not
+        // whether anything serves it.
         if !self.rbac.authorize(&user, &attributes).allowed {
             return Err(rbac::forbidden(&user, &attributes));
         }
@@ -302,7 +310,22 @@ impl Server {
                 req.uri().query(),
                 req.headers(),
             ),
-            Target::Resource(r) => self.resource(r, req).await,
+            Target::Resource(r) => {
+                let Some(deadline) = deadline else {
+                    return self.resource(r, req).await;
+                };
+                // As upstream's timeout filter: past the deadline the client hears 504
+                // while the request itself runs to its end, so nothing is left half done.
+                let handling = tokio::spawn(self.clone().resource(r, req));
+                match tokio::time::timeout(deadline, handling).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(failed)) if failed.is_panic() => {
+                        std::panic::resume_unwind(failed.into_panic())
+                    }
+                    Ok(Err(failed)) => Err(ApiError::internal(failed.to_string())),
+                    Err(_) => Err(ApiError::deadline_exceeded()),
+                }
+            }
         }
     }
 
@@ -316,6 +339,7 @@ impl Server {
             req.headers(),
             r.resource.renders_tables(r.subresource.as_deref()),
         )?;
+        request::check_table_options(&query, rendering)?;
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
         let user = req.extensions().get::<User>().cloned();

@@ -122,6 +122,30 @@ fn resource_path(
     }))
 }
 
+/// The longest a request may take (upstream's `--request-timeout` default).
+pub const MAX_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a request may take: its `?timeout=` (Go's duration syntax; kubectl sends
+/// `32s`) when that is shorter than the server's maximum and more than zero, else the
+/// maximum. A timeout that does not parse is 400, as upstream's request-deadline filter.
+pub fn deadline(uri: &http::Uri) -> Result<std::time::Duration, ApiError> {
+    let query = Query::parse(uri)?;
+    let Some(text) = query.get("timeout") else {
+        return Ok(MAX_REQUEST_TIME);
+    };
+    let nanos = rind_api::query::parse_duration(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid timeout specified in the request URL - {e}"
+        ))
+    })?;
+    let asked = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    Ok(if asked.is_zero() || asked >= MAX_REQUEST_TIME {
+        MAX_REQUEST_TIME
+    } else {
+        asked
+    })
+}
+
 /// Query parameters, decoded, every value in the order sent. Upstream's parameter codec
 /// (`Convert_Slice_string_To_*`) reads the first value of a repeated key
 /// (`?limit=1&limit=2` lists one) and only the list-valued `dryRun` reads them all; the
@@ -303,6 +327,21 @@ pub fn check_list_options(query: &Query, watch: bool) -> Result<(), ApiError> {
     }
 }
 
+/// Upstream's `ValidateTableOptions` for an answer rendered as a Table: `includeObject`
+/// is `Metadata`, `Object`, `None` or empty, else 400.
+pub fn check_table_options(query: &Query, rendering: Rendering) -> Result<(), ApiError> {
+    match query.raw("includeObject") {
+        Some(value) if rendering == Rendering::Table => match value {
+            "" | "Metadata" | "Object" | "None" => Ok(()),
+            other => Err(ApiError::bad_request(format!(
+                "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
+                rind_api::query::go_quote(other)
+            ))),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// How a request body is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyType {
@@ -431,6 +470,7 @@ pub fn rendering(headers: &HeaderMap, tables: bool) -> Result<Rendering, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn res(path: &str) -> ResourceRequest {
         match parse_path(&Registry::default(), path).unwrap() {
@@ -639,6 +679,35 @@ mod tests {
         );
         let err = check("/x?resourceVersionMatch=Exact", true).unwrap_err();
         assert_eq!(err.details.unwrap().causes.len(), 2);
+    }
+
+    #[test]
+    fn table_options_validate_as_upstream() {
+        let check = |uri: &str, rendering| {
+            check_table_options(&Query::parse(&uri.parse().unwrap()).unwrap(), rendering)
+        };
+        assert!(check("/x?includeObject=Object", Rendering::Table).is_ok());
+        assert!(check("/x?includeObject=bogus", Rendering::Object).is_ok());
+        assert_eq!(
+            check("/x?includeObject=bogus", Rendering::Table)
+                .unwrap_err()
+                .message,
+            "Unable to convert to Table as requested: includeObject: Invalid value: \"bogus\": must be 'Metadata', 'Object', 'None', or empty"
+        );
+    }
+
+    #[test]
+    fn deadlines_follow_the_timeout_parameter() {
+        let deadline = |uri: &str| deadline(&uri.parse().unwrap());
+        assert_eq!(deadline("/x?timeout=32s").unwrap(), Duration::from_secs(32));
+        assert_eq!(deadline("/x").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=0").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=2h").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=-5s").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(
+            deadline("/x?timeout=soon").unwrap_err().message,
+            r#"invalid timeout specified in the request URL - time: invalid duration "soon""#
+        );
     }
 
     #[test]

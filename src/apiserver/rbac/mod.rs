@@ -149,6 +149,20 @@ fn is_path_segment_name(name: &str) -> bool {
     name != "." && name != ".." && !name.contains(['/', '%'])
 }
 
+/// Whether upstream's request deadline leaves a request alone
+/// (`BasicLongRunningRequestCheck`): watches, proxies and the streaming subresources.
+pub fn is_long_running(attributes: &Attributes) -> bool {
+    let subresource = attributes
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
+    matches!(attributes.verb.as_str(), "watch" | "proxy")
+        || matches!(
+            subresource,
+            "attach" | "exec" | "proxy" | "log" | "portforward"
+        )
+}
+
 /// A request for a URL that is not an API resource: its verb is the lowercased method.
 pub fn path_attributes(method: &Method, uri: &http::Uri) -> Attributes {
     Attributes {

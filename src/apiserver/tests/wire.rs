@@ -121,6 +121,22 @@ async fn query_parameters_decode_as_upstream() {
         let raw = get(&client, &format!("{base}?{query}")).await;
         assert_eq!(raw.status(), bad_request(message), "{query}");
     }
+    // `?timeout=` is Go's duration syntax (kubectl sends `32s`); a watch ignores it.
+    let raw = get(&client, &format!("{base}?timeout=soon")).await;
+    assert_eq!(
+        raw.status(),
+        bad_request(
+            r#"invalid timeout specified in the request URL - time: invalid duration "soon""#
+        )
+    );
+    let raw = get(&client, &format!("{base}?timeout=32s&limit=1")).await;
+    assert_eq!(raw.code, 200, "{}", raw.body);
+    let raw = get(
+        &client,
+        &format!("{base}?watch=1&timeoutSeconds=1&timeout=soon"),
+    )
+    .await;
+    assert_eq!(raw.code, 200, "{}", raw.body);
     let raw = get(&client, &format!("{base}?resourceVersionMatch=Exact")).await;
     assert_eq!(
         raw.status(),
