@@ -354,7 +354,11 @@ impl Server {
         // only when a field is set twice, to name it.
         let checked = |kind: request::BodyType| {
             let (value, duplicated) = request::decode_body_noting_duplicates(&body, kind)?;
-            Ok::<_, ApiError>((value, duplicated.then_some(&body[..])))
+            let sent = field_validation::Sent {
+                raw: &body[..],
+                duplicated,
+            };
+            Ok::<_, ApiError>((value, Some(sent)))
         };
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();

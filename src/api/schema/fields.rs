@@ -433,6 +433,16 @@ impl Schemas {
 /// decoded), named like unknown fields. Empty when the body is not JSON: its decoder
 /// reports that.
 pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
+    key_occurrences(raw)
+        .into_iter()
+        .filter_map(|(path, repeated)| repeated.then_some(path))
+        .collect()
+}
+
+/// Every key of a JSON document in the order it appears, named like unknown fields,
+/// each with whether it repeats a key of the same object: the order upstream's strict
+/// decoder reports unknown and duplicate fields in. Empty when the body is not JSON.
+pub fn key_occurrences(raw: &[u8]) -> Vec<(String, bool)> {
     let mut found = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let seed = Duplicates {
@@ -535,7 +545,7 @@ impl<'de> serde::de::Visitor<'de> for Noting<'_> {
 /// Walks a JSON document without building it, noting keys seen twice per object.
 struct Duplicates<'a> {
     path: String,
-    found: &'a mut Vec<String>,
+    found: &'a mut Vec<(String, bool)>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
@@ -558,9 +568,8 @@ impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
         while let Some(key) = map.next_key::<String>()? {
             let mut path = self.path.clone();
             push_field(&mut path, &key);
-            if !seen.insert(key) {
-                self.found.push(path.clone());
-            }
+            let repeated = !seen.insert(key);
+            self.found.push((path.clone(), repeated));
             map.next_value_seed(Duplicates {
                 path,
                 found: &mut *self.found,
