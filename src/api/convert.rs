@@ -45,23 +45,21 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
             let stored = format!("{}/{}", resource.group, custom.storage_version);
             rename(object, &stored, std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
         Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
     }
 }
 
-/// The served form of a stored object. A custom object also gets its schema's
-/// defaults, as upstream's storage decoder applies them to what it reads: a default
-/// added to a CRD shows on objects stored before it.
+/// The served form of a stored object.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
         Storage::Native if let Some(custom) = resource.custom => {
-            let mut object = rename(object, &resource.api_version(), std::iter::empty());
-            super::crd::structural::default_object(&custom.schema, &mut object);
-            object
+            let mut object = object;
+            super::crd::read_stored(custom, resource.version, &mut object);
+            rename(object, &resource.api_version(), std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(
             object,
             &resource.api_version(),

@@ -22,6 +22,10 @@ pub enum SelectorError {
     /// The conversion functions that name their kind (batch/v1 Job's).
     #[error("field label {} not supported for {kind}", go_quote(.label))]
     NotSupportedFor { label: String, kind: &'static str },
+    /// The conversion functions that name their group, version and kind
+    /// (resource.k8s.io's).
+    #[error("field label not supported for {gvk}: {label}")]
+    NotSupportedForGvk { label: String, gvk: &'static str },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +211,10 @@ pub enum FieldLabels {
     /// A conversion function that names its kind in the refusal (batch/v1 Job's:
     /// `field label "x" not supported for Job`).
     ConvertedFor(&'static str),
+    /// A conversion function that names its group, version and kind as Go prints a
+    /// GroupVersionKind (resource.k8s.io/v1 ResourceSlice's: `field label not supported
+    /// for resource.k8s.io/v1, Kind=ResourceSlice: x`).
+    ConvertedForGvk(&'static str),
 }
 
 /// What a kind's field selectors may name and how each label reads its object.
@@ -239,6 +247,10 @@ impl FieldLabelRules<'_> {
             FieldLabels::ConvertedFor(kind) => SelectorError::NotSupportedFor {
                 label: label.to_string(),
                 kind,
+            },
+            FieldLabels::ConvertedForGvk(gvk) => SelectorError::NotSupportedForGvk {
+                label: label.to_string(),
+                gvk,
             },
         })
     }
@@ -574,6 +586,14 @@ mod tests {
         assert_eq!(
             err(FieldLabels::ConvertedFor("Job"), true, "spec.foo=x"),
             r#"field label "spec.foo" not supported for Job"#
+        );
+        assert_eq!(
+            err(
+                FieldLabels::ConvertedForGvk("resource.k8s.io/v1, Kind=ResourceSlice"),
+                false,
+                "spec.pool=x"
+            ),
+            "field label not supported for resource.k8s.io/v1, Kind=ResourceSlice: spec.pool"
         );
         // Terms are sorted before they are checked: the first bad one in that order.
         assert_eq!(
