@@ -289,6 +289,29 @@ def test_paged_lists_and_stale_updates(api):
     assert core.list_namespaced_config_map(NS, label_selector="paged").items == []
 
 
+def test_watch_stream_sees_a_config_maps_life(api):
+    """`watch.Watch().stream(v1.list_namespaced_config_map, ns, timeout_seconds=...)`
+    as its documentation shows it: no resourceVersion (the current objects come as
+    ADDED), `watch=True` in the query, every event's object a V1ConfigMap. The changes
+    are made once the watch has shown the map, so none can slip by before it starts."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "watched"}, "data": {"v": "1"}})
+    stream = watch.Watch()
+    seen = []
+    for event in stream.stream(core.list_namespaced_config_map, NS, timeout_seconds=DEADLINE):
+        obj = event["object"]
+        if obj.metadata.name != "watched":
+            continue
+        assert isinstance(obj, client.V1ConfigMap)
+        seen.append((event["type"], (obj.data or {}).get("v")))
+        if event["type"] == "ADDED":
+            core.patch_namespaced_config_map("watched", NS, {"data": {"v": "2"}})
+            core.delete_namespaced_config_map("watched", NS)
+        if event["type"] == "DELETED":
+            stream.stop()
+    assert seen == [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")], seen
+
+
 def test_live_watch_and_errors(api):
     core = client.CoreV1Api(api)
     start = core.list_namespaced_config_map(NS).metadata.resource_version

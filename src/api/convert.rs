@@ -94,4 +94,23 @@ mod tests {
         let core = reg.lookup("", "v1", "events").unwrap();
         assert_eq!(from_storage(core, served.clone()), served);
     }
+
+    #[test]
+    fn custom_objects_read_with_their_schemas_defaults() {
+        let crd = json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "size": {"type": "integer", "default": 3},
+                            "name": {"type": "string"}}}}}}}]}
+        });
+        let widgets = crate::crd::served_resources(&crd)[0];
+        let stored = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                            "metadata": {"name": "w"}, "spec": {"name": "old"}});
+        let served = from_storage(widgets, stored);
+        assert_eq!(served["spec"], json!({"name": "old", "size": 3}));
+    }
 }

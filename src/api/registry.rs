@@ -3,6 +3,7 @@
 //! a built-in type means adding an entry here (plus its table columns and, when it
 //! has any, its defaulting and validation), not new handlers.
 
+use crate::selector::{FieldLabelRules, FieldLabels};
 use std::sync::{Arc, RwLock};
 
 /// Every verb a plain resource supports.
@@ -94,6 +95,9 @@ pub struct Resource {
     /// Where objects live in the store, as upstream lays out etcd (nodes are still
     /// `minions` there).
     pub key_prefix: &'static str,
+    /// Whether the kind has a field-label conversion function of its own, which
+    /// decides the metadata labels it takes and the words refusing others.
+    pub field_labels: FieldLabels,
     /// Field selector paths beyond `metadata.name` and `metadata.namespace`.
     pub selectable_fields: &'static [&'static str],
     /// The selectable fields whose unset value is not `""`, with the value they compare
@@ -104,7 +108,8 @@ pub struct Resource {
     /// The selectable fields whose value is not at the path their label names, with
     /// the paths upstream's `ToSelectableFields` reads instead, the first set and
     /// non-empty one winning: a Job's `status.successful` is `status.succeeded`, a core
-    /// Event's `source` is `source.component`, else `reportingComponent`.
+    /// Event's `source` is `source.component`, else `reportingComponent`; a label
+    /// upstream accepts but never fills in reads no path and is always `""`.
     pub selectable_reads: &'static [(&'static str, &'static [&'static str])],
     pub name_rule: NameRule,
     /// PUT of a missing object creates it (upstream does this for leases).
@@ -127,6 +132,17 @@ impl Resource {
         match subresource {
             None => self.storage != Storage::NotStored,
             Some(name) => matches!(name, "status" | "scale" | "approval"),
+        }
+    }
+
+    /// What the kind's field selectors may name, and how each label reads an object.
+    pub fn field_label_rules(&self) -> FieldLabelRules<'static> {
+        FieldLabelRules {
+            labels: self.field_labels,
+            namespaced: self.namespaced,
+            selectable: self.selectable_fields,
+            zero_values: self.selectable_zero_values,
+            reads: self.selectable_reads,
         }
     }
 
@@ -200,6 +216,7 @@ const fn res(
         verbs: ALL_VERBS,
         subresources: &[],
         key_prefix,
+        field_labels: FieldLabels::Default,
         selectable_fields: &[],
         selectable_zero_values: &[],
         selectable_reads: &[],
@@ -389,6 +406,7 @@ const BUILTIN: &[Resource] = &[
     },
     Resource {
         short_names: &["ev"],
+        field_labels: FieldLabels::Converted,
         selectable_fields: CORE_EVENT_FIELDS,
         selectable_reads: &[("source", &["source.component", "reportingComponent"])],
         name_rule: NameRule::PathSegment,
@@ -407,7 +425,18 @@ const BUILTIN: &[Resource] = &[
         short_names: &["ns"],
         namespaced: false,
         verbs: NO_COLLECTION_DELETE,
-        subresources: &[status("Namespace")],
+        // `finalize` writes spec.finalizers, which a plain update keeps as stored: the
+        // namespace controller (and conformance's fake finalizer) use it.
+        subresources: &[
+            Subresource {
+                name: "finalize",
+                kind: "Namespace",
+                group_version: None,
+                verbs: &["update"],
+            },
+            status("Namespace"),
+        ],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["status.phase"],
         name_rule: NameRule::Label,
         ..core(
@@ -421,6 +450,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["no"],
         namespaced: false,
         subresources: &[status("Node")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.unschedulable"],
         selectable_zero_values: &[("spec.unschedulable", "false")],
         // Nodes are still `minions` in upstream's etcd layout.
@@ -481,6 +511,7 @@ const BUILTIN: &[Resource] = &[
             },
             status("Pod"),
         ],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -489,9 +520,18 @@ const BUILTIN: &[Resource] = &[
             "spec.hostNetwork",
             "status.phase",
             "status.podIP",
+            "status.podIPs",
             "status.nominatedNodeName",
+            // Old v1 clients' name for spec.nodeName.
+            "spec.host",
         ],
         selectable_zero_values: &[("spec.hostNetwork", "false")],
+        selectable_reads: &[
+            ("spec.host", &["spec.nodeName"]),
+            // Upstream's field set takes the first of status.podIPs.
+            ("status.podIP", &["status.podIPs.0.ip"]),
+            ("status.podIPs", &[]),
+        ],
         return_deleted_object: true,
         ..core("Pod", "pods", "pod", "/registry/pods/")
     },
@@ -508,6 +548,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["rc"],
         categories: ALL,
         subresources: &[SCALE, status("ReplicationController")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["status.replicas"],
         selectable_zero_values: &[("status.replicas", "0")],
         ..core(
@@ -529,6 +570,7 @@ const BUILTIN: &[Resource] = &[
         )
     },
     Resource {
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["type"],
         ..core("Secret", "secrets", "secret", "/registry/secrets/")
     },
@@ -552,6 +594,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["svc"],
         categories: ALL,
         subresources: &[status("Service")],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,
         return_deleted_object: true,
@@ -683,6 +726,7 @@ const BUILTIN: &[Resource] = &[
     Resource {
         categories: ALL,
         subresources: &[status("Job")],
+        field_labels: FieldLabels::ConvertedFor("Job"),
         selectable_fields: &["status.successful"],
         selectable_zero_values: &[("status.successful", "0")],
         selectable_reads: &[("status.successful", &["status.succeeded"])],
@@ -701,6 +745,7 @@ const BUILTIN: &[Resource] = &[
             },
             status("CertificateSigningRequest"),
         ],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.signerName"],
         // Upstream does not restrict request names beyond what a URL can carry.
         name_rule: NameRule::PathSegment,
@@ -734,6 +779,7 @@ const BUILTIN: &[Resource] = &[
     ),
     Resource {
         short_names: &["ev"],
+        field_labels: FieldLabels::Converted,
         selectable_fields: &[
             "regarding.kind",
             "regarding.namespace",
@@ -744,8 +790,15 @@ const BUILTIN: &[Resource] = &[
             "regarding.fieldPath",
             "reason",
             "reportingController",
+            "source",
             "type",
         ],
+        // Upstream maps `source` to the core field set's, which is the deprecated
+        // source's component, else the reporting controller.
+        selectable_reads: &[(
+            "source",
+            &["deprecatedSource.component", "reportingController"],
+        )],
         name_rule: NameRule::PathSegment,
         storage: Storage::CoreEvent,
         ..res(
@@ -1047,6 +1100,7 @@ const BUILTIN: &[Resource] = &[
         "/registry/resourceclaimtemplates/",
     ),
     Resource {
+        field_labels: FieldLabels::ConvertedForGvk("resource.k8s.io/v1, Kind=ResourceSlice"),
         selectable_fields: &["spec.nodeName", "spec.driver"],
         ..cluster(
             "resource.k8s.io",
@@ -1132,6 +1186,11 @@ impl Registry {
             }
         }
         groups
+    }
+
+    /// Whether `group` is one of the built-in API groups (not one a CRD defines).
+    pub fn is_builtin_group(&self, group: &str) -> bool {
+        self.resources.iter().any(|r| r.group == group)
     }
 
     /// The named groups this server defines itself (no CustomResourceDefinition's), with

@@ -1,6 +1,7 @@
 //! Label and field selectors in their query-string syntax
 //! (`app=web,tier!=db,env in (a,b),!legacy`, `spec.nodeName=,status.phase!=Failed`).
 
+use crate::query::go_quote;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -8,12 +9,23 @@ use std::collections::BTreeSet;
 pub enum SelectorError {
     #[error("unable to parse requirement: {0}")]
     Syntax(String),
-    #[error("{field:?} is not a known field selector: only {allowed}")]
-    UnknownField { field: String, allowed: String },
+    /// A field selector upstream's `fields.ParseSelector` cannot read, in its words.
+    #[error("{0}")]
+    FieldSyntax(String),
+    /// apimachinery's default conversion, for kinds without field labels of their own.
+    #[error("{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"", go_quote(.0))]
+    UnknownField(String),
     /// A kind with field labels of its own rejects others with its conversion
     /// function's shorter message, as upstream's built-in kinds do.
     #[error("field label not supported: {0}")]
     NotSupported(String),
+    /// The conversion functions that name their kind (batch/v1 Job's).
+    #[error("field label {} not supported for {kind}", go_quote(.label))]
+    NotSupportedFor { label: String, kind: &'static str },
+    /// The conversion functions that name their group, version and kind
+    /// (resource.k8s.io's).
+    #[error("field label not supported for {gvk}: {label}")]
+    NotSupportedForGvk { label: String, gvk: &'static str },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +195,67 @@ impl LabelSelector {
     }
 }
 
+/// Which metadata labels a kind's field selectors take and how other labels are
+/// refused: upstream's per-kind field-label conversion function
+/// (`AddFieldLabelConversionFunc` in `pkg/apis/<group>/<version>/conversion.go`), or
+/// apimachinery's `DefaultMetaV1FieldSelectorConversion` for kinds without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldLabels {
+    /// No conversion function: `metadata.name` and `metadata.namespace` whatever the
+    /// kind's scope, others refused as `"x" is not a known field selector: only …`.
+    Default,
+    /// A conversion function (core kinds with fields of their own, events.k8s.io
+    /// Events, custom resources): `metadata.name`, `metadata.namespace` for namespaced
+    /// kinds only, others refused as `field label not supported: x`.
+    Converted,
+    /// A conversion function that names its kind in the refusal (batch/v1 Job's:
+    /// `field label "x" not supported for Job`).
+    ConvertedFor(&'static str),
+    /// A conversion function that names its group, version and kind as Go prints a
+    /// GroupVersionKind (resource.k8s.io/v1 ResourceSlice's: `field label not supported
+    /// for resource.k8s.io/v1, Kind=ResourceSlice: x`).
+    ConvertedForGvk(&'static str),
+}
+
+/// What a kind's field selectors may name and how each label reads its object.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldLabelRules<'a> {
+    pub labels: FieldLabels,
+    pub namespaced: bool,
+    /// Labels beyond `metadata.name` and `metadata.namespace`.
+    pub selectable: &'a [&'a str],
+    /// The labels whose unset value is not `""`, with the value they compare as then.
+    pub zero_values: &'a [(&'a str, &'static str)],
+    /// The labels read elsewhere than at their own path: the paths read instead, the
+    /// first set and non-empty one winning; none at all for a label upstream accepts
+    /// but never fills in (a Pod's `status.podIPs`), which is always `""`.
+    pub reads: &'a [(&'a str, &'static [&'static str])],
+}
+
+impl FieldLabelRules<'_> {
+    /// The label as the kind's conversion function lets it through, or its refusal.
+    fn admit(&self, label: &str) -> Result<(), SelectorError> {
+        let metadata = label == "metadata.name"
+            || (label == "metadata.namespace"
+                && (self.namespaced || self.labels == FieldLabels::Default));
+        if metadata || self.selectable.contains(&label) {
+            return Ok(());
+        }
+        Err(match self.labels {
+            FieldLabels::Default => SelectorError::UnknownField(label.to_string()),
+            FieldLabels::Converted => SelectorError::NotSupported(label.to_string()),
+            FieldLabels::ConvertedFor(kind) => SelectorError::NotSupportedFor {
+                label: label.to_string(),
+                kind,
+            },
+            FieldLabels::ConvertedForGvk(gvk) => SelectorError::NotSupportedForGvk {
+                label: label.to_string(),
+                gvk,
+            },
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FieldRequirement {
     path: String,
@@ -190,7 +263,7 @@ struct FieldRequirement {
     equal: bool,
     /// What the field compares as when unset or null.
     zero: &'static str,
-    /// Where the value is read when not at `path` (see `Resource::selectable_reads`).
+    /// Where the value is read when not at `path` (see `FieldLabelRules::reads`).
     reads: Option<&'static [&'static str]>,
 }
 
@@ -200,100 +273,146 @@ pub struct FieldSelector {
     requirements: Vec<FieldRequirement>,
 }
 
-/// Splits on unescaped `sep`, keeping escapes for the next stage.
-fn split_unescaped(text: &str, sep: char) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
+/// Upstream's `splitTerms`: splits on commas not escaped by a backslash, keeping the
+/// escapes for `unescape_value`.
+fn split_terms(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let mut terms = Vec::new();
+    let mut start = 0;
     let mut escaped = false;
-    for c in text.chars() {
-        if escaped {
-            current.push('\\');
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == sep {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                terms.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
         }
     }
-    parts.push(current);
-    parts
+    terms.push(&text[start..]);
+    terms
 }
 
-fn unescape(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
+/// Upstream's `splitTerm`: the label (never unescaped, never trimmed) ends at the first
+/// position where `!=`, `==` or `=` starts, tried in that order.
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    for (i, _) in term.char_indices() {
+        let rest = &term[i..];
+        for (op, equal) in [("!=", false), ("==", true), ("=", true)] {
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], equal, value));
             }
-        } else {
-            out.push(c);
         }
     }
-    out
+    None
+}
+
+/// Upstream's `UnescapeValue`: `\\`, `\,` and `\=` are the only escapes, and a bare
+/// `,` or `=` may not appear in a value.
+fn unescape_value(value: &str) -> Result<String, SelectorError> {
+    let mut out = String::with_capacity(value.len());
+    let mut escaped = false;
+    for c in value.chars() {
+        if escaped {
+            if !matches!(c, '\\' | ',' | '=') {
+                return Err(SelectorError::FieldSyntax(format!(
+                    "invalid field selector: invalid escape sequence: \\{c}"
+                )));
+            }
+            out.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            // Go prints the rune with `%v`: its code point.
+            ',' | '=' => {
+                return Err(SelectorError::FieldSyntax(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                )));
+            }
+            c => out.push(c),
+        }
+    }
+    if escaped {
+        return Err(SelectorError::FieldSyntax(
+            "invalid field selector: invalid escape sequence: \\".to_string(),
+        ));
+    }
+    Ok(out)
 }
 
 impl FieldSelector {
-    /// Parses `text`, accepting only `metadata.name`, `metadata.namespace` and `allowed`;
-    /// `zero_values` are the unset values of allowed fields that are not `""`, `reads`
-    /// the paths of those read elsewhere than their label says.
-    pub fn parse(
-        text: &str,
-        allowed: &[&str],
-        zero_values: &[(&str, &'static str)],
-        reads: &[(&str, &'static [&'static str])],
-    ) -> Result<Self, SelectorError> {
+    /// Parses `text` as upstream's `fields.ParseSelector` does, then passes each label
+    /// through the kind's conversion (`rules`). Upstream sorts the terms before either
+    /// step, so of several bad labels the first in that order is the one reported, and
+    /// any syntax error wins over every label error.
+    pub fn parse(text: &str, rules: &FieldLabelRules) -> Result<Self, SelectorError> {
+        Self::parse_with(text, Some(rules))
+    }
+
+    /// Parses `text` without a kind's conversion, taking every label as it stands:
+    /// what upstream's request-info resolver reads a list's name from.
+    pub fn parse_unchecked(text: &str) -> Result<Self, SelectorError> {
+        Self::parse_with(text, None)
+    }
+
+    fn parse_with(text: &str, rules: Option<&FieldLabelRules>) -> Result<Self, SelectorError> {
+        let mut terms = split_terms(text);
+        terms.sort_unstable();
+        let mut parsed = Vec::new();
+        for term in terms.into_iter().filter(|t| !t.is_empty()) {
+            let (label, equal, value) = split_term(term).ok_or_else(|| {
+                SelectorError::FieldSyntax(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                ))
+            })?;
+            parsed.push((label, equal, unescape_value(value)?));
+        }
         let mut requirements = Vec::new();
-        for part in split_unescaped(text, ',') {
-            if part.trim().is_empty() {
-                continue;
+        for (label, equal, value) in parsed {
+            let (mut zero, mut reads) = ("", None);
+            if let Some(rules) = rules {
+                rules.admit(label)?;
+                zero = rules
+                    .zero_values
+                    .iter()
+                    .find(|(field, _)| *field == label)
+                    .map_or("", |(_, zero)| *zero);
+                reads = rules
+                    .reads
+                    .iter()
+                    .find(|(field, _)| *field == label)
+                    .map(|(_, paths)| *paths);
             }
-            let (path, value, equal) = if let Some((p, v)) = part.split_once("!=") {
-                (p, v, false)
-            } else if let Some((p, v)) = part.split_once("==") {
-                (p, v, true)
-            } else if let Some((p, v)) = part.split_once('=') {
-                (p, v, true)
-            } else {
-                return Err(SelectorError::Syntax(format!(
-                    "invalid selector: '{text}'; can't understand '{part}'"
-                )));
-            };
-            let path = path.trim().to_string();
-            if path != "metadata.name"
-                && path != "metadata.namespace"
-                && !allowed.contains(&path.as_str())
-            {
-                if !allowed.is_empty() {
-                    return Err(SelectorError::NotSupported(path));
-                }
-                // apimachinery's default conversion, for kinds without field labels.
-                return Err(SelectorError::UnknownField {
-                    field: path,
-                    allowed: "\"metadata.name\", \"metadata.namespace\"".to_string(),
-                });
-            }
-            let zero = zero_values
-                .iter()
-                .find(|(field, _)| *field == path)
-                .map_or("", |(_, zero)| *zero);
-            let reads = reads
-                .iter()
-                .find(|(field, _)| *field == path)
-                .map(|(_, paths)| *paths);
             requirements.push(FieldRequirement {
-                path,
-                value: unescape(value),
+                path: label.to_string(),
+                value,
                 equal,
                 zero,
                 reads,
             });
         }
         Ok(FieldSelector { requirements })
+    }
+
+    /// The selector `label=value`, which every kind's field labels admit for
+    /// `metadata.name`.
+    pub fn exact(label: &str, value: &str) -> Self {
+        FieldSelector {
+            requirements: vec![FieldRequirement {
+                path: label.to_string(),
+                value: value.to_string(),
+                equal: true,
+                zero: "",
+                reads: None,
+            }],
+        }
     }
 
     /// The field paths the selector reads (`spec.nodeName`, …).
@@ -305,6 +424,19 @@ impl FieldSelector {
             };
             own.into_iter().chain(elsewhere.iter().copied())
         })
+    }
+
+    /// The value `label` must equal, when one of the terms says so (upstream's
+    /// `RequiresExactMatch`).
+    pub fn requires_exact(&self, label: &str) -> Option<&str> {
+        self.requirements
+            .iter()
+            .find(|req| req.equal && req.path == label)
+            .map(|req| req.value.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
     }
 
     pub fn matches(&self, object: &Value) -> bool {
@@ -324,11 +456,15 @@ impl FieldSelector {
 
 /// A field's value as a selector compares it, booleans and numbers in their JSON
 /// spelling (upstream's field sets are strings too); `None` when unset or null, which
-/// upstream's typed objects cannot tell from the zero value.
+/// upstream's typed objects cannot tell from the zero value. A numeric segment indexes
+/// a list (`status.podIPs.0.ip`).
 fn field_value(object: &Value, path: &str) -> Option<String> {
     let mut cur = object;
     for part in path.split('.') {
-        cur = cur.get(part)?;
+        cur = match cur {
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            other => other.get(part)?,
+        };
     }
     match cur {
         Value::String(s) => Some(s.clone()),
@@ -372,32 +508,144 @@ mod tests {
         assert!(LabelSelector::parse("=b").is_err());
     }
 
+    fn rules<'a>(
+        selectable: &'a [&'a str],
+        zero_values: &'a [(&'a str, &'static str)],
+        reads: &'a [(&'a str, &'static [&'static str])],
+    ) -> FieldLabelRules<'a> {
+        FieldLabelRules {
+            labels: FieldLabels::Converted,
+            namespaced: true,
+            selectable,
+            zero_values,
+            reads,
+        }
+    }
+
     #[test]
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {}, "status": {"phase": "Pending"}});
-        let allowed = &["spec.nodeName", "status.phase"];
-        let sel = |s: &str| FieldSelector::parse(s, allowed, &[], &[]).unwrap();
+        let allowed = rules(&["spec.nodeName", "status.phase"], &[], &[]);
+        let sel = |s: &str| FieldSelector::parse(s, &allowed).unwrap();
         assert!(sel("spec.nodeName=").matches(&pod));
         assert!(!sel("spec.nodeName!=").matches(&pod));
         assert!(sel("metadata.name=p,metadata.namespace==ns").matches(&pod));
         assert!(sel("status.phase!=Running").matches(&pod));
-        let err = FieldSelector::parse("spec.foo=x", allowed, &[], &[]).unwrap_err();
-        assert_eq!(err.to_string(), "field label not supported: spec.foo");
-        let err = FieldSelector::parse("data.x=y", &[], &[], &[]).unwrap_err();
+        assert!(sel("").matches(&pod));
+        assert!(sel(",,").matches(&pod));
+        let escaped = sel(r"metadata.name=a\,b\=c\\d");
+        assert!(escaped.matches(&json!({"metadata": {"name": r"a,b=c\d"}})));
+        assert_eq!(escaped.requires_exact("metadata.name"), Some(r"a,b=c\d"));
         assert_eq!(
-            err.to_string(),
-            "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+            sel("metadata.name!=x").requires_exact("metadata.name"),
+            None
         );
-        assert!(FieldSelector::parse("nonsense", allowed, &[], &[]).is_err());
-        let escaped = FieldSelector::parse(r"metadata.name=a\,b", allowed, &[], &[]).unwrap();
-        assert!(escaped.matches(&json!({"metadata": {"name": "a,b"}})));
+    }
+
+    #[test]
+    fn field_labels_are_refused_in_each_conversions_words() {
+        let err = |labels, namespaced, text: &str| {
+            let rules = FieldLabelRules {
+                labels,
+                namespaced,
+                selectable: &["spec.nodeName"],
+                zero_values: &[],
+                reads: &[],
+            };
+            FieldSelector::parse(text, &rules).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(FieldLabels::Converted, true, "spec.foo=x"),
+            "field label not supported: spec.foo"
+        );
+        // Labels are neither trimmed nor unescaped.
+        assert_eq!(
+            err(FieldLabels::Converted, true, " spec.nodeName=x"),
+            "field label not supported:  spec.nodeName"
+        );
+        // A cluster-scoped kind's conversion takes no namespace...
+        assert_eq!(
+            err(FieldLabels::Converted, false, "metadata.namespace=x"),
+            "field label not supported: metadata.namespace"
+        );
+        // ...apimachinery's default takes it whatever the scope.
+        let rules = FieldLabelRules {
+            labels: FieldLabels::Default,
+            namespaced: false,
+            selectable: &[],
+            zero_values: &[],
+            reads: &[],
+        };
+        assert!(FieldSelector::parse("metadata.namespace=x", &rules).is_ok());
+        assert_eq!(
+            FieldSelector::parse("data.x=y", &rules)
+                .unwrap_err()
+                .to_string(),
+            r#""data.x" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
+        assert_eq!(
+            err(FieldLabels::ConvertedFor("Job"), true, "spec.foo=x"),
+            r#"field label "spec.foo" not supported for Job"#
+        );
+        assert_eq!(
+            err(
+                FieldLabels::ConvertedForGvk("resource.k8s.io/v1, Kind=ResourceSlice"),
+                false,
+                "spec.pool=x"
+            ),
+            "field label not supported for resource.k8s.io/v1, Kind=ResourceSlice: spec.pool"
+        );
+        // Terms are sorted before they are checked: the first bad one in that order.
+        assert_eq!(
+            err(FieldLabels::Converted, true, "zzz=1,aaa=2"),
+            "field label not supported: aaa"
+        );
+    }
+
+    #[test]
+    fn field_syntax_errors_are_upstreams() {
+        let allowed = rules(&["spec.nodeName"], &[], &[]);
+        let err = |text: &str| {
+            FieldSelector::parse(text, &allowed)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("nonsense"),
+            "invalid selector: 'nonsense'; can't understand 'nonsense'"
+        );
+        assert_eq!(
+            err("metadata.name=a=b"),
+            "invalid field selector: unescaped character in value: 61"
+        );
+        assert_eq!(
+            err(r"metadata.name=a\x"),
+            r"invalid field selector: invalid escape sequence: \x"
+        );
+        assert_eq!(
+            err(r"metadata.name=a\"),
+            r"invalid field selector: invalid escape sequence: \"
+        );
+        // A syntax error anywhere wins over a bad label sorted before it.
+        assert_eq!(
+            err("aaa=1,zzz"),
+            "invalid selector: 'aaa=1,zzz'; can't understand 'zzz'"
+        );
+        // `!=` is found before `=` at the same position; `=!` is `=` then a value.
+        let ne = FieldSelector::parse("spec.nodeName!=n1", &allowed).unwrap();
+        assert!(ne.matches(&json!({"spec": {"nodeName": "n2"}})));
+        let eq = FieldSelector::parse("spec.nodeName=!n1", &allowed).unwrap();
+        assert!(eq.matches(&json!({"spec": {"nodeName": "!n1"}})));
     }
 
     #[test]
     fn unset_fields_compare_as_their_zero_value() {
-        let allowed = &["spec.unschedulable"];
-        let zeros = &[("spec.unschedulable", "false")];
-        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros, &[]).unwrap();
+        let allowed = rules(
+            &["spec.unschedulable"],
+            &[("spec.unschedulable", "false")],
+            &[],
+        );
+        let sel = |s: &str| FieldSelector::parse(s, &allowed).unwrap();
         let fresh = json!({"metadata": {"name": "n"}, "spec": {}});
         assert!(sel("spec.unschedulable=false").matches(&fresh));
         assert!(!sel("spec.unschedulable=true").matches(&fresh));
@@ -413,10 +661,20 @@ mod tests {
         let reads: &[(&str, &'static [&'static str])] = &[
             ("source", &["source.component", "reportingComponent"]),
             ("status.successful", &["status.succeeded"]),
+            ("status.podIP", &["status.podIPs.0.ip"]),
+            ("status.podIPs", &[]),
         ];
-        let allowed = &["source", "status.successful"];
-        let zeros = &[("status.successful", "0")];
-        let sel = |s: &str| FieldSelector::parse(s, allowed, zeros, reads).unwrap();
+        let allowed = rules(
+            &[
+                "source",
+                "status.successful",
+                "status.podIP",
+                "status.podIPs",
+            ],
+            &[("status.successful", "0")],
+            reads,
+        );
+        let sel = |s: &str| FieldSelector::parse(s, &allowed).unwrap();
         let kubelet = json!({"source": {"component": "kubelet", "host": "n1"}});
         assert!(sel("source=kubelet").matches(&kubelet));
         let reported = json!({"source": {"component": ""}, "reportingComponent": "ctl"});
@@ -424,6 +682,11 @@ mod tests {
         assert!(sel("source=").matches(&json!({})));
         assert!(sel("status.successful=1").matches(&json!({"status": {"succeeded": 1}})));
         assert!(sel("status.successful=0").matches(&json!({"status": {}})));
+        let pod = json!({"status": {"podIP": "10.0.0.9", "podIPs": [{"ip": "10.0.0.9"}]}});
+        assert!(sel("status.podIP=10.0.0.9").matches(&pod));
+        // Accepted, but upstream's field set never fills it in.
+        assert!(!sel("status.podIPs=10.0.0.9").matches(&pod));
+        assert!(sel("status.podIPs=").matches(&pod));
         let both = sel("source=x,status.successful=1");
         let paths: Vec<&str> = both.paths().collect();
         assert_eq!(

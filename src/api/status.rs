@@ -126,6 +126,9 @@ pub struct ApiError {
     pub message: String,
     /// Boxed: inline it would make every `Result<_, ApiError>` several times larger.
     pub details: Option<Box<StatusDetails>>,
+    /// The `metadata.continue` of the Status: the token an expired paged list may go on
+    /// with (`expired_continue`).
+    pub continue_token: Option<String>,
 }
 
 /// `pods` for the core group, `leases.coordination.k8s.io` otherwise: how upstream
@@ -145,6 +148,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            continue_token: None,
         }
     }
 
@@ -214,10 +218,11 @@ impl ApiError {
         } else {
             format!("[{}]", rendered.join(", "))
         };
+        // Upstream names the kind with its group (`Deployment.apps "web" is invalid`).
         Self::new(
             422,
             "Invalid",
-            format!("{kind} {name:?} is invalid: {summary}"),
+            format!("{} {name:?} is invalid: {summary}", qualified(kind, group)),
         )
         .with_details(StatusDetails {
             causes: causes.to_vec(),
@@ -285,8 +290,36 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// A paged list whose snapshot was compacted away, as upstream's etcd store answers
+    /// it: 410 with a `continue` token (`token`) that goes on at the latest revision,
+    /// giving an inconsistent list.
+    pub fn expired_continue(token: String) -> Self {
+        let mut err = Self::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        );
+        err.continue_token = Some(token);
+        err
+    }
+
+    /// A request that did not finish within its deadline (`?timeout=`, at most the
+    /// server's), in the words of upstream's timeout filter.
+    pub fn deadline_exceeded() -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within the allotted timeout",
+        )
+        .with_details(StatusDetails::default())
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// An error upstream's handler got as a plain Go error rather than a Status: 500
+    /// with no reason (`ErrorToAPIStatus`).
+    pub fn unconverted(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -302,7 +335,9 @@ impl ApiError {
         Status {
             kind: "Status",
             api_version: "v1",
-            metadata: ListMeta {},
+            metadata: ListMeta {
+                continue_token: self.continue_token.clone(),
+            },
             status: "Failure",
             message: self.message.clone(),
             reason: self.reason,
@@ -312,11 +347,14 @@ impl ApiError {
     }
 }
 
-/// Upstream's `ListMeta`, whose fields are all `omitempty` and none of which a
-/// `Status` from the API server sets; Go's `omitempty` never drops a struct, so
-/// it is always written as `"metadata":{}`.
+/// Upstream's `ListMeta`, whose fields are all `omitempty`; of them a `Status` from the
+/// API server sets only `continue` (an expired paged list's). Go's `omitempty` never
+/// drops a struct, so it is always written, `"metadata":{}` when empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ListMeta {}
+pub struct ListMeta {
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_token: Option<String>,
+}
 
 /// Upstream's `Status`: its `TypeMeta` (kind, apiVersion) inline, then metadata,
 /// status, message, reason, details, code, each `omitempty` but metadata.
@@ -372,7 +410,9 @@ pub fn success(details: Option<StatusDetails>) -> Status {
     Status {
         kind: "Status",
         api_version: "v1",
-        metadata: ListMeta {},
+        metadata: ListMeta {
+            continue_token: None,
+        },
         status: "Success",
         message: String::new(),
         reason: "",
@@ -441,6 +481,38 @@ mod tests {
         assert_eq!(
             String::from_utf8(body).unwrap(),
             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"deployments.apps \\\"web\\\" already exists\",\"reason\":\"AlreadyExists\",\"details\":{\"name\":\"web\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}\n"
+        );
+    }
+
+    #[test]
+    fn expired_continue_carries_its_token_in_the_metadata() {
+        let body = ApiError::expired_continue("tok".into())
+            .to_status()
+            .to_body();
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.starts_with(
+                "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{\"continue\":\"tok\"},\"status\":\"Failure\",\"message\":\"The provided continue parameter is too old"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\"reason\":\"Expired\",\"code\":410}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_names_the_kind_with_its_group() {
+        let err = ApiError::invalid(
+            "Deployment",
+            "apps",
+            "web",
+            &[Cause::required("spec.selector", "")],
+        );
+        assert_eq!(
+            err.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
         );
     }
 

@@ -15,11 +15,6 @@ pub const FIXTURE: &str = include_str!("../api/testdata/discovery-v1.37.yaml");
 /// `resource` or `resource/subresource`, and why.
 pub const NOT_YET_SERVED: &[(&str, &str, &str)] = &[
     ("v1", "bindings", "pods/binding serves the same writes"),
-    (
-        "v1",
-        "namespaces/finalize",
-        "namespace finalization is the server's own",
-    ),
     ("v1", "nodes/proxy", "no proxying to kubelets yet"),
     (
         "v1",

@@ -25,6 +25,7 @@ fn too_many_requests(message: &str, cause: Option<String>) -> ApiError {
                 field: String::new(),
             }]))
         }),
+        continue_token: None,
     }
 }
 

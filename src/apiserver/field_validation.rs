@@ -8,7 +8,7 @@ use axum::response::Response;
 use http::HeaderValue;
 use rind_api::crd;
 use rind_api::registry::Resource;
-use rind_api::schema::fields::{BodyShape, Mistyped, duplicate_fields};
+use rind_api::schema::fields::{BodyShape, Mistyped, key_occurrences};
 use rind_api::schema::schemas;
 use rind_api::status::{ApiError, Cause};
 use serde_json::Value;
@@ -33,13 +33,20 @@ impl Validation {
     }
 }
 
+/// A request body as sent, next to its decoded form: duplicate fields are named from
+/// it (the decoded body keeps only the last), and problems ordered as they appear.
+#[derive(Clone, Copy)]
+pub struct Sent<'a> {
+    pub raw: &'a [u8],
+    /// Its decoding found a field set twice.
+    pub duplicated: bool,
+}
+
 /// Checks a create or update body, dropping unknown fields from it; returns the
 /// warnings to send, or the error a `Strict` request gets.
-/// `duplicated` is the body as sent when its decoding found a field set twice (they
-/// are named from it; the decoded body keeps only the last).
 pub fn check_object(
     resource: &Resource,
-    duplicated: Option<&[u8]>,
+    duplicated: Option<Sent<'_>>,
     body: &mut Value,
     query: &Query,
 ) -> Result<Vec<String>, ApiError> {
@@ -85,7 +92,7 @@ pub struct PatchCheck {
 pub fn check_patch(
     resource: &Resource,
     name: &str,
-    duplicated: Option<&[u8]>,
+    duplicated: Option<Sent<'_>>,
     patch: &Value,
     kind: BodyType,
     query: &Query,
@@ -179,22 +186,33 @@ fn schema_name(resource: &Resource) -> Option<&'static str> {
 
 /// Duplicate and unknown fields as upstream's strict decoder words them, in document
 /// order (a field that is both is reported as unknown).
-fn problems(duplicated: Option<&[u8]>, unknown: Vec<String>) -> Vec<String> {
-    let duplicates: Vec<String> = duplicated
-        .map(duplicate_fields)
-        .unwrap_or_default()
+fn problems(sent: Option<Sent<'_>>, unknown: Vec<String>) -> Vec<String> {
+    // Upstream's strict decoder reports problems as it meets them in the body; the
+    // body is walked again for that only when there is an order to tell.
+    let occurrences = match sent {
+        Some(sent) if sent.duplicated || unknown.len() > 1 => key_occurrences(sent.raw),
+        _ => Vec::new(),
+    };
+    let mut found: Vec<(String, &str)> = Vec::new();
+    for (path, repeated) in occurrences {
+        let what = match (repeated, unknown.contains(&path)) {
+            (true, false) => "duplicate",
+            (false, true) => "unknown",
+            _ => continue,
+        };
+        if !found.iter().any(|(p, w)| *p == path && *w == what) {
+            found.push((path, what));
+        }
+    }
+    // Unknown fields the walk did not name (a body that is not JSON), in path order.
+    let mut rest: Vec<String> = unknown
         .into_iter()
-        .filter(|path| !unknown.contains(path))
+        .filter(|path| !found.iter().any(|(p, _)| p == path))
         .collect();
-    let mut found: Vec<(String, &str)> = duplicates
-        .into_iter()
-        .map(|path| (path, "duplicate"))
-        .chain(unknown.into_iter().map(|path| (path, "unknown")))
-        .collect();
-    found.sort_by(|(a, _), (b, _)| a.split('.').cmp(b.split('.')));
-    found.dedup();
+    rest.sort_by(|a, b| a.split('.').cmp(b.split('.')));
     found
         .into_iter()
+        .chain(rest.into_iter().map(|path| (path, "unknown")))
         .map(|(path, what)| format!("{what} field {path:?}"))
         .collect()
 }
@@ -223,8 +241,14 @@ mod tests {
         let pods = reg.lookup("", "v1", "pods").unwrap();
         let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                           "spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}]}});
-        let raw = br#"{"spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}], "foo": 2}}"#;
-        let dup = br#"{"metadata": {"name": "p", "name": "p"}, "spec": {"foo": 1}}"#;
+        let raw = Sent {
+            raw: br#"{"spec": {"foo": 1, "containers": [{"name": "c", "image": "i"}], "foo": 2}}"#,
+            duplicated: true,
+        };
+        let dup = Sent {
+            raw: br#"{"metadata": {"name": "p", "name": "p"}, "spec": {"foo": 1}}"#,
+            duplicated: true,
+        };
         let err = check_object(
             pods,
             Some(raw),
@@ -276,6 +300,28 @@ mod tests {
         assert!(
             err.message.ends_with(
                 "strict decoding error: duplicate field \"metadata.name\", unknown field \"spec.foo\""
+            ),
+            "{}",
+            err.message
+        );
+        // In the order the body has them, as upstream's decoder meets them.
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                          "spec": {"unknownField": "foo", "replicas": 3}});
+        let deployments = reg.lookup("apps", "v1", "deployments").unwrap();
+        let sent = Sent {
+            raw: br#"{"spec": {"unknownField": "foo", "replicas": 2, "replicas": 3}}"#,
+            duplicated: true,
+        };
+        let err = check_object(
+            deployments,
+            Some(sent),
+            &mut body.clone(),
+            &query("fieldValidation=Strict"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "strict decoding error: unknown field \"spec.unknownField\", duplicate field \"spec.replicas\""
             ),
             "{}",
             err.message

@@ -27,6 +27,7 @@ mod rbac;
 mod recovery;
 mod request;
 mod reviews;
+mod runtimeclass;
 mod scale;
 mod storageclass;
 mod strategy;
@@ -239,6 +240,15 @@ impl Server {
     async fn route(self: Arc<Self>, mut req: Request) -> Result<Response, ApiError> {
         #[cfg(test)]
         recovery::panic_if_asked(req.headers());
+        // What the request does, read from its path alone, as upstream's request-info
+        // filter does before anything else: the request deadline (outside
+        // authentication, so a bad `?timeout=` is 400 even without credentials) and
+        // authorization both go by it.
+        let attributes = rbac::attributes(req.method(), req.uri());
+        let deadline = match rbac::is_long_running(&attributes) {
+            true => None,
+            false => Some(request::deadline(req.uri())?),
+        };
         // Bad credentials are a 401 on every path, public ones included, as upstream's
         // authentication filter runs before anything looks at the path. No credentials
         // is the anonymous user, authorized like any other: the probes and the version
@@ -248,18 +258,17 @@ impl Server {
             .auth
             .authenticate(&self, req.headers(), req.extensions().get::<User>())
             .await?;
-        let target = request::parse_path(&self.registry, req.uri().path());
         let user = auth::impersonation::apply(&self.rbac, user, req.headers())?;
-        let attributes = match &target {
-            Ok(target) => rbac::attributes(target, req.method(), req.uri()),
-            // Upstream authorizes before it routes: a path we do not serve is checked
-            // as a plain URL, so who may not get it learns 403, not that it is absent.
-            Err(_) => rbac::path_attributes(req.method(), req.uri()),
-        };
+        // Upstream authorizes before it routes: who may not get a path learns 403, not
+        // whether anything serves it.
         if !self.rbac.authorize(&user, &attributes).allowed {
             return Err(rbac::forbidden(&user, &attributes));
         }
-        let target = target?;
+        let target = match request::parse_path(&self.registry, req.uri().path()) {
+            Ok(target) => target,
+            Err(err) if err.code == 404 => return Ok(self.not_found(req.uri().path(), err)),
+            Err(err) => return Err(err),
+        };
         // Handlers (the reviews) see who the request acts as.
         req.extensions_mut().insert(user);
         let method = req.method().clone();
@@ -293,12 +302,16 @@ impl Server {
             }
             Target::Api => Ok(discovery::root(&self.registry, req.headers(), true)),
             Target::Apis => Ok(discovery::root(&self.registry, req.headers(), false)),
-            Target::Group(group) => discovery::group(&self.registry, &group)
-                .map(|v| Json::ok(v, Rendering::Object).into_response()),
-            Target::GroupVersion { group, version } => {
-                discovery::resource_list(&self.registry, &group, &version)
-                    .map(|v| Json::ok(v, Rendering::Object).into_response())
-            }
+            Target::Group(group) => Ok(match discovery::group(&self.registry, &group) {
+                Ok(v) => Json::ok(v, Rendering::Object).into_response(),
+                Err(err) => self.not_found(req.uri().path(), err),
+            }),
+            Target::GroupVersion { group, version } => Ok(
+                match discovery::resource_list(&self.registry, &group, &version) {
+                    Ok(v) => Json::ok(v, Rendering::Object).into_response(),
+                    Err(err) => self.not_found(req.uri().path(), err),
+                },
+            ),
             Target::OpenApiV2 => Ok(openapi::serve_v2(
                 &self.registry,
                 &self.openapi,
@@ -312,7 +325,22 @@ impl Server {
                 req.uri().query(),
                 req.headers(),
             ),
-            Target::Resource(r) => self.resource(r, req).await,
+            Target::Resource(r) => {
+                let Some(deadline) = deadline else {
+                    return self.resource(r, req).await;
+                };
+                // As upstream's timeout filter: past the deadline the client hears 504
+                // while the request itself runs to its end, so nothing is left half done.
+                let handling = tokio::spawn(self.clone().resource(r, req));
+                match tokio::time::timeout(deadline, handling).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(failed)) if failed.is_panic() => {
+                        std::panic::resume_unwind(failed.into_panic())
+                    }
+                    Ok(Err(failed)) => Err(ApiError::internal(failed.to_string())),
+                    Err(_) => Err(ApiError::deadline_exceeded()),
+                }
+            }
         }
     }
 
@@ -326,6 +354,7 @@ impl Server {
             req.headers(),
             r.resource.renders_tables(r.subresource.as_deref()),
         )?;
+        request::check_table_options(&query, rendering)?;
         let body_type = request::body_type(req.headers());
         let method = req.method().clone();
         let user = req.extensions().get::<User>().cloned();
@@ -340,7 +369,11 @@ impl Server {
         // only when a field is set twice, to name it.
         let checked = |kind: request::BodyType| {
             let (value, duplicated) = request::decode_body_noting_duplicates(&body, kind)?;
-            Ok::<_, ApiError>((value, duplicated.then_some(&body[..])))
+            let sent = field_validation::Sent {
+                raw: &body[..],
+                duplicated,
+            };
+            Ok::<_, ApiError>((value, Some(sent)))
         };
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();
@@ -384,6 +417,17 @@ impl Server {
             };
         }
         let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query).with_user(user.as_ref());
+        // Writes validate their options' `dryRun` before anything else; a DELETE's
+        // options may come in its body, and are checked where they are read.
+        let options_kind = match method {
+            Method::POST => Some("CreateOptions"),
+            Method::PUT => Some("UpdateOptions"),
+            Method::PATCH => Some("PatchOptions"),
+            _ => None,
+        };
+        if let Some(kind) = options_kind {
+            request::check_dry_run(&query.values("dryRun"), kind)?;
+        }
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -431,7 +475,7 @@ impl Server {
             (
                 &Method::PUT,
                 Some(name),
-                None | Some("status" | "ephemeralcontainers" | "approval"),
+                None | Some("status" | "finalize" | "ephemeralcontainers" | "approval"),
             ) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
@@ -481,6 +525,37 @@ impl Server {
         let mut response = response.into_response();
         field_validation::add_warnings(&mut response, &warnings);
         Ok(response)
+    }
+
+    /// What upstream answers for a path nothing serves. Its go-restful web services,
+    /// the core group's under `/api` and each built-in group's under `/apis/G`, answer
+    /// with `not_found`, a NotFound Status; any other path (an unknown group, a custom
+    /// group's unknown version or resource, a path outside the API) falls through the
+    /// delegation chain to Go's `http.NotFound`, a plain-text 404.
+    fn not_found(&self, path: &str, not_found: ApiError) -> Response {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let restful = match parts.as_slice() {
+            ["api", ..] => true,
+            ["apis", group, rest @ ..] => {
+                self.registry.is_builtin_group(group)
+                    || match rest {
+                        [version, "namespaces", _, plural, ..] | [version, plural, ..] => {
+                            self.registry.lookup(group, version, plural).is_some()
+                        }
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        if restful {
+            return not_found.into_response();
+        }
+        let mut response = plain(StatusCode::NOT_FOUND, "404 page not found\n");
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        response
     }
 
     /// `DeleteOptions` may come as a body (maybe without kind or Content-Type) or not at all.

@@ -7,24 +7,78 @@ use super::{Server, stream_response};
 use axum::body::Body;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
+use rind_api::fields::invalid_value;
 use rind_api::meta::str_at;
 use rind_api::registry::Resource;
-use rind_api::status::ApiError;
+use rind_api::status::{ApiError, Cause};
 use serde_json::Value;
 use std::net::IpAddr;
 
 /// The kubelet port when a node does not report one.
 const DEFAULT_KUBELET_PORT: i64 = rind_runtime::paths::KUBELET_PORT as i64;
-/// The kubelet's log parameters passed through unchanged.
-const PASSED_PARAMS: &[&str] = &[
-    "follow",
-    "tailLines",
-    "timestamps",
-    "previous",
-    "sinceSeconds",
-    "sinceTime",
-    "limitBytes",
-];
+/// The log options upstream's `PodLogOptions` decoding reads: booleans and integers
+/// through the shared query parsers (a bad integer is 400 with Go's words), then
+/// `ValidatePodLogOptions` (422 Invalid `PodLogOptions`). They are passed on to the
+/// kubelet in canonical form, so it reads exactly what was checked here.
+fn log_params(query: &Query, name: &str) -> Result<Vec<(&'static str, String)>, ApiError> {
+    let mut params = Vec::new();
+    for flag in ["follow", "previous"] {
+        if query.flag(flag) {
+            params.push((flag, "true".to_string()));
+        }
+    }
+    let since_seconds = query.int("sinceSeconds")?;
+    let since_time = query.get("sinceTime");
+    if query.flag("timestamps") {
+        params.push(("timestamps", "true".to_string()));
+    }
+    let tail_lines = query.int("tailLines")?;
+    let limit_bytes = query.int("limitBytes")?;
+    let mut causes = Vec::new();
+    if let Some(tail) = tail_lines.filter(|t| *t < 0) {
+        causes.push(invalid_value(
+            "tailLines",
+            &Value::from(tail),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(limit) = limit_bytes.filter(|l| *l < 1) {
+        causes.push(invalid_value(
+            "limitBytes",
+            &Value::from(limit),
+            "must be greater than 0",
+        ));
+    }
+    match (since_seconds, since_time) {
+        (Some(_), Some(_)) => causes.push(Cause::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(since), None) if since < 1 => causes.push(invalid_value(
+            "sinceSeconds",
+            &Value::from(since),
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("PodLogOptions", "", name, &causes));
+    }
+    let numbers = [
+        ("sinceSeconds", since_seconds),
+        ("tailLines", tail_lines),
+        ("limitBytes", limit_bytes),
+    ];
+    params.extend(
+        numbers
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| (key, v.to_string()))),
+    );
+    if let Some(time) = since_time {
+        params.push(("sinceTime", time.to_string()));
+    }
+    Ok(params)
+}
 
 fn container_names(pod: &Value, list: &str) -> Vec<String> {
     pod.get("spec")
@@ -114,6 +168,7 @@ pub async fn proxy(
     name: &str,
     query: &Query,
 ) -> Result<Response, ApiError> {
+    let params = log_params(query, name)?;
     let key = resource.key(ns, name);
     let kv = server
         .store
@@ -132,10 +187,6 @@ pub async fn proxy(
         ApiError::unavailable("this API server has no kubelet client certificate")
     })?;
     let (ip, port) = kubelet_address(server, node).await?;
-    let params: Vec<(&str, &str)> = PASSED_PARAMS
-        .iter()
-        .filter_map(|p| query.get(p).map(|v| (*p, v)))
-        .collect();
     let query_string = serde_urlencoded::to_string(&params).unwrap_or_default();
     let path = format!(
         "/containerLogs/{}/{name}/{container}?{query_string}",
@@ -208,5 +259,37 @@ mod tests {
         );
         assert_eq!(pick_container(&two, "p", Some("b")).unwrap(), "b");
         assert!(pick_container(&two, "p", Some("c")).is_err());
+    }
+
+    fn params(uri: &str) -> Result<Vec<(&'static str, String)>, ApiError> {
+        log_params(&Query::parse(&uri.parse().unwrap()).unwrap(), "p")
+    }
+
+    #[test]
+    fn log_options_decode_and_validate_as_upstream() {
+        assert_eq!(
+            params("/x?follow=True&tailLines=5&timestamps=0&limitBytes=10").unwrap(),
+            [
+                ("follow", "true".to_string()),
+                ("tailLines", "5".to_string()),
+                ("limitBytes", "10".to_string())
+            ]
+        );
+        let err = params("/x?tailLines=abc").unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, r#"strconv.ParseInt: parsing "abc": invalid syntax"#)
+        );
+        let err = params("/x?tailLines=-1&sinceSeconds=0").unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            r#"PodLogOptions "p" is invalid: [tailLines: Invalid value: -1: must be greater than or equal to 0, sinceSeconds: Invalid value: 0: must be greater than 0]"#
+        );
+        let err = params("/x?sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z").unwrap_err();
+        assert_eq!(
+            err.message,
+            "PodLogOptions \"p\" is invalid: : Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! give. Objects stored before rind wrote upstream's order keep their stored order.
 
 use super::Json;
-use super::handlers::{Ctx, Filter, decode_as, scan, set_resource_version};
+use super::handlers::{Continue, Ctx, Filter, decode_as, scan, set_resource_version};
 use super::request::{Query, Rendering};
 use rind_api::json;
 use rind_api::registry::{Resource, Storage};
@@ -74,16 +74,12 @@ pub async fn list(ctx: &Ctx<'_>, filter: &Filter, limit: usize) -> Result<Json, 
     })
     .await?;
 
-    let mut list_meta = Map::new();
-    list_meta.insert("resourceVersion".into(), revision.to_string().into());
-    if let Some(token) = next {
-        list_meta.insert("continue".into(), token.into());
-    }
+    let list_meta = Continue::list_meta(next.as_ref(), revision, filter);
     // The answer without items: its last member is the empty `items` (or `rows`) array,
     // whose brackets the items go between.
     let empty = match rendering {
         // The Table without rows: its column definitions come from the same code.
-        Rendering::Table => table::table(resource, &[], Value::Object(list_meta), include),
+        Rendering::Table => table::table(resource, &[], list_meta, include),
         _ => serde_json::json!({
             "kind": resource.list_kind(),
             "apiVersion": resource.api_version(),
@@ -191,7 +187,9 @@ fn append_item(
     needed: &[&str],
 ) -> Result<bool, ApiError> {
     if let Some(fields) = split(&kv.value) {
-        if !needed.is_empty() && !filter.matches(&partial(&fields, needed)?) {
+        // A selector that reads no stored field (`status.podIPs`, which upstream's field
+        // set never fills) still decides, on the fields it reads: none.
+        if !filter.selects_everything() && !filter.matches(&partial(&fields, needed)?) {
             return Ok(false);
         }
         if write_object(out, &fields, kv.mod_revision) {

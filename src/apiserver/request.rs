@@ -8,7 +8,6 @@ use rind_api::protobuf;
 use rind_api::registry::{Registry, Resource};
 use rind_api::status::ApiError;
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// The endpoint a path names.
 #[derive(Debug)]
@@ -123,31 +122,68 @@ fn resource_path(
     }))
 }
 
-/// Query parameters, decoded. Repeated keys keep their last value. The second field
-/// is the field manager derived from the User-Agent, for writes that name none.
+/// The longest a request may take (upstream's `--request-timeout` default).
+pub const MAX_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a request may take: its `?timeout=` (Go's duration syntax; kubectl sends
+/// `32s`) when that is shorter than the server's maximum and more than zero, else the
+/// maximum. A timeout that does not parse is 400, as upstream's request-deadline filter.
+pub fn deadline(uri: &http::Uri) -> Result<std::time::Duration, ApiError> {
+    let query = Query::parse(uri)?;
+    let Some(text) = query.get("timeout") else {
+        return Ok(MAX_REQUEST_TIME);
+    };
+    let nanos = rind_api::query::parse_duration(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid timeout specified in the request URL - {e}"
+        ))
+    })?;
+    let asked = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    Ok(if asked.is_zero() || asked >= MAX_REQUEST_TIME {
+        MAX_REQUEST_TIME
+    } else {
+        asked
+    })
+}
+
+/// Query parameters, decoded, every value in the order sent. Upstream's parameter codec
+/// (`Convert_Slice_string_To_*`) reads the first value of a repeated key
+/// (`?limit=1&limit=2` lists one) and only the list-valued `dryRun` reads them all; the
+/// accessors here do the same. The second field is the field manager derived from the
+/// User-Agent, for writes that name none.
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>, Option<String>);
+pub struct Query(Vec<(String, String)>, Option<String>);
 
 impl Query {
     pub fn parse(uri: &http::Uri) -> Result<Self, ApiError> {
         match uri.query() {
             None => Ok(Query::default()),
             Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .map(|pairs| Query(pairs.into_iter().collect(), None))
+                .map(|pairs| Query(pairs, None))
                 .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"))),
         }
     }
 
+    /// The first value of `key` when it is not empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.raw(key).filter(|v| !v.is_empty())
     }
 
-    /// A value even when present but empty (`fieldSelector=`).
+    /// The first value of `key`, even when present but empty (`fieldSelector=`).
     pub fn raw(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order (`?dryRun=All&dryRun=All`).
+    pub fn values(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Remembers the default field manager upstream derives from the User-Agent: its
@@ -185,13 +221,124 @@ impl Query {
         self.raw(key).is_some_and(rind_api::query::parse_bool)
     }
 
+    /// An integer parameter: absent is `None`; a present one, even empty, must be what
+    /// Go's `ParseInt` reads, else 400 with its words (`?limit=abc`).
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        self.get(key)
+        self.raw(key)
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for {key}")))
+                rind_api::query::parse_int64(v).map_err(|e| ApiError::bad_request(e.to_string()))
             })
             .transpose()
+    }
+}
+
+/// `dryRun` as upstream's `ValidateDryRun` admits it: every value `All`. Anything else
+/// is 422 Invalid on the write's options (`CreateOptions`, `UpdateOptions`,
+/// `PatchOptions`, `DeleteOptions`) rather than a write done for real.
+pub fn check_dry_run(sent: &[&str], options_kind: &str) -> Result<(), ApiError> {
+    if sent.iter().all(|v| *v == "All") {
+        return Ok(());
+    }
+    let cause = rind_api::status::Cause {
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: {}: supported values: \"All\"",
+            serde_json::to_string(&sent).unwrap_or_default()
+        ),
+        field: "dryRun".to_string(),
+    };
+    Err(ApiError::invalid(options_kind, "meta.k8s.io", "", &[cause]))
+}
+
+/// Upstream's `ValidateListOptions` over a list's or a watch's query, as 422 Invalid
+/// `ListOptions.meta.k8s.io` (how `resourceVersionMatch`, `continue` and
+/// `sendInitialEvents` may combine).
+pub fn check_list_options(query: &Query, watch: bool) -> Result<(), ApiError> {
+    use rind_api::status::Cause;
+    let path = "resourceVersionMatch";
+    let matching = query.get(path);
+    let continuing = query.get("continue").is_some();
+    let send_initial = query.raw("sendInitialEvents").is_some();
+    let mut causes = Vec::new();
+    if watch {
+        if send_initial && matching != Some("NotOlderThan") {
+            causes.push(Cause::forbidden(
+                path,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(matching) = matching {
+            if !send_initial {
+                causes.push(Cause::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if matching != "NotOlderThan" {
+                causes.push(Cause::unsupported(path, matching, &["NotOlderThan"]));
+            }
+            if continuing {
+                causes.push(Cause::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if let Some(matching) = matching {
+            let version = query.get("resourceVersion");
+            if version.is_none() {
+                causes.push(Cause::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if continuing {
+                causes.push(Cause::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if matching != "Exact" && matching != "NotOlderThan" {
+                causes.push(Cause::unsupported(
+                    path,
+                    matching,
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if matching == "Exact" && version == Some("0") {
+                causes.push(Cause::forbidden(
+                    path,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial {
+            causes.push(Cause::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", &causes))
+    }
+}
+
+/// Upstream's `ValidateTableOptions` for an answer rendered as a Table: `includeObject`
+/// is `Metadata`, `Object`, `None` or empty, else 400.
+pub fn check_table_options(query: &Query, rendering: Rendering) -> Result<(), ApiError> {
+    match query.raw("includeObject") {
+        Some(value) if rendering == Rendering::Table => match value {
+            "" | "Metadata" | "Object" | "None" => Ok(()),
+            other => Err(ApiError::bad_request(format!(
+                "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
+                rind_api::query::go_quote(other)
+            ))),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -323,6 +470,7 @@ pub fn rendering(headers: &HeaderMap, tables: bool) -> Result<Rendering, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn res(path: &str) -> ResourceRequest {
         match parse_path(&Registry::default(), path).unwrap() {
@@ -476,5 +624,119 @@ mod tests {
         assert!(!flag("/x?watch=FALSE"));
         assert!(!flag("/x?watch=0"));
         assert!(!flag("/x"));
+    }
+
+    #[test]
+    fn repeated_keys_take_the_first_value() {
+        let query = Query::parse(&"/x?limit=1&limit=2&watch=0&watch=1".parse().unwrap()).unwrap();
+        assert_eq!(query.int("limit").unwrap(), Some(1));
+        assert!(!query.flag("watch"));
+        let query = Query::parse(&"/x?dryRun=All&dryRun=x".parse().unwrap()).unwrap();
+        assert_eq!(query.values("dryRun"), ["All", "x"]);
+    }
+
+    #[test]
+    fn dry_run_admits_only_all() {
+        assert!(check_dry_run(&["All", "All"], "CreateOptions").is_ok());
+        assert!(check_dry_run(&[], "CreateOptions").is_ok());
+        let err = check_dry_run(&["All", "x"], "PatchOptions").unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            r#"PatchOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["All","x"]: supported values: "All""#
+        );
+    }
+
+    #[test]
+    fn list_options_validate_as_upstream() {
+        let check = |uri: &str, watch: bool| {
+            check_list_options(&Query::parse(&uri.parse().unwrap()).unwrap(), watch)
+        };
+        assert!(check("/x?resourceVersion=5&resourceVersionMatch=Exact", false).is_ok());
+        assert!(
+            check(
+                "/x?sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+                true
+            )
+            .is_ok()
+        );
+        let err = check("/x?resourceVersionMatch=Exact", false).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"#
+        );
+        let err = check("/x?sendInitialEvents=true", false).unwrap_err();
+        assert!(
+            err.message
+                .ends_with("sendInitialEvents is forbidden for list")
+        );
+        let err = check("/x?sendInitialEvents=true", true).unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+            )
+        );
+        let err = check("/x?resourceVersionMatch=Exact", true).unwrap_err();
+        assert_eq!(err.details.unwrap().causes.len(), 2);
+    }
+
+    #[test]
+    fn table_options_validate_as_upstream() {
+        let check = |uri: &str, rendering| {
+            check_table_options(&Query::parse(&uri.parse().unwrap()).unwrap(), rendering)
+        };
+        assert!(check("/x?includeObject=Object", Rendering::Table).is_ok());
+        assert!(check("/x?includeObject=bogus", Rendering::Object).is_ok());
+        assert_eq!(
+            check("/x?includeObject=bogus", Rendering::Table)
+                .unwrap_err()
+                .message,
+            "Unable to convert to Table as requested: includeObject: Invalid value: \"bogus\": must be 'Metadata', 'Object', 'None', or empty"
+        );
+    }
+
+    #[test]
+    fn deadlines_follow_the_timeout_parameter() {
+        let deadline = |uri: &str| deadline(&uri.parse().unwrap());
+        assert_eq!(deadline("/x?timeout=32s").unwrap(), Duration::from_secs(32));
+        assert_eq!(deadline("/x").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=0").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=2h").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(deadline("/x?timeout=-5s").unwrap(), MAX_REQUEST_TIME);
+        assert_eq!(
+            deadline("/x?timeout=soon").unwrap_err().message,
+            r#"invalid timeout specified in the request URL - time: invalid duration "soon""#
+        );
+    }
+
+    #[test]
+    fn integers_decode_as_upstream() {
+        let int = |uri: &str| Query::parse(&uri.parse().unwrap()).unwrap().int("limit");
+        assert_eq!(int("/x").unwrap(), None);
+        assert_eq!(int("/x?limit=%2B5").unwrap(), Some(5));
+        // `+` is a space in a query string, for Go's url.ParseQuery too.
+        assert!(int("/x?limit=+5").is_err());
+        for (uri, message) in [
+            (
+                "/x?limit=",
+                r#"strconv.ParseInt: parsing "": invalid syntax"#,
+            ),
+            (
+                "/x?limit",
+                r#"strconv.ParseInt: parsing "": invalid syntax"#,
+            ),
+            (
+                "/x?limit=ten",
+                r#"strconv.ParseInt: parsing "ten": invalid syntax"#,
+            ),
+            (
+                "/x?limit=%201",
+                r#"strconv.ParseInt: parsing " 1": invalid syntax"#,
+            ),
+        ] {
+            let err = int(uri).unwrap_err();
+            assert_eq!((err.code, err.message.as_str()), (400, message), "{uri}");
+        }
     }
 }

@@ -118,19 +118,27 @@ pub async fn serve(
     rendering: Rendering,
     query: &Query,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::from_query(resource, &Query::parse(&query_uri(query, name))?)?;
-    let timeout = query
-        .int("timeoutSeconds")?
-        .map(|s| Duration::from_secs(s.max(0) as u64))
-        .unwrap_or(DEFAULT_TIMEOUT);
+    // As upstream's handler: `timeoutSeconds=0` (or none) is the server's default, a
+    // negative one has already run out.
+    let timeout = match query.int("timeoutSeconds")? {
+        None | Some(0) => DEFAULT_TIMEOUT,
+        Some(seconds) => Duration::from_secs(seconds.max(0).unsigned_abs()),
+    };
+    crate::request::check_list_options(query, true)?;
+    let mut filter = Filter::from_query(resource, query)?;
+    if let Some(name) = name {
+        filter.select_name(name)?;
+    }
     let send_initial = query.flag("sendInitialEvents");
     let requested_rv = query.get("resourceVersion").map(str::to_string);
     // No resourceVersion (or "0") means "current state, then changes", like a list+watch.
     let initial_list = send_initial || matches!(requested_rv.as_deref(), None | Some("0"));
     let start_revision = match (&requested_rv, initial_list) {
-        (Some(rv), false) => rv
-            .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        // Upstream's watch cache returns the versioner's error unconverted, and the
+        // handler makes a 500 without a reason of it.
+        (Some(rv), false) => rind_api::query::parse_resource_version(rv)
+            .map(|rv| i64::try_from(rv).unwrap_or(i64::MAX))
+            .map_err(ApiError::unconverted)?,
         _ => 0,
     };
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
@@ -213,27 +221,4 @@ pub async fn serve(
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(stream_response("application/json", body))
-}
-
-/// The query a watch filters with: the request's selectors, plus `metadata.name` when
-/// the legacy path named one object.
-fn query_uri(query: &Query, name: Option<&str>) -> http::Uri {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    if let Some(labels) = query.raw("labelSelector") {
-        pairs.push(("labelSelector".into(), labels.into()));
-    }
-    let mut fields: Vec<String> = query
-        .raw("fieldSelector")
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .into_iter()
-        .collect();
-    if let Some(name) = name {
-        fields.push(format!("metadata.name={name}"));
-    }
-    if !fields.is_empty() {
-        pairs.push(("fieldSelector".into(), fields.join(",")));
-    }
-    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    format!("/?{encoded}").parse().unwrap_or_default()
 }

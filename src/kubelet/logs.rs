@@ -13,6 +13,18 @@ pub struct LogOptions {
     pub timestamps: bool,
     pub previous: bool,
     pub since_seconds: Option<i64>,
+    pub since_time: Option<Timestamp>,
+    /// At most this many bytes of output, cut mid-line as upstream's limit writer does.
+    pub limit_bytes: Option<u64>,
+}
+
+/// A `/containerLogs` query this kubelet cannot read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogQueryError {
+    #[error("{0}")]
+    Integer(#[from] rind_api::query::IntError),
+    #[error("invalid sinceTime {0:?}: {1}")]
+    SinceTime(String, String),
 }
 
 /// One complete line of container output, partial records joined.
@@ -97,16 +109,17 @@ impl Assembler {
     }
 }
 
-/// Applies `sinceSeconds` and `tailLines` to the lines already written.
+/// Applies `sinceSeconds`, `sinceTime` and `tailLines` to the lines already written.
 pub fn select(entries: Vec<LogEntry>, opts: &LogOptions, now: Timestamp) -> Vec<LogEntry> {
-    let mut entries: Vec<LogEntry> = match opts.since_seconds {
-        Some(secs) => {
-            let cutoff = now.as_second().saturating_sub(secs);
-            entries
-                .into_iter()
-                .filter(|e| e.time().is_none_or(|t| t.as_second() >= cutoff))
-                .collect()
-        }
+    let by_seconds = opts
+        .since_seconds
+        .map(|secs| now.as_second().saturating_sub(secs));
+    let by_time = opts.since_time.map(|t| t.as_second());
+    let mut entries: Vec<LogEntry> = match by_seconds.max(by_time) {
+        Some(cutoff) => entries
+            .into_iter()
+            .filter(|e| e.time().is_none_or(|t| t.as_second() >= cutoff))
+            .collect(),
         None => entries,
     };
     if let Some(tail) = opts.tail_lines
@@ -117,23 +130,35 @@ pub fn select(entries: Vec<LogEntry>, opts: &LogOptions, now: Timestamp) -> Vec<
     entries
 }
 
-/// Parses the query string of a `/containerLogs` request.
-pub fn parse_options(query: Option<&str>) -> LogOptions {
-    let mut opts = LogOptions::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        // The API server passes these through as the client sent them.
-        let flag = rind_api::query::parse_bool(value);
-        match key {
-            "follow" => opts.follow = flag,
-            "timestamps" => opts.timestamps = flag,
-            "previous" => opts.previous = flag,
-            "tailLines" => opts.tail_lines = value.parse().ok(),
-            "sinceSeconds" => opts.since_seconds = value.parse().ok(),
-            _ => {}
-        }
-    }
-    opts
+/// Parses the query string of a `/containerLogs` request with the parameter decoding
+/// the API server uses (the first of repeated keys; booleans and integers as
+/// upstream's codec reads them). A negative `tailLines` means every line.
+pub fn parse_options(query: Option<&str>) -> Result<LogOptions, LogQueryError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default();
+    let first = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let flag = |key: &str| first(key).is_some_and(rind_api::query::parse_bool);
+    let int = |key: &str| first(key).map(rind_api::query::parse_int64).transpose();
+    let since_time = first("sinceTime")
+        .map(|t| {
+            t.parse::<Timestamp>()
+                .map_err(|e| LogQueryError::SinceTime(t.to_string(), e.to_string()))
+        })
+        .transpose()?;
+    Ok(LogOptions {
+        follow: flag("follow"),
+        timestamps: flag("timestamps"),
+        previous: flag("previous"),
+        tail_lines: int("tailLines")?.and_then(|n| usize::try_from(n).ok()),
+        since_seconds: int("sinceSeconds")?,
+        since_time,
+        limit_bytes: int("limitBytes")?.and_then(|n| u64::try_from(n).ok()),
+    })
 }
 
 #[cfg(test)]
@@ -215,8 +240,9 @@ mod tests {
     #[test]
     fn query_options() {
         let opts = parse_options(Some(
-            "follow=true&tailLines=10&timestamps=true&previous=false&sinceSeconds=30",
-        ));
+            "follow=True&tailLines=10&timestamps=1&previous=false&sinceSeconds=30&limitBytes=5&tailLines=3",
+        ))
+        .unwrap();
         assert_eq!(
             opts,
             LogOptions {
@@ -225,8 +251,36 @@ mod tests {
                 timestamps: true,
                 previous: false,
                 since_seconds: Some(30),
+                since_time: None,
+                limit_bytes: Some(5),
             }
         );
-        assert_eq!(parse_options(None), LogOptions::default());
+        assert_eq!(parse_options(None).unwrap(), LogOptions::default());
+        let since = parse_options(Some("sinceTime=2026-11-22T00%3A00%3A02Z")).unwrap();
+        assert_eq!(
+            since.since_time,
+            Some("2026-11-22T00:00:02Z".parse().unwrap())
+        );
+        assert_eq!(
+            parse_options(Some("tailLines=x")).unwrap_err().to_string(),
+            r#"strconv.ParseInt: parsing "x": invalid syntax"#
+        );
+        assert!(parse_options(Some("sinceTime=yesterday")).is_err());
+    }
+
+    #[test]
+    fn since_time_keeps_later_lines() {
+        let entries = parse_all(LOG.as_bytes());
+        let opts = LogOptions {
+            since_time: Some("2026-11-22T00:00:03Z".parse().unwrap()),
+            ..LogOptions::default()
+        };
+        let now: Timestamp = "2026-11-22T00:00:05Z".parse().unwrap();
+        let got = select(entries, &opts, now);
+        assert!(!got.is_empty());
+        assert!(
+            got.iter()
+                .all(|e| e.timestamp.as_str() >= "2026-11-22T00:00:03")
+        );
     }
 }

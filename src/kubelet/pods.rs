@@ -8,7 +8,7 @@ use super::cri::{self, Cri, CriError, v1};
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Event, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Event, ObjectReference, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
 use rind_runtime::events;
@@ -44,8 +44,15 @@ pub trait PodApi: Send + Sync {
     async fn patch_status(&self, key: &PodKey, status: &PodStatus) -> Result<(), kube::Error>;
     /// Finishes a graceful deletion: grace period 0, only for this very pod (uid).
     async fn delete_now(&self, key: &PodKey) -> Result<(), kube::Error>;
-    /// Records an Event about the pod; a failure is only logged, events are advisory.
-    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str);
+    /// Records an Event about the pod or one of its containers (`events::pod_reference`,
+    /// `events::container_reference`); a failure is only logged, events are advisory.
+    async fn record_event(
+        &self,
+        regarding: ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    );
     /// The client volumes read their claims, configMaps and secrets with (None: a
     /// test runtime without an API server; pods with volumes then cannot start).
     fn client(&self) -> Option<kube::Client> {
@@ -92,25 +99,26 @@ impl PodApi for KubePodApi {
         }
     }
 
-    async fn record_event(&self, key: &PodKey, type_: &str, reason: &str, message: &str) {
-        let event = events::pod_event(
-            &events::Involved {
-                namespace: &key.namespace,
-                name: &key.name,
-                uid: &key.uid,
-                resource_version: None,
-            },
-            &events::Reporter {
-                component: "kubelet",
-                host: Some(&self.node_name),
-            },
+    async fn record_event(
+        &self,
+        regarding: ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let pod = regarding.name.clone().unwrap_or_default();
+        let event = events::legacy_event(
+            regarding,
+            "kubelet",
+            &self.node_name,
             type_,
             reason,
             message,
         );
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(pod = %key.name, %reason, "cannot record event: {err}");
+            tracing::warn!(%pod, %reason, "cannot record event: {err}");
         }
     }
 }
@@ -336,7 +344,7 @@ impl PodWorkers {
                 let name = label(&container.labels, cri::LABEL_CONTAINER_NAME);
                 self.api
                     .record_event(
-                        &key,
+                        events::container_reference(pod, name),
                         "Normal",
                         "Killing",
                         &format!("Stopping container {name}"),
@@ -399,7 +407,7 @@ impl PodWorkers {
                         if attempt == 0 && self.first_failure(&key.uid) {
                             self.api
                                 .record_event(
-                                    &key,
+                                    events::pod_reference(pod),
                                     "Warning",
                                     "FailedCreatePodSandBox",
                                     &format!("Failed to create pod sandbox: {err}"),
@@ -593,7 +601,7 @@ impl PodWorkers {
                     ctx.key.name, ctx.key.namespace, ctx.key.uid
                 );
                 self.api
-                    .record_event(ctx.key, "Warning", "BackOff", &message)
+                    .record_event(ctx.container_reference(), "Warning", "BackOff", &message)
                     .await;
             }
             view.previous = Some(current.clone());
@@ -633,10 +641,7 @@ impl PodWorkers {
         attempt: u32,
     ) -> Result<Result<String, Waiting>, SyncError> {
         let image = ctx.container.image.clone().unwrap_or_default();
-        if let Err(waiting) = self
-            .ensure_image(ctx.key, &ctx.container.name, &image)
-            .await?
-        {
+        if let Err(waiting) = self.ensure_image(ctx, &image).await? {
             return Ok(Err(waiting));
         }
         let mounts = match self.api.client() {
@@ -668,7 +673,7 @@ impl PodWorkers {
                 if self.first_failure(&format!("{}/mount", ctx.key.uid)) {
                     self.api
                         .record_event(
-                            ctx.key,
+                            events::pod_reference(ctx.pod),
                             "Warning",
                             "FailedMount",
                             &format!("MountVolume.SetUp failed: {err}"),
@@ -693,7 +698,12 @@ impl PodWorkers {
             Err(err) => {
                 tracing::warn!(pod = %ctx.key.name, container = %name, "create failed: {err}");
                 self.api
-                    .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                    .record_event(
+                        ctx.container_reference(),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {err}"),
+                    )
                     .await;
                 return Ok(Err(Waiting {
                     reason: "CreateContainerError".into(),
@@ -703,7 +713,7 @@ impl PodWorkers {
         };
         self.api
             .record_event(
-                ctx.key,
+                ctx.container_reference(),
                 "Normal",
                 "Created",
                 &format!("Created container: {name}"),
@@ -712,7 +722,12 @@ impl PodWorkers {
         if let Err(err) = self.cri.start_container(&id).await {
             tracing::warn!(pod = %ctx.key.name, container = %name, "start failed: {err}");
             self.api
-                .record_event(ctx.key, "Warning", "Failed", &format!("Error: {err}"))
+                .record_event(
+                    ctx.container_reference(),
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {err}"),
+                )
                 .await;
             return Ok(Err(Waiting {
                 reason: "RunContainerError".into(),
@@ -722,7 +737,7 @@ impl PodWorkers {
         tracing::info!(pod = %ctx.key.name, namespace = %ctx.key.namespace, container = %name, id = %id, "container started");
         self.api
             .record_event(
-                ctx.key,
+                ctx.container_reference(),
                 "Normal",
                 "Started",
                 &format!("Started container {name}"),
@@ -737,14 +752,13 @@ impl PodWorkers {
     /// for an absent image (it can succeed only where a registry is reachable).
     async fn ensure_image(
         &self,
-        key: &PodKey,
-        container: &str,
+        ctx: &ContainerCtx<'_>,
         image: &str,
     ) -> Result<Result<(), Waiting>, CriError> {
         if self.cri.image_status(image).await?.is_some() {
             self.api
                 .record_event(
-                    key,
+                    ctx.container_reference(),
                     "Normal",
                     "Pulled",
                     &format!("Container image \"{image}\" already present on machine"),
@@ -752,7 +766,7 @@ impl PodWorkers {
                 .await;
             return Ok(Ok(()));
         }
-        let failure_key = (key.uid.clone(), container.to_string());
+        let failure_key = (ctx.key.uid.clone(), ctx.container.name.clone());
         let previous = self
             .pulls
             .lock()
@@ -782,7 +796,7 @@ impl PodWorkers {
                 tracing::warn!(%image, "image pull failed: {err}");
                 self.api
                     .record_event(
-                        key,
+                        ctx.container_reference(),
                         "Warning",
                         "Failed",
                         &format!("Failed to pull image \"{image}\": {err}"),
@@ -836,6 +850,13 @@ struct ContainerCtx<'a> {
     fields: &'a FieldValues<'a>,
 }
 
+impl ContainerCtx<'_> {
+    /// What the container's events point at (`spec.containers{NAME}`).
+    fn container_reference(&self) -> ObjectReference {
+        events::container_reference(self.pod, &self.container.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,11 +886,17 @@ mod tests {
             self.deleted.lock().unwrap().insert(key.uid.clone());
             Ok(())
         }
-        async fn record_event(&self, key: &PodKey, _type: &str, reason: &str, _message: &str) {
+        async fn record_event(
+            &self,
+            regarding: ObjectReference,
+            _type: &str,
+            reason: &str,
+            _message: &str,
+        ) {
             self.events
                 .lock()
                 .unwrap()
-                .push((key.uid.clone(), reason.to_string()));
+                .push((regarding.uid.unwrap_or_default(), reason.to_string()));
         }
     }
 

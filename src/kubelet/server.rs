@@ -171,7 +171,10 @@ async fn container_logs(
     Path((namespace, pod_name, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let opts = logs::parse_options(query.as_deref());
+    let opts = match logs::parse_options(query.as_deref()) {
+        Ok(opts) => opts,
+        Err(err) => return text(StatusCode::BAD_REQUEST, err.to_string()),
+    };
     let Some(pod) = state
         .store
         .get(&ObjectRef::<Pod>::new(&pod_name).within(&namespace))
@@ -249,6 +252,27 @@ impl StillWriting for Liveness {
     }
 }
 
+/// Sends as much of `text` as `budget` (the bytes `limitBytes` still allows, `None`
+/// for no limit) lets through; false once the stream should end: the client left or
+/// the limit is reached.
+async fn send_within(tx: &mpsc::Sender<Bytes>, budget: &mut Option<u64>, text: String) -> bool {
+    let mut bytes = Bytes::from(text);
+    if let Some(left) = budget {
+        let allowed = usize::try_from(*left).unwrap_or(usize::MAX);
+        if bytes.len() >= allowed {
+            bytes.truncate(allowed);
+            *left = 0;
+        } else {
+            *left -= bytes.len() as u64;
+        }
+    }
+    let exhausted = *budget == Some(0);
+    if !bytes.is_empty() && tx.send(bytes).await.is_err() {
+        return false;
+    }
+    !exhausted
+}
+
 async fn stream_log(
     path: String,
     opts: LogOptions,
@@ -263,13 +287,10 @@ async fn stream_log(
         return;
     }
     let mut assembler = Assembler::default();
+    let mut budget = opts.limit_bytes;
     let existing = logs::select(assembler.push(&buf), &opts, jiff::Timestamp::now());
     for entry in existing {
-        if tx
-            .send(Bytes::from(entry.render(opts.timestamps)))
-            .await
-            .is_err()
-        {
+        if !send_within(&tx, &mut budget, entry.render(opts.timestamps)).await {
             return;
         }
     }
@@ -287,11 +308,7 @@ async fn stream_log(
         if n > 0 {
             idle_polls = 0;
             for entry in assembler.push(&chunk[..n]) {
-                if tx
-                    .send(Bytes::from(entry.render(opts.timestamps)))
-                    .await
-                    .is_err()
-                {
+                if !send_within(&tx, &mut budget, entry.render(opts.timestamps)).await {
                     return;
                 }
             }
@@ -471,6 +488,31 @@ mod tests {
         let path = file.path().display().to_string();
         tokio::spawn(stream_log(path, opts, None::<Flag>, tx));
         assert_eq!(collect(rx).await, "2026-11-22T00:00:02Z two\n");
+    }
+
+    #[tokio::test]
+    async fn limit_bytes_cuts_the_output_and_ends_a_followed_stream() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            file,
+            "2026-11-22T00:00:01Z stdout F one\n2026-11-22T00:00:02Z stdout F two\n"
+        )
+        .unwrap();
+        let opts = LogOptions {
+            follow: true,
+            limit_bytes: Some(6),
+            ..LogOptions::default()
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let path = file.path().display().to_string();
+        // The writer never stops: only the limit can end this stream.
+        let running = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn(stream_log(path, opts, Some(Flag(running)), tx));
+        let got = tokio::time::timeout(Duration::from_secs(10), collect(rx))
+            .await
+            .unwrap();
+        assert_eq!(got, "one\ntw");
+        task.await.unwrap();
     }
 
     #[tokio::test]

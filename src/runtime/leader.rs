@@ -56,12 +56,7 @@ impl LeaseConfig {
 /// `<hostname>_<uuid>`, as upstream components name themselves in leases: the host says
 /// where the leader runs, the uuid tells two runs on the same host apart.
 pub fn identity() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "rind".into());
-    format!("{host}_{}", uuid::Uuid::new_v4())
+    format!("{}_{}", crate::events::hostname(), uuid::Uuid::new_v4())
 }
 
 /// The last lease record we saw and when we first saw it in this form.

@@ -1,7 +1,7 @@
 //! What every in-node component shares, and what the host side and the node agree on:
 //! the node's configuration file and paths, the one YAML and logging setup, the API
-//! client built from a kubeconfig, reflector stores kept filled from a watch, core/v1
-//! Events about pods, and Lease leader election. Components import this crate, never
+//! client built from a kubeconfig, reflector stores kept filled from a watch, Events
+//! about pods as upstream's recorders write them, and Lease leader election. Components import this crate, never
 //! each other.
 
 pub mod client;

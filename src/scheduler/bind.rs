@@ -2,7 +2,8 @@
 //! PodScheduled condition when no node fits.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::events::v1::Event as EventV1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rind_runtime::events;
@@ -52,32 +53,26 @@ pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), Bi
     Ok(())
 }
 
-/// Records a core/v1 Event about the pod, as `kubectl describe pod` shows them.
+/// Records an Event about the pod as upstream's scheduler does, through the
+/// events.k8s.io/v1 API (core/v1 clients see it too: both share the storage).
 pub async fn record_event(
     client: &kube::Client,
     pod: &Pod,
     type_: &str,
     reason: &str,
+    action: &str,
     message: &str,
 ) -> Result<(), BindError> {
-    let ns = namespace(pod);
-    let name = name(pod);
-    let event = events::pod_event(
-        &events::Involved {
-            namespace: &ns,
-            name: &name,
-            uid: pod.metadata.uid.as_deref().unwrap_or(""),
-            resource_version: pod.metadata.resource_version.as_deref(),
-        },
-        &events::Reporter {
-            component: SCHEDULER_NAME,
-            host: None,
-        },
+    let event = events::new_event(
+        events::pod_reference(pod),
+        SCHEDULER_NAME,
+        action,
         type_,
         reason,
         message,
     );
-    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let ns = event.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<EventV1> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &event).await?;
     Ok(())
 }
@@ -92,6 +87,7 @@ struct PendingEvent {
     pod: Arc<Pod>,
     type_: &'static str,
     reason: &'static str,
+    action: &'static str,
     message: String,
 }
 
@@ -119,6 +115,7 @@ impl EventSink {
                         &event.pod,
                         event.type_,
                         event.reason,
+                        event.action,
                         &event.message,
                     )
                     .await
@@ -131,11 +128,14 @@ impl EventSink {
         EventSink { tx }
     }
 
+    /// Queues an event about `pod`; `action` is what the scheduler was doing
+    /// (upstream's `Binding` for Scheduled, `Scheduling` for FailedScheduling).
     pub fn send(
         &self,
         pod: &Arc<Pod>,
         type_: &'static str,
         reason: &'static str,
+        action: &'static str,
         message: String,
         stats: &super::Stats,
     ) {
@@ -143,6 +143,7 @@ impl EventSink {
             pod: pod.clone(),
             type_,
             reason,
+            action,
             message,
         };
         if self.tx.try_send(event).is_err() {

@@ -398,7 +398,7 @@ impl Scheduler {
                         pod.metadata.namespace.as_deref().unwrap_or("default"),
                         pod.metadata.name.as_deref().unwrap_or("")
                     );
-                    events.send(&pod, "Normal", "Scheduled", message, &stats);
+                    events.send(&pod, "Normal", "Scheduled", "Binding", message, &stats);
                 }
                 Err(err) => {
                     stats.bind_errors.fetch_add(1, Ordering::Relaxed);
@@ -435,6 +435,7 @@ impl Scheduler {
             &pod,
             "Warning",
             "FailedScheduling",
+            "Scheduling",
             message.clone(),
             &self.stats,
         );

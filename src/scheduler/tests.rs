@@ -134,23 +134,34 @@ async fn too_big_pod_is_unschedulable_until_a_big_node_appears() {
     add_node(&client, "large", "4", serde_json::json!({"size": "large"})).await;
     let node = eventually("the pod bound", || node_of(&client, "big")).await;
     assert_eq!(node, "large");
-    eventually("a Scheduled event", || {
+    // Found as clients look for it: by the pod's name and the reason.
+    let scheduled = eventually("a Scheduled event", || {
         let events = events.clone();
         async move {
             events
-                .list(&ListParams::default())
+                .list(&ListParams::default().fields("involvedObject.name=big,reason=Scheduled"))
                 .await
                 .ok()?
                 .items
                 .into_iter()
                 .find(|e| {
-                    e.reason.as_deref() == Some("Scheduled")
-                        && e.message.as_deref()
-                            == Some("Successfully assigned default/big to large")
+                    e.message.as_deref() == Some("Successfully assigned default/big to large")
                 })
         }
     })
     .await;
+    // Written as upstream's events recorder writes it (events.k8s.io/v1).
+    let involved = &scheduled.involved_object;
+    assert_eq!(involved.kind.as_deref(), Some("Pod"));
+    assert_eq!(involved.api_version.as_deref(), Some("v1"));
+    assert!(involved.uid.as_deref().is_some_and(|u| !u.is_empty()));
+    assert!(involved.resource_version.is_some());
+    assert_eq!(
+        scheduled.reporting_component.as_deref(),
+        Some("default-scheduler")
+    );
+    assert_eq!(scheduled.action.as_deref(), Some("Binding"));
+    assert!(scheduled.event_time.is_some());
     scheduler.abort();
 }
 

@@ -130,19 +130,22 @@ async fn list_paging(store: &dyn Store) {
     assert!(!all.more);
     assert_eq!(all.revision, store.revision().await.unwrap());
 
+    assert_eq!(all.count, 5);
     let first = store.list(prefix, None, 2, None).await.unwrap();
     assert_eq!(
         (names(&first), first.more),
         (vec!["a".into(), "b".into()], true)
     );
+    // The count runs from the page's start to the end of the range.
+    assert_eq!(first.count, 5);
     let last_key = first.items[1].key.clone();
     let second = store
         .list(prefix, Some(&last_key), 2, Some(first.revision))
         .await
         .unwrap();
     assert_eq!(
-        (names(&second), second.more),
-        (vec!["c".into(), "d".into()], true)
+        (names(&second), second.more, second.count),
+        (vec!["c".into(), "d".into()], true, 3)
     );
     assert_eq!(second.revision, first.revision);
     let last_key = second.items[1].key.clone();

@@ -24,6 +24,9 @@ pub struct ListPage {
     pub revision: i64,
     /// True when keys after the last returned one remain (a `continue` is needed).
     pub more: bool,
+    /// How many keys the range held from where the page began, the returned ones
+    /// included (etcd's `count`): what a list's `remainingItemCount` is made from.
+    pub count: usize,
 }
 
 /// What happened to a key, as seen by a watch.
@@ -84,6 +87,7 @@ pub async fn list_all(
         items.append(&mut answer.items);
         if !answer.more || start_after.is_none() {
             return Ok(ListPage {
+                count: items.len(),
                 items,
                 revision: answer.revision,
                 more: false,

@@ -178,20 +178,18 @@ impl Store for MemoryStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter_map(|(_, versions)| value_at(versions, revision));
         let mut items = Vec::new();
+        let mut count = 0;
         for kv in visible.by_ref() {
-            if limit > 0 && items.len() == limit {
-                return Ok(ListPage {
-                    items,
-                    revision,
-                    more: true,
-                });
+            count += 1;
+            if limit == 0 || items.len() < limit {
+                items.push(kv.clone());
             }
-            items.push(kv.clone());
         }
         Ok(ListPage {
+            more: count > items.len(),
             items,
             revision,
-            more: false,
+            count,
         })
     }
 

@@ -507,9 +507,20 @@ pub fn status(crd: &Value, conflict: Option<&str>) -> Value {
             ],
         ),
     };
+    // As upstream's SetCRDCondition: a condition of the same type is replaced where it
+    // stands, a new type appended, and conditions of other types (a client's own, or
+    // another controller's) are kept.
+    let mut merged = old_conditions;
+    for condition in conditions {
+        let kind = text(&condition, &["type"]).to_string();
+        match merged.iter_mut().find(|c| text(c, &["type"]) == kind) {
+            Some(existing) => *existing = condition,
+            None => merged.push(condition),
+        }
+    }
     json!({
         "acceptedNames": accepted,
-        "conditions": conditions,
+        "conditions": merged,
         "storedVersions": stored,
     })
 }
@@ -572,5 +583,23 @@ mod tests {
         assert_eq!(status["storedVersions"], json!(["v1"]));
         assert_eq!(status["conditions"][1]["type"], "Established");
         assert_eq!(status["conditions"][1]["status"], "True");
+    }
+
+    #[test]
+    fn status_keeps_conditions_of_other_types() {
+        let mut crd = crd();
+        crd["status"] = json!({"conditions": [
+            {"type": "Sample", "status": "True", "reason": "E2E", "message": "m"},
+            {"type": "Established", "status": "False", "reason": "Old", "message": "m"},
+        ]});
+        let conditions = status(&crd, None)["conditions"].clone();
+        let kinds: Vec<&str> = conditions
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Sample", "Established", "NamesAccepted"]);
+        assert_eq!(conditions[1]["status"], "True");
     }
 }

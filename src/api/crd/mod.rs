@@ -275,6 +275,9 @@ fn build(
         // Upstream's layout: /registry/<group>/<plural>/[<namespace>/]<name>, shared by
         // every version.
         key_prefix: leak(&format!("/registry/{group}/{plural}/")),
+        // Upstream's custom-resource converter: metadata.name, metadata.namespace when
+        // namespaced, the CRD's selectableFields; `field label not supported` else.
+        field_labels: crate::selector::FieldLabels::Converted,
         selectable_fields: leak_list(&selectable),
         selectable_zero_values: &[],
         selectable_reads: &[],

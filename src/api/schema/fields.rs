@@ -53,6 +53,8 @@ enum Ty {
     #[default]
     Any,
     String,
+    /// `[]byte`: a string that must also be base64 as Go's StdEncoding reads it.
+    Bytes,
     Int32,
     Int64,
     Number,
@@ -69,6 +71,9 @@ impl Ty {
             return Ty::IntOrString;
         }
         match schema.get("type").and_then(Value::as_str) {
+            Some("string") if schema.get("format").and_then(Value::as_str) == Some("byte") => {
+                Ty::Bytes
+            }
             Some("string") => Ty::String,
             Some("integer") if schema.get("format").and_then(Value::as_str) == Some("int32") => {
                 Ty::Int32
@@ -88,7 +93,7 @@ impl Ty {
     fn mismatch(self, value: &Value) -> Option<String> {
         let fits = match (self, value) {
             (_, Value::Null) | (Ty::Any, _) => true,
-            (Ty::String, Value::String(_)) => true,
+            (Ty::String | Ty::Bytes, Value::String(_)) => true,
             (Ty::Int32, Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
             (Ty::Int64, Value::Number(n)) => n.as_i64().is_some(),
             (Ty::Number, Value::Number(_)) => true,
@@ -192,6 +197,7 @@ impl FieldTree {
         node.go = match (named, node.ty) {
             (Some(name), _) => name,
             (None, Ty::String) => "string".into(),
+            (None, Ty::Bytes) => "[]uint8".into(),
             (None, Ty::Int32) => "int32".into(),
             (None, Ty::Int64) => "int64".into(),
             (None, Ty::Number) => "float64".into(),
@@ -231,6 +237,20 @@ impl FieldTree {
                         "json: cannot unmarshal {what} into Go struct field {owner}.{} of type {}",
                         found.go_path, node.go
                     ),
+                });
+            }
+            return;
+        }
+        // Upstream's decoder reads `[]byte` from base64 and stops at the first value
+        // that is not, with nothing but the base64 decoder's own words.
+        if node.ty == Ty::Bytes
+            && let Value::String(text) = value
+        {
+            if let Err(corrupt) = crate::byte_fields::decode(text)
+                && found.mistyped.is_none()
+            {
+                found.mistyped = Some(Mistyped {
+                    message: corrupt.to_string(),
                 });
             }
             return;
@@ -413,6 +433,16 @@ impl Schemas {
 /// decoded), named like unknown fields. Empty when the body is not JSON: its decoder
 /// reports that.
 pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
+    key_occurrences(raw)
+        .into_iter()
+        .filter_map(|(path, repeated)| repeated.then_some(path))
+        .collect()
+}
+
+/// Every key of a JSON document in the order it appears, named like unknown fields,
+/// each with whether it repeats a key of the same object: the order upstream's strict
+/// decoder reports unknown and duplicate fields in. Empty when the body is not JSON.
+pub fn key_occurrences(raw: &[u8]) -> Vec<(String, bool)> {
     let mut found = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let seed = Duplicates {
@@ -515,7 +545,7 @@ impl<'de> serde::de::Visitor<'de> for Noting<'_> {
 /// Walks a JSON document without building it, noting keys seen twice per object.
 struct Duplicates<'a> {
     path: String,
-    found: &'a mut Vec<String>,
+    found: &'a mut Vec<(String, bool)>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
@@ -538,9 +568,8 @@ impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
         while let Some(key) = map.next_key::<String>()? {
             let mut path = self.path.clone();
             push_field(&mut path, &key);
-            if !seen.insert(key) {
-                self.found.push(path.clone());
-            }
+            let repeated = !seen.insert(key);
+            self.found.push((path.clone(), repeated));
             map.next_value_seed(Duplicates {
                 path,
                 found: &mut *self.found,
@@ -853,6 +882,23 @@ mod tests {
         let patch = json!({"metadata": {"labels": {"a": null}}, "spec": {"containers": [
             {"name": "c", "$patch": "delete"}], "$setElementOrder/containers": [{"name": "c"}]}});
         assert_eq!(mistyped(patch, BodyShape::MergePatch), None);
+        // `[]byte` takes base64 only, refused in the base64 decoder's own words.
+        let secret = |data: Value| {
+            let mut body = json!({"metadata": {"name": "s"}, "data": data});
+            schemas()
+                .prune_checked("io.k8s.api.core.v1.Secret", &mut body, BodyShape::Object)
+                .1
+                .map(|m| m.message)
+        };
+        assert_eq!(secret(json!({"a": "aGVs\nbG8=", "b": null})), None);
+        assert_eq!(
+            secret(json!({"a": "aGVs bG8="})).as_deref(),
+            Some("illegal base64 data at input byte 4")
+        );
+        assert_eq!(
+            secret(json!({"a": 5})).as_deref(),
+            Some("json: cannot unmarshal number into Go struct field Secret.data of type []uint8")
+        );
         // A JSON patch's added values are checked where their path leads.
         let patch = json!([{"op": "replace", "path": "/spec/containers/0/image", "value": 1}]);
         assert_eq!(

@@ -5,13 +5,13 @@
 use super::encoding::encode;
 use super::list::{Filter, collect};
 use super::{Ctx, MAX_RETRIES, answer_with, read, set_resource_version, store_error};
-use crate::request::{Query, Rendering};
+use crate::request::{Query, Rendering, check_dry_run};
 use crate::strategy::{self, Strategy};
 use crate::{Json, Server};
 use http::StatusCode;
 use rind_api::meta::{self, format_time, metadata_mut};
 use rind_api::registry::Resource;
-use rind_api::status::{ApiError, StatusDetails, success};
+use rind_api::status::{ApiError, Cause, StatusDetails, success};
 use rind_store::StoreError;
 use serde_json::{Value, json};
 
@@ -32,39 +32,94 @@ impl DeleteOptions {
         self.dry_run
     }
 
+    /// Upstream reads `DeleteOptions` from the body when there is one and from the
+    /// query parameters otherwise, never merging the two; the query's `uid` and
+    /// `resourceVersion` are preconditions there. A negative grace period means one
+    /// second, and the options are validated as upstream's `ValidateDeleteOptions` does.
     pub fn from_request(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
-        let body = body.cloned().unwrap_or(Value::Null);
-        let grace_period = match query.int("gracePeriodSeconds")? {
-            Some(g) => Some(g),
-            None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        let sent = match body {
+            Some(body) => SentOptions {
+                grace_period: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+                dry_run: body
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .map(|d| d.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default(),
+                policy: body.get("propagationPolicy").and_then(Value::as_str),
+                orphan_dependents: body.get("orphanDependents").and_then(Value::as_bool),
+                uid: meta::str_at(body, &["preconditions", "uid"]),
+                resource_version: meta::str_at(body, &["preconditions", "resourceVersion"]),
+            },
+            None => SentOptions {
+                grace_period: query.int("gracePeriodSeconds")?,
+                dry_run: query.values("dryRun"),
+                policy: query.raw("propagationPolicy"),
+                orphan_dependents: query
+                    .raw("orphanDependents")
+                    .map(rind_api::query::parse_bool),
+                uid: query.get("uid"),
+                resource_version: query.get("resourceVersion"),
+            },
         };
-        let dry_run = query.get("dryRun") == Some("All")
-            || body
-                .get("dryRun")
-                .and_then(Value::as_array)
-                .is_some_and(|d| d.iter().any(|v| v == "All"));
-        let policy = query
-            .get("propagationPolicy")
-            .or_else(|| body.get("propagationPolicy").and_then(Value::as_str));
-        let orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
-        let gc_finalizer = match (policy, orphan_dependents) {
+        sent.validate()?;
+        let gc_finalizer = match (sent.policy, sent.orphan_dependents) {
             (Some("Orphan"), _) | (None, Some(true)) => Some("orphan"),
             (Some("Foreground"), _) => Some("foregroundDeletion"),
-            (Some("Background") | None, _) => None,
-            (Some(other), _) => {
-                return Err(ApiError::bad_request(format!(
-                    "unsupported propagationPolicy {other:?}: use Orphan, Background or Foreground"
-                )));
-            }
+            _ => None,
         };
         Ok(DeleteOptions {
             gc_finalizer,
-            grace_period,
-            uid: meta::str_at(&body, &["preconditions", "uid"]).map(str::to_string),
-            resource_version: meta::str_at(&body, &["preconditions", "resourceVersion"])
-                .map(str::to_string),
-            dry_run,
+            grace_period: sent.grace_period.map(|g| if g < 0 { 1 } else { g }),
+            uid: sent.uid.map(str::to_string),
+            resource_version: sent.resource_version.map(str::to_string),
+            dry_run: !sent.dry_run.is_empty(),
         })
+    }
+}
+
+/// `DeleteOptions` as the client sent them, in the body or the query.
+struct SentOptions<'a> {
+    grace_period: Option<i64>,
+    dry_run: Vec<&'a str>,
+    policy: Option<&'a str>,
+    orphan_dependents: Option<bool>,
+    uid: Option<&'a str>,
+    resource_version: Option<&'a str>,
+}
+
+impl SentOptions<'_> {
+    /// Upstream's `ValidateDeleteOptions`, as 422 Invalid `DeleteOptions.meta.k8s.io`.
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut causes = Vec::new();
+        if let (Some(policy), Some(_)) = (self.policy, self.orphan_dependents) {
+            causes.push(Cause::invalid(
+                "propagationPolicy",
+                policy,
+                "orphanDependents and deletionPropagation cannot be both set",
+            ));
+        }
+        if let Some(policy) = self.policy
+            && !matches!(policy, "Foreground" | "Background" | "Orphan")
+        {
+            causes.push(Cause::unsupported(
+                "propagationPolicy",
+                policy,
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+        if let Err(err) = check_dry_run(&self.dry_run, "DeleteOptions") {
+            causes.extend(err.details.into_iter().flat_map(|d| d.causes));
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                &causes,
+            ))
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub use bind::bind;
 pub use create::{create, create_object};
 pub use delete::{DeleteOptions, Deleted, delete, delete_collection, delete_object};
 pub use get::get;
-pub use list::{Filter, collect, list, scan};
+pub use list::{Continue, Filter, collect, list, scan};
 pub use patch::{PatchBody, apply_patch, patch};
 pub use update::{prepare_update, update, validate_update, write_update};
 

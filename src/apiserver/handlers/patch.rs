@@ -76,6 +76,7 @@ fn apply_error(err: managed::ApplyError) -> ApiError {
                     })
                     .collect(),
             ))),
+            continue_token: None,
         },
         managed::ApplyError::Invalid(message) => ApiError::bad_request(message),
     }

@@ -7,13 +7,14 @@ pub mod reconcile;
 
 use super::User;
 use super::mirror::Mirror;
-use super::request::{Query, Target};
+use super::request::Query;
 use http::Method;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use rind_api::rbac::{
     Attributes, MASTERS, ResourceAttributes, aggregates, effective_groups, forbidden_reason,
     rule_allows, subject_matches,
 };
+use rind_api::selector::FieldSelector;
 use rind_api::status::ApiError;
 use rind_store::{Store, StoreError};
 use std::sync::Arc;
@@ -43,46 +44,124 @@ pub struct Rbac {
 /// so `get` on pods does not grant running commands in them.
 const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
 
-/// What a request does, in authorizer terms (upstream's RequestInfo).
-pub fn attributes(target: &Target, method: &Method, uri: &http::Uri) -> Attributes {
-    let Target::Resource(r) = target else {
-        return path_attributes(method, uri);
-    };
-    let watch = r.watch_path || Query::parse(uri).is_ok_and(|q| q.flag("watch"));
-    let subresource = r.subresource.clone().unwrap_or_default();
-    let verb = match *method {
-        Method::GET | Method::HEAD if UPGRADE_SUBRESOURCES.contains(&subresource.as_str()) => {
-            "create"
+/// Path segments that name a verb rather than a resource (`/api/v1/watch/pods`);
+/// `proxy` has no subresource after its name.
+const SPECIAL_VERBS: &[&str] = &["proxy", "watch"];
+/// What may follow `/namespaces/NAME` as the namespace's own subresource.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+/// What a request does, in authorizer terms: upstream's `RequestInfoFactory`, which
+/// reads the path alone (before anything routes it), so a resource this server does
+/// not serve (`/api/v1/foos`) is still authorized as one, and whoever may not list it
+/// learns 403 rather than that it is absent.
+pub fn attributes(method: &Method, uri: &http::Uri) -> Attributes {
+    request_info(method, uri).unwrap_or_else(|| path_attributes(method, uri))
+}
+
+/// A resource request's attributes, `None` for a non-resource URL.
+fn request_info(method: &Method, uri: &http::Uri) -> Option<Attributes> {
+    let trimmed = uri.path().trim_matches('/');
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
+        return None;
+    }
+    let mut rest = &parts[1..];
+    let mut group = "";
+    if parts[0] == "apis" {
+        if rest.len() < 3 {
+            return None;
         }
-        Method::GET | Method::HEAD if watch => "watch",
-        Method::GET | Method::HEAD if r.name.is_some() => "get",
-        Method::GET | Method::HEAD => "list",
+        group = rest[0];
+        rest = &rest[1..];
+    }
+    let version = rest[0];
+    rest = &rest[1..];
+    let mut verb = match *method {
         Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
         Method::PUT => "update",
         Method::PATCH => "patch",
-        Method::DELETE if r.name.is_some() => "delete",
-        Method::DELETE => "deletecollection",
-        _ => "unknown",
+        Method::DELETE => "delete",
+        _ => "",
     };
-    let name = r.name.clone().unwrap_or_default();
-    // A namespace is in itself: `get namespace x` is a request in namespace x.
-    let namespace = match &r.namespace {
-        Some(ns) => ns.clone(),
-        None if r.resource.group.is_empty() && r.resource.plural == "namespaces" => name.clone(),
-        None => String::new(),
+    let mut via_path = false;
+    if SPECIAL_VERBS.contains(&rest[0]) {
+        // Upstream cannot tell a kind from `/api/v1/watch` and fails the request;
+        // as a plain URL it is denied or not found all the same.
+        if rest.len() < 2 {
+            return None;
+        }
+        verb = rest[0];
+        rest = &rest[1..];
+        via_path = true;
+    }
+    let mut namespace = "";
+    if rest[0] == "namespaces" && rest.len() > 1 {
+        namespace = rest[1];
+        if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+            rest = &rest[2..];
+        }
+    }
+    let resource = rest[0];
+    let mut name = rest.get(1).copied().unwrap_or_default().to_string();
+    let subresource = match rest.get(2) {
+        Some(sub) if verb != "proxy" => *sub,
+        _ => "",
     };
-    Attributes {
+    if name.is_empty() && verb == "get" {
+        let query = Query::parse(uri).unwrap_or_default();
+        verb = if query.flag("watch") { "watch" } else { "list" };
+        // A list of one object by name is authorized as that object, so a role
+        // limited to resourceNames may watch it (`kubectl get pod x -w`).
+        if let Some(selected) = query
+            .raw("fieldSelector")
+            .and_then(|text| FieldSelector::parse_unchecked(text).ok())
+            .and_then(|selector| selector.requires_exact("metadata.name").map(str::to_string))
+            && is_path_segment_name(&selected)
+        {
+            name = selected;
+        }
+    }
+    if name.is_empty() && verb == "delete" {
+        verb = "deletecollection";
+    }
+    if !via_path
+        && matches!(*method, Method::GET | Method::HEAD)
+        && UPGRADE_SUBRESOURCES.contains(&subresource)
+    {
+        verb = "create";
+    }
+    Some(Attributes {
         verb: verb.to_string(),
         resource: Some(ResourceAttributes {
-            namespace,
-            group: r.resource.group.to_string(),
-            version: r.resource.version.to_string(),
-            resource: r.resource.plural.to_string(),
-            subresource,
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            version: version.to_string(),
+            resource: resource.to_string(),
+            subresource: subresource.to_string(),
             name,
         }),
         path: uri.path().to_string(),
-    }
+    })
+}
+
+/// Upstream's `IsPathSegmentName`: a name that can be a URL path segment.
+fn is_path_segment_name(name: &str) -> bool {
+    name != "." && name != ".." && !name.contains(['/', '%'])
+}
+
+/// Whether upstream's request deadline leaves a request alone
+/// (`BasicLongRunningRequestCheck`): watches, proxies and the streaming subresources.
+pub fn is_long_running(attributes: &Attributes) -> bool {
+    let subresource = attributes
+        .resource
+        .as_ref()
+        .map_or("", |r| r.subresource.as_str());
+    matches!(attributes.verb.as_str(), "watch" | "proxy")
+        || matches!(
+            subresource,
+            "attach" | "exec" | "proxy" | "log" | "portforward"
+        )
 }
 
 /// A request for a URL that is not an API resource: its verb is the lowercased method.
@@ -104,6 +183,7 @@ pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
             reason: "Forbidden",
             message: format!("forbidden: {reason}"),
             details: Some(Box::default()),
+            continue_token: None,
         },
     }
 }

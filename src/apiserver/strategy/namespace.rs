@@ -1,6 +1,7 @@
 //! Namespaces: every namespace is labelled with its name and held on delete by its
-//! `kubernetes` spec finalizer, which only the namespace cleanup (`namespaces`)
-//! removes once the namespace is empty; meanwhile it is `Terminating`.
+//! spec finalizers (`kubernetes`, which the namespace cleanup (`namespaces`) removes
+//! once the namespace is empty, and any a client adds through `finalize`); meanwhile
+//! it is `Terminating`.
 
 use super::Strategy;
 use crate::Server;
@@ -29,8 +30,12 @@ impl Strategy for Namespace {
         }
     }
 
-    fn prepare_for_update(&self, _subresource: Option<&str>, current: &Value, next: &mut Value) {
-        // A namespace's spec (its finalizers) belongs to the namespace cleanup.
+    fn prepare_for_update(&self, subresource: Option<&str>, current: &Value, next: &mut Value) {
+        // A namespace's spec (its finalizers) is written through `finalize` only, as
+        // upstream's; the namespace cleanup removes `kubernetes` there too.
+        if subresource == Some("finalize") {
+            return;
+        }
         match current.get("spec") {
             Some(spec) => next["spec"] = spec.clone(),
             None => {

@@ -1,11 +1,12 @@
 //! Pods: their defaults and validation (`rind_api::pods`), the priority a new pod gets
-//! from its class, the fields upstream's pod admission plugins add (the LimitRanger's
-//! defaults among them), and graceful deletion of pods a kubelet runs.
+//! from its class, the overhead and scheduling its RuntimeClass gives it, the fields
+//! upstream's pod admission plugins add (the LimitRanger's defaults among them), and
+//! graceful deletion of pods a kubelet runs.
 
 use super::{AfterFieldManager, AsyncHook, Strategy};
 use crate::admission::limitranger;
 use crate::handlers::Ctx;
-use crate::priority;
+use crate::{priority, runtimeclass};
 use rind_api::meta;
 use rind_api::pods;
 use rind_api::status::Cause;
@@ -39,12 +40,14 @@ impl Strategy for Pod {
     ) -> AsyncHook<'a, Option<AfterFieldManager>> {
         Some(Box::pin(async move {
             let resolved = priority::resolve(ctx.server, pod).await?;
+            let runtime = runtimeclass::admit(ctx.server, pod).await?;
             let ranges = match ctx.namespace {
                 Some(ns) => limitranger::ranges(ctx.server, ns).await?,
                 None => Vec::new(),
             };
             let after: AfterFieldManager = Box::new(move |pod: &mut Value| {
                 resolved.apply(pod);
+                runtime.apply(pod);
                 pods::admit_pod(pod, None);
                 limitranger::admit_pod(&ranges, pod)
             });

@@ -13,6 +13,7 @@ mod reviews;
 mod servicecidr;
 mod surface;
 mod types;
+mod upstream_bytes;
 mod watch;
 mod wire;
 

@@ -345,6 +345,7 @@ impl Store for EtcdStore {
             items: response.kvs.into_iter().map(from_etcd).collect(),
             revision: if requested > 0 { requested } else { current },
             more: response.more,
+            count: usize::try_from(response.count).unwrap_or_default(),
         })
     }
 
