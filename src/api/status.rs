@@ -323,7 +323,9 @@ pub struct ListMeta {}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
+    #[serde(skip_serializing_if = "str::is_empty")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     api_version: &'static str,
     metadata: ListMeta,
     status: &'static str,
@@ -351,6 +353,15 @@ impl Status {
         let mut body = self.to_compact();
         body.push(b'\n');
         body
+    }
+
+    /// The status as a streaming session (exec, attach) reports it on its error
+    /// channel: upstream marshals a bare `metav1.Status` there, whose unset TypeMeta
+    /// leaves `kind` and `apiVersion` out.
+    pub fn untyped(mut self) -> Self {
+        self.kind = "";
+        self.api_version = "";
+        self
     }
 
     /// The JSON without the newline, as it sits inside a watch event (Go compacts an
