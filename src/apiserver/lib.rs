@@ -1,5 +1,7 @@
 //! The Kubernetes API server: HTTPS with client-certificate authentication, generic
-//! REST handlers over the resource registry, watch, discovery and the pod log proxy.
+//! REST handlers over the resource registry, watch, discovery, and what it proxies:
+//! pod logs, exec, attach and port-forward to kubelets, and `…/proxy` to pods,
+//! services and nodes.
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
@@ -13,11 +15,13 @@ mod discovery;
 mod eviction;
 mod field_validation;
 mod handlers;
+mod kubelet;
 mod logs;
 mod mirror;
 mod namespaces;
 mod openapi;
 mod priority;
+mod proxy;
 mod raw_list;
 mod rbac;
 mod recovery;
@@ -26,6 +30,7 @@ mod reviews;
 mod scale;
 mod storageclass;
 mod strategy;
+mod streams;
 pub mod tls;
 mod watch;
 
@@ -306,6 +311,14 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
+        // Connect subresources hand the connection on, body and upgrade included.
+        match r.subresource.as_deref() {
+            Some("proxy") if r.resource.connects("proxy") => {
+                return proxy::serve(&self, &r, req).await;
+            }
+            Some(sub) if r.resource.connects(sub) => return streams::serve(&self, &r, req).await,
+            _ => {}
+        }
         let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(
             req.headers(),

@@ -6,7 +6,7 @@ pub mod defaults;
 
 use super::User;
 use super::mirror::Mirror;
-use super::request::{Query, Target};
+use super::request::{Query, ResourceRequest, Target};
 use http::Method;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use rind_api::rbac::{
@@ -38,21 +38,19 @@ pub struct Rbac {
     cluster_role_bindings: Arc<Mirror<ClusterRoleBinding>>,
 }
 
-/// Subresources whose WebSocket/SPDY upgrade (a GET) upstream authorizes as `create`,
-/// so `get` on pods does not grant running commands in them.
-const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
-
 /// What a request does, in authorizer terms (upstream's RequestInfo).
 pub fn attributes(target: &Target, method: &Method, uri: &http::Uri) -> Attributes {
     let Target::Resource(r) = target else {
         return path_attributes(method, uri);
     };
+    resource_attributes(r, method, uri)
+}
+
+/// What a request for a resource does, in authorizer terms.
+pub fn resource_attributes(r: &ResourceRequest, method: &Method, uri: &http::Uri) -> Attributes {
     let watch = r.watch_path || Query::parse(uri).is_ok_and(|q| q.flag("watch"));
     let subresource = r.subresource.clone().unwrap_or_default();
     let verb = match *method {
-        Method::GET | Method::HEAD if UPGRADE_SUBRESOURCES.contains(&subresource.as_str()) => {
-            "create"
-        }
         Method::GET | Method::HEAD if watch => "watch",
         Method::GET | Method::HEAD if r.name.is_some() => "get",
         Method::GET | Method::HEAD => "list",

@@ -9,6 +9,7 @@ mod kubectl;
 mod openapi;
 mod protobuf;
 mod reviews;
+mod streams;
 mod types;
 mod watch;
 
