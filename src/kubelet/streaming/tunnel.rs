@@ -82,3 +82,75 @@ where
     };
     let _ = socket.send(Message::Close(Some(close))).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::routing::any;
+    use futures::{SinkExt, StreamExt};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// Serves `carry` on a WebSocket, its runtime side the other end of a pipe.
+    async fn tunnel() -> (String, DuplexStream) {
+        let (ours, runtime) = tokio::io::duplex(1024);
+        let ours = Arc::new(Mutex::new(Some(ours)));
+        let app = Router::new().route(
+            "/pf",
+            any(move |ws: WebSocketUpgrade| {
+                let io = ours.lock().unwrap().take().unwrap();
+                async move { ws.on_upgrade(move |socket| carry(socket, io)) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("ws://127.0.0.1:{port}/pf"), runtime)
+    }
+
+    #[tokio::test]
+    async fn messages_become_bytes_and_bytes_messages() {
+        let (url, mut runtime) = tunnel().await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(tungstenite::Message::binary(b"\x80\x03 frame".to_vec()))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        tokio::time::timeout(DEADLINE, runtime.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"\x80\x03 frame");
+        runtime.write_all(b"reply").await.unwrap();
+        let reply = tokio::time::timeout(DEADLINE, ws.next()).await.unwrap();
+        assert_eq!(reply.unwrap().unwrap().into_data().as_ref(), b"reply");
+        // The runtime hangs up: the client gets a normal close.
+        drop(runtime);
+        let closed = tokio::time::timeout(DEADLINE, ws.next()).await.unwrap();
+        assert!(
+            matches!(closed, Some(Ok(tungstenite::Message::Close(_)))),
+            "{closed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_ends_the_runtime_connection() {
+        let (url, mut runtime) = tunnel().await;
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        drop(ws);
+        let mut rest = Vec::new();
+        tokio::time::timeout(DEADLINE, runtime.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+    }
+}
