@@ -15,6 +15,7 @@ use super::{Backend, Dialed, StreamOptions, spdy_upgrade};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use rind_runtime::forward::IDLE_TIMEOUT;
 use std::time::Duration;
 use tokio_util::codec::Framed;
 
@@ -47,7 +48,12 @@ struct Streams {
 }
 
 /// Serves one v5 client on `socket` from the runtime's streaming URL at `backend`.
-pub async fn run(mut socket: WebSocket, backend: Backend, options: StreamOptions) {
+pub async fn run(socket: WebSocket, backend: Backend, options: StreamOptions) {
+    serve(socket, backend, options, IDLE_TIMEOUT).await
+}
+
+/// `run`, cutting the session once nothing has moved either way for `idle`.
+async fn serve(mut socket: WebSocket, backend: Backend, options: StreamOptions, idle: Duration) {
     // Upstream tells the client the session is up with an empty message on the
     // lowest channel it writes.
     let first = if options.stdout {
@@ -65,7 +71,7 @@ pub async fn run(mut socket: WebSocket, backend: Backend, options: StreamOptions
         return;
     }
     let ended = match connect(&backend).await {
-        Ok(session) => relay(&mut socket, session, options).await,
+        Ok(session) => relay(&mut socket, session, options, idle).await,
         Err(message) => Ended::Finished(Outcome::Error(message)),
     };
     if let Ended::Finished(outcome) = ended {
@@ -159,7 +165,12 @@ async fn open_streams(session: &mut Session, options: StreamOptions) -> Result<S
 }
 
 /// Moves data both ways until the command is done or the client is gone.
-async fn relay(socket: &mut WebSocket, mut session: Session, options: StreamOptions) -> Ended {
+async fn relay(
+    socket: &mut WebSocket,
+    mut session: Session,
+    options: StreamOptions,
+    idle: Duration,
+) -> Ended {
     let streams = match open_streams(&mut session, options).await {
         Ok(streams) => streams,
         Err(message) => return Ended::Finished(Outcome::Error(message)),
@@ -181,6 +192,8 @@ async fn relay(socket: &mut WebSocket, mut session: Session, options: StreamOpti
             return Ended::Finished(channel::decode_v4(&error));
         }
         tokio::select! {
+            // Upstream's WebSocket idle timeout: a silent session is closed.
+            () = tokio::time::sleep(idle) => return Ended::ClientGone,
             message = socket.recv() => {
                 let data = match message {
                     Some(Ok(Message::Binary(data))) => data,
@@ -416,6 +429,13 @@ mod tests {
 
     /// Serves `translate::run` over plain HTTP for one client; returns its URL.
     async fn translator(runtime: String) -> (String, tokio::task::JoinHandle<()>) {
+        translator_idle(runtime, IDLE_TIMEOUT).await
+    }
+
+    async fn translator_idle(
+        runtime: String,
+        idle: Duration,
+    ) -> (String, tokio::task::JoinHandle<()>) {
         let options = StreamOptions {
             stdin: true,
             stdout: true,
@@ -430,7 +450,7 @@ mod tests {
                     path: "/exec/token".into(),
                 };
                 ws.protocols([channel::V5])
-                    .on_upgrade(move |socket| run(socket, backend, options))
+                    .on_upgrade(move |socket| serve(socket, backend, options, idle))
             }),
         );
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
@@ -570,6 +590,25 @@ mod tests {
         tokio::time::timeout(DEADLINE, done.notified())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_session_is_cut_after_the_idle_timeout() {
+        let ended = Arc::new(Notify::new());
+        let seen_end = ended.clone();
+        let (runtime, _done) = fake_runtime(|mut session, _streams| async move {
+            while let Some(Ok(_)) = session.next().await {}
+            seen_end.notify_one();
+        })
+        .await;
+        let (url, _server) = translator_idle(runtime, Duration::from_millis(200)).await;
+        let mut ws = connect(&url).await;
+        // Nothing is sent either way: both connections end.
+        tokio::time::timeout(DEADLINE, ended.notified())
+            .await
+            .unwrap();
+        let drained = async { while let Some(Ok(_)) = ws.next().await {} };
+        tokio::time::timeout(DEADLINE, drained).await.unwrap();
     }
 
     #[tokio::test]
