@@ -21,11 +21,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "k8s.io/api/authentication/v1/generated.proto",
         "k8s.io/api/autoscaling/v1/generated.proto",
         "k8s.io/api/autoscaling/v2/generated.proto",
+        "k8s.io/api/certificates/v1/generated.proto",
         "k8s.io/api/coordination/v1/generated.proto",
         "k8s.io/api/discovery/v1/generated.proto",
         "k8s.io/api/events/v1/generated.proto",
         "k8s.io/api/node/v1/generated.proto",
         "k8s.io/api/storage/v1/generated.proto",
+        "k8s.io/api/admissionregistration/v1/generated.proto",
+        "k8s.io/api/flowcontrol/v1/generated.proto",
+        "k8s.io/api/resource/v1/generated.proto",
+        // kube-aggregator's, from its master of July 2026 (no v0.37 beta tag there).
+        "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1/generated.proto",
         "k8s.io/apimachinery/pkg/runtime/generated.proto",
     ];
     let mut compiler = protox::Compiler::new([include])?;

@@ -45,7 +45,7 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
             let stored = format!("{}/{}", resource.group, custom.storage_version);
             rename(object, &stored, std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(object, "v1", EVENT_FIELDS.iter().copied()),
         Storage::AutoscalingV2 => super::autoscaling::v1_to_v2(object),
     }
@@ -54,10 +54,12 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
 /// The served form of a stored object.
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match resource.storage {
-        Storage::Native if resource.custom.is_some() => {
+        Storage::Native if let Some(custom) = resource.custom => {
+            let mut object = object;
+            super::crd::read_stored(custom, resource.version, &mut object);
             rename(object, &resource.api_version(), std::iter::empty())
         }
-        Storage::Native | Storage::NotStored => object,
+        Storage::Native | Storage::NotStored | Storage::Observed => object,
         Storage::CoreEvent => rename(
             object,
             &resource.api_version(),

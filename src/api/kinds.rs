@@ -6,7 +6,10 @@ use super::fields::{at, immutable, invalid_value, non_negative, one_of, required
 use super::meta::child_mut;
 use super::registry::Resource;
 use super::status::Cause;
-use super::{autoscaling, batch, byte_fields, crd, workloads};
+use super::{
+    admissionregistration as admission, autoscaling, batch, byte_fields, crd, dra, flowcontrol,
+    workloads,
+};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -42,6 +45,43 @@ pub fn default(resource: &Resource, object: &mut Value) {
                 child_mut(root, "spec")
                     .entry("minReplicas")
                     .or_insert(json!(1));
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            admission::default_webhook_configuration(object, false)
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            admission::default_webhook_configuration(object, true)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            admission::default_validating_policy(object)
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
+            admission::default_mutating_policy(object)
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => admission::default_binding(object),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => flowcontrol::default_flow_schema(object),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            flowcontrol::default_priority_level(object)
+        }
+        ("resource.k8s.io", "ResourceClaim") => {
+            if let Some(spec) = object.get_mut("spec") {
+                dra::default_claim_spec(spec);
+            }
+        }
+        ("resource.k8s.io", "ResourceClaimTemplate") => {
+            if let Some(spec) = object.get_mut("spec").and_then(|s| s.get_mut("spec")) {
+                dra::default_claim_spec(spec);
+            }
+        }
+        ("apiregistration.k8s.io", "APIService") => {
+            if let Some(Value::Object(service)) =
+                object.get_mut("spec").and_then(|s| s.get_mut("service"))
+            {
+                service.entry("port").or_insert(json!(443));
             }
         }
         _ => {}
@@ -102,6 +142,46 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
             causes
         }
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(object),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            admission::validate_webhook_configuration(object, false)
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            admission::validate_webhook_configuration(object, true)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            admission::validate_validating_policy(object)
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
+            admission::validate_mutating_policy(object)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            admission::validate_binding(object, true)
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding") => {
+            admission::validate_binding(object, false)
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => flowcontrol::validate_flow_schema(object),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            flowcontrol::validate_priority_level(object)
+        }
+        ("resource.k8s.io", "DeviceClass") => dra::validate_device_class(object),
+        ("resource.k8s.io", "ResourceClaim") => dra::validate_claim(object),
+        ("resource.k8s.io", "ResourceClaimTemplate") => dra::validate_claim_template(object),
+        ("resource.k8s.io", "ResourceSlice") => dra::validate_slice(object),
+        ("resource.k8s.io", "DeviceTaintRule") => dra::validate_taint_rule(object),
+        ("storage.k8s.io", "VolumeAttributesClass") => {
+            let mut causes = Vec::new();
+            required(object, &["driverName"], &mut causes);
+            causes
+        }
+        ("apiregistration.k8s.io", "APIService") => validate_api_service(object),
+        ("", "LimitRange") => super::limitrange::validate(object),
+        ("", "ResourceQuota") => super::quota::validate(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            super::certificates::validate(object)
+        }
+        ("networking.k8s.io", "ServiceCIDR") => super::servicecidr::validate_service_cidr(object),
+        ("networking.k8s.io", "IPAddress") => super::servicecidr::validate_ip_address(object),
         ("discovery.k8s.io", "EndpointSlice") => {
             let mut causes = Vec::new();
             required(object, &["addressType"], &mut causes);
@@ -135,6 +215,12 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
             crd::definition::validate_update(old, new)
         }
         ("", "PersistentVolumeClaim") => validate_claim_update(old, new),
+        ("networking.k8s.io", "ServiceCIDR") => {
+            super::servicecidr::validate_service_cidr_update(old, new)
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            super::servicecidr::validate_ip_address_update(old, new)
+        }
         ("", "Service") => {
             let mut causes = Vec::new();
             let set = at(old, &["spec", "clusterIP"]).is_some_and(|ip| ip != "");
@@ -165,6 +251,20 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cau
                 "value",
                 "may not be changed in an update.",
             )]
+        }
+        ("resource.k8s.io", "ResourceClaim" | "ResourceClaimTemplate") => {
+            dra::validate_spec_update(old, new)
+        }
+        ("storage.k8s.io", "VolumeAttributesClass") => {
+            let mut causes = Vec::new();
+            immutable(old, new, &["driverName"], &mut causes);
+            if old.get("parameters") != new.get("parameters") {
+                causes.push(Cause::forbidden(
+                    "parameters",
+                    "updates to parameters are forbidden.",
+                ));
+            }
+            causes
         }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
             if old.get("roleRef") != new.get("roleRef") =>
@@ -473,6 +573,42 @@ fn validate_claim_update(old: &Value, new: &Value) -> Vec<Cause> {
         "spec",
         "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
     )]
+}
+
+/// An APIService is named `<version>.<group>` and orders itself by two priorities.
+fn validate_api_service(service: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let version = at(service, &["spec", "version"])
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let group = at(service, &["spec", "group"])
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = super::meta::name(service);
+    let expected = format!("{version}.{group}");
+    if name != expected {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            name,
+            &format!("must be {expected}"),
+        ));
+    }
+    if version.is_empty() {
+        causes.push(Cause::required("spec.version", ""));
+    }
+    for (field, limit) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
+        let value = at(service, &["spec", field])
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if value <= 0 || value > limit {
+            causes.push(invalid_value(
+                format!("spec.{field}"),
+                &json!(value),
+                &format!("must be positive and less than {limit}"),
+            ));
+        }
+    }
+    causes
 }
 
 fn validate_hpa(hpa: &Value) -> Vec<Cause> {

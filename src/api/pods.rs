@@ -257,6 +257,141 @@ pub fn validate_pod(pod: &Value) -> Vec<Cause> {
     causes
 }
 
+/// What an ephemeral container may not set (upstream's `validateEphemeralContainers`):
+/// it runs once, beside the others, with no ports, probes or resources of its own.
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "lifecycle",
+    "livenessProbe",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "resources",
+    "restartPolicy",
+    "startupProbe",
+];
+
+/// Defaults for the ephemeral containers of a pod, as for its other containers.
+pub fn default_ephemeral_containers(pod: &mut Value) {
+    let Some(Value::Array(list)) = pod
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("ephemeralContainers"))
+    else {
+        return;
+    };
+    for container in list.iter_mut().filter_map(Value::as_object_mut) {
+        default_container(container, false);
+        // An ephemeral container has no resources; the default leaves none.
+        if container
+            .get("resources")
+            .is_some_and(|r| r.as_object().is_some_and(Map::is_empty))
+        {
+            container.remove("resources");
+        }
+    }
+}
+
+fn containers_of<'a>(pod: &'a Value, list: &str) -> &'a [Value] {
+    pod.get("spec")
+        .and_then(|s| s.get(list))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// An update through `pods/ephemeralcontainers`: existing ephemeral containers stay
+/// as they are, new ones are complete and named uniquely, and name their target.
+pub fn validate_ephemeral_containers_update(old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let path = "spec.ephemeralContainers";
+    let before = containers_of(old, "ephemeralContainers");
+    let after = containers_of(new, "ephemeralContainers");
+    let name = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for previous in before {
+        match after.iter().find(|c| name(c) == name(previous)) {
+            None => causes.push(Cause::forbidden(
+                path,
+                &format!(
+                    "existing ephemeral containers {:?} may not be removed\n",
+                    name(previous)
+                ),
+            )),
+            Some(current) if current != previous => causes.push(Cause::forbidden(
+                path,
+                &format!(
+                    "existing ephemeral containers {:?} may not be changed\n",
+                    name(previous)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut names: Vec<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| containers_of(new, list))
+        .map(name)
+        .collect();
+    let targets = names.clone();
+    for (i, container) in after.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let this = name(container);
+        if before.iter().any(|c| name(c) == this) {
+            names.push(this);
+            continue;
+        }
+        if this.is_empty() {
+            causes.push(Cause::required(format!("{at}.name"), ""));
+        } else if !is_dns1123_label(&this) {
+            causes.extend(super::validation::validate_name(
+                super::registry::NameRule::Label,
+                &this,
+                &format!("{at}.name"),
+            ));
+        } else if names.contains(&this) {
+            causes.push(Cause::duplicate(format!("{at}.name"), &this));
+        }
+        names.push(this);
+        if container
+            .get("image")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            causes.push(Cause::required(format!("{at}.image"), ""));
+        }
+        for field in EPHEMERAL_FORBIDDEN {
+            let set = match container.get(*field) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(map)) => !map.is_empty(),
+                Some(Value::Array(list)) => !list.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                causes.push(Cause::forbidden(
+                    format!("{at}.{field}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(target) = container
+            .get("targetContainerName")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            && !targets.iter().any(|t| t == target)
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotFound",
+                field: format!("{at}.targetContainerName"),
+                message: format!("Not found: {}", Value::from(target)),
+            });
+        }
+    }
+    causes
+}
+
 /// The spec with the fields an update may change blanked out, for comparing.
 fn immutable_part(spec: Option<&Value>) -> Value {
     let mut spec = spec.cloned().unwrap_or(Value::Null);

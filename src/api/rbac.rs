@@ -145,6 +145,81 @@ pub fn aggregates(rule: &AggregationRule, labels: Option<&serde_json::Map<String
         })
 }
 
+/// `rule` split into rules of one verb on one group and resource (or one URL), as
+/// upstream's `BreakdownRule` does before comparing policies, so coverage is decided
+/// per permission and not per rule shape.
+fn breakdown(rule: &PolicyRule) -> Vec<PolicyRule> {
+    let mut parts = Vec::new();
+    for group in rule.api_groups.iter().flatten() {
+        for resource in rule.resources.iter().flatten() {
+            for verb in &rule.verbs {
+                parts.push(PolicyRule {
+                    api_groups: Some(vec![group.clone()]),
+                    resources: Some(vec![resource.clone()]),
+                    resource_names: rule.resource_names.clone(),
+                    verbs: vec![verb.clone()],
+                    non_resource_urls: None,
+                });
+            }
+        }
+    }
+    for url in rule.non_resource_urls.iter().flatten() {
+        for verb in &rule.verbs {
+            parts.push(PolicyRule {
+                non_resource_urls: Some(vec![url.clone()]),
+                verbs: vec![verb.clone()],
+                ..Default::default()
+            });
+        }
+    }
+    parts
+}
+
+fn covers_all(owner: &[String], wanted: &[String]) -> bool {
+    owner.iter().any(|o| o == "*") || wanted.iter().all(|w| owner.contains(w))
+}
+
+/// Whether the owner's resources cover every wanted one; `*/status` covers `pods/status`.
+fn resources_cover(owner: &[String], wanted: &[String]) -> bool {
+    covers_all(owner, wanted)
+        || wanted.iter().all(|w| {
+            owner.contains(w)
+                || w.split_once('/')
+                    .is_some_and(|(_, sub)| owner.iter().any(|o| *o == format!("*/{sub}")))
+        })
+}
+
+/// Whether `owner` grants everything `sub` (one broken-down rule) does: upstream's
+/// `ruleCovers`.
+fn rule_covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
+    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    let owner_urls = list(&owner.non_resource_urls);
+    let sub_urls = list(&sub.non_resource_urls);
+    let urls = sub_urls
+        .iter()
+        .all(|u| owner_urls.iter().any(|o| url_matches(o, u)));
+    let owner_names = list(&owner.resource_names);
+    let names = owner_names.is_empty()
+        || (!list(&sub.resource_names).is_empty()
+            && covers_all(&owner_names, &list(&sub.resource_names)));
+    covers_all(&owner.verbs, &sub.verbs)
+        && covers_all(&list(&owner.api_groups), &list(&sub.api_groups))
+        && resources_cover(&list(&owner.resources), &list(&sub.resources))
+        && urls
+        && names
+}
+
+/// The permissions of `wanted` that no rule of `owner` grants, broken down one verb
+/// and resource each (upstream's `validation.Covers`): what reconciling a default
+/// role adds to the stored one.
+pub fn uncovered(owner: &[PolicyRule], wanted: &[PolicyRule]) -> Vec<PolicyRule> {
+    wanted
+        .iter()
+        .flat_map(breakdown)
+        .filter(|sub| !owner.iter().any(|o| rule_covers(o, sub)))
+        .collect()
+}
+
 /// How a denial reads, as upstream words it after `<resource> is forbidden: `.
 pub fn forbidden_reason(user: &str, attributes: &Attributes) -> String {
     let Some(r) = &attributes.resource else {
@@ -191,6 +266,41 @@ mod tests {
             }),
             path: String::new(),
         }
+    }
+
+    #[test]
+    fn coverage_is_decided_per_permission() {
+        let owner = [
+            rule(
+                json!({"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "*/status"]}),
+            ),
+            rule(json!({"verbs": ["get"], "nonResourceURLs": ["/healthz/*"]})),
+            rule(
+                json!({"verbs": ["update"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"]}),
+            ),
+        ];
+        let wanted = [
+            rule(
+                json!({"verbs": ["get", "watch"], "apiGroups": [""], "resources": ["pods", "pods/status"]}),
+            ),
+            rule(json!({"verbs": ["get"], "nonResourceURLs": ["/healthz/etcd", "/livez"]})),
+            rule(json!({"verbs": ["update"], "apiGroups": [""], "resources": ["configmaps"]})),
+        ];
+        let missing: Vec<Value> = uncovered(&owner, &wanted)
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                json!({"verbs": ["watch"], "apiGroups": [""], "resources": ["pods"]}),
+                json!({"verbs": ["watch"], "apiGroups": [""], "resources": ["pods/status"]}),
+                json!({"verbs": ["get"], "nonResourceURLs": ["/livez"]}),
+                // A grant on one name does not cover every name.
+                json!({"verbs": ["update"], "apiGroups": [""], "resources": ["configmaps"]}),
+            ]
+        );
+        assert!(uncovered(&wanted, &wanted).is_empty());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum Storage {
     /// Not at all: the only verb is `create`, which answers with the request's object,
     /// its status filled in (the access reviews).
     NotStored,
+    /// Not at all: `get` and `list` answer with what the server observes when asked
+    /// (ComponentStatus: the health of etcd, the scheduler and the controller-manager).
+    Observed,
 }
 
 /// A subresource such as `pods/status`.
@@ -138,13 +141,14 @@ pub struct Resource {
 impl Resource {
     /// Whether the endpoint at `subresource` (`None` for the resource itself) can answer
     /// as a `meta.k8s.io/v1 Table`. Upstream negotiates that only for storage with a
-    /// `TableConvertor`: stored resources, their `status` (the same storage) and `scale`;
+    /// `TableConvertor`: stored resources, their `status` and `approval` (the same
+    /// storage) and `scale`;
     /// the reviews and the `token`, `eviction` and `binding` subresources have none, and
     /// a request accepting nothing but a Table gets 406 from them.
     pub fn renders_tables(&self, subresource: Option<&str>) -> bool {
         match subresource {
             None => self.storage != Storage::NotStored,
-            Some(name) => matches!(name, "status" | "scale"),
+            Some(name) => matches!(name, "status" | "scale" | "approval"),
         }
     }
 
@@ -297,6 +301,44 @@ const fn storage(
     }
 }
 
+/// A cluster-scoped resource of `group`/`version` with every verb.
+const fn cluster(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    Resource {
+        namespaced: false,
+        ..res(group, version, kind, plural, singular, key_prefix)
+    }
+}
+
+/// kubectl's `api-extensions` category: the kinds that extend or police the API.
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
+
+/// An `admissionregistration.k8s.io/v1` kind (all cluster-scoped, all api-extensions).
+const fn admission(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    key_prefix: &'static str,
+) -> Resource {
+    Resource {
+        categories: API_EXTENSIONS,
+        ..cluster(
+            "admissionregistration.k8s.io",
+            "v1",
+            kind,
+            plural,
+            singular,
+            key_prefix,
+        )
+    }
+}
+
 /// A cluster-scoped review: create-only and never stored (`kubectl auth can-i|whoami`).
 const fn review(
     group: &'static str,
@@ -344,6 +386,18 @@ const CORE_EVENT_FIELDS: &[&str] = &[
 /// group, the first version listed is the preferred (and stored) one.
 const BUILTIN: &[Resource] = &[
     // core/v1
+    Resource {
+        short_names: &["cs"],
+        namespaced: false,
+        verbs: &["get", "list"],
+        storage: Storage::Observed,
+        ..core(
+            "ComponentStatus",
+            "componentstatuses",
+            "componentstatus",
+            "",
+        )
+    },
     Resource {
         short_names: &["cm"],
         ..core(
@@ -441,6 +495,12 @@ const BUILTIN: &[Resource] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                group_version: None,
+                verbs: STATUS_VERBS,
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 group_version: Some(("policy", "v1")),
@@ -527,7 +587,6 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["svc"],
         categories: ALL,
-        verbs: NO_COLLECTION_DELETE,
         subresources: &[
             connect("proxy", "ServiceProxyOptions", PROXY_VERBS),
             status("Service"),
@@ -668,6 +727,31 @@ const BUILTIN: &[Resource] = &[
         selectable_reads: &[("status.successful", &["status.succeeded"])],
         ..batch("Job", "jobs", "job", "/registry/jobs/")
     },
+    // certificates.k8s.io/v1
+    Resource {
+        short_names: &["csr"],
+        namespaced: false,
+        subresources: &[
+            Subresource {
+                name: "approval",
+                kind: "CertificateSigningRequest",
+                group_version: None,
+                verbs: STATUS_VERBS,
+            },
+            status("CertificateSigningRequest"),
+        ],
+        selectable_fields: &["spec.signerName"],
+        // Upstream does not restrict request names beyond what a URL can carry.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            "certificatesigningrequest",
+            "/registry/certificatesigningrequests/",
+        )
+    },
     Resource {
         allow_create_on_update: true,
         ..res(
@@ -737,6 +821,21 @@ const BUILTIN: &[Resource] = &[
         )
     },
     Resource {
+        short_names: &["ip"],
+        namespaced: false,
+        // Named by the address itself, which IPv6 makes no DNS name; the kind's
+        // validation checks it is an IP.
+        name_rule: NameRule::PathSegment,
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "IPAddress",
+            "ipaddresses",
+            "ipaddress",
+            "/registry/ipaddresses/",
+        )
+    },
+    Resource {
         short_names: &["netpol"],
         ..res(
             "networking.k8s.io",
@@ -745,6 +844,18 @@ const BUILTIN: &[Resource] = &[
             "networkpolicies",
             "networkpolicy",
             "/registry/networkpolicies/",
+        )
+    },
+    Resource {
+        namespaced: false,
+        subresources: &[status("ServiceCIDR")],
+        ..res(
+            "networking.k8s.io",
+            "v1",
+            "ServiceCIDR",
+            "servicecidrs",
+            "servicecidr",
+            "/registry/servicecidrs/",
         )
     },
     Resource {
@@ -848,6 +959,143 @@ const BUILTIN: &[Resource] = &[
             "/registry/volumeattachments/",
         )
     },
+    Resource {
+        short_names: &["vac"],
+        ..storage(
+            "VolumeAttributesClass",
+            "volumeattributesclasses",
+            "volumeattributesclass",
+            "/registry/volumeattributesclasses/",
+        )
+    },
+    // admissionregistration.k8s.io/v1: stored and validated; rind calls no webhook
+    // and evaluates no policy yet (writes say so in a Warning).
+    admission(
+        "MutatingAdmissionPolicy",
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicy",
+        "/registry/mutatingadmissionpolicies/",
+    ),
+    admission(
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+        "mutatingadmissionpolicybinding",
+        "/registry/mutatingadmissionpolicybindings/",
+    ),
+    admission(
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "/registry/mutatingwebhookconfigurations/",
+    ),
+    Resource {
+        subresources: &[status("ValidatingAdmissionPolicy")],
+        ..admission(
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicy",
+            "/registry/validatingadmissionpolicies/",
+        )
+    },
+    admission(
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        "/registry/validatingadmissionpolicybindings/",
+    ),
+    admission(
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "/registry/validatingwebhookconfigurations/",
+    ),
+    Resource {
+        categories: API_EXTENSIONS,
+        subresources: &[status("APIService")],
+        // The core group's service is `v1.`: no DNS subdomain, as upstream allows.
+        name_rule: NameRule::PathSegment,
+        ..cluster(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            "apiservice",
+            "/registry/apiregistration.k8s.io/apiservices/",
+        )
+    },
+    // flowcontrol.apiserver.k8s.io/v1
+    Resource {
+        subresources: &[status("FlowSchema")],
+        ..cluster(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "FlowSchema",
+            "flowschemas",
+            "flowschema",
+            "/registry/flowschemas/",
+        )
+    },
+    Resource {
+        subresources: &[status("PriorityLevelConfiguration")],
+        ..cluster(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfigurations",
+            "prioritylevelconfiguration",
+            "/registry/prioritylevelconfigurations/",
+        )
+    },
+    // resource.k8s.io/v1
+    cluster(
+        "resource.k8s.io",
+        "v1",
+        "DeviceClass",
+        "deviceclasses",
+        "deviceclass",
+        "/registry/deviceclasses/",
+    ),
+    Resource {
+        subresources: &[status("DeviceTaintRule")],
+        ..cluster(
+            "resource.k8s.io",
+            "v1",
+            "DeviceTaintRule",
+            "devicetaintrules",
+            "devicetaintrule",
+            "/registry/devicetaintrules/",
+        )
+    },
+    Resource {
+        subresources: &[status("ResourceClaim")],
+        ..res(
+            "resource.k8s.io",
+            "v1",
+            "ResourceClaim",
+            "resourceclaims",
+            "resourceclaim",
+            "/registry/resourceclaims/",
+        )
+    },
+    res(
+        "resource.k8s.io",
+        "v1",
+        "ResourceClaimTemplate",
+        "resourceclaimtemplates",
+        "resourceclaimtemplate",
+        "/registry/resourceclaimtemplates/",
+    ),
+    Resource {
+        selectable_fields: &["spec.nodeName", "spec.driver"],
+        ..cluster(
+            "resource.k8s.io",
+            "v1",
+            "ResourceSlice",
+            "resourceslices",
+            "resourceslice",
+            "/registry/resourceslices/",
+        )
+    },
 ];
 
 /// The resources this server serves, looked up by URL parts.
@@ -916,6 +1164,20 @@ impl Registry {
     pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
         for r in self.snapshot().into_iter().filter(|r| !r.group.is_empty()) {
+            match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+                Some(_) => {}
+                None => groups.push((r.group, vec![r.version])),
+            }
+        }
+        groups
+    }
+
+    /// The named groups this server defines itself (no CustomResourceDefinition's), with
+    /// their versions, in registry order.
+    pub fn builtin_groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
                 Some(_) => {}

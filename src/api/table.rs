@@ -130,6 +130,43 @@ const EVENT_COLUMNS: &[Column] = &[
     ),
 ];
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", 0, "The holder of the lease."), AGE];
+const SERVICE_CIDR_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "CIDRs",
+        0,
+        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs.",
+    ),
+    AGE,
+];
+const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        0,
+        "ParentRef references the resource that an IPAddress is attached to.",
+    ),
+];
+const CSR_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "SignerName",
+        0,
+        "Requested signer for the request. It is a qualified name in the form: `scope-hostname.io/name`.",
+    ),
+    col("Requestor", 0, "Base64-encoded PKCS#10 CSR data"),
+    col(
+        "RequestedDuration",
+        0,
+        "expirationSeconds is the requested duration of validity of the issued certificate.",
+    ),
+    col(
+        "Condition",
+        0,
+        "Conditions applied to the request, such as approval or denial.",
+    ),
+];
 const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
     Column {
         name,
@@ -548,6 +585,139 @@ const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
         "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
     ),
 ];
+const COMPONENT_STATUS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", 0, "Status of the component conditions"),
+    col("Message", 0, "Message of the component conditions"),
+    col("Error", 0, "Error of the component conditions"),
+];
+const API_SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        0,
+        "The reference to the service that hosts this API endpoint.",
+    ),
+    col("Available", 0, "Whether this service is available."),
+    AGE,
+];
+const FLOW_SCHEMA_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "PriorityLevel",
+        0,
+        "The priority level configuration this flow schema directs requests to.",
+    ),
+    int_col(
+        "MatchingPrecedence",
+        0,
+        "Matching precedence: the lowest value is considered first.",
+    ),
+    col(
+        "DistinguisherMethod",
+        0,
+        "How flows are told apart: by user or by namespace.",
+    ),
+    AGE,
+    col(
+        "MissingPL",
+        0,
+        "Whether the referenced priority level configuration is missing.",
+    ),
+];
+const PRIORITY_LEVEL_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Type",
+        0,
+        "Whether the priority level is exempt from limits or limited.",
+    ),
+    col(
+        "NominalConcurrencyShares",
+        0,
+        "The share of the server's concurrency this level is entitled to.",
+    ),
+    col("Queues", 0, "The number of queues for this priority level."),
+    col(
+        "HandSize",
+        0,
+        "The number of queues a flow is shuffle-sharded onto.",
+    ),
+    col(
+        "QueueLengthLimit",
+        0,
+        "The largest number of requests one queue may hold.",
+    ),
+    AGE,
+];
+const WEBHOOK_CONFIGURATION_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Webhooks",
+        0,
+        "The number of webhooks in this configuration.",
+    ),
+    AGE,
+];
+const VALIDATING_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Validations",
+        0,
+        "The number of validations in this policy.",
+    ),
+    col(
+        "ParamKind",
+        0,
+        "The kind of the policy's parameter resource.",
+    ),
+    AGE,
+];
+const MUTATING_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    int_col("Mutations", 0, "The number of mutations in this policy."),
+    col(
+        "ParamKind",
+        0,
+        "The kind of the policy's parameter resource.",
+    ),
+    AGE,
+];
+const POLICY_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col("PolicyName", 0, "The policy this binding binds."),
+    col("ParamRef", 0, "The parameter resource this binding uses."),
+    AGE,
+];
+const RESOURCE_CLAIM_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "State",
+        0,
+        "A summary of the current state (allocated, pending, reserved, etc.).",
+    ),
+    AGE,
+];
+const RESOURCE_SLICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Node",
+        0,
+        "The node the devices of this slice are local to, if any.",
+    ),
+    col("Driver", 0, "The DRA driver that publishes this slice."),
+    col("Pool", 0, "The pool of devices this slice belongs to."),
+    AGE,
+];
+const VOLUME_ATTRIBUTES_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "DriverName",
+        0,
+        "The CSI driver that handles volumes of this class.",
+    ),
+    AGE,
+];
 const LIMIT_RANGE_COLUMNS: &[Column] = &[NAME, CREATED_AT];
 const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
@@ -560,6 +730,9 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("", "ConfigMap") => CONFIGMAP_COLUMNS,
         ("" | "events.k8s.io", "Event") => EVENT_COLUMNS,
         ("coordination.k8s.io", "Lease") => LEASE_COLUMNS,
+        ("certificates.k8s.io", "CertificateSigningRequest") => CSR_COLUMNS,
+        ("networking.k8s.io", "ServiceCIDR") => SERVICE_CIDR_COLUMNS,
+        ("networking.k8s.io", "IPAddress") => IP_ADDRESS_COLUMNS,
         ("apps", "Deployment") => DEPLOYMENT_COLUMNS,
         ("apps", "ReplicaSet") | ("", "ReplicationController") => REPLICA_SET_COLUMNS,
         ("apps", "StatefulSet") => STATEFUL_SET_COLUMNS,
@@ -588,6 +761,23 @@ fn columns(resource: &Resource) -> &'static [Column] {
         ("autoscaling", "HorizontalPodAutoscaler") => HPA_COLUMNS,
         ("policy", "PodDisruptionBudget") => PDB_COLUMNS,
         ("node.k8s.io", "RuntimeClass") => RUNTIME_CLASS_COLUMNS,
+        ("", "ComponentStatus") => COMPONENT_STATUS_COLUMNS,
+        ("apiregistration.k8s.io", "APIService") => API_SERVICE_COLUMNS,
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => FLOW_SCHEMA_COLUMNS,
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => PRIORITY_LEVEL_COLUMNS,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => WEBHOOK_CONFIGURATION_COLUMNS,
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => VALIDATING_POLICY_COLUMNS,
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => MUTATING_POLICY_COLUMNS,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => POLICY_BINDING_COLUMNS,
+        ("resource.k8s.io", "ResourceClaim") => RESOURCE_CLAIM_COLUMNS,
+        ("resource.k8s.io", "ResourceSlice") => RESOURCE_SLICE_COLUMNS,
+        ("storage.k8s.io", "VolumeAttributesClass") => VOLUME_ATTRIBUTES_CLASS_COLUMNS,
         _ => DEFAULT_COLUMNS,
     }
 }
@@ -915,6 +1105,24 @@ fn event_cells(event: &Value) -> Vec<Value> {
     ]
 }
 
+/// NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION, as upstream prints a
+/// CertificateSigningRequest.
+fn csr_cells(csr: &Value) -> Vec<Value> {
+    let duration = csr
+        .get("spec")
+        .and_then(|s| s.get("expirationSeconds"))
+        .and_then(Value::as_i64)
+        .map_or_else(|| "<none>".to_string(), crate::meta::human_duration);
+    vec![
+        name_of(csr),
+        s(created(csr)),
+        s(str_at(csr, &["spec", "signerName"]).unwrap_or_default()),
+        s(str_at(csr, &["spec", "username"]).unwrap_or_default()),
+        s(duration),
+        s(crate::certificates::condition_summary(csr)),
+    ]
+}
+
 fn lease_cells(lease: &Value) -> Vec<Value> {
     vec![
         name_of(lease),
@@ -937,6 +1145,16 @@ pub fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
         ("", "Event") => event_cells(object),
         ("events.k8s.io", "Event") => event_cells(&to_storage(resource, object.clone())),
         ("coordination.k8s.io", "Lease") => lease_cells(object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => csr_cells(object),
+        ("networking.k8s.io", "ServiceCIDR") => vec![
+            name_of(object),
+            s(crate::servicecidr::cidrs(object).join(",")),
+            s(created(object)),
+        ],
+        ("networking.k8s.io", "IPAddress") => vec![
+            name_of(object),
+            s(crate::servicecidr::parent_ref_cell(object)),
+        ],
         ("autoscaling", "HorizontalPodAutoscaler") => {
             kinds::hpa(&to_storage(resource, object.clone()))
         }

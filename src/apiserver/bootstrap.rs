@@ -1,10 +1,14 @@
-//! Objects every cluster has from the start: the system namespaces, the
+//! Objects every cluster has from the start: the system namespaces, the default
+//! ServiceCIDR `kubernetes` (the configured service range, Ready), the
 //! `default/kubernetes` Service, the system PriorityClasses, the default RBAC policy and the
-//! default StorageClass `standard`. Created when absent, never overwritten, so restarts
-//! and several API servers starting together are harmless.
+//! default StorageClass `standard`. Created when absent and never overwritten, except
+//! the RBAC policy, which is reconciled as upstream's (`rbac::reconcile`), and the
+//! flowcontrol configuration and local APIServices (`system_objects`); restarts and
+//! several API servers starting together are harmless.
 
 use super::Server;
-use super::handlers::create_object;
+use super::handlers::{create_object, decode, store_error, write_update};
+use rind_api::servicecidr;
 use rind_api::status::ApiError;
 use rind_api::storage::{DEFAULT_CLASS, LOCAL_PATH_PROVISIONER, STANDARD_CLASS};
 use serde_json::json;
@@ -21,6 +25,17 @@ async fn create_if_absent(
         .registry
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+    // Looked up first: a create of the `kubernetes` Service that exists already would
+    // fail on its taken ClusterIP before it could answer AlreadyExists.
+    let name = rind_api::meta::name(&object);
+    let stored = server
+        .store
+        .get(&resource.key(ns, name))
+        .await
+        .map_err(|e| super::handlers::store_error(e, resource, name))?;
+    if stored.is_some() {
+        return Ok(());
+    }
     match create_object(server, resource, ns, object).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
@@ -38,6 +53,7 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         )
         .await?;
     }
+    ensure_default_service_cidr(server).await?;
     let cluster_ip = server.service_network.first().to_string();
     let service = json!({
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -65,23 +81,10 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    use super::rbac::defaults;
-    for (plural, objects) in [
-        ("clusterroles", defaults::cluster_roles()),
-        ("clusterrolebindings", defaults::cluster_role_bindings()),
-    ] {
-        let resource = server
-            .registry
-            .lookup("rbac.authorization.k8s.io", "v1", plural)
-            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-        for object in objects {
-            match create_object(server, resource, None, object).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let policy = super::rbac::defaults::policy().map_err(|e| ApiError::internal(e.to_string()))?;
+    super::rbac::reconcile::ensure_policy(server, &policy).await?;
+    super::system_objects::ensure_flowcontrol(server).await?;
+    super::system_objects::ensure_api_services(server).await?;
     // kind's default class: local-path volumes on the node the pod lands on.
     let standard = json!({
         "metadata": {
@@ -100,5 +103,50 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The default ServiceCIDR, as upstream's API server keeps it: created from the
+/// service range when absent, and marked Ready when it has no Ready condition yet and
+/// still holds that range (a changed range is the administrator's to sort out).
+async fn ensure_default_service_cidr(server: &Server) -> Result<(), ApiError> {
+    let resource = server
+        .registry
+        .lookup("networking.k8s.io", "v1", "servicecidrs")
+        .ok_or_else(|| ApiError::internal("servicecidrs are not registered"))?;
+    let range = server.service_network.cidr();
+    let object =
+        json!({"metadata": {"name": servicecidr::DEFAULT_NAME}, "spec": {"cidrs": [range]}});
+    match create_object(server, resource, None, object).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    let key = resource.key(None, servicecidr::DEFAULT_NAME);
+    let kv = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(e, resource, servicecidr::DEFAULT_NAME))?
+        .ok_or_else(|| ApiError::internal("the default ServiceCIDR vanished"))?;
+    let current = decode(&kv)?;
+    let has_ready = current
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.get("type") == Some(&json!(servicecidr::READY)))
+        });
+    let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
+    if has_ready || deleting || servicecidr::cidrs(&current) != [range] {
+        return Ok(());
+    }
+    let mut next = current.clone();
+    let now = rind_api::meta::format_time(rind_api::meta::now());
+    next["status"] = json!({"conditions": [servicecidr::ready_condition(true, &now)]});
+    match write_update(server, resource, &key, kv.mod_revision, &current, next).await {
+        // Another API server got there first: its status stands.
+        Ok(_) | Err(rind_store::StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(store_error(e, resource, servicecidr::DEFAULT_NAME)),
     }
 }

@@ -5,13 +5,17 @@
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
+mod admission;
 mod allocator;
 mod auth;
 mod bootstrap;
 mod cache;
 pub mod compaction;
+mod componentstatus;
 mod crd;
 mod discovery;
+#[cfg(test)]
+mod discovery_fixture;
 mod eviction;
 mod field_validation;
 mod handlers;
@@ -31,6 +35,7 @@ mod scale;
 mod storageclass;
 mod strategy;
 mod streams;
+mod system_objects;
 pub mod tls;
 mod watch;
 
@@ -39,6 +44,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
+pub use rbac::defaults::{Policy, bootstrap_policy};
 use request::{Query, Rendering, Target};
 use rind_api::registry::{Registry, Storage};
 use rind_api::status::ApiError;
@@ -90,6 +96,11 @@ pub struct Server {
     namespaces: Arc<mirror::Mirror<namespaces::NamespaceState>>,
     /// New pods get their priority from these (the Priority admission plugin).
     priority_classes: Arc<mirror::Mirror<priority::ClassState>>,
+    /// The LimitRanger's and ResourceQuota admission's objects.
+    limit_ranges: admission::Policies,
+    resource_quotas: admission::Policies,
+    /// The allocated ClusterIPs, for picking free ones without a store read each.
+    ip_addresses: Arc<mirror::Mirror<Value>>,
 }
 
 /// A JSON response body with its status and content type.
@@ -198,6 +209,9 @@ impl Server {
             rbac: rbac::Rbac::default(),
             namespaces: mirror::Mirror::new(namespaces::NAMESPACES),
             priority_classes: mirror::Mirror::new(priority::PRIORITY_CLASSES),
+            limit_ranges: admission::Policies::new(admission::limitranger::LIMIT_RANGES),
+            resource_quotas: admission::Policies::new(admission::quota::RESOURCE_QUOTAS),
+            ip_addresses: mirror::Mirror::new(allocator::IP_ADDRESSES),
         }
     }
 
@@ -342,6 +356,23 @@ impl Server {
         };
         // Unknown fields the client should hear about (`fieldValidation=Warn`).
         let mut warnings = Vec::new();
+        if res.storage == Storage::Observed {
+            let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+            let watching = r.watch_path || query.flag("watch");
+            let answer = match (&method, r.name.as_deref(), sub) {
+                (&Method::GET, name, None) if !watching => componentstatus::get(&ctx, name).await?,
+                _ => {
+                    return Err(ApiError::method_not_supported(
+                        res.plural,
+                        res.group,
+                        method.as_str(),
+                    ));
+                }
+            };
+            let mut response = answer.into_response();
+            field_validation::add_warnings(&mut response, &[componentstatus::DEPRECATION.into()]);
+            return Ok(response);
+        }
         if res.storage == Storage::NotStored {
             // Reviews only answer a create: there is nothing to get, list or watch.
             let user = user.ok_or_else(ApiError::unauthorized)?;
@@ -364,7 +395,7 @@ impl Server {
                 )),
             };
         }
-        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query);
+        let ctx = handlers::Ctx::new(&self, res, ns, rendering, &query).with_user(user.as_ref());
         let response = match (&method, r.name.as_deref(), sub) {
             (&Method::GET, None, None) if r.watch_path || query.flag("watch") => {
                 return watch::serve(self.clone(), res, ns, None, rendering, &query).await;
@@ -383,7 +414,11 @@ impl Server {
                 let request = scale::ScaleWrite::Patch(decoded(kind)?, kind);
                 scale::write(&self, res, ns, name, request, &query).await?
             }
-            (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await?,
+            (
+                &Method::GET,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => handlers::get(&ctx, name).await?,
             (&Method::GET, Some(name), Some("log")) => {
                 return logs::proxy(&self, res, ns, name, &query).await;
             }
@@ -405,12 +440,20 @@ impl Server {
             (&Method::POST, Some(name), Some("binding")) => {
                 handlers::bind(&ctx, name, decoded(body_type?)?).await?
             }
-            (&Method::PUT, Some(name), None | Some("status")) => {
+            (
+                &Method::PUT,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => {
                 let (mut object, duplicated) = checked(body_type?)?;
                 warnings = field_validation::check_object(res, duplicated, &mut object, &query)?;
                 handlers::update(&ctx, name, sub, object).await?
             }
-            (&Method::PATCH, Some(name), None | Some("status")) => {
+            (
+                &Method::PATCH,
+                Some(name),
+                None | Some("status" | "ephemeralcontainers" | "approval"),
+            ) => {
                 let kind = body_type?;
                 let (patch, duplicated) = checked(kind)?;
                 let check =
@@ -441,6 +484,12 @@ impl Server {
                 ));
             }
         };
+        let writes_object = sub.is_none()
+            && matches!(method, Method::POST | Method::PUT | Method::PATCH)
+            && !(method == Method::POST && r.name.is_some());
+        if writes_object && let Some(warning) = ctx.strategy.write_warning(res.kind) {
+            warnings.push(warning);
+        }
         let mut response = response.into_response();
         field_validation::add_warnings(&mut response, &warnings);
         Ok(response)
@@ -479,9 +528,20 @@ pub async fn serve(
     };
     let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
     let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
+    server
+        .ip_addresses
+        .start(store.clone())
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     bootstrap::ensure_defaults(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
+    // Services stored before ClusterIPs were recorded as IPAddresses get theirs before
+    // any new Service can be given one of their addresses.
+    allocator::repair(&server, false)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    tokio::spawn(allocator::run_repair(server.clone()));
     // Requests are authorized from these mirrors: fill them before serving any.
     server
         .rbac
@@ -500,9 +560,15 @@ pub async fn serve(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     server
         .priority_classes
-        .start(store)
+        .start(store.clone())
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    for policies in [&server.limit_ranges, &server.resource_quotas] {
+        policies
+            .start(store.clone())
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    }
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;

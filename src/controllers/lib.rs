@@ -3,6 +3,8 @@
 //! (one file each); they talk to our API server over HTTPS like any client, and only
 //! the holder of the `kube-controller-manager` Lease runs them (`rind_runtime::leader`).
 
+mod certificates;
+mod clusterrole_aggregation;
 mod cron;
 mod cronjob;
 mod daemonset;
@@ -14,18 +16,27 @@ mod nodeipam;
 mod nodelifecycle;
 mod owners;
 mod replicaset;
+mod resourcequota;
 mod serviceaccount;
+mod servicecidr;
 mod statefulset;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cascade;
 #[cfg(test)]
+mod tests_certificates;
+#[cfg(test)]
 mod tests_cronjob;
+#[cfg(test)]
+mod tests_quota;
+#[cfg(test)]
+mod tests_servicecidr;
 #[cfg(test)]
 mod tests_statefulset;
 mod volume;
 
+pub use certificates::SigningCa;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -123,6 +134,10 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
         cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
     ));
     tasks.spawn(volume::run(client.clone()));
+    tasks.spawn(clusterrole_aggregation::run(client.clone()));
+    tasks.spawn(resourcequota::run(client.clone()));
+    tasks.spawn(servicecidr::run(client.clone()));
+    tasks.spawn(certificates::run(client.clone(), cfg.signing_ca.clone()));
     if !cfg.pod_subnet.is_empty() {
         tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
     }
@@ -151,6 +166,9 @@ pub struct Settings {
     /// How stale a node's heartbeat may get before it counts as unreachable (None:
     /// upstream's 40 s; tests use a few seconds).
     pub node_grace: Option<Duration>,
+    /// The CA the built-in CertificateSigningRequest signers sign with (None: requests
+    /// are approved but not signed, as on a controller-manager without the CA key).
+    pub signing_ca: Option<certificates::SigningCa>,
 }
 
 /// Runs the controller-manager inside a node: campaigns for the lease and runs the
@@ -158,10 +176,26 @@ pub struct Settings {
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
     let client = rind_runtime::client::from_kubeconfig(paths::CONTROLLER_MANAGER_CONF).await?;
+    // The cluster CA signs CSRs, as kubeadm points --cluster-signing-cert-file and
+    // --cluster-signing-key-file at it; only control-plane nodes hold its key.
+    let signing_ca = match (
+        std::fs::read_to_string(paths::CA_CRT),
+        std::fs::read_to_string(paths::CA_KEY),
+    ) {
+        (Ok(cert_pem), Ok(key_pem)) => Some(certificates::SigningCa { cert_pem, key_pem }),
+        _ => {
+            tracing::warn!(
+                "no cluster CA key at {}: CertificateSigningRequests will not be signed",
+                paths::CA_KEY
+            );
+            None
+        }
+    };
     let settings = Settings {
         pod_subnet: cfg.pod_subnet.clone(),
         clock: None,
         node_grace: None,
+        signing_ca,
     };
     let mut elector = leader::Elector::new(
         client.clone(),

@@ -139,8 +139,12 @@ pub(super) async fn cluster() -> Cluster {
 
 /// A cluster whose controllers run with these settings.
 pub(super) async fn cluster_with(settings: Settings) -> Cluster {
+    cluster_on(start().await, settings).await
+}
+
+/// A cluster on `server` whose controllers run with these settings.
+pub(super) async fn cluster_on(server: TestServer, settings: Settings) -> Cluster {
     rind_runtime::logging::init("info");
-    let server = start().await;
     let client = client(&server).await;
     let controllers = {
         let client = client.clone();
@@ -957,4 +961,53 @@ async fn daemonset_runs_one_pod_per_eligible_node_including_new_ones() {
         .unwrap();
     let status = ds.status.unwrap();
     assert_eq!(status.desired_number_scheduled, 3);
+}
+
+/// `admin`, `edit` and `view` start without rules of their own (as upstream's
+/// defaults); the aggregation controller fills them, and a CRD's role labelled
+/// aggregate-to-edit reaches `edit` and, through it, `admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn aggregated_cluster_roles_gain_labelled_roles_rules() {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let cluster = cluster().await;
+    let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
+    let has_rule = |role: &ClusterRole, resource: &str| {
+        role.rules
+            .iter()
+            .flatten()
+            .any(|r| r.resources.iter().flatten().any(|x| x == resource))
+    };
+    eventually("view to aggregate system:aggregate-to-view", || async {
+        let view = roles.get("view").await.ok()?;
+        has_rule(&view, "pods/log").then_some(())
+    })
+    .await;
+    let widgets: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "widgets-edit", "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+        "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["*"]}]
+    }))
+    .unwrap();
+    roles
+        .create(&PostParams::default(), &widgets)
+        .await
+        .unwrap();
+    for aggregated in ["edit", "admin"] {
+        eventually(&format!("{aggregated} to hold widgets"), || async {
+            let role = roles.get(aggregated).await.ok()?;
+            has_rule(&role, "widgets").then_some(())
+        })
+        .await;
+    }
+    let view = roles.get("view").await.unwrap();
+    assert!(!has_rule(&view, "widgets"));
+    roles
+        .delete("widgets-edit", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("edit to drop widgets", || async {
+        let edit = roles.get("edit").await.ok()?;
+        (!has_rule(&edit, "widgets")).then_some(())
+    })
+    .await;
 }

@@ -27,6 +27,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct Pki {
     pub issuer: Issuer<'static, KeyPair>,
     pub ca_pem: String,
+    /// The CA's key, for a controller-manager that signs with it.
+    pub ca_key: String,
     pub server_cert: String,
     pub server_key: String,
     pub admin_cert: String,
@@ -64,6 +66,7 @@ pub fn make_pki() -> Pki {
         KeyUsagePurpose::CrlSign,
     ];
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().unwrap();
@@ -89,6 +92,7 @@ pub fn make_pki() -> Pki {
     Pki {
         issuer,
         ca_pem: ca_cert.pem(),
+        ca_key: ca_key_pem,
         server_cert: server_cert.pem(),
         server_key: server_key.serialize_pem(),
         admin_cert: admin_cert.pem(),
@@ -115,6 +119,11 @@ fn b64(text: &str) -> String {
 
 pub async fn start() -> TestServer {
     start_with(&make_pki(), None, MemoryStore::new()).await
+}
+
+/// `start`, with the certificates of `pki` (whose CA key a test may sign with).
+pub async fn start_with_pki(pki: &Pki) -> TestServer {
+    start_with(pki, None, MemoryStore::new()).await
 }
 
 /// Serves on a free port and writes a kubeconfig with three contexts: `rind` (the

@@ -18,7 +18,7 @@ pub mod validate;
 use super::registry::{NameRule, Resource, Storage, Subresource};
 use super::status::Cause;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{LazyLock, Mutex};
 
 /// The finalizer that holds a deleted CRD until its objects are gone.
@@ -56,6 +56,9 @@ pub struct CustomResource {
     pub scale: Option<ScalePaths>,
     /// Whether this version is the one stored (others are served by rewriting `apiVersion`).
     pub storage_version: String,
+    /// Every version's `openAPIV3Schema` by version name: an object read from storage
+    /// is pruned and defaulted with the schema of the version it was stored as.
+    pub version_schemas: BTreeMap<String, Value>,
 }
 
 /// Interned entries by the definition they were made from.
@@ -154,6 +157,8 @@ pub fn served_resources(crd: &Value) -> Vec<&'static Resource> {
     versions
         .into_iter()
         .map(|version| {
+            // Every version's schema is part of the identity: objects stored as
+            // another version are read with that version's schema.
             let identity = json!({
                 "name": crd_name,
                 "group": spec.get("group"),
@@ -161,11 +166,26 @@ pub fn served_resources(crd: &Value) -> Vec<&'static Resource> {
                 "scope": spec.get("scope"),
                 "version": version,
                 "storage": storage_version,
+                "schemas": version_schemas(&spec),
             })
             .to_string();
             *interned
                 .entry(identity)
                 .or_insert_with(|| build(&crd_name, &spec, version, &storage_version))
+        })
+        .collect()
+}
+
+/// The schema of each version the CRD defines, served or not (objects may be stored as
+/// a version that is no longer served).
+fn version_schemas(spec: &Value) -> BTreeMap<String, Value> {
+    spec.get("versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let schema = v.get("schema")?.get("openAPIV3Schema")?;
+            Some((text(v, &["name"]).to_string(), schema.clone()))
         })
         .collect()
 }
@@ -230,6 +250,7 @@ fn build(
         columns: printer_columns(version),
         scale,
         storage_version: storage_version.to_string(),
+        version_schemas: version_schemas(spec),
     };
     let resource = Resource {
         group: leak(group),
@@ -271,6 +292,26 @@ pub fn admit(custom: &CustomResource, object: &mut Value) -> Vec<Cause> {
     structural::prune_object(&custom.schema, object);
     structural::default_object(&custom.schema, object);
     validate::validate_object(&custom.schema, object)
+}
+
+/// What reading a custom object from storage does to it, as upstream's storage codec:
+/// pruned and defaulted with the schema of the version it was stored as, so an object
+/// stored before a default was added to the CRD shows the default on every read (GET,
+/// LIST, WATCH) without being rewritten; then, when it is served as another version,
+/// pruned with that version's schema. Nothing is written back.
+pub fn read_stored(custom: &CustomResource, served_version: &str, object: &mut Value) {
+    let stored_version = super::meta::str_at(object, &["apiVersion"])
+        .and_then(|v| v.rsplit_once('/'))
+        .map_or_else(|| custom.storage_version.clone(), |(_, v)| v.to_string());
+    if let Some(schema) = custom.version_schemas.get(&stored_version) {
+        structural::prune_object(schema, object);
+        structural::default_object(schema, object);
+    }
+    if served_version != stored_version
+        && let Some(schema) = custom.version_schemas.get(served_version)
+    {
+        structural::prune_object(schema, object);
+    }
 }
 
 /// Whether an update changes more than metadata (and status, when that has its own
@@ -411,6 +452,27 @@ mod tests {
         assert!(v1.has_status() && v1.has_subresource("scale"));
         let again = served_resources(&crd());
         assert!(std::ptr::eq(first[0], again[0]) && std::ptr::eq(first[1], again[1]));
+    }
+
+    #[test]
+    fn reads_prune_and_default_with_the_stored_versions_schema() {
+        let mut def = crd();
+        def["spec"]["versions"][1]["schema"]["openAPIV3Schema"] = json!({"type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "mode": {"type": "string", "default": "fast"}, "size": {"type": "integer"}}}}});
+        def["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}});
+        let served = served_resources(&def);
+        let (v1, v1beta1) = (served[0].custom.unwrap(), served[1].custom.unwrap());
+        let stored = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "a"}, "spec": {"size": 2, "gone": true}});
+        let mut as_v1 = stored.clone();
+        read_stored(v1, "v1", &mut as_v1);
+        assert_eq!(as_v1["spec"], json!({"size": 2, "mode": "fast"}));
+        // Served as v1beta1: defaulted as stored (v1), then pruned to v1beta1's schema.
+        let mut as_beta = stored;
+        read_stored(v1beta1, "v1beta1", &mut as_beta);
+        assert_eq!(as_beta["spec"], json!({"size": 2}));
     }
 
     #[test]

@@ -155,7 +155,8 @@ const SERVER_METADATA: &[&str] = &[
 /// subresource owns only status (and labels and annotations, which upstream lets status
 /// writes carry), the main resource everything but status and server metadata.
 fn ownable(mut set: FieldSet, subresource: Option<&str>, has_status: bool) -> FieldSet {
-    let status_write = subresource == Some("status");
+    // `approval` (CertificateSigningRequests) writes status conditions too.
+    let status_write = matches!(subresource, Some("status" | "approval"));
     set.retain_children(|k| {
         if status_write {
             k == "f:status" || k == "f:metadata"

@@ -284,7 +284,13 @@ fn object_message(
         None | Some("") => "core",
         Some(first) => first,
     };
-    let desc = pool.get_message_by_name(&format!("k8s.io.api.{package}.{version}.{kind}"))?;
+    // The aggregator's own group lives in its repository's package, not k8s.io/api.
+    let name = if group == "apiregistration.k8s.io" {
+        format!("k8s.io.kube_aggregator.pkg.apis.apiregistration.{version}.{kind}")
+    } else {
+        format!("k8s.io.api.{package}.{version}.{kind}")
+    };
+    let desc = pool.get_message_by_name(&name)?;
     let metadata = desc.get_field(1)?;
     let is_object = metadata.name() == "metadata"
         && matches!(metadata.kind(), Kind::Message(m) if m.full_name() == OBJECT_META);
@@ -404,7 +410,7 @@ impl Converter<'_> {
                 self.raw_json(&raw)?
             }
             // `map[string]ExtraValue` is `map[string][]string` in JSON.
-            "k8s.io.api.authorization.v1.ExtraValue" => {
+            "k8s.io.api.authorization.v1.ExtraValue" | "k8s.io.api.certificates.v1.ExtraValue" => {
                 match message.get_field_by_name("items").as_deref() {
                     Some(Field::List(items)) => Value::Array(
                         items

@@ -619,6 +619,133 @@ fn resource_quota(quota: &Value) -> Vec<Value> {
     ]
 }
 
+/// The Healthy condition of a ComponentStatus: STATUS, MESSAGE and ERROR.
+fn component_status(cs: &Value) -> Vec<Value> {
+    let healthy = array(cs, &["conditions"])
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"));
+    let text = |key: &str| s(healthy.and_then(|c| str_at(c, &[key])).unwrap_or_default());
+    let status = match healthy.and_then(|c| str_at(c, &["status"])) {
+        Some("True") => "Healthy",
+        Some(_) => "Unhealthy",
+        None => "Unknown",
+    };
+    vec![name_of(cs), s(status), text("message"), text("error")]
+}
+
+fn api_service(service: &Value) -> Vec<Value> {
+    let backend = match at(service, &["spec", "service"]) {
+        Some(svc) if !svc.is_null() => format!(
+            "{}/{}",
+            str_at(svc, &["namespace"]).unwrap_or_default(),
+            str_at(svc, &["name"]).unwrap_or_default()
+        ),
+        _ => "Local".to_string(),
+    };
+    let available = array(service, &["status", "conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == Some("Available"));
+    let available = match available {
+        None => "Unknown".to_string(),
+        Some(c) if str_at(c, &["status"]) == Some("True") => "True".to_string(),
+        Some(c) => format!(
+            "{} ({})",
+            str_at(c, &["status"]).unwrap_or_default(),
+            str_at(c, &["reason"]).unwrap_or_default()
+        ),
+    };
+    vec![
+        name_of(service),
+        s(backend),
+        s(available),
+        s(created(service)),
+    ]
+}
+
+fn flow_schema(fs: &Value) -> Vec<Value> {
+    let method = str_at(fs, &["spec", "distinguisherMethod", "type"]);
+    let dangling = array(fs, &["status", "conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == Some("Dangling"))
+        .and_then(|c| str_at(c, &["status"]));
+    let missing = match dangling {
+        Some("True") => "True",
+        Some("False") => "False",
+        _ => "?",
+    };
+    vec![
+        name_of(fs),
+        s(str_at(fs, &["spec", "priorityLevelConfiguration", "name"]).unwrap_or_default()),
+        int(fs, &["spec", "matchingPrecedence"]),
+        or_none(method),
+        s(created(fs)),
+        s(missing),
+    ]
+}
+
+fn priority_level(pl: &Value) -> Vec<Value> {
+    let none = || s("<none>");
+    let limited = at(pl, &["spec", "limited"]).filter(|l| !l.is_null());
+    let shares = limited.map_or_else(none, |l| int(l, &["nominalConcurrencyShares"]));
+    let queuing = limited
+        .and_then(|l| at(l, &["limitResponse", "queuing"]))
+        .filter(|q| !q.is_null());
+    let queue = |key: &str| queuing.map_or_else(none, |q| int(q, &[key]));
+    vec![
+        name_of(pl),
+        s(str_at(pl, &["spec", "type"]).unwrap_or_default()),
+        shares,
+        queue("queues"),
+        queue("handSize"),
+        queue("queueLengthLimit"),
+        s(created(pl)),
+    ]
+}
+
+/// `apiVersion/kind` of a policy's paramKind, or `<unset>`.
+fn param_kind(policy: &Value) -> Value {
+    match at(policy, &["spec", "paramKind"]).filter(|p| !p.is_null()) {
+        Some(kind) => s(format!(
+            "{}/{}",
+            str_at(kind, &["apiVersion"]).unwrap_or_default(),
+            str_at(kind, &["kind"]).unwrap_or_default()
+        )),
+        None => s("<unset>"),
+    }
+}
+
+/// A binding's paramRef: `namespace/name`, `name`, or `<unset>`.
+fn param_ref(binding: &Value) -> Value {
+    let Some(param) = at(binding, &["spec", "paramRef"]).filter(|p| !p.is_null()) else {
+        return s("<unset>");
+    };
+    let name = str_at(param, &["name"]).unwrap_or("*");
+    match str_at(param, &["namespace"]).filter(|ns| !ns.is_empty()) {
+        Some(ns) => s(format!("{ns}/{name}")),
+        None => s(name),
+    }
+}
+
+/// pending, allocated or allocated,reserved; deleted first when it is going away.
+fn resource_claim(claim: &Value) -> Vec<Value> {
+    let mut states = Vec::new();
+    let deleting = str_at(claim, &["metadata", "deletionTimestamp"]).is_some();
+    if deleting {
+        states.push("deleted");
+    }
+    if at(claim, &["status", "allocation"]).is_none_or(Value::is_null) {
+        if !deleting {
+            states.push("pending");
+        }
+    } else {
+        states.push("allocated");
+        if !array(claim, &["status", "reservedFor"]).is_empty() {
+            states.push("reserved");
+        }
+    }
+    vec![name_of(claim), s(states.join(",")), s(created(claim))]
+}
+
 /// Cells for `group`/`kind`, or None when the kind prints only NAME and AGE.
 pub fn cells(group: &str, kind: &str, object: &Value) -> Option<Vec<Value>> {
     Some(match (group, kind) {
@@ -672,6 +799,52 @@ pub fn cells(group: &str, kind: &str, object: &Value) -> Option<Vec<Value>> {
         ],
         ("scheduling.k8s.io", "PriorityClass") => priority_class(object),
         ("policy", "PodDisruptionBudget") => pdb(object),
+        ("", "ComponentStatus") => component_status(object),
+        ("apiregistration.k8s.io", "APIService") => api_service(object),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => flow_schema(object),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => priority_level(object),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => vec![
+            name_of(object),
+            json!(array(object, &["webhooks"]).len()),
+            s(created(object)),
+        ],
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => vec![
+            name_of(object),
+            json!(array(object, &["spec", "validations"]).len()),
+            param_kind(object),
+            s(created(object)),
+        ],
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => vec![
+            name_of(object),
+            json!(array(object, &["spec", "mutations"]).len()),
+            param_kind(object),
+            s(created(object)),
+        ],
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => vec![
+            name_of(object),
+            s(str_at(object, &["spec", "policyName"]).unwrap_or_default()),
+            param_ref(object),
+            s(created(object)),
+        ],
+        ("resource.k8s.io", "ResourceClaim") => resource_claim(object),
+        ("resource.k8s.io", "ResourceSlice") => vec![
+            name_of(object),
+            s(str_at(object, &["spec", "nodeName"]).unwrap_or_default()),
+            s(str_at(object, &["spec", "driver"]).unwrap_or_default()),
+            s(str_at(object, &["spec", "pool", "name"]).unwrap_or_default()),
+            s(created(object)),
+        ],
+        ("storage.k8s.io", "VolumeAttributesClass") => vec![
+            name_of(object),
+            s(str_at(object, &["driverName"]).unwrap_or_default()),
+            s(created(object)),
+        ],
         ("node.k8s.io", "RuntimeClass") => vec![
             name_of(object),
             s(str_at(object, &["handler"]).unwrap_or_default()),

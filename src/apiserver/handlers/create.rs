@@ -163,8 +163,11 @@ pub(super) async fn create_saved(
         }
         record_fields(&mut candidate);
         if let Some(after) = &after_field_manager {
-            after(&mut candidate);
+            after(&mut candidate)?;
         }
+        // ResourceQuota admission runs last, on the object as it will be stored; a
+        // dry run is checked but charges nothing.
+        crate::admission::quota::admit(ctx, &candidate, None, !dry_run).await?;
         let name = meta::name(&candidate).to_string();
         if !dry_run && let Some(reserving) = strategy.begin_create(ctx, &mut candidate) {
             reserving.await?;
@@ -182,9 +185,17 @@ pub(super) async fn create_saved(
                     json: encoded.served(revision),
                 });
             }
-            // A generated name that collides gets another suffix, as upstream retries.
-            Err(StoreError::AlreadyExists(_)) if !explicit_name => continue,
-            Err(e) => return Err(store_error(e, resource, &name)),
+            Err(e) => {
+                // What was reserved for the object is given back before anything else.
+                if let Some(releasing) = strategy.abort_create(ctx, &candidate) {
+                    releasing.await?;
+                }
+                // A generated name that collides gets another suffix, as upstream retries.
+                if !explicit_name && matches!(e, StoreError::AlreadyExists(_)) {
+                    continue;
+                }
+                return Err(store_error(e, resource, &name));
+            }
         }
     }
     Err(ApiError::internal("could not generate a unique name"))

@@ -182,7 +182,12 @@ pub async fn delete_object(
             return Ok(Deleted::Gone(current));
         }
         match server.store.delete(&key, Some(kv.mod_revision)).await {
-            Ok(_) => return Ok(Deleted::Gone(current)),
+            Ok(_) => {
+                if let Some(releasing) = strategy.deleted(server, &current) {
+                    releasing.await?;
+                }
+                return Ok(Deleted::Gone(current));
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(e, resource, name)),
         }

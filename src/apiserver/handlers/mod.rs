@@ -48,6 +48,8 @@ pub struct Ctx<'a> {
     pub namespace: Option<&'a str>,
     pub rendering: Rendering,
     pub query: &'a Query,
+    /// Who the request acts as (None for the server's own writes).
+    pub user: Option<&'a crate::User>,
 }
 
 impl<'a> Ctx<'a> {
@@ -65,7 +67,14 @@ impl<'a> Ctx<'a> {
             namespace,
             rendering,
             query,
+            user: None,
         }
+    }
+
+    /// The context of a request made by `user`.
+    pub fn with_user(mut self, user: Option<&'a crate::User>) -> Self {
+        self.user = user;
+        self
     }
 
     fn dry_run(&self) -> bool {

@@ -225,7 +225,16 @@ pub async fn patch(
             Err(_) if from_cache => continue,
             Err(e) => return Err(e),
         };
-        if let Some(admitting) = strategy.admit_update(ctx, &next) {
+        // Most admission plugins leave subresource writes (status, by controllers)
+        // alone; a kind's strategy may check its own subresources.
+        if subresource.is_none() {
+            if let Some(admitting) = strategy.admit_update(ctx, &next) {
+                admitting.await?;
+            }
+            crate::admission::quota::admit(ctx, &next, Some(&current), !dry_run).await?;
+        } else if let Some(sub) = subresource
+            && let Some(admitting) = strategy.admit_subresource_update(ctx, sub, &current, &next)
+        {
             admitting.await?;
         }
         if dry_run {

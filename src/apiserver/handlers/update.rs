@@ -43,8 +43,9 @@ pub fn prepare_update(
     current: &Value,
     incoming: Value,
 ) -> Value {
-    let mut next = if subresource == Some("status") {
-        // Status writes change only status (and labels/annotations as upstream allows).
+    let mut next = if matches!(subresource, Some("status" | "approval")) {
+        // Status writes change only status (and labels/annotations as upstream allows);
+        // the kind's strategy narrows `approval` further.
         let mut next = current.clone();
         next["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
         for key in ["labels", "annotations"] {
@@ -114,11 +115,14 @@ pub fn validate_update(
     current: &Value,
     next: &Value,
 ) -> Result<(), ApiError> {
-    if subresource.is_some() {
-        return Ok(());
+    let mut causes = Vec::new();
+    match subresource {
+        None => {
+            causes = kinds::validate_update(resource, current, next);
+            strategy.validate_update(current, next, &mut causes);
+        }
+        Some(sub) => strategy.validate_subresource_update(sub, current, next, &mut causes),
     }
-    let mut causes = kinds::validate_update(resource, current, next);
-    strategy.validate_update(current, next, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {
@@ -193,6 +197,13 @@ pub(super) async fn write_saved(
     let store = &ctx.server.store;
     if is_deletable_now(ctx.strategy, &next) {
         let (_, deleted_at) = store.delete(key, Some(revision)).await?;
+        if let Some(releasing) = ctx.strategy.deleted(ctx.server, &next) {
+            // The object is gone whatever its release says; the kind's repair (if it
+            // has one) settles a release that failed.
+            if let Err(e) = releasing.await {
+                tracing::warn!("releasing what a deleted object held: {}", e.message);
+            }
+        }
         set_resource_version(&mut next, deleted_at);
         return Ok(Saved::new(next));
     }
@@ -258,7 +269,16 @@ pub async fn update(
         let mut next = prepare_update(resource, strategy, subresource, &current, body.clone());
         admit(resource, strategy, &mut next, subresource)?;
         validate_update(resource, strategy, subresource, &current, &next)?;
-        if let Some(admitting) = strategy.admit_update(ctx, &next) {
+        // Most admission plugins leave subresource writes (status, by controllers)
+        // alone; a kind's strategy may check its own subresources.
+        if subresource.is_none() {
+            if let Some(admitting) = strategy.admit_update(ctx, &next) {
+                admitting.await?;
+            }
+            crate::admission::quota::admit(ctx, &next, Some(&current), !dry_run).await?;
+        } else if let Some(sub) = subresource
+            && let Some(admitting) = strategy.admit_subresource_update(ctx, sub, &current, &next)
+        {
             admitting.await?;
         }
         managed::record_update(

@@ -1,29 +1,249 @@
-//! The ClusterRoles and ClusterRoleBindings every cluster starts with: upstream's
-//! user-facing roles (cluster-admin, admin, edit, view with their aggregation),
-//! discovery and self-review access for everyone authenticated, kubeadm's binding of
-//! the admin kubeconfig's group, and roles for our own components' identities.
+//! The RBAC policy every cluster starts with: upstream's bootstrap policy, whole, read
+//! from `bootstrap-policy.yaml` (a transcription of upstream's policy fixtures, cited
+//! there), plus what a kubeadm cluster adds and what rind's own components need
+//! beyond it. The latter carry no `kubernetes.io/bootstrapping` label, so
+//! `kubectl get clusterroles -l kubernetes.io/bootstrapping=rbac-defaults` lists
+//! upstream's roles and nothing else.
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
-/// Labels upstream marks bootstrap policy objects with.
-fn bootstrap_labels() -> Value {
-    json!({"kubernetes.io/bootstrapping": "rbac-defaults"})
+/// Upstream's fixture, transcribed.
+const FIXTURE: &str = include_str!("bootstrap-policy.yaml");
+
+/// The label upstream marks every bootstrap policy object with.
+pub const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
+/// Reconciliation at startup updates an object unless this annotation says "false".
+pub const AUTOUPDATE_ANNOTATION: &str = "rbac.authorization.kubernetes.io/autoupdate";
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const RBAC_VERSION: &str = "rbac.authorization.k8s.io/v1";
+
+#[derive(Debug, thiserror::Error)]
+#[error("the built-in RBAC policy (bootstrap-policy.yaml) does not parse: {0}")]
+pub struct PolicyError(String);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Fixture {
+    cluster_roles: Vec<RoleEntry>,
+    controller_roles: Vec<RoleEntry>,
+    cluster_role_bindings: Vec<BindingEntry>,
+    roles: Vec<RoleEntry>,
+    role_bindings: Vec<BindingEntry>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoleEntry {
+    #[serde(default)]
+    namespace: Option<String>,
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    aggregation_rule: Option<Value>,
+    #[serde(default)]
+    rules: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BindingEntry {
+    #[serde(default)]
+    namespace: Option<String>,
+    name: String,
+    role_ref: String,
+    #[serde(default)]
+    subjects: Vec<Value>,
+}
+
+/// A policy: the objects to reconcile, in the order they are created.
+#[derive(Debug, Default)]
+pub struct Policy {
+    pub cluster_roles: Vec<Value>,
+    pub cluster_role_bindings: Vec<Value>,
+    pub roles: Vec<Value>,
+    pub role_bindings: Vec<Value>,
+}
+
+fn metadata(name: &str, namespace: Option<&str>, labels: Map<String, Value>) -> Value {
+    let mut meta = json!({
+        "name": name,
+        "labels": labels,
+        "annotations": {AUTOUPDATE_ANNOTATION: "true"},
+    });
+    if let Some(ns) = namespace {
+        meta["namespace"] = json!(ns);
+    }
+    meta
+}
+
+fn bootstrap_labels(extra: &BTreeMap<String, String>) -> Map<String, Value> {
+    let mut labels: Map<String, Value> = extra.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    labels.insert(BOOTSTRAPPING_LABEL.into(), json!("rbac-defaults"));
+    labels
+}
+
+fn role(kind: &str, entry: &RoleEntry) -> Value {
+    let mut role = json!({
+        "apiVersion": RBAC_VERSION,
+        "kind": kind,
+        "metadata": metadata(&entry.name, entry.namespace.as_deref(), bootstrap_labels(&entry.labels)),
+    });
+    if let Some(rule) = &entry.aggregation_rule {
+        role["aggregationRule"] = rule.clone();
+    }
+    if let Some(rules) = &entry.rules {
+        role["rules"] = json!(rules);
+    }
+    role
+}
+
+fn binding(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    role_kind: &str,
+    role_name: &str,
+    subjects: &[Value],
+    labels: Map<String, Value>,
+) -> Value {
+    let mut binding = json!({
+        "apiVersion": RBAC_VERSION,
+        "kind": kind,
+        "metadata": metadata(name, namespace, labels),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": role_kind, "name": role_name},
+    });
+    if !subjects.is_empty() {
+        binding["subjects"] = json!(subjects);
+    }
+    binding
+}
+
+/// Upstream's bootstrap policy, exactly as its fixtures list it.
+pub fn bootstrap_policy() -> Result<Policy, PolicyError> {
+    let fixture: Fixture =
+        rind_runtime::yaml::from_str(FIXTURE).map_err(|e| PolicyError(e.to_string()))?;
+    let mut policy = Policy::default();
+    for entry in fixture
+        .cluster_roles
+        .iter()
+        .chain(&fixture.controller_roles)
+    {
+        policy.cluster_roles.push(role("ClusterRole", entry));
+    }
+    let labels = bootstrap_labels(&BTreeMap::new());
+    for entry in &fixture.cluster_role_bindings {
+        policy.cluster_role_bindings.push(binding(
+            "ClusterRoleBinding",
+            &entry.name,
+            None,
+            "ClusterRole",
+            &entry.role_ref,
+            &entry.subjects,
+            labels.clone(),
+        ));
+    }
+    // Upstream's ControllerRoleBindings: each controller runs as the kube-system
+    // ServiceAccount named after its role.
+    for entry in &fixture.controller_roles {
+        let account = entry
+            .name
+            .strip_prefix("system:controller:")
+            .unwrap_or(&entry.name);
+        policy.cluster_role_bindings.push(binding(
+            "ClusterRoleBinding",
+            &entry.name,
+            None,
+            "ClusterRole",
+            &entry.name,
+            &[json!({"kind": "ServiceAccount", "name": account, "namespace": "kube-system"})],
+            labels.clone(),
+        ));
+    }
+    for entry in &fixture.roles {
+        policy.roles.push(role("Role", entry));
+    }
+    for entry in &fixture.role_bindings {
+        policy.role_bindings.push(binding(
+            "RoleBinding",
+            &entry.name,
+            entry.namespace.as_deref(),
+            "Role",
+            &entry.role_ref,
+            &entry.subjects,
+            labels.clone(),
+        ));
+    }
+    Ok(policy)
+}
+
+/// The whole default policy: upstream's, then kubeadm's and rind's own objects.
+pub fn policy() -> Result<Policy, PolicyError> {
+    let mut policy = bootstrap_policy()?;
+    let own = |name: &str, rules: Vec<Value>| {
+        json!({
+            "apiVersion": RBAC_VERSION,
+            "kind": "ClusterRole",
+            "metadata": metadata(name, None, Map::new()),
+            "rules": rules,
+        })
+    };
+    // rind's controller-manager runs every controller under its one identity, where
+    // upstream's gives each controller its own ServiceAccount and role; the namespace
+    // and garbage collectors alone need to delete any kind, custom ones included.
+    policy
+        .cluster_roles
+        .push(own(CONTROLLER_MANAGER_ROLE, cluster_admin()));
+    // Upstream's kubelets get their access from the Node authorizer, which rind does
+    // not have; this role grants what rind's kubelet does.
+    policy.cluster_roles.push(own(NODE_ROLE, node()));
+    let user = |name: &str| json!({"apiGroup": RBAC_GROUP, "kind": "User", "name": name});
+    let group = |name: &str| json!({"apiGroup": RBAC_GROUP, "kind": "Group", "name": name});
+    for (name, role, subject) in [
+        // kubeadm's binding: the admin kubeconfig's certificate is in this group.
+        (
+            "kubeadm:cluster-admins",
+            "cluster-admin",
+            group("kubeadm:cluster-admins"),
+        ),
+        (
+            CONTROLLER_MANAGER_ROLE,
+            CONTROLLER_MANAGER_ROLE,
+            user("system:kube-controller-manager"),
+        ),
+        (NODE_ROLE, NODE_ROLE, group("system:nodes")),
+    ] {
+        policy.cluster_role_bindings.push(binding(
+            "ClusterRoleBinding",
+            name,
+            None,
+            "ClusterRole",
+            role,
+            &[subject],
+            Map::new(),
+        ));
+    }
+    Ok(policy)
+}
+
+/// rind's own roles, named as kubeadm names its additions.
+const CONTROLLER_MANAGER_ROLE: &str = "rind:kube-controller-manager";
+const NODE_ROLE: &str = "rind:node";
+
 const READ: &[&str] = &["get", "list", "watch"];
-const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
 }
 
-fn urls(urls: &[&str], verbs: &[&str]) -> Value {
-    json!({"nonResourceURLs": urls, "verbs": verbs})
-}
-
 fn cluster_admin() -> Vec<Value> {
-    vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])]
+    vec![
+        rule(&["*"], &["*"], &["*"]),
+        json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+    ]
 }
 
 /// cluster-admin's rules, typed (what `system:masters` members hold).
@@ -34,219 +254,9 @@ pub fn cluster_admin_rules() -> Vec<PolicyRule> {
         .collect()
 }
 
-/// What `view` holds: reading namespaced workloads, but not secrets.
-fn aggregate_to_view() -> Vec<Value> {
-    vec![
-        rule(
-            &[""],
-            &[
-                "configmaps",
-                "endpoints",
-                "persistentvolumeclaims",
-                "persistentvolumeclaims/status",
-                "pods",
-                "replicationcontrollers",
-                "replicationcontrollers/scale",
-                "serviceaccounts",
-                "services",
-                "services/status",
-                "bindings",
-                "events",
-                "limitranges",
-                "namespaces/status",
-                "pods/log",
-                "pods/status",
-                "replicationcontrollers/status",
-                "resourcequotas",
-                "resourcequotas/status",
-                "namespaces",
-            ],
-            READ,
-        ),
-        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-        rule(
-            &["apps"],
-            &[
-                "controllerrevisions",
-                "daemonsets",
-                "daemonsets/status",
-                "deployments",
-                "deployments/scale",
-                "deployments/status",
-                "replicasets",
-                "replicasets/scale",
-                "replicasets/status",
-                "statefulsets",
-                "statefulsets/scale",
-                "statefulsets/status",
-            ],
-            READ,
-        ),
-        rule(
-            &["autoscaling"],
-            &[
-                "horizontalpodautoscalers",
-                "horizontalpodautoscalers/status",
-            ],
-            READ,
-        ),
-        rule(
-            &["batch"],
-            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
-            READ,
-        ),
-        rule(
-            &["policy"],
-            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
-            READ,
-        ),
-        rule(
-            &["networking.k8s.io"],
-            &["ingresses", "ingresses/status", "networkpolicies"],
-            READ,
-        ),
-    ]
-}
-
-/// What `edit` adds: writing workloads, reading secrets, exec and port-forward.
-fn aggregate_to_edit() -> Vec<Value> {
-    vec![
-        rule(
-            &[""],
-            &[
-                "pods/attach",
-                "pods/exec",
-                "pods/portforward",
-                "pods/proxy",
-                "secrets",
-                "services/proxy",
-            ],
-            READ,
-        ),
-        rule(&[""], &["serviceaccounts"], &["impersonate"]),
-        rule(
-            &[""],
-            &[
-                "pods",
-                "pods/attach",
-                "pods/exec",
-                "pods/portforward",
-                "pods/proxy",
-            ],
-            WRITE,
-        ),
-        rule(
-            &[""],
-            &["pods/eviction", "serviceaccounts/token"],
-            &["create"],
-        ),
-        rule(
-            &[""],
-            &[
-                "configmaps",
-                "events",
-                "persistentvolumeclaims",
-                "replicationcontrollers",
-                "replicationcontrollers/scale",
-                "secrets",
-                "serviceaccounts",
-                "services",
-                "services/proxy",
-            ],
-            WRITE,
-        ),
-        rule(
-            &["apps"],
-            &[
-                "daemonsets",
-                "deployments",
-                "deployments/rollback",
-                "deployments/scale",
-                "replicasets",
-                "replicasets/scale",
-                "statefulsets",
-                "statefulsets/scale",
-            ],
-            WRITE,
-        ),
-        rule(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
-        rule(&["batch"], &["cronjobs", "jobs"], WRITE),
-        rule(
-            &["networking.k8s.io"],
-            &["ingresses", "networkpolicies"],
-            WRITE,
-        ),
-        rule(&["policy"], &["poddisruptionbudgets"], WRITE),
-        rule(&["discovery.k8s.io"], &["endpointslices"], WRITE),
-        rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
-        ),
-    ]
-}
-
-/// What `admin` adds: managing access within the namespace.
-fn aggregate_to_admin() -> Vec<Value> {
-    vec![
-        rule(
-            &["authorization.k8s.io"],
-            &["localsubjectaccessreviews"],
-            &["create"],
-        ),
-        rule(
-            &["rbac.authorization.k8s.io"],
-            &["rolebindings", "roles"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
-        ),
-    ]
-}
-
-/// The scheduler reads the whole cluster state it scores against and writes only
-/// bindings, pod status (conditions, nominations), preemption deletes, events and
-/// its leader lease.
-fn kube_scheduler() -> Vec<Value> {
-    vec![
-        rule(&["*"], &["*"], READ),
-        rule(&[""], &["bindings", "pods/binding"], &["create"]),
-        rule(&[""], &["pods/status"], &["patch", "update"]),
-        rule(&[""], &["pods"], &["delete"]),
-        // Volume binding: a WaitForFirstConsumer claim is annotated with the chosen node.
-        rule(&[""], &["persistentvolumeclaims"], &["patch", "update"]),
-        rule(
-            &["", "events.k8s.io"],
-            &["events"],
-            &["create", "patch", "update"],
-        ),
-        rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &["create", "get", "update"],
-        ),
-    ]
-}
-
 /// A kubelet registers and updates its Node and lease, runs the pods bound to it and
 /// reads what their volumes and environment reference. Upstream narrows this to the
-/// node's own objects with the Node authorizer, which rind does not have.
+/// node's own objects with the Node authorizer.
 fn node() -> Vec<Value> {
     vec![
         rule(
@@ -299,219 +309,84 @@ fn node() -> Vec<Value> {
     ]
 }
 
-fn cluster_role(name: &str, rules: Vec<Value>, labels: Value) -> Value {
-    let mut labels = labels;
-    if let (Some(map), Some(defaults)) = (
-        labels.as_object_mut(),
-        bootstrap_labels().as_object().cloned(),
-    ) {
-        map.extend(defaults);
-    }
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
-        "rules": rules,
-    })
-}
-
-/// A role whose rules come from every ClusterRole labelled `aggregate-to-<to>`;
-/// `rules` is the union at bootstrap, as upstream's aggregation controller writes it.
-fn aggregated(name: &str, to: &[&str], rules: Vec<Value>, labels: Value) -> Value {
-    let selectors: Vec<Value> = to
-        .iter()
-        .map(|t| json!({"matchLabels": {format!("rbac.authorization.k8s.io/aggregate-to-{t}"): "true"}}))
-        .collect();
-    let mut role = cluster_role(name, rules, labels);
-    role["aggregationRule"] = json!({"clusterRoleSelectors": selectors});
-    role
-}
-
-fn aggregate_label(to: &str) -> Value {
-    json!({format!("rbac.authorization.k8s.io/aggregate-to-{to}"): "true"})
-}
-
-pub fn cluster_roles() -> Vec<Value> {
-    let view = aggregate_to_view();
-    let edit: Vec<Value> = view.iter().cloned().chain(aggregate_to_edit()).collect();
-    let admin: Vec<Value> = edit.iter().cloned().chain(aggregate_to_admin()).collect();
-    vec![
-        cluster_role("cluster-admin", cluster_admin(), json!({})),
-        cluster_role(
-            "system:discovery",
-            vec![urls(
-                &[
-                    "/api",
-                    "/api/*",
-                    "/apis",
-                    "/apis/*",
-                    "/healthz",
-                    "/livez",
-                    "/openapi",
-                    "/openapi/*",
-                    "/readyz",
-                    "/version",
-                    "/version/",
-                ],
-                &["get"],
-            )],
-            json!({}),
-        ),
-        cluster_role(
-            "system:basic-user",
-            vec![
-                rule(
-                    &["authorization.k8s.io"],
-                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-                    &["create"],
-                ),
-                rule(
-                    &["authentication.k8s.io"],
-                    &["selfsubjectreviews"],
-                    &["create"],
-                ),
-            ],
-            json!({}),
-        ),
-        cluster_role(
-            "system:public-info-viewer",
-            vec![urls(
-                &["/healthz", "/livez", "/readyz", "/version", "/version/"],
-                &["get"],
-            )],
-            json!({}),
-        ),
-        aggregated("admin", &["admin"], admin, json!({})),
-        aggregated("edit", &["edit"], edit, aggregate_label("admin")),
-        aggregated("view", &["view"], view, {
-            let mut labels = aggregate_label("admin");
-            if let (Some(map), Some(edit)) = (
-                labels.as_object_mut(),
-                aggregate_label("edit").as_object().cloned(),
-            ) {
-                map.extend(edit);
-            }
-            labels
-        }),
-        cluster_role(
-            "system:aggregate-to-admin",
-            aggregate_to_admin(),
-            aggregate_label("admin"),
-        ),
-        cluster_role(
-            "system:aggregate-to-edit",
-            aggregate_to_edit(),
-            aggregate_label("edit"),
-        ),
-        cluster_role(
-            "system:aggregate-to-view",
-            aggregate_to_view(),
-            aggregate_label("view"),
-        ),
-        cluster_role("system:kube-scheduler", kube_scheduler(), json!({})),
-        // rind's controller-manager runs every controller under this one identity
-        // (upstream gives each its own service account); the namespace and garbage
-        // collectors alone need to delete any kind of object, custom ones included.
-        cluster_role("system:kube-controller-manager", cluster_admin(), json!({})),
-        cluster_role("system:node", node(), json!({})),
-    ]
-}
-
-fn binding(name: &str, role: &str, subjects: &[(&str, &str)]) -> Value {
-    let subjects: Vec<Value> = subjects
-        .iter()
-        .map(|(kind, name)| {
-            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name})
-        })
-        .collect();
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": name,
-            "labels": bootstrap_labels(),
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": subjects,
-    })
-}
-
-pub fn cluster_role_bindings() -> Vec<Value> {
-    vec![
-        binding(
-            "cluster-admin",
-            "cluster-admin",
-            &[("Group", "system:masters")],
-        ),
-        binding(
-            "system:discovery",
-            "system:discovery",
-            &[("Group", "system:authenticated")],
-        ),
-        binding(
-            "system:basic-user",
-            "system:basic-user",
-            &[("Group", "system:authenticated")],
-        ),
-        binding(
-            "system:public-info-viewer",
-            "system:public-info-viewer",
-            &[
-                ("Group", "system:authenticated"),
-                ("Group", "system:unauthenticated"),
-            ],
-        ),
-        // kubeadm's binding: the admin kubeconfig's certificate is in this group.
-        binding(
-            "kubeadm:cluster-admins",
-            "cluster-admin",
-            &[("Group", "kubeadm:cluster-admins")],
-        ),
-        binding(
-            "system:kube-scheduler",
-            "system:kube-scheduler",
-            &[("User", "system:kube-scheduler")],
-        ),
-        binding(
-            "system:kube-controller-manager",
-            "system:kube-controller-manager",
-            &[("User", "system:kube-controller-manager")],
-        ),
-        // Without a Node authorizer, kubelets get their role through their group.
-        binding("system:node", "system:node", &[("Group", "system:nodes")]),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
     #[test]
-    fn defaults_are_valid_rbac_objects_and_every_binding_has_its_role() {
-        let roles: Vec<ClusterRole> = cluster_roles()
-            .into_iter()
-            .map(|r| serde_json::from_value(r).unwrap())
+    fn the_policy_parses_and_every_binding_has_its_role() {
+        let policy = policy().unwrap();
+        let roles: Vec<ClusterRole> = policy
+            .cluster_roles
+            .iter()
+            .map(|r| serde_json::from_value(r.clone()).unwrap())
             .collect();
         let names: Vec<String> = roles
             .iter()
             .map(|r| r.metadata.name.clone().unwrap())
             .collect();
-        for b in cluster_role_bindings() {
-            let b: ClusterRoleBinding = serde_json::from_value(b).unwrap();
+        for b in &policy.cluster_role_bindings {
+            let b: ClusterRoleBinding = serde_json::from_value(b.clone()).unwrap();
             assert!(names.contains(&b.role_ref.name), "{}", b.role_ref.name);
         }
-        let admin = roles
+        let local: Vec<Role> = policy
+            .roles
             .iter()
-            .find(|r| r.metadata.name.as_deref() == Some("admin"))
+            .map(|r| serde_json::from_value(r.clone()).unwrap())
+            .collect();
+        for b in &policy.role_bindings {
+            let b: RoleBinding = serde_json::from_value(b.clone()).unwrap();
+            assert!(
+                local
+                    .iter()
+                    .any(|r| r.metadata.name.as_deref() == Some(&b.role_ref.name)
+                        && r.metadata.namespace == b.metadata.namespace)
+            );
+        }
+        let delegator = roles
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some("system:auth-delegator"))
             .unwrap();
-        // admin holds everything edit and view hold.
-        assert!(admin.rules.as_ref().unwrap().len() > aggregate_to_edit().len());
-        assert!(admin.aggregation_rule.is_some());
+        assert_eq!(delegator.rules.as_ref().unwrap().len(), 2);
+    }
+
+    /// Upstream's counts: 31 cluster roles and 40 controller roles, 12 cluster role
+    /// bindings plus one per controller role, 7 roles and 7 role bindings; every one
+    /// labelled and annotated as upstream's.
+    #[test]
+    fn bootstrap_objects_are_upstreams() {
+        let policy = bootstrap_policy().unwrap();
+        assert_eq!(policy.cluster_roles.len(), 31 + 40);
+        assert_eq!(policy.cluster_role_bindings.len(), 12 + 40);
+        assert_eq!((policy.roles.len(), policy.role_bindings.len()), (7, 7));
+        let all = policy
+            .cluster_roles
+            .iter()
+            .chain(&policy.cluster_role_bindings)
+            .chain(&policy.roles)
+            .chain(&policy.role_bindings);
+        for object in all {
+            let meta = &object["metadata"];
+            assert_eq!(
+                meta["labels"][BOOTSTRAPPING_LABEL], "rbac-defaults",
+                "{object}"
+            );
+            assert_eq!(
+                meta["annotations"][AUTOUPDATE_ANNOTATION], "true",
+                "{object}"
+            );
+        }
+        let own = super::policy().unwrap();
+        let extra: Vec<&Value> = own
+            .cluster_roles
+            .iter()
+            .chain(&own.cluster_role_bindings)
+            .filter(|o| o["metadata"]["labels"].get(BOOTSTRAPPING_LABEL).is_some())
+            .collect();
+        assert_eq!(
+            extra.len(),
+            policy.cluster_roles.len() + policy.cluster_role_bindings.len()
+        );
     }
 }

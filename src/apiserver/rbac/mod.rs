@@ -3,6 +3,7 @@
 //! `system:masters` are allowed everything without a policy lookup.
 
 pub mod defaults;
+pub mod reconcile;
 
 use super::User;
 use super::mirror::Mirror;
@@ -139,13 +140,23 @@ impl Rbac {
     }
 
     fn cluster_role_rules(&self, name: &str) -> Vec<PolicyRule> {
+        let mut visiting = vec![name.to_string()];
+        self.aggregated_rules(name, &mut visiting)
+    }
+
+    /// A role's rules and, when it aggregates, those of the roles it selects, theirs
+    /// aggregated in turn: the defaults' `admin` takes `edit`'s, which takes `view`'s,
+    /// all three empty until upstream's controller writes the unions. `visiting`
+    /// holds the roles being expanded, so a cycle of selectors ends.
+    fn aggregated_rules(&self, name: &str, visiting: &mut Vec<String>) -> Vec<PolicyRule> {
         let Some(role) = self.cluster_roles.get(&format!("{CLUSTER_ROLES}{name}")) else {
             return Vec::new();
         };
         let mut rules = role.rules.clone().unwrap_or_default();
         if let Some(aggregation) = &role.aggregation_rule {
             for other in self.cluster_roles.all() {
-                if other.metadata.name.as_deref() == Some(name) {
+                let other_name = other.metadata.name.clone().unwrap_or_default();
+                if visiting.contains(&other_name) {
                     continue;
                 }
                 let labels = other
@@ -154,11 +165,13 @@ impl Rbac {
                     .as_ref()
                     .and_then(|l| serde_json::to_value(l).ok());
                 if aggregates(aggregation, labels.as_ref().and_then(|l| l.as_object())) {
-                    for rule in other.rules.iter().flatten() {
-                        if !rules.contains(rule) {
-                            rules.push(rule.clone());
+                    visiting.push(other_name.clone());
+                    for rule in self.aggregated_rules(&other_name, visiting) {
+                        if !rules.contains(&rule) {
+                            rules.push(rule);
                         }
                     }
+                    visiting.pop();
                 }
             }
         }

@@ -4,6 +4,8 @@
 //! Every hook defaults to "nothing special". Defaults and validation that need no
 //! server state and apply to many kinds live in `rind_api::kinds`.
 
+mod admission;
+mod certificate_signing_request;
 mod namespace;
 mod persistent_volume_claim;
 mod pod;
@@ -22,10 +24,10 @@ use std::sync::Arc;
 /// without such rules box no future.
 pub type AsyncHook<'a, T> = Option<BoxFuture<'a, Result<T, ApiError>>>;
 
-/// What create admission adds to the object once the field manager has recorded the
-/// client's fields: upstream's admission plugins run after it, so these fields are
-/// no one's.
-pub type AfterFieldManager = Box<dyn Fn(&mut Value) + Send + Sync>;
+/// What create admission does to the object once the field manager has recorded the
+/// client's fields: upstream's admission plugins run after it, so the fields they add
+/// are no one's. A plugin may also refuse the object here.
+pub type AfterFieldManager = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 /// A kind's hooks into the generic handlers; each kind implements only those it needs.
 pub trait Strategy: Sync {
@@ -51,6 +53,18 @@ pub trait Strategy: Sync {
         None
     }
 
+    /// Gives back what `begin_create` reserved when the object could not be stored.
+    fn abort_create<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
+    /// Gives back what a stored object held, once it is gone from the store (by any
+    /// delete: of the object, of a collection, of its namespace, or its last
+    /// finalizer removed).
+    fn deleted<'a>(&'a self, _server: &'a Server, _object: &'a Value) -> AsyncHook<'a, ()> {
+        None
+    }
+
     /// Carries over what an update may not change or may leave out, before the
     /// server-owned metadata is restored.
     fn prepare_for_update(&self, _subresource: Option<&str>, _current: &Value, _next: &mut Value) {}
@@ -59,7 +73,29 @@ pub trait Strategy: Sync {
     /// `rind_api::kinds::validate_update`.
     fn validate_update(&self, _current: &Value, _next: &Value, _causes: &mut Vec<Cause>) {}
 
-    /// Admission with server state of an admitted update or patch.
+    /// Rules comparing a subresource write (`status`, `approval`, `ephemeralcontainers`)
+    /// with the stored object.
+    fn validate_subresource_update(
+        &self,
+        _subresource: &str,
+        _current: &Value,
+        _next: &Value,
+        _causes: &mut Vec<Cause>,
+    ) {
+    }
+
+    /// Admission with server state of an admitted subresource write.
+    fn admit_subresource_update<'a>(
+        &'a self,
+        _ctx: &'a Ctx<'a>,
+        _subresource: &'a str,
+        _current: &'a Value,
+        _next: &'a Value,
+    ) -> AsyncHook<'a, ()> {
+        None
+    }
+
+    /// Admission with server state of an admitted update or patch of the main resource.
     fn admit_update<'a>(&'a self, _ctx: &'a Ctx<'a>, _object: &'a Value) -> AsyncHook<'a, ()> {
         None
     }
@@ -81,6 +117,12 @@ pub trait Strategy: Sync {
 
     /// Work that follows a successful DELETE of one object.
     fn after_delete(&self, _server: &Arc<Server>, _name: &str) {}
+
+    /// A warning for the client after each create, update or patch of an object of
+    /// `kind`: what the stored object asks for that this server does not do yet.
+    fn write_warning(&self, _kind: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Kinds with no rules beyond the generic ones.
@@ -96,6 +138,14 @@ pub fn of(resource: &Resource) -> &'static dyn Strategy {
         ("", "Namespace") => &namespace::Namespace,
         ("", "PersistentVolumeClaim") => &persistent_volume_claim::PersistentVolumeClaim,
         ("scheduling.k8s.io", "PriorityClass") => &priority_class::PriorityClass,
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => &admission::WEBHOOKS,
+        ("admissionregistration.k8s.io", _) => &admission::POLICIES,
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &certificate_signing_request::CertificateSigningRequest
+        }
         _ => &Plain,
     }
 }

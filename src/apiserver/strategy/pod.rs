@@ -1,8 +1,9 @@
 //! Pods: their defaults and validation (`rind_api::pods`), the priority a new pod gets
-//! from its class, the fields upstream's pod admission plugins add, and graceful
-//! deletion of pods a kubelet runs.
+//! from its class, the fields upstream's pod admission plugins add (the LimitRanger's
+//! defaults among them), and graceful deletion of pods a kubelet runs.
 
 use super::{AfterFieldManager, AsyncHook, Strategy};
+use crate::admission::limitranger;
 use crate::handlers::Ctx;
 use crate::priority;
 use rind_api::meta;
@@ -11,6 +12,9 @@ use rind_api::status::Cause;
 use serde_json::Value;
 
 pub struct Pod;
+
+/// The subresource that adds ephemeral (debugging) containers to a pod.
+const EPHEMERAL: &str = "ephemeralcontainers";
 
 /// What a bound pod gets to stop when neither it nor the client says.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -35,17 +39,54 @@ impl Strategy for Pod {
     ) -> AsyncHook<'a, Option<AfterFieldManager>> {
         Some(Box::pin(async move {
             let resolved = priority::resolve(ctx.server, pod).await?;
+            let ranges = match ctx.namespace {
+                Some(ns) => limitranger::ranges(ctx.server, ns).await?,
+                None => Vec::new(),
+            };
             let after: AfterFieldManager = Box::new(move |pod: &mut Value| {
                 resolved.apply(pod);
                 pods::admit_pod(pod, None);
+                limitranger::admit_pod(&ranges, pod)
             });
             Ok(Some(after))
         }))
     }
 
     fn prepare_for_update(&self, subresource: Option<&str>, current: &Value, next: &mut Value) {
-        if subresource.is_none() {
-            pods::admit_pod(next, Some(current));
+        match subresource {
+            None => pods::admit_pod(next, Some(current)),
+            // Only the ephemeral containers change through this endpoint.
+            Some(EPHEMERAL) => {
+                let wanted = next
+                    .get("spec")
+                    .and_then(|s| s.get("ephemeralContainers"))
+                    .cloned();
+                *next = current.clone();
+                if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                    match wanted {
+                        Some(list) if !list.is_null() => {
+                            spec.insert("ephemeralContainers".into(), list);
+                        }
+                        _ => {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                pods::default_ephemeral_containers(next);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn validate_subresource_update(
+        &self,
+        subresource: &str,
+        current: &Value,
+        next: &Value,
+        causes: &mut Vec<Cause>,
+    ) {
+        if subresource == EPHEMERAL {
+            causes.extend(pods::validate_ephemeral_containers_update(current, next));
         }
     }
 

@@ -1,9 +1,10 @@
 //! Services: their defaults and validation (`rind_api::services`), ClusterIP and
-//! NodePort allocation on create (`allocator`), and updates that keep what was
-//! allocated when they leave it out. Nothing is released on delete: the allocator
-//! reads what is in use from the stored Services.
+//! NodePort allocation on create (`allocator`), given back when the create fails or
+//! the Service is deleted, and updates that keep what was allocated when they leave
+//! it out.
 
 use super::{AsyncHook, Strategy};
+use crate::Server;
 use crate::allocator;
 use crate::handlers::Ctx;
 use rind_api::services;
@@ -20,6 +21,20 @@ impl Strategy for Service {
 
     fn begin_create<'a>(&'a self, ctx: &'a Ctx<'a>, service: &'a mut Value) -> AsyncHook<'a, ()> {
         Some(Box::pin(allocator::allocate(ctx.server, service)))
+    }
+
+    fn abort_create<'a>(&'a self, ctx: &'a Ctx<'a>, service: &'a Value) -> AsyncHook<'a, ()> {
+        Some(Box::pin(async move {
+            allocator::release(ctx.server, service).await;
+            Ok(())
+        }))
+    }
+
+    fn deleted<'a>(&'a self, server: &'a Server, service: &'a Value) -> AsyncHook<'a, ()> {
+        Some(Box::pin(async move {
+            allocator::release(server, service).await;
+            Ok(())
+        }))
     }
 
     fn prepare_for_update(&self, _subresource: Option<&str>, current: &Value, next: &mut Value) {

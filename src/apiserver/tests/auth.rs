@@ -552,8 +552,20 @@ async fn component_identities_have_their_access() {
         (&scheduler, &["create", "events"], "yes"),
         (
             &scheduler,
-            &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
+            &[
+                "update",
+                "leases.coordination.k8s.io/kube-scheduler",
+                "-n",
+                "kube-system",
+            ],
             "yes",
+        ),
+        // Upstream's role names the scheduler's own lease; outside kube-system
+        // (where system::leader-locking-kube-scheduler grants any) it has no other.
+        (
+            &scheduler,
+            &["update", "leases.coordination.k8s.io/x", "-n", "default"],
+            "no",
         ),
         (&scheduler, &["create", "deployments.apps"], "no"),
         (&scheduler, &["delete", "nodes"], "no"),
@@ -596,4 +608,242 @@ async fn component_identities_have_their_access() {
         let args: Vec<&str> = what.iter().chain(who.iter()).copied().collect();
         assert_eq!(can_i(&server, &admin, &args).await, *answer, "{args:?}");
     }
+}
+
+/// The names of `objects` as `kubectl get -o name` prints them (`kind.group/name`).
+fn names(kind: &str, objects: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{kind}.rbac.authorization.k8s.io/{}",
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn listed(out: &str) -> Vec<String> {
+    let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Every default object of upstream's bootstrap policy exists, labelled, annotated and
+/// with the rules and aggregation rules of the fixture (`rbac/bootstrap-policy.yaml`),
+/// and the label selects nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn bootstrap_policy_is_upstreams() {
+    let server = start().await;
+    let policy = rind_apiserver::bootstrap_policy().unwrap();
+    let selector = "-lkubernetes.io/bootstrapping=rbac-defaults";
+    for (kind, plural, objects) in [
+        ("clusterrole", "clusterroles", &policy.cluster_roles),
+        (
+            "clusterrolebinding",
+            "clusterrolebindings",
+            &policy.cluster_role_bindings,
+        ),
+        ("role", "roles", &policy.roles),
+        ("rolebinding", "rolebindings", &policy.role_bindings),
+    ] {
+        let out = ok(&server, &["get", plural, "-A", selector, "-o", "name"]).await;
+        assert_eq!(listed(&out), names(kind, objects), "{plural}");
+        let stored: Value = serde_json::from_str(
+            &ok(&server, &["get", plural, "-A", selector, "-o", "json"]).await,
+        )
+        .unwrap();
+        for expected in objects {
+            let meta = &expected["metadata"];
+            let found = stored["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| {
+                    o["metadata"]["name"] == meta["name"]
+                        && o["metadata"]["namespace"] == meta["namespace"]
+                })
+                .unwrap_or_else(|| panic!("{plural} {} is missing", meta["name"]));
+            for field in ["rules", "aggregationRule", "roleRef", "subjects"] {
+                assert_eq!(found.get(field), expected.get(field), "{field} of {meta}");
+            }
+            for field in ["labels", "annotations"] {
+                assert_eq!(found["metadata"][field], meta[field], "{field} of {meta}");
+            }
+        }
+    }
+    // kubectl's own table for one of them.
+    let out = ok(&server, &["get", "clusterrole", "system:auth-delegator"]).await;
+    assert!(
+        out.starts_with("NAME") && out.contains("CREATED AT"),
+        "{out}"
+    );
+}
+
+/// The usual binding of a token-reviewing service account: `system:auth-delegator`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn auth_delegator_lets_a_service_account_review_tokens() {
+    let server = start().await;
+    ok(&server, &["create", "serviceaccount", "reviewer"]).await;
+    let token = ok(&server, &["create", "token", "reviewer"]).await;
+    let reviewer = token_kubeconfig(&server, "reviewer", token.trim()).await;
+    let review = write(
+        server.dir.path(),
+        "delegated-review.json",
+        &serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token.trim()},
+        })
+        .to_string(),
+    );
+    // kubectl validates against the CRDs too, which this account may not list.
+    let create = [
+        "create",
+        "-f",
+        review.as_str(),
+        "--validate=false",
+        "-o",
+        "json",
+    ];
+    let refused = kubectl_with(&server, &reviewer, &create).await;
+    assert!(
+        stderr(&refused).contains(
+            "tokenreviews.authentication.k8s.io is forbidden: User \"system:serviceaccount:default:reviewer\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    ok(
+        &server,
+        &[
+            "create",
+            "clusterrolebinding",
+            "reviewer",
+            "--clusterrole=system:auth-delegator",
+            "--serviceaccount=default:reviewer",
+        ],
+    )
+    .await;
+    let out = eventually_ok(&server, &reviewer, &create).await;
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(
+        answer["status"]["user"]["username"],
+        "system:serviceaccount:default:reviewer"
+    );
+    assert_eq!(
+        can_i(&server, &reviewer, &["create", "subjectaccessreviews"]).await,
+        "yes"
+    );
+}
+
+/// A restart reconciles the default policy as upstream's API server does: a deleted
+/// default comes back, rules a user removed are added again while those the user added
+/// stay, and an object marked `autoupdate: "false"` keeps the user's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn restarts_reconcile_the_default_policy() {
+    let pki = rind_testing::make_pki();
+    let store = rind_store::MemoryStore::new();
+    let first = rind_testing::start_with(&pki, None, store.clone()).await;
+    let custom = r#"[{"op": "replace", "path": "/rules", "value": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}]}]"#;
+    for role in ["system:heapster", "system:kube-dns"] {
+        ok(
+            &first,
+            &["patch", "clusterrole", role, "--type=json", "-p", custom],
+        )
+        .await;
+    }
+    ok(
+        &first,
+        &[
+            "annotate",
+            "clusterrole",
+            "system:kube-dns",
+            "rbac.authorization.kubernetes.io/autoupdate=false",
+            "--overwrite",
+        ],
+    )
+    .await;
+    ok(&first, &["delete", "clusterrole", "system:monitoring"]).await;
+    ok(
+        &first,
+        &[
+            "patch",
+            "clusterrolebinding",
+            "system:basic-user",
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/subjects", "value": [{"kind": "User", "name": "someone", "apiGroup": "rbac.authorization.k8s.io"}]}]"#,
+        ],
+    )
+    .await;
+    drop(first);
+
+    let second = rind_testing::start_with(&pki, None, store).await;
+    let rules = |out: String| -> Value { serde_json::from_str(&out).unwrap() };
+    let heapster = rules(
+        ok(
+            &second,
+            &[
+                "get",
+                "clusterrole",
+                "system:heapster",
+                "-o",
+                "jsonpath={.rules}",
+            ],
+        )
+        .await,
+    );
+    let resources: Vec<&str> = heapster
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    for resource in [
+        "widgets",
+        "events",
+        "namespaces",
+        "nodes",
+        "pods",
+        "deployments",
+    ] {
+        assert!(resources.contains(&resource), "{resource}: {heapster}");
+    }
+    let dns = rules(
+        ok(
+            &second,
+            &[
+                "get",
+                "clusterrole",
+                "system:kube-dns",
+                "-o",
+                "jsonpath={.rules}",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(dns, rules(custom.to_string())[0]["value"], "{dns}");
+    ok(&second, &["get", "clusterrole", "system:monitoring"]).await;
+    let subjects = ok(
+        &second,
+        &[
+            "get",
+            "clusterrolebinding",
+            "system:basic-user",
+            "-o",
+            "jsonpath={.subjects[*].name}",
+        ],
+    )
+    .await;
+    assert_eq!(subjects, "someone system:authenticated");
 }

@@ -3,6 +3,7 @@
 //! defaulted against the schema, printed with the CRD's columns, scaled, explained,
 //! and deleted with their CRD.
 
+use futures::StreamExt;
 use rind_testing::{
     TestServer, fails, kubectl, make_pki, ok, start, start_etcd, start_with, stderr, write,
 };
@@ -400,4 +401,66 @@ async fn deleting_a_crd_deletes_its_objects_on_etcd() {
     let (_etcd, store) = start_etcd().await;
     let server = start_with(&make_pki(), None, store).await;
     watch_and_delete_flow(&server).await;
+}
+
+/// Upstream defaults custom objects when it reads them from storage, not only when
+/// they are written: an object stored before its CRD gained a default shows the
+/// default on GET, LIST and WATCH without being rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn defaults_added_later_apply_when_objects_are_read() {
+    let server = start().await;
+    establish(&server).await;
+    let file = write(server.dir.path(), "ct.yaml", &cron_tab("early", ""));
+    ok(&server, &["create", "-f", &file]).await;
+    let stored = get_json(&server, &["get", "ct", "early", "-n", "default"]).await;
+    assert!(stored["spec"].get("schedulePolicy").is_none(), "{stored}");
+    let rv = stored["metadata"]["resourceVersion"].clone();
+    // The CRD gains a defaulted field after the object was stored.
+    let patch = r#"[{"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/schedulePolicy", "value": {"type": "string", "default": "Forbid"}}]"#;
+    ok(
+        &server,
+        &["patch", "crd", CRD_NAME, "--type=json", "-p", patch],
+    )
+    .await;
+    let read = rind_testing::eventually("GET to show the new default", || async {
+        let object = get_json(&server, &["get", "ct", "early", "-n", "default"]).await;
+        (object["spec"]["schedulePolicy"] == "Forbid").then_some(object)
+    })
+    .await;
+    // Defaulted on read: the stored object was not rewritten.
+    assert_eq!(read["metadata"]["resourceVersion"], rv);
+    assert_eq!(read["spec"]["image"], "busybox");
+    let listed = get_json(&server, &["get", "ct", "-n", "default"]).await;
+    assert_eq!(listed["items"][0]["spec"]["schedulePolicy"], "Forbid");
+    // A watch from the start delivers the stored object, defaulted.
+    let client = rind_testing::client(&server).await;
+    let resource = kube::discovery::ApiResource {
+        group: "stable.example.com".into(),
+        version: "v1".into(),
+        api_version: "stable.example.com/v1".into(),
+        kind: "CronTab".into(),
+        plural: "crontabs".into(),
+    };
+    let api: kube::Api<kube::core::DynamicObject> =
+        kube::Api::namespaced_with(client, "default", &resource);
+    let mut events = api
+        .watch(&kube::api::WatchParams::default().timeout(5), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let first = events.next().await.unwrap().unwrap();
+    let kube::api::WatchEvent::Added(object) = first else {
+        panic!("expected ADDED, got {first:?}");
+    };
+    assert_eq!(object.data["spec"]["schedulePolicy"], "Forbid");
+    // The bytes in the store still lack it.
+    let kv = server
+        .store
+        .get("/registry/stable.example.com/crontabs/default/early")
+        .await
+        .unwrap()
+        .unwrap();
+    let raw: Value = serde_json::from_slice(&kv.value).unwrap();
+    assert!(raw["spec"].get("schedulePolicy").is_none(), "{raw}");
 }

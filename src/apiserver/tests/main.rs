@@ -1,6 +1,7 @@
 //! The API server on loopback with a memory store and rcgen-made certificates, driven
 //! by the real kubectl 1.37 and by kube-rs exactly as users and our components do.
 
+mod admission;
 mod apply;
 mod auth;
 mod compaction;
@@ -9,7 +10,9 @@ mod kubectl;
 mod openapi;
 mod protobuf;
 mod reviews;
+mod servicecidr;
 mod streams;
+mod surface;
 mod types;
 mod watch;
 
