@@ -132,28 +132,25 @@ pub async fn serve(
             ));
         }
     }
+    // The options are read before anything is looked up, as upstream decodes them.
     let pairs = query_pairs(&req)?;
+    let kubelet_query = match sub {
+        "portforward" => port_forward_query(&pairs)?,
+        _ => remote_command_query(&pairs, sub == "exec")?,
+    };
     let pod = kubelet::load(server, resource, ns, name).await?;
     let namespace = ns.unwrap_or("default");
     let path = match sub {
-        "portforward" => {
-            kubelet::node_of(&pod, name)?;
-            format!(
-                "/portForward/{namespace}/{name}?{}",
-                port_forward_query(&pairs)?
-            )
-        }
+        "portforward" => format!("/portForward/{namespace}/{name}?{kubelet_query}"),
         _ => {
             let container = kubelet::pick_container(&pod, name, last(&pairs, "container"))?;
-            kubelet::node_of(&pod, name)?;
-            let query = remote_command_query(&pairs, sub == "exec")?;
-            format!("/{sub}/{namespace}/{name}/{container}?{query}")
+            format!("/{sub}/{namespace}/{name}/{container}?{kubelet_query}")
         }
     };
+    let node = kubelet::node_of(&pod, name)?;
     if !forward::is_upgrade(req.headers()) {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    let node = kubelet::node_of(&pod, name)?;
     let addr = kubelet::address(server, node).await?;
     let method = if req.method() == Method::GET {
         "GET"
