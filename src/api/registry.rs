@@ -72,6 +72,28 @@ const fn status(kind: &'static str) -> Subresource {
     }
 }
 
+/// The verbs of the subresources that stream to a pod (`exec`, `attach`,
+/// `portforward`): SPDY clients POST, WebSocket clients GET.
+const STREAM_VERBS: &[&str] = &["create", "get"];
+/// The verbs of the `proxy` subresources: every method passes through.
+const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
+
+/// A subresource that connects the client to something behind the API server (a
+/// container's streams, a pod's port, a kubelet) rather than reading or writing the
+/// stored object: upstream's connecters, whose kind is the options they take.
+const fn connect(
+    name: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+) -> Subresource {
+    Subresource {
+        name,
+        kind,
+        group_version: None,
+        verbs,
+    }
+}
+
 /// The `scale` subresource: `autoscaling/v1 Scale` over `spec.replicas`.
 const SCALE: Subresource = Subresource {
     name: "scale",
@@ -160,6 +182,13 @@ impl Resource {
             Some(custom) if !custom.list_kind.is_empty() => custom.list_kind.clone(),
             _ => format!("{}List", self.kind),
         }
+    }
+
+    /// Whether `name` is one of this resource's connect subresources (see `connect`).
+    pub fn connects(&self, name: &str) -> bool {
+        self.subresources
+            .iter()
+            .any(|s| s.name == name && s.kind.ends_with("Options"))
     }
 
     pub fn has_subresource(&self, name: &str) -> bool {
@@ -449,7 +478,10 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["no"],
         namespaced: false,
-        subresources: &[status("Node")],
+        subresources: &[
+            connect("proxy", "NodeProxyOptions", PROXY_VERBS),
+            status("Node"),
+        ],
         field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.unschedulable"],
         selectable_zero_values: &[("spec.unschedulable", "false")],
@@ -485,6 +517,7 @@ const BUILTIN: &[Resource] = &[
         short_names: &["po"],
         categories: ALL,
         subresources: &[
+            connect("attach", "PodAttachOptions", STREAM_VERBS),
             Subresource {
                 name: "binding",
                 kind: "Binding",
@@ -503,12 +536,15 @@ const BUILTIN: &[Resource] = &[
                 group_version: Some(("policy", "v1")),
                 verbs: &["create"],
             },
+            connect("exec", "PodExecOptions", STREAM_VERBS),
             Subresource {
                 name: "log",
                 kind: "Pod",
                 group_version: None,
                 verbs: &["get"],
             },
+            connect("portforward", "PodPortForwardOptions", STREAM_VERBS),
+            connect("proxy", "PodProxyOptions", PROXY_VERBS),
             status("Pod"),
         ],
         field_labels: FieldLabels::Converted,
@@ -593,7 +629,10 @@ const BUILTIN: &[Resource] = &[
     Resource {
         short_names: &["svc"],
         categories: ALL,
-        subresources: &[status("Service")],
+        subresources: &[
+            connect("proxy", "ServiceProxyOptions", PROXY_VERBS),
+            status("Service"),
+        ],
         field_labels: FieldLabels::Converted,
         selectable_fields: &["spec.clusterIP", "spec.type"],
         name_rule: NameRule::Dns1035Label,

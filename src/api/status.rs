@@ -361,7 +361,9 @@ pub struct ListMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
+    #[serde(skip_serializing_if = "str::is_empty")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     api_version: &'static str,
     metadata: ListMeta,
     status: &'static str,
@@ -391,14 +393,38 @@ impl Status {
         body
     }
 
+    /// The status as a streaming session (exec, attach) reports it on its error
+    /// channel: upstream marshals a bare `metav1.Status` there, whose unset TypeMeta
+    /// leaves `kind` and `apiVersion` out.
+    pub fn untyped(mut self) -> Self {
+        self.kind = "";
+        self.api_version = "";
+        self
+    }
+
     /// The JSON without the newline, as it sits inside a watch event (Go compacts an
     /// embedded object, dropping the newline its encoder wrote), written by the encoder
     /// every object goes through (`crate::json`): Go's field order and escapes.
     pub fn to_compact(&self) -> Vec<u8> {
-        match serde_json::to_value(self) {
+        // The encoder finds a kind's struct by its type metadata, so an untyped Status
+        // is written typed and its two leading members (always these bytes) cut out.
+        let typed = Status {
+            kind: "Status",
+            api_version: "v1",
+            ..self.clone()
+        };
+        let bytes = match serde_json::to_value(&typed) {
             Ok(value) => crate::json::to_vec(&value),
             // Strings and integers only: a Status always converts.
-            Err(_) => Vec::new(),
+            Err(_) => return Vec::new(),
+        };
+        const TYPE_META: &[u8] = br#""kind":"Status","apiVersion":"v1","#;
+        match bytes
+            .strip_prefix(b"{")
+            .and_then(|rest| rest.strip_prefix(TYPE_META))
+        {
+            Some(rest) if self.kind.is_empty() => [b"{".as_slice(), rest].concat(),
+            _ => bytes,
         }
     }
 }

@@ -15,29 +15,11 @@ pub const FIXTURE: &str = include_str!("../api/testdata/discovery-v1.37.yaml");
 /// `resource` or `resource/subresource`, and why.
 pub const NOT_YET_SERVED: &[(&str, &str, &str)] = &[
     ("v1", "bindings", "pods/binding serves the same writes"),
-    ("v1", "nodes/proxy", "no proxying to kubelets yet"),
-    (
-        "v1",
-        "pods/attach",
-        "streaming into containers is the kubelet issue (17)",
-    ),
-    (
-        "v1",
-        "pods/exec",
-        "streaming into containers is the kubelet issue (17)",
-    ),
-    (
-        "v1",
-        "pods/portforward",
-        "streaming into containers is the kubelet issue (17)",
-    ),
-    ("v1", "pods/proxy", "no proxying to pods yet"),
     (
         "v1",
         "pods/resize",
         "in-place pod resize is not implemented",
     ),
-    ("v1", "services/proxy", "no proxying to services yet"),
     (
         "certificates.k8s.io/v1",
         "clustertrustbundles",

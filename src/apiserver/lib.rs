@@ -1,5 +1,7 @@
 //! The Kubernetes API server: HTTPS with client-certificate authentication, generic
-//! REST handlers over the resource registry, watch, discovery and the pod log proxy.
+//! REST handlers over the resource registry, watch, discovery, and what it proxies:
+//! pod logs, exec, attach and port-forward to kubelets, and `…/proxy` to pods,
+//! services and nodes.
 //! Objects are JSON values stored under upstream's etcd keys; an object's
 //! resourceVersion is its key's mod revision.
 
@@ -17,11 +19,13 @@ mod discovery_fixture;
 mod eviction;
 mod field_validation;
 mod handlers;
+mod kubelet;
 mod logs;
 mod mirror;
 mod namespaces;
 mod openapi;
 mod priority;
+mod proxy;
 mod raw_list;
 mod rbac;
 mod recovery;
@@ -31,6 +35,7 @@ mod runtimeclass;
 mod scale;
 mod storageclass;
 mod strategy;
+mod streams;
 mod system_objects;
 pub mod tls;
 mod watch;
@@ -349,6 +354,14 @@ impl Server {
         r: request::ResourceRequest,
         req: Request,
     ) -> Result<Response, ApiError> {
+        // Connect subresources hand the connection on, body and upgrade included.
+        match r.subresource.as_deref() {
+            Some("proxy") if r.resource.connects("proxy") => {
+                return proxy::serve(&self, &r, req).await;
+            }
+            Some(sub) if r.resource.connects(sub) => return streams::serve(&self, &r, req).await,
+            _ => {}
+        }
         let query = Query::parse(req.uri())?.with_user_agent(req.headers());
         let rendering = request::rendering(
             req.headers(),

@@ -46,6 +46,9 @@ pub struct ResourceRequest {
     pub subresource: Option<String>,
     /// The legacy `/watch/...` path prefix (same as `?watch=true`).
     pub watch_path: bool,
+    /// For a `proxy` subresource, the path after `/proxy` (`/a/b/` of
+    /// `…/pods/p/proxy/a/b/`), as it came: empty when nothing follows `proxy`.
+    pub proxy_path: String,
 }
 
 /// Subresources of a namespace itself, which share the `/namespaces/X/Y` shape with
@@ -72,8 +75,8 @@ pub fn parse_path(registry: &Registry, path: &str) -> Result<Target, ApiError> {
             group: group.to_string(),
             version: version.to_string(),
         }),
-        ["api", version, rest @ ..] => resource_path(registry, "", version, rest),
-        ["apis", group, version, rest @ ..] => resource_path(registry, group, version, rest),
+        ["api", version, rest @ ..] => resource_path(registry, "", version, rest, path),
+        ["apis", group, version, rest @ ..] => resource_path(registry, group, version, rest, path),
         _ => Err(ApiError::path_not_found()),
     }
 }
@@ -83,6 +86,7 @@ fn resource_path(
     group: &str,
     version: &str,
     rest: &[&str],
+    path: &str,
 ) -> Result<Target, ApiError> {
     let (watch_path, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
@@ -96,10 +100,28 @@ fn resource_path(
         }
         _ => (None, rest),
     };
-    let (plural, name, subresource) = match rest {
-        [plural] => (*plural, None, None),
-        [plural, name] => (*plural, Some(name.to_string()), None),
-        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+    let (plural, name, subresource, proxy_path) = match rest {
+        [plural] => (*plural, None, None, String::new()),
+        [plural, name] => (*plural, Some(name.to_string()), None, String::new()),
+        [plural, name, sub] => {
+            // `…/proxy/` keeps its slash: the backend is asked for `/`.
+            let proxy_path = if *sub == "proxy" && path.ends_with('/') {
+                "/".to_string()
+            } else {
+                String::new()
+            };
+            let subresource = Some(sub.to_string());
+            (*plural, Some(name.to_string()), subresource, proxy_path)
+        }
+        // Everything after `proxy` is the path to ask the backend for.
+        [plural, name, "proxy", tail @ ..] if !watch_path => {
+            let mut proxy_path = format!("/{}", tail.join("/"));
+            if path.ends_with('/') {
+                proxy_path.push('/');
+            }
+            let subresource = Some("proxy".to_string());
+            (*plural, Some(name.to_string()), subresource, proxy_path)
+        }
         _ => return Err(ApiError::path_not_found()),
     };
     let resource = registry
@@ -119,6 +141,7 @@ fn resource_path(
         name,
         subresource,
         watch_path,
+        proxy_path,
     }))
 }
 

@@ -210,7 +210,7 @@ impl ClusterPki {
                 paths::APISERVER_KUBELET_CLIENT_KEY,
                 &issue(
                     &self.ca,
-                    "kube-apiserver-kubelet-client",
+                    paths::APISERVER_KUBELET_CLIENT_USER,
                     &["kubeadm:cluster-admins"],
                     &[],
                     Usage::Client,

@@ -1,5 +1,6 @@
 //! The kubelet: registers the node, runs the pods bound to it through the container
-//! runtime (CRI), reports their status and serves their logs.
+//! runtime (CRI), reports their status and serves their logs and streams (exec,
+//! attach, port-forward).
 
 mod cri;
 pub mod local_path;
@@ -9,6 +10,7 @@ mod pods;
 mod server;
 mod spec;
 mod status;
+mod streaming;
 mod volumes;
 
 use anyhow::Context;

@@ -1,22 +1,28 @@
-//! The kubelet's HTTPS port (10250): container logs for the API server's `pods/log`
-//! proxy, and `/healthz`. Only clients with a certificate from the cluster CA get in,
-//! as with the real kubelet's x509 authentication.
+//! The kubelet's HTTPS port (10250): container logs for the API server's `pods/log`,
+//! the streams behind `pods/exec`, `pods/attach` and `pods/portforward` (see
+//! `streaming`), the pod list and `/healthz` for `nodes/proxy`. Clients present a
+//! certificate from the cluster CA (x509 authentication, as the real kubelet's); only
+//! the API server's kubelet client is authorized, anyone else gets upstream's 401
+//! (no certificate) or 403.
 
 use super::cri::{self, Cri, v1};
 use super::logs::{self, Assembler, LogOptions};
 use super::spec::PodKey;
+use super::streaming::{self, Command};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
+use rind_runtime::paths::APISERVER_KUBELET_CLIENT_USER;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -98,8 +104,10 @@ pub fn tls_config(
         roots.add(ca)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    // A client without a certificate still gets a TLS session, and then upstream's 401.
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -108,24 +116,95 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// Serves the kubelet API on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, store: Store<Pod>, cri: Cri) {
-    let app = Router::new()
+/// Who a connection's client certificate names (its CN), if it presented one.
+#[derive(Clone, Debug)]
+struct Peer(Option<String>);
+
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_string)
+}
+
+/// The authorizer's view of a request, as upstream's kubelet builds it: the verb from
+/// the method, resource `nodes`, the subresource from the path.
+fn attributes(method: &Method, path: &str) -> (&'static str, &'static str) {
+    let verb = match *method {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    };
+    let under = |root: &str| path == root || path.starts_with(&format!("{root}/"));
+    let subresource = if under("/stats") {
+        "stats"
+    } else if under("/metrics") {
+        "metrics"
+    } else if under("/logs") {
+        "log"
+    } else if under("/healthz") {
+        "healthz"
+    } else if under("/configz") {
+        "configz"
+    } else {
+        "proxy"
+    };
+    (verb, subresource)
+}
+
+/// x509 authentication, then authorization of the API server's identity alone.
+async fn authorize(req: Request, next: Next) -> Response {
+    let user = req.extensions().get::<Peer>().and_then(|p| p.0.clone());
+    match user {
+        None => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
+        Some(user) if user == APISERVER_KUBELET_CLIENT_USER => next.run(req).await,
+        Some(user) => {
+            let (verb, subresource) = attributes(req.method(), req.uri().path());
+            text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Forbidden (user={user}, verb={verb}, resource=nodes, subresource={subresource})"
+                ),
+            )
+        }
+    }
+}
+
+fn router(store: Store<Pod>, cri: Cri) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pods", get(pods))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(AppState { store, cri });
+        .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach))
+        .route("/portForward/{namespace}/{pod}", any(port_forward))
+        // Unknown paths are authorized first too, as upstream's filter runs before routing.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(middleware::from_fn(authorize))
+        .with_state(AppState { store, cri })
+}
+
+/// Serves the kubelet API on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, store: Store<Pod>, cri: Cri) {
+    let app = router(store, cri);
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::warn!("accept failed: {err}");
+                // Out of descriptors, most likely: give the streams a moment to end.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // Interactive streams write a keystroke at a time.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
@@ -136,15 +215,67 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, store: Stor
                     return;
                 }
             };
-            let service = TowerToHyperService::new(app);
+            let user = Peer(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(common_name),
+            );
+            let service = TowerToHyperService::new(app.layer(axum::Extension(user)));
             if let Err(err) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, "connection ended: {err}");
             }
         });
     }
+}
+
+async fn exec(
+    State(state): State<AppState>,
+    Path(target): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    streaming::remote_command(&state.cri, &state.store, Command::Exec, target, req).await
+}
+
+async fn attach(
+    State(state): State<AppState>,
+    Path(target): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    streaming::remote_command(&state.cri, &state.store, Command::Attach, target, req).await
+}
+
+async fn port_forward(
+    State(state): State<AppState>,
+    Path(target): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    streaming::port_forward(&state.cri, &state.store, target, req).await
+}
+
+/// `/pods`: the pods bound to this node, as a v1 PodList.
+async fn pods(State(state): State<AppState>) -> Response {
+    let items: Vec<serde_json::Value> = state
+        .store
+        .state()
+        .iter()
+        .filter_map(|pod| serde_json::to_value(pod.as_ref()).ok())
+        .collect();
+    let list = serde_json::json!({
+        "kind": "PodList",
+        "apiVersion": "v1",
+        "metadata": {},
+        "items": items,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        list.to_string(),
+    )
+        .into_response()
 }
 
 fn text(status: StatusCode, msg: String) -> Response {
@@ -345,6 +476,9 @@ mod tests {
         ca: Vec<u8>,
         client_cert: rustls::pki_types::CertificateDer<'static>,
         client_key: Vec<u8>,
+        /// A certificate from the same CA for someone other than the API server.
+        node_cert: rustls::pki_types::CertificateDer<'static>,
+        node_key: Vec<u8>,
     }
 
     fn pki() -> Pki {
@@ -362,20 +496,25 @@ mod tests {
             .unwrap()
             .signed_by(&server_key, &issuer)
             .unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver-kubelet-client");
-        let client = client_params.signed_by(&client_key, &issuer).unwrap();
+        let client_cert = |cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.der().clone(), key.serialize_der())
+        };
+        let (client, client_key) = client_cert(APISERVER_KUBELET_CLIENT_USER);
+        let (node_cert, node_key) = client_cert("system:node:worker");
         std::fs::write(dir.path().join("ca.crt"), ca_cert.pem()).unwrap();
         std::fs::write(dir.path().join("kubelet.crt"), server.pem()).unwrap();
         std::fs::write(dir.path().join("kubelet.key"), server_key.serialize_pem()).unwrap();
         Pki {
             dir,
             ca: ca_cert.der().to_vec(),
-            client_cert: client.der().clone(),
-            client_key: client_key.serialize_der(),
+            client_cert: client,
+            client_key,
+            node_cert,
+            node_key,
         }
     }
 
@@ -416,7 +555,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_requires_a_cluster_client_certificate() {
+    async fn only_the_api_servers_certificate_is_served() {
         let pki = pki();
         let file = |name: &str| pki.dir.path().join(name).display().to_string();
         let tls = tls_config(&file("kubelet.crt"), &file("kubelet.key"), &file("ca.crt")).unwrap();
@@ -443,14 +582,55 @@ mod tests {
         let resp = get(port, with_cert.clone(), "/healthz").await.unwrap();
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.ends_with("ok"), "{resp}");
-        let resp = get(port, with_cert, "/containerLogs/default/nope/c")
+        let resp = get(port, with_cert.clone(), "/containerLogs/default/nope/c")
             .await
             .unwrap();
         assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+        let resp = get(port, with_cert.clone(), "/pods").await.unwrap();
+        assert!(
+            resp.ends_with(r#"{"apiVersion":"v1","items":[],"kind":"PodList","metadata":{}}"#),
+            "{resp}"
+        );
+        // A stream endpoint checks its parameters before anything else.
+        let resp = get(port, with_cert.clone(), "/exec/default/p/c?command=id")
+            .await
+            .unwrap();
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(
+            resp.ends_with("you must specify at least 1 of stdin, stdout, stderr"),
+            "{resp}"
+        );
+        let resp = get(port, with_cert, "/exec/default/p/c?command=id&output=1")
+            .await
+            .unwrap();
+        assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+        assert!(resp.ends_with("pod does not exist"), "{resp}");
 
+        // Upstream's kubelet with anonymous authentication off.
         let anonymous = builder().with_no_client_auth();
-        let refused = get(port, anonymous, "/healthz").await;
-        assert!(refused.is_err() || !refused.unwrap().contains("200 OK"));
+        for path in [
+            "/healthz",
+            "/exec/default/p/c?command=id&output=1",
+            "/nowhere",
+        ] {
+            let resp = get(port, anonymous.clone(), path).await.unwrap();
+            assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+            assert!(resp.ends_with("\r\n\r\nUnauthorized"), "{resp}");
+        }
+        let node_key = rustls::pki_types::PrivateKeyDer::try_from(pki.node_key.clone()).unwrap();
+        let node = builder()
+            .with_client_auth_cert(vec![pki.node_cert.clone()], node_key)
+            .unwrap();
+        let resp = get(port, node.clone(), "/pods").await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+        assert!(
+            resp.ends_with(
+                "Forbidden (user=system:node:worker, verb=get, resource=nodes, subresource=proxy)"
+            ),
+            "{resp}"
+        );
+        let resp = get(port, node, "/healthz").await.unwrap();
+        assert!(resp.ends_with("subresource=healthz)"), "{resp}");
         server.abort();
     }
 

@@ -11,6 +11,8 @@ pub const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
 /// The API server's client certificate towards kubelets (logs, exec).
 pub const APISERVER_KUBELET_CLIENT_CRT: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.crt";
 pub const APISERVER_KUBELET_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.key";
+/// The user that certificate names (its CN, as kubeadm's): the one caller kubelets serve.
+pub const APISERVER_KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// The API server's client certificate towards etcd.
 pub const APISERVER_ETCD_CLIENT_CRT: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
 pub const APISERVER_ETCD_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";

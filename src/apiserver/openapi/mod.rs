@@ -472,8 +472,13 @@ fn group_version_document(registry: &Registry, group: &str, version: &str) -> Va
         }
         item_ops.insert("parameters".into(), Value::Array(item_params.clone()));
         paths.insert(item.clone(), Value::Object(item_ops));
-        // Read-only subresources (`pods/log`) answer with text, not with their kind.
-        for sub in r.subresources.iter().filter(|s| s.verbs != ["get"]) {
+        // Read-only subresources (`pods/log`) answer with text, not with their kind, and
+        // connect subresources (`pods/exec`) with a stream.
+        for sub in r
+            .subresources
+            .iter()
+            .filter(|s| s.verbs != ["get"] && !r.connects(s.name))
+        {
             let Some((sub_name, sub_gvk)) = subresource_kind(r, sub.kind) else {
                 continue;
             };
@@ -691,7 +696,7 @@ mod tests {
                 .kind_name(r.group, r.version, r.kind)
                 .unwrap_or_else(|| panic!("no schema for {}/{} {}", r.group, r.version, r.kind));
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
-            for sub in r.subresources {
+            for sub in r.subresources.iter().filter(|s| !r.connects(s.name)) {
                 assert!(
                     subresource_kind(r, sub.kind).is_some(),
                     "{} {}/{}",

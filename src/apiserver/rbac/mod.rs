@@ -40,10 +40,6 @@ pub struct Rbac {
     cluster_role_bindings: Arc<Mirror<ClusterRoleBinding>>,
 }
 
-/// Subresources whose WebSocket/SPDY upgrade (a GET) upstream authorizes as `create`,
-/// so `get` on pods does not grant running commands in them.
-const UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
-
 /// Path segments that name a verb rather than a resource (`/api/v1/watch/pods`);
 /// `proxy` has no subresource after its name.
 const SPECIAL_VERBS: &[&str] = &["proxy", "watch"];
@@ -84,7 +80,6 @@ fn request_info(method: &Method, uri: &http::Uri) -> Option<Attributes> {
         Method::DELETE => "delete",
         _ => "",
     };
-    let mut via_path = false;
     if SPECIAL_VERBS.contains(&rest[0]) {
         // Upstream cannot tell a kind from `/api/v1/watch` and fails the request;
         // as a plain URL it is denied or not found all the same.
@@ -93,7 +88,6 @@ fn request_info(method: &Method, uri: &http::Uri) -> Option<Attributes> {
         }
         verb = rest[0];
         rest = &rest[1..];
-        via_path = true;
     }
     let mut namespace = "";
     if rest[0] == "namespaces" && rest.len() > 1 {
@@ -124,12 +118,6 @@ fn request_info(method: &Method, uri: &http::Uri) -> Option<Attributes> {
     }
     if name.is_empty() && verb == "delete" {
         verb = "deletecollection";
-    }
-    if !via_path
-        && matches!(*method, Method::GET | Method::HEAD)
-        && UPGRADE_SUBRESOURCES.contains(&subresource)
-    {
-        verb = "create";
     }
     Some(Attributes {
         verb: verb.to_string(),

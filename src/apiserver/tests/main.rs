@@ -11,6 +11,7 @@ mod openapi;
 mod protobuf;
 mod reviews;
 mod servicecidr;
+mod streams;
 mod surface;
 mod types;
 mod upstream_bytes;

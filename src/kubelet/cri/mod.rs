@@ -227,6 +227,45 @@ impl Cri {
         })
     }
 
+    /// A one-shot URL on the runtime's streaming server that runs `request`'s command in
+    /// its container once a client connects to it.
+    pub async fn exec(&self, request: v1::ExecRequest) -> Result<String> {
+        let resp = self
+            .runtime
+            .clone()
+            .exec(request)
+            .await
+            .map_err(call_err("Exec"))?;
+        Ok(resp.into_inner().url)
+    }
+
+    /// A one-shot URL on the runtime's streaming server attached to a running
+    /// container's standard streams.
+    pub async fn attach(&self, request: v1::AttachRequest) -> Result<String> {
+        let resp = self
+            .runtime
+            .clone()
+            .attach(request)
+            .await
+            .map_err(call_err("Attach"))?;
+        Ok(resp.into_inner().url)
+    }
+
+    /// A one-shot URL on the runtime's streaming server that forwards connections to
+    /// ports inside the sandbox's network namespace.
+    pub async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> Result<String> {
+        let resp = self
+            .runtime
+            .clone()
+            .port_forward(v1::PortForwardRequest {
+                pod_sandbox_id: sandbox_id.to_string(),
+                port: ports,
+            })
+            .await
+            .map_err(call_err("PortForward"))?;
+        Ok(resp.into_inner().url)
+    }
+
     /// The image's status, or `None` when the runtime does not hold it.
     pub async fn image_status(&self, image: &str) -> Result<Option<v1::Image>> {
         let resp = self
