@@ -117,6 +117,12 @@ class Cluster:
         return f"{self.name}-control-plane"
 
     def rind_cmd(self, *args, check=True, timeout=600, input=None):
+        # RIND_E2E_IMAGE: a node image the developer built beforehand (`rind build
+        # node-image --image TAG`). Several worktrees testing different builds at once
+        # would otherwise rebuild the one default tag under each other's feet.
+        image = os.environ.get("RIND_E2E_IMAGE")
+        if image and args[:2] == ("create", "cluster") and "--image" not in args:
+            args = (*args, "--image", image)
         return run([self.rind, *args], check=check, timeout=timeout, env=self.env, input=input)
 
     def kubectl(self, *args, check=True, timeout=120):
