@@ -62,6 +62,9 @@ pub fn plan(
     let service_subnet =
         Cidr::parse(&config.networking.service_subnet).context("networking.serviceSubnet")?;
     let service_ip = service_subnet.host(1);
+    let kube_proxy_mode = config
+        .proxy_mode()
+        .map_err(|m| anyhow::anyhow!("networking.kubeProxyMode: {m}"))?;
     let roles: Vec<ConfigRole> = config.nodes.iter().map(|n| n.role).collect();
     let names = node_names(name, &roles);
     // Addresses from .2 up (.1 is the bridge's gateway), skipping every one in use.
@@ -94,9 +97,6 @@ pub fn plan(
             ConfigRole::ControlPlane => Role::ControlPlane,
             ConfigRole::Worker => Role::Worker,
         };
-        let pod_cidr = pod_subnet.subnet(24, index as u32).with_context(|| {
-            format!("networking.podSubnet {pod_subnet} has no /24 left for {node_name}")
-        })?;
         let api_port = (role == Role::ControlPlane && index == cp_index)
             .then(|| (config.networking.api_server_address.clone(), api_port));
         nodes.push(NodePlan {
@@ -121,7 +121,6 @@ pub fn plan(
                 node_ip: ip.to_string(),
                 api_server_url: api_server_url.clone(),
                 pod_subnet: pod_subnet.to_string(),
-                pod_cidr: pod_cidr.to_string(),
                 service_subnet: service_subnet.to_string(),
                 labels: node.labels.clone(),
                 etcd_initial_cluster: if role == Role::ControlPlane {
@@ -129,6 +128,8 @@ pub fn plan(
                 } else {
                     Vec::new()
                 },
+                disable_default_cni: config.networking.disable_default_cni,
+                kube_proxy_mode,
             },
         });
     }
@@ -142,6 +143,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rind_runtime::ProxyMode;
 
     #[test]
     fn names_addresses_and_cidrs() {
@@ -168,7 +170,12 @@ mod tests {
             .map(|n| n.config.node_ip.as_str())
             .collect();
         assert_eq!(ips, ["172.28.0.2", "172.28.0.4", "172.28.0.5"]);
-        assert_eq!(plan.nodes[2].config.pod_cidr, "10.244.2.0/24");
+        assert!(
+            plan.nodes
+                .iter()
+                .all(|n| n.config.kube_proxy_mode == ProxyMode::Iptables)
+        );
+        assert!(!plan.nodes[0].config.disable_default_cni);
         assert_eq!(
             plan.nodes[1].config.api_server_url,
             "https://172.28.0.2:6443"
