@@ -189,6 +189,34 @@ def test_traffic_leaving_the_pod_network_is_masqueraded(web):
         run(["docker", "exec", c.control_plane, "sh", "-c", f"kill $(cat {pidfile})"], check=False)
 
 
+def routes_of(node):
+    return run(["docker", "exec", node, "ip", "route", "show"]).stdout
+
+
+def test_routes_follow_nodes_that_leave_and_come_back(multinode):
+    c = multinode
+    cp, w1, w2 = c.control_plane, f"{c.name}-worker", f"{c.name}-worker2"
+    node = get_json(c, "node", w2)
+    route = f"{node['spec']['podCIDR']} via {internal_ip(node)}"
+    assert route in routes_of(cp) and route in routes_of(w1)
+    c.kubectl("delete", "node", w2)
+    wait_for("the route to the deleted node to go",
+             lambda: route not in routes_of(cp) and route not in routes_of(w1), timeout=30)
+    # The node's kubelet registers it again when the node restarts; it gets a podCIDR
+    # (a free one, never one another node holds) and every node routes it again.
+    run(["docker", "restart", w2], timeout=120)
+    back = wait_for(
+        "the restarted node to register with a podCIDR",
+        lambda: (n := get_json(c, "node", w2)).get("spec", {}).get("podCIDR") and n,
+        timeout=120,
+    )
+    others = {get_json(c, "node", n)["spec"]["podCIDR"] for n in (cp, w1)}
+    assert back["spec"]["podCIDR"] not in others
+    route = f"{back['spec']['podCIDR']} via {internal_ip(back)}"
+    wait_for("the route to the returned node",
+             lambda: route in routes_of(cp) and route in routes_of(w1), timeout=30)
+
+
 def test_disable_default_cni_leaves_the_node_not_ready(rind, kubectl, kubeconfig, tmp_path_factory):
     c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-nocni", kubeconfig)
     config = config_file(
