@@ -219,7 +219,9 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
 }
 
 impl FieldValues<'_> {
-    fn get(&self, path: &str) -> Option<String> {
+    /// The value of a downward API field path, None for a path upstream does not
+    /// offer. A label or annotation that is absent reads as empty, as upstream's.
+    pub fn get(&self, path: &str) -> Option<String> {
         let meta = &self.pod.metadata;
         let spec = self.pod.spec.as_ref();
         match path {
@@ -228,17 +230,18 @@ impl FieldValues<'_> {
             "metadata.uid" => meta.uid.clone(),
             "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
             "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-            "status.podIP" => Some(self.pod_ip.to_string()),
-            "status.hostIP" => Some(self.node_ip.to_string()),
+            // One address family per pod and node here, so the lists hold one each.
+            "status.podIP" | "status.podIPs" => Some(self.pod_ip.to_string()),
+            "status.hostIP" | "status.hostIPs" => Some(self.node_ip.to_string()),
             _ => {
                 let (map, key) = path.split_once("['")?;
                 let key = key.strip_suffix("']")?;
                 let source = match map {
                     "metadata.labels" => meta.labels.as_ref(),
                     "metadata.annotations" => meta.annotations.as_ref(),
-                    _ => None,
-                }?;
-                source.get(key).cloned()
+                    _ => return None,
+                };
+                Some(source.and_then(|m| m.get(key).cloned()).unwrap_or_default())
             }
         }
     }
@@ -295,11 +298,13 @@ fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecur
     }
 }
 
+/// The runtime's configuration of a container whose environment (`env`, in order,
+/// from `super::env::resolve`) is already known; command and args may refer to it.
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     attempt: u32,
-    fields: &FieldValues<'_>,
+    env: &[(String, String)],
 ) -> v1::ContainerConfig {
     let key = PodKey::of(pod);
     let mut labels = key.labels();
@@ -307,32 +312,17 @@ pub fn container_config(
         cri::LABEL_CONTAINER_NAME.to_string(),
         container.name.clone(),
     );
-    // Each variable may refer to the ones before it; command and args to all.
-    let mut vars: HashMap<String, String> = fields.service_env.iter().cloned().collect();
-    let mut order: Vec<String> = fields.service_env.iter().map(|(k, _)| k.clone()).collect();
-    for var in container.env.clone().unwrap_or_default() {
-        let value = match (var.value, var.value_from) {
-            (Some(v), _) => expand(&v, &vars),
-            (None, Some(from)) => from
-                .field_ref
-                .and_then(|f| fields.get(&f.field_path))
-                .unwrap_or_default(),
-            (None, None) => String::new(),
-        };
-        if vars.insert(var.name.clone(), value).is_none() {
-            order.push(var.name);
-        }
-    }
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
     let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
         list.iter().flatten().map(|s| expand(s, &vars)).collect()
     };
     let command = expand_all(&container.command);
     let args = expand_all(&container.args);
-    let envs = order
+    let envs = env
         .iter()
-        .map(|key| v1::KeyValue {
+        .map(|(key, value)| v1::KeyValue {
             key: key.clone(),
-            value: vars.get(key).cloned().unwrap_or_default(),
+            value: value.clone(),
         })
         .collect();
     v1::ContainerConfig {
@@ -413,6 +403,26 @@ mod tests {
         }
     }
 
+    struct NoSources;
+
+    #[async_trait::async_trait]
+    impl crate::env::Sources for NoSources {
+        async fn config_map(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+            Ok(None)
+        }
+        async fn secret(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+            Ok(None)
+        }
+    }
+
     #[test]
     fn sandbox_has_identity_logs_and_ports() {
         let cfg = sandbox_config(&pod(), 1);
@@ -443,7 +453,16 @@ mod tests {
             ),
             value_from: None,
         });
-        let cfg = container_config(&p, &spec, 2, &fields);
+        let node = crate::env::NodeAllocatable {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+        };
+        let env = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(crate::env::resolve(&NoSources, &spec, &fields, node))
+            .unwrap();
+        let cfg = container_config(&p, &spec, 2, &env);
         assert_eq!(cfg.log_path, "c/2.log");
         let env: HashMap<_, _> = cfg
             .envs
