@@ -419,6 +419,138 @@ def test_pull_policy_never_with_an_absent_image(c):
         delete_quietly(c, name)
 
 
+def test_configmap_volume_follows_an_applied_change(c):
+    name = unique("cmvol")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"greeting": "hello"}}
+    p = pod(name, c.image, "exec sleep 3600", grace=1, volumeMounts=[{"name": "cfg", "mountPath": "/etc/cfg"}])
+    p["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": name}}]
+    apply(c, cm, p)
+    try:
+        wait_for("the pod to run", lambda: running(c, name))
+        read = lambda: c.kubectl("exec", name, "--", "cat", "/etc/cfg/greeting", check=False).stdout
+        assert read() == "hello"
+        # Upstream's layout: the file is a link through ..data to a timestamped directory.
+        listing = c.kubectl("exec", name, "--", "ls", "-la", "/etc/cfg").stdout
+        assert "..data -> ..20" in listing and "greeting -> ..data/greeting" in listing, listing
+        cm["data"] = {"greeting": "changed", "extra": "new key"}
+        apply(c, cm)
+        started = time.monotonic()
+        wait_for("the change inside the pod", lambda: read() == "changed", timeout=90)
+        print(f"configMap change visible in the pod after {time.monotonic() - started:.1f}s")
+        assert c.kubectl("exec", name, "--", "cat", "/etc/cfg/extra").stdout == "new key"
+    finally:
+        delete_quietly(c, name)
+
+
+def test_projected_and_downward_api_volumes(c):
+    import base64
+
+    name = unique("proj")
+    cm, secret = f"{name}-cm", f"{name}-s"
+    c.kubectl("create", "configmap", cm, "--from-literal=color=blue")
+    c.kubectl("create", "secret", "generic", secret, "--from-literal=password=hunter2")
+    p = pod(
+        name,
+        c.image,
+        "exec sleep 3600",
+        grace=1,
+        labels={"tier": "gold", "app": name},
+        resources={"limits": {"memory": "32Mi"}},
+        volumeMounts=[
+            {"name": "all", "mountPath": "/var/run/all"},
+            {"name": "info", "mountPath": "/etc/podinfo"},
+        ],
+    )
+    p["metadata"]["annotations"] = {"note": "hi"}
+    p["spec"]["volumes"] = [
+        {
+            "name": "all",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                    {"configMap": {"name": cm, "items": [{"key": "color", "path": "cfg/color"}]}},
+                    {"secret": {"name": secret}},
+                    {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                ]
+            },
+        },
+        {
+            "name": "info",
+            "downwardAPI": {
+                "items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "note", "fieldRef": {"fieldPath": "metadata.annotations['note']"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                    {
+                        "path": "mem",
+                        "resourceFieldRef": {"containerName": "main", "resource": "limits.memory", "divisor": "1Mi"},
+                    },
+                ]
+            },
+        },
+    ]
+    apply(c, p)
+    try:
+        wait_for("the pod to run", lambda: running(c, name), timeout=90)
+        cat = lambda path: c.kubectl("exec", name, "--", "cat", path).stdout
+        token = cat("/var/run/all/token")
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        assert claims["sub"] == "system:serviceaccount:default:default", claims
+        assert claims["exp"] - claims["iat"] == 3600, claims
+        assert cat("/var/run/all/cfg/color") == "blue"
+        assert cat("/var/run/all/password") == "hunter2"
+        assert cat("/var/run/all/ns") == "default"
+        assert cat("/etc/podinfo/labels") == f'app="{name}"\ntier="gold"'
+        assert cat("/etc/podinfo/note") == "hi"
+        assert cat("/etc/podinfo/name") == name
+        assert cat("/etc/podinfo/mem") == "32"
+        # The token authenticates the pod's service account to the API server.
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        out = run(
+            [c.kubectl_bin, "--context", f"rind-{c.name}", "create", "-f", "-", "-o", "json"],
+            input=json.dumps(review),
+            env=c.env,
+        )
+        assert json.loads(out.stdout)["status"]["authenticated"] is True
+    finally:
+        delete_quietly(c, name)
+
+
+def test_subpath_expr_and_memory_backed_empty_dir(c):
+    name = unique("subpath")
+    p = pod(
+        name,
+        c.image,
+        "echo written > /data/file; exec sleep 3600",
+        grace=1,
+        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        volumeMounts=[
+            {"name": "data", "mountPath": "/data", "subPathExpr": "$(POD_NAME)"},
+            {"name": "cache", "mountPath": "/cache"},
+        ],
+    )
+    p["spec"]["volumes"] = [
+        {"name": "data", "emptyDir": {}},
+        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+    ]
+    apply(c, p)
+    try:
+        wait_for("the pod to run", lambda: running(c, name))
+        uid = get_pod(c, name)["metadata"]["uid"]
+        on_node = f"/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/data/{name}/file"
+        wait_for("the file in the expanded subPath", lambda: c.node_exec("cat", on_node, check=False).stdout == "written\n")
+        mounts = c.kubectl("exec", name, "--", "cat", "/proc/mounts").stdout
+        cache = [line for line in mounts.splitlines() if line.split()[1] == "/cache"]
+        assert cache and cache[0].split()[2] == "tmpfs", mounts
+        assert "size=16384k" in cache[0], cache
+    finally:
+        delete_quietly(c, name)
+
+
 def node_ready(c):
     out = c.kubectl("get", "node", c.control_plane, "-o", "json")
     for cond in json.loads(out.stdout)["status"]["conditions"]:
@@ -428,7 +560,10 @@ def node_ready(c):
 
 
 def containerd_pid(c):
-    script = 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = containerd ] && echo ${p#/proc/}; done'
+    script = (
+        'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = containerd ] && echo ${p#/proc/}; done;'
+        " true"
+    )
     pids = c.node_exec("sh", "-c", script).stdout.split()
     assert len(pids) == 1, f"expected one containerd in the node, found {pids}"
     return pids[0]

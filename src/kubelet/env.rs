@@ -112,7 +112,7 @@ impl Cache<'_> {
 
 /// A container resource as `resourceFieldRef` reports it: divided by the divisor
 /// and rounded up, limits defaulting to the node's allocatable.
-fn resource_value(
+pub fn resource_value(
     selector: &ResourceFieldSelector,
     container: &Container,
     node: NodeAllocatable,

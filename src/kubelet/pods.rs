@@ -11,6 +11,7 @@ use super::lifecycle;
 use super::probes::Prober;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
+use super::volumes::VolumeCtx;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Event, ObjectReference, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -23,6 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
+/// How often a running pod's configMap, secret, downwardAPI and projected volumes are
+/// compared with their sources.
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -144,6 +148,8 @@ pub struct PodWorkers {
     prober: Arc<Prober>,
     /// What `resourceFieldRef` reports for limits a container leaves out.
     node: NodeAllocatable,
+    /// When each pod's API-backed volumes were last brought up to date.
+    volume_refreshes: Mutex<HashMap<String, Instant>>,
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -188,6 +194,7 @@ impl PodWorkers {
     ) -> Self {
         Self {
             node,
+            volume_refreshes: Mutex::new(HashMap::new()),
             prober: Arc::new(Prober::new(cri.clone(), api.clone())),
             restarts: RestartBackoff::default(),
             api,
@@ -200,6 +207,23 @@ impl PodWorkers {
             sent: Mutex::new(HashMap::new()),
             sandbox_failures: Mutex::new(HashSet::new()),
             backoffs_reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// True when the pod's API-backed volumes are due for an update (and marks them
+    /// done): every [`VOLUME_REFRESH`], so a changed ConfigMap or Secret reaches a
+    /// running pod within upstream's usual minute and the API is not asked every second.
+    fn refresh_due(&self, uid: &str) -> bool {
+        let Ok(mut last) = self.volume_refreshes.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match last.get(uid) {
+            Some(at) if now.duration_since(*at) < VOLUME_REFRESH => false,
+            _ => {
+                last.insert(uid.to_string(), now);
+                true
+            }
         }
     }
 
@@ -252,6 +276,9 @@ impl PodWorkers {
         let pods = self.store.state();
         let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         self.restarts.retain_pods(&known);
+        if let Ok(mut refreshes) = self.volume_refreshes.lock() {
+            refreshes.retain(|uid, _| known.contains(uid));
+        }
         for pod in pods {
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
@@ -591,6 +618,18 @@ impl PodWorkers {
             );
         }
 
+        if let Some(client) = self.api.client()
+            && self.refresh_due(&key.uid)
+        {
+            let volume_ctx = VolumeCtx {
+                client: &client,
+                pod,
+                root: Path::new(super::volumes::PODS_DIR),
+                fields: &fields,
+                node: self.node,
+            };
+            super::volumes::refresh(&volume_ctx).await;
+        }
         let new_status = status::compute(
             pod,
             &self.node_ip,
@@ -724,15 +763,40 @@ impl PodWorkers {
         if let Err(waiting) = self.ensure_image(ctx, &image).await? {
             return Ok(Err(waiting));
         }
+        let name = &ctx.container.name;
+        let sources: Box<dyn Sources> = match self.api.client() {
+            Some(client) => Box::new(ApiSources(client)),
+            None => Box::new(NoSources),
+        };
+        let env = match env::resolve(sources.as_ref(), ctx.container, ctx.fields, self.node).await {
+            Ok(env) => env,
+            Err(message) => {
+                tracing::info!(pod = %ctx.key.name, container = %name, "container config: {message}");
+                self.api
+                    .record_event(
+                        ctx.container_reference(),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
+                    .await;
+                return Ok(Err(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                }));
+            }
+        };
+        let env_vars: HashMap<String, String> = env.iter().cloned().collect();
         let mounts = match self.api.client() {
             Some(client) => {
-                super::volumes::mounts(
-                    &client,
-                    ctx.pod,
-                    ctx.container,
-                    Path::new(super::volumes::PODS_DIR),
-                )
-                .await
+                let volume_ctx = VolumeCtx {
+                    client: &client,
+                    pod: ctx.pod,
+                    root: Path::new(super::volumes::PODS_DIR),
+                    fields: ctx.fields,
+                    node: self.node,
+                };
+                super::volumes::mounts(&volume_ctx, ctx.container, &env_vars).await
             }
             None if ctx
                 .container
@@ -763,29 +827,6 @@ impl PodWorkers {
                 return Ok(Err(Waiting {
                     reason: "ContainerCreating".into(),
                     message: err.to_string(),
-                }));
-            }
-        };
-        let name = &ctx.container.name;
-        let sources: Box<dyn Sources> = match self.api.client() {
-            Some(client) => Box::new(ApiSources(client)),
-            None => Box::new(NoSources),
-        };
-        let env = match env::resolve(sources.as_ref(), ctx.container, ctx.fields, self.node).await {
-            Ok(env) => env,
-            Err(message) => {
-                tracing::info!(pod = %ctx.key.name, container = %name, "container config: {message}");
-                self.api
-                    .record_event(
-                        ctx.container_reference(),
-                        "Warning",
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Ok(Err(Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message,
                 }));
             }
         };

@@ -42,6 +42,32 @@ impl PodKey {
     }
 }
 
+/// The namespaces of the pod's sandbox and of each of its containers. The runtime
+/// reads a container's own options (absent ones mean "the pod's"), so both must say
+/// it: Kubernetes containers do not share a PID namespace unless asked to.
+fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let shared_pid = spec
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false);
+    v1::NamespaceOption {
+        network: if host_network {
+            v1::NamespaceMode::Node
+        } else {
+            v1::NamespaceMode::Pod
+        } as i32,
+        pid: if shared_pid {
+            v1::NamespaceMode::Pod
+        } else {
+            v1::NamespaceMode::Container
+        } as i32,
+        ipc: v1::NamespaceMode::Pod as i32,
+        target_id: String::new(),
+        userns_options: None,
+    }
+}
+
 pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
     let key = PodKey::of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -73,22 +99,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
         })
         .collect();
     let host_network = spec.host_network.unwrap_or(false);
-    let namespaces = v1::NamespaceOption {
-        network: if host_network {
-            v1::NamespaceMode::Node
-        } else {
-            v1::NamespaceMode::Pod
-        } as i32,
-        // Kubernetes pods do not share a PID namespace unless asked to.
-        pid: if spec.share_process_namespace.unwrap_or(false) {
-            v1::NamespaceMode::Pod
-        } else {
-            v1::NamespaceMode::Container
-        } as i32,
-        ipc: v1::NamespaceMode::Pod as i32,
-        target_id: String::new(),
-        userns_options: None,
-    };
+    let namespaces = namespace_options(pod);
     v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata {
             name: key.name.clone(),
@@ -294,6 +305,7 @@ fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecur
         supplemental_groups: pod_sc.supplemental_groups.unwrap_or_default(),
         // Kubernetes allows privilege escalation unless told otherwise.
         no_new_privs: sc.allow_privilege_escalation == Some(false),
+        namespace_options: Some(namespace_options(pod)),
         ..v1::LinuxContainerSecurityContext::default()
     }
 }
@@ -501,6 +513,16 @@ mod tests {
         assert_eq!(sc.run_as_group.map(|v| v.value), Some(3000));
         assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
         assert_eq!(sc.capabilities.unwrap().drop_capabilities, ["ALL"]);
+        // Each container in its own PID namespace unless the pod shares one.
+        let pid = |p: &Pod| {
+            security_context(p, &p.spec.as_ref().unwrap().containers[0])
+                .namespace_options
+                .unwrap()
+                .pid
+        };
+        assert_eq!(pid(&p), v1::NamespaceMode::Container as i32);
+        p.spec.as_mut().unwrap().share_process_namespace = Some(true);
+        assert_eq!(pid(&p), v1::NamespaceMode::Pod as i32);
     }
 
     #[test]
