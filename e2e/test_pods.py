@@ -551,6 +551,127 @@ def test_subpath_expr_and_memory_backed_empty_dir(c):
         delete_quietly(c, name)
 
 
+def test_init_containers_and_a_sidecar_gate_the_app(c):
+    name = unique("init")
+    p = pod(name, c.image, "cat /work/flag; exec sleep 3600", grace=1,
+            volumeMounts=[{"name": "work", "mountPath": "/work"}])
+    p["spec"]["volumes"] = [{"name": "work", "emptyDir": {}}]
+    p["spec"]["initContainers"] = [
+        {
+            "name": "setup",
+            "image": c.image,
+            "command": ["sh", "-c", "echo initialized > /work/flag"],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        },
+        {
+            "name": "sidecar",
+            "image": c.image,
+            "restartPolicy": "Always",
+            "command": ["sh", "-c", "mkdir -p /tmp && sleep 2 && touch /tmp/up && exec sleep 3600"],
+            "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/up"]}, "periodSeconds": 1},
+        },
+    ]
+    apply(c, p)
+    try:
+        wait_for("the pod to be ready", lambda: condition(c, name, "Ready") == "True", timeout=90)
+        status = get_pod(c, name)["status"]
+        setup, sidecar = status["initContainerStatuses"]
+        assert setup["state"]["terminated"]["reason"] == "Completed", setup
+        assert setup["state"]["terminated"]["exitCode"] == 0
+        assert "running" in sidecar["state"] and sidecar["ready"] and sidecar["started"], sidecar
+        main = status["containerStatuses"][0]
+        # The app started only once the sidecar's startup probe passed.
+        assert main["state"]["running"]["startedAt"] >= sidecar["state"]["running"]["startedAt"]
+        assert condition(c, name, "Initialized") == "True"
+        assert c.kubectl("logs", name, "-c", "main").stdout == "initialized\n"
+    finally:
+        delete_quietly(c, name)
+
+
+def terminated(c, name):
+    return ((container_status(c, name).get("state") or {}).get("terminated")) or None
+
+
+def test_restart_policies_and_terminated_states(c):
+    never, ok, retry = unique("never-fail"), unique("onfail-ok"), unique("onfail-retry")
+    pods = [pod(never, c.image, "exit 3"), pod(ok, c.image, "exit 0"), pod(retry, c.image, "exit 1")]
+    pods[0]["spec"]["restartPolicy"] = "Never"
+    pods[1]["spec"]["restartPolicy"] = "OnFailure"
+    pods[2]["spec"]["restartPolicy"] = "OnFailure"
+    apply(c, *pods)
+    try:
+        wait_for("the Never pod to fail", lambda: (get_pod(c, never) or {}).get("status", {}).get("phase") == "Failed")
+        state = terminated(c, never)
+        assert (state["reason"], state["exitCode"]) == ("Error", 3), state
+        assert container_status(c, never)["restartCount"] == 0
+        wait_for("the OnFailure pod to succeed", lambda: (get_pod(c, ok) or {}).get("status", {}).get("phase") == "Succeeded")
+        state = terminated(c, ok)
+        assert (state["reason"], state["exitCode"]) == ("Completed", 0), state
+        wait_for("the failing OnFailure pod to restart", lambda: container_status(c, retry).get("restartCount", 0) >= 1)
+        last = container_status(c, retry)["lastState"]["terminated"]
+        assert (last["reason"], last["exitCode"]) == ("Error", 1), last
+    finally:
+        delete_quietly(c, never, ok, retry)
+
+
+def cgroup_value(c, pod_name, v1_file, v2_file):
+    script = (
+        f"if [ -f /sys/fs/cgroup/{v2_file} ]; then cat /sys/fs/cgroup/{v2_file};"
+        f" else cat /sys/fs/cgroup/{v1_file}; fi"
+    )
+    return c.kubectl("exec", pod_name, "--", "sh", "-c", script).stdout.strip()
+
+
+def test_set_resources_reach_the_container_cgroup(c):
+    name = unique("res")
+    c.kubectl("create", "deployment", name, f"--image={c.image}", "--", "sleep", "3600")
+    try:
+        c.kubectl("rollout", "status", f"deployment/{name}", "--timeout=120s", timeout=150)
+        c.kubectl("set", "resources", f"deployment/{name}", "--limits=cpu=500m,memory=128Mi")
+        c.kubectl("rollout", "status", f"deployment/{name}", "--timeout=150s", timeout=180)
+
+        def new_pod():
+            items = json.loads(c.kubectl("get", "pods", "-l", f"app={name}", "-o", "json").stdout)["items"]
+            for p in items:
+                limits = p["spec"]["containers"][0].get("resources", {}).get("limits", {})
+                if limits and not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running":
+                    return p
+            return None
+
+        p = wait_for("the pod with the new limits", new_pod)
+        assert p["status"]["qosClass"] == "Guaranteed", p["status"]
+        pod_name = p["metadata"]["name"]
+        quota = cgroup_value(c, pod_name, "cpu/cpu.cfs_quota_us", "cpu.max")
+        assert quota.split()[0] == "50000", quota
+        memory = cgroup_value(c, pod_name, "memory/memory.limit_in_bytes", "memory.max")
+        assert memory == str(128 * 1024 * 1024), memory
+        shares = cgroup_value(c, pod_name, "cpu/cpu.shares", "cpu.weight")
+        # 500m is 512 shares; cgroup v2 shows the runtime's conversion to a weight.
+        assert shares in ("512", "20"), shares
+    finally:
+        c.kubectl("delete", "deployment", name, "--wait=false", check=False)
+        c.kubectl("delete", "pods", "-l", f"app={name}", "--grace-period=0", "--force", check=False)
+
+
+def test_allocating_past_the_memory_limit_is_oom_killed(c):
+    name = unique("oom")
+    p = pod(
+        name,
+        c.image,
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        resources={"limits": {"memory": "32Mi"}},
+    )
+    p["spec"]["restartPolicy"] = "Never"
+    apply(c, p)
+    try:
+        state = wait_for("the container to be OOM-killed", lambda: terminated(c, name), timeout=90)
+        assert state["reason"] == "OOMKilled", state
+        assert state["exitCode"] == 137, state
+        assert get_pod(c, name)["status"]["phase"] == "Failed"
+    finally:
+        delete_quietly(c, name)
+
+
 def node_ready(c):
     out = c.kubectl("get", "node", c.control_plane, "-o", "json")
     for cond in json.loads(out.stdout)["status"]["conditions"]:

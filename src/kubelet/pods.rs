@@ -575,6 +575,12 @@ impl PodWorkers {
         } else {
             "OnFailure"
         };
+        // Once an app container has run, the pod stays initialized even if a sidecar
+        // restarts later, as upstream's.
+        let already_initialized = spec
+            .containers
+            .iter()
+            .any(|c| !instances_of(&c.name).is_empty());
         let mut initialized = true;
         let mut init_views = Vec::new();
         for container in spec.init_containers.iter().flatten() {
@@ -582,11 +588,14 @@ impl PodWorkers {
                 init_views.push(status::not_started(container, "PodInitializing"));
                 continue;
             }
+            // A sidecar (an init container with restartPolicy Always) starts in order,
+            // lets the next one start once it has started, and runs for the pod's life.
+            let sidecar = status::is_sidecar(container);
             let ctx = ContainerCtx {
                 pod,
                 key: &key,
                 container,
-                policy: init_policy,
+                policy: if sidecar { "Always" } else { init_policy },
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
@@ -594,7 +603,7 @@ impl PodWorkers {
             let view = self
                 .sync_container(&ctx, &instances_of(&container.name))
                 .await?;
-            initialized = view.succeeded();
+            initialized = already_initialized || view.initialized();
             init_views.push(view);
         }
         let mut views = Vec::new();
@@ -663,6 +672,7 @@ impl PodWorkers {
             waiting: None,
             ready: false,
             started: false,
+            sidecar: super::status::is_sidecar(ctx.container) && ctx.policy == "Always",
         };
         if let Some(prev) = instances.get(1) {
             view.previous = Some(self.instance(&prev.id).await?);

@@ -258,14 +258,33 @@ impl FieldValues<'_> {
     }
 }
 
+/// The kernel's floor for cpu.shares.
+const MIN_CPU_SHARES: i64 = 2;
+
 fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
     let limits = container
         .resources
         .as_ref()
         .and_then(|r| r.limits.clone())
         .unwrap_or_default();
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
     let mut res = v1::LinuxContainerResources::default();
     let limit = |name: &str| limits.get(name).and_then(|q| Quantity::parse(&q.0));
+    // The CPU request is the container's share under contention: 1024 shares per
+    // core (cgroup v2's cpu.weight is derived from it by the runtime), at least 2,
+    // which is also what a container without a request gets, as upstream's.
+    let cpu_request = requests
+        .get("cpu")
+        .and_then(|q| Quantity::parse(&q.0))
+        .or_else(|| limit("cpu"));
+    res.cpu_shares = cpu_request
+        .map(|q| q.milli_value().saturating_mul(1024) / 1000)
+        .unwrap_or(0)
+        .max(MIN_CPU_SHARES);
     if let Some(cpu) = limit("cpu") {
         // CFS quota over the default 100 ms period, as the kubelet computes it.
         res.cpu_period = 100_000;
@@ -554,6 +573,15 @@ mod tests {
         .unwrap();
         let res = linux_resources(&container);
         assert_eq!((res.cpu_period, res.cpu_quota), (100_000, 50_000));
+        // No request: the limit stands in for it, as the API server defaults it.
+        assert_eq!(res.cpu_shares, 512);
+        let requested: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {"requests": {"cpu": "250m"}}
+        }))
+        .unwrap();
+        assert_eq!(linux_resources(&requested).cpu_shares, 256);
+        assert_eq!(linux_resources(&Container::default()).cpu_shares, 2);
         assert_eq!(res.memory_limit_in_bytes, 134_217_728);
         let big: Container = serde_json::from_value(serde_json::json!({
             "name": "c",

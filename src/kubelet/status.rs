@@ -52,9 +52,33 @@ pub struct ContainerView {
     pub ready: bool,
     /// Whether the startup probe passed (true without one).
     pub started: bool,
+    /// An init container with `restartPolicy: Always`: a sidecar.
+    pub sidecar: bool,
+}
+
+/// Whether an init container is a sidecar (`restartPolicy: Always`).
+pub fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
 }
 
 impl ContainerView {
+    /// Running and started (its startup probe, if any, passed).
+    fn running_and_started(&self) -> bool {
+        self.waiting.is_none()
+            && self.started
+            && self.current.as_ref().is_some_and(|i| i.exit.is_none())
+    }
+
+    /// What lets the next init container start: success for an ordinary one, having
+    /// started for a sidecar.
+    pub fn initialized(&self) -> bool {
+        if self.sidecar {
+            self.running_and_started()
+        } else {
+            self.succeeded()
+        }
+    }
+
     /// Ran to a successful end (what an init container must do).
     pub fn succeeded(&self) -> bool {
         self.waiting.is_none()
@@ -67,7 +91,8 @@ impl ContainerView {
 
     /// Ended in failure and will not be retried.
     fn failed_for_good(&self) -> bool {
-        self.waiting.is_none()
+        !self.sidecar
+            && self.waiting.is_none()
             && self
                 .current
                 .as_ref()
@@ -91,6 +116,7 @@ pub fn not_started(container: &Container, reason: &str) -> ContainerView {
         }),
         ready: false,
         started: false,
+        sidecar: false,
     }
 }
 
@@ -186,8 +212,12 @@ fn container_status(view: &ContainerView) -> ContainerStatus {
     }
 }
 
-/// An init container is ready once it has run to success.
+/// An init container is ready once it has run to success; a sidecar as an app
+/// container is, by its readiness.
 fn init_container_status(view: &ContainerView) -> ContainerStatus {
+    if view.sidecar {
+        return container_status(view);
+    }
     ContainerStatus {
         ready: view.succeeded(),
         ..container_status(view)
@@ -388,7 +418,11 @@ pub fn compute(
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let initialized = init_views.iter().all(ContainerView::succeeded);
+    // Once an app container has run, the pod stays initialized.
+    let initialized = init_views.iter().all(ContainerView::initialized)
+        || views
+            .iter()
+            .any(|v| v.current.is_some() || v.previous.is_some());
     let phase = if init_views.iter().any(ContainerView::failed_for_good) {
         "Failed"
     } else if initialized {
@@ -398,7 +432,14 @@ pub fn compute(
     };
     let finished = phase == "Succeeded" || phase == "Failed";
     let statuses: Vec<ContainerStatus> = views.iter().map(container_status).collect();
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    // Sidecars count towards readiness as app containers do.
+    let sidecar_statuses: Vec<ContainerStatus> = init_views
+        .iter()
+        .filter(|v| v.sidecar)
+        .map(container_status)
+        .collect();
+    let all_ready =
+        !statuses.is_empty() && statuses.iter().chain(&sidecar_statuses).all(|s| s.ready);
     let not_ready_reason = if finished {
         "PodCompleted"
     } else {
@@ -511,6 +552,7 @@ mod tests {
             waiting: None,
             ready: true,
             started: true,
+            sidecar: false,
         }
     }
 
