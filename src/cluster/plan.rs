@@ -4,7 +4,7 @@
 use super::config::{Cidr, Cluster, Role as ConfigRole};
 use super::provider::NodeSpec;
 use anyhow::Context;
-use rind_runtime::{NodeConfig, Role, paths};
+use rind_runtime::{NodeConfig, ProxyMode, Role, paths};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
@@ -62,6 +62,7 @@ pub fn plan(
     let service_subnet =
         Cidr::parse(&config.networking.service_subnet).context("networking.serviceSubnet")?;
     let service_ip = service_subnet.host(1);
+    let kube_proxy_mode = proxy_mode(config.networking.kube_proxy_mode.as_deref())?;
     let roles: Vec<ConfigRole> = config.nodes.iter().map(|n| n.role).collect();
     let names = node_names(name, &roles);
     // Addresses from .2 up (.1 is the bridge's gateway), skipping every one in use.
@@ -129,6 +130,7 @@ pub fn plan(
                 } else {
                     Vec::new()
                 },
+                kube_proxy_mode,
             },
         });
     }
@@ -137,6 +139,28 @@ pub fn plan(
         nodes,
         service_ip,
     })
+}
+
+/// `networking.kubeProxyMode`, refused when this machine cannot run it.
+fn proxy_mode(text: Option<&str>) -> anyhow::Result<ProxyMode> {
+    let text = text.unwrap_or("");
+    let mode = ProxyMode::parse(text).with_context(|| {
+        format!(
+            "networking.kubeProxyMode: unknown mode {text:?} (expected iptables, nftables, ipvs or none)"
+        )
+    })?;
+    if mode == ProxyMode::Ipvs {
+        // Nodes share the host's kernel and cannot load modules.
+        if std::path::Path::new("/proc/net/ip_vs").exists() {
+            anyhow::bail!(
+                "networking.kubeProxyMode: ipvs is not implemented by rind; use iptables or nftables"
+            );
+        }
+        anyhow::bail!(
+            "networking.kubeProxyMode: ipvs needs the kernel's IPVS support, which this kernel lacks (/proc/net/ip_vs is absent, and a node cannot load the ip_vs module); use iptables or nftables"
+        );
+    }
+    Ok(mode)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use super::supervisor::{self, Component, Reaper};
 use crate::{cni, containerd, etcd, mounts};
 use rind_runtime::paths::{self, PAUSE_ARCHIVE};
-use rind_runtime::{NodeConfig, Role};
+use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,6 +146,10 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
         list.push(ours("scheduler"));
     }
     list.push(ours("kubelet"));
+    if cfg.kube_proxy_mode != ProxyMode::None {
+        // The service proxy, on every node as kube-proxy's DaemonSet is in kind.
+        list.push(ours("proxy"));
+    }
     list
 }
 
@@ -236,6 +240,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: vec![],
+            kube_proxy_mode: ProxyMode::Iptables,
         }
     }
 
@@ -256,14 +261,15 @@ mod tests {
                 "apiserver",
                 "controller-manager",
                 "scheduler",
-                "kubelet"
+                "kubelet",
+                "proxy"
             ]
         );
     }
 
     #[test]
     fn worker_runs_runtime_and_kubelet() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet"]);
+        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "proxy"]);
     }
 
     #[test]

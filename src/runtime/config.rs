@@ -36,6 +36,35 @@ pub struct NodeConfig {
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
+    /// The service proxy's data plane (`networking.kubeProxyMode`).
+    #[serde(default)]
+    pub kube_proxy_mode: ProxyMode,
+}
+
+/// kind's `networking.kubeProxyMode` values. kind defaults to iptables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    #[default]
+    Iptables,
+    Nftables,
+    /// Refused by the proxy at start: the kernels rind runs on have no IPVS.
+    Ipvs,
+    /// No service proxy on the nodes.
+    None,
+}
+
+impl ProxyMode {
+    /// The mode a cluster config names (`""` is kind's default, iptables).
+    pub fn parse(text: &str) -> Option<ProxyMode> {
+        match text {
+            "" | "iptables" => Some(ProxyMode::Iptables),
+            "nftables" => Some(ProxyMode::Nftables),
+            "ipvs" => Some(ProxyMode::Ipvs),
+            "none" => Some(ProxyMode::None),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,4 +15,4 @@ pub mod paths;
 pub mod reflect;
 pub mod yaml;
 
-pub use config::{NodeConfig, Role};
+pub use config::{NodeConfig, ProxyMode, Role};
