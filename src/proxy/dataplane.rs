@@ -158,9 +158,8 @@ impl Dataplane {
         let mut commands: Vec<Vec<String>> = Vec::new();
         for (ip, port, ep) in self.udp_last.difference(&now) {
             let mut args = vec!["-D".to_string(), "-p".into(), "udp".into()];
-            match ip {
-                Some(ip) => args.extend(["--orig-dst".into(), ip.to_string()]),
-                None => {}
+            if let Some(ip) = ip {
+                args.extend(["--orig-dst".into(), ip.to_string()]);
             }
             args.extend([
                 "--orig-port-dst".into(),

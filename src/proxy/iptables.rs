@@ -74,8 +74,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                 sp.name
             ));
         }
-        if let Some(node_port) = sp.node_port {
-            let np = format!("-p {proto} -m {proto} --dport {node_port}");
+        if sp.node_port.is_some() || !sp.external_ips.is_empty() {
             if sp.external_endpoints().is_empty() {
                 let (why, target) = if sp.external_local && !cluster.is_empty() {
                     ("has no local endpoints", "DROP")
@@ -85,10 +84,18 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                         "REJECT --reject-with icmp-port-unreachable",
                     )
                 };
-                rejects.push(format!(
-                    "-m addrtype --dst-type LOCAL {np} -m comment --comment \"{} node port {why}\" -j {target}",
-                    sp.name
-                ));
+                if let Some(node_port) = sp.node_port {
+                    rejects.push(format!(
+                        "-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {node_port} -m comment --comment \"{} node port {why}\" -j {target}",
+                        sp.name
+                    ));
+                }
+                for ip in &sp.external_ips {
+                    rejects.push(format!(
+                        "-d {ip}/32 -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP {why}\" -j {target}",
+                        sp.port, sp.name
+                    ));
+                }
             }
             let mut ext = Vec::new();
             if sp.external_local {
@@ -125,10 +132,18 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                 ext.push(format!("-j {svc_chain}"));
             }
             if !ext.is_empty() {
-                nodeports.push(format!(
-                    "{np} -m comment --comment \"{}\" -j {ext_chain}",
-                    sp.name
-                ));
+                if let Some(node_port) = sp.node_port {
+                    nodeports.push(format!(
+                        "-p {proto} -m {proto} --dport {node_port} -m comment --comment \"{}\" -j {ext_chain}",
+                        sp.name
+                    ));
+                }
+                for ip in &sp.external_ips {
+                    services.push(format!(
+                        "-d {ip}/32 -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP\" -j {ext_chain}",
+                        sp.port, sp.name
+                    ));
+                }
                 nat.insert(ext_chain, ext);
             }
         }
@@ -358,7 +373,7 @@ mod tests {
     fn ports() -> Vec<ServicePort> {
         let web = service(
             "web",
-            json!({"clusterIP": "10.96.0.20", "type": "NodePort", "sessionAffinity": "ClientIP",
+            json!({"clusterIP": "10.96.0.20", "type": "NodePort", "sessionAffinity": "ClientIP", "externalIPs": ["192.0.2.9"],
                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
                    "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
         );

@@ -59,6 +59,9 @@ pub struct ServicePort {
     pub port: u16,
     pub protocol: Protocol,
     pub node_port: Option<u16>,
+    /// `externalIPs` and the load balancer's ingress IPs: reached from outside like
+    /// the node port (`externalTrafficPolicy` applies).
+    pub external_ips: Vec<Ipv4Addr>,
     /// `sessionAffinity: ClientIP` and its timeout in seconds.
     pub affinity: Option<u32>,
     pub internal_local: bool,
@@ -189,6 +192,22 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(DEFAULT_AFFINITY_SECONDS)
         });
+        let mut external_ips: Vec<Ipv4Addr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .chain(
+                svc.status
+                    .iter()
+                    .filter_map(|s| s.load_balancer.as_ref())
+                    .flat_map(|lb| lb.ingress.iter().flatten())
+                    .filter_map(|i| i.ip.as_deref())
+                    .filter_map(|ip| ip.parse().ok()),
+            )
+            .collect();
+        external_ips.sort();
+        external_ips.dedup();
         let node_ports_allowed = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         for port in spec.ports.iter().flatten() {
             let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
@@ -217,6 +236,7 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                     .filter(|_| node_ports_allowed)
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|n| *n != 0),
+                external_ips: external_ips.clone(),
                 affinity,
                 internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
                 external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
@@ -396,6 +416,25 @@ pub mod tests {
         assert_eq!(internal, ["10.244.1.5"]);
         assert_eq!(ports[0].node_port, Some(30080));
         assert_eq!(ports[0].cluster_endpoints().len(), 2);
+    }
+
+    #[test]
+    fn external_ips_come_from_the_spec_and_the_load_balancer() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "lb", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.40", "type": "LoadBalancer", "externalIPs": ["192.0.2.9"],
+                     "ports": [{"port": 80, "nodePort": 30090}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+        }))
+        .unwrap();
+        let ports = build(&[&svc], &[], "n1");
+        let ips: Vec<_> = ports[0]
+            .external_ips
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(ips, ["192.0.2.1", "192.0.2.9"]);
+        assert_eq!(ports[0].node_port, Some(30090));
     }
 
     #[test]

@@ -90,15 +90,25 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
             want_svc = true;
             push("service-ips", format!("{key} : goto {svc}"));
         }
-        if let Some(node_port) = sp.node_port {
-            let np_key = format!("{proto} . {node_port}");
+        if sp.node_port.is_some() || !sp.external_ips.is_empty() {
+            let np_key = sp.node_port.map(|np| format!("{proto} . {np}"));
+            let ext_keys: Vec<String> = sp
+                .external_ips
+                .iter()
+                .map(|ip| format!("{ip} . {proto} . {}", sp.port))
+                .collect();
             if sp.external_endpoints().is_empty() {
                 let verdict = if sp.external_local && !cluster.is_empty() {
                     "drop"
                 } else {
                     "goto reject-chain"
                 };
-                push("no-endpoint-nodeports", format!("{np_key} : {verdict}"));
+                if let Some(np_key) = &np_key {
+                    push("no-endpoint-nodeports", format!("{np_key} : {verdict}"));
+                }
+                for k in &ext_keys {
+                    push("no-endpoint-services", format!("{k} : {verdict}"));
+                }
             }
             let mut rules = Vec::new();
             if sp.external_local {
@@ -107,7 +117,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
                     // Pods and the node itself may use any endpoint; the node's own
                     // connections are masqueraded so replies come back.
                     rules.push(format!("ip saddr {pod_subnet} goto {svc}"));
-                    rules.push(format!("fib saddr type local jump mark-for-masquerade"));
+                    rules.push("fib saddr type local jump mark-for-masquerade".into());
                     rules.push(format!("fib saddr type local goto {svc}"));
                 }
                 if !local.is_empty() {
@@ -122,7 +132,12 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
                 rules.push(format!("goto {svc}"));
             }
             if !rules.is_empty() {
-                push("service-nodeports", format!("{np_key} : goto {ext}"));
+                if let Some(np_key) = &np_key {
+                    push("service-nodeports", format!("{np_key} : goto {ext}"));
+                }
+                for k in &ext_keys {
+                    push("service-ips", format!("{k} : goto {ext}"));
+                }
                 chains.insert(ext, rules);
             }
         }
@@ -323,7 +338,7 @@ mod tests {
     fn ports() -> Vec<ServicePort> {
         let web = service(
             "web",
-            json!({"clusterIP": "10.96.0.20", "type": "NodePort", "sessionAffinity": "ClientIP",
+            json!({"clusterIP": "10.96.0.20", "type": "NodePort", "sessionAffinity": "ClientIP", "externalIPs": ["192.0.2.9"],
                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
                    "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
         );
