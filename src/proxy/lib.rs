@@ -15,7 +15,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::watcher;
 use rind_runtime::reflect::reflect_and_notify;
-use rind_runtime::{NodeConfig, ProxyMode, paths};
+use rind_runtime::{NodeConfig, paths};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
