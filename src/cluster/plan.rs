@@ -208,4 +208,15 @@ mod tests {
         );
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
     }
+
+    #[test]
+    fn proxy_modes_are_read_and_ipvs_is_refused() {
+        assert_eq!(proxy_mode(None).unwrap(), ProxyMode::Iptables);
+        assert_eq!(proxy_mode(Some("nftables")).unwrap(), ProxyMode::Nftables);
+        assert_eq!(proxy_mode(Some("none")).unwrap(), ProxyMode::None);
+        let ipvs = proxy_mode(Some("ipvs")).unwrap_err().to_string();
+        assert!(ipvs.contains("networking.kubeProxyMode: ipvs"), "{ipvs}");
+        let bad = proxy_mode(Some("userspace")).unwrap_err().to_string();
+        assert!(bad.contains("unknown mode \"userspace\""), "{bad}");
+    }
 }
