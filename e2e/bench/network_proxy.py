@@ -44,6 +44,16 @@ def status(node):
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout else None
 
 
+def memory(node):
+    """The proxy's (VmRSS, RssAnon) in MiB: all resident pages, and those private to it
+    (the rest are the rind binary's file pages, shared with every rind component in
+    the node)."""
+    pid = status(node)["pid"]
+    text = sh(["docker", "exec", node, "cat", f"/proc/{pid}/status"])
+    fields = {l.split(":")[0]: int(l.split()[1]) for l in text.splitlines() if l.startswith(("VmRSS", "RssAnon"))}
+    return fields["VmRSS"] / 1024, fields["RssAnon"] / 1024
+
+
 def fake_ip(n):
     # 10.250.0.0/16 and up: outside the pod and service ranges; nothing answers there.
     return f"10.{250 + n // 65536}.{n // 256 % 256}.{n % 256}"
@@ -117,6 +127,15 @@ def bench_mode(args, mode, env):
     try:
         sh(create, env=env)
         node_names = sh([args.rind, "get", "nodes", "--name", name], env=env).split()
+        # Idle in a fresh cluster (only default/kubernetes): the figure of the issue's
+        # memory target.
+        limit = time.monotonic() + 120
+        while not all(status(n) for n in node_names):
+            if time.monotonic() > limit:
+                sys.exit("the proxies never synced")
+            time.sleep(0.5)
+        time.sleep(60)
+        fresh = {n: memory(n) for n in node_names}
         items, total = objects(args.services, args.endpoints)
         chunk = 200
         for i in range(0, len(items), chunk):
@@ -134,7 +153,7 @@ def bench_mode(args, mode, env):
                 time.sleep(0.5)
         watch = Watch(KUBECTL, env, context)
         time.sleep(1)  # the watch is established (its first events are not measured)
-        latencies, baseline = [], []
+        latencies, baseline, sync_ms = [], [], []
         next_ip = total + 1
         for sample in range(args.samples):
             svc = f"bench-{(sample * 7919) % args.services}"
@@ -151,6 +170,7 @@ def bench_mode(args, mode, env):
                     s = status(node)
                     if s and s["last"] and s["last"]["revision"] >= rv:
                         worst = max(worst, s["last"]["appliedAt"] - t0)
+                        sync_ms.append(s["last"]["durationMs"])
                         break
                     if time.monotonic() > limit:
                         sys.exit(f"{node}: change {rv} never programmed")
@@ -183,12 +203,7 @@ def bench_mode(args, mode, env):
             time.sleep(0.2)
         # RSS after 60 s without changes.
         time.sleep(60)
-        rss = {}
-        for node in node_names:
-            pid = status(node)["pid"]
-            text = sh(["docker", "exec", node, "cat", f"/proc/{pid}/status"])
-            kb = next(int(l.split()[1]) for l in text.splitlines() if l.startswith("VmRSS:"))
-            rss[node] = kb / 1024
+        loaded = {n: memory(n) for n in node_names}
         return {
             "mode": mode,
             "nodes": len(node_names),
@@ -198,8 +213,10 @@ def bench_mode(args, mode, env):
             "p99_s": percentile(latencies, 99),
             "baseline_watch_p50_s": percentile(baseline, 50) if baseline else None,
             "baseline_watch_p99_s": percentile(baseline, 99) if baseline else None,
+            "sync_p50_ms": percentile(sync_ms, 50),
             "full_resync_ms": full_ms,
-            "rss_mib": rss,
+            "rss_fresh_mib": fresh,
+            "rss_loaded_mib": loaded,
         }
     finally:
         subprocess.run([args.rind, "delete", "cluster", "--name", name], capture_output=True, env=env)
@@ -228,8 +245,12 @@ def main():
         if base:
             print(f"  baseline, change -> host watch: p50 {r['baseline_watch_p50_s'] * 1e3:.0f} ms,"
                   f" p99 {base * 1e3:.0f} ms; proxy/baseline p99 ratio {r['p99_s'] / base:.2f}")
+        print(f"  of which the sync itself (generate + one transaction): p50 {r['sync_p50_ms']:.0f} ms")
         print(f"  full resync: {r['full_resync_ms']:.0f} ms")
-        print("  proxy RSS after 60 s idle: " + ", ".join(f"{n} {v:.1f} MiB" for n, v in r["rss_mib"].items()))
+        for label, key in [("fresh cluster", "rss_fresh_mib"), (f"{r['services']} services", "rss_loaded_mib")]:
+            print(f"  proxy memory after 60 s idle, {label}: " + ", ".join(
+                f"{n} RSS {v[0]:.1f} MiB (private {v[1]:.1f} MiB; target with the network agent 20 MB)"
+                for n, v in r[key].items()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "network_proxy.json").write_text(json.dumps(results, indent=2))

@@ -48,7 +48,7 @@ type UdpTarget = (Option<Ipv4Addr>, u16, Ipv4Addr);
 pub struct Dataplane {
     mode: ProxyMode,
     pod_subnet: String,
-    nft_last: Option<nftables::Table>,
+    nft_last: Option<nftables::Applied>,
     ipt_known: Option<iptables::Known>,
     udp_last: BTreeSet<UdpTarget>,
     /// UDP Services (cluster IP, port) that had no endpoint at the last sync.
@@ -90,7 +90,8 @@ impl Dataplane {
 
     async fn sync_nft(&mut self, ports: &[ServicePort], full: bool) -> Result<usize, ProxyError> {
         let table = nftables::generate(ports, &self.pod_subnet);
-        if !full && self.nft_last.as_ref() == Some(&table) {
+        let applied = table.applied();
+        if !full && self.nft_last.as_ref() == Some(&applied) {
             return Ok(0);
         }
         let old = if full { None } else { self.nft_last.as_ref() };
@@ -99,7 +100,7 @@ impl Dataplane {
         // to us only in the sense that the next sync must be a full one.
         self.nft_last = None;
         feed("nft", &["-f", "-"], &text).await?;
-        self.nft_last = Some(table);
+        self.nft_last = Some(applied);
         Ok(text.len())
     }
 

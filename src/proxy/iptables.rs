@@ -4,7 +4,7 @@
 //! left as they are, so a sync rewrites only the Services that changed, and the
 //! kernel sees every change at once.
 
-use crate::model::{Endpoint, ServicePort};
+use crate::model::{Endpoint, ServicePort, digest};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -299,7 +299,7 @@ pub fn render(new: &Tables, old: &Known) -> String {
     ] {
         let changed: Vec<&String> = chains
             .iter()
-            .filter(|(name, rules)| old.get(*name) != Some(&Some((*rules).clone())))
+            .filter(|(name, rules)| old.get(*name) != Some(&Some(digest(rules))))
             .map(|(name, _)| name)
             .collect();
         let stale: Vec<&String> = old.keys().filter(|n| !chains.contains_key(*n)).collect();
@@ -323,19 +323,19 @@ pub fn render(new: &Tables, old: &Known) -> String {
     out
 }
 
-/// What the kernel holds of our chains: their rules as we wrote them, or `None` for
-/// chains found in the kernel at start whose rules we did not write.
+/// What the kernel holds of our chains: the digest of their rules as we wrote them,
+/// or `None` for chains found in the kernel at start whose rules we did not write.
 #[derive(Clone, Debug, Default)]
 pub struct Known {
-    pub filter: BTreeMap<String, Option<Vec<String>>>,
-    pub nat: BTreeMap<String, Option<Vec<String>>>,
+    pub filter: BTreeMap<String, Option<u64>>,
+    pub nat: BTreeMap<String, Option<u64>>,
 }
 
 impl Known {
     pub fn from_tables(t: &Tables) -> Known {
         let wrap = |m: &BTreeMap<String, Vec<String>>| {
             m.iter()
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .map(|(k, v)| (k.clone(), Some(digest(v))))
                 .collect()
         };
         Known {
@@ -345,7 +345,7 @@ impl Known {
     }
 
     /// Our chains in `iptables-save` output of one table, contents unknown.
-    pub fn parse_save(text: &str) -> BTreeMap<String, Option<Vec<String>>> {
+    pub fn parse_save(text: &str) -> BTreeMap<String, Option<u64>> {
         text.lines()
             .filter_map(|l| l.strip_prefix(':'))
             .filter_map(|l| l.split_whitespace().next())

@@ -280,6 +280,15 @@ pub fn hash_name(parts: &[&str]) -> String {
         .collect()
 }
 
+/// A fingerprint of a chain's rules: what the proxy remembers of what it wrote, so
+/// the next sync can tell which chains changed without keeping their text.
+pub fn digest(rules: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rules.hash(&mut h);
+    h.finish()
+}
+
 /// Names of a Service port's chains, shared by both modes.
 pub struct ChainIds {
     pub service: String,

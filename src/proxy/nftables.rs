@@ -6,8 +6,8 @@
 //! transaction, so the kernel switches from the old rules to the new at once.
 
 use crate::iptables::MASQ_MARK;
-use crate::model::{Endpoint, ServicePort};
-use std::collections::BTreeMap;
+use crate::model::{Endpoint, ServicePort, digest};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 pub const TABLE: &str = "ip rind-proxy";
@@ -52,6 +52,34 @@ pub struct Table {
     pub chains: BTreeMap<String, Vec<String>>,
     pub sets: BTreeMap<String, String>,
     pub maps: BTreeMap<String, Vec<String>>,
+}
+
+/// What a sync wrote, as the next sync needs it: each chain's digest, the sets, and
+/// a digest of the maps' elements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub chains: BTreeMap<String, u64>,
+    pub sets: BTreeSet<String>,
+    pub maps: u64,
+}
+
+impl Table {
+    pub fn applied(&self) -> Applied {
+        let elements: Vec<String> = self
+            .maps
+            .iter()
+            .flat_map(|(name, e)| std::iter::once(name.clone()).chain(e.iter().cloned()))
+            .collect();
+        Applied {
+            chains: self
+                .chains
+                .iter()
+                .map(|(k, v)| (k.clone(), digest(v)))
+                .collect(),
+            sets: self.sets.keys().cloned().collect(),
+            maps: digest(&elements),
+        }
+    }
 }
 
 pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
@@ -257,14 +285,14 @@ fn balance(sp: &ServicePort, eps: &[&Endpoint], pod_subnet: &str) -> Vec<String>
 /// The `nft -f` input that turns `old` into `new` in one transaction. `old` is None
 /// when what the kernel holds is unknown (the first sync of this process, or a full
 /// resync): then the table is deleted and made afresh in the same transaction.
-pub fn render(new: &Table, old: Option<&Table>) -> String {
+pub fn render(new: &Table, old: Option<&Applied>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "add table {TABLE}");
     if old.is_none() {
         let _ = writeln!(out, "delete table {TABLE}");
         let _ = writeln!(out, "add table {TABLE}");
     }
-    let empty = Table::default();
+    let empty = Applied::default();
     let old = old.unwrap_or(&empty);
     for (name, hook) in BASE_CHAINS {
         let _ = writeln!(
@@ -278,7 +306,7 @@ pub fn render(new: &Table, old: Option<&Table>) -> String {
     let changed: Vec<&String> = new
         .chains
         .iter()
-        .filter(|(name, rules)| old.chains.get(*name) != Some(*rules))
+        .filter(|(name, rules)| old.chains.get(*name) != Some(&digest(rules)))
         .map(|(name, _)| name)
         .collect();
     let stale: Vec<&String> = old
@@ -308,7 +336,7 @@ pub fn render(new: &Table, old: Option<&Table>) -> String {
     for name in &stale {
         let _ = writeln!(out, "delete chain {TABLE} {name}");
     }
-    for name in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
+    for name in old.sets.iter().filter(|s| !new.sets.contains_key(*s)) {
         let _ = writeln!(out, "delete set {TABLE} {name}");
     }
     for name in &changed {
@@ -369,7 +397,7 @@ mod tests {
         let mut changed = ports();
         changed[1].endpoints.pop();
         let after = generate(&changed, "10.244.0.0/16");
-        let text = render(&after, Some(&before));
+        let text = render(&after, Some(&before.applied()));
         golden("nftables-partial.txt", &text);
     }
 }
