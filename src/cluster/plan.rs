@@ -141,26 +141,24 @@ pub fn plan(
     })
 }
 
-/// `networking.kubeProxyMode`, refused when this machine cannot run it.
+/// `networking.kubeProxyMode` as the nodes' proxy runs it: kind's values, iptables
+/// when unset (kind's default). `ipvs` is refused: nodes share the host's kernel,
+/// which has no IPVS here, and rind's proxy has no IPVS mode.
 fn proxy_mode(text: Option<&str>) -> anyhow::Result<ProxyMode> {
-    let text = text.unwrap_or("");
-    let mode = ProxyMode::parse(text).with_context(|| {
-        format!(
-            "networking.kubeProxyMode: unknown mode {text:?} (expected iptables, nftables, ipvs or none)"
-        )
-    })?;
-    if mode == ProxyMode::Ipvs {
-        // Nodes share the host's kernel and cannot load modules.
-        if std::path::Path::new("/proc/net/ip_vs").exists() {
-            anyhow::bail!(
-                "networking.kubeProxyMode: ipvs is not implemented by rind; use iptables or nftables"
-            );
-        }
-        anyhow::bail!(
-            "networking.kubeProxyMode: ipvs needs the kernel's IPVS support, which this kernel lacks (/proc/net/ip_vs is absent, and a node cannot load the ip_vs module); use iptables or nftables"
-        );
+    match text {
+        None | Some("iptables") => Ok(ProxyMode::Iptables),
+        Some("nftables") => Ok(ProxyMode::Nftables),
+        Some("none") => Ok(ProxyMode::None),
+        Some("ipvs") if !std::path::Path::new("/proc/net/ip_vs").exists() => anyhow::bail!(
+            "networking.kubeProxyMode: ipvs needs the kernel's IPVS support (the ip_vs module), which this kernel does not have (/proc/net/ip_vs is absent); use iptables or nftables"
+        ),
+        Some("ipvs") => anyhow::bail!(
+            "networking.kubeProxyMode: ipvs is not supported by rind's service proxy; use iptables or nftables"
+        ),
+        Some(other) => anyhow::bail!(
+            "networking.kubeProxyMode: unknown mode {other:?} (expected iptables, nftables or none)"
+        ),
     }
-    Ok(mode)
 }
 
 #[cfg(test)]

@@ -15,12 +15,8 @@ use tokio::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error(
-        "kubeProxyMode ipvs is not supported: this kernel has no IPVS (/proc/net/ip_vs is absent and a node cannot load the ip_vs module); use iptables or nftables"
-    )]
-    NoIpvs,
-    #[error("kubeProxyMode ipvs is not implemented by rind; use iptables or nftables")]
-    IpvsNotImplemented,
+    #[error("kubeProxyMode is none: this node runs no service proxy")]
+    Disabled,
     #[error("{program}: {source}")]
     Spawn {
         program: String,
@@ -57,12 +53,8 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn new(mode: ProxyMode, pod_subnet: &str) -> Result<Dataplane, ProxyError> {
-        if mode == ProxyMode::Ipvs {
-            return Err(if Path::new("/proc/net/ip_vs").exists() {
-                ProxyError::IpvsNotImplemented
-            } else {
-                ProxyError::NoIpvs
-            });
+        if mode == ProxyMode::None {
+            return Err(ProxyError::Disabled);
         }
         Ok(Dataplane {
             mode,
@@ -82,7 +74,7 @@ impl Dataplane {
     ) -> Result<SyncStats, ProxyError> {
         let bytes = match self.mode {
             ProxyMode::Nftables => self.sync_nft(ports, full).await?,
-            _ => self.sync_iptables(ports, full).await?,
+            ProxyMode::Iptables | ProxyMode::None => self.sync_iptables(ports, full).await?,
         };
         self.clean_conntrack(ports);
         Ok(SyncStats { bytes })

@@ -36,35 +36,22 @@ pub struct NodeConfig {
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
-    /// The service proxy's data plane (`networking.kubeProxyMode`).
+    /// `networking.kubeProxyMode`: how the service proxy programs Services.
     #[serde(default)]
     pub kube_proxy_mode: ProxyMode,
 }
 
-/// kind's `networking.kubeProxyMode` values. kind defaults to iptables.
+/// The service proxy's mode, kind's `networking.kubeProxyMode` values that this kernel
+/// can serve (`ipvs` is refused when the cluster is created).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyMode {
+    /// kind's default.
     #[default]
     Iptables,
     Nftables,
-    /// Refused by the proxy at start: the kernels rind runs on have no IPVS.
-    Ipvs,
-    /// No service proxy on the nodes.
+    /// No service proxy runs on the nodes.
     None,
-}
-
-impl ProxyMode {
-    /// The mode a cluster config names (`""` is kind's default, iptables).
-    pub fn parse(text: &str) -> Option<ProxyMode> {
-        match text {
-            "" | "iptables" => Some(ProxyMode::Iptables),
-            "nftables" => Some(ProxyMode::Nftables),
-            "ipvs" => Some(ProxyMode::Ipvs),
-            "none" => Some(ProxyMode::None),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
