@@ -131,6 +131,30 @@ impl Dataplane {
     /// to UDP Services that had no endpoint (their packets were refused, and the
     /// entries would outlive the refusal).
     fn clean_conntrack(&mut self, ports: &[ServicePort]) {
+        let commands = self.conntrack_commands(ports);
+        if commands.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for args in commands {
+                // Exit status 1 means "no entry matched": nothing to do.
+                match Command::new("conntrack")
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await
+                {
+                    Ok(_) => tracing::debug!("conntrack {}", args.join(" ")),
+                    Err(err) => tracing::warn!("conntrack {}: {err}", args.join(" ")),
+                }
+            }
+        });
+    }
+
+    /// The `conntrack` invocations that clean up after this sync, remembering what
+    /// this sync serves for the next one.
+    fn conntrack_commands(&mut self, ports: &[ServicePort]) -> Vec<Vec<String>> {
         let mut now = BTreeSet::new();
         let mut empty_now = BTreeSet::new();
         for sp in ports.iter().filter(|p| p.protocol == Protocol::Udp) {
@@ -175,24 +199,7 @@ impl Dataplane {
         }
         self.udp_last = now;
         self.udp_empty_last = empty_now;
-        if commands.is_empty() {
-            return;
-        }
-        tokio::spawn(async move {
-            for args in commands {
-                // Exit status 1 means "no entry matched": nothing to do.
-                match Command::new("conntrack")
-                    .args(&args)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .await
-                {
-                    Ok(_) => tracing::debug!("conntrack {}", args.join(" ")),
-                    Err(err) => tracing::warn!("conntrack {}: {err}", args.join(" ")),
-                }
-            }
-        });
+        commands
     }
 }
 
@@ -325,5 +332,74 @@ impl Status {
         let tmp = format!("{path}.tmp");
         std::fs::write(&tmp, doc.to_string())?;
         std::fs::rename(tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Endpoint;
+
+    fn udp(eps: &[&str]) -> Vec<ServicePort> {
+        vec![ServicePort {
+            name: "default/dns:dns".into(),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            port: 53,
+            protocol: Protocol::Udp,
+            node_port: None,
+            external_ips: vec![],
+            affinity: None,
+            internal_local: false,
+            external_local: false,
+            endpoints: eps
+                .iter()
+                .map(|ip| Endpoint {
+                    ip: ip.parse().unwrap(),
+                    port: 5353,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    local: true,
+                })
+                .collect(),
+        }]
+    }
+
+    #[test]
+    fn conntrack_forgets_udp_flows_of_endpoints_that_left() {
+        let mut plane = Dataplane::new(ProxyMode::Nftables, "10.244.0.0/16").unwrap();
+        // No endpoint at first: nothing to clean yet.
+        assert!(plane.conntrack_commands(&udp(&[])).is_empty());
+        // Endpoints arrive: flows refused meanwhile are forgotten.
+        let arrived = plane.conntrack_commands(&udp(&["10.244.0.5", "10.244.0.6"]));
+        assert_eq!(
+            arrived,
+            [[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.96.0.10",
+                "--orig-port-dst",
+                "53"
+            ]]
+        );
+        // One leaves: its flows go.
+        let left = plane.conntrack_commands(&udp(&["10.244.0.5"]));
+        assert_eq!(
+            left,
+            [[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.96.0.10",
+                "--orig-port-dst",
+                "53",
+                "--dst-nat",
+                "10.244.0.6"
+            ]]
+        );
+        assert!(plane.conntrack_commands(&udp(&["10.244.0.5"])).is_empty());
     }
 }
