@@ -16,6 +16,10 @@ from conftest import RUN_ID, Cluster, run, wait_for
 
 NODE_PORT = 30080
 REQUESTS = 50
+# Workers besides the control plane. With workers, the control plane is tainted, the
+# web pods are kept on different workers, and the traffic-policy tests have
+# endpoints on some nodes and not on others.
+WORKERS = 0
 
 
 def free_port():
@@ -39,6 +43,7 @@ def svc(request, rind, kubectl, kubeconfig, busybox_image, tmp_path_factory):
         f"networking:\n  kubeProxyMode: {mode}\n"
         "nodes:\n- role: control-plane\n  extraPortMappings:\n"
         f"  - containerPort: {NODE_PORT}\n    hostPort: {c.host_port}\n    listenAddress: 127.0.0.1\n"
+        + "- role: worker\n" * WORKERS
     )
     try:
         c.rind_cmd("create", "cluster", "--name", c.name, "--config", str(config), "--wait", "2m")
@@ -62,6 +67,17 @@ def web_command():
     return '["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]'
 
 
+def spread():
+    """With workers, one web pod per node (the Local traffic-policy tests need
+    endpoints on some nodes only)."""
+    if not WORKERS:
+        return ""
+    return (
+        "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n"
+        "          - labelSelector: {matchLabels: {app: web}}\n            topologyKey: kubernetes.io/hostname\n"
+    )
+
+
 def manifests(image):
     return f"""apiVersion: apps/v1
 kind: Deployment
@@ -73,7 +89,7 @@ spec:
     metadata: {{labels: {{app: web}}}}
     spec:
       terminationGracePeriodSeconds: 30
-      containers:
+{spread()}      containers:
       - name: httpd
         image: {image}
         command: {web_command()}
@@ -226,6 +242,81 @@ def test_kubernetes_service_reaches_the_api_server(svc):
     through = https(ip)
     assert "TLS error from peer" in direct or '"gitVersion"' in direct, direct
     assert through == direct, (through, direct)
+
+
+def node_ips(c):
+    nodes = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {
+        n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+        for n in nodes
+    }
+
+
+def web_pods_by_node(c):
+    pods = json.loads(c.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+    by_node = {}
+    for p in pods:
+        if not p["metadata"].get("deletionTimestamp"):
+            by_node.setdefault(p["spec"]["nodeName"], set()).add(p["metadata"]["name"])
+    return by_node
+
+
+def node_get(node, url):
+    """What the node container `node` gets from `url`, or FAILED within 3 s."""
+    r = run(["docker", "exec", node, "timeout", "3", "busybox", "wget", "-q", "-O", "-", url], check=False)
+    return r.stdout.strip() if r.returncode == 0 else "FAILED"
+
+
+def test_node_port_answers_on_every_node(svc):
+    for name, ip in node_ips(svc).items():
+        answers = fetch_many(svc, "client", f"http://{ip}:{NODE_PORT}/", 10)
+        assert "FAILED" not in answers and set(answers) <= set(web_pods(svc)), (name, answers)
+
+
+def test_internal_traffic_policy_local_keeps_to_the_clients_node(svc):
+    ip = cluster_ip(svc, "web")
+    client_node = json.loads(svc.kubectl("get", "pod", "client", "-o", "json").stdout)["spec"]["nodeName"]
+    local = web_pods_by_node(svc).get(client_node, set())
+    svc.kubectl("patch", "service", "web", "-p", '{"spec": {"internalTrafficPolicy": "Local"}}')
+    try:
+        if local:
+            wait_for(
+                "only the client node's endpoints",
+                lambda: set(fetch_many(svc, "client", f"http://{ip}/", 20)) <= local,
+                timeout=30,
+            )
+        else:
+            # No endpoint on the client's node: dropped, as upstream.
+            wait_for(
+                "traffic dropped",
+                lambda: set(fetch_many(svc, "client", f"http://{ip}/", 2)) == {"FAILED"},
+                timeout=30,
+            )
+    finally:
+        svc.kubectl("patch", "service", "web", "-p", '{"spec": {"internalTrafficPolicy": "Cluster"}}')
+
+
+def test_external_traffic_policy_local_answers_from_the_nodes_own_endpoints(svc):
+    ips = node_ips(svc)
+    by_node = web_pods_by_node(svc)
+    svc.kubectl("patch", "service", "web", "-p", '{"spec": {"externalTrafficPolicy": "Local"}}')
+    try:
+        for node, ip in ips.items():
+            others = [n for n in ips if n != node]
+            url = f"http://{ip}:{NODE_PORT}/"
+            if not others:
+                # From the node itself the source is local: any endpoint may answer.
+                answers = {node_get(node, url) for _ in range(10)}
+                assert answers <= set(web_pods(svc)), answers
+                continue
+            expected = by_node.get(node, set()) or {"FAILED"}
+            wait_for(
+                f"{node}'s node port answering from {sorted(expected)}",
+                lambda: {node_get(others[0], url) for _ in range(6)} <= expected,
+                timeout=30,
+            )
+    finally:
+        svc.kubectl("patch", "service", "web", "-p", '{"spec": {"externalTrafficPolicy": "Cluster"}}')
 
 
 def test_deleted_pod_stops_receiving_within_two_seconds(svc):

@@ -10,11 +10,15 @@ pub mod model;
 pub mod nftables;
 
 use anyhow::Context;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
+use kube::ResourceExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use rind_runtime::reflect::reflect_and_notify;
+use rind_runtime::reflect::Reflectable;
 use rind_runtime::{NodeConfig, paths};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,30 +39,10 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     let mut plane = dataplane::Dataplane::new(mode, &cfg.pod_subnet)?;
     let client = rind_runtime::client::from_kubeconfig(paths::PROXY_CONF).await?;
     let wake = Arc::new(Notify::new());
-    let (services, _services_task) = {
-        let wake = wake.clone();
-        reflect_and_notify(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            "service",
-            move || {
-                wake.notify_one();
-                true
-            },
-        )
-    };
-    let (slices, _slices_task) = {
-        let wake = wake.clone();
-        reflect_and_notify(
-            Api::<EndpointSlice>::all(client),
-            watcher::Config::default(),
-            "endpointslice",
-            move || {
-                wake.notify_one();
-                true
-            },
-        )
-    };
+    let (services, _services_task) =
+        reflect_lean(Api::<Service>::all(client.clone()), "service", &wake);
+    let (slices, _slices_task) =
+        reflect_lean(Api::<EndpointSlice>::all(client), "endpointslice", &wake);
     // Programming before both lists are in would drop every rule of the Services
     // not listed yet.
     services
@@ -128,4 +112,35 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             tokio::time::sleep(BATCH).await;
         }
     }
+}
+
+/// A store of every `K`, kept filled by its own task, waking `wake` after every
+/// event. Objects are stored without their managedFields and annotations, which the
+/// proxy never reads and which make up much of what it would otherwise hold (with a
+/// thousand Services, most of the proxy's memory).
+fn reflect_lean<K: Reflectable>(
+    api: Api<K>,
+    what: &'static str,
+    wake: &Arc<Notify>,
+) -> (Store<K>, tokio::task::JoinHandle<()>) {
+    let (store, writer) = reflector::store::<K>();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|obj| {
+            obj.managed_fields_mut().clear();
+            obj.annotations_mut().clear();
+        })
+        .reflect(writer)
+        .touched_objects();
+    let wake = wake.clone();
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(err) = event {
+                tracing::warn!("{what} watch error: {err}");
+            }
+            wake.notify_one();
+        }
+    });
+    (store, task)
 }
