@@ -17,6 +17,7 @@ LAYERS = {
     "rind-controllers": 1,
     "rind-scheduler": 1,
     "rind-kubelet": 1,
+    "rind-net": 1,
     "rind-proxy": 1,
     "rind-node": 1,
     "rind-cluster": 2,

@@ -17,6 +17,8 @@ pub enum NodeCommand {
     Scheduler,
     /// The kubelet.
     Kubelet,
+    /// The pod network agent: CNI config, routes to other nodes, masquerade, NetworkPolicy.
+    Net,
     /// The service proxy (cluster IPs and node ports as nftables or iptables rules).
     Proxy,
     /// The API server alone on 127.0.0.1 against a plain-HTTP etcd, with generated
@@ -48,6 +50,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::ControllerManager => rind_controllers::run_node(&load()?).await,
         NodeCommand::Scheduler => rind_scheduler::run_node(&load()?).await,
         NodeCommand::Kubelet => rind_kubelet::run_node(&load()?).await,
+        NodeCommand::Net => rind_net::run_node(&load()?).await,
         NodeCommand::Proxy => rind_proxy::run_node(&load()?).await,
         NodeCommand::StandaloneApiserver { etcd, dir, port } => {
             rind_bench::standalone::run(&etcd, &dir, port).await

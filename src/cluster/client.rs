@@ -87,3 +87,68 @@ pub async fn wait_for_node_ready(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Polls until every named Node exists (its kubelet registered it), or `deadline` passes.
+pub async fn wait_for_nodes(
+    config: &Kubeconfig,
+    names: &[String],
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let client = client_for(config).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let until = Instant::now() + deadline;
+    let mut missing: Vec<&String> = names.iter().collect();
+    loop {
+        let mut still = Vec::new();
+        for name in missing {
+            if !matches!(nodes.get_opt(name).await, Ok(Some(_))) {
+                still.push(name);
+            }
+        }
+        missing = still;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            anyhow::bail!("timed out waiting for {} to register", names.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Adds `taint` to a Node unless a taint with its key and effect is there already, as
+/// kubeadm's mark-control-plane phase does: read, add, replace with the read
+/// resourceVersion, and again on a conflict (the node lifecycle controller manages
+/// taints of its own on the same list).
+pub async fn add_taint(
+    config: &Kubeconfig,
+    node: &str,
+    taint: k8s_openapi::api::core::v1::Taint,
+) -> anyhow::Result<()> {
+    let client = client_for(config).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    loop {
+        let mut current = nodes
+            .get(node)
+            .await
+            .with_context(|| format!("reading node {node}"))?;
+        let spec = current.spec.get_or_insert_with(Default::default);
+        let taints = spec.taints.get_or_insert_with(Vec::new);
+        if taints
+            .iter()
+            .any(|t| t.key == taint.key && t.effect == taint.effect)
+        {
+            return Ok(());
+        }
+        taints.push(taint.clone());
+        match nodes
+            .replace(node, &kube::api::PostParams::default(), &current)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => return Err(err).with_context(|| format!("tainting node {node}")),
+        }
+    }
+}

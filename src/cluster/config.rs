@@ -4,6 +4,7 @@
 //! Unknown fields and bad values are errors naming the file, line and column, so a typo
 //! never silently yields a different cluster than the one asked for.
 
+use rind_runtime::ProxyMode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,6 +12,8 @@ use std::net::Ipv4Addr;
 pub const API_VERSIONS: [&str; 2] = ["kind.x-k8s.io/v1alpha4", "rind.dev/v1alpha4"];
 pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
 pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
+/// Present exactly when the kernel has IPVS (nodes share the host's kernel).
+const IPVS_PROC: &str = "/proc/net/ip_vs";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -315,12 +318,27 @@ impl Cluster {
         if let Some(name) = &self.name {
             validate_cluster_name(name).map_err(|m| invalid("name", m))?;
         }
-        if !self.nodes.iter().any(|n| n.role == Role::ControlPlane) {
+        let control_planes = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        if control_planes == 0 {
             return Err(invalid(
                 "nodes",
                 "at least one node must have role control-plane".to_string(),
             ));
         }
+        if control_planes > 1 {
+            return Err(invalid(
+                "nodes",
+                format!(
+                    "{control_planes} nodes have role control-plane; clusters with more than one control plane (HA) are not supported yet"
+                ),
+            ));
+        }
+        self.proxy_mode()
+            .map_err(|m| invalid("networking.kubeProxyMode", m))?;
         if self.networking.ip_family != "ipv4" {
             return Err(invalid(
                 "networking.ipFamily",
@@ -376,6 +394,28 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// `networking.kubeProxyMode` as the nodes' proxy runs it: kind's values, iptables
+    /// when unset (kind's default). `ipvs` needs the kernel's IPVS (`ip_vs`), which a
+    /// node container cannot load; it is refused unless the kernel has it built in, and
+    /// even then, since rind's proxy has no IPVS mode.
+    pub fn proxy_mode(&self) -> Result<ProxyMode, String> {
+        match self.networking.kube_proxy_mode.as_deref() {
+            None | Some("iptables") => Ok(ProxyMode::Iptables),
+            Some("nftables") => Ok(ProxyMode::Nftables),
+            Some("none") => Ok(ProxyMode::None),
+            Some("ipvs") if !std::path::Path::new(IPVS_PROC).exists() => Err(format!(
+                "\"ipvs\" needs the kernel's IPVS support (the ip_vs module), which this kernel does not have ({IPVS_PROC} is absent); use \"iptables\" or \"nftables\""
+            )),
+            Some("ipvs") => Err(
+                "\"ipvs\" is not supported by rind's service proxy; use \"iptables\" or \"nftables\""
+                    .to_string(),
+            ),
+            Some(other) => Err(format!(
+                "{other:?} is not a proxy mode (use \"iptables\", \"nftables\" or \"none\")"
+            )),
+        }
     }
 
     /// The fields accepted for compatibility with kind that have no effect here.
@@ -504,6 +544,40 @@ kubeadmConfigPatches:
         let text = "kind: Cluster\napiVersion: v1\n";
         let err = Cluster::parse(text, "c.yaml").unwrap_err().to_string();
         assert!(err.contains("apiVersion"), "{err}");
+    }
+
+    #[test]
+    fn more_than_one_control_plane_is_refused() {
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n";
+        let err = Cluster::parse(text, "ha.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("ha.yaml: nodes:"), "{err}");
+        assert!(err.contains("more than one control plane"), "{err}");
+    }
+
+    #[test]
+    fn proxy_modes() {
+        let parse = |mode: &str| {
+            Cluster::parse(
+                &format!(
+                    "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: {mode}\n"
+                ),
+                "p.yaml",
+            )
+        };
+        assert_eq!(Cluster::default().proxy_mode(), Ok(ProxyMode::Iptables));
+        assert_eq!(
+            parse("nftables").unwrap().proxy_mode(),
+            Ok(ProxyMode::Nftables)
+        );
+        assert_eq!(parse("none").unwrap().proxy_mode(), Ok(ProxyMode::None));
+        let err = parse("ipvs").unwrap_err().to_string();
+        assert!(
+            err.starts_with("p.yaml: networking.kubeProxyMode:"),
+            "{err}"
+        );
+        assert!(err.contains("ipvs"), "{err}");
+        let err = parse("userspace").unwrap_err().to_string();
+        assert!(err.contains("userspace"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::config::{Cidr, Cluster, Role as ConfigRole};
 use super::provider::NodeSpec;
 use anyhow::Context;
-use rind_runtime::{NodeConfig, ProxyMode, Role, paths};
+use rind_runtime::{NodeConfig, Role, paths};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
@@ -62,7 +62,9 @@ pub fn plan(
     let service_subnet =
         Cidr::parse(&config.networking.service_subnet).context("networking.serviceSubnet")?;
     let service_ip = service_subnet.host(1);
-    let kube_proxy_mode = proxy_mode(config.networking.kube_proxy_mode.as_deref())?;
+    let kube_proxy_mode = config
+        .proxy_mode()
+        .map_err(|m| anyhow::anyhow!("networking.kubeProxyMode: {m}"))?;
     let roles: Vec<ConfigRole> = config.nodes.iter().map(|n| n.role).collect();
     let names = node_names(name, &roles);
     // Addresses from .2 up (.1 is the bridge's gateway), skipping every one in use.
@@ -95,9 +97,6 @@ pub fn plan(
             ConfigRole::ControlPlane => Role::ControlPlane,
             ConfigRole::Worker => Role::Worker,
         };
-        let pod_cidr = pod_subnet.subnet(24, index as u32).with_context(|| {
-            format!("networking.podSubnet {pod_subnet} has no /24 left for {node_name}")
-        })?;
         let api_port = (role == Role::ControlPlane && index == cp_index)
             .then(|| (config.networking.api_server_address.clone(), api_port));
         nodes.push(NodePlan {
@@ -122,7 +121,6 @@ pub fn plan(
                 node_ip: ip.to_string(),
                 api_server_url: api_server_url.clone(),
                 pod_subnet: pod_subnet.to_string(),
-                pod_cidr: pod_cidr.to_string(),
                 service_subnet: service_subnet.to_string(),
                 labels: node.labels.clone(),
                 etcd_initial_cluster: if role == Role::ControlPlane {
@@ -130,6 +128,7 @@ pub fn plan(
                 } else {
                     Vec::new()
                 },
+                disable_default_cni: config.networking.disable_default_cni,
                 kube_proxy_mode,
             },
         });
@@ -141,29 +140,10 @@ pub fn plan(
     })
 }
 
-/// `networking.kubeProxyMode` as the nodes' proxy runs it: kind's values, iptables
-/// when unset (kind's default). `ipvs` is refused: nodes share the host's kernel,
-/// which has no IPVS here, and rind's proxy has no IPVS mode.
-fn proxy_mode(text: Option<&str>) -> anyhow::Result<ProxyMode> {
-    match text {
-        None | Some("iptables") => Ok(ProxyMode::Iptables),
-        Some("nftables") => Ok(ProxyMode::Nftables),
-        Some("none") => Ok(ProxyMode::None),
-        Some("ipvs") if !std::path::Path::new("/proc/net/ip_vs").exists() => anyhow::bail!(
-            "networking.kubeProxyMode: ipvs needs the kernel's IPVS support (the ip_vs module), which this kernel does not have (/proc/net/ip_vs is absent); use iptables or nftables"
-        ),
-        Some("ipvs") => anyhow::bail!(
-            "networking.kubeProxyMode: ipvs is not supported by rind's service proxy; use iptables or nftables"
-        ),
-        Some(other) => anyhow::bail!(
-            "networking.kubeProxyMode: unknown mode {other:?} (expected iptables, nftables or none)"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rind_runtime::ProxyMode;
 
     #[test]
     fn names_addresses_and_cidrs() {
@@ -190,7 +170,12 @@ mod tests {
             .map(|n| n.config.node_ip.as_str())
             .collect();
         assert_eq!(ips, ["172.28.0.2", "172.28.0.4", "172.28.0.5"]);
-        assert_eq!(plan.nodes[2].config.pod_cidr, "10.244.2.0/24");
+        assert!(
+            plan.nodes
+                .iter()
+                .all(|n| n.config.kube_proxy_mode == ProxyMode::Iptables)
+        );
+        assert!(!plan.nodes[0].config.disable_default_cni);
         assert_eq!(
             plan.nodes[1].config.api_server_url,
             "https://172.28.0.2:6443"
@@ -205,16 +190,5 @@ mod tests {
             ["dev-control-plane=https://172.28.0.2:2380"]
         );
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
-    }
-
-    #[test]
-    fn proxy_modes_are_read_and_ipvs_is_refused() {
-        assert_eq!(proxy_mode(None).unwrap(), ProxyMode::Iptables);
-        assert_eq!(proxy_mode(Some("nftables")).unwrap(), ProxyMode::Nftables);
-        assert_eq!(proxy_mode(Some("none")).unwrap(), ProxyMode::None);
-        let ipvs = proxy_mode(Some("ipvs")).unwrap_err().to_string();
-        assert!(ipvs.contains("networking.kubeProxyMode: ipvs"), "{ipvs}");
-        let bad = proxy_mode(Some("userspace")).unwrap_err().to_string();
-        assert!(bad.contains("unknown mode \"userspace\""), "{bad}");
     }
 }

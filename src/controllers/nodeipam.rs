@@ -1,18 +1,24 @@
 //! Node IPAM: gives every node without one a /24 `spec.podCIDR` out of the cluster's
 //! pod subnet (what the net agent routes and the CNI config hands out pod IPs from).
 //! A CIDR is never changed once set; taken ones are skipped.
+//!
+//! A block is never handed out twice, also across restarts: the blocks in use are read
+//! from the API with a fresh list at each allocation (not from the reflector store, which
+//! is empty until its first list completes after a restart), allocations are serialized,
+//! and the patch carries the resourceVersion it was decided on, so a node that got a
+//! CIDR meanwhile refuses the second one with a conflict.
 
 use super::{ControllerError, RESYNC, error_policy};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 /// Each node's share of the pod subnet, as kube-controller-manager's default.
 const NODE_PREFIX: u8 = 24;
@@ -64,9 +70,8 @@ impl Subnet {
 struct Ctx {
     client: Client,
     subnet: Subnet,
-    nodes: Store<Node>,
-    /// Blocks handed out whose node the store may not show yet.
-    handed_out: Mutex<HashSet<String>>,
+    /// Held across list, choice and patch: one allocation at a time.
+    allocating: Mutex<()>,
 }
 
 pub async fn run(client: Client, pod_subnet: String) -> Result<(), ControllerError> {
@@ -75,8 +80,7 @@ pub async fn run(client: Client, pod_subnet: String) -> Result<(), ControllerErr
     let ctx = Arc::new(Ctx {
         client,
         subnet,
-        nodes: controller.store(),
-        handed_out: Mutex::default(),
+        allocating: Mutex::new(()),
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -89,38 +93,43 @@ pub async fn run(client: Client, pod_subnet: String) -> Result<(), ControllerErr
     Ok(())
 }
 
+/// A node's podCIDR, when it has one.
+fn pod_cidr(node: &Node) -> Option<String> {
+    node.spec
+        .as_ref()?
+        .pod_cidr
+        .clone()
+        .filter(|c| !c.is_empty())
+}
+
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {
-    let has_cidr = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_deref())
-        .is_some_and(|c| !c.is_empty());
-    if has_cidr {
+    if pod_cidr(&node).is_some() {
         return Ok(Action::requeue(RESYNC));
     }
-    let cidr = {
-        let mut handed_out = ctx.handed_out.lock().unwrap_or_else(|p| p.into_inner());
-        let mut taken: HashSet<String> = ctx
-            .nodes
-            .state()
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
-            .collect();
-        taken.extend(handed_out.iter().cloned());
-        let cidr = ctx.subnet.first_free(&taken).ok_or_else(|| {
-            ControllerError::Invalid("the pod subnet has no free node block left".into())
-        })?;
-        handed_out.insert(cidr.clone());
-        cidr
+    let api = Api::<Node>::all(ctx.client.clone());
+    let _one_at_a_time = ctx.allocating.lock().await;
+    let nodes = api.list(&ListParams::default()).await?;
+    let Some(current) = nodes.items.iter().find(|n| n.name_any() == node.name_any()) else {
+        // Deleted meanwhile.
+        return Ok(Action::await_change());
     };
-    let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-    Api::<Node>::all(ctx.client.clone())
-        .patch(
-            &node.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    if pod_cidr(current).is_some() {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let taken: HashSet<String> = nodes.items.iter().filter_map(pod_cidr).collect();
+    let cidr = ctx.subnet.first_free(&taken).ok_or_else(|| {
+        ControllerError::Invalid("the pod subnet has no free node block left".into())
+    })?;
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": current.resource_version()},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+    });
+    api.patch(
+        &node.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     tracing::info!(node = %node.name_any(), %cidr, "allocated podCIDR");
     Ok(Action::requeue(RESYNC))
 }

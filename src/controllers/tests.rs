@@ -688,6 +688,24 @@ async fn endpoints_service_accounts_and_pod_cidrs() {
     })
     .await;
     assert_eq!(cidr, "10.244.0.0/24");
+    // Nodes registering together never share a block (allocations are serialized and
+    // read the blocks in use from the API, not from a store that may lag).
+    let names: Vec<String> = (3..9).map(|i| format!("n{i}")).collect();
+    futures::future::join_all(names.iter().map(|name| {
+        let node: Node =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let nodes = nodes.clone();
+        async move { nodes.create(&PostParams::default(), &node).await.unwrap() }
+    }))
+    .await;
+    let mut cidrs = std::collections::BTreeSet::from([cidr]);
+    for name in &names {
+        let got = settle(&cluster, "a podCIDR", || async {
+            nodes.get(name).await.unwrap().spec?.pod_cidr
+        })
+        .await;
+        assert!(cidrs.insert(got.clone()), "{got} was given twice");
+    }
 
     // Endpoints list only Ready pods, with the named target port resolved.
     let svc = serde_json::json!({

@@ -253,11 +253,9 @@ pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp) -> Node {
             labels: Some(node_labels(cfg)),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec {
-            pod_cidr: Some(cfg.pod_cidr.clone()),
-            pod_cidrs: Some(vec![cfg.pod_cidr.clone()]),
-            ..NodeSpec::default()
-        }),
+        // No podCIDR: as with upstream's `--allocate-node-cidrs`, the controller-manager's
+        // node IPAM hands each node its share of the pod subnet.
+        spec: Some(NodeSpec::default()),
         status: Some(node_status(cfg, info, now, now)),
     }
 }
@@ -379,10 +377,10 @@ mod tests {
             node_ip: "172.18.0.2".into(),
             api_server_url: "https://172.18.0.2:6443".into(),
             pod_subnet: "10.244.0.0/16".into(),
-            pod_cidr: "10.244.0.0/24".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
             etcd_initial_cluster: vec![],
+            disable_default_cni: false,
             kube_proxy_mode: Default::default(),
         }
     }
@@ -408,7 +406,7 @@ mod tests {
         assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
         assert_eq!(labels["kubernetes.io/hostname"], "rind-control-plane");
         assert_eq!(labels["tier"], "gold");
-        assert_eq!(n.spec.unwrap().pod_cidr.as_deref(), Some("10.244.0.0/24"));
+        assert_eq!(n.spec.unwrap().pod_cidr, None);
         let status = n.status.unwrap();
         let cap = status.capacity.unwrap();
         assert_eq!(cap["memory"].0, "4194304Ki");

@@ -73,10 +73,10 @@ mod tests {
             node_ip: "172.30.0.2".into(),
             api_server_url: "https://172.30.0.2:6443".into(),
             pod_subnet: "10.244.0.0/16".into(),
-            pod_cidr: "10.244.0.0/24".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: initial,
+            disable_default_cni: false,
             kube_proxy_mode: Default::default(),
         }
     }

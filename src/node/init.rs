@@ -1,9 +1,10 @@
 //! PID 1 of a node container: prepares the kernel-facing bits (cgroups, propagation,
-//! sysctls), writes containerd's and CNI's config, then runs and supervises every
-//! component until Docker asks the node to stop.
+//! sysctls), writes containerd's config, then runs and supervises every component
+//! until Docker asks the node to stop. The CNI config is the network agent's (`net`),
+//! written once node IPAM has given the node its podCIDR.
 
 use super::supervisor::{self, Component, Reaper};
-use crate::{cni, containerd, etcd, mounts};
+use crate::{containerd, etcd, mounts};
 use rind_runtime::paths::{self, PAUSE_ARCHIVE};
 use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
@@ -63,10 +64,6 @@ pub async fn run() -> Result<(), InitError> {
         source,
     })?;
     write_file(containerd::CONFIG_PATH, &containerd::config_toml())?;
-    cni::write(&cfg.pod_cidr).map_err(|source| InitError::Write {
-        path: paths::CNI_CONF_DIR.to_string(),
-        source,
-    })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -146,6 +143,8 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
         list.push(ours("scheduler"));
     }
     list.push(ours("kubelet"));
+    // The pod network agent, on every node as kind's kindnet DaemonSet.
+    list.push(ours("net"));
     if cfg.kube_proxy_mode != ProxyMode::None {
         // The service proxy, on every node as kube-proxy's DaemonSet is in kind.
         list.push(ours("proxy"));
@@ -236,11 +235,11 @@ mod tests {
             node_ip: "172.30.0.2".into(),
             api_server_url: "https://172.30.0.2:6443".into(),
             pod_subnet: "10.244.0.0/16".into(),
-            pod_cidr: "10.244.0.0/24".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: vec![],
-            kube_proxy_mode: ProxyMode::Iptables,
+            disable_default_cni: false,
+            kube_proxy_mode: Default::default(),
         }
     }
 
@@ -262,14 +261,15 @@ mod tests {
                 "controller-manager",
                 "scheduler",
                 "kubelet",
+                "net",
                 "proxy"
             ]
         );
     }
 
     #[test]
-    fn worker_runs_runtime_and_kubelet() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "proxy"]);
+    fn worker_runs_runtime_kubelet_network_agent_and_proxy() {
+        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "net", "proxy"]);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the supervisor of every component. The node's configuration and paths, which the
 //! host side writes and every component reads, live in `rind_runtime`.
 
-pub mod cni;
 pub mod containerd;
 pub mod etcd;
 pub mod init;

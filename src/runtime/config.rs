@@ -26,8 +26,6 @@ pub struct NodeConfig {
     pub api_server_url: String,
     /// The cluster's pod network (kind default 10.244.0.0/16).
     pub pod_subnet: String,
-    /// This node's share of `pod_subnet` for pod IPs.
-    pub pod_cidr: String,
     /// The service network (kind default 10.96.0.0/16).
     pub service_subnet: String,
     /// Extra node labels from the cluster config.
@@ -36,6 +34,10 @@ pub struct NodeConfig {
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
+    /// `networking.disableDefaultCNI`: the network agent writes no CNI config, so the
+    /// runtime reports its network not ready until the user installs a CNI (as kind).
+    #[serde(default)]
+    pub disable_default_cni: bool,
     /// `networking.kubeProxyMode`: how the service proxy programs Services.
     #[serde(default)]
     pub kube_proxy_mode: ProxyMode,

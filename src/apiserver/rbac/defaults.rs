@@ -306,6 +306,9 @@ fn node() -> Vec<Value> {
             READ,
         ),
         rule(&["node.k8s.io"], &["runtimeclasses"], READ),
+        // The network agent (src/net) runs with the node's credentials and enforces
+        // NetworkPolicy.
+        rule(&["networking.k8s.io"], &["networkpolicies"], READ),
     ]
 }
 

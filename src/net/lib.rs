@@ -1,0 +1,190 @@
+//! The pod network agent, run on every node (`rind node net`), modelled on kind's
+//! kindnet: it waits for node IPAM to give this node its podCIDR, writes the CNI config
+//! for it, keeps a route to every other node's podCIDR via that node's InternalIP as
+//! nodes come and go, masquerades pod traffic leaving the pod network, and enforces
+//! NetworkPolicy. Everything comes from watches; each change (or a periodic resync, which
+//! repairs what someone else changed) runs one sync of all three.
+
+pub mod cni;
+pub mod nft;
+pub mod policy;
+pub mod routes;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use rind_runtime::reflect::reflect_and_notify;
+use rind_runtime::{NodeConfig, paths};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A full sync this often even without events: routes or rules removed by hand come back.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Events arriving this close together are handled by one sync.
+const COALESCE: Duration = Duration::from_millis(20);
+/// The pause after a failed sync before the next attempt.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("CNI config in {dir}: {source}")]
+    Cni { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Routes(#[from] routes::RouteError),
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
+}
+
+struct Stores {
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    policies: Store<NetworkPolicy>,
+}
+
+/// What the last sync applied, so an unchanged ruleset is not reloaded.
+#[derive(Default)]
+struct Applied {
+    ruleset: String,
+}
+
+pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
+    rind_runtime::logging::init("info");
+    // The node's own credentials (group system:nodes), as kindnet uses its own.
+    let client = rind_runtime::client::from_kubeconfig(paths::KUBELET_CONF).await?;
+    let wake = Arc::new(Notify::new());
+    let notifier = || {
+        let wake = wake.clone();
+        move || {
+            wake.notify_one();
+            true
+        }
+    };
+    let config = watcher::Config::default;
+    let (nodes, _n) = reflect_and_notify(Api::all(client.clone()), config(), "node", notifier());
+    let (pods, _p) = reflect_and_notify(Api::all(client.clone()), config(), "pod", notifier());
+    let (namespaces, _s) =
+        reflect_and_notify(Api::all(client.clone()), config(), "namespace", notifier());
+    let (policies, _q) = reflect_and_notify(
+        Api::all(client.clone()),
+        config(),
+        "networkpolicy",
+        notifier(),
+    );
+    let stores = Stores {
+        nodes,
+        pods,
+        namespaces,
+        policies,
+    };
+    for ready in [
+        stores.nodes.wait_until_ready().await,
+        stores.pods.wait_until_ready().await,
+        stores.namespaces.wait_until_ready().await,
+        stores.policies.wait_until_ready().await,
+    ] {
+        ready?;
+    }
+    let mtu = cni::uplink_mtu();
+    tracing::info!(node = %cfg.node_name, mtu, "network agent started");
+    let mut applied = Applied::default();
+    loop {
+        let retry = match sync(cfg, &stores, mtu, &mut applied) {
+            Ok(()) => false,
+            Err(err) => {
+                tracing::warn!("network sync failed: {err}");
+                true
+            }
+        };
+        let wait = if retry { RETRY } else { RESYNC };
+        tokio::select! {
+            _ = wake.notified() => tokio::time::sleep(COALESCE).await,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One pass: CNI config, routes, nftables table.
+fn sync(
+    cfg: &NodeConfig,
+    stores: &Stores,
+    mtu: u32,
+    applied: &mut Applied,
+) -> Result<(), SyncError> {
+    let nodes = stores.nodes.state();
+    let own_cidr = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(cfg.node_name.as_str()))
+        .and_then(|n| pod_cidr(n));
+    let dir = cni::conf_dir();
+    let cni_error = |source| SyncError::Cni {
+        dir: dir.display().to_string(),
+        source,
+    };
+    if cfg.disable_default_cni {
+        cni::remove(dir).map_err(cni_error)?;
+    } else if let Some(cidr) = &own_cidr
+        && cni::write(dir, cidr, mtu).map_err(cni_error)?
+    {
+        tracing::info!(%cidr, mtu, "wrote the CNI config for the node's podCIDR");
+    }
+    // With the default CNI disabled, whatever the user installs owns pod routing.
+    if !cfg.disable_default_cni {
+        let desired = nodes
+            .iter()
+            .filter(|n| n.metadata.name.as_deref() != Some(cfg.node_name.as_str()))
+            .filter_map(|n| Some((pod_cidr(n)?, internal_ip(n)?)))
+            .collect();
+        routes::sync(&desired)?;
+    }
+    let namespaces = policy::namespace_labels(stores.namespaces.state().iter().map(|ns| {
+        (
+            ns.metadata.name.clone().unwrap_or_default(),
+            ns.metadata.labels.clone().unwrap_or_default(),
+        )
+    }));
+    let pods: Vec<policy::PodView> = stores
+        .pods
+        .state()
+        .iter()
+        .filter_map(|p| policy::pod_view(p, &cfg.node_name))
+        .collect();
+    let policies: Vec<NetworkPolicy> = stores
+        .policies
+        .state()
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let compiled = policy::compile(&policies, &pods, &namespaces);
+    let ruleset = nft::ruleset(&cfg.pod_subnet, &compiled);
+    if ruleset != applied.ruleset {
+        nft::apply(&ruleset)?;
+        tracing::info!(
+            policy_chains = compiled.chains.len(),
+            "applied the nftables table"
+        );
+        applied.ruleset = ruleset;
+    }
+    Ok(())
+}
+
+fn pod_cidr(node: &Node) -> Option<String> {
+    node.spec
+        .as_ref()?
+        .pod_cidr
+        .clone()
+        .filter(|c| !c.is_empty())
+}
+
+fn internal_ip(node: &Node) -> Option<String> {
+    node.status
+        .as_ref()?
+        .addresses
+        .iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+}
