@@ -1,9 +1,10 @@
-"""Issue 18, the service proxy: on a real cluster, in both proxy modes (one cluster per
-mode), a ClusterIP spreads over its ready endpoints, ClientIP affinity pins a client,
+"""Issue 18, the service proxy: on a cluster of one control plane and two workers, in
+both proxy modes (one cluster per mode), a ClusterIP spreads over its ready endpoints, ClientIP affinity pins a client,
 a NodePort answers on the host through `extraPortMappings` and on the node's IP, a pod
 reaches itself through its own Service (hairpin), a deleted pod stops getting traffic
-within 2 s, a Service without endpoints refuses at once, and `default/kubernetes`
-reaches the API server."""
+within 2 s, a Service without endpoints refuses at once, `default/kubernetes` reaches
+the API server, every node answers on the NodePort, and `internalTrafficPolicy` /
+`externalTrafficPolicy: Local` keep to the node's own endpoints."""
 
 import json
 import socket
@@ -19,7 +20,7 @@ REQUESTS = 50
 # Workers besides the control plane. With workers, the control plane is tainted, the
 # web pods are kept on different workers, and the traffic-policy tests have
 # endpoints on some nodes and not on others.
-WORKERS = 0
+WORKERS = 2
 
 
 def free_port():
