@@ -2,9 +2,10 @@
 both proxy modes (one cluster per mode), a ClusterIP spreads over its ready endpoints,
 ClientIP affinity pins a client, a NodePort answers on the host through
 `extraPortMappings` and on the node's IP, a pod reaches itself through its own Service
-(hairpin), a deleted pod stops getting traffic within 2 s, a Service without endpoints refuses at once, `default/kubernetes` reaches
-the API server, every node answers on the NodePort, and `internalTrafficPolicy` /
-`externalTrafficPolicy: Local` keep to the node's own endpoints."""
+(hairpin), a deleted pod stops getting traffic within 2 s, a Service without endpoints
+refuses at once, `default/kubernetes` reaches the API server, every node answers on the
+NodePort, and `internalTrafficPolicy` / `externalTrafficPolicy: Local` keep to the
+node's own endpoints."""
 
 import json
 import socket
