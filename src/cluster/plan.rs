@@ -129,6 +129,7 @@ pub fn plan(
                 } else {
                     Vec::new()
                 },
+                dns_search: config.networking.dns_search.clone(),
             },
         });
     }

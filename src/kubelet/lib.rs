@@ -3,6 +3,7 @@
 //! attach, port-forward).
 
 mod cri;
+mod dns;
 pub mod local_path;
 mod logs;
 mod node_status;
@@ -98,6 +99,12 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         runtime.clone(),
         cfg.node_ip.clone(),
         spec::kubernetes_service_env(&cfg.service_subnet),
+        dns::ClusterDns {
+            server: dns::cluster_dns_ip(&cfg.service_subnet)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+            node: dns::ResolvConf::read_node().reachable_from_pods(&cfg.node_ip),
+        },
         store.clone(),
     ));
     tokio::spawn(workers.run(wake));

@@ -383,6 +383,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
             etcd_initial_cluster: vec![],
+            dns_search: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! state and labels, so a restarted kubelet adopts what is already running.
 
 use super::cri::{self, Cri, CriError, v1};
+use super::dns;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
 use jiff::Timestamp;
@@ -135,6 +136,8 @@ pub struct PodWorkers {
     node_ip: String,
     /// Variables every container gets (the API server's Service address).
     service_env: Vec<(String, String)>,
+    /// The cluster DNS Service and the node's resolver, for each pod's resolv.conf.
+    dns: dns::ClusterDns,
     store: Store<Pod>,
     in_flight: Mutex<HashSet<String>>,
     pulls: Mutex<PullFailures>,
@@ -185,6 +188,7 @@ impl PodWorkers {
         cri: Cri,
         node_ip: String,
         service_env: Vec<(String, String)>,
+        dns: dns::ClusterDns,
         store: Store<Pod>,
     ) -> Self {
         Self {
@@ -192,6 +196,7 @@ impl PodWorkers {
             cri,
             node_ip,
             service_env,
+            dns,
             store,
             in_flight: Mutex::new(HashSet::new()),
             pulls: Mutex::new(PullFailures::default()),
@@ -395,9 +400,20 @@ impl PodWorkers {
                 self.teardown(&objects, 0).await?;
                 tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
                 tokio::fs::create_dir_all(key.log_dir()).await.ok();
+                let pod_dns = self.dns.for_pod(pod);
+                for warning in &pod_dns.warnings {
+                    self.api
+                        .record_event(
+                            events::pod_reference(pod),
+                            "Warning",
+                            "DNSConfigForming",
+                            warning,
+                        )
+                        .await;
+                }
                 match self
                     .cri
-                    .run_sandbox(spec::sandbox_config(pod, attempt))
+                    .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
                     .await
                 {
                     Ok(id) => id,
@@ -439,7 +455,8 @@ impl PodWorkers {
             },
         };
         let pod_ip = sandbox_view.ip.clone().unwrap_or_default();
-        let sandbox_config = spec::sandbox_config(pod, sandbox_attempt);
+        let sandbox_config =
+            spec::sandbox_config(pod, sandbox_attempt, self.dns.for_pod(pod).config);
         let fields = FieldValues {
             pod,
             pod_ip: &pod_ip,
@@ -980,6 +997,7 @@ mod tests {
             cri.clone(),
             "172.18.0.2".into(),
             spec::kubernetes_service_env("10.96.0.0/16"),
+            dns::ClusterDns::default(),
             writer.as_reader(),
         ));
 

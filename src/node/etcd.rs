@@ -77,6 +77,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: initial,
+            dns_search: None,
         }
     }
 

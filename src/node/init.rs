@@ -3,7 +3,7 @@
 //! component until Docker asks the node to stop.
 
 use super::supervisor::{self, Component, Reaper};
-use crate::{cni, containerd, etcd, mounts};
+use crate::{cni, containerd, etcd, mounts, resolv};
 use rind_runtime::paths::{self, PAUSE_ARCHIVE};
 use rind_runtime::{NodeConfig, Role};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ use tokio::sync::watch;
 const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
 /// Attempts per image archive: containerd may restart right after first answering.
 const IMPORT_ATTEMPTS: u32 = 3;
+/// The node's resolver configuration, which Docker writes.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -67,6 +69,13 @@ pub async fn run() -> Result<(), InitError> {
         path: paths::CNI_CONF_DIR.to_string(),
         source,
     })?;
+
+    if let Some(domains) = &cfg.dns_search {
+        resolv::set_search(Path::new(RESOLV_CONF), domains).map_err(|source| InitError::Write {
+            path: RESOLV_CONF.to_string(),
+            source,
+        })?;
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -146,6 +155,7 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
         list.push(ours("scheduler"));
     }
     list.push(ours("kubelet"));
+    list.push(ours("dns-relay"));
     list
 }
 
@@ -236,6 +246,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: vec![],
+            dns_search: None,
         }
     }
 
@@ -256,14 +267,15 @@ mod tests {
                 "apiserver",
                 "controller-manager",
                 "scheduler",
-                "kubelet"
+                "kubelet",
+                "dns-relay"
             ]
         );
     }
 
     #[test]
     fn worker_runs_runtime_and_kubelet() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet"]);
+        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "dns-relay"]);
     }
 
     #[test]
