@@ -205,8 +205,10 @@ async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>
 
 /// The absolute paths of the shared libraries (and the loader) `binary` needs.
 async fn linked_libraries(binary: &Path) -> Result<Vec<String>, ImageError> {
+    // `/proc/self/exe` would name ldd's own program once ldd runs: ask about the file.
+    let binary = std::fs::canonicalize(binary)?;
     let output = tokio::process::Command::new("ldd")
-        .arg(binary)
+        .arg(&binary)
         .stdin(Stdio::null())
         .output()
         .await
@@ -221,7 +223,14 @@ async fn linked_libraries(binary: &Path) -> Result<Vec<String>, ImageError> {
         // A static binary needs nothing more.
         return Ok(Vec::new());
     }
-    Ok(parse_ldd(&text))
+    let libraries = parse_ldd(&text);
+    if libraries.is_empty() {
+        return Err(ImageError::Tool(
+            "ldd".into(),
+            format!("{} is dynamic but ldd listed no libraries: {text}", binary.display()),
+        ));
+    }
+    Ok(libraries)
 }
 
 fn parse_ldd(text: &str) -> Vec<String> {
