@@ -227,7 +227,10 @@ async fn linked_libraries(binary: &Path) -> Result<Vec<String>, ImageError> {
     if libraries.is_empty() {
         return Err(ImageError::Tool(
             "ldd".into(),
-            format!("{} is dynamic but ldd listed no libraries: {text}", binary.display()),
+            format!(
+                "{} is dynamic but ldd listed no libraries: {text}",
+                binary.display()
+            ),
         ));
     }
     Ok(libraries)
