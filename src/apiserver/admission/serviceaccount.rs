@@ -27,6 +27,8 @@ const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 /// Pods the kubelet mirrors from static manifests carry this and are left alone.
 const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// How often the `default` account is looked for before a pod is refused.
+const DEFAULT_ACCOUNT_ATTEMPTS: u32 = 10;
 /// The letters upstream's name generator draws from (no vowels, no look-alikes).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
@@ -46,8 +48,7 @@ pub async fn admit(server: &Server, namespace: &str, pod: &Value) -> Result<Admi
         .to_string();
     let found = match server.auth.service_account(namespace, &account) {
         Some(found) => Some(found),
-        // Created a moment ago and not mirrored yet (a new namespace's `default`).
-        None => read_account(server, namespace, &account).await?,
+        None => live_lookup(server, namespace, &account).await?,
     };
     let Some(found) = found else {
         return Err(ApiError::forbidden(
@@ -80,6 +81,34 @@ pub async fn admit(server: &Server, namespace: &str, pod: &Value) -> Result<Admi
             .collect(),
         volume_suffix,
     })
+}
+
+/// An account the mirror has not seen: asked of the store, and for `default`, which the
+/// ServiceAccount controller creates in every new namespace a moment after it, asked
+/// again for a while (upstream's plugin tries 10 times, 100–200 ms apart).
+async fn live_lookup(
+    server: &Server,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<std::sync::Arc<ServiceAccount>>, ApiError> {
+    let attempts = if name == DEFAULT_SERVICE_ACCOUNT {
+        DEFAULT_ACCOUNT_ATTEMPTS
+    } else {
+        1
+    };
+    let interval = std::time::Duration::from_millis(rand::rng().random_range(100..200));
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        if let Some(found) = server.auth.service_account(namespace, name) {
+            return Ok(Some(found));
+        }
+        if let Some(found) = read_account(server, namespace, name).await? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 async fn read_account(

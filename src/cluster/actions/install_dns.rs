@@ -4,6 +4,7 @@
 //! service network, and Deployment `coredns` (two replicas, pods labelled
 //! `k8s-app=kube-dns`) running `rind dns` from the DNS image every node loads at boot.
 //! Objects that exist already are left as they are (a user's edits survive restarts).
+//! It then waits for the `default` ServiceAccount every pod in `default` needs.
 
 use super::CreateContext;
 use crate::client;
@@ -17,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "kube-system";
+/// Bounds a controller-manager that never comes up.
+const DEFAULT_ACCOUNT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let cp = ctx.plan.control_plane();
@@ -43,10 +46,32 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     )
     .await?;
     create(
-        Api::<Deployment>::namespaced(client, NAMESPACE),
+        Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
         deployment(),
     )
-    .await
+    .await?;
+    wait_for_default_account(client).await
+}
+
+/// A pod needs its namespace's `default` ServiceAccount, which the controller-manager
+/// creates a moment after it starts; a kind cluster has it long before `create`
+/// returns, so `kubectl run` right after `rind create cluster` must find it too.
+async fn wait_for_default_account(client: kube::Client) -> anyhow::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
+    let until = std::time::Instant::now() + DEFAULT_ACCOUNT_DEADLINE;
+    loop {
+        let last = match accounts.get_opt("default").await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => "not created yet".to_string(),
+            Err(err) => err.to_string(),
+        };
+        if std::time::Instant::now() >= until {
+            anyhow::bail!(
+                "the controller-manager did not create ServiceAccount default/default within {DEFAULT_ACCOUNT_DEADLINE:?} ({last})"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Creates `object` unless it exists.
