@@ -71,7 +71,7 @@ def nslookup(c, args, check=True):
     return sh(c, CLIENT, f"nslookup {args}", check=check)
 
 
-def test_dns_pods_and_service_are_upstreams(dns):
+def test_dns_pods_and_service_as_upstream(dns):
     c = dns
     deploy = json.loads(c.kubectl("-n", "kube-system", "get", "deployment", "coredns", "-o", "json").stdout)
     assert deploy["spec"]["replicas"] == 2
