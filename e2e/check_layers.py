@@ -20,6 +20,7 @@ LAYERS = {
     "rind-net": 1,
     "rind-proxy": 1,
     "rind-node": 1,
+    "rind-dns": 1,
     "rind-cluster": 2,
     "rind-bench": 3,
     "rind": 4,

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node(cmd) => cli::node::run(cmd).await,
+        Command::Dns(args) => rind_dns::run(args).await,
         Command::Bench(cmd) => rind_bench::api::run(cmd).await,
     }
 }

@@ -81,6 +81,11 @@ pub struct ServerConfig {
     /// The PKCS#8 PEM key service-account tokens are signed with (`sa.key`); None
     /// makes a fresh one, whose tokens then die with the process.
     pub service_account_key: Option<String>,
+    /// Runs the ServiceAccount admission plugin (upstream's default). Test servers
+    /// without a controller manager turn it off, as upstream's integration tests do
+    /// (`--disable-admission-plugins=ServiceAccount`): no `default` account appears
+    /// in their namespaces.
+    pub service_account_admission: bool,
 }
 
 /// Shared state of all requests: no lock is held around store calls.
@@ -103,6 +108,8 @@ pub struct Server {
     resource_quotas: admission::Policies,
     /// The allocated ClusterIPs, for picking free ones without a store read each.
     ip_addresses: Arc<mirror::Mirror<Value>>,
+    /// Whether new pods go through the ServiceAccount admission plugin.
+    admit_service_accounts: bool,
 }
 
 /// A JSON response body with its status and content type.
@@ -215,6 +222,7 @@ impl Server {
             limit_ranges: admission::Policies::new(admission::limitranger::LIMIT_RANGES),
             resource_quotas: admission::Policies::new(admission::quota::RESOURCE_QUOTAS),
             ip_addresses: mirror::Mirror::new(allocator::IP_ADDRESSES),
+            admit_service_accounts: true,
         }
     }
 
@@ -604,7 +612,9 @@ pub async fn serve(
             .serialize_pem(),
     };
     let token_key = auth::token::TokenKey::from_pem(&key_pem)?;
-    let server = Arc::new(Server::new(store.clone(), kubelet_tls, network, token_key));
+    let mut server = Server::new(store.clone(), kubelet_tls, network, token_key);
+    server.admit_service_accounts = config.service_account_admission;
+    let server = Arc::new(server);
     server
         .ip_addresses
         .start(store.clone())
@@ -687,6 +697,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         kubelet_client: Some(kubelet_client),
         service_subnet: cfg.service_subnet.clone(),
         service_account_key: Some(read(paths::SA_KEY)?),
+        service_account_admission: true,
     };
     tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
     tokio::spawn(kubernetes_endpoints::run(

@@ -45,6 +45,7 @@ impl LoopbackPki {
             kubelet_client: None,
             service_subnet: SERVICE_SUBNET.to_string(),
             service_account_key: Some(text(paths::SA_KEY)?),
+            service_account_admission: false,
         };
         Ok(LoopbackPki { config, files })
     }

@@ -55,6 +55,9 @@ pub enum Command {
     /// Components that run inside a node container.
     #[command(subcommand, hide = true)]
     Node(node::NodeCommand),
+    /// The cluster DNS server, as the `coredns` Deployment's pods run it.
+    #[command(hide = true)]
+    Dns(rind_dns::DnsArgs),
     /// Benchmark drivers run by e2e/bench scripts.
     #[command(subcommand, hide = true)]
     Bench(rind_bench::api::BenchCommand),

@@ -21,6 +21,9 @@ pub enum NodeCommand {
     Net,
     /// The service proxy (cluster IPs and node ports as nftables or iptables rules).
     Proxy,
+    /// Relays DNS queries sent to the node's IP to the node's own resolver (Docker's
+    /// embedded DNS, which pods cannot reach directly).
+    DnsRelay,
     /// The API server alone on 127.0.0.1 against a plain-HTTP etcd, with generated
     /// certificates and an admin kubeconfig written to `--dir` (for client test suites).
     StandaloneApiserver {
@@ -52,6 +55,19 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Kubelet => rind_kubelet::run_node(&load()?).await,
         NodeCommand::Net => rind_net::run_node(&load()?).await,
         NodeCommand::Proxy => rind_proxy::run_node(&load()?).await,
+        NodeCommand::DnsRelay => {
+            rind_runtime::logging::init("info");
+            let cfg = load()?;
+            let ip: std::net::IpAddr = cfg
+                .node_ip
+                .parse()
+                .with_context(|| format!("the node IP {:?}", cfg.node_ip))?;
+            let resolv = std::fs::read_to_string("/etc/resolv.conf")
+                .context("reading the node's /etc/resolv.conf")?;
+            rind_dns::relay::run(ip, rind_dns::forward::Upstream::from_resolv_conf(&resolv))
+                .await
+                .context("relaying DNS")
+        }
         NodeCommand::StandaloneApiserver { etcd, dir, port } => {
             rind_bench::standalone::run(&etcd, &dir, port).await
         }

@@ -30,7 +30,8 @@ pub async fn admin_kubeconfig(
     Ok(config)
 }
 
-async fn client_for(config: &Kubeconfig) -> anyhow::Result<kube::Client> {
+/// An API client from an admin kubeconfig.
+pub async fn client_for(config: &Kubeconfig) -> anyhow::Result<kube::Client> {
     let parsed: kube::config::Kubeconfig =
         serde_json::from_value(config.0.clone()).context("the admin kubeconfig is malformed")?;
     let options = kube::config::KubeConfigOptions::default();

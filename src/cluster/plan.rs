@@ -130,6 +130,7 @@ pub fn plan(
                 },
                 disable_default_cni: config.networking.disable_default_cni,
                 kube_proxy_mode,
+                dns_search: config.networking.dns_search.clone(),
             },
         });
     }

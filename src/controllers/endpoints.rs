@@ -124,6 +124,18 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// The Service's ports as this pod serves them; None when a named targetPort is not
 /// among the pod's container ports (the pod cannot serve that Service port).
+/// The hostname an endpoint is published under in DNS: the pod's `hostname`, only when
+/// its `subdomain` names this Service (a StatefulSet's pods and their governing
+/// Service), as upstream's controllers publish it.
+fn dns_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let same_service = spec.subdomain.is_some() && spec.subdomain == svc.metadata.name;
+    let same_namespace = pod.metadata.namespace == svc.metadata.namespace;
+    spec.hostname
+        .clone()
+        .filter(|h| !h.is_empty() && same_service && same_namespace)
+}
+
 fn resolve_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
     let mut out = Vec::new();
     for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
@@ -211,7 +223,7 @@ fn subsets(svc: &Service, groups: &[Group]) -> Vec<EndpointSubset> {
             let Some(ip) = pod_ip(pod) else { continue };
             let address = EndpointAddress {
                 ip,
-                hostname: pod.spec.as_ref().and_then(|s| s.hostname.clone()),
+                hostname: dns_hostname(svc, pod),
                 node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 target_ref: Some(pod_ref(pod)),
             };
@@ -255,7 +267,7 @@ fn slice_endpoints(svc: &Service, group: &Group) -> Vec<Endpoint> {
                     serving: Some(serving),
                     terminating: Some(terminating),
                 }),
-                hostname: pod.spec.as_ref().and_then(|s| s.hostname.clone()),
+                hostname: dns_hostname(svc, pod),
                 node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 target_ref: Some(pod_ref(pod)),
                 ..Endpoint::default()
@@ -447,6 +459,17 @@ mod tests {
             }))
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn hostnames_are_published_for_the_pods_subdomain_only() {
+        let mut member = (*pod("a", "10.0.0.1", true)).clone();
+        let spec = member.spec.get_or_insert_default();
+        spec.hostname = Some("web-0".into());
+        spec.subdomain = service().metadata.name.clone();
+        assert_eq!(dns_hostname(&service(), &member).as_deref(), Some("web-0"));
+        member.spec.get_or_insert_default().subdomain = Some("other".into());
+        assert_eq!(dns_hostname(&service(), &member), None);
     }
 
     #[test]

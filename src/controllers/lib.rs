@@ -17,6 +17,7 @@ mod nodelifecycle;
 mod owners;
 mod replicaset;
 mod resourcequota;
+mod rootca;
 mod serviceaccount;
 mod servicecidr;
 mod statefulset;
@@ -122,6 +123,9 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(gc::run(client.clone()));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(serviceaccount::run(client.clone()));
+    if let Some(ca_pem) = &cfg.root_ca {
+        tasks.spawn(rootca::run(client.clone(), ca_pem.clone()));
+    }
     tasks.spawn(job::run(client.clone()));
     tasks.spawn(daemonset::run(client.clone()));
     tasks.spawn(statefulset::run(client.clone()));
@@ -169,6 +173,9 @@ pub struct Settings {
     /// The CA the built-in CertificateSigningRequest signers sign with (None: requests
     /// are approved but not signed, as on a controller-manager without the CA key).
     pub signing_ca: Option<certificates::SigningCa>,
+    /// The cluster CA (PEM) published to every namespace as `kube-root-ca.crt` (None:
+    /// nothing is published).
+    pub root_ca: Option<String>,
 }
 
 /// Runs the controller-manager inside a node: campaigns for the lease and runs the
@@ -195,6 +202,8 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         pod_subnet: cfg.pod_subnet.clone(),
         clock: None,
         node_grace: None,
+        // kubeadm's --root-ca-file: the cluster CA every node trusts.
+        root_ca: std::fs::read_to_string(paths::CA_CRT).ok(),
         signing_ca,
     };
     let mut elector = leader::Elector::new(

@@ -1030,3 +1030,51 @@ async fn aggregated_cluster_roles_gain_labelled_roles_rules() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_ca_is_published_and_restored() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let cluster = cluster_with(Settings {
+        root_ca: Some("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n".into()),
+        ..Settings::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    let team: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "team"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &team)
+        .await
+        .unwrap();
+    let ca = |cm: ConfigMap| cm.data.and_then(|d| d.get("ca.crt").cloned());
+    for ns in ["default", "kube-system", "team"] {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let got = settle(&cluster, "kube-root-ca.crt", || async {
+            api.get_opt("kube-root-ca.crt").await.unwrap().and_then(ca)
+        })
+        .await;
+        assert!(got.contains("CA"), "{got}");
+    }
+    // An edited or deleted copy is put back.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    let patch = serde_json::json!({"data": {"ca.crt": "tampered"}});
+    api.patch(
+        "kube-root-ca.crt",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    settle(&cluster, "the CA restored", || async {
+        let cm = api.get("kube-root-ca.crt").await.unwrap();
+        ca(cm).filter(|c| c.contains("BEGIN")).map(|_| ())
+    })
+    .await;
+    api.delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    settle(&cluster, "the CA recreated", || async {
+        api.get_opt("kube-root-ca.crt").await.unwrap().and_then(ca)
+    })
+    .await;
+}

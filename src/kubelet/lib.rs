@@ -4,6 +4,7 @@
 
 mod backoff;
 mod cri;
+mod dns;
 mod env;
 mod handlers;
 mod lifecycle;
@@ -115,6 +116,12 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         runtime.clone(),
         cfg.node_ip.clone(),
         spec::kubernetes_service_env(&cfg.service_subnet),
+        dns::ClusterDns {
+            server: dns::cluster_dns_ip(&cfg.service_subnet)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+            node: dns::ResolvConf::read_node().reachable_from_pods(&cfg.node_ip),
+        },
         store.clone(),
         node_allocatable,
     ));

@@ -470,6 +470,7 @@ mod tests {
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
+            dns_search: None,
         }
     }
 

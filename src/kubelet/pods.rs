@@ -6,6 +6,7 @@
 
 use super::backoff::{RestartBackoff, backoff, go_duration};
 use super::cri::{self, Cri, CriError, v1};
+use super::dns;
 use super::env::{self, ApiSources, NodeAllocatable, Sources};
 use super::lifecycle;
 use super::probes::Prober;
@@ -133,6 +134,8 @@ pub struct PodWorkers {
     node_ip: String,
     /// Variables every container gets (the API server's Service address).
     service_env: Vec<(String, String)>,
+    /// The cluster DNS Service and the node's resolver, for each pod's resolv.conf.
+    dns: dns::ClusterDns,
     store: Store<Pod>,
     in_flight: Mutex<HashSet<String>>,
     pulls: Mutex<PullFailures>,
@@ -189,6 +192,7 @@ impl PodWorkers {
         cri: Cri,
         node_ip: String,
         service_env: Vec<(String, String)>,
+        dns: dns::ClusterDns,
         store: Store<Pod>,
         node: NodeAllocatable,
     ) -> Self {
@@ -201,6 +205,7 @@ impl PodWorkers {
             cri,
             node_ip,
             service_env,
+            dns,
             store,
             in_flight: Mutex::new(HashSet::new()),
             pulls: Mutex::new(PullFailures::default()),
@@ -504,9 +509,20 @@ impl PodWorkers {
                 self.teardown(&objects, 0).await?;
                 tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
                 tokio::fs::create_dir_all(key.log_dir()).await.ok();
+                let pod_dns = self.dns.for_pod(pod);
+                for warning in &pod_dns.warnings {
+                    self.api
+                        .record_event(
+                            events::pod_reference(pod),
+                            "Warning",
+                            "DNSConfigForming",
+                            warning,
+                        )
+                        .await;
+                }
                 match self
                     .cri
-                    .run_sandbox(spec::sandbox_config(pod, attempt))
+                    .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
                     .await
                 {
                     Ok(id) => id,
@@ -548,7 +564,8 @@ impl PodWorkers {
             },
         };
         let pod_ip = sandbox_view.ip.clone().unwrap_or_default();
-        let sandbox_config = spec::sandbox_config(pod, sandbox_attempt);
+        let sandbox_config =
+            spec::sandbox_config(pod, sandbox_attempt, self.dns.for_pod(pod).config);
         let fields = FieldValues {
             pod,
             pod_ip: &pod_ip,
@@ -1235,6 +1252,7 @@ mod tests {
             cri.clone(),
             "172.18.0.2".into(),
             spec::kubernetes_service_env("10.96.0.0/16"),
+            dns::ClusterDns::default(),
             writer.as_reader(),
             NodeAllocatable {
                 cpu_millis: 1000,

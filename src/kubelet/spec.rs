@@ -68,7 +68,13 @@ fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
     }
 }
 
-pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
+/// The CRI sandbox configuration of `pod`; `dns_config` is its resolver
+/// configuration (`dns::ClusterDns::for_pod`).
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    dns_config: Option<v1::DnsConfig>,
+) -> v1::PodSandboxConfig {
     let key = PodKey::of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
     let mut labels: HashMap<String, String> = pod
@@ -113,8 +119,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
             spec.hostname.clone().unwrap_or_else(|| key.name.clone())
         },
         log_directory: key.log_dir(),
-        // No cluster DNS yet: the runtime then gives the pod the node's resolv.conf.
-        dns_config: None,
+        dns_config,
         port_mappings,
         labels,
         annotations: pod
@@ -456,7 +461,7 @@ mod tests {
 
     #[test]
     fn sandbox_has_identity_logs_and_ports() {
-        let cfg = sandbox_config(&pod(), 1);
+        let cfg = sandbox_config(&pod(), 1, None);
         let meta = cfg.metadata.unwrap();
         assert_eq!((meta.name.as_str(), meta.attempt), ("web", 1));
         assert_eq!(cfg.log_directory, "/var/log/pods/default_web_u1");

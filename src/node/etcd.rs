@@ -78,6 +78,7 @@ mod tests {
             etcd_initial_cluster: initial,
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
+            dns_search: None,
         }
     }
 

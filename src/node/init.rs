@@ -4,7 +4,7 @@
 //! written once node IPAM has given the node its podCIDR.
 
 use super::supervisor::{self, Component, Reaper};
-use crate::{containerd, etcd, mounts};
+use crate::{containerd, etcd, mounts, resolv};
 use rind_runtime::paths::{self, PAUSE_ARCHIVE};
 use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ use tokio::sync::watch;
 const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
 /// Attempts per image archive: containerd may restart right after first answering.
 const IMPORT_ATTEMPTS: u32 = 3;
+/// The node's resolver configuration, which Docker writes.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -64,6 +66,13 @@ pub async fn run() -> Result<(), InitError> {
         source,
     })?;
     write_file(containerd::CONFIG_PATH, &containerd::config_toml())?;
+
+    if let Some(domains) = &cfg.dns_search {
+        resolv::set_search(Path::new(RESOLV_CONF), domains).map_err(|source| InitError::Write {
+            path: RESOLV_CONF.to_string(),
+            source,
+        })?;
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -149,6 +158,7 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
         // The service proxy, on every node as kube-proxy's DaemonSet is in kind.
         list.push(ours("proxy"));
     }
+    list.push(ours("dns-relay"));
     list
 }
 
@@ -240,6 +250,7 @@ mod tests {
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
+            dns_search: None,
         }
     }
 
@@ -262,14 +273,18 @@ mod tests {
                 "scheduler",
                 "kubelet",
                 "net",
-                "proxy"
+                "proxy",
+                "dns-relay"
             ]
         );
     }
 
     #[test]
-    fn worker_runs_runtime_kubelet_network_agent_and_proxy() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "net", "proxy"]);
+    fn worker_runs_runtime_kubelet_network_agent_proxy_and_dns_relay() {
+        assert_eq!(
+            names(Role::Worker),
+            ["containerd", "kubelet", "net", "proxy", "dns-relay"]
+        );
     }
 
     #[test]

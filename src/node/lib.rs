@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod etcd;
 pub mod init;
 pub mod mounts;
+pub mod resolv;
 pub mod supervisor;
 
 /// Runs as PID 1 of a node container.

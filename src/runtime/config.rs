@@ -41,6 +41,10 @@ pub struct NodeConfig {
     /// `networking.kubeProxyMode`: how the service proxy programs Services.
     #[serde(default)]
     pub kube_proxy_mode: ProxyMode,
+    /// `networking.dnsSearch`: the node's search domains in place of those Docker
+    /// gives it (None keeps Docker's, as kind does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_search: Option<Vec<String>>,
 }
 
 /// The service proxy's mode, kind's `networking.kubeProxyMode` values that this kernel
@@ -80,5 +84,44 @@ impl NodeConfig {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+/// The address `offset` places into a service network given as `base/prefix`: the
+/// `kubernetes` Service has the first (1), the cluster DNS Service the tenth (10), as
+/// kubeadm assigns them. None when the text is no CIDR or the range ends first.
+pub fn service_ip(subnet: &str, offset: u32) -> Option<std::net::IpAddr> {
+    let (base, prefix) = subnet.split_once('/')?;
+    let prefix: u32 = prefix.parse().ok()?;
+    match base.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let size = 1u64 << 32u32.checked_sub(prefix)?;
+            (u64::from(offset) < size).then_some(())?;
+            Some(std::net::Ipv4Addr::from(u32::from(v4).checked_add(offset)?).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let bits = 128u32.checked_sub(prefix)?;
+            (bits >= 32 || u64::from(offset) < (1u64 << bits)).then_some(())?;
+            Some(std::net::Ipv6Addr::from(u128::from(v6).checked_add(u128::from(offset))?).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod service_ip_tests {
+    use super::service_ip;
+
+    #[test]
+    fn offsets_into_the_service_network() {
+        assert_eq!(
+            service_ip("10.96.0.0/16", 10).unwrap().to_string(),
+            "10.96.0.10"
+        );
+        assert_eq!(
+            service_ip("fd00:10:96::/112", 10).unwrap().to_string(),
+            "fd00:10:96::a"
+        );
+        assert_eq!(service_ip("10.96.0.0/29", 10), None);
+        assert_eq!(service_ip("nonsense", 1), None);
     }
 }

@@ -136,6 +136,21 @@ pub async fn start_with(
     kubelet_client: Option<TlsFiles>,
     store: std::sync::Arc<dyn Store>,
 ) -> TestServer {
+    serve_test(pki, kubelet_client, store, false).await
+}
+
+/// `start`, with the ServiceAccount admission plugin on (a test then creates the
+/// accounts its pods run as, since no controller manager does).
+pub async fn start_with_service_accounts() -> TestServer {
+    serve_test(&make_pki(), None, MemoryStore::new(), true).await
+}
+
+async fn serve_test(
+    pki: &Pki,
+    kubelet_client: Option<TlsFiles>,
+    store: std::sync::Arc<dyn Store>,
+    service_account_admission: bool,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = ServerConfig {
@@ -147,6 +162,7 @@ pub async fn start_with(
         kubelet_client,
         service_subnet: "10.96.0.0/16".into(),
         service_account_key: None,
+        service_account_admission,
     };
     let served = store.clone();
     let task = tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! Admission plugins upstream always runs that need the namespace's policy objects:
-//! the LimitRanger (`limitranger`) and ResourceQuota (`quota`). Both read their
+//! the LimitRanger (`limitranger`) and ResourceQuota (`quota`); and the ServiceAccount
+//! plugin (`serviceaccount`), which needs the pod's account. Both read their
 //! objects through a `Policies` cache: a watch-fed mirror of every object, and, for a
 //! namespace the mirror shows none in, a live list remembered for a while (as
 //! upstream's plugins do with their live-lookup caches), so a namespace without
@@ -8,6 +9,7 @@
 
 pub mod limitranger;
 pub mod quota;
+pub mod serviceaccount;
 
 use super::mirror::Mirror;
 use rind_store::{Store, StoreError};

@@ -53,6 +53,12 @@ impl Authenticator {
         self.service_accounts.start(store).await
     }
 
+    /// The service account `namespace/name` as the mirror has it.
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccount>> {
+        self.service_accounts
+            .get(&format!("{SERVICE_ACCOUNTS}{namespace}/{name}"))
+    }
+
     /// The request's user: its certificate's, else its bearer token's, else (no
     /// credential at all) `system:anonymous`, whom RBAC then treats like anyone else.
     /// A token that is not valid is a 401 whatever the path: upstream authenticates

@@ -1,10 +1,11 @@
 //! Pods: their defaults and validation (`rind_api::pods`), the priority a new pod gets
 //! from its class, the overhead and scheduling its RuntimeClass gives it, the fields
-//! upstream's pod admission plugins add (the LimitRanger's defaults among them), and
+//! upstream's pod admission plugins add (the LimitRanger's defaults and the service
+//! account's token volume among them), and
 //! graceful deletion of pods a kubelet runs.
 
 use super::{AfterFieldManager, AsyncHook, Strategy};
-use crate::admission::limitranger;
+use crate::admission::{limitranger, serviceaccount};
 use crate::handlers::Ctx;
 use crate::{priority, runtimeclass};
 use rind_api::meta;
@@ -45,7 +46,16 @@ impl Strategy for Pod {
                 Some(ns) => limitranger::ranges(ctx.server, ns).await?,
                 None => Vec::new(),
             };
+            let accounts = match ctx.namespace {
+                Some(ns) if ctx.server.admit_service_accounts => {
+                    Some(serviceaccount::admit(ctx.server, ns, pod).await?)
+                }
+                _ => None,
+            };
             let after: AfterFieldManager = Box::new(move |pod: &mut Value| {
+                if let Some(accounts) = &accounts {
+                    accounts.apply(pod);
+                }
                 resolved.apply(pod);
                 runtime.apply(pod);
                 pods::admit_pod(pod, None);

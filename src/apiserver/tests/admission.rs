@@ -233,3 +233,90 @@ async fn quota_admission_charges_and_refuses() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn service_accounts_are_required_and_their_token_is_mounted() {
+    let server = rind_testing::start_with_service_accounts().await;
+    ok(&server, &["create", "namespace", "accounts"]).await;
+    let run = [
+        "run",
+        "app",
+        "-n",
+        "accounts",
+        "--image=busybox:1.36",
+        "--restart=Never",
+    ];
+    // No controller manager here: the namespace has no `default` account yet.
+    let refused = fails(&server, &run).await;
+    assert!(
+        refused.contains(r#"pods "app" is forbidden: error looking up service account accounts/default: serviceaccount "default" not found"#),
+        "{refused}"
+    );
+    ok(
+        &server,
+        &["create", "serviceaccount", "default", "-n", "accounts"],
+    )
+    .await;
+    ok(&server, &run).await;
+    let pod = get_json(&server, &["get", "pod", "app", "-n", "accounts"]).await;
+    let spec = &pod["spec"];
+    assert_eq!(spec["serviceAccountName"], "default", "{pod}");
+    assert_eq!(spec["serviceAccount"], "default", "{pod}");
+    let volume = &spec["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    let suffix = name.strip_prefix("kube-api-access-").unwrap();
+    assert!(
+        suffix.len() == 5
+            && suffix
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+        "{name}"
+    );
+    assert_eq!(
+        volume["projected"],
+        serde_json::json!({
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+            "defaultMode": 420,
+        }),
+        "{pod}"
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]),
+        "{pod}"
+    );
+    // The fields the plugin adds are no one's: kubectl run's manager owns none of them.
+    let managed = pod["metadata"]["managedFields"].to_string();
+    assert!(!managed.contains("f:volumes"), "{managed}");
+
+    // An account (or a pod) that opts out gets no token.
+    let quiet = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: quiet\n  namespace: accounts\nautomountServiceAccountToken: false\n";
+    let file = write(server.dir.path(), "quiet.yaml", quiet);
+    ok(&server, &["create", "-f", &file]).await;
+    ok(
+        &server,
+        &[
+            "run",
+            "silent",
+            "-n",
+            "accounts",
+            "--image=busybox:1.36",
+            "--restart=Never",
+            "--overrides",
+            r#"{"spec": {"serviceAccountName": "quiet"}}"#,
+        ],
+    )
+    .await;
+    let pod = get_json(&server, &["get", "pod", "silent", "-n", "accounts"]).await;
+    assert_eq!(pod["spec"]["serviceAccountName"], "quiet", "{pod}");
+    assert!(pod["spec"].get("volumes").is_none(), "{pod}");
+    assert!(
+        pod["spec"]["containers"][0].get("volumeMounts").is_none(),
+        "{pod}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `create cluster` as a list of actions, each in its own file with one `execute`, run in
 //! order (kind's model). On failure the nodes are removed unless `--retain`.
 
+mod install_dns;
 mod join_workers;
 mod prepare_nodes;
 mod start_control_plane;
@@ -28,6 +29,7 @@ pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     prepare_nodes::execute(ctx).await?;
     start_control_plane::execute(ctx).await?;
     join_workers::execute(ctx).await?;
+    install_dns::execute(ctx).await?;
     if !ctx.wait.is_zero() {
         wait_ready::execute(ctx).await?;
     }

@@ -1,6 +1,7 @@
 //! Tiny images built from a static busybox, written directly as `docker save` archives
 //! (manifest.json + config + one layer) that both `ctr images import` and `docker load`
-//! read: the pause image every pod sandbox runs, and a busybox image for workloads.
+//! read: the pause image every pod sandbox runs, a busybox image for workloads, and the
+//! cluster DNS image (the rind binary with its shared libraries).
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -24,6 +25,8 @@ pub struct ImageSpec<'a> {
     pub repo_tag: &'a str,
     pub entrypoint: Option<Vec<&'a str>>,
     pub cmd: Option<Vec<&'a str>>,
+    /// What the layer is, for the image's history.
+    pub created_by: &'a str,
 }
 
 /// The root filesystem layer: `/bin/busybox` and one symlink per applet at the path
@@ -75,6 +78,55 @@ pub fn busybox_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Arch
     Ok(builder.into_inner()?)
 }
 
+/// A root filesystem layer holding one program at `program_path` and the `files` it
+/// needs (shared libraries, by their paths without the leading `/`), each directory
+/// created before its entries, plus an empty `/tmp`.
+pub fn program_layer(
+    program_path: &str,
+    program: &[u8],
+    files: &[(String, Vec<u8>)],
+) -> Result<Vec<u8>, ArchiveError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs: BTreeSet<String> = ["etc", "tmp"].iter().map(|s| s.to_string()).collect();
+    for path in std::iter::once(program_path).chain(files.iter().map(|(p, _)| p.as_str())) {
+        let mut parent = std::path::Path::new(path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.display().to_string());
+            parent = dir.parent();
+        }
+    }
+    for dir in &dirs {
+        let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
+        append(
+            &mut builder,
+            &format!("{dir}/"),
+            tar::EntryType::Directory,
+            mode,
+            &[],
+            None,
+        )?;
+    }
+    append(
+        &mut builder,
+        program_path,
+        tar::EntryType::Regular,
+        0o755,
+        program,
+        None,
+    )?;
+    for (path, data) in files {
+        append(
+            &mut builder,
+            path,
+            tar::EntryType::Regular,
+            0o755,
+            data,
+            None,
+        )?;
+    }
+    Ok(builder.into_inner()?)
+}
+
 fn append(
     builder: &mut tar::Builder<Vec<u8>>,
     path: &str,
@@ -119,7 +171,7 @@ pub fn docker_archive(image: &ImageSpec<'_>, layer: &[u8]) -> Result<Vec<u8>, Ar
             "Cmd": image.cmd,
         },
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_hex}")] },
-        "history": [{ "created": EPOCH, "created_by": "rind: static busybox" }],
+        "history": [{ "created": EPOCH, "created_by": image.created_by }],
     });
     let config = serde_json::to_vec(&config)?;
     let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
@@ -214,6 +266,7 @@ mod tests {
             repo_tag: "rind/pause:v1",
             entrypoint: Some(vec!["/bin/sleep", "infinity"]),
             cmd: None,
+            created_by: "rind: static busybox",
         };
         let archive = docker_archive(&spec, &layer).unwrap();
         let found = entries(&archive);

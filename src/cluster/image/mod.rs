@@ -142,8 +142,8 @@ pub async fn build_node_image(
     };
     let base = ensure_base_image(docker, ui).await?;
     let images = ui
-        .step("Building the pause and busybox images", async {
-            Ok(node::busybox_images(docker, &base).await?)
+        .step("Building the pause, busybox and DNS images", async {
+            Ok(node::baked_images(docker, &base, &binary).await?)
         })
         .await?;
     let files_dir = source.map(|dir| dir.join("node-image").join("files"));

@@ -23,6 +23,7 @@ const RIND_IN_NODE: &str = "usr/local/bin/rind";
 /// Debian's busybox-static in the base image (bookworm has merged /usr).
 const BUSYBOX_IN_BASE: &str = "/usr/bin/busybox";
 const BUSYBOX_ARCHIVE: &str = "busybox.tar";
+const DNS_ARCHIVE: &str = "dns.tar";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `node-image/files`, compiled in, for building without a source tree.
@@ -31,10 +32,12 @@ const EMBEDDED_FILES: &[(&str, &[u8])] = &[(
     include_bytes!("../../../node-image/files/etc/profile.d/rind.sh"),
 )];
 
-/// The two image archives baked into the node image.
-pub struct BusyboxImages {
+/// The image archives baked into the node image.
+pub struct BakedImages {
     pub pause: Vec<u8>,
     pub busybox: Vec<u8>,
+    /// The cluster DNS server's image (`rind dns`).
+    pub dns: Vec<u8>,
 }
 
 /// SHA-256 of a file, hex; read off the async threads (the binary is large).
@@ -122,8 +125,14 @@ where
     }
 }
 
-/// The pause and busybox image archives, from the base image's static busybox.
-pub async fn busybox_images(docker: &Docker, base: &str) -> Result<BusyboxImages, ImageError> {
+/// The pause and busybox image archives, from the base image's static busybox, and
+/// the DNS image from `binary`.
+pub async fn baked_images(
+    docker: &Docker,
+    base: &str,
+    binary: &Path,
+) -> Result<BakedImages, ImageError> {
+    let dns = dns_image(docker, base, binary).await?;
     let busybox = with_temp_container(docker, base, |id| async move {
         let tar_bytes: Vec<bytes::Bytes> = docker
             .download_from_container(
@@ -147,6 +156,7 @@ pub async fn busybox_images(docker: &Docker, base: &str) -> Result<BusyboxImages
             // A sandbox only has to hold its namespaces open.
             entrypoint: Some(vec!["/bin/sleep", "infinity"]),
             cmd: None,
+            created_by: "rind: static busybox",
         },
         &layer,
     )?;
@@ -155,13 +165,133 @@ pub async fn busybox_images(docker: &Docker, base: &str) -> Result<BusyboxImages
             repo_tag: strip_docker_io(paths::BUSYBOX_IMAGE),
             entrypoint: None,
             cmd: Some(vec!["sh"]),
+            created_by: "rind: static busybox",
         },
         &layer,
     )?;
-    Ok(BusyboxImages {
+    Ok(BakedImages {
         pause,
         busybox: busybox_image,
+        dns,
     })
+}
+
+/// The cluster DNS image: the rind binary, run as `rind dns`, with the shared
+/// libraries it links (as `ldd` names them), copied from the base image that runs the
+/// same binary in the node. No registry, no second build.
+async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>, ImageError> {
+    let libraries = linked_libraries(binary).await?;
+    let files = with_temp_container(docker, base, |id| async move {
+        let mut files = Vec::new();
+        for path in libraries {
+            let data = file_from_container(docker, &id, &path).await?;
+            files.push((path.trim_start_matches('/').to_string(), data));
+        }
+        Ok(files)
+    })
+    .await?;
+    let rind = tokio::fs::read(binary).await?;
+    let layer = archive::program_layer(RIND_IN_NODE, &rind, &files)?;
+    Ok(archive::docker_archive(
+        &ImageSpec {
+            repo_tag: strip_docker_io(paths::DNS_IMAGE),
+            entrypoint: Some(vec!["/usr/local/bin/rind", "dns"]),
+            cmd: None,
+            created_by: "rind: the rind binary and its shared libraries",
+        },
+        &layer,
+    )?)
+}
+
+/// The absolute paths of the shared libraries (and the loader) `binary` needs.
+async fn linked_libraries(binary: &Path) -> Result<Vec<String>, ImageError> {
+    // `/proc/self/exe` would name ldd's own program once ldd runs: ask about the file.
+    let binary = std::fs::canonicalize(binary)?;
+    let output = tokio::process::Command::new("ldd")
+        .arg(&binary)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            ImageError::Tool(
+                "ldd".into(),
+                format!("{e} (ldd comes with the C library's tools, e.g. Debian's libc-bin)"),
+            )
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        // A static binary needs nothing more.
+        return Ok(Vec::new());
+    }
+    let libraries = parse_ldd(&text);
+    if libraries.is_empty() {
+        return Err(ImageError::Tool(
+            "ldd".into(),
+            format!(
+                "{} is dynamic but ldd listed no libraries: {text}",
+                binary.display()
+            ),
+        ));
+    }
+    Ok(libraries)
+}
+
+fn parse_ldd(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| path.to_string())
+        })
+        .collect()
+}
+
+/// The content of a file in a container, following symlinks (bookworm's loader and
+/// libraries are reached through some).
+async fn file_from_container(docker: &Docker, id: &str, path: &str) -> Result<Vec<u8>, ImageError> {
+    let mut current = path.to_string();
+    for _ in 0..8 {
+        let tar_bytes: Vec<bytes::Bytes> = docker
+            .download_from_container(
+                id,
+                Some(DownloadFromContainerOptions {
+                    path: current.clone(),
+                }),
+            )
+            .try_collect()
+            .await
+            .map_err(docker_err("copying a library out of the base image"))?;
+        let tar_bytes = tar_bytes.concat();
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut link = None;
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                return Ok(data);
+            }
+            if kind.is_symlink() {
+                link = entry.link_name()?.map(|l| l.display().to_string());
+                break;
+            }
+        }
+        let Some(target) = link else { break };
+        current = if target.starts_with('/') {
+            target
+        } else {
+            let dir = Path::new(&current).parent().unwrap_or(Path::new("/"));
+            dir.join(target).display().to_string()
+        };
+    }
+    Err(ImageError::Tool(
+        "copying libraries".into(),
+        format!("{path} is not a file in the base image"),
+    ))
 }
 
 /// `docker save` names images without the default registry.
@@ -215,7 +345,7 @@ async fn list_applets(busybox: &[u8]) -> Result<Vec<String>, ImageError> {
 fn write_overlay_tar(
     out: std::fs::File,
     binary: &Path,
-    images: &BusyboxImages,
+    images: &BakedImages,
     files_dir: Option<&Path>,
 ) -> Result<(), ImageError> {
     let mut builder = tar::Builder::new(out);
@@ -251,6 +381,7 @@ fn write_overlay_tar(
     for (name, data) in [
         (PAUSE_ARCHIVE, &images.pause),
         (BUSYBOX_ARCHIVE, &images.busybox),
+        (DNS_ARCHIVE, &images.dns),
     ] {
         let path = format!("{images_dir}/{name}");
         builder.append_data(
@@ -291,7 +422,7 @@ pub async fn assemble(
     docker: &Docker,
     base: &str,
     binary: &Path,
-    images: &BusyboxImages,
+    images: &BakedImages,
     files_dir: Option<&Path>,
     tag: &str,
 ) -> Result<(), ImageError> {
@@ -354,13 +485,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ldd_output_gives_library_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f4b)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f4c)\n";
+        assert_eq!(
+            parse_ldd(text),
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+    }
+
+    #[test]
     fn overlay_tar_holds_binary_images_and_files() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("rind");
         std::fs::write(&bin, b"binary").unwrap();
-        let images = BusyboxImages {
+        let images = BakedImages {
             pause: b"p".to_vec(),
             busybox: b"b".to_vec(),
+            dns: b"d".to_vec(),
         };
         let out = dir.path().join("overlay.tar");
         write_overlay_tar(std::fs::File::create(&out).unwrap(), &bin, &images, None).unwrap();
@@ -375,6 +519,7 @@ mod tests {
             "usr/local/bin/rind",
             "opt/rind/images/pause.tar",
             "opt/rind/images/busybox.tar",
+            "opt/rind/images/dns.tar",
             "etc/profile.d/rind.sh",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");

@@ -1,0 +1,112 @@
+//! Counters of the DNS server, served in Prometheus' text format on the `metrics`
+//! port (9153, where kind's CoreDNS serves its own), and the `/health` and `/ready`
+//! endpoints the Deployment's probes use (CoreDNS's `health` on 8080 and `ready` on
+//! 8181).
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use hickory_server::proto::op::ResponseCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: AtomicU64,
+    forwarded: AtomicU64,
+    noerror: AtomicU64,
+    nxdomain: AtomicU64,
+    servfail: AtomicU64,
+    other: AtomicU64,
+    /// Set once every watch has listed its objects: answers are then complete.
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn answered(&self, code: ResponseCode) {
+        let counter = match code {
+            ResponseCode::NoError => &self.noerror,
+            ResponseCode::NXDomain => &self.nxdomain,
+            ResponseCode::ServFail => &self.servfail,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP rind_dns_requests_total DNS requests received.\n\
+             # TYPE rind_dns_requests_total counter\n\
+             rind_dns_requests_total {}\n\
+             # HELP rind_dns_forward_requests_total Requests forwarded to the upstream resolvers.\n\
+             # TYPE rind_dns_forward_requests_total counter\n\
+             rind_dns_forward_requests_total {}\n\
+             # HELP rind_dns_responses_total DNS responses by response code.\n\
+             # TYPE rind_dns_responses_total counter\n\
+             rind_dns_responses_total{{rcode=\"NOERROR\"}} {}\n\
+             rind_dns_responses_total{{rcode=\"NXDOMAIN\"}} {}\n\
+             rind_dns_responses_total{{rcode=\"SERVFAIL\"}} {}\n\
+             rind_dns_responses_total{{rcode=\"other\"}} {}\n",
+            get(&self.requests),
+            get(&self.forwarded),
+            get(&self.noerror),
+            get(&self.nxdomain),
+            get(&self.servfail),
+            get(&self.other),
+        )
+    }
+}
+
+/// Serves `router` on `addr` until the process ends.
+async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router).await
+}
+
+/// `/health` (alive: the process answers), `/ready` (every watch has synced) and
+/// `/metrics`, each on its own port as CoreDNS has them.
+pub async fn serve_all(
+    metrics: Arc<Metrics>,
+    health: SocketAddr,
+    ready: SocketAddr,
+    prometheus: SocketAddr,
+) -> std::io::Result<()> {
+    let health_router = Router::new().route("/health", get(|| async { "OK" }));
+    let ready_metrics = metrics.clone();
+    let ready_router = Router::new().route(
+        "/ready",
+        get(move || {
+            let metrics = ready_metrics.clone();
+            async move {
+                if metrics.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "OK")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "kubernetes")
+                }
+            }
+        }),
+    );
+    let prometheus_router = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move { metrics.render() }
+        }),
+    );
+    tokio::try_join!(
+        serve(health, health_router),
+        serve(ready, ready_router),
+        serve(prometheus, prometheus_router),
+    )?;
+    Ok(())
+}
