@@ -414,25 +414,7 @@ impl PodWorkers {
         if !running.is_empty() {
             // The containers' final states, written before the object goes, so
             // clients that watch the pod see how each one ended.
-            let mut views = Vec::new();
-            for container in &spec.containers {
-                let newest = objects
-                    .containers
-                    .iter()
-                    .filter(|c| label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name)
-                    .max_by_key(|c| c.metadata.as_ref().map(|m| m.attempt));
-                let mut view = status::not_started(container, "ContainerCreating");
-                if let Some(newest) = newest {
-                    view.waiting = None;
-                    view.restart_count = newest
-                        .metadata
-                        .as_ref()
-                        .map(|m| m.attempt as i32)
-                        .unwrap_or(0);
-                    view.current = Some(self.instance(&newest.id).await?);
-                }
-                views.push(view);
-            }
+            let views = self.final_views(&spec, objects).await?;
             let finished = status::terminated_pod(pod, &views, Timestamp::now());
             self.send_status(key, &finished).await?;
         }
@@ -442,6 +424,135 @@ impl PodWorkers {
         let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
         tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
         Ok(())
+    }
+
+    /// A pod asking for something rind's kubelet does not implement never starts: its
+    /// containers wait with `CreateContainerConfigError` naming the fields, and one
+    /// event says the same. `Some(())` when the pod was refused.
+    async fn refuse_unsupported(&self, pod: &Pod, key: &PodKey) -> Result<Option<()>, SyncError> {
+        let unsupported = spec::unsupported_fields(pod);
+        if unsupported.is_empty() {
+            return Ok(None);
+        }
+        let message = format!(
+            "rind's kubelet does not implement {}",
+            unsupported.join(", ")
+        );
+        if self.first_failure(&format!("{}/unsupported", key.uid)) {
+            tracing::warn!(pod = %key.name, namespace = %key.namespace, "{message}");
+            self.api
+                .record_event(events::pod_reference(pod), "Warning", "Failed", &message)
+                .await;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let waiting = |c: &Container| {
+            let mut view = status::not_started(c, "CreateContainerConfigError");
+            if let Some(w) = view.waiting.as_mut() {
+                w.message = message.clone();
+            }
+            view
+        };
+        let init: Vec<ContainerView> = spec.init_containers.iter().flatten().map(waiting).collect();
+        let views: Vec<ContainerView> = spec.containers.iter().map(waiting).collect();
+        let refused = status::compute(pod, &self.node_ip, None, &init, &views, Timestamp::now());
+        self.send_status(key, &refused).await?;
+        Ok(Some(()))
+    }
+
+    /// `activeDeadlineSeconds` counted from the pod's start: once past, its containers
+    /// are stopped and the pod fails with upstream's `DeadlineExceeded`.
+    async fn past_deadline(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+    ) -> Result<bool, SyncError> {
+        let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref());
+        let (Some(deadline), Some(started)) = (deadline, started) else {
+            return Ok(false);
+        };
+        let active = Timestamp::now().duration_since(started.0).as_secs();
+        if active < deadline {
+            return Ok(false);
+        }
+        let message = "Pod was active on the node longer than the specified deadline";
+        tracing::info!(pod = %key.name, namespace = %key.namespace, "{message}");
+        self.api
+            .record_event(
+                events::pod_reference(pod),
+                "Warning",
+                "DeadlineExceeded",
+                message,
+            )
+            .await;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let grace = lifecycle::termination_grace(pod);
+        for c in objects
+            .containers
+            .iter()
+            .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+        {
+            let name = label(&c.labels, cri::LABEL_CONTAINER_NAME);
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|s| s.name == name);
+            lifecycle::stop(
+                &self.cri,
+                self.api.as_ref(),
+                pod,
+                container,
+                &c.id,
+                &pod_ip,
+                grace,
+                false,
+                None,
+            )
+            .await?;
+        }
+        let views = self.final_views(&spec, objects).await?;
+        let mut failed = status::terminated_pod(pod, &views, Timestamp::now());
+        failed.phase = Some("Failed".into());
+        failed.reason = Some("DeadlineExceeded".into());
+        failed.message = Some(message.into());
+        self.send_status(key, &failed).await?;
+        Ok(true)
+    }
+
+    /// How each app container ended, for the status written when a pod stops for
+    /// good (deleted, or past its deadline).
+    async fn final_views(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        objects: &PodRuntime,
+    ) -> Result<Vec<ContainerView>, CriError> {
+        let mut views = Vec::new();
+        for container in &spec.containers {
+            let newest = objects
+                .containers
+                .iter()
+                .filter(|c| label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name)
+                .max_by_key(|c| c.metadata.as_ref().map(|m| m.attempt));
+            let mut view = status::not_started(container, "ContainerCreating");
+            if let Some(newest) = newest {
+                view.waiting = None;
+                view.restart_count = newest
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.attempt as i32)
+                    .unwrap_or(0);
+                view.current = Some(self.instance(&newest.id).await?);
+            }
+            views.push(view);
+        }
+        Ok(views)
     }
 
     /// Patches the pod's status unless it is what was sent last.
@@ -477,6 +588,12 @@ impl PodWorkers {
                     self.cri.stop_sandbox(&sandbox.id).await?;
                 }
             }
+            return Ok(());
+        }
+        if let Some(done) = self.refuse_unsupported(pod, &key).await? {
+            return Ok(done);
+        }
+        if self.past_deadline(pod, &key, &objects).await? {
             return Ok(());
         }
         let spec = pod.spec.clone().unwrap_or_default();
@@ -599,6 +716,7 @@ impl PodWorkers {
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
+                pid_target: None,
             };
             let view = self
                 .sync_container(&ctx, &instances_of(&container.name))
@@ -620,8 +738,41 @@ impl PodWorkers {
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
+                pid_target: None,
             };
             views.push(
+                self.sync_container(&ctx, &instances_of(&container.name))
+                    .await?,
+            );
+        }
+        // Ephemeral containers (`kubectl debug`): started once in a running pod, never
+        // restarted, in their target's PID namespace when they name one.
+        let mut ephemeral_views = Vec::new();
+        for ephemeral in spec.ephemeral_containers.iter().flatten() {
+            let Some(container) = ephemeral_as_container(ephemeral) else {
+                continue;
+            };
+            if !initialized {
+                ephemeral_views.push(status::not_started(&container, "PodInitializing"));
+                continue;
+            }
+            let pid_target = ephemeral.target_container_name.as_ref().and_then(|target| {
+                instances_of(target)
+                    .first()
+                    .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+                    .map(|c| c.id.clone())
+            });
+            let ctx = ContainerCtx {
+                pod,
+                key: &key,
+                container: &container,
+                policy: "Never",
+                sandbox_id: &sandbox_id,
+                sandbox_config: &sandbox_config,
+                fields: &fields,
+                pid_target,
+            };
+            ephemeral_views.push(
                 self.sync_container(&ctx, &instances_of(&container.name))
                     .await?,
             );
@@ -639,7 +790,7 @@ impl PodWorkers {
             };
             super::volumes::refresh(&volume_ctx).await;
         }
-        let new_status = status::compute(
+        let mut new_status = status::compute(
             pod,
             &self.node_ip,
             Some(&sandbox_view),
@@ -647,6 +798,8 @@ impl PodWorkers {
             &views,
             Timestamp::now(),
         );
+        new_status.ephemeral_container_statuses =
+            (!ephemeral_views.is_empty()).then(|| status::statuses(&ephemeral_views));
         self.send_status(&key, &new_status).await
     }
 
@@ -773,6 +926,20 @@ impl PodWorkers {
         if let Err(waiting) = self.ensure_image(ctx, &image).await? {
             return Ok(Err(waiting));
         }
+        if let Err(message) = self.verify_non_root(ctx, &image).await? {
+            self.api
+                .record_event(
+                    ctx.container_reference(),
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
+            return Ok(Err(Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message,
+            }));
+        }
         let name = &ctx.container.name;
         let sources: Box<dyn Sources> = match self.api.client() {
             Some(client) => Box::new(ApiSources(client)),
@@ -841,6 +1008,16 @@ impl PodWorkers {
             }
         };
         let mut config = spec::container_config(ctx.pod, ctx.container, attempt, &env);
+        if let Some(target) = &ctx.pid_target
+            && let Some(ns) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|sc| sc.namespace_options.as_mut())
+        {
+            ns.pid = v1::NamespaceMode::Target as i32;
+            ns.target_id = target.clone();
+        }
         config.mounts = mounts;
         let id = match self
             .cri
@@ -1034,6 +1211,57 @@ impl PodWorkers {
         }
     }
 
+    /// `runAsNonRoot`: the user the container will run as (its own or the pod's
+    /// `runAsUser`, else the image's) must provably not be root; messages as upstream's.
+    async fn verify_non_root(
+        &self,
+        ctx: &ContainerCtx<'_>,
+        image: &str,
+    ) -> Result<Result<(), String>, CriError> {
+        let pod_sc = ctx
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref());
+        let sc = ctx.container.security_context.as_ref();
+        let non_root = sc
+            .and_then(|s| s.run_as_non_root)
+            .or(pod_sc.and_then(|s| s.run_as_non_root))
+            .unwrap_or(false);
+        if !non_root {
+            return Ok(Ok(()));
+        }
+        let pod_name = format!("{}_{}({})", ctx.key.name, ctx.key.namespace, ctx.key.uid);
+        let name = &ctx.container.name;
+        let run_as = sc
+            .and_then(|s| s.run_as_user)
+            .or(pod_sc.and_then(|s| s.run_as_user));
+        if let Some(uid) = run_as {
+            return Ok(if uid == 0 {
+                Err(format!(
+                    "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {name})"
+                ))
+            } else {
+                Ok(())
+            });
+        }
+        let status = self.cri.image_status(image).await?;
+        let uid = status
+            .as_ref()
+            .and_then(|i| i.uid.as_ref())
+            .map(|u| u.value);
+        let username = status.map(|i| i.username).unwrap_or_default();
+        Ok(match (uid, username.as_str()) {
+            (Some(0), _) | (None, "") => Err(format!(
+                "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+            )),
+            (None, user) => Err(format!(
+                "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod_name:?}, container: {name})"
+            )),
+            (Some(_), _) => Ok(()),
+        })
+    }
+
     async fn instance(&self, id: &str) -> Result<Instance, CriError> {
         let status = self.cri.container_status(id).await?;
         let image_id = [&status.image_id, &status.image_ref]
@@ -1073,6 +1301,18 @@ fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
+/// An ephemeral container as the container it runs as: the same fields but the
+/// target, which is not a container's.
+fn ephemeral_as_container(
+    ephemeral: &k8s_openapi::api::core::v1::EphemeralContainer,
+) -> Option<Container> {
+    let mut value = serde_json::to_value(ephemeral).ok()?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("targetContainerName");
+    }
+    serde_json::from_value(value).ok()
+}
+
 /// No ConfigMaps or Secrets: a runtime without an API server (tests).
 struct NoSources;
 
@@ -1103,6 +1343,9 @@ struct ContainerCtx<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a v1::PodSandboxConfig,
     fields: &'a FieldValues<'a>,
+    /// For an ephemeral container with a target: the running container whose PID
+    /// namespace it joins.
+    pid_target: Option<String>,
 }
 
 impl ContainerCtx<'_> {
