@@ -622,6 +622,24 @@ def test_restart_policies_and_terminated_states(c):
         delete_quietly(c, never, ok, retry)
 
 
+def test_termination_messages_from_the_file_or_the_log(c):
+    from_file, from_log = unique("msgfile"), unique("msglog")
+    pods = [
+        pod(from_file, c.image, "printf 'bye bye' > /dev/termination-log; exit 2"),
+        pod(from_log, c.image, "echo first; echo last words; exit 3", terminationMessagePolicy="FallbackToLogsOnError"),
+    ]
+    for p in pods:
+        p["spec"]["restartPolicy"] = "Never"
+    apply(c, *pods)
+    try:
+        state = wait_for("the first pod to end", lambda: terminated(c, from_file))
+        assert (state["exitCode"], state.get("message")) == (2, "bye bye"), state
+        state = wait_for("the second pod to end", lambda: terminated(c, from_log))
+        assert (state["exitCode"], state.get("message")) == (3, "first\nlast words"), state
+    finally:
+        delete_quietly(c, from_file, from_log)
+
+
 def cgroup_value(c, pod_name, v1_file, v2_file):
     script = (
         f"if [ -f /sys/fs/cgroup/{v2_file} ]; then cat /sys/fs/cgroup/{v2_file};"

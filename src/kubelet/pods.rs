@@ -1019,6 +1019,9 @@ impl PodWorkers {
             ns.target_id = target.clone();
         }
         config.mounts = mounts;
+        if let Err(err) = termination_message_file(ctx, attempt, &mut config).await {
+            tracing::warn!(pod = %ctx.key.name, container = %ctx.container.name, "termination message file: {err}");
+        }
         let id = match self
             .cri
             .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
@@ -1278,7 +1281,11 @@ impl PodWorkers {
                 "Completed" | "Error" => String::new(),
                 other => other.to_string(),
             },
-            message: status.message.clone(),
+            message: if status.message.is_empty() {
+                termination_message(&status)
+            } else {
+                status.message.clone()
+            },
         });
         Ok(Instance {
             id: status.id,
@@ -1287,6 +1294,95 @@ impl PodWorkers {
             exit,
         })
     }
+}
+
+/// The annotations that carry a container's termination message settings to its
+/// exit, under upstream's names.
+const ANNOTATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+const ANNOTATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// Upstream reads at most this much of a termination message file.
+const MESSAGE_MAX_BYTES: usize = 4096;
+/// With `FallbackToLogsOnError`: at most this many of the log's last lines and bytes.
+const MESSAGE_LOG_LINES: usize = 80;
+const MESSAGE_LOG_BYTES: usize = 2048;
+
+/// Gives the container an empty file at its `terminationMessagePath` (default
+/// `/dev/termination-log`) for its last words, as upstream's kubelet does, unless a
+/// volume is mounted there.
+async fn termination_message_file(
+    ctx: &ContainerCtx<'_>,
+    attempt: u32,
+    config: &mut v1::ContainerConfig,
+) -> std::io::Result<()> {
+    let path = ctx
+        .container
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".to_string());
+    if config.mounts.iter().any(|m| m.container_path == path) {
+        return Ok(());
+    }
+    let dir = Path::new(super::volumes::PODS_DIR)
+        .join(&ctx.key.uid)
+        .join("containers")
+        .join(&ctx.container.name);
+    tokio::fs::create_dir_all(&dir).await?;
+    let file = dir.join(format!("termination-log-{attempt}"));
+    tokio::fs::write(&file, b"").await?;
+    // Any user the container runs as must be able to write it.
+    tokio::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).await?;
+    config.mounts.push(v1::Mount {
+        container_path: path.clone(),
+        host_path: file.display().to_string(),
+        ..v1::Mount::default()
+    });
+    config
+        .annotations
+        .insert(ANNOTATION_MESSAGE_PATH.to_string(), path);
+    config.annotations.insert(
+        ANNOTATION_MESSAGE_POLICY.to_string(),
+        ctx.container
+            .termination_message_policy
+            .clone()
+            .unwrap_or_else(|| "File".to_string()),
+    );
+    Ok(())
+}
+
+/// What an exited container left as its termination message: its message file, or,
+/// with `FallbackToLogsOnError` after a failure and an empty file, its log's tail.
+fn termination_message(status: &v1::ContainerStatus) -> String {
+    let Some(path) = status.annotations.get(ANNOTATION_MESSAGE_PATH) else {
+        return String::new();
+    };
+    let file = status
+        .mounts
+        .iter()
+        .find(|m| &m.container_path == path)
+        .and_then(|m| std::fs::read(&m.host_path).ok())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&file[..file.len().min(MESSAGE_MAX_BYTES)]).into_owned();
+    let fallback = status
+        .annotations
+        .get(ANNOTATION_MESSAGE_POLICY)
+        .map(String::as_str)
+        == Some("FallbackToLogsOnError");
+    if !message.is_empty() || !fallback || status.exit_code == 0 {
+        return message;
+    }
+    let log = std::fs::read_to_string(&status.log_path).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        // CRI log lines: time, stream, tag (P partial / F full), then the text.
+        .map(|line| line.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(MESSAGE_LOG_LINES)..].join("\n");
+    let start = tail.len().saturating_sub(MESSAGE_LOG_BYTES);
+    let start = (start..=tail.len())
+        .find(|i| tail.is_char_boundary(*i))
+        .unwrap_or(tail.len());
+    tail[start..].to_string()
 }
 
 /// The policy the API server defaults to (`Always` for `:latest` or no tag), for a
