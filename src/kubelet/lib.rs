@@ -12,6 +12,7 @@ mod logs;
 mod node_status;
 mod pods;
 mod probes;
+mod pull_secrets;
 mod server;
 mod spec;
 mod status;

@@ -1169,7 +1169,19 @@ impl PodWorkers {
             )
             .await;
         let started = Instant::now();
-        match self.cri.pull_image(image).await {
+        // With pull secrets, each matching credential is tried in turn, then none.
+        let credentials = match self.api.client() {
+            Some(client) => super::pull_secrets::credentials(&client, ctx.pod, image).await,
+            None => Vec::new(),
+        };
+        let mut pulled = Err(CriError::Missing { what: "image" });
+        for auth in credentials.into_iter().map(Some).chain([None]) {
+            pulled = self.cri.pull_image(image, auth).await;
+            if pulled.is_ok() {
+                break;
+            }
+        }
+        match pulled {
             Ok(_) => {
                 if let Ok(mut p) = self.pulls.lock() {
                     p.by_container.remove(&failure_key);
