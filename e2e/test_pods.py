@@ -559,6 +559,29 @@ def test_subpath_expr_and_memory_backed_empty_dir(c):
         delete_quietly(c, name)
 
 
+def test_an_empty_dir_past_its_size_limit_evicts_the_pod(c):
+    name = unique("evict")
+    p = pod(
+        name,
+        c.image,
+        "dd if=/dev/zero of=/data/big bs=1048576 count=4 2>/dev/null; exec sleep 3600",
+        grace=1,
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+    )
+    p["spec"]["volumes"] = [{"name": "data", "emptyDir": {"sizeLimit": "1Mi"}}]
+    apply(c, p)
+    try:
+        status = wait_for(
+            "the pod to be evicted",
+            lambda: (s := (get_pod(c, name) or {}).get("status", {})).get("phase") == "Failed" and s,
+            timeout=90,
+        )
+        assert status["reason"] == "Evicted", status
+        assert status["message"] == 'Usage of EmptyDir volume "data" exceeds the limit "1Mi". ', status
+    finally:
+        delete_quietly(c, name)
+
+
 def test_init_containers_and_a_sidecar_gate_the_app(c):
     name = unique("init")
     p = pod(name, c.image, "cat /work/flag; exec sleep 3600", grace=1,

@@ -477,14 +477,41 @@ impl PodWorkers {
             return Ok(false);
         }
         let message = "Pod was active on the node longer than the specified deadline";
-        tracing::info!(pod = %key.name, namespace = %key.namespace, "{message}");
+        self.fail_pod(pod, key, objects, "DeadlineExceeded", message)
+            .await?;
+        Ok(true)
+    }
+
+    /// A disk-backed emptyDir past its `sizeLimit` gets its pod evicted, as
+    /// upstream's eviction manager does (checked with the volume refresh).
+    async fn over_volume_limit(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+    ) -> Result<bool, SyncError> {
+        let root = Path::new(super::volumes::PODS_DIR);
+        let Some((volume, limit)) = super::volumes::empty_dir_over_limit(pod, root) else {
+            return Ok(false);
+        };
+        let message = format!("Usage of EmptyDir volume {volume:?} exceeds the limit {limit:?}. ");
+        self.fail_pod(pod, key, objects, "Evicted", &message)
+            .await?;
+        Ok(true)
+    }
+
+    /// Stops the pod's containers for good and reports it Failed with `reason`.
+    async fn fail_pod(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), SyncError> {
+        tracing::info!(pod = %key.name, namespace = %key.namespace, reason, "{message}");
         self.api
-            .record_event(
-                events::pod_reference(pod),
-                "Warning",
-                "DeadlineExceeded",
-                message,
-            )
+            .record_event(events::pod_reference(pod), "Warning", reason, message)
             .await;
         let spec = pod.spec.clone().unwrap_or_default();
         let pod_ip = pod
@@ -520,10 +547,9 @@ impl PodWorkers {
         let views = self.final_views(&spec, objects).await?;
         let mut failed = status::terminated_pod(pod, &views, Timestamp::now());
         failed.phase = Some("Failed".into());
-        failed.reason = Some("DeadlineExceeded".into());
+        failed.reason = Some(reason.into());
         failed.message = Some(message.into());
-        self.send_status(key, &failed).await?;
-        Ok(true)
+        self.send_status(key, &failed).await
     }
 
     /// How each app container ended, for the status written when a pod stops for
@@ -778,8 +804,14 @@ impl PodWorkers {
             );
         }
 
+        // Every VOLUME_REFRESH: the eviction check of emptyDir limits, then the
+        // API-backed volumes brought up to date.
+        let refresh = self.api.client().is_some() && self.refresh_due(&key.uid);
+        if refresh && self.over_volume_limit(pod, &key, &objects).await? {
+            return Ok(());
+        }
         if let Some(client) = self.api.client()
-            && self.refresh_due(&key.uid)
+            && refresh
         {
             let volume_ctx = VolumeCtx {
                 client: &client,

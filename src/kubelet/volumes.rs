@@ -129,6 +129,52 @@ fn set_group_ownership(
     Ok(())
 }
 
+/// The bytes the files under `dir` take (their sizes, symlinks not followed).
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// The first disk-backed emptyDir of the pod holding more than its `sizeLimit`,
+/// with the limit as written.
+pub fn empty_dir_over_limit(pod: &Pod, root: &Path) -> Option<(String, String)> {
+    let uid = pod.uid().unwrap_or_default();
+    for volume in pod.spec.as_ref()?.volumes.iter().flatten() {
+        let Some(empty) = &volume.empty_dir else {
+            continue;
+        };
+        // A memory-backed one is a tmpfs of that size: the kernel enforces it.
+        if empty.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+            continue;
+        }
+        let Some(limit) = &empty.size_limit else {
+            continue;
+        };
+        let Some(bytes) = rind_api::quantity::Quantity::parse(&limit.0).map(|q| q.value()) else {
+            continue;
+        };
+        let dir = pod_volume_dir(root, &uid, "empty-dir", &volume.name);
+        if dir.exists() && disk_usage(&dir) > u64::try_from(bytes).unwrap_or(u64::MAX) {
+            return Some((volume.name.clone(), limit.0.clone()));
+        }
+    }
+    None
+}
+
 /// Whether `dir` is itself a mount point (its device differs from its parent's).
 fn is_mount_point(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
