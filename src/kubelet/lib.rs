@@ -1,6 +1,7 @@
-//! The kubelet: registers the node, runs the pods bound to it through the container
-//! runtime (CRI), reports their status and serves their logs and streams (exec,
-//! attach, port-forward).
+//! The kubelet: registers the node and reports its readiness from the runtime's
+//! health, runs the pods bound to it through the container runtime (CRI) — probes,
+//! lifecycle hooks, graceful deletion, volumes, env — reports their status and serves
+//! their logs and streams (exec, attach, port-forward).
 
 mod backoff;
 mod cri;
