@@ -75,6 +75,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             .unwrap_or(1000),
         memory_bytes: i64::try_from(info.memory_bytes).unwrap_or(i64::MAX),
     };
+    let sync_health = pods::SyncHealth::default();
     tokio::spawn(node_status::heartbeat(
         client.clone(),
         runtime.clone(),
@@ -82,6 +83,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         info,
         node_uid,
         readiness,
+        sync_health.clone(),
     ));
 
     tokio::spawn(local_path::run(
@@ -119,6 +121,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         spec::kubernetes_service_env(&cfg.service_subnet),
         store.clone(),
         node_allocatable,
+        sync_health,
     ));
     tokio::spawn(workers.run(wake));
 

@@ -150,6 +150,32 @@ pub struct PodWorkers {
     node: NodeAllocatable,
     /// When each pod's API-backed volumes were last brought up to date.
     volume_refreshes: Mutex<HashMap<String, Instant>>,
+    /// When the last relist of the runtime succeeded: the node's readiness checks
+    /// that the sync loop is alive (upstream's PLEG health).
+    sync_health: SyncHealth,
+}
+
+/// The time of the sync loop's last successful relist, shared with the heartbeat.
+#[derive(Clone, Debug)]
+pub struct SyncHealth(Arc<Mutex<Instant>>);
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+}
+
+impl SyncHealth {
+    fn mark(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Instant::now();
+        }
+    }
+
+    /// How long ago the loop last relisted.
+    pub fn since(&self) -> Duration {
+        self.0.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -191,9 +217,11 @@ impl PodWorkers {
         service_env: Vec<(String, String)>,
         store: Store<Pod>,
         node: NodeAllocatable,
+        sync_health: SyncHealth,
     ) -> Self {
         Self {
             node,
+            sync_health,
             volume_refreshes: Mutex::new(HashMap::new()),
             prober: Arc::new(Prober::new(cri.clone(), api.clone())),
             restarts: RestartBackoff::default(),
@@ -237,8 +265,9 @@ impl PodWorkers {
     /// Runs the sync loop forever; `wake` is notified on every watch event.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
         loop {
-            if let Err(err) = self.relist().await {
-                tracing::warn!("relist failed: {err}");
+            match self.relist().await {
+                Ok(()) => self.sync_health.mark(),
+                Err(err) => tracing::warn!("relist failed: {err}"),
             }
             tokio::select! {
                 () = wake.notified() => {}
@@ -1623,6 +1652,7 @@ mod tests {
                 cpu_millis: 1000,
                 memory_bytes: 1 << 30,
             },
+            SyncHealth::default(),
         ));
 
         // A pod that prints and exits: Succeeded, logs kept.
