@@ -324,6 +324,10 @@ def test_env_from_configmaps_secrets_and_the_downward_api(c):
     cm, secret = f"{name}-cm", f"{name}-s"
     c.kubectl("create", "configmap", cm, "--from-literal=color=blue", "--from-literal=size=L")
     c.kubectl("create", "secret", "generic", secret, "--from-literal=password=hunter2")
+    service = f"{name}-svc"
+    c.kubectl("create", "service", "clusterip", service, "--tcp=8080:80")
+    cluster_ip = c.kubectl("get", "service", service, "-o", "jsonpath={.spec.clusterIP}").stdout
+    link = service.upper().replace("-", "_")
     apply(
         c,
         pod(
@@ -366,8 +370,12 @@ def test_env_from_configmaps_secrets_and_the_downward_api(c):
         assert env["POD_NAME"] == name and env["TIER"] == "gold"
         assert env["NODE"] == p["spec"]["nodeName"] and env["POD_IP"] == p["status"]["podIP"]
         assert env["MEM_MI"] == "64" and env["BOTH"] == "blue-L"
+        # Service links, as enableServiceLinks (on by default) asks.
+        assert env[f"{link}_SERVICE_HOST"] == cluster_ip
+        assert env[f"{link}_PORT_8080_TCP"] == f"tcp://{cluster_ip}:8080"
     finally:
         delete_quietly(c, name)
+        c.kubectl("delete", "service", service, check=False)
 
 
 def test_a_missing_key_is_a_create_container_config_error(c):
@@ -551,6 +559,29 @@ def test_subpath_expr_and_memory_backed_empty_dir(c):
         delete_quietly(c, name)
 
 
+def test_an_empty_dir_past_its_size_limit_evicts_the_pod(c):
+    name = unique("evict")
+    p = pod(
+        name,
+        c.image,
+        "dd if=/dev/zero of=/data/big bs=1048576 count=4 2>/dev/null; exec sleep 3600",
+        grace=1,
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+    )
+    p["spec"]["volumes"] = [{"name": "data", "emptyDir": {"sizeLimit": "1Mi"}}]
+    apply(c, p)
+    try:
+        status = wait_for(
+            "the pod to be evicted",
+            lambda: (s := (get_pod(c, name) or {}).get("status", {})).get("phase") == "Failed" and s,
+            timeout=90,
+        )
+        assert status["reason"] == "Evicted", status
+        assert status["message"] == 'Usage of EmptyDir volume "data" exceeds the limit "1Mi". ', status
+    finally:
+        delete_quietly(c, name)
+
+
 def test_init_containers_and_a_sidecar_gate_the_app(c):
     name = unique("init")
     p = pod(name, c.image, "cat /work/flag; exec sleep 3600", grace=1,
@@ -614,6 +645,24 @@ def test_restart_policies_and_terminated_states(c):
         delete_quietly(c, never, ok, retry)
 
 
+def test_termination_messages_from_the_file_or_the_log(c):
+    from_file, from_log = unique("msgfile"), unique("msglog")
+    pods = [
+        pod(from_file, c.image, "printf 'bye bye' > /dev/termination-log; exit 2"),
+        pod(from_log, c.image, "echo first; echo last words; exit 3", terminationMessagePolicy="FallbackToLogsOnError"),
+    ]
+    for p in pods:
+        p["spec"]["restartPolicy"] = "Never"
+    apply(c, *pods)
+    try:
+        state = wait_for("the first pod to end", lambda: terminated(c, from_file))
+        assert (state["exitCode"], state.get("message")) == (2, "bye bye"), state
+        state = wait_for("the second pod to end", lambda: terminated(c, from_log))
+        assert (state["exitCode"], state.get("message")) == (3, "first\nlast words"), state
+    finally:
+        delete_quietly(c, from_file, from_log)
+
+
 def cgroup_value(c, pod_name, v1_file, v2_file):
     script = (
         f"if [ -f /sys/fs/cgroup/{v2_file} ]; then cat /sys/fs/cgroup/{v2_file};"
@@ -668,6 +717,136 @@ def test_allocating_past_the_memory_limit_is_oom_killed(c):
         assert state["reason"] == "OOMKilled", state
         assert state["exitCode"] == 137, state
         assert get_pod(c, name)["status"]["phase"] == "Failed"
+    finally:
+        delete_quietly(c, name)
+
+
+def waiting_state(c, name):
+    return ((container_status(c, name).get("state") or {}).get("waiting")) or {}
+
+
+def test_fields_rind_does_not_implement_are_refused_by_name(c):
+    name = unique("refused")
+    p = pod(name, c.image, "exec sleep 3600", grace=1)
+    p["spec"]["hostAliases"] = [{"ip": "10.1.2.3", "hostnames": ["foo.local"]}]
+    apply(c, p)
+    try:
+        waiting = wait_for(
+            "the pod to be refused",
+            lambda: waiting_state(c, name).get("reason") == "CreateContainerConfigError" and waiting_state(c, name),
+        )
+        assert waiting["message"] == "rind's kubelet does not implement spec.hostAliases", waiting
+        assert events(c, name, "Failed") == ["rind's kubelet does not implement spec.hostAliases"]
+    finally:
+        delete_quietly(c, name)
+
+
+def test_run_as_non_root_and_security_settings(c):
+    root, user = unique("nonroot"), unique("user")
+    refused = pod(root, c.image, "exec sleep 3600", grace=1)
+    refused["spec"]["securityContext"] = {"runAsNonRoot": True}
+    allowed = pod(
+        user,
+        c.image,
+        "mkdir -p /tmp; exec sleep 3600",
+        grace=1,
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+        securityContext={"seccompProfile": {"type": "RuntimeDefault"}, "allowPrivilegeEscalation": False},
+    )
+    allowed["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "fsGroup": 2000,
+        "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "2000 60000"}],
+    }
+    allowed["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    apply(c, refused, allowed)
+    try:
+        waiting = wait_for(
+            "runAsNonRoot to refuse a root image",
+            lambda: waiting_state(c, root).get("reason") == "CreateContainerConfigError" and waiting_state(c, root),
+        )
+        uid = get_pod(c, root)["metadata"]["uid"]
+        assert waiting["message"] == (
+            f'container has runAsNonRoot and image will run as root (pod: "{root}_default({uid})", container: main)'
+        ), waiting
+        wait_for("the non-root pod to run", lambda: running(c, user))
+        ex = lambda *cmd: c.kubectl("exec", user, "--", *cmd).stdout
+        assert ex("id", "-u").strip() == "1000"
+        assert "2000" in ex("id", "-G").split()
+        assert ex("stat", "-c", "%g", "/data").strip() == "2000"
+        status = ex("cat", "/proc/self/status")
+        assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status, status
+        assert ex("cat", "/proc/sys/net/ipv4/ip_local_port_range").split() == ["2000", "60000"]
+    finally:
+        delete_quietly(c, root, user)
+
+
+def test_host_pid_sees_the_node(c):
+    name = unique("hostpid")
+    p = pod(name, c.image, "exec sleep 3600", grace=1)
+    p["spec"]["hostPID"] = True
+    apply(c, p)
+    try:
+        wait_for("the pod to run", lambda: running(c, name))
+        first = c.kubectl("exec", name, "--", "cat", "/proc/1/cmdline").stdout
+        assert "rind" in first.split("\0")[0], first
+    finally:
+        delete_quietly(c, name)
+
+
+def test_active_deadline_fails_the_pod(c):
+    name = unique("deadline")
+    p = pod(name, c.image, "exec sleep 3600", grace=1)
+    p["spec"]["activeDeadlineSeconds"] = 5
+    apply(c, p)
+    try:
+        status = wait_for(
+            "the pod to fail past its deadline",
+            lambda: (s := (get_pod(c, name) or {}).get("status", {})).get("phase") == "Failed" and s,
+            timeout=60,
+        )
+        assert status["reason"] == "DeadlineExceeded", status
+        assert status["message"] == "Pod was active on the node longer than the specified deadline"
+    finally:
+        delete_quietly(c, name)
+
+
+def test_readiness_gates_hold_ready_until_their_condition_is_true(c):
+    name = unique("gate")
+    p = pod(name, c.image, "exec sleep 3600", grace=1)
+    p["spec"]["readinessGates"] = [{"conditionType": "example.com/lb-ready"}]
+    apply(c, p)
+    try:
+        wait_for("the containers to be ready", lambda: condition(c, name, "ContainersReady") == "True")
+        ready = next(x for x in get_pod(c, name)["status"]["conditions"] if x["type"] == "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady"), ready
+        assert ready["message"] == 'corresponding condition of pod readiness gate "example.com/lb-ready" does not exist.'
+        patch = {"status": {"conditions": [{"type": "example.com/lb-ready", "status": "True"}]}}
+        c.kubectl("patch", "pod", name, "--subresource=status", "-p", json.dumps(patch))
+        wait_for("the pod to be ready", lambda: condition(c, name, "Ready") == "True")
+    finally:
+        delete_quietly(c, name)
+
+
+def test_kubectl_debug_joins_the_target_pid_namespace(c):
+    name = unique("debug")
+    apply(c, pod(name, c.image, "exec sleep 3600", grace=1))
+    try:
+        wait_for("the pod to run", lambda: running(c, name))
+        c.kubectl(
+            "debug", name, f"--image={c.image}", "--image-pull-policy=IfNotPresent",
+            "--target=main", "--container=dbg", "--", "ps", "-o", "pid,args",
+        )
+
+        def debug_done():
+            statuses = get_pod(c, name)["status"].get("ephemeralContainerStatuses") or []
+            return statuses and (statuses[0].get("state") or {}).get("terminated")
+
+        state = wait_for("the debug container to finish", debug_done, timeout=60)
+        assert state["exitCode"] == 0, state
+        out = c.kubectl("logs", name, "-c", "dbg").stdout
+        assert any(line.split()[0] == "1" and "sleep 3600" in line for line in out.splitlines()[1:]), out
     finally:
         delete_quietly(c, name)
 

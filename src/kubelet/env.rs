@@ -6,7 +6,7 @@
 //! `CreateContainerConfigError`.
 
 use super::spec::{FieldValues, expand};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ResourceFieldSelector, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ResourceFieldSelector, Secret, Service};
 use kube::Api;
 use rind_api::quantity::Quantity;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,10 @@ pub trait Sources: Send + Sync {
         ns: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, String>;
+    /// The namespace's Services, for the service links of `enableServiceLinks`.
+    async fn services(&self, _ns: &str) -> Result<Vec<Service>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// [`Sources`] over the API server.
@@ -41,6 +45,15 @@ impl Sources for ApiSources {
         let api: Api<ConfigMap> = Api::namespaced(self.0.clone(), ns);
         let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
         Ok(found.map(|cm| cm.data.unwrap_or_default()))
+    }
+
+    async fn services(&self, ns: &str) -> Result<Vec<Service>, String> {
+        let api: Api<Service> = Api::namespaced(self.0.clone(), ns);
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list.items)
     }
 
     async fn secret(
@@ -174,6 +187,69 @@ pub fn resource_value(
     }
 }
 
+/// The Docker-links-style variables of one Service (`FOO_SERVICE_HOST`,
+/// `FOO_PORT_80_TCP`, …), as upstream's kubelet makes them for each Service with a
+/// cluster IP in the pod's namespace.
+pub fn service_link_env(service: &Service) -> Vec<(String, String)> {
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    let Some(ip) = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+    else {
+        return Vec::new();
+    };
+    let Some(ports) = spec.ports.as_ref().filter(|p| !p.is_empty()) else {
+        return Vec::new();
+    };
+    let prefix = service
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default()
+        .to_uppercase()
+        .replace('-', "_");
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    let mut out = vec![
+        (format!("{prefix}_SERVICE_HOST"), ip.to_string()),
+        (format!("{prefix}_SERVICE_PORT"), ports[0].port.to_string()),
+    ];
+    for port in ports {
+        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+            out.push((
+                format!(
+                    "{prefix}_SERVICE_PORT_{}",
+                    name.to_uppercase().replace('-', "_")
+                ),
+                port.port.to_string(),
+            ));
+        }
+    }
+    let first_proto = ports[0].protocol.clone().unwrap_or_else(|| "TCP".into());
+    out.push((
+        format!("{prefix}_PORT"),
+        format!("{}://{host}:{}", first_proto.to_lowercase(), ports[0].port),
+    ));
+    for port in ports {
+        let proto = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+        let base = format!("{prefix}_PORT_{}_{}", port.port, proto.to_uppercase());
+        out.push((
+            base.clone(),
+            format!("{}://{host}:{}", proto.to_lowercase(), port.port),
+        ));
+        out.push((format!("{base}_PROTO"), proto.to_lowercase()));
+        out.push((format!("{base}_PORT"), port.port.to_string()));
+        out.push((format!("{base}_ADDR"), ip.to_string()));
+    }
+    out
+}
+
 /// The container's variables in order, `KUBERNETES_SERVICE_*` first; the error is
 /// the message of the container's `CreateContainerConfigError`.
 pub async fn resolve(
@@ -189,8 +265,26 @@ pub async fn resolve(
         config_maps: HashMap::new(),
         secrets: HashMap::new(),
     };
-    let mut vars: HashMap<String, String> = fields.service_env.iter().cloned().collect();
-    let mut order: Vec<String> = fields.service_env.iter().map(|(k, _)| k.clone()).collect();
+    let mut service_env: Vec<(String, String)> = fields.service_env.to_vec();
+    let links = fields
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    if links {
+        let mut services = sources.services(&ns).await?;
+        services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        for service in &services {
+            // The API server's own Service is covered by the variables every pod gets.
+            if ns == "default" && service.metadata.name.as_deref() == Some("kubernetes") {
+                continue;
+            }
+            service_env.extend(service_link_env(service));
+        }
+    }
+    let mut vars: HashMap<String, String> = service_env.iter().cloned().collect();
+    let mut order: Vec<String> = service_env.iter().map(|(k, _)| k.clone()).collect();
     let mut set = |vars: &mut HashMap<String, String>, name: String, value: String| {
         if vars.insert(name.clone(), value).is_none() {
             order.push(name);
@@ -366,6 +460,31 @@ mod tests {
         assert_eq!(env["MEM"], "128");
         assert_eq!(env["CPU"], "250");
         assert_eq!(env["CPULIM"], "2");
+    }
+
+    #[test]
+    fn service_links_as_upstream_names_them() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "my-web"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP"},
+                {"port": 53, "protocol": "UDP"}
+            ]}
+        }))
+        .unwrap();
+        let env: HashMap<String, String> = service_link_env(&service).into_iter().collect();
+        assert_eq!(env["MY_WEB_SERVICE_HOST"], "10.96.0.20");
+        assert_eq!(env["MY_WEB_SERVICE_PORT"], "80");
+        assert_eq!(env["MY_WEB_SERVICE_PORT_HTTP"], "80");
+        assert_eq!(env["MY_WEB_PORT"], "tcp://10.96.0.20:80");
+        assert_eq!(env["MY_WEB_PORT_53_UDP"], "udp://10.96.0.20:53");
+        assert_eq!(env["MY_WEB_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(env["MY_WEB_PORT_80_TCP_ADDR"], "10.96.0.20");
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}
+        }))
+        .unwrap();
+        assert!(service_link_env(&headless).is_empty());
     }
 
     #[tokio::test]

@@ -327,6 +327,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn http_probes_judge_by_status_code_and_send_upstreams_headers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                    let ok = request.starts_with("get /ok ")
+                        && request.contains("user-agent: kube-probe/1.37")
+                        && request.contains("x-probe: yes");
+                    let code = if ok {
+                        "200 OK"
+                    } else {
+                        "500 Internal Server Error"
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        let cri = Cri::new("/nonexistent.sock");
+        let container = Container::default();
+        let target = Target {
+            cri: &cri,
+            container_id: "c",
+            container: &container,
+            pod_ip: "127.0.0.1",
+        };
+        let action = |path: &str| HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(i32::from(port)),
+            http_headers: Some(vec![k8s_openapi::api::core::v1::HTTPHeader {
+                name: "X-Probe".into(),
+                value: "yes".into(),
+            }]),
+            ..HTTPGetAction::default()
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(http_get(&target, &action("/ok"), second).await, Ok(()));
+        assert_eq!(
+            http_get(&target, &action("/bad"), second).await,
+            Err("HTTP probe failed with statuscode: 500".to_string())
+        );
+        assert_eq!(tcp(&target, None, port, second).await, Ok(()));
+    }
+
+    #[tokio::test]
     async fn refused_connections_are_worded_as_go_dials() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();

@@ -1,6 +1,7 @@
-//! The kubelet: registers the node, runs the pods bound to it through the container
-//! runtime (CRI), reports their status and serves their logs and streams (exec,
-//! attach, port-forward).
+//! The kubelet: registers the node and reports its readiness from the runtime's
+//! health, runs the pods bound to it through the container runtime (CRI) — probes,
+//! lifecycle hooks, graceful deletion, volumes, env — reports their status and serves
+//! their logs and streams (exec, attach, port-forward).
 
 mod backoff;
 mod cri;
@@ -13,6 +14,7 @@ mod logs;
 mod node_status;
 mod pods;
 mod probes;
+mod pull_secrets;
 mod server;
 mod spec;
 mod status;
@@ -74,6 +76,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             .unwrap_or(1000),
         memory_bytes: i64::try_from(info.memory_bytes).unwrap_or(i64::MAX),
     };
+    let sync_health = pods::SyncHealth::default();
     tokio::spawn(node_status::heartbeat(
         client.clone(),
         runtime.clone(),
@@ -81,6 +84,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         info,
         node_uid,
         readiness,
+        sync_health.clone(),
     ));
 
     tokio::spawn(local_path::run(
@@ -124,6 +128,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         },
         store.clone(),
         node_allocatable,
+        sync_health,
     ));
     tokio::spawn(workers.run(wake));
 

@@ -201,6 +201,20 @@ pub async fn runtime_problems(cri: &Cri) -> Vec<String> {
     problems
 }
 
+/// The sync loop counts as stuck when it has not relisted the runtime for this long,
+/// upstream's PLEG threshold.
+const SYNC_LOOP_THRESHOLD: Duration = Duration::from_secs(180);
+
+/// The pod sync loop's health as upstream's PLEG check words it.
+fn sync_problem(since_relist: Duration) -> Option<String> {
+    (since_relist > SYNC_LOOP_THRESHOLD).then(|| {
+        format!(
+            "PLEG is not healthy: pleg was last seen active {} ago; threshold is 3m0s",
+            super::backoff::go_duration(since_relist)
+        )
+    })
+}
+
 /// Upstream joins several problems as an aggregate error does: one alone is shown as
 /// it is, more are bracketed and comma-separated.
 fn not_ready_message(problems: &[String]) -> String {
@@ -381,13 +395,15 @@ pub async fn heartbeat(
     info: SystemInfo,
     node_uid: String,
     mut readiness: Readiness,
+    sync_health: super::pods::SyncHealth,
 ) {
     let since = Timestamp::now();
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     loop {
         let now = Timestamp::now();
-        let problems = runtime_problems(&cri).await;
+        let mut problems = runtime_problems(&cri).await;
+        problems.extend(sync_problem(sync_health.since()));
         if problems.is_empty() != readiness.problems.is_empty() {
             tracing::info!(?problems, "node readiness changed");
             readiness.since = now;
@@ -555,6 +571,15 @@ mod tests {
             since: now,
         };
         assert_eq!(ready(&two).message.as_deref(), Some("[a, b]"));
+    }
+
+    #[test]
+    fn a_stuck_sync_loop_is_a_problem() {
+        assert_eq!(sync_problem(Duration::from_secs(5)), None);
+        assert_eq!(
+            sync_problem(Duration::from_secs(200)).as_deref(),
+            Some("PLEG is not healthy: pleg was last seen active 3m20s ago; threshold is 3m0s")
+        );
     }
 
     #[test]

@@ -153,6 +153,32 @@ pub struct PodWorkers {
     node: NodeAllocatable,
     /// When each pod's API-backed volumes were last brought up to date.
     volume_refreshes: Mutex<HashMap<String, Instant>>,
+    /// When the last relist of the runtime succeeded: the node's readiness checks
+    /// that the sync loop is alive (upstream's PLEG health).
+    sync_health: SyncHealth,
+}
+
+/// The time of the sync loop's last successful relist, shared with the heartbeat.
+#[derive(Clone, Debug)]
+pub struct SyncHealth(Arc<Mutex<Instant>>);
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+}
+
+impl SyncHealth {
+    fn mark(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Instant::now();
+        }
+    }
+
+    /// How long ago the loop last relisted.
+    pub fn since(&self) -> Duration {
+        self.0.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -195,9 +221,11 @@ impl PodWorkers {
         dns: dns::ClusterDns,
         store: Store<Pod>,
         node: NodeAllocatable,
+        sync_health: SyncHealth,
     ) -> Self {
         Self {
             node,
+            sync_health,
             volume_refreshes: Mutex::new(HashMap::new()),
             prober: Arc::new(Prober::new(cri.clone(), api.clone())),
             restarts: RestartBackoff::default(),
@@ -242,8 +270,9 @@ impl PodWorkers {
     /// Runs the sync loop forever; `wake` is notified on every watch event.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
         loop {
-            if let Err(err) = self.relist().await {
-                tracing::warn!("relist failed: {err}");
+            match self.relist().await {
+                Ok(()) => self.sync_health.mark(),
+                Err(err) => tracing::warn!("relist failed: {err}"),
             }
             tokio::select! {
                 () = wake.notified() => {}
@@ -419,25 +448,7 @@ impl PodWorkers {
         if !running.is_empty() {
             // The containers' final states, written before the object goes, so
             // clients that watch the pod see how each one ended.
-            let mut views = Vec::new();
-            for container in &spec.containers {
-                let newest = objects
-                    .containers
-                    .iter()
-                    .filter(|c| label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name)
-                    .max_by_key(|c| c.metadata.as_ref().map(|m| m.attempt));
-                let mut view = status::not_started(container, "ContainerCreating");
-                if let Some(newest) = newest {
-                    view.waiting = None;
-                    view.restart_count = newest
-                        .metadata
-                        .as_ref()
-                        .map(|m| m.attempt as i32)
-                        .unwrap_or(0);
-                    view.current = Some(self.instance(&newest.id).await?);
-                }
-                views.push(view);
-            }
+            let views = self.final_views(&spec, objects).await?;
             let finished = status::terminated_pod(pod, &views, Timestamp::now());
             self.send_status(key, &finished).await?;
         }
@@ -447,6 +458,161 @@ impl PodWorkers {
         let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
         tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
         Ok(())
+    }
+
+    /// A pod asking for something rind's kubelet does not implement never starts: its
+    /// containers wait with `CreateContainerConfigError` naming the fields, and one
+    /// event says the same. `Some(())` when the pod was refused.
+    async fn refuse_unsupported(&self, pod: &Pod, key: &PodKey) -> Result<Option<()>, SyncError> {
+        let unsupported = spec::unsupported_fields(pod);
+        if unsupported.is_empty() {
+            return Ok(None);
+        }
+        let message = format!(
+            "rind's kubelet does not implement {}",
+            unsupported.join(", ")
+        );
+        if self.first_failure(&format!("{}/unsupported", key.uid)) {
+            tracing::warn!(pod = %key.name, namespace = %key.namespace, "{message}");
+            self.api
+                .record_event(events::pod_reference(pod), "Warning", "Failed", &message)
+                .await;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let waiting = |c: &Container| {
+            let mut view = status::not_started(c, "CreateContainerConfigError");
+            if let Some(w) = view.waiting.as_mut() {
+                w.message = message.clone();
+            }
+            view
+        };
+        let init: Vec<ContainerView> = spec.init_containers.iter().flatten().map(waiting).collect();
+        let views: Vec<ContainerView> = spec.containers.iter().map(waiting).collect();
+        let refused = status::compute(pod, &self.node_ip, None, &init, &views, Timestamp::now());
+        self.send_status(key, &refused).await?;
+        Ok(Some(()))
+    }
+
+    /// `activeDeadlineSeconds` counted from the pod's start: once past, its containers
+    /// are stopped and the pod fails with upstream's `DeadlineExceeded`.
+    async fn past_deadline(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+    ) -> Result<bool, SyncError> {
+        let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+        let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref());
+        let (Some(deadline), Some(started)) = (deadline, started) else {
+            return Ok(false);
+        };
+        let active = Timestamp::now().duration_since(started.0).as_secs();
+        if active < deadline {
+            return Ok(false);
+        }
+        let message = "Pod was active on the node longer than the specified deadline";
+        self.fail_pod(pod, key, objects, "DeadlineExceeded", message)
+            .await?;
+        Ok(true)
+    }
+
+    /// A disk-backed emptyDir past its `sizeLimit` gets its pod evicted, as
+    /// upstream's eviction manager does (checked with the volume refresh).
+    async fn over_volume_limit(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+    ) -> Result<bool, SyncError> {
+        let root = Path::new(super::volumes::PODS_DIR);
+        let Some((volume, limit)) = super::volumes::empty_dir_over_limit(pod, root) else {
+            return Ok(false);
+        };
+        let message = format!("Usage of EmptyDir volume {volume:?} exceeds the limit {limit:?}. ");
+        self.fail_pod(pod, key, objects, "Evicted", &message)
+            .await?;
+        Ok(true)
+    }
+
+    /// Stops the pod's containers for good and reports it Failed with `reason`.
+    async fn fail_pod(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), SyncError> {
+        tracing::info!(pod = %key.name, namespace = %key.namespace, reason, "{message}");
+        self.api
+            .record_event(events::pod_reference(pod), "Warning", reason, message)
+            .await;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let grace = lifecycle::termination_grace(pod);
+        for c in objects
+            .containers
+            .iter()
+            .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+        {
+            let name = label(&c.labels, cri::LABEL_CONTAINER_NAME);
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|s| s.name == name);
+            lifecycle::stop(
+                &self.cri,
+                self.api.as_ref(),
+                pod,
+                container,
+                &c.id,
+                &pod_ip,
+                grace,
+                false,
+                None,
+            )
+            .await?;
+        }
+        let views = self.final_views(&spec, objects).await?;
+        let mut failed = status::terminated_pod(pod, &views, Timestamp::now());
+        failed.phase = Some("Failed".into());
+        failed.reason = Some(reason.into());
+        failed.message = Some(message.into());
+        self.send_status(key, &failed).await
+    }
+
+    /// How each app container ended, for the status written when a pod stops for
+    /// good (deleted, or past its deadline).
+    async fn final_views(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        objects: &PodRuntime,
+    ) -> Result<Vec<ContainerView>, CriError> {
+        let mut views = Vec::new();
+        for container in &spec.containers {
+            let newest = objects
+                .containers
+                .iter()
+                .filter(|c| label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name)
+                .max_by_key(|c| c.metadata.as_ref().map(|m| m.attempt));
+            let mut view = status::not_started(container, "ContainerCreating");
+            if let Some(newest) = newest {
+                view.waiting = None;
+                view.restart_count = newest
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.attempt as i32)
+                    .unwrap_or(0);
+                view.current = Some(self.instance(&newest.id).await?);
+            }
+            views.push(view);
+        }
+        Ok(views)
     }
 
     /// Patches the pod's status unless it is what was sent last.
@@ -482,6 +648,12 @@ impl PodWorkers {
                     self.cri.stop_sandbox(&sandbox.id).await?;
                 }
             }
+            return Ok(());
+        }
+        if let Some(done) = self.refuse_unsupported(pod, &key).await? {
+            return Ok(done);
+        }
+        if self.past_deadline(pod, &key, &objects).await? {
             return Ok(());
         }
         let spec = pod.spec.clone().unwrap_or_default();
@@ -616,6 +788,7 @@ impl PodWorkers {
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
+                pid_target: None,
             };
             let view = self
                 .sync_container(&ctx, &instances_of(&container.name))
@@ -637,15 +810,54 @@ impl PodWorkers {
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
+                pid_target: None,
             };
             views.push(
                 self.sync_container(&ctx, &instances_of(&container.name))
                     .await?,
             );
         }
+        // Ephemeral containers (`kubectl debug`): started once in a running pod, never
+        // restarted, in their target's PID namespace when they name one.
+        let mut ephemeral_views = Vec::new();
+        for ephemeral in spec.ephemeral_containers.iter().flatten() {
+            let Some(container) = ephemeral_as_container(ephemeral) else {
+                continue;
+            };
+            if !initialized {
+                ephemeral_views.push(status::not_started(&container, "PodInitializing"));
+                continue;
+            }
+            let pid_target = ephemeral.target_container_name.as_ref().and_then(|target| {
+                instances_of(target)
+                    .first()
+                    .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+                    .map(|c| c.id.clone())
+            });
+            let ctx = ContainerCtx {
+                pod,
+                key: &key,
+                container: &container,
+                policy: "Never",
+                sandbox_id: &sandbox_id,
+                sandbox_config: &sandbox_config,
+                fields: &fields,
+                pid_target,
+            };
+            ephemeral_views.push(
+                self.sync_container(&ctx, &instances_of(&container.name))
+                    .await?,
+            );
+        }
 
+        // Every VOLUME_REFRESH: the eviction check of emptyDir limits, then the
+        // API-backed volumes brought up to date.
+        let refresh = self.api.client().is_some() && self.refresh_due(&key.uid);
+        if refresh && self.over_volume_limit(pod, &key, &objects).await? {
+            return Ok(());
+        }
         if let Some(client) = self.api.client()
-            && self.refresh_due(&key.uid)
+            && refresh
         {
             let volume_ctx = VolumeCtx {
                 client: &client,
@@ -656,7 +868,7 @@ impl PodWorkers {
             };
             super::volumes::refresh(&volume_ctx).await;
         }
-        let new_status = status::compute(
+        let mut new_status = status::compute(
             pod,
             &self.node_ip,
             Some(&sandbox_view),
@@ -664,6 +876,8 @@ impl PodWorkers {
             &views,
             Timestamp::now(),
         );
+        new_status.ephemeral_container_statuses =
+            (!ephemeral_views.is_empty()).then(|| status::statuses(&ephemeral_views));
         self.send_status(&key, &new_status).await
     }
 
@@ -790,6 +1004,20 @@ impl PodWorkers {
         if let Err(waiting) = self.ensure_image(ctx, &image).await? {
             return Ok(Err(waiting));
         }
+        if let Err(message) = self.verify_non_root(ctx, &image).await? {
+            self.api
+                .record_event(
+                    ctx.container_reference(),
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
+            return Ok(Err(Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message,
+            }));
+        }
         let name = &ctx.container.name;
         let sources: Box<dyn Sources> = match self.api.client() {
             Some(client) => Box::new(ApiSources(client)),
@@ -858,7 +1086,20 @@ impl PodWorkers {
             }
         };
         let mut config = spec::container_config(ctx.pod, ctx.container, attempt, &env);
+        if let Some(target) = &ctx.pid_target
+            && let Some(ns) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|sc| sc.namespace_options.as_mut())
+        {
+            ns.pid = v1::NamespaceMode::Target as i32;
+            ns.target_id = target.clone();
+        }
         config.mounts = mounts;
+        if let Err(err) = termination_message_file(ctx, attempt, &mut config).await {
+            tracing::warn!(pod = %ctx.key.name, container = %ctx.container.name, "termination message file: {err}");
+        }
         let id = match self
             .cri
             .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
@@ -1006,7 +1247,19 @@ impl PodWorkers {
             )
             .await;
         let started = Instant::now();
-        match self.cri.pull_image(image).await {
+        // With pull secrets, each matching credential is tried in turn, then none.
+        let credentials = match self.api.client() {
+            Some(client) => super::pull_secrets::credentials(&client, ctx.pod, image).await,
+            None => Vec::new(),
+        };
+        let mut pulled = Err(CriError::Missing { what: "image" });
+        for auth in credentials.into_iter().map(Some).chain([None]) {
+            pulled = self.cri.pull_image(image, auth).await;
+            if pulled.is_ok() {
+                break;
+            }
+        }
+        match pulled {
             Ok(_) => {
                 if let Ok(mut p) = self.pulls.lock() {
                     p.by_container.remove(&failure_key);
@@ -1051,6 +1304,57 @@ impl PodWorkers {
         }
     }
 
+    /// `runAsNonRoot`: the user the container will run as (its own or the pod's
+    /// `runAsUser`, else the image's) must provably not be root; messages as upstream's.
+    async fn verify_non_root(
+        &self,
+        ctx: &ContainerCtx<'_>,
+        image: &str,
+    ) -> Result<Result<(), String>, CriError> {
+        let pod_sc = ctx
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref());
+        let sc = ctx.container.security_context.as_ref();
+        let non_root = sc
+            .and_then(|s| s.run_as_non_root)
+            .or(pod_sc.and_then(|s| s.run_as_non_root))
+            .unwrap_or(false);
+        if !non_root {
+            return Ok(Ok(()));
+        }
+        let pod_name = format!("{}_{}({})", ctx.key.name, ctx.key.namespace, ctx.key.uid);
+        let name = &ctx.container.name;
+        let run_as = sc
+            .and_then(|s| s.run_as_user)
+            .or(pod_sc.and_then(|s| s.run_as_user));
+        if let Some(uid) = run_as {
+            return Ok(if uid == 0 {
+                Err(format!(
+                    "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {name})"
+                ))
+            } else {
+                Ok(())
+            });
+        }
+        let status = self.cri.image_status(image).await?;
+        let uid = status
+            .as_ref()
+            .and_then(|i| i.uid.as_ref())
+            .map(|u| u.value);
+        let username = status.map(|i| i.username).unwrap_or_default();
+        Ok(match (uid, username.as_str()) {
+            (Some(0), _) | (None, "") => Err(format!(
+                "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+            )),
+            (None, user) => Err(format!(
+                "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod_name:?}, container: {name})"
+            )),
+            (Some(_), _) => Ok(()),
+        })
+    }
+
     async fn instance(&self, id: &str) -> Result<Instance, CriError> {
         let status = self.cri.container_status(id).await?;
         let image_id = [&status.image_id, &status.image_ref]
@@ -1067,7 +1371,11 @@ impl PodWorkers {
                 "Completed" | "Error" => String::new(),
                 other => other.to_string(),
             },
-            message: status.message.clone(),
+            message: if status.message.is_empty() {
+                termination_message(&status)
+            } else {
+                status.message.clone()
+            },
         });
         Ok(Instance {
             id: status.id,
@@ -1076,6 +1384,95 @@ impl PodWorkers {
             exit,
         })
     }
+}
+
+/// The annotations that carry a container's termination message settings to its
+/// exit, under upstream's names.
+const ANNOTATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+const ANNOTATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// Upstream reads at most this much of a termination message file.
+const MESSAGE_MAX_BYTES: usize = 4096;
+/// With `FallbackToLogsOnError`: at most this many of the log's last lines and bytes.
+const MESSAGE_LOG_LINES: usize = 80;
+const MESSAGE_LOG_BYTES: usize = 2048;
+
+/// Gives the container an empty file at its `terminationMessagePath` (default
+/// `/dev/termination-log`) for its last words, as upstream's kubelet does, unless a
+/// volume is mounted there.
+async fn termination_message_file(
+    ctx: &ContainerCtx<'_>,
+    attempt: u32,
+    config: &mut v1::ContainerConfig,
+) -> std::io::Result<()> {
+    let path = ctx
+        .container
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".to_string());
+    if config.mounts.iter().any(|m| m.container_path == path) {
+        return Ok(());
+    }
+    let dir = Path::new(super::volumes::PODS_DIR)
+        .join(&ctx.key.uid)
+        .join("containers")
+        .join(&ctx.container.name);
+    tokio::fs::create_dir_all(&dir).await?;
+    let file = dir.join(format!("termination-log-{attempt}"));
+    tokio::fs::write(&file, b"").await?;
+    // Any user the container runs as must be able to write it.
+    tokio::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).await?;
+    config.mounts.push(v1::Mount {
+        container_path: path.clone(),
+        host_path: file.display().to_string(),
+        ..v1::Mount::default()
+    });
+    config
+        .annotations
+        .insert(ANNOTATION_MESSAGE_PATH.to_string(), path);
+    config.annotations.insert(
+        ANNOTATION_MESSAGE_POLICY.to_string(),
+        ctx.container
+            .termination_message_policy
+            .clone()
+            .unwrap_or_else(|| "File".to_string()),
+    );
+    Ok(())
+}
+
+/// What an exited container left as its termination message: its message file, or,
+/// with `FallbackToLogsOnError` after a failure and an empty file, its log's tail.
+fn termination_message(status: &v1::ContainerStatus) -> String {
+    let Some(path) = status.annotations.get(ANNOTATION_MESSAGE_PATH) else {
+        return String::new();
+    };
+    let file = status
+        .mounts
+        .iter()
+        .find(|m| &m.container_path == path)
+        .and_then(|m| std::fs::read(&m.host_path).ok())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&file[..file.len().min(MESSAGE_MAX_BYTES)]).into_owned();
+    let fallback = status
+        .annotations
+        .get(ANNOTATION_MESSAGE_POLICY)
+        .map(String::as_str)
+        == Some("FallbackToLogsOnError");
+    if !message.is_empty() || !fallback || status.exit_code == 0 {
+        return message;
+    }
+    let log = std::fs::read_to_string(&status.log_path).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        // CRI log lines: time, stream, tag (P partial / F full), then the text.
+        .map(|line| line.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(MESSAGE_LOG_LINES)..].join("\n");
+    let start = tail.len().saturating_sub(MESSAGE_LOG_BYTES);
+    let start = (start..=tail.len())
+        .find(|i| tail.is_char_boundary(*i))
+        .unwrap_or(tail.len());
+    tail[start..].to_string()
 }
 
 /// The policy the API server defaults to (`Always` for `:latest` or no tag), for a
@@ -1088,6 +1485,18 @@ fn default_pull_policy(image: &str) -> &'static str {
         Some((_, "latest")) | None => "Always",
         Some(_) => "IfNotPresent",
     }
+}
+
+/// An ephemeral container as the container it runs as: the same fields but the
+/// target, which is not a container's.
+fn ephemeral_as_container(
+    ephemeral: &k8s_openapi::api::core::v1::EphemeralContainer,
+) -> Option<Container> {
+    let mut value = serde_json::to_value(ephemeral).ok()?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("targetContainerName");
+    }
+    serde_json::from_value(value).ok()
 }
 
 /// No ConfigMaps or Secrets: a runtime without an API server (tests).
@@ -1120,6 +1529,9 @@ struct ContainerCtx<'a> {
     sandbox_id: &'a str,
     sandbox_config: &'a v1::PodSandboxConfig,
     fields: &'a FieldValues<'a>,
+    /// For an ephemeral container with a target: the running container whose PID
+    /// namespace it joins.
+    pid_target: Option<String>,
 }
 
 impl ContainerCtx<'_> {
@@ -1258,6 +1670,7 @@ mod tests {
                 cpu_millis: 1000,
                 memory_bytes: 1 << 30,
             },
+            SyncHealth::default(),
         ));
 
         // A pod that prints and exits: Succeeded, logs kept.

@@ -48,6 +48,8 @@ impl PodKey {
 fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let host_pid = spec.and_then(|s| s.host_pid).unwrap_or(false);
+    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
     let shared_pid = spec
         .and_then(|s| s.share_process_namespace)
         .unwrap_or(false);
@@ -57,12 +59,18 @@ fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
         } else {
             v1::NamespaceMode::Pod
         } as i32,
-        pid: if shared_pid {
+        pid: if host_pid {
+            v1::NamespaceMode::Node
+        } else if shared_pid {
             v1::NamespaceMode::Pod
         } else {
             v1::NamespaceMode::Container
         } as i32,
-        ipc: v1::NamespaceMode::Pod as i32,
+        ipc: if host_ipc {
+            v1::NamespaceMode::Node
+        } else {
+            v1::NamespaceMode::Pod
+        } as i32,
         target_id: String::new(),
         userns_options: None,
     }
@@ -143,7 +151,14 @@ pub fn sandbox_config(
                 }),
                 ..v1::LinuxSandboxSecurityContext::default()
             }),
-            sysctls: HashMap::new(),
+            sysctls: spec
+                .security_context
+                .as_ref()
+                .and_then(|sc| sc.sysctls.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.name, s.value))
+                .collect(),
             overhead: None,
             resources: None,
         }),
@@ -301,6 +316,112 @@ fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
     res
 }
 
+/// Where `Localhost` seccomp profiles live on the node, as upstream's kubelet root.
+const SECCOMP_ROOT: &str = "/var/lib/kubelet/seccomp";
+
+/// The seccomp profile the runtime applies; none asked for is `Unconfined`, the
+/// kubelet's default without the SeccompDefault option.
+fn seccomp(profile: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> v1::SecurityProfile {
+    use v1::security_profile::ProfileType;
+    match profile.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref())) {
+        Some(("RuntimeDefault", _)) => v1::SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        },
+        Some(("Localhost", Some(path))) => v1::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: format!("{SECCOMP_ROOT}/{path}"),
+        },
+        _ => v1::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        },
+    }
+}
+
+/// The fields of the pod that rind's kubelet does not implement, named by their
+/// path, with the value that would need them. A pod using one is refused at start
+/// rather than run differently from what it asks for.
+pub fn unsupported_fields(pod: &Pod) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return out;
+    };
+    if spec.host_users == Some(false) {
+        out.push("spec.hostUsers: false (user namespaces)".to_string());
+    }
+    if spec.resources.is_some() {
+        out.push("spec.resources (pod-level resources)".to_string());
+    }
+    if spec.resource_claims.as_ref().is_some_and(|c| !c.is_empty()) {
+        out.push("spec.resourceClaims".to_string());
+    }
+    if spec.host_aliases.as_ref().is_some_and(|h| !h.is_empty()) {
+        out.push("spec.hostAliases".to_string());
+    }
+    if spec.set_hostname_as_fqdn == Some(true) {
+        out.push("spec.setHostnameAsFQDN: true".to_string());
+    }
+    if spec.os.as_ref().is_some_and(|os| os.name != "linux") {
+        out.push("spec.os.name: only linux".to_string());
+    }
+    if let Some(sc) = &spec.security_context {
+        if sc.se_linux_options.is_some() {
+            out.push("spec.securityContext.seLinuxOptions".to_string());
+        }
+        if sc.windows_options.is_some() {
+            out.push("spec.securityContext.windowsOptions".to_string());
+        }
+        if sc
+            .app_armor_profile
+            .as_ref()
+            .is_some_and(|a| a.type_ == "Localhost")
+        {
+            out.push("spec.securityContext.appArmorProfile: Localhost".to_string());
+        }
+        if sc.supplemental_groups_policy.as_deref() == Some("Strict") {
+            out.push("spec.securityContext.supplementalGroupsPolicy: Strict".to_string());
+        }
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", c))
+        .chain(spec.containers.iter().map(|c| ("containers", c)));
+    for (list, c) in containers {
+        let at = format!("spec.{list}[{}]", c.name);
+        if c.volume_devices.as_ref().is_some_and(|d| !d.is_empty()) {
+            out.push(format!("{at}.volumeDevices"));
+        }
+        if c.lifecycle
+            .as_ref()
+            .is_some_and(|l| l.stop_signal.is_some())
+        {
+            out.push(format!("{at}.lifecycle.stopSignal"));
+        }
+        if let Some(sc) = &c.security_context {
+            if sc.se_linux_options.is_some() {
+                out.push(format!("{at}.securityContext.seLinuxOptions"));
+            }
+            if sc.windows_options.is_some() {
+                out.push(format!("{at}.securityContext.windowsOptions"));
+            }
+            if sc.proc_mount.as_deref() == Some("Unmasked") {
+                out.push(format!("{at}.securityContext.procMount: Unmasked"));
+            }
+            if sc
+                .app_armor_profile
+                .as_ref()
+                .is_some_and(|a| a.type_ == "Localhost")
+            {
+                out.push(format!("{at}.securityContext.appArmorProfile: Localhost"));
+            }
+        }
+    }
+    out
+}
+
 /// The container's security settings: the container's own over the pod's.
 fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecurityContext {
     let pod_sc = pod
@@ -326,7 +447,19 @@ fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecur
             .or(pod_sc.run_as_group)
             .map(|value| v1::Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-        supplemental_groups: pod_sc.supplemental_groups.unwrap_or_default(),
+        // fsGroup joins the supplemental groups, so the volumes it owns are writable.
+        supplemental_groups: pod_sc
+            .supplemental_groups
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(pod_sc.fs_group)
+            .collect(),
+        seccomp: Some(seccomp(
+            sc.seccomp_profile
+                .as_ref()
+                .or(pod_sc.seccomp_profile.as_ref()),
+        )),
         // Kubernetes allows privilege escalation unless told otherwise.
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         namespace_options: Some(namespace_options(pod)),
@@ -547,6 +680,54 @@ mod tests {
         assert_eq!(pid(&p), v1::NamespaceMode::Container as i32);
         p.spec.as_mut().unwrap().share_process_namespace = Some(true);
         assert_eq!(pid(&p), v1::NamespaceMode::Pod as i32);
+    }
+
+    #[test]
+    fn host_namespaces_sysctls_seccomp_and_refused_fields() {
+        let mut p = pod();
+        let spec = p.spec.as_mut().unwrap();
+        spec.host_pid = Some(true);
+        spec.host_ipc = Some(true);
+        spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({
+                "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}],
+                "seccompProfile": {"type": "RuntimeDefault"},
+                "fsGroup": 2000
+            }))
+            .unwrap(),
+        );
+        let ns = namespace_options(&p);
+        assert_eq!(ns.pid, v1::NamespaceMode::Node as i32);
+        assert_eq!(ns.ipc, v1::NamespaceMode::Node as i32);
+        let cfg = sandbox_config(&p, 0);
+        assert_eq!(
+            cfg.linux.unwrap().sysctls["net.ipv4.ip_local_port_range"],
+            "1024 65000"
+        );
+        let sc = security_context(&p, &p.spec.as_ref().unwrap().containers[0]);
+        assert_eq!(
+            sc.seccomp.unwrap().profile_type,
+            v1::security_profile::ProfileType::RuntimeDefault as i32
+        );
+        assert_eq!(sc.supplemental_groups, [2000]);
+        assert!(unsupported_fields(&p).is_empty());
+        let unconfined = security_context(&pod(), &pod().spec.unwrap().containers[0]);
+        assert_eq!(
+            unconfined.seccomp.unwrap().profile_type,
+            v1::security_profile::ProfileType::Unconfined as i32
+        );
+        p.spec.as_mut().unwrap().host_users = Some(false);
+        p.spec.as_mut().unwrap().containers[0].volume_devices = Some(vec![
+            serde_json::from_value(serde_json::json!({"name": "d", "devicePath": "/dev/x"}))
+                .unwrap(),
+        ]);
+        assert_eq!(
+            unsupported_fields(&p),
+            [
+                "spec.hostUsers: false (user namespaces)",
+                "spec.containers[c].volumeDevices"
+            ]
+        );
     }
 
     #[test]

@@ -212,6 +212,11 @@ fn container_status(view: &ContainerView) -> ContainerStatus {
     }
 }
 
+/// The statuses of containers that report as app containers do (ephemeral ones).
+pub fn statuses(views: &[ContainerView]) -> Vec<ContainerStatus> {
+    views.iter().map(container_status).collect()
+}
+
 /// An init container is ready once it has run to success; a sidecar as an app
 /// container is, by its readiness.
 fn init_container_status(view: &ContainerView) -> ContainerStatus {
@@ -346,6 +351,28 @@ fn unready_message(statuses: &[ContainerStatus]) -> Option<String> {
     (!names.is_empty()).then(|| format!("containers with unready status: [{}]", names.join(" ")))
 }
 
+/// Why the pod's readiness gates hold it back (upstream's words), if they do: each
+/// gate's condition, set by some controller, must be True.
+fn gates_problem(pod: &Pod, conditions: &[PodCondition]) -> Option<String> {
+    let gates = pod.spec.as_ref()?.readiness_gates.as_ref()?;
+    let mut problems = Vec::new();
+    for gate in gates {
+        let found = conditions.iter().find(|c| c.type_ == gate.condition_type);
+        match found {
+            None => problems.push(format!(
+                "corresponding condition of pod readiness gate {:?} does not exist.",
+                gate.condition_type
+            )),
+            Some(c) if c.status != "True" => problems.push(format!(
+                "the status of pod readiness gate {:?} is not \"True\", but {}",
+                gate.condition_type, c.status
+            )),
+            Some(_) => {}
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join(", "))
+}
+
 /// Replaces the Ready and ContainersReady conditions in `conditions` with false ones.
 fn set_not_ready(
     conditions: &mut Vec<PodCondition>,
@@ -461,14 +488,24 @@ pub fn compute(
             (!initialized).then_some("ContainersNotInitialized"),
             now,
         ),
-        condition_with(
-            &old_conditions,
-            "Ready",
-            all_ready,
-            (!all_ready).then_some(not_ready_reason),
-            (!finished).then(|| unready_message(&statuses)).flatten(),
-            now,
-        ),
+        match (all_ready, gates_problem(pod, &old_conditions)) {
+            (true, Some(problem)) => condition_with(
+                &old_conditions,
+                "Ready",
+                false,
+                Some("ReadinessGatesNotReady"),
+                Some(problem),
+                now,
+            ),
+            _ => condition_with(
+                &old_conditions,
+                "Ready",
+                all_ready,
+                (!all_ready).then_some(not_ready_reason),
+                (!finished).then(|| unready_message(&statuses)).flatten(),
+                now,
+            ),
+        },
         condition_with(
             &old_conditions,
             "ContainersReady",
@@ -478,6 +515,20 @@ pub fn compute(
             now,
         ),
     ];
+    // Conditions set by others (readiness gates' and such) stay as they are.
+    let ours = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    conditions.extend(
+        old_conditions
+            .iter()
+            .filter(|c| !ours.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     // PodScheduled belongs to the scheduler; keep its condition as it is.
     conditions.push(
         old_conditions

@@ -92,6 +92,89 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// `fsGroup`, as upstream's volume ownership: every file and directory of the
+/// volume belongs to the group, directories get the set-group-ID bit so new files
+/// do too, and the group may read (and, in a writable volume, write) everything.
+fn set_group_ownership(
+    volume: &str,
+    root: &Path,
+    gid: i64,
+    writable: bool,
+) -> Result<(), VolumeError> {
+    let gid = u32::try_from(gid)
+        .map_err(|_| invalid(volume, format!("fsGroup {gid} is out of range")))?;
+    let group = Some(nix::unistd::Gid::from_raw(gid));
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(io(volume))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        nix::unistd::chown(&path, None, group)
+            .map_err(|errno| io(volume)(std::io::Error::from(errno)))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(io(volume))? {
+                pending.push(entry.map_err(io(volume))?.path());
+            }
+            mode | 0o2050 | if writable { 0o020 } else { 0 }
+        } else {
+            mode | 0o040 | if writable { 0o020 } else { 0 }
+        };
+        if wanted != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted))
+                .map_err(io(volume))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes the files under `dir` take (their sizes, symlinks not followed).
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// The first disk-backed emptyDir of the pod holding more than its `sizeLimit`,
+/// with the limit as written.
+pub fn empty_dir_over_limit(pod: &Pod, root: &Path) -> Option<(String, String)> {
+    let uid = pod.uid().unwrap_or_default();
+    for volume in pod.spec.as_ref()?.volumes.iter().flatten() {
+        let Some(empty) = &volume.empty_dir else {
+            continue;
+        };
+        // A memory-backed one is a tmpfs of that size: the kernel enforces it.
+        if empty.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+            continue;
+        }
+        let Some(limit) = &empty.size_limit else {
+            continue;
+        };
+        let Some(bytes) = rind_api::quantity::Quantity::parse(&limit.0).map(|q| q.value()) else {
+            continue;
+        };
+        let dir = pod_volume_dir(root, &uid, "empty-dir", &volume.name);
+        if dir.exists() && disk_usage(&dir) > u64::try_from(bytes).unwrap_or(u64::MAX) {
+            return Some((volume.name.clone(), limit.0.clone()));
+        }
+    }
+    None
+}
+
 /// Whether `dir` is itself a mount point (its device differs from its parent's).
 fn is_mount_point(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -707,7 +790,18 @@ pub async fn refresh(ctx: &VolumeCtx<'_>) {
         match api_payload(ctx, volume, &dir).await {
             Ok(Some(payload)) => match write_atomic(&volume.name, &dir, &payload) {
                 Ok(true) => {
-                    tracing::info!(pod = ?ctx.pod.metadata.name, volume = %volume.name, "volume updated")
+                    tracing::info!(pod = ?ctx.pod.metadata.name, volume = %volume.name, "volume updated");
+                    let fs_group = ctx
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.security_context.as_ref())
+                        .and_then(|sc| sc.fs_group);
+                    if let Some(gid) = fs_group
+                        && let Err(err) = set_group_ownership(&volume.name, &dir, gid, false)
+                    {
+                        tracing::warn!(pod = ?ctx.pod.metadata.name, "volume refresh: {err}");
+                    }
                 }
                 Ok(false) => {}
                 Err(err) => tracing::warn!(pod = ?ctx.pod.metadata.name, "volume refresh: {err}"),
@@ -897,6 +991,17 @@ pub async fn mounts(
             Some(path) => path.clone(),
             None => {
                 let path = prepare(ctx, volume).await?;
+                let fs_group = ctx
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.security_context.as_ref())
+                    .and_then(|sc| sc.fs_group);
+                if let Some(gid) = fs_group
+                    && (volume.empty_dir.is_some() || api_plugin(volume).is_some())
+                {
+                    set_group_ownership(&volume.name, &path, gid, volume.empty_dir.is_some())?;
+                }
                 ready.insert(volume.name.clone(), path.clone());
                 path
             }

@@ -315,13 +315,13 @@ impl Cri {
     }
 
     /// Pulls an image and returns its reference.
-    pub async fn pull_image(&self, image: &str) -> Result<String> {
+    pub async fn pull_image(&self, image: &str, auth: Option<v1::AuthConfig>) -> Result<String> {
         let resp = self
             .images
             .clone()
             .pull_image(v1::PullImageRequest {
                 image: Some(image_spec(image)),
-                auth: None,
+                auth,
                 sandbox_config: None,
             })
             .await
