@@ -2,7 +2,8 @@
 both proxy modes (one cluster per mode), a ClusterIP spreads over its ready endpoints,
 ClientIP affinity pins a client, a NodePort answers on the host through
 `extraPortMappings` and on the node's IP, a pod reaches itself through its own Service
-(hairpin), a deleted pod stops getting traffic within 2 s, a Service without endpoints
+(hairpin), a pod that is deleted or fails its readiness probe stops getting traffic
+within 2 s, a Service without endpoints
 refuses at once, `default/kubernetes` reaches the API server, every node answers on the
 NodePort, and `internalTrafficPolicy` / `externalTrafficPolicy: Local` keep to the
 node's own endpoints."""
@@ -66,7 +67,8 @@ def apply(c, tmp, text):
 
 def web_command():
     # Each server answers with its pod name, so the client can tell who served it.
-    return '["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]'
+    # /www/ready is what the web pods' readiness probe asks for.
+    return '["sh", "-c", "mkdir -p /www && hostname > /www/index.html && touch /www/ready && exec httpd -f -p 8080 -h /www"]'
 
 
 def spread():
@@ -96,6 +98,10 @@ spec:
         image: {image}
         command: {web_command()}
         ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          httpGet: {{path: /ready, port: http}}
+          periodSeconds: 1
+          failureThreshold: 1
 ---
 apiVersion: v1
 kind: Service
@@ -319,6 +325,36 @@ def test_external_traffic_policy_local_answers_from_the_nodes_own_endpoints(svc)
             )
     finally:
         svc.kubectl("patch", "service", "web", "-p", '{"spec": {"externalTrafficPolicy": "Cluster"}}')
+
+
+def test_pod_failing_readiness_stops_receiving_within_two_seconds(svc):
+    ip = cluster_ip(svc, "web")
+    victim = web_pods(svc)[0]
+    failed_at = time.monotonic()
+    svc.kubectl("exec", victim, "--", "rm", "/www/ready")
+    try:
+        clean_at = None
+        while time.monotonic() < failed_at + 20:
+            batch_start = time.monotonic()
+            # 10 answers without the pod: 1 in 1024 by chance while it is still served.
+            answers = fetch_many(svc, "client", f"http://{ip}/", 10)
+            if victim not in answers and "FAILED" not in answers:
+                clean_at = batch_start
+                break
+        assert clean_at is not None, "the unready pod kept receiving traffic"
+        # The probe runs every second and fails at its first run after the file went.
+        assert clean_at - failed_at <= 1.0 + 2.0, f"traffic stopped only {clean_at - failed_at:.2f}s after the probe's file went"
+        answers = fetch_many(svc, "client", f"http://{ip}/", 30)
+        ready = json.loads(svc.kubectl("get", "pod", victim, "-o", "json").stdout)["status"]["conditions"]
+        assert victim not in answers and "FAILED" not in answers, (answers, ready)
+    finally:
+        svc.kubectl("exec", victim, "--", "touch", "/www/ready")
+    # Ready again: back in the rotation.
+    wait_for(
+        "the pod back among the endpoints",
+        lambda: victim in fetch_many(svc, "client", f"http://{ip}/", 20),
+        timeout=30,
+    )
 
 
 def test_deleted_pod_stops_receiving_within_two_seconds(svc):

@@ -403,3 +403,60 @@ mod tests {
         assert!(plane.conntrack_commands(&udp(&["10.244.0.5"])).is_empty());
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::model::Endpoint;
+
+    /// How long generating and rendering 1,000 Services of 10 endpoints takes in this
+    /// build (the rest of a sync is the kernel transaction); `cargo test -p rind-proxy
+    /// -- --ignored --nocapture generation_time`.
+    #[test]
+    #[ignore = "prints a timing"]
+    fn generation_time() {
+        let ports: Vec<ServicePort> = (0..1000u32)
+            .map(|i| ServicePort {
+                name: format!("default/bench-{i}:http"),
+                cluster_ip: Ipv4Addr::from(0x0a60_0000 + i),
+                port: 80,
+                protocol: Protocol::Tcp,
+                node_port: None,
+                external_ips: vec![],
+                affinity: None,
+                internal_local: false,
+                external_local: false,
+                endpoints: (0..10u32)
+                    .map(|j| Endpoint {
+                        ip: Ipv4Addr::from(0x0afa_0000 + i * 10 + j),
+                        port: 8080,
+                        ready: true,
+                        serving: true,
+                        terminating: false,
+                        local: false,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let table = nftables::generate(&ports, "10.244.0.0/16");
+        let generated = t.elapsed();
+        let applied = table.applied();
+        let text = nftables::render(&table, Some(&applied));
+        println!(
+            "nftables: generate {generated:?}, generate+digest+render {:?} ({} bytes when nothing changed)",
+            t.elapsed(),
+            text.len()
+        );
+        let t = std::time::Instant::now();
+        let tables = iptables::generate(&ports, "10.244.0.0/16");
+        let generated = t.elapsed();
+        let known = iptables::Known::from_tables(&tables);
+        let text = iptables::render(&tables, &known);
+        println!(
+            "iptables: generate {generated:?}, generate+digest+render {:?} ({} bytes)",
+            t.elapsed(),
+            text.len()
+        );
+    }
+}
