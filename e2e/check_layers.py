@@ -18,6 +18,7 @@ LAYERS = {
     "rind-scheduler": 1,
     "rind-kubelet": 1,
     "rind-net": 1,
+    "rind-proxy": 1,
     "rind-node": 1,
     "rind-cluster": 2,
     "rind-bench": 3,

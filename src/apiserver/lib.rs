@@ -20,6 +20,7 @@ mod eviction;
 mod field_validation;
 mod handlers;
 mod kubelet;
+mod kubernetes_endpoints;
 mod logs;
 mod mirror;
 mod namespaces;
@@ -688,6 +689,10 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         service_account_key: Some(read(paths::SA_KEY)?),
     };
     tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
+    tokio::spawn(kubernetes_endpoints::run(
+        cfg.node_ip.clone(),
+        paths::APISERVER_PORT,
+    ));
     serve(config, store, listener)
         .await
         .context("serving the API")

@@ -19,6 +19,8 @@ pub enum NodeCommand {
     Kubelet,
     /// The pod network agent: CNI config, routes to other nodes, masquerade, NetworkPolicy.
     Net,
+    /// The service proxy (cluster IPs and node ports as nftables or iptables rules).
+    Proxy,
     /// The API server alone on 127.0.0.1 against a plain-HTTP etcd, with generated
     /// certificates and an admin kubeconfig written to `--dir` (for client test suites).
     StandaloneApiserver {
@@ -49,6 +51,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Scheduler => rind_scheduler::run_node(&load()?).await,
         NodeCommand::Kubelet => rind_kubelet::run_node(&load()?).await,
         NodeCommand::Net => rind_net::run_node(&load()?).await,
+        NodeCommand::Proxy => rind_proxy::run_node(&load()?).await,
         NodeCommand::StandaloneApiserver { etcd, dir, port } => {
             rind_bench::standalone::run(&etcd, &dir, port).await
         }

@@ -316,6 +316,23 @@ impl ClusterPki {
             contents: kubelet_conf.to_yaml().into_bytes(),
             mode: 0o600,
         });
+        // The service proxy's own identity, as kube-proxy's: the default policy binds
+        // `system:kube-proxy` to `system:node-proxier` (list/watch Services and
+        // EndpointSlices), which a node's credentials do not cover.
+        let proxy_user = "system:kube-proxy";
+        let proxy_pair = issue(&self.ca, proxy_user, &[], &[], Usage::Client)?;
+        let proxy_conf = super::kubeconfig::Kubeconfig::single(
+            "kubernetes",
+            node.api_server_url,
+            &self.ca.cert_pem,
+            proxy_user,
+            &proxy_pair,
+        );
+        files.push(NodeFile {
+            path: paths::PROXY_CONF.to_string(),
+            contents: proxy_conf.to_yaml().into_bytes(),
+            mode: 0o600,
+        });
         Ok(files)
     }
 }

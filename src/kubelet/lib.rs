@@ -2,11 +2,16 @@
 //! runtime (CRI), reports their status and serves their logs and streams (exec,
 //! attach, port-forward).
 
+mod backoff;
 mod cri;
+mod env;
+mod handlers;
+mod lifecycle;
 pub mod local_path;
 mod logs;
 mod node_status;
 mod pods;
+mod probes;
 mod server;
 mod spec;
 mod status;
@@ -51,18 +56,30 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         "{}://{}",
         version.runtime_name, version.runtime_version
     ));
+    let readiness = node_status::Readiness {
+        problems: node_status::runtime_problems(&runtime).await,
+        since: jiff::Timestamp::now(),
+    };
     let node_uid = loop {
-        match node_status::register(&client, cfg, &info).await {
+        match node_status::register(&client, cfg, &info, &readiness).await {
             Ok(uid) => break uid,
             Err(err) => tracing::info!("waiting for the API server to register the node: {err}"),
         }
         tokio::time::sleep(STARTUP_RETRY).await;
     };
+    let node_allocatable = env::NodeAllocatable {
+        cpu_millis: rind_api::quantity::Quantity::parse(&info.cpus)
+            .map(|q| q.milli_value())
+            .unwrap_or(1000),
+        memory_bytes: i64::try_from(info.memory_bytes).unwrap_or(i64::MAX),
+    };
     tokio::spawn(node_status::heartbeat(
         client.clone(),
+        runtime.clone(),
         cfg.clone(),
         info,
         node_uid,
+        readiness,
     ));
 
     tokio::spawn(local_path::run(
@@ -99,6 +116,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         cfg.node_ip.clone(),
         spec::kubernetes_service_env(&cfg.service_subnet),
         store.clone(),
+        node_allocatable,
     ));
     tokio::spawn(workers.run(wake));
 

@@ -1,6 +1,7 @@
 //! Registers the Node object, keeps its status fresh and renews the node's Lease in
 //! `kube-node-lease`, which is how the control plane knows the kubelet is alive.
 
+use super::cri::Cri;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
@@ -155,14 +156,86 @@ pub fn node_labels(cfg: &NodeConfig) -> BTreeMap<String, String> {
     labels
 }
 
-fn conditions(now: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
-    let cond = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-        last_heartbeat_time: Some(Time(now)),
-        last_transition_time: Some(Time(since)),
+/// How long a runtime status check may take before the runtime counts as down.
+const RUNTIME_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The node's readiness as last checked: the problems upstream's kubelet would name
+/// (empty when ready) and since when that verdict has held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub problems: Vec<String>,
+    pub since: Timestamp,
+}
+
+/// Asks the runtime for its health (CRI `Status`), as the kubelet's runtime-state
+/// check does each sync, and words what is wrong the way upstream's node status does.
+pub async fn runtime_problems(cri: &Cri) -> Vec<String> {
+    let status = match tokio::time::timeout(RUNTIME_CHECK_TIMEOUT, cri.status()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(err)) => {
+            tracing::warn!("container runtime status check failed: {err}");
+            return vec!["container runtime is down".to_string()];
+        }
+        Err(_) => {
+            tracing::warn!("container runtime status check timed out");
+            return vec!["container runtime is down".to_string()];
+        }
+    };
+    let condition = |type_: &str| status.conditions.iter().find(|c| c.r#type == type_);
+    let mut problems = Vec::new();
+    for (type_, what) in [
+        ("RuntimeReady", "container runtime not ready"),
+        ("NetworkReady", "container runtime network not ready"),
+    ] {
+        match condition(type_) {
+            Some(c) if c.status => {}
+            Some(c) => problems.push(format!(
+                "{what}: {type_}=false reason:{} message:{}",
+                c.reason, c.message
+            )),
+            None => problems.push(format!(
+                "{what}: {type_}=false reason: message:the runtime did not report {type_}"
+            )),
+        }
+    }
+    problems
+}
+
+/// Upstream joins several problems as an aggregate error does: one alone is shown as
+/// it is, more are bracketed and comma-separated.
+fn not_ready_message(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+fn conditions(now: Timestamp, since: Timestamp, readiness: &Readiness) -> Vec<NodeCondition> {
+    let cond =
+        |type_: &str, status: &str, reason: &str, message: &str, since: Timestamp| NodeCondition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            last_heartbeat_time: Some(Time(now)),
+            last_transition_time: Some(Time(since)),
+        };
+    let ready = if readiness.problems.is_empty() {
+        cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+            readiness.since,
+        )
+    } else {
+        cond(
+            "Ready",
+            "False",
+            "KubeletNotReady",
+            &not_ready_message(&readiness.problems),
+            readiness.since,
+        )
     };
     vec![
         cond(
@@ -170,25 +243,23 @@ fn conditions(now: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
             "False",
             "KubeletHasSufficientMemory",
             "kubelet has sufficient memory available",
+            since,
         ),
         cond(
             "DiskPressure",
             "False",
             "KubeletHasNoDiskPressure",
             "kubelet has no disk pressure",
+            since,
         ),
         cond(
             "PIDPressure",
             "False",
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
+            since,
         ),
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
+        ready,
     ]
 }
 
@@ -197,6 +268,7 @@ pub fn node_status(
     info: &SystemInfo,
     now: Timestamp,
     since: Timestamp,
+    readiness: &Readiness,
 ) -> NodeStatus {
     let resources = BTreeMap::from([
         ("cpu".to_string(), Quantity(info.cpus.clone())),
@@ -223,7 +295,7 @@ pub fn node_status(
         ]),
         capacity: Some(resources.clone()),
         allocatable: Some(resources),
-        conditions: Some(conditions(now, since)),
+        conditions: Some(conditions(now, since, readiness)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(rind_runtime::paths::KUBELET_PORT),
@@ -246,7 +318,7 @@ pub fn node_status(
     }
 }
 
-pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp) -> Node {
+pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp, readiness: &Readiness) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(cfg.node_name.clone()),
@@ -256,7 +328,7 @@ pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp) -> Node {
         // No podCIDR: as with upstream's `--allocate-node-cidrs`, the controller-manager's
         // node IPAM hands each node its share of the pod subnet.
         spec: Some(NodeSpec::default()),
-        status: Some(node_status(cfg, info, now, now)),
+        status: Some(node_status(cfg, info, now, now, readiness)),
     }
 }
 
@@ -265,10 +337,11 @@ pub async fn register(
     client: &kube::Client,
     cfg: &NodeConfig,
     info: &SystemInfo,
+    readiness: &Readiness,
 ) -> Result<String, NodeStatusError> {
     let api: Api<Node> = Api::all(client.clone());
     let now = Timestamp::now();
-    let desired = node(cfg, info, now);
+    let desired = node(cfg, info, now, readiness);
     let created = match api.create(&PostParams::default(), &desired).await {
         Ok(n) => {
             tracing::info!(node = %cfg.node_name, "registered the node");
@@ -288,7 +361,7 @@ pub async fn register(
         }
         Err(err) => return Err(err.into()),
     };
-    let patch = serde_json::json!({ "status": node_status(cfg, info, now, now) });
+    let patch = serde_json::json!({ "status": node_status(cfg, info, now, now, readiness) });
     api.patch_status(
         &cfg.node_name,
         &PatchParams::default(),
@@ -298,15 +371,30 @@ pub async fn register(
     Ok(created.metadata.uid.unwrap_or_default())
 }
 
-/// Posts the node status and renews the lease every 10 s, forever. Failures are
-/// logged and retried at the next beat: a kubelet never gives up on its API server.
-pub async fn heartbeat(client: kube::Client, cfg: NodeConfig, info: SystemInfo, node_uid: String) {
+/// Checks the runtime, posts the node status and renews the lease every 10 s,
+/// forever. Failures are logged and retried at the next beat: a kubelet never gives
+/// up on its API server.
+pub async fn heartbeat(
+    client: kube::Client,
+    cri: Cri,
+    cfg: NodeConfig,
+    info: SystemInfo,
+    node_uid: String,
+    mut readiness: Readiness,
+) {
     let since = Timestamp::now();
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     loop {
         let now = Timestamp::now();
-        let patch = serde_json::json!({ "status": node_status(&cfg, &info, now, since) });
+        let problems = runtime_problems(&cri).await;
+        if problems.is_empty() != readiness.problems.is_empty() {
+            tracing::info!(?problems, "node readiness changed");
+            readiness.since = now;
+        }
+        readiness.problems = problems;
+        let patch =
+            serde_json::json!({ "status": node_status(&cfg, &info, now, since, &readiness) });
         if let Err(err) = nodes
             .patch_status(
                 &cfg.node_name,
@@ -401,7 +489,11 @@ mod tests {
     #[test]
     fn control_plane_node_object() {
         let now: Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
-        let n = node(&cfg(Role::ControlPlane), &info(), now);
+        let ready = Readiness {
+            problems: vec![],
+            since: now,
+        };
+        let n = node(&cfg(Role::ControlPlane), &info(), now, &ready);
         let labels = n.metadata.labels.unwrap();
         assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
         assert_eq!(labels["kubernetes.io/hostname"], "rind-control-plane");
@@ -433,6 +525,35 @@ mod tests {
         let ni = status.node_info.unwrap();
         assert_eq!(ni.kubelet_version, "v1.37.0");
         assert_eq!(ni.container_runtime_version, "containerd://1.6.20");
+    }
+
+    #[test]
+    fn runtime_problems_make_the_node_not_ready() {
+        let now: Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
+        let down = Readiness {
+            problems: vec!["container runtime is down".into()],
+            since: now,
+        };
+        let ready = |r: &Readiness| {
+            conditions(now, now, r)
+                .into_iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+        };
+        let c = ready(&down);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            (
+                "False",
+                Some("KubeletNotReady"),
+                Some("container runtime is down")
+            )
+        );
+        let two = Readiness {
+            problems: vec!["a".into(), "b".into()],
+            since: now,
+        };
+        assert_eq!(ready(&two).message.as_deref(), Some("[a, b]"));
     }
 
     #[test]

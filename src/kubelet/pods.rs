@@ -4,9 +4,14 @@
 //! graceful stop never holds up the others. Everything is derived from the runtime's
 //! state and labels, so a restarted kubelet adopts what is already running.
 
+use super::backoff::{RestartBackoff, backoff, go_duration};
 use super::cri::{self, Cri, CriError, v1};
+use super::env::{self, ApiSources, NodeAllocatable, Sources};
+use super::lifecycle;
+use super::probes::Prober;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
+use super::volumes::VolumeCtx;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Event, ObjectReference, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -19,9 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// How often a running pod's configMap, secret, downwardAPI and projected volumes are
+/// compared with their sources.
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -29,13 +34,6 @@ pub enum SyncError {
     Cri(#[from] CriError),
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
-}
-
-/// The back-off delay before the next try after `failures` failures: 10 s doubling up
-/// to 5 min, as the kubelet does for crash loops and image pulls.
-pub fn backoff(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(10));
-    BACKOFF_START.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
 /// The kubelet's writes to the API server about pods.
@@ -146,6 +144,12 @@ pub struct PodWorkers {
     /// Exited container instances whose back-off was reported already, so a crash
     /// gives one BackOff event rather than one per relist.
     backoffs_reported: Mutex<HashSet<String>>,
+    restarts: RestartBackoff,
+    prober: Arc<Prober>,
+    /// What `resourceFieldRef` reports for limits a container leaves out.
+    node: NodeAllocatable,
+    /// When each pod's API-backed volumes were last brought up to date.
+    volume_refreshes: Mutex<HashMap<String, Instant>>,
 }
 
 /// Removes a pod's uid from the in-flight set when its sync task ends, however it ends.
@@ -186,8 +190,13 @@ impl PodWorkers {
         node_ip: String,
         service_env: Vec<(String, String)>,
         store: Store<Pod>,
+        node: NodeAllocatable,
     ) -> Self {
         Self {
+            node,
+            volume_refreshes: Mutex::new(HashMap::new()),
+            prober: Arc::new(Prober::new(cri.clone(), api.clone())),
+            restarts: RestartBackoff::default(),
             api,
             cri,
             node_ip,
@@ -198,6 +207,23 @@ impl PodWorkers {
             sent: Mutex::new(HashMap::new()),
             sandbox_failures: Mutex::new(HashSet::new()),
             backoffs_reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// True when the pod's API-backed volumes are due for an update (and marks them
+    /// done): every [`VOLUME_REFRESH`], so a changed ConfigMap or Secret reaches a
+    /// running pod within upstream's usual minute and the API is not asked every second.
+    fn refresh_due(&self, uid: &str) -> bool {
+        let Ok(mut last) = self.volume_refreshes.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match last.get(uid) {
+            Some(at) if now.duration_since(*at) < VOLUME_REFRESH => false,
+            _ => {
+                last.insert(uid.to_string(), now);
+                true
+            }
         }
     }
 
@@ -240,8 +266,19 @@ impl PodWorkers {
                 .collect();
             reported.retain(|id| present.contains(id.as_str()));
         }
+        let running: HashSet<String> = runtime
+            .values()
+            .flat_map(|r| r.containers.iter())
+            .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+            .map(|c| c.id.clone())
+            .collect();
+        self.prober.retain(&running);
         let pods = self.store.state();
         let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        self.restarts.retain_pods(&known);
+        if let Ok(mut refreshes) = self.volume_refreshes.lock() {
+            refreshes.retain(|uid, _| known.contains(uid));
+        }
         for pod in pods {
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
@@ -323,40 +360,112 @@ impl PodWorkers {
         Ok(())
     }
 
+    /// A pod being deleted: reported not ready at once, its containers stopped
+    /// (preStop hooks, then SIGTERM and SIGKILL after the grace period), their final
+    /// states reported, then the API object removed.
+    async fn terminate(
+        &self,
+        pod: &Pod,
+        key: &PodKey,
+        objects: &PodRuntime,
+    ) -> Result<(), SyncError> {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or_else(|| lifecycle::termination_grace(pod));
+        tracing::info!(pod = %key.name, namespace = %key.namespace, grace, "stopping the pod for deletion");
+        let running: Vec<&v1::Container> = objects
+            .containers
+            .iter()
+            .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+            .collect();
+        if !running.is_empty() {
+            let terminating = status::terminating(pod, Timestamp::now());
+            self.send_status(key, &terminating).await?;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let stops = running.iter().map(|c| {
+            let name = label(&c.labels, cri::LABEL_CONTAINER_NAME);
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|s| s.name == name);
+            lifecycle::stop(
+                &self.cri,
+                self.api.as_ref(),
+                pod,
+                container,
+                &c.id,
+                &pod_ip,
+                grace,
+                true,
+                None,
+            )
+        });
+        for result in futures::future::join_all(stops).await {
+            result?;
+        }
+        if !running.is_empty() {
+            // The containers' final states, written before the object goes, so
+            // clients that watch the pod see how each one ended.
+            let mut views = Vec::new();
+            for container in &spec.containers {
+                let newest = objects
+                    .containers
+                    .iter()
+                    .filter(|c| label(&c.labels, cri::LABEL_CONTAINER_NAME) == container.name)
+                    .max_by_key(|c| c.metadata.as_ref().map(|m| m.attempt));
+                let mut view = status::not_started(container, "ContainerCreating");
+                if let Some(newest) = newest {
+                    view.waiting = None;
+                    view.restart_count = newest
+                        .metadata
+                        .as_ref()
+                        .map(|m| m.attempt as i32)
+                        .unwrap_or(0);
+                    view.current = Some(self.instance(&newest.id).await?);
+                }
+                views.push(view);
+            }
+            let finished = status::terminated_pod(pod, &views, Timestamp::now());
+            self.send_status(key, &finished).await?;
+        }
+        self.teardown(objects, 0).await?;
+        self.api.delete_now(key).await?;
+        // The logs go with the pod, as with the real kubelet's cleanup.
+        let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
+        tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
+        Ok(())
+    }
+
+    /// Patches the pod's status unless it is what was sent last.
+    async fn send_status(&self, key: &PodKey, new_status: &PodStatus) -> Result<(), SyncError> {
+        let encoded = serde_json::to_value(new_status).unwrap_or_default();
+        let unchanged = self
+            .sent
+            .lock()
+            .ok()
+            .is_some_and(|sent| sent.get(&key.uid) == Some(&encoded));
+        if !unchanged {
+            tracing::info!(pod = %key.name, namespace = %key.namespace, phase = ?new_status.phase, "updating pod status");
+            self.api.patch_status(key, new_status).await?;
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.insert(key.uid.clone(), encoded);
+            }
+        }
+        Ok(())
+    }
+
     async fn sync_pod(&self, pod: &Pod, objects: PodRuntime) -> Result<(), SyncError> {
         let key = PodKey::of(pod);
         if pod.metadata.deletion_timestamp.is_some() {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or_else(|| {
-                    pod.spec
-                        .as_ref()
-                        .and_then(|s| s.termination_grace_period_seconds)
-                })
-                .unwrap_or(DEFAULT_GRACE_SECONDS);
-            tracing::info!(pod = %key.name, namespace = %key.namespace, grace, "stopping the pod for deletion");
-            for container in objects
-                .containers
-                .iter()
-                .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
-            {
-                let name = label(&container.labels, cri::LABEL_CONTAINER_NAME);
-                self.api
-                    .record_event(
-                        events::container_reference(pod, name),
-                        "Normal",
-                        "Killing",
-                        &format!("Stopping container {name}"),
-                    )
-                    .await;
-            }
-            self.teardown(&objects, grace).await?;
-            self.api.delete_now(&key).await?;
-            // The logs go with the pod, as with the real kubelet's cleanup.
-            let _ = tokio::fs::remove_dir_all(key.log_dir()).await;
-            tracing::info!(pod = %key.name, namespace = %key.namespace, "pod deleted");
-            return Ok(());
+            return self.terminate(pod, &key, &objects).await;
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded" | "Failed")) {
@@ -466,6 +575,12 @@ impl PodWorkers {
         } else {
             "OnFailure"
         };
+        // Once an app container has run, the pod stays initialized even if a sidecar
+        // restarts later, as upstream's.
+        let already_initialized = spec
+            .containers
+            .iter()
+            .any(|c| !instances_of(&c.name).is_empty());
         let mut initialized = true;
         let mut init_views = Vec::new();
         for container in spec.init_containers.iter().flatten() {
@@ -473,11 +588,14 @@ impl PodWorkers {
                 init_views.push(status::not_started(container, "PodInitializing"));
                 continue;
             }
+            // A sidecar (an init container with restartPolicy Always) starts in order,
+            // lets the next one start once it has started, and runs for the pod's life.
+            let sidecar = status::is_sidecar(container);
             let ctx = ContainerCtx {
                 pod,
                 key: &key,
                 container,
-                policy: init_policy,
+                policy: if sidecar { "Always" } else { init_policy },
                 sandbox_id: &sandbox_id,
                 sandbox_config: &sandbox_config,
                 fields: &fields,
@@ -485,7 +603,7 @@ impl PodWorkers {
             let view = self
                 .sync_container(&ctx, &instances_of(&container.name))
                 .await?;
-            initialized = view.succeeded();
+            initialized = already_initialized || view.initialized();
             init_views.push(view);
         }
         let mut views = Vec::new();
@@ -509,6 +627,18 @@ impl PodWorkers {
             );
         }
 
+        if let Some(client) = self.api.client()
+            && self.refresh_due(&key.uid)
+        {
+            let volume_ctx = VolumeCtx {
+                client: &client,
+                pod,
+                root: Path::new(super::volumes::PODS_DIR),
+                fields: &fields,
+                node: self.node,
+            };
+            super::volumes::refresh(&volume_ctx).await;
+        }
         let new_status = status::compute(
             pod,
             &self.node_ip,
@@ -517,20 +647,7 @@ impl PodWorkers {
             &views,
             Timestamp::now(),
         );
-        let encoded = serde_json::to_value(&new_status).unwrap_or_default();
-        let unchanged = self
-            .sent
-            .lock()
-            .ok()
-            .is_some_and(|sent| sent.get(&key.uid) == Some(&encoded));
-        if !unchanged {
-            tracing::info!(pod = %key.name, namespace = %key.namespace, phase = ?new_status.phase, "updating pod status");
-            self.api.patch_status(&key, &new_status).await?;
-            if let Ok(mut sent) = self.sent.lock() {
-                sent.insert(key.uid.clone(), encoded);
-            }
-        }
-        Ok(())
+        self.send_status(&key, &new_status).await
     }
 
     /// Makes one container match the spec and reports what it looks like.
@@ -553,6 +670,9 @@ impl PodWorkers {
             current: None,
             previous: None,
             waiting: None,
+            ready: false,
+            started: false,
+            sidecar: super::status::is_sidecar(ctx.container) && ctx.policy == "Always",
         };
         if let Some(prev) = instances.get(1) {
             view.previous = Some(self.instance(&prev.id).await?);
@@ -569,6 +689,11 @@ impl PodWorkers {
         }
         let current = self.instance(&newest.id).await?;
         let Some(exit) = current.exit.clone() else {
+            let verdict = self
+                .prober
+                .watch(ctx.pod, ctx.container, &current.id, ctx.fields.pod_ip);
+            view.ready = verdict.ready;
+            view.started = verdict.started;
             view.current = Some(current);
             return Ok(view);
         };
@@ -581,14 +706,18 @@ impl PodWorkers {
             view.current = Some(current);
             return Ok(view);
         }
-        // Like the real kubelet, the first restart is immediate; back-off starts with
-        // the second failure.
-        let delay = if restart_count == 0 {
-            Duration::ZERO
-        } else {
-            backoff(restart_count as u32)
-        };
         let finished = exit.finished_at.unwrap_or_else(Timestamp::now);
+        let ran = current
+            .started_at
+            .map(|started| finished.duration_since(started))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        let delay = self.restarts.delay(
+            &format!("{}/{}", ctx.key.uid, name),
+            &current.id,
+            ran,
+            restart_count,
+        );
         let elapsed = Timestamp::now().duration_since(finished);
         if elapsed.as_secs() < delay.as_secs() as i64 {
             let first_report = self
@@ -609,8 +738,8 @@ impl PodWorkers {
             view.waiting = Some(Waiting {
                 reason: "CrashLoopBackOff".into(),
                 message: format!(
-                    "back-off {}s restarting failed container={} pod={}_{}({})",
-                    delay.as_secs(),
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    go_duration(delay),
                     name,
                     ctx.key.name,
                     ctx.key.namespace,
@@ -644,15 +773,40 @@ impl PodWorkers {
         if let Err(waiting) = self.ensure_image(ctx, &image).await? {
             return Ok(Err(waiting));
         }
+        let name = &ctx.container.name;
+        let sources: Box<dyn Sources> = match self.api.client() {
+            Some(client) => Box::new(ApiSources(client)),
+            None => Box::new(NoSources),
+        };
+        let env = match env::resolve(sources.as_ref(), ctx.container, ctx.fields, self.node).await {
+            Ok(env) => env,
+            Err(message) => {
+                tracing::info!(pod = %ctx.key.name, container = %name, "container config: {message}");
+                self.api
+                    .record_event(
+                        ctx.container_reference(),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
+                    .await;
+                return Ok(Err(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                }));
+            }
+        };
+        let env_vars: HashMap<String, String> = env.iter().cloned().collect();
         let mounts = match self.api.client() {
             Some(client) => {
-                super::volumes::mounts(
-                    &client,
-                    ctx.pod,
-                    ctx.container,
-                    Path::new(super::volumes::PODS_DIR),
-                )
-                .await
+                let volume_ctx = VolumeCtx {
+                    client: &client,
+                    pod: ctx.pod,
+                    root: Path::new(super::volumes::PODS_DIR),
+                    fields: ctx.fields,
+                    node: self.node,
+                };
+                super::volumes::mounts(&volume_ctx, ctx.container, &env_vars).await
             }
             None if ctx
                 .container
@@ -686,9 +840,8 @@ impl PodWorkers {
                 }));
             }
         };
-        let mut config = spec::container_config(ctx.pod, ctx.container, attempt, ctx.fields);
+        let mut config = spec::container_config(ctx.pod, ctx.container, attempt, &env);
         config.mounts = mounts;
-        let name = &ctx.container.name;
         let id = match self
             .cri
             .create_container(ctx.sandbox_id, config, ctx.sandbox_config.clone())
@@ -743,19 +896,40 @@ impl PodWorkers {
                 &format!("Started container {name}"),
             )
             .await;
+        if let Err(message) = lifecycle::post_start(
+            &self.cri,
+            self.api.as_ref(),
+            ctx.pod,
+            ctx.container,
+            &id,
+            ctx.fields.pod_ip,
+        )
+        .await
+        {
+            return Ok(Err(Waiting {
+                reason: "PostStartHookError".into(),
+                message,
+            }));
+        }
         Ok(Ok(id))
     }
 
-    /// Makes sure the runtime holds the image. No registry is reachable from a rind
-    /// node: images arrive with `rind load docker-image`. So an image that is present
-    /// is used as it is even with `imagePullPolicy: Always`, and a pull is tried only
-    /// for an absent image (it can succeed only where a registry is reachable).
+    /// Makes sure the runtime holds the image as the container's `imagePullPolicy`
+    /// asks: `Never` uses only what is present, `IfNotPresent` pulls what is absent,
+    /// `Always` pulls every time (and so fails where no registry is reachable, as on
+    /// kind: images loaded with `rind load docker-image` want `IfNotPresent`).
     async fn ensure_image(
         &self,
         ctx: &ContainerCtx<'_>,
         image: &str,
     ) -> Result<Result<(), Waiting>, CriError> {
-        if self.cri.image_status(image).await?.is_some() {
+        let policy = ctx
+            .container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| default_pull_policy(image).to_string());
+        let present = self.cri.image_status(image).await?.is_some();
+        if present && policy != "Always" {
             self.api
                 .record_event(
                     ctx.container_reference(),
@@ -766,25 +940,71 @@ impl PodWorkers {
                 .await;
             return Ok(Ok(()));
         }
+        if policy == "Never" {
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            self.api
+                .record_event(
+                    ctx.container_reference(),
+                    "Warning",
+                    "ErrImageNeverPull",
+                    &message,
+                )
+                .await;
+            return Ok(Err(Waiting {
+                reason: "ErrImageNeverPull".into(),
+                message,
+            }));
+        }
         let failure_key = (ctx.key.uid.clone(), ctx.container.name.clone());
         let previous = self
             .pulls
             .lock()
             .ok()
             .and_then(|p| p.by_container.get(&failure_key).copied());
-        if let Some((count, retry_at)) = previous
+        if let Some((_, retry_at)) = previous
             && Instant::now() < retry_at
         {
             return Ok(Err(Waiting {
                 reason: "ImagePullBackOff".into(),
-                message: format!("Back-off pulling image \"{image}\" ({count} failed attempts)"),
+                message: format!("Back-off pulling image \"{image}\""),
             }));
         }
+        if previous.is_some() {
+            self.api
+                .record_event(
+                    ctx.container_reference(),
+                    "Normal",
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                )
+                .await;
+        }
+        self.api
+            .record_event(
+                ctx.container_reference(),
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+            )
+            .await;
+        let started = Instant::now();
         match self.cri.pull_image(image).await {
             Ok(_) => {
                 if let Ok(mut p) = self.pulls.lock() {
                     p.by_container.remove(&failure_key);
                 }
+                let took = started.elapsed().as_secs_f64();
+                self.api
+                    .record_event(
+                        ctx.container_reference(),
+                        "Normal",
+                        "Pulled",
+                        &format!(
+                            "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting)"
+                        ),
+                    )
+                    .await;
                 Ok(Ok(()))
             }
             Err(err) => {
@@ -794,19 +1014,21 @@ impl PodWorkers {
                         .insert(failure_key, (count, Instant::now() + backoff(count)));
                 }
                 tracing::warn!(%image, "image pull failed: {err}");
+                let message = format!("Failed to pull image \"{image}\": {err}");
+                self.api
+                    .record_event(ctx.container_reference(), "Warning", "Failed", &message)
+                    .await;
                 self.api
                     .record_event(
                         ctx.container_reference(),
                         "Warning",
                         "Failed",
-                        &format!("Failed to pull image \"{image}\": {err}"),
+                        "Error: ErrImagePull",
                     )
                     .await;
                 Ok(Err(Waiting {
                     reason: "ErrImagePull".into(),
-                    message: format!(
-                        "failed to pull image \"{image}\": {err} (load it with `rind load docker-image`)"
-                    ),
+                    message: format!("failed to pull image \"{image}\": {err}"),
                 }))
             }
         }
@@ -836,6 +1058,39 @@ impl PodWorkers {
             started_at: from_nanos(status.started_at),
             exit,
         })
+    }
+}
+
+/// The policy the API server defaults to (`Always` for `:latest` or no tag), for a
+/// pod that reached the kubelet without one.
+fn default_pull_policy(image: &str) -> &'static str {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        _ if image.contains('@') => "IfNotPresent",
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// No ConfigMaps or Secrets: a runtime without an API server (tests).
+struct NoSources;
+
+#[async_trait::async_trait]
+impl Sources for NoSources {
+    async fn config_map(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+        Ok(None)
+    }
+    async fn secret(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+        Ok(None)
     }
 }
 
@@ -981,6 +1236,10 @@ mod tests {
             "172.18.0.2".into(),
             spec::kubernetes_service_env("10.96.0.0/16"),
             writer.as_reader(),
+            NodeAllocatable {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
         ));
 
         // A pod that prints and exits: Succeeded, logs kept.
@@ -1075,14 +1334,5 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-    }
-
-    #[test]
-    fn backoff_doubles_to_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(10));
-        assert_eq!(backoff(2), Duration::from_secs(20));
-        assert_eq!(backoff(3), Duration::from_secs(40));
-        assert_eq!(backoff(6), Duration::from_secs(300));
-        assert_eq!(backoff(60), Duration::from_secs(300));
     }
 }

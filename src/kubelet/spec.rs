@@ -42,6 +42,32 @@ impl PodKey {
     }
 }
 
+/// The namespaces of the pod's sandbox and of each of its containers. The runtime
+/// reads a container's own options (absent ones mean "the pod's"), so both must say
+/// it: Kubernetes containers do not share a PID namespace unless asked to.
+fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let shared_pid = spec
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false);
+    v1::NamespaceOption {
+        network: if host_network {
+            v1::NamespaceMode::Node
+        } else {
+            v1::NamespaceMode::Pod
+        } as i32,
+        pid: if shared_pid {
+            v1::NamespaceMode::Pod
+        } else {
+            v1::NamespaceMode::Container
+        } as i32,
+        ipc: v1::NamespaceMode::Pod as i32,
+        target_id: String::new(),
+        userns_options: None,
+    }
+}
+
 pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
     let key = PodKey::of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -73,22 +99,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> v1::PodSandboxConfig {
         })
         .collect();
     let host_network = spec.host_network.unwrap_or(false);
-    let namespaces = v1::NamespaceOption {
-        network: if host_network {
-            v1::NamespaceMode::Node
-        } else {
-            v1::NamespaceMode::Pod
-        } as i32,
-        // Kubernetes pods do not share a PID namespace unless asked to.
-        pid: if spec.share_process_namespace.unwrap_or(false) {
-            v1::NamespaceMode::Pod
-        } else {
-            v1::NamespaceMode::Container
-        } as i32,
-        ipc: v1::NamespaceMode::Pod as i32,
-        target_id: String::new(),
-        userns_options: None,
-    };
+    let namespaces = namespace_options(pod);
     v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata {
             name: key.name.clone(),
@@ -219,7 +230,9 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
 }
 
 impl FieldValues<'_> {
-    fn get(&self, path: &str) -> Option<String> {
+    /// The value of a downward API field path, None for a path upstream does not
+    /// offer. A label or annotation that is absent reads as empty, as upstream's.
+    pub fn get(&self, path: &str) -> Option<String> {
         let meta = &self.pod.metadata;
         let spec = self.pod.spec.as_ref();
         match path {
@@ -228,21 +241,25 @@ impl FieldValues<'_> {
             "metadata.uid" => meta.uid.clone(),
             "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
             "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-            "status.podIP" => Some(self.pod_ip.to_string()),
-            "status.hostIP" => Some(self.node_ip.to_string()),
+            // One address family per pod and node here, so the lists hold one each.
+            "status.podIP" | "status.podIPs" => Some(self.pod_ip.to_string()),
+            "status.hostIP" | "status.hostIPs" => Some(self.node_ip.to_string()),
             _ => {
                 let (map, key) = path.split_once("['")?;
                 let key = key.strip_suffix("']")?;
                 let source = match map {
                     "metadata.labels" => meta.labels.as_ref(),
                     "metadata.annotations" => meta.annotations.as_ref(),
-                    _ => None,
-                }?;
-                source.get(key).cloned()
+                    _ => return None,
+                };
+                Some(source.and_then(|m| m.get(key).cloned()).unwrap_or_default())
             }
         }
     }
 }
+
+/// The kernel's floor for cpu.shares.
+const MIN_CPU_SHARES: i64 = 2;
 
 fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
     let limits = container
@@ -250,8 +267,24 @@ fn linux_resources(container: &Container) -> v1::LinuxContainerResources {
         .as_ref()
         .and_then(|r| r.limits.clone())
         .unwrap_or_default();
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
     let mut res = v1::LinuxContainerResources::default();
     let limit = |name: &str| limits.get(name).and_then(|q| Quantity::parse(&q.0));
+    // The CPU request is the container's share under contention: 1024 shares per
+    // core (cgroup v2's cpu.weight is derived from it by the runtime), at least 2,
+    // which is also what a container without a request gets, as upstream's.
+    let cpu_request = requests
+        .get("cpu")
+        .and_then(|q| Quantity::parse(&q.0))
+        .or_else(|| limit("cpu"));
+    res.cpu_shares = cpu_request
+        .map(|q| q.milli_value().saturating_mul(1024) / 1000)
+        .unwrap_or(0)
+        .max(MIN_CPU_SHARES);
     if let Some(cpu) = limit("cpu") {
         // CFS quota over the default 100 ms period, as the kubelet computes it.
         res.cpu_period = 100_000;
@@ -291,15 +324,18 @@ fn security_context(pod: &Pod, container: &Container) -> v1::LinuxContainerSecur
         supplemental_groups: pod_sc.supplemental_groups.unwrap_or_default(),
         // Kubernetes allows privilege escalation unless told otherwise.
         no_new_privs: sc.allow_privilege_escalation == Some(false),
+        namespace_options: Some(namespace_options(pod)),
         ..v1::LinuxContainerSecurityContext::default()
     }
 }
 
+/// The runtime's configuration of a container whose environment (`env`, in order,
+/// from `super::env::resolve`) is already known; command and args may refer to it.
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     attempt: u32,
-    fields: &FieldValues<'_>,
+    env: &[(String, String)],
 ) -> v1::ContainerConfig {
     let key = PodKey::of(pod);
     let mut labels = key.labels();
@@ -307,32 +343,17 @@ pub fn container_config(
         cri::LABEL_CONTAINER_NAME.to_string(),
         container.name.clone(),
     );
-    // Each variable may refer to the ones before it; command and args to all.
-    let mut vars: HashMap<String, String> = fields.service_env.iter().cloned().collect();
-    let mut order: Vec<String> = fields.service_env.iter().map(|(k, _)| k.clone()).collect();
-    for var in container.env.clone().unwrap_or_default() {
-        let value = match (var.value, var.value_from) {
-            (Some(v), _) => expand(&v, &vars),
-            (None, Some(from)) => from
-                .field_ref
-                .and_then(|f| fields.get(&f.field_path))
-                .unwrap_or_default(),
-            (None, None) => String::new(),
-        };
-        if vars.insert(var.name.clone(), value).is_none() {
-            order.push(var.name);
-        }
-    }
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
     let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
         list.iter().flatten().map(|s| expand(s, &vars)).collect()
     };
     let command = expand_all(&container.command);
     let args = expand_all(&container.args);
-    let envs = order
+    let envs = env
         .iter()
-        .map(|key| v1::KeyValue {
+        .map(|(key, value)| v1::KeyValue {
             key: key.clone(),
-            value: vars.get(key).cloned().unwrap_or_default(),
+            value: value.clone(),
         })
         .collect();
     v1::ContainerConfig {
@@ -413,6 +434,26 @@ mod tests {
         }
     }
 
+    struct NoSources;
+
+    #[async_trait::async_trait]
+    impl crate::env::Sources for NoSources {
+        async fn config_map(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+            Ok(None)
+        }
+        async fn secret(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+            Ok(None)
+        }
+    }
+
     #[test]
     fn sandbox_has_identity_logs_and_ports() {
         let cfg = sandbox_config(&pod(), 1);
@@ -443,7 +484,16 @@ mod tests {
             ),
             value_from: None,
         });
-        let cfg = container_config(&p, &spec, 2, &fields);
+        let node = crate::env::NodeAllocatable {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+        };
+        let env = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(crate::env::resolve(&NoSources, &spec, &fields, node))
+            .unwrap();
+        let cfg = container_config(&p, &spec, 2, &env);
         assert_eq!(cfg.log_path, "c/2.log");
         let env: HashMap<_, _> = cfg
             .envs
@@ -482,6 +532,16 @@ mod tests {
         assert_eq!(sc.run_as_group.map(|v| v.value), Some(3000));
         assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
         assert_eq!(sc.capabilities.unwrap().drop_capabilities, ["ALL"]);
+        // Each container in its own PID namespace unless the pod shares one.
+        let pid = |p: &Pod| {
+            security_context(p, &p.spec.as_ref().unwrap().containers[0])
+                .namespace_options
+                .unwrap()
+                .pid
+        };
+        assert_eq!(pid(&p), v1::NamespaceMode::Container as i32);
+        p.spec.as_mut().unwrap().share_process_namespace = Some(true);
+        assert_eq!(pid(&p), v1::NamespaceMode::Pod as i32);
     }
 
     #[test]
@@ -513,6 +573,15 @@ mod tests {
         .unwrap();
         let res = linux_resources(&container);
         assert_eq!((res.cpu_period, res.cpu_quota), (100_000, 50_000));
+        // No request: the limit stands in for it, as the API server defaults it.
+        assert_eq!(res.cpu_shares, 512);
+        let requested: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {"requests": {"cpu": "250m"}}
+        }))
+        .unwrap();
+        assert_eq!(linux_resources(&requested).cpu_shares, 256);
+        assert_eq!(linux_resources(&Container::default()).cpu_shares, 2);
         assert_eq!(res.memory_limit_in_bytes, 134_217_728);
         let big: Container = serde_json::from_value(serde_json::json!({
             "name": "c",

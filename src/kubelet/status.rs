@@ -48,9 +48,37 @@ pub struct ContainerView {
     /// Why the container is not running now although it should (image problem,
     /// restart back-off); overrides a terminated `current` in the reported state.
     pub waiting: Option<Waiting>,
+    /// What the readiness probe says of the running instance (true without one).
+    pub ready: bool,
+    /// Whether the startup probe passed (true without one).
+    pub started: bool,
+    /// An init container with `restartPolicy: Always`: a sidecar.
+    pub sidecar: bool,
+}
+
+/// Whether an init container is a sidecar (`restartPolicy: Always`).
+pub fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
 }
 
 impl ContainerView {
+    /// Running and started (its startup probe, if any, passed).
+    fn running_and_started(&self) -> bool {
+        self.waiting.is_none()
+            && self.started
+            && self.current.as_ref().is_some_and(|i| i.exit.is_none())
+    }
+
+    /// What lets the next init container start: success for an ordinary one, having
+    /// started for a sidecar.
+    pub fn initialized(&self) -> bool {
+        if self.sidecar {
+            self.running_and_started()
+        } else {
+            self.succeeded()
+        }
+    }
+
     /// Ran to a successful end (what an init container must do).
     pub fn succeeded(&self) -> bool {
         self.waiting.is_none()
@@ -63,7 +91,8 @@ impl ContainerView {
 
     /// Ended in failure and will not be retried.
     fn failed_for_good(&self) -> bool {
-        self.waiting.is_none()
+        !self.sidecar
+            && self.waiting.is_none()
             && self
                 .current
                 .as_ref()
@@ -85,6 +114,9 @@ pub fn not_started(container: &Container, reason: &str) -> ContainerView {
             reason: reason.to_string(),
             message: String::new(),
         }),
+        ready: false,
+        started: false,
+        sidecar: false,
     }
 }
 
@@ -171,8 +203,8 @@ fn container_status(view: &ContainerView) -> ContainerStatus {
         container_id: shown
             .or(last)
             .map(|inst| format!("containerd://{}", inst.id)),
-        ready: running,
-        started: Some(running),
+        ready: running && view.ready && view.started,
+        started: Some(running && view.started),
         restart_count: view.restart_count,
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
@@ -180,8 +212,12 @@ fn container_status(view: &ContainerView) -> ContainerStatus {
     }
 }
 
-/// An init container is ready once it has run to success.
+/// An init container is ready once it has run to success; a sidecar as an app
+/// container is, by its readiness.
 fn init_container_status(view: &ContainerView) -> ContainerStatus {
+    if view.sidecar {
+        return container_status(view);
+    }
     ContainerStatus {
         ready: view.succeeded(),
         ..container_status(view)
@@ -271,6 +307,17 @@ fn condition(
     reason: Option<&str>,
     now: Timestamp,
 ) -> PodCondition {
+    condition_with(old, type_, ok, reason, None, now)
+}
+
+fn condition_with(
+    old: &[PodCondition],
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: Timestamp,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     // The transition time moves only when the status flips.
     let since = old
@@ -282,9 +329,77 @@ fn condition(
         type_: type_.to_string(),
         status: status.to_string(),
         reason: reason.map(str::to_string),
+        message,
         last_transition_time: Some(since),
         ..PodCondition::default()
     }
+}
+
+/// Upstream's message for containers that are not ready: their names as Go prints
+/// a string slice.
+fn unready_message(statuses: &[ContainerStatus]) -> Option<String> {
+    let names: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| format!("containers with unready status: [{}]", names.join(" ")))
+}
+
+/// Replaces the Ready and ContainersReady conditions in `conditions` with false ones.
+fn set_not_ready(
+    conditions: &mut Vec<PodCondition>,
+    reason: &str,
+    message: Option<String>,
+    now: Timestamp,
+) {
+    let old = conditions.clone();
+    for type_ in ["Ready", "ContainersReady"] {
+        let new = condition_with(&old, type_, false, Some(reason), message.clone(), now);
+        match conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) => *c = new,
+            None => conditions.push(new),
+        }
+    }
+}
+
+/// The status of a pod whose deletion began: no container counts as ready any more,
+/// so the pod leaves its Services' endpoints before its containers get the signal.
+pub fn terminating(pod: &Pod, now: Timestamp) -> PodStatus {
+    let mut status = pod.status.clone().unwrap_or_default();
+    let mut statuses = status.container_statuses.clone().unwrap_or_default();
+    for s in &mut statuses {
+        s.ready = false;
+    }
+    let mut conditions = status.conditions.clone().unwrap_or_default();
+    set_not_ready(
+        &mut conditions,
+        "ContainersNotReady",
+        unready_message(&statuses),
+        now,
+    );
+    status.container_statuses = Some(statuses);
+    status.conditions = Some(conditions);
+    status
+}
+
+/// The final status of a deleted pod once its containers stopped: each container's
+/// terminated state, and a terminal phase (Failed when any ended in error).
+pub fn terminated_pod(pod: &Pod, views: &[ContainerView], now: Timestamp) -> PodStatus {
+    let mut status = pod.status.clone().unwrap_or_default();
+    let failed = views.iter().any(|v| {
+        v.current
+            .as_ref()
+            .and_then(|i| i.exit.as_ref())
+            .is_none_or(|e| e.code != 0)
+    });
+    let statuses: Vec<ContainerStatus> = views.iter().map(container_status).collect();
+    let mut conditions = status.conditions.clone().unwrap_or_default();
+    set_not_ready(&mut conditions, "PodCompleted", None, now);
+    status.phase = Some(if failed { "Failed" } else { "Succeeded" }.to_string());
+    status.container_statuses = Some(statuses);
+    status.conditions = Some(conditions);
+    status
 }
 
 /// The whole status the kubelet reports for a pod.
@@ -303,7 +418,11 @@ pub fn compute(
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let initialized = init_views.iter().all(ContainerView::succeeded);
+    // Once an app container has run, the pod stays initialized.
+    let initialized = init_views.iter().all(ContainerView::initialized)
+        || views
+            .iter()
+            .any(|v| v.current.is_some() || v.previous.is_some());
     let phase = if init_views.iter().any(ContainerView::failed_for_good) {
         "Failed"
     } else if initialized {
@@ -313,7 +432,14 @@ pub fn compute(
     };
     let finished = phase == "Succeeded" || phase == "Failed";
     let statuses: Vec<ContainerStatus> = views.iter().map(container_status).collect();
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    // Sidecars count towards readiness as app containers do.
+    let sidecar_statuses: Vec<ContainerStatus> = init_views
+        .iter()
+        .filter(|v| v.sidecar)
+        .map(container_status)
+        .collect();
+    let all_ready =
+        !statuses.is_empty() && statuses.iter().chain(&sidecar_statuses).all(|s| s.ready);
     let not_ready_reason = if finished {
         "PodCompleted"
     } else {
@@ -335,18 +461,20 @@ pub fn compute(
             (!initialized).then_some("ContainersNotInitialized"),
             now,
         ),
-        condition(
+        condition_with(
             &old_conditions,
             "Ready",
             all_ready,
             (!all_ready).then_some(not_ready_reason),
+            (!finished).then(|| unready_message(&statuses)).flatten(),
             now,
         ),
-        condition(
+        condition_with(
             &old_conditions,
             "ContainersReady",
             all_ready,
             (!all_ready).then_some(not_ready_reason),
+            (!finished).then(|| unready_message(&statuses)).flatten(),
             now,
         ),
     ];
@@ -422,6 +550,9 @@ mod tests {
             current,
             previous: None,
             waiting: None,
+            ready: true,
+            started: true,
+            sidecar: false,
         }
     }
 

@@ -1,20 +1,31 @@
 //! Pod volumes: makes each volume a container mounts exist on the node and turns the
-//! container's volumeMounts into CRI bind mounts. emptyDir, configMap and secret
-//! volumes live under the pod's directory (`/var/lib/kubelet/pods/<uid>/volumes/…`, as
-//! the real kubelet lays them out) on the node's /var volume; hostPath volumes are the
-//! node's own paths; a persistentVolumeClaim is the hostPath or local path of the PV it
-//! is bound to. The kubelet and containerd share the node's filesystem, so the paths
-//! made here are the paths containerd binds.
+//! container's volumeMounts into CRI bind mounts. emptyDir, configMap, secret,
+//! downwardAPI and projected volumes live under the pod's directory
+//! (`/var/lib/kubelet/pods/<uid>/volumes/…`, as the real kubelet lays them out) on the
+//! node's /var volume (an emptyDir of `medium: Memory` is a tmpfs mounted there);
+//! hostPath volumes are the node's own paths; a persistentVolumeClaim is the hostPath
+//! or local path of the PV it is bound to. The kubelet and containerd share the node's
+//! filesystem, so the paths made here are the paths containerd binds.
+//!
+//! Files from the API (configMap, secret, downwardAPI, projected) are written as
+//! upstream's atomic writer does: into a fresh timestamped `..<time>` directory, then
+//! the `..data` symlink is swapped to it in one rename, with each top-level name a
+//! symlink through `..data`. A running container thus sees either the old files or
+//! the new ones, and [`refresh`] keeps them following the API objects.
 
 use super::cri::v1;
+use super::env::NodeAllocatable;
+use super::spec::{FieldValues, expand};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, HostPathVolumeSource, KeyToPath, PersistentVolume, PersistentVolumeClaim,
-    Pod, Secret, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, PersistentVolume,
+    PersistentVolumeClaim, Pod, Secret, ServiceAccount, Volume,
 };
+use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// Where the kubelet keeps each pod's volumes.
 pub const PODS_DIR: &str = "/var/lib/kubelet/pods";
@@ -51,12 +62,44 @@ fn pod_volume_dir(root: &Path, pod_uid: &str, plugin: &str, name: &str) -> PathB
 }
 
 /// Removes everything the pod's volumes left under the pod's directory (hostPath and
-/// persistent volumes are not in it and stay).
+/// persistent volumes are not in it and stay), unmounting its memory-backed
+/// emptyDirs first.
 pub async fn remove_pod_dir(pod_uid: &str) {
     if pod_uid.is_empty() {
         return;
     }
-    let _ = tokio::fs::remove_dir_all(Path::new(PODS_DIR).join(pod_uid)).await;
+    let dir = Path::new(PODS_DIR).join(pod_uid);
+    for mount in mounts_under(&dir) {
+        // Detached: a container still holding it cannot keep the pod's directory busy.
+        if let Err(err) = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(path = %mount.display(), "cannot unmount a pod volume: {err}");
+        }
+    }
+    let _ = tokio::fs::remove_dir_all(dir).await;
+}
+
+/// Mount points at or below `dir`, deepest first, from this process's mount table.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        // mountinfo escapes spaces and such as octal; pod paths never hold them.
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// Whether `dir` is itself a mount point (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(own), Some(Ok(parent))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata))
+    else {
+        return false;
+    };
+    own.dev() != parent.dev()
 }
 
 fn io(volume: &str) -> impl Fn(std::io::Error) -> VolumeError + '_ {
@@ -146,9 +189,191 @@ fn item_path(volume: &str, path: &str) -> Result<PathBuf, VolumeError> {
     Ok(p.to_path_buf())
 }
 
-/// Writes the files of a configMap or secret volume afresh: every listed item (or
-/// every key) as a file with its mode. Files of keys no longer present are removed.
-pub fn write_files(
+/// A file of an API-backed volume: content, mode, and a modification time to keep
+/// (a service account token's, whose age decides when it is renewed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileContent {
+    pub data: Vec<u8>,
+    pub mode: u32,
+    pub modified: Option<SystemTime>,
+}
+
+/// Files by their path inside the volume.
+pub type Payload = BTreeMap<PathBuf, FileContent>;
+
+fn file_mode(volume: &str, mode: i32) -> Result<u32, VolumeError> {
+    u32::try_from(mode)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| invalid(volume, format!("file mode {mode:#o} is out of range")))
+}
+
+/// The files of a configMap or secret: every listed item (or every key) with its mode.
+pub fn key_payload(
+    volume: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+    what: &str,
+) -> Result<Payload, VolumeError> {
+    let default_mode = default_mode.unwrap_or(DEFAULT_FILE_MODE);
+    let mut out = Payload::new();
+    match items {
+        Some(items) => {
+            for item in items {
+                let Some(value) = data.get(&item.key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(invalid(
+                        volume,
+                        format!("configuration key {:?} not found in {what}", item.key),
+                    ));
+                };
+                out.insert(
+                    item_path(volume, &item.path)?,
+                    FileContent {
+                        data: value.clone(),
+                        mode: file_mode(volume, item.mode.unwrap_or(default_mode))?,
+                        modified: None,
+                    },
+                );
+            }
+        }
+        None => {
+            for (key, value) in data {
+                out.insert(
+                    item_path(volume, key)?,
+                    FileContent {
+                        data: value.clone(),
+                        mode: file_mode(volume, default_mode)?,
+                        modified: None,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The name of the symlink that points at the current generation of files.
+const DATA_LINK: &str = "..data";
+
+/// The files the volume holds now, read through `..data`.
+fn current_payload(dir: &Path) -> Option<Payload> {
+    let data = dir.join(DATA_LINK);
+    let target = std::fs::read_link(&data).ok()?;
+    let root = dir.join(target);
+    let mut out = Payload::new();
+    let mut pending = vec![root.clone()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).ok()? {
+            let path = entry.ok()?.path();
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&root).ok()?.to_path_buf();
+            out.insert(
+                rel,
+                FileContent {
+                    data: std::fs::read(&path).ok()?,
+                    mode: meta.permissions().mode() & 0o777,
+                    modified: meta.modified().ok(),
+                },
+            );
+        }
+    }
+    Some(out)
+}
+
+/// Whether two payloads hold the same files (modification times aside).
+fn same_files(a: &Payload, b: &Payload) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(path, file)| {
+            b.get(path)
+                .is_some_and(|other| other.data == file.data && other.mode == file.mode)
+        })
+}
+
+/// Writes `payload` into the volume at `dir` as upstream's atomic writer does;
+/// returns whether anything changed. Old-style plain files at the top are replaced.
+pub fn write_atomic(volume: &str, dir: &Path, payload: &Payload) -> Result<bool, VolumeError> {
+    if current_payload(dir).is_some_and(|current| same_files(&current, payload)) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir).map_err(io(volume))?;
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y_%m_%d_%H_%M_%S.%f")
+        .to_string();
+    let generation = format!("..{stamp}");
+    let staging = dir.join(&generation);
+    std::fs::create_dir_all(&staging).map_err(io(volume))?;
+    for (rel, file) in payload {
+        let path = staging.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(volume))?;
+        }
+        std::fs::write(&path, &file.data).map_err(io(volume))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))
+            .map_err(io(volume))?;
+        if let Some(modified) = file.modified {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .map_err(io(volume))?;
+            f.set_modified(modified).map_err(io(volume))?;
+        }
+    }
+    let old = std::fs::read_link(dir.join(DATA_LINK)).ok();
+    // The swap: a new link renamed over the old one is a single atomic step.
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&generation, &tmp_link).map_err(io(volume))?;
+    std::fs::rename(&tmp_link, dir.join(DATA_LINK)).map_err(io(volume))?;
+    // Each top-level name points through ..data, so it follows every later swap.
+    let top: std::collections::BTreeSet<std::ffi::OsString> = payload
+        .keys()
+        .filter_map(|rel| rel.components().next())
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    for entry in std::fs::read_dir(dir).map_err(io(volume))? {
+        let entry = entry.map_err(io(volume))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if top.contains(&name) && is_link {
+            continue;
+        }
+        let removed = if path.is_dir() && !is_link {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io(volume))?;
+    }
+    for name in &top {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new(DATA_LINK).join(name), &link)
+                .map_err(io(volume))?;
+        }
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != generation.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(true)
+}
+
+/// Writes the files of a configMap or secret volume: [`key_payload`] then
+/// [`write_atomic`].
+#[cfg(test)]
+fn write_files(
     volume: &str,
     dir: &Path,
     data: &BTreeMap<String, Vec<u8>>,
@@ -156,73 +381,367 @@ pub fn write_files(
     default_mode: Option<i32>,
     optional: bool,
 ) -> Result<(), VolumeError> {
-    // Build the new content next to the old and swap, so a container never sees a
-    // half-written volume.
-    let staging = dir.with_extension("staging");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(io(volume))?;
+    let payload = key_payload(volume, data, items, default_mode, optional, "volume")?;
+    write_atomic(volume, dir, &payload).map(drop)
+}
+
+/// A map as upstream's downward API writes labels and annotations: `key="value"`
+/// lines sorted by key, values quoted (JSON's escapes match Go's `%q` for text).
+fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The files of a downwardAPI volume (or projection).
+fn downward_payload(
+    volume: &str,
+    ctx: &VolumeCtx<'_>,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: Option<i32>,
+) -> Result<Payload, VolumeError> {
     let default_mode = default_mode.unwrap_or(DEFAULT_FILE_MODE);
-    let wanted: Vec<(String, PathBuf, i32)> = match items {
-        Some(items) => {
-            let mut out = Vec::new();
-            for item in items {
-                if !data.contains_key(&item.key) {
-                    if optional {
-                        continue;
-                    }
-                    return Err(invalid(
-                        volume,
-                        format!("configuration key {:?} not found", item.key),
-                    ));
-                }
-                out.push((
-                    item.key.clone(),
-                    item_path(volume, &item.path)?,
-                    item.mode.unwrap_or(default_mode),
+    let mut out = Payload::new();
+    for item in items {
+        let value = if let Some(field) = &item.field_ref {
+            let meta = &ctx.pod.metadata;
+            match field.field_path.as_str() {
+                "metadata.labels" => format_map(meta.labels.as_ref()),
+                "metadata.annotations" => format_map(meta.annotations.as_ref()),
+                path => ctx
+                    .fields
+                    .get(path)
+                    .ok_or_else(|| invalid(volume, format!("unsupported fieldPath: {path}")))?,
+            }
+        } else if let Some(resource) = &item.resource_field_ref {
+            let name = resource.container_name.clone().unwrap_or_default();
+            let spec = ctx.pod.spec.clone().unwrap_or_default();
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+                .ok_or_else(|| invalid(volume, format!("no container named {name:?}")))?;
+            super::env::resource_value(resource, container, ctx.node)
+                .map_err(|e| invalid(volume, e))?
+        } else {
+            return Err(invalid(
+                volume,
+                format!("item {:?} has no source", item.path),
+            ));
+        };
+        out.insert(
+            item_path(volume, &item.path)?,
+            FileContent {
+                data: value.into_bytes(),
+                mode: file_mode(volume, item.mode.unwrap_or(default_mode))?,
+                modified: None,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Upstream renews a projected token once 80% of its life has passed, or after 24 h.
+fn token_is_fresh(modified: SystemTime, expiration_seconds: i64) -> bool {
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or(Duration::ZERO);
+    let life = Duration::from_secs(expiration_seconds.max(0) as u64);
+    age < life.mul_f64(0.8) && age < Duration::from_secs(24 * 3600)
+}
+
+/// A token for the pod's service account, bound to the pod, from the TokenRequest
+/// API (as upstream's kubelet asks for one).
+async fn request_token(
+    volume: &str,
+    ctx: &VolumeCtx<'_>,
+    audience: Option<&str>,
+    expiration_seconds: i64,
+) -> Result<Vec<u8>, VolumeError> {
+    let ns = ctx.pod.namespace().unwrap_or_default();
+    let account = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_string());
+    let audiences: Vec<&str> = audience.filter(|a| !a.is_empty()).into_iter().collect();
+    let request = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            // Left empty, the API server's own audiences apply, as upstream's.
+            "audiences": audiences,
+            "expirationSeconds": expiration_seconds,
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": ctx.pod.metadata.name,
+                "uid": ctx.pod.metadata.uid,
+            },
+        },
+    });
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    let issued: serde_json::Value = api
+        .create_subresource("token", &account, &PostParams::default(), &request)
+        .await
+        .map_err(|source| VolumeError::Api {
+            volume: volume.to_string(),
+            what: format!("a token for serviceaccount {account:?}"),
+            source,
+        })?;
+    let token = issued
+        .pointer("/status/token")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid(volume, "the TokenRequest API returned no token"))?;
+    Ok(token.as_bytes().to_vec())
+}
+
+/// The data of a ConfigMap (text and binary keys), None when it does not exist.
+async fn config_map_data(
+    volume: &str,
+    ctx: &VolumeCtx<'_>,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, VolumeError> {
+    let ns = ctx.pod.namespace().unwrap_or_default();
+    let found = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(name)
+        .await
+        .map_err(|source| VolumeError::Api {
+            volume: volume.to_string(),
+            what: format!("configmap {name:?}"),
+            source,
+        })?;
+    Ok(found.map(|cm| {
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (k, v) in cm.data.unwrap_or_default() {
+            data.insert(k, v.into_bytes());
+        }
+        for (k, v) in cm.binary_data.unwrap_or_default() {
+            data.insert(k, v.0);
+        }
+        data
+    }))
+}
+
+/// The data of a Secret, None when it does not exist.
+async fn secret_data(
+    volume: &str,
+    ctx: &VolumeCtx<'_>,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, VolumeError> {
+    let ns = ctx.pod.namespace().unwrap_or_default();
+    let found = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(name)
+        .await
+        .map_err(|source| VolumeError::Api {
+            volume: volume.to_string(),
+            what: format!("secret {name:?}"),
+            source,
+        })?;
+    Ok(found.map(|secret| {
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            data.insert(k, v.into_bytes());
+        }
+        for (k, v) in secret.data.unwrap_or_default() {
+            data.insert(k, v.0);
+        }
+        data
+    }))
+}
+
+/// The files of an API-backed volume (configMap, secret, downwardAPI, projected) as
+/// they should be now; None for other kinds of volume.
+async fn api_payload(
+    ctx: &VolumeCtx<'_>,
+    volume: &Volume,
+    dir: &Path,
+) -> Result<Option<Payload>, VolumeError> {
+    let name = &volume.name;
+    if let Some(source) = &volume.config_map {
+        let optional = source.optional.unwrap_or(false);
+        let data = match config_map_data(name, ctx, &source.name).await? {
+            Some(data) => data,
+            None if optional => BTreeMap::new(),
+            None => {
+                return Err(invalid(
+                    name,
+                    format!("configmap {:?} not found", source.name),
                 ));
             }
-            out
-        }
-        None => data
-            .keys()
-            .map(|k| Ok((k.clone(), item_path(volume, k)?, default_mode)))
-            .collect::<Result<_, VolumeError>>()?,
+        };
+        let what = format!("configmap {:?}", source.name);
+        return key_payload(
+            name,
+            &data,
+            source.items.as_deref(),
+            source.default_mode,
+            optional,
+            &what,
+        )
+        .map(Some);
+    }
+    if let Some(source) = &volume.secret {
+        let secret_name = source.secret_name.clone().unwrap_or_default();
+        let optional = source.optional.unwrap_or(false);
+        let data = match secret_data(name, ctx, &secret_name).await? {
+            Some(data) => data,
+            None if optional => BTreeMap::new(),
+            None => return Err(invalid(name, format!("secret {secret_name:?} not found"))),
+        };
+        let what = format!("secret {secret_name:?}");
+        return key_payload(
+            name,
+            &data,
+            source.items.as_deref(),
+            source.default_mode,
+            optional,
+            &what,
+        )
+        .map(Some);
+    }
+    if let Some(source) = &volume.downward_api {
+        let items = source.items.clone().unwrap_or_default();
+        return downward_payload(name, ctx, &items, source.default_mode).map(Some);
+    }
+    let Some(projected) = &volume.projected else {
+        return Ok(None);
     };
-    for (key, rel, mode) in wanted {
-        let file = staging.join(rel);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(io(volume))?;
-        }
-        std::fs::write(&file, &data[&key]).map_err(io(volume))?;
-        let mode = u32::try_from(mode & 0o777).unwrap_or(0o644);
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
-            .map_err(io(volume))?;
-    }
-    if dir.exists() {
-        // Replace the contents in place: the directory itself may be bind-mounted
-        // into running containers already, so it must stay the same directory.
-        for entry in std::fs::read_dir(dir).map_err(io(volume))? {
-            let entry = entry.map_err(io(volume))?;
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
+    let current = current_payload(dir).unwrap_or_default();
+    let mut out = Payload::new();
+    for source in projected.sources.iter().flatten() {
+        let part = if let Some(cm) = &source.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            match config_map_data(name, ctx, &cm.name).await? {
+                Some(data) => {
+                    let what = format!("configmap {:?}", cm.name);
+                    key_payload(
+                        name,
+                        &data,
+                        cm.items.as_deref(),
+                        projected.default_mode,
+                        optional,
+                        &what,
+                    )?
+                }
+                None if optional => Payload::new(),
+                None => return Err(invalid(name, format!("configmap {:?} not found", cm.name))),
+            }
+        } else if let Some(secret) = &source.secret {
+            let optional = secret.optional.unwrap_or(false);
+            match secret_data(name, ctx, &secret.name).await? {
+                Some(data) => {
+                    let what = format!("secret {:?}", secret.name);
+                    key_payload(
+                        name,
+                        &data,
+                        secret.items.as_deref(),
+                        projected.default_mode,
+                        optional,
+                        &what,
+                    )?
+                }
+                None if optional => Payload::new(),
+                None => return Err(invalid(name, format!("secret {:?} not found", secret.name))),
+            }
+        } else if let Some(downward) = &source.downward_api {
+            let items = downward.items.clone().unwrap_or_default();
+            downward_payload(name, ctx, &items, projected.default_mode)?
+        } else if let Some(token) = &source.service_account_token {
+            let rel = item_path(name, &token.path)?;
+            let expiration = token.expiration_seconds.unwrap_or(3600);
+            // Upstream's token files are 0600 unless the projection sets a mode.
+            let mode = file_mode(name, projected.default_mode.unwrap_or(0o600))?;
+            let reuse = current
+                .get(&rel)
+                .filter(|f| f.modified.is_some_and(|m| token_is_fresh(m, expiration)));
+            let file = match reuse {
+                Some(file) => FileContent {
+                    mode,
+                    ..file.clone()
+                },
+                None => FileContent {
+                    data: request_token(name, ctx, token.audience.as_deref(), expiration).await?,
+                    mode,
+                    modified: Some(SystemTime::now()),
+                },
             };
-            removed.map_err(io(volume))?;
-        }
-        for entry in std::fs::read_dir(&staging).map_err(io(volume))? {
-            let entry = entry.map_err(io(volume))?;
-            std::fs::rename(entry.path(), dir.join(entry.file_name())).map_err(io(volume))?;
-        }
-        std::fs::remove_dir_all(&staging).map_err(io(volume))?;
-    } else {
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(io(volume))?;
-        }
-        std::fs::rename(&staging, dir).map_err(io(volume))?;
+            Payload::from([(rel, file)])
+        } else if source.cluster_trust_bundle.is_some() {
+            return Err(invalid(
+                name,
+                "projected source clusterTrustBundle is not supported by rind's kubelet",
+            ));
+        } else {
+            return Err(invalid(name, "a projected source names no kind of source"));
+        };
+        out.extend(part);
     }
-    Ok(())
+    Ok(Some(out))
+}
+
+/// Brings the API-backed volumes of a running pod up to date with their objects
+/// (the kubelet's periodic volume sync); volumes not set up yet are left alone.
+pub async fn refresh(ctx: &VolumeCtx<'_>) {
+    let uid = ctx.pod.uid().unwrap_or_default();
+    let volumes = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    for volume in &volumes {
+        let Some(plugin) = api_plugin(volume) else {
+            continue;
+        };
+        let dir = pod_volume_dir(ctx.root, &uid, plugin, &volume.name);
+        if !dir.exists() {
+            continue;
+        }
+        match api_payload(ctx, volume, &dir).await {
+            Ok(Some(payload)) => match write_atomic(&volume.name, &dir, &payload) {
+                Ok(true) => {
+                    tracing::info!(pod = ?ctx.pod.metadata.name, volume = %volume.name, "volume updated")
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(pod = ?ctx.pod.metadata.name, "volume refresh: {err}"),
+            },
+            Ok(None) => {}
+            Err(err) => tracing::info!(pod = ?ctx.pod.metadata.name, "volume refresh: {err}"),
+        }
+    }
+}
+
+/// The plugin directory name of an API-backed volume, as upstream's.
+fn api_plugin(volume: &Volume) -> Option<&'static str> {
+    if volume.config_map.is_some() {
+        Some("configmap")
+    } else if volume.secret.is_some() {
+        Some("secret")
+    } else if volume.downward_api.is_some() {
+        Some("downward-api")
+    } else if volume.projected.is_some() {
+        Some("projected")
+    } else {
+        None
+    }
+}
+
+/// Everything volumes are made from.
+pub struct VolumeCtx<'a> {
+    pub client: &'a Client,
+    pub pod: &'a Pod,
+    /// Where pod directories live ([`PODS_DIR`] in a node).
+    pub root: &'a Path,
+    /// The pod's fields, for downwardAPI files.
+    pub fields: &'a FieldValues<'a>,
+    pub node: NodeAllocatable,
 }
 
 async fn claim_path(client: &Client, ns: &str, volume: &Volume) -> Result<PathBuf, VolumeError> {
@@ -281,20 +800,23 @@ async fn claim_path(client: &Client, ns: &str, volume: &Volume) -> Result<PathBu
 }
 
 /// Makes `volume` exist on the node and returns its path there.
-async fn prepare(
-    client: &Client,
-    pod: &Pod,
-    root: &Path,
-    volume: &Volume,
-) -> Result<PathBuf, VolumeError> {
-    let uid = pod.uid().unwrap_or_default();
-    let ns = pod.namespace().unwrap_or_default();
+async fn prepare(ctx: &VolumeCtx<'_>, volume: &Volume) -> Result<PathBuf, VolumeError> {
+    let uid = ctx.pod.uid().unwrap_or_default();
+    let ns = ctx.pod.namespace().unwrap_or_default();
     let name = &volume.name;
-    if volume.empty_dir.is_some() {
-        // medium Memory is served from disk too: a node container cannot mount tmpfs
-        // on behalf of every pod without leaking them when the kubelet restarts.
-        let dir = pod_volume_dir(root, &uid, "empty-dir", name);
+    if let Some(empty) = &volume.empty_dir {
+        let dir = pod_volume_dir(ctx.root, &uid, "empty-dir", name);
         tokio::fs::create_dir_all(&dir).await.map_err(io(name))?;
+        match empty.medium.as_deref().unwrap_or("") {
+            "" => {}
+            "Memory" => mount_tmpfs(name, &dir, empty.size_limit.as_ref())?,
+            other => {
+                return Err(invalid(
+                    name,
+                    format!("emptyDir medium {other:?} is not supported by rind's kubelet"),
+                ));
+            }
+        }
         tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
             .await
             .map_err(io(name))?;
@@ -304,93 +826,63 @@ async fn prepare(
         return prepare_host_path(name, host);
     }
     if volume.persistent_volume_claim.is_some() {
-        return claim_path(client, &ns, volume).await;
+        return claim_path(ctx.client, &ns, volume).await;
     }
-    let api_err = |what: String| {
-        move |source| VolumeError::Api {
-            volume: name.clone(),
-            what,
-            source,
-        }
+    let Some(plugin) = api_plugin(volume) else {
+        return Err(VolumeError::Unsupported(name.clone()));
     };
-    if let Some(source) = &volume.config_map {
-        let optional = source.optional.unwrap_or(false);
-        let found = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .get_opt(&source.name)
-            .await
-            .map_err(api_err(format!("configmap {:?}", source.name)))?;
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        match found {
-            Some(cm) => {
-                for (k, v) in cm.data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
-                for (k, v) in cm.binary_data.unwrap_or_default() {
-                    data.insert(k, v.0);
-                }
-            }
-            None if optional => {}
-            None => {
-                return Err(invalid(
-                    name,
-                    format!("configmap {:?} not found", source.name),
-                ));
-            }
-        }
-        let dir = pod_volume_dir(root, &uid, "configmap", name);
-        write_files(
-            name,
-            &dir,
-            &data,
-            source.items.as_deref(),
-            source.default_mode,
-            optional,
-        )?;
-        return Ok(dir);
+    let dir = pod_volume_dir(ctx.root, &uid, plugin, name);
+    let Some(payload) = api_payload(ctx, volume, &dir).await? else {
+        return Err(VolumeError::Unsupported(name.clone()));
+    };
+    write_atomic(name, &dir, &payload)?;
+    Ok(dir)
+}
+
+/// Mounts a tmpfs for a memory-backed emptyDir, its size the volume's sizeLimit
+/// (the kernel's default of half the node's memory without one).
+fn mount_tmpfs(
+    volume: &str,
+    dir: &Path,
+    size_limit: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Result<(), VolumeError> {
+    if is_mount_point(dir) {
+        return Ok(());
     }
-    if let Some(source) = &volume.secret {
-        let secret_name = source.secret_name.clone().unwrap_or_default();
-        let optional = source.optional.unwrap_or(false);
-        let found = Api::<Secret>::namespaced(client.clone(), &ns)
-            .get_opt(&secret_name)
-            .await
-            .map_err(api_err(format!("secret {secret_name:?}")))?;
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        match found {
-            Some(secret) => {
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
-                }
-                for (k, v) in secret.data.unwrap_or_default() {
-                    data.insert(k, v.0);
-                }
-            }
-            None if optional => {}
-            None => return Err(invalid(name, format!("secret {secret_name:?} not found"))),
-        }
-        let dir = pod_volume_dir(root, &uid, "secret", name);
-        write_files(
-            name,
-            &dir,
-            &data,
-            source.items.as_deref(),
-            source.default_mode,
-            optional,
-        )?;
-        return Ok(dir);
-    }
-    Err(VolumeError::Unsupported(name.clone()))
+    let size = match size_limit {
+        Some(q) => Some(
+            rind_api::quantity::Quantity::parse(&q.0)
+                .map(|q| q.value())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        volume,
+                        format!("emptyDir sizeLimit {:?} is not a size", q.0),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let options = size.map(|bytes| format!("size={bytes}"));
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        options.as_deref(),
+    )
+    .map_err(|errno| io(volume)(std::io::Error::from(errno)))
 }
 
 /// The CRI mounts for `container`: each of its volumeMounts, with the volume made ready
 /// first. `root` is where pod directories live ([`PODS_DIR`] in a node).
 pub async fn mounts(
-    client: &Client,
-    pod: &Pod,
+    ctx: &VolumeCtx<'_>,
     container: &Container,
-    root: &Path,
+    env: &HashMap<String, String>,
 ) -> Result<Vec<v1::Mount>, VolumeError> {
-    let volumes = pod
+    let volumes = ctx
+        .pod
         .spec
         .as_ref()
         .and_then(|s| s.volumes.clone())
@@ -404,12 +896,17 @@ pub async fn mounts(
         let base = match ready.get(&volume.name) {
             Some(path) => path.clone(),
             None => {
-                let path = prepare(client, pod, root, volume).await?;
+                let path = prepare(ctx, volume).await?;
                 ready.insert(volume.name.clone(), path.clone());
                 path
             }
         };
-        let host_path = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        // subPathExpr expands the container's variables, as its env does.
+        let sub_path = match mount.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+            Some(expr) => Some(expand(expr, env)),
+            None => mount.sub_path.clone().filter(|s| !s.is_empty()),
+        };
+        let host_path = match sub_path.as_deref() {
             None => base,
             Some(sub) => {
                 let rel = item_path(&volume.name, sub)?;
@@ -428,8 +925,8 @@ pub async fn mounts(
             .as_ref()
             .and_then(|c| c.read_only)
             .unwrap_or(false);
-        // configMap and secret volumes are read-only to containers, as upstream mounts them.
-        let projected = volume.config_map.is_some() || volume.secret.is_some();
+        // API-backed volumes are read-only to containers, as upstream mounts them.
+        let projected = api_plugin(volume).is_some();
         out.push(v1::Mount {
             container_path: mount.mount_path.clone(),
             host_path: host_path.display().to_string(),
@@ -443,6 +940,27 @@ pub async fn mounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_format_as_upstreams_downward_api() {
+        let labels = BTreeMap::from([
+            ("b".to_string(), "two \"2\"".to_string()),
+            ("a".to_string(), "one".to_string()),
+        ]);
+        assert_eq!(format_map(Some(&labels)), "a=\"one\"\nb=\"two \\\"2\\\"\"");
+        assert_eq!(format_map(None), "");
+    }
+
+    #[test]
+    fn tokens_are_renewed_at_eighty_percent_of_their_life() {
+        let now = SystemTime::now();
+        assert!(token_is_fresh(now - Duration::from_secs(2000), 3600));
+        assert!(!token_is_fresh(now - Duration::from_secs(3000), 3600));
+        assert!(!token_is_fresh(
+            now - Duration::from_secs(25 * 3600),
+            10 * 24 * 3600
+        ));
+    }
 
     #[test]
     fn host_path_types() {
@@ -478,6 +996,16 @@ mod tests {
         ]);
         write_files("v", &dir, &data, None, None, false).unwrap();
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"1");
+        // Every name goes through the ..data link to a timestamped generation.
+        assert_eq!(
+            std::fs::read_link(dir.join("a")).unwrap(),
+            Path::new("..data/a")
+        );
+        let first = std::fs::read_link(dir.join("..data")).unwrap();
+        assert!(first.to_string_lossy().starts_with("..20"), "{first:?}");
+        // The same content again changes nothing.
+        write_files("v", &dir, &data, None, None, false).unwrap();
+        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first);
         let mode = std::fs::metadata(dir.join("b"))
             .unwrap()
             .permissions()
@@ -493,6 +1021,10 @@ mod tests {
         write_files("v", &dir, &data, Some(&items), None, false).unwrap();
         assert!(!dir.join("a").exists());
         assert_eq!(std::fs::read(dir.join("sub/bee")).unwrap(), b"2");
+        // The old generation is gone once the link moved on.
+        let second = std::fs::read_link(dir.join("..data")).unwrap();
+        assert_ne!(second, first);
+        assert!(!dir.join(&first).exists());
         let missing = [KeyToPath {
             key: "zz".into(),
             path: "z".into(),

@@ -6,7 +6,7 @@
 use super::supervisor::{self, Component, Reaper};
 use crate::{containerd, etcd, mounts};
 use rind_runtime::paths::{self, PAUSE_ARCHIVE};
-use rind_runtime::{NodeConfig, Role};
+use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,6 +149,10 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
     if !cfg.disable_default_cni {
         list.push(ours("net"));
     }
+    if cfg.kube_proxy_mode != ProxyMode::None {
+        // The service proxy, on every node as kube-proxy's DaemonSet is in kind.
+        list.push(ours("proxy"));
+    }
     list
 }
 
@@ -261,14 +265,15 @@ mod tests {
                 "controller-manager",
                 "scheduler",
                 "kubelet",
-                "net"
+                "net",
+                "proxy"
             ]
         );
     }
 
     #[test]
-    fn worker_runs_runtime_kubelet_and_network_agent() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "net"]);
+    fn worker_runs_runtime_kubelet_network_agent_and_proxy() {
+        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "net", "proxy"]);
     }
 
     #[test]
@@ -279,7 +284,7 @@ mod tests {
             .into_iter()
             .map(|c| c.name)
             .collect();
-        assert_eq!(list, ["containerd", "kubelet"]);
+        assert_eq!(list, ["containerd", "kubelet", "proxy"]);
     }
 
     #[test]

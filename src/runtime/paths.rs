@@ -32,6 +32,11 @@ pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 pub const SCHEDULER_CONF: &str = "/etc/kubernetes/scheduler.conf";
 pub const CONTROLLER_MANAGER_CONF: &str = "/etc/kubernetes/controller-manager.conf";
+/// The service proxy's kubeconfig, as user `system:kube-proxy` (bound to
+/// `system:node-proxier` by the default policy), at kubeadm's kube-proxy path.
+pub const PROXY_CONF: &str = "/var/lib/kube-proxy/kubeconfig.conf";
+/// What the service proxy last programmed (JSON, rewritten after every sync).
+pub const PROXY_STATUS: &str = "/run/rind/proxy-status.json";
 
 /// The kubelet's serving certificate (its HTTPS port serves logs to the API server).
 pub const KUBELET_SERVING_CRT: &str = "/var/lib/kubelet/pki/kubelet.crt";

@@ -227,6 +227,40 @@ impl Cri {
         })
     }
 
+    /// Runs a command in a running container and waits for it, as probes and lifecycle
+    /// hooks do; `timeout_seconds` 0 means no limit on the runtime's side.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_seconds: i64,
+    ) -> Result<v1::ExecSyncResponse> {
+        let resp = self
+            .runtime
+            .clone()
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: id.to_string(),
+                cmd,
+                timeout: timeout_seconds,
+            })
+            .await
+            .map_err(call_err("ExecSync"))?;
+        Ok(resp.into_inner())
+    }
+
+    /// The runtime's own view of its health: `RuntimeReady` and `NetworkReady`.
+    pub async fn status(&self) -> Result<v1::RuntimeStatus> {
+        let resp = self
+            .runtime
+            .clone()
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .map_err(call_err("Status"))?;
+        resp.into_inner().status.ok_or(CriError::Missing {
+            what: "runtime status",
+        })
+    }
+
     /// A one-shot URL on the runtime's streaming server that runs `request`'s command in
     /// its container once a client connects to it.
     pub async fn exec(&self, request: v1::ExecRequest) -> Result<String> {
