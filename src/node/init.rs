@@ -273,7 +273,10 @@ mod tests {
 
     #[test]
     fn worker_runs_runtime_kubelet_network_agent_and_proxy() {
-        assert_eq!(names(Role::Worker), ["containerd", "kubelet", "net", "proxy"]);
+        assert_eq!(
+            names(Role::Worker),
+            ["containerd", "kubelet", "net", "proxy"]
+        );
     }
 
     #[test]
