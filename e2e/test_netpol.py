@@ -80,12 +80,13 @@ def ip_of(c, ns, pod):
     return json.loads(c.kubectl("-n", ns, "get", "pod", pod, "-o", "json").stdout)["status"]["podIP"]
 
 
-def reaches(c, ns, client, server):
-    """Whether `client` gets the server pod's page within 2 s (busybox nc; the image's
-    static wget crashes in pods)."""
+def reaches(c, ns, client, server, address=None):
+    """Whether `client` gets the server pod's page within 2 s, from the pod's IP or from
+    `address` ("IP PORT"; busybox nc, as the image's static wget crashes in pods)."""
+    address = address or f"{ip_of(c, ns, server)} 8080"
     result = c.kubectl(
         "-n", ns, "exec", client, "--", "sh", "-c",
-        f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip_of(c, ns, server)} 8080",
+        f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address}",
         check=False,
     )
     body = result.stdout.replace("\r", "").split("\n\n", 1)
@@ -124,6 +125,13 @@ spec:
 """)
     wait_for("the labelled client to be admitted", lambda: reaches(c, ns, "client", "a"), timeout=30)
     assert not reaches(c, ns, "other", "a")
+    # Through a Service the same holds: the service proxy translates the ClusterIP
+    # before the policy sees the packet, with the client's own address kept.
+    c.kubectl("-n", ns, "expose", "pod", "a", "--port", "80", "--target-port", "8080")
+    cluster_ip = json.loads(c.kubectl("-n", ns, "get", "service", "a", "-o", "json").stdout)["spec"]["clusterIP"]
+    wait_for("the client to reach a through its Service",
+             lambda: reaches(c, ns, "client", "a", address=f"{cluster_ip} 80"), timeout=30)
+    assert not reaches(c, ns, "other", "a", address=f"{cluster_ip} 80")
     # b is still under default deny only.
     assert not reaches(c, ns, "client", "b")
     c.kubectl("-n", ns, "delete", "networkpolicy", "default-deny", "allow-clients")

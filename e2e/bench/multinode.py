@@ -54,13 +54,19 @@ def create(args, env, config, count):
     return time.monotonic() - started, name
 
 
-def agent_rss_kib(node):
-    out = subprocess.run(["docker", "exec", node, "ps", "-eo", "rss=,args="],
+def agent_memory_kib(node):
+    """The agent's Rss, Pss and Pss_Anon (kB) from smaps_rollup: Rss counts every page of
+    the rind binary it touched, which the node's other rind processes share; Pss splits
+    shared pages between them, and Pss_Anon is the agent's own heap and stacks."""
+    out = subprocess.run(["docker", "exec", node, "ps", "-eo", "pid=,args="],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
-        rss, _, cmd = line.strip().partition(" ")
+        pid, _, cmd = line.strip().partition(" ")
         if cmd.strip().endswith("node net"):
-            return int(rss)
+            rollup = subprocess.run(["docker", "exec", node, "cat", f"/proc/{pid}/smaps_rollup"],
+                                    check=True, capture_output=True, text=True).stdout
+            fields = dict(l.split(":", 1) for l in rollup.splitlines() if ":" in l and "-" not in l.split(":")[0])
+            return {k: int(fields[k].split()[0]) for k in ("Rss", "Pss", "Pss_Anon")}
     raise SystemExit(f"no network agent found on {node}")
 
 
@@ -81,7 +87,7 @@ def main():
         try:
             time.sleep(IDLE_SECONDS)
             for node in (f"{name}-control-plane", f"{name}-worker", f"{name}-worker2"):
-                rss[node] = agent_rss_kib(node)
+                rss[node] = agent_memory_kib(node)
         finally:
             subprocess.run([args.rind, "delete", "cluster", "--name", name], capture_output=True, env=env)
     s, m = statistics.median(single), statistics.median(multi)
@@ -89,7 +95,8 @@ def main():
     print(f"create → all Ready, 1 cp + 2 workers: {m:.2f} s (median of {args.runs})")
     print(f"ratio 3 nodes / 1 node: {m / s:.2f}")
     for node, kib in rss.items():
-        print(f"network agent RSS after {IDLE_SECONDS} s idle on {node}: {kib / 1024:.1f} MiB")
+        print(f"network agent after {IDLE_SECONDS} s idle on {node}: RSS {kib['Rss'] / 1024:.1f} MiB, "
+              f"PSS {kib['Pss'] / 1024:.1f} MiB, of it anonymous {kib['Pss_Anon'] / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

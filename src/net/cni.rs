@@ -1,7 +1,7 @@
 //! The node's CNI network configuration for containerd's CRI plugin, written for the
 //! podCIDR node IPAM gave this node. containerd reports its network not ready until a
 //! config is there, so a node without one (before its podCIDR comes, or with
-//! `disableDefaultCNI`) stays NotReady.
+//! `disableDefaultCNI`, where no agent runs) stays NotReady.
 
 use rind_runtime::paths;
 use serde_json::json;
@@ -87,15 +87,6 @@ pub fn write(dir: &Path, pod_cidr: &str, mtu: u32) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Removes our conflist (`disableDefaultCNI`: a file left from before must not make the
-/// node Ready); other files there are the user's CNI's and stay.
-pub fn remove(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(conflist_path(dir)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 /// The directory containerd reads CNI configs from.
 pub fn conf_dir() -> &'static Path {
     Path::new(paths::CNI_CONF_DIR)
@@ -150,18 +141,15 @@ mod tests {
     }
 
     #[test]
-    fn written_once_and_removed() {
+    fn written_only_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         assert!(write(dir.path(), "10.244.1.0/24", 1500).unwrap());
         assert!(!write(dir.path(), "10.244.1.0/24", 1500).unwrap());
         assert!(write(dir.path(), "10.244.2.0/24", 1500).unwrap());
-        std::fs::write(dir.path().join("20-other.conflist"), "{}").unwrap();
-        remove(dir.path()).unwrap();
-        remove(dir.path()).unwrap();
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(left, ["20-other.conflist"]);
+        assert_eq!(left, [CONFLIST_NAME]);
     }
 }

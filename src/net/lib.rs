@@ -3,7 +3,8 @@
 //! for it, keeps a route to every other node's podCIDR via that node's InternalIP as
 //! nodes come and go, masquerades pod traffic leaving the pod network, and enforces
 //! NetworkPolicy. Everything comes from watches; each change (or a periodic resync, which
-//! repairs what someone else changed) runs one sync of all three.
+//! repairs what someone else changed) runs one sync of all three. With
+//! `networking.disableDefaultCNI` the node runs no agent at all (src/node/init.rs).
 
 pub mod cni;
 pub mod nft;
@@ -119,27 +120,21 @@ fn sync(
         .iter()
         .find(|n| n.metadata.name.as_deref() == Some(cfg.node_name.as_str()))
         .and_then(|n| pod_cidr(n));
-    let dir = cni::conf_dir();
-    let cni_error = |source| SyncError::Cni {
-        dir: dir.display().to_string(),
-        source,
-    };
-    if cfg.disable_default_cni {
-        cni::remove(dir).map_err(cni_error)?;
-    } else if let Some(cidr) = &own_cidr
-        && cni::write(dir, cidr, mtu).map_err(cni_error)?
-    {
-        tracing::info!(%cidr, mtu, "wrote the CNI config for the node's podCIDR");
+    if let Some(cidr) = &own_cidr {
+        let written = cni::write(cni::conf_dir(), cidr, mtu).map_err(|source| SyncError::Cni {
+            dir: cni::conf_dir().display().to_string(),
+            source,
+        })?;
+        if written {
+            tracing::info!(%cidr, mtu, "wrote the CNI config for the node's podCIDR");
+        }
     }
-    // With the default CNI disabled, whatever the user installs owns pod routing.
-    if !cfg.disable_default_cni {
-        let desired = nodes
-            .iter()
-            .filter(|n| n.metadata.name.as_deref() != Some(cfg.node_name.as_str()))
-            .filter_map(|n| Some((pod_cidr(n)?, internal_ip(n)?)))
-            .collect();
-        routes::sync(&desired)?;
-    }
+    let desired = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(cfg.node_name.as_str()))
+        .filter_map(|n| Some((pod_cidr(n)?, internal_ip(n)?)))
+        .collect();
+    routes::sync(&desired)?;
     let namespaces = policy::namespace_labels(stores.namespaces.state().iter().map(|ns| {
         (
             ns.metadata.name.clone().unwrap_or_default(),

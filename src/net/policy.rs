@@ -7,6 +7,12 @@
 //! hooks; across nodes the packet is routed). A pod that some policy selects for a
 //! direction is isolated in it: its traffic must match a rule of one of those policies,
 //! else it is dropped; replies of allowed connections pass by conntrack state.
+//!
+//! Traffic between a pod and its own node (the kubelet's probes, host-network pods, the
+//! node's own address) goes through the node's input and output hooks, not forward, so
+//! policies never block it: upstream leaves node traffic to the implementation and
+//! requires that the kubelet's probes keep working. Host-network pods are neither
+//! selected by policies nor matched as peers (their address is the node's).
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};

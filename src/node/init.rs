@@ -152,8 +152,12 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
         list.push(ours("scheduler"));
     }
     list.push(ours("kubelet"));
-    // The pod network agent, on every node as kind's kindnet DaemonSet.
-    list.push(ours("net"));
+    // The pod network agent, on every node as kind's kindnet DaemonSet; with
+    // `disableDefaultCNI` there is none (as kind installs no kindnet then): the user's
+    // CNI owns pod addresses, routes, masquerade and policies.
+    if !cfg.disable_default_cni {
+        list.push(ours("net"));
+    }
     if cfg.kube_proxy_mode != ProxyMode::None {
         // The service proxy, on every node as kube-proxy's DaemonSet is in kind.
         list.push(ours("proxy"));
@@ -285,6 +289,17 @@ mod tests {
             names(Role::Worker),
             ["containerd", "kubelet", "net", "proxy", "dns-relay"]
         );
+    }
+
+    #[test]
+    fn no_network_agent_when_the_default_cni_is_disabled() {
+        let mut config = cfg(Role::Worker);
+        config.disable_default_cni = true;
+        let list: Vec<String> = components(&config, Path::new("/usr/local/bin/rind"))
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(list, ["containerd", "kubelet", "proxy", "dns-relay"]);
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct NodeConfig {
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
-    /// `networking.disableDefaultCNI`: the network agent writes no CNI config, so the
-    /// runtime reports its network not ready until the user installs a CNI (as kind).
+    /// `networking.disableDefaultCNI`: no network agent runs and no CNI config is
+    /// written, so the runtime reports its network not ready until the user installs a
+    /// CNI (as kind, which then installs no kindnet).
     #[serde(default)]
     pub disable_default_cni: bool,
     /// `networking.kubeProxyMode`: how the service proxy programs Services.
