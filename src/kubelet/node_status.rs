@@ -17,6 +17,12 @@ use std::time::Duration;
 
 pub const KUBELET_VERSION: &str = "v1.37.0";
 const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+/// How often a Ready node's runtime is checked between heartbeats (a CRI `Status`
+/// call: cheap), so that a failure is reported within a second.
+const READY_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// How often a NotReady node's runtime is checked: a new node turns Ready this soon
+/// after its CNI config appears (upstream's fast status updates poll at 100 ms).
+const NOT_READY_CHECK_PERIOD: Duration = Duration::from_millis(200);
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 const MAX_PODS: &str = "110";
@@ -385,9 +391,13 @@ pub async fn register(
     Ok(created.metadata.uid.unwrap_or_default())
 }
 
-/// Checks the runtime, posts the node status and renews the lease every 10 s,
-/// forever. Failures are logged and retried at the next beat: a kubelet never gives
-/// up on its API server.
+/// Checks the runtime often and posts the node status (and renews the lease) at once
+/// when the node's readiness changes, and otherwise every 10 s, forever. The quick
+/// checks are what upstream's kubelet gets from its fast status updates at start and
+/// its runtime-state events: a node turns Ready as soon as its network agent has
+/// written the CNI config, not at the next heartbeat, and NotReady as soon as the
+/// runtime fails. Failures are logged and retried at the next beat: a kubelet never
+/// gives up on its API server.
 pub async fn heartbeat(
     client: kube::Client,
     cri: Cri,
@@ -400,31 +410,42 @@ pub async fn heartbeat(
     let since = Timestamp::now();
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+    let mut last_post: Option<std::time::Instant> = None;
     loop {
         let now = Timestamp::now();
         let mut problems = runtime_problems(&cri).await;
         problems.extend(sync_problem(sync_health.since()));
-        if problems.is_empty() != readiness.problems.is_empty() {
+        let changed = problems.is_empty() != readiness.problems.is_empty();
+        if changed {
             tracing::info!(?problems, "node readiness changed");
             readiness.since = now;
         }
         readiness.problems = problems;
-        let patch =
-            serde_json::json!({ "status": node_status(&cfg, &info, now, since, &readiness) });
-        if let Err(err) = nodes
-            .patch_status(
-                &cfg.node_name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            tracing::warn!("node status update failed: {err}");
+        let due = last_post.is_none_or(|at| at.elapsed() >= HEARTBEAT_PERIOD);
+        if changed || due {
+            last_post = Some(std::time::Instant::now());
+            let patch =
+                serde_json::json!({ "status": node_status(&cfg, &info, now, since, &readiness) });
+            if let Err(err) = nodes
+                .patch_status(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!("node status update failed: {err}");
+            }
+            if let Err(err) = renew_lease(&leases, &cfg.node_name, &node_uid, now).await {
+                tracing::warn!("lease renewal failed: {err}");
+            }
         }
-        if let Err(err) = renew_lease(&leases, &cfg.node_name, &node_uid, now).await {
-            tracing::warn!("lease renewal failed: {err}");
-        }
-        tokio::time::sleep(HEARTBEAT_PERIOD).await;
+        tokio::time::sleep(if readiness.problems.is_empty() {
+            READY_CHECK_PERIOD
+        } else {
+            NOT_READY_CHECK_PERIOD
+        })
+        .await;
     }
 }
 
