@@ -115,7 +115,8 @@ def test_the_token_is_refused_once_its_pod_is_gone(api_pod, tmp_path):
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     assert claims["kubernetes.io"]["pod"]["name"] == "client"
     config = token_kubeconfig(c, token, tmp_path / "token.kubeconfig")
-    env = {"KUBECONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    # HOME: kubectl keeps its discovery cache there, not in the current directory.
+    env = {"KUBECONFIG": str(config), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     listed = run([c.kubectl_bin, "get", "pods", "-o", "name"], env=env)
     assert "pod/client" in listed.stdout
     c.kubectl("-n", NS, "delete", "pod", "client", "--wait=true", "--timeout=60s")

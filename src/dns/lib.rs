@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 pub use metrics::Metrics;
 use records::Zone;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -76,14 +76,9 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (udp, tcp) = bind(args.port).await?;
     tracing::info!(port = args.port, "DNS listening");
-    let any = |port| SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
     let http = {
         let metrics = metrics.clone();
-        let (health, ready, prom) = (
-            any(args.health_port),
-            any(args.ready_port),
-            any(args.metrics_port),
-        );
+        let (health, ready, prom) = (args.health_port, args.ready_port, args.metrics_port);
         tokio::spawn(async move { metrics::serve_all(metrics, health, ready, prom).await })
     };
     tokio::select! {
@@ -153,8 +148,10 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store::<K>();
+    // managedFields are most of a Service's bytes and none of its DNS: not kept.
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     tokio::spawn(async move {

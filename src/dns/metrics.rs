@@ -67,9 +67,14 @@ impl Metrics {
     }
 }
 
-/// Serves `router` on `addr` until the process ends.
-async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// Serves `router` on `port` of every address until the process ends: IPv6 (dual-stack)
+/// where the pod has it, else IPv4 alone.
+async fn serve(port: u16, router: Router) -> std::io::Result<()> {
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let listener = match tokio::net::TcpListener::bind(v6).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await?,
+    };
     axum::serve(listener, router).await
 }
 
@@ -77,9 +82,9 @@ async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
 /// `/metrics`, each on its own port as CoreDNS has them.
 pub async fn serve_all(
     metrics: Arc<Metrics>,
-    health: SocketAddr,
-    ready: SocketAddr,
-    prometheus: SocketAddr,
+    health: u16,
+    ready: u16,
+    prometheus: u16,
 ) -> std::io::Result<()> {
     let health_router = Router::new().route("/health", get(|| async { "OK" }));
     let ready_metrics = metrics.clone();
