@@ -157,7 +157,7 @@ impl<'a> Prepared<'a> {
         let spec = pod.pod.spec.as_ref();
         let selection = NodeSelection::of(pod);
         let affinity = AffinityState::prefilter(pod, cache);
-        let spread = SpreadState::prefilter(pod, &selection, cache, true);
+        let spread = SpreadState::prefilter(pod, &selection, cache, true, Vec::new);
         Prepared {
             pod,
             tolerations: spec

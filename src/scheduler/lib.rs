@@ -4,12 +4,15 @@
 //! nodes (filters.rs with interpod.rs and spread.rs), scores the feasible ones
 //! (scores.rs), assumes the pod onto the winner and hands the binding to a separate
 //! task (bind.rs), so many bindings are in flight while the next pod is decided.
+//! Reflectors of Services and workload controllers (owners.rs) give the selector that
+//! upstream's default topology spreading counts pods with.
 //! Only the holder of the Lease kube-system/kube-scheduler schedules.
 
 mod bind;
 mod cache;
 mod filters;
 mod interpod;
+mod owners;
 mod queue;
 mod resources;
 mod scores;
@@ -161,6 +164,8 @@ struct Scheduler {
     /// Whether each watch has delivered its first complete list.
     synced: [bool; 3],
     volumes: volumes::Caches,
+    /// Services and controllers, for the system default spread constraints.
+    owners: owners::Owners,
 }
 
 impl Scheduler {
@@ -347,7 +352,11 @@ impl Scheduler {
                 // A single feasible node needs no scoring.
                 1 => Some(feasible[0].name.clone()),
                 _ => {
-                    let scorer = scores::Scorer::new(&info, &prepared.selection, &self.cache);
+                    let owners = &self.owners;
+                    let scorer =
+                        scores::Scorer::new(&info, &prepared.selection, &self.cache, || {
+                            owners.default_selector(&pod)
+                        });
                     let totals = scorer.totals(&feasible);
                     scores::best(&totals).map(|i| feasible[i].name.clone())
                 }
@@ -484,6 +493,8 @@ pub async fn run(client: Client, stats: Arc<Stats>) -> anyhow::Result<()> {
         volumes::Caches::start(&client, tx.clone(), || Input::Volume).await?;
     let _watches = AbortOnDrop(watches);
     let _volume_watches = AbortOnDrop(volume_watches);
+    let (owners, owner_watches) = owners::Owners::start(&client).await?;
+    let _owner_watches = AbortOnDrop(owner_watches);
     let mut scheduler = Scheduler {
         events: bind::EventSink::start(client.clone()),
         client,
@@ -496,6 +507,7 @@ pub async fn run(client: Client, stats: Arc<Stats>) -> anyhow::Result<()> {
         relist: Relist::default(),
         synced: [false; 3],
         volumes,
+        owners,
     };
     let mut last_tick = Instant::now();
     let mut announced = false;

@@ -9,6 +9,7 @@ use super::filters::{NodeSelection, tolerates};
 use super::interpod::AffinityScores;
 use super::spread::SpreadState;
 use k8s_openapi::api::core::v1::{PreferredSchedulingTerm, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rind_api::object_selector::node_selector_term_matches;
 
 pub const MAX_SCORE: i64 = 100;
@@ -86,7 +87,14 @@ fn normalize(raw: &mut [i64], reverse: bool) {
 }
 
 impl<'a> Scorer<'a> {
-    pub fn new(pod: &'a PodInfo, selection: &NodeSelection<'_>, cache: &Cache) -> Self {
+    /// `default_spread` gives the selector of the system default spread constraints
+    /// (called only for a pod without constraints of its own).
+    pub fn new(
+        pod: &'a PodInfo,
+        selection: &NodeSelection<'_>,
+        cache: &Cache,
+        default_spread: impl FnOnce() -> Vec<LabelSelector>,
+    ) -> Self {
         let spec = pod.pod.spec.as_ref();
         Scorer {
             pod,
@@ -110,7 +118,7 @@ impl<'a> Scorer<'a> {
                 })
                 .collect(),
             affinity: AffinityScores::prescore(pod, cache),
-            spread: SpreadState::prefilter(pod, selection, cache, false),
+            spread: SpreadState::prefilter(pod, selection, cache, false, default_spread),
         }
     }
 
@@ -177,16 +185,18 @@ impl<'a> Scorer<'a> {
             add(scaled, WEIGHT_INTER_POD);
         }
         if let Some(spread) = &self.spread {
-            let raw: Vec<Option<f64>> = nodes.iter().map(|n| spread.raw(n)).collect();
+            // Upstream's NormalizeScore: MAX × (max + min − s) / max over the scored
+            // nodes, all MAX when every count is 0, and 0 for nodes not scored.
+            let raw = spread.raw_scores(nodes);
             let known = raw.iter().flatten();
-            let max = known.clone().copied().fold(0.0, f64::max);
-            let min = known.copied().fold(f64::INFINITY, f64::min);
+            let max = known.clone().copied().max().unwrap_or(0);
+            let min = known.copied().min().unwrap_or(0);
             let scaled = raw
                 .iter()
                 .map(|s| match s {
                     None => 0,
-                    Some(_) if max == 0.0 => MAX_SCORE,
-                    Some(s) => (MAX_SCORE as f64 * (max + min - s) / max) as i64,
+                    Some(_) if max == 0 => MAX_SCORE,
+                    Some(s) => MAX_SCORE * (max + min - s) / max,
                 })
                 .collect();
             add(scaled, WEIGHT_SPREAD);
@@ -240,7 +250,7 @@ mod tests {
         cache.set_node(Arc::new(node("idle", &[], "4", "8Gi")));
         cache.place("busy", Arc::new(info(pod("x", &[], "2", "4Gi"))));
         let p = info(pod("p", &[], "500m", "1Gi"));
-        let scorer = Scorer::new(&p, &NodeSelection::of(&p), &cache);
+        let scorer = Scorer::new(&p, &NodeSelection::of(&p), &cache, Vec::new);
         let nodes = [&cache.nodes["busy"], &cache.nodes["idle"]];
         let totals = scorer.totals(&nodes);
         assert_eq!(best(&totals), Some(1));
@@ -279,7 +289,7 @@ mod tests {
             ..Affinity::default()
         });
         let p = info(p);
-        let scorer = Scorer::new(&p, &NodeSelection::of(&p), &cache);
+        let scorer = Scorer::new(&p, &NodeSelection::of(&p), &cache, Vec::new);
         let nodes = [
             &cache.nodes["plain"],
             &cache.nodes["gpu"],
@@ -300,5 +310,34 @@ mod tests {
         normalize(&mut raw, true);
         assert_eq!(raw, vec![100, 50, 0]);
         assert_eq!(best(&[]), None);
+    }
+
+    #[test]
+    fn replicas_go_to_the_worker_without_them_despite_other_load() {
+        // The e2e case: two CoreDNS pods (100m / 70Mi each) on w1, one web replica on
+        // w2. Least-allocated alone prefers w2; default spreading sends the next web
+        // replica to w1.
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node("w1", &[], "2", "4Gi")));
+        cache.set_node(Arc::new(node("w2", &[], "2", "4Gi")));
+        for name in ["dns1", "dns2"] {
+            cache.place(
+                "w1",
+                Arc::new(info(pod(name, &[("k8s-app", "kube-dns")], "100m", "70Mi"))),
+            );
+        }
+        cache.place("w2", Arc::new(info(pod("web1", &[("app", "web")], "", ""))));
+        let p = info(pod("web2", &[("app", "web")], "", ""));
+        let nodes = [&cache.nodes["w1"], &cache.nodes["w2"]];
+        let plain = Scorer::new(&p, &NodeSelection::of(&p), &cache, Vec::new).totals(&nodes);
+        assert!(plain[1] > plain[0], "{plain:?}");
+        let selector = || {
+            vec![LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..LabelSelector::default()
+            }]
+        };
+        let spread = Scorer::new(&p, &NodeSelection::of(&p), &cache, selector).totals(&nodes);
+        assert_eq!(best(&spread), Some(0), "{spread:?}");
     }
 }

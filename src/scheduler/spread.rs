@@ -5,6 +5,11 @@
 //! tolerates); a node then passes a DoNotSchedule constraint when placing the pod there
 //! keeps `count(domain) + 1 - min(count)` within maxSkew. ScheduleAnyway constraints
 //! are scored instead: fewer matching pods in the node's domains score higher.
+//!
+//! A pod with no constraints at all gets upstream's system defaults for scoring:
+//! `kubernetes.io/hostname` maxSkew 3 and `topology.kubernetes.io/zone` maxSkew 5, both
+//! ScheduleAnyway, counting the pods that the Services and controllers selecting the
+//! pod also select (owners.rs); nodes lacking a key are still scored on the others.
 
 use super::cache::{Cache, NodeInfo, PodInfo};
 use super::filters::{NodeSelection, Rejection, untolerated_taint};
@@ -12,6 +17,10 @@ use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rind_api::object_selector::label_selector_matches;
 use std::collections::HashMap;
+
+/// Upstream's system default constraints: (topology key, maxSkew), ScheduleAnyway.
+const SYSTEM_DEFAULTS: [(&str, i32); 2] = [(HOSTNAME, 3), ("topology.kubernetes.io/zone", 5)];
+const HOSTNAME: &str = "kubernetes.io/hostname";
 
 struct Constraint {
     key: String,
@@ -24,6 +33,9 @@ struct Constraint {
 
 pub struct SpreadState {
     constraints: Vec<Constraint>,
+    /// From the system defaults: nodes missing a topology key are scored on the keys
+    /// they have instead of not at all (upstream's requireAllTopologies is false).
+    system_defaulted: bool,
 }
 
 /// The constraint's selector with matchLabelKeys folded in: the pod's own values for
@@ -43,12 +55,15 @@ fn effective_selector(c: &TopologySpreadConstraint, pod: &PodInfo) -> Option<Lab
 
 impl SpreadState {
     /// The pod's constraints of one kind (`hard`: DoNotSchedule, else ScheduleAnyway)
-    /// with their domain counts; None when it has none.
+    /// with their domain counts; None when it has none. `defaults` computes the
+    /// selector of the system default constraints (owners.rs); it is only called for
+    /// scoring a pod without constraints of its own.
     pub fn prefilter(
         pod: &PodInfo,
         selection: &NodeSelection<'_>,
         cache: &Cache,
         hard: bool,
+        defaults: impl FnOnce() -> Vec<LabelSelector>,
     ) -> Option<Self> {
         let spec = pod.pod.spec.as_ref()?;
         let wanted = if hard {
@@ -56,22 +71,43 @@ impl SpreadState {
         } else {
             "ScheduleAnyway"
         };
-        let raw: Vec<&TopologySpreadConstraint> = spec
+        let own = spec
             .topology_spread_constraints
+            .as_deref()
+            .unwrap_or_default();
+        // Each constraint with the selectors (all must match) of the pods it counts;
+        // None: a constraint without a labelSelector, which counts no pod.
+        let mut raw: Vec<(TopologySpreadConstraint, Option<Vec<LabelSelector>>)> = own
             .iter()
-            .flatten()
             .filter(|c| c.when_unsatisfiable == wanted)
+            .map(|c| (c.clone(), effective_selector(c, pod).map(|s| vec![s])))
             .collect();
+        let system_defaulted = own.is_empty();
+        if system_defaulted && !hard {
+            let selector = defaults();
+            // An empty selector: nothing selects the pod, so nothing to spread from.
+            if !selector.is_empty() {
+                raw = SYSTEM_DEFAULTS
+                    .iter()
+                    .map(|(key, max_skew)| {
+                        let c = TopologySpreadConstraint {
+                            topology_key: key.to_string(),
+                            max_skew: *max_skew,
+                            when_unsatisfiable: wanted.into(),
+                            ..TopologySpreadConstraint::default()
+                        };
+                        (c, Some(selector.clone()))
+                    })
+                    .collect();
+            }
+        }
         if raw.is_empty() {
             return None;
         }
         let tolerations = spec.tolerations.as_deref().unwrap_or_default();
         let mut constraints = Vec::new();
-        for c in raw {
-            let selector = effective_selector(c, pod);
-            let self_match = selector
-                .as_ref()
-                .is_some_and(|s| label_selector_matches(s, Some(&pod.labels)));
+        for (c, selector) in raw {
+            let self_match = selector.as_ref().is_some_and(|s| all_match(s, &pod.labels));
             let honor_affinity = c.node_affinity_policy.as_deref() != Some("Ignore");
             let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
             let mut counts: HashMap<String, i64> = HashMap::new();
@@ -104,7 +140,10 @@ impl SpreadState {
                 min,
             });
         }
-        Some(SpreadState { constraints })
+        Some(SpreadState {
+            constraints,
+            system_defaulted,
+        })
     }
 
     pub fn filter(&self, node: &NodeInfo) -> Result<(), Rejection> {
@@ -120,27 +159,75 @@ impl SpreadState {
         Ok(())
     }
 
-    /// Raw ScheduleAnyway score (lower is better), None for a node lacking a key.
-    /// Constraints with more domains weigh more (upstream: log(domains + 2)).
-    pub fn raw(&self, node: &NodeInfo) -> Option<f64> {
-        let mut total = 0.0;
-        for c in &self.constraints {
-            let value = node.labels.get(&c.key)?;
-            let weight = ((c.counts.len() + 2) as f64).ln();
-            let count = c.counts.get(value).copied().unwrap_or(0) as f64;
-            total += count * weight + (c.max_skew - 1) as f64;
-        }
-        Some(total)
+    /// ScheduleAnyway scores of the feasible nodes, as upstream's PreScore and Score:
+    /// per constraint the node's domain count times log(domains among the feasible
+    /// nodes + 2), plus maxSkew - 1, summed and rounded; lower is better. None for a
+    /// node that lacks a key (unless system-defaulted, where it skips that key).
+    pub fn raw_scores(&self, nodes: &[&NodeInfo]) -> Vec<Option<i64>> {
+        let has_all = |n: &NodeInfo| {
+            self.constraints
+                .iter()
+                .all(|c| n.labels.contains_key(&c.key))
+        };
+        let scored: Vec<bool> = nodes
+            .iter()
+            .map(|n| self.system_defaulted || has_all(n))
+            .collect();
+        let weights: Vec<f64> = self
+            .constraints
+            .iter()
+            .map(|c| {
+                let candidates = nodes.iter().zip(&scored).filter(|(_, s)| **s);
+                let size = if c.key == HOSTNAME {
+                    candidates.count()
+                } else {
+                    // A node lacking the key counts as one more domain, as upstream's
+                    // empty topology value.
+                    candidates
+                        .map(|(n, _)| n.labels.get(&c.key).map_or("", String::as_str))
+                        .collect::<std::collections::HashSet<_>>()
+                        .len()
+                };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        nodes
+            .iter()
+            .zip(&scored)
+            .map(|(n, scored)| {
+                if !scored {
+                    return None;
+                }
+                let mut total = 0.0;
+                for (c, weight) in self.constraints.iter().zip(&weights) {
+                    if let Some(value) = n.labels.get(&c.key) {
+                        let count = c.counts.get(value).copied().unwrap_or(0) as f64;
+                        total += count * weight + (c.max_skew - 1) as f64;
+                    }
+                }
+                Some(total.round() as i64)
+            })
+            .collect()
     }
 }
 
-fn count_matching(node: &NodeInfo, pod: &PodInfo, selector: &LabelSelector) -> i64 {
+/// Whether labels match every one of the selectors.
+fn all_match(
+    selectors: &[LabelSelector],
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selectors
+        .iter()
+        .all(|s| label_selector_matches(s, Some(labels)))
+}
+
+fn count_matching(node: &NodeInfo, pod: &PodInfo, selectors: &[LabelSelector]) -> i64 {
     node.pods
         .values()
         .filter(|p| {
             p.namespace == pod.namespace
                 && p.pod.metadata.deletion_timestamp.is_none()
-                && label_selector_matches(selector, Some(&p.labels))
+                && all_match(selectors, &p.labels)
         })
         .count() as i64
 }
@@ -192,7 +279,7 @@ mod tests {
 
     fn feasible(cache: &Cache, p: &PodInfo) -> Vec<String> {
         let sel = NodeSelection::of(p);
-        let state = SpreadState::prefilter(p, &sel, cache, true).unwrap();
+        let state = SpreadState::prefilter(p, &sel, cache, true, Vec::new).unwrap();
         let mut out: Vec<String> = cache
             .nodes
             .values()
@@ -227,7 +314,7 @@ mod tests {
         cache.set_node(Arc::new(node("nolabel", &[], "4", "8Gi")));
         let p = incoming(vec![constraint("zone", 1, "DoNotSchedule")]);
         let sel = NodeSelection::of(&p);
-        let state = SpreadState::prefilter(&p, &sel, &cache, true).unwrap();
+        let state = SpreadState::prefilter(&p, &sel, &cache, true, Vec::new).unwrap();
         assert_eq!(
             state.filter(&cache.nodes["nolabel"]),
             Err(Rejection::SpreadMissingLabel)
@@ -247,9 +334,105 @@ mod tests {
         let cache = docs_cluster();
         let p = incoming(vec![constraint("zone", 1, "ScheduleAnyway")]);
         let sel = NodeSelection::of(&p);
-        let state = SpreadState::prefilter(&p, &sel, &cache, false).unwrap();
-        let a = state.raw(&cache.nodes["node1"]).unwrap();
-        let b = state.raw(&cache.nodes["node4"]).unwrap();
-        assert!(b < a);
+        let state = SpreadState::prefilter(&p, &sel, &cache, false, Vec::new).unwrap();
+        let nodes = [&cache.nodes["node1"], &cache.nodes["node4"]];
+        // Two zones among the feasible nodes: weight ln(4); zoneA has 2 pods, zoneB 1;
+        // maxSkew 1 adds nothing.
+        assert_eq!(state.raw_scores(&nodes), vec![Some(3), Some(1)]);
+    }
+
+    fn web_selector() -> Vec<LabelSelector> {
+        vec![LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+            ..LabelSelector::default()
+        }]
+    }
+
+    /// Two zoneless nodes (as kind's): "a" runs two web pods, a pod of another app and
+    /// a web-labelled pod of another namespace; "b" runs nothing.
+    fn zoneless() -> Cache {
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node("a", &[], "4", "8Gi")));
+        cache.set_node(Arc::new(node("b", &[], "4", "8Gi")));
+        for (name, app) in [("w1", "web"), ("w2", "web"), ("dns", "dns")] {
+            let p = pod(name, &[("app", app)], "", "");
+            cache.place("a", Arc::new(PodInfo::new(Arc::new(p))));
+        }
+        let mut other = pod("elsewhere", &[("app", "web")], "", "");
+        other.metadata.namespace = Some("other".into());
+        cache.place("a", Arc::new(PodInfo::new(Arc::new(other))));
+        cache
+    }
+
+    #[test]
+    fn system_defaults_spread_by_hostname_on_zoneless_nodes() {
+        let cache = zoneless();
+        let p = PodInfo::new(Arc::new(pod("new", &[("app", "web")], "", "")));
+        let sel = NodeSelection::of(&p);
+        // No constraints of its own and nothing hard: the filter gets nothing.
+        assert!(SpreadState::prefilter(&p, &sel, &cache, true, web_selector).is_none());
+        let state = SpreadState::prefilter(&p, &sel, &cache, false, web_selector).unwrap();
+        let nodes = [&cache.nodes["a"], &cache.nodes["b"]];
+        // Hostname only (no node has a zone): weight ln(2 + 2); a counts its two web
+        // pods of this namespace: round(2 × 1.386 + 2) = 5; b: maxSkew 3 − 1 = 2.
+        assert_eq!(state.raw_scores(&nodes), vec![Some(5), Some(2)]);
+    }
+
+    #[test]
+    fn system_defaults_count_zones_where_nodes_have_them() {
+        let mut cache = Cache::default();
+        for (name, zone) in [("a1", "za"), ("a2", "za"), ("b1", "zb")] {
+            cache.set_node(Arc::new(node(
+                name,
+                &[("topology.kubernetes.io/zone", zone)],
+                "4",
+                "8Gi",
+            )));
+        }
+        cache.set_node(Arc::new(node("nozone", &[], "4", "8Gi")));
+        let web = |n: &str| PodInfo::new(Arc::new(pod(n, &[("app", "web")], "", "")));
+        cache.place("a1", Arc::new(web("w1")));
+        cache.place("a2", Arc::new(web("w2")));
+        let p = web("new");
+        let sel = NodeSelection::of(&p);
+        let state = SpreadState::prefilter(&p, &sel, &cache, false, web_selector).unwrap();
+        let nodes = [
+            &cache.nodes["a1"],
+            &cache.nodes["b1"],
+            &cache.nodes["nozone"],
+        ];
+        // Hostname: 3 candidates, weight ln 5 = 1.609; zone: za, zb and the zoneless
+        // "" domain, weight ln 5. a1: 1 × 1.609 + 2 + 2 × 1.609 + 4 = 10.8 → 11;
+        // b1: 2 + 4 = 6; nozone is scored on its hostname only: 2.
+        assert_eq!(state.raw_scores(&nodes), vec![Some(11), Some(6), Some(2)]);
+    }
+
+    #[test]
+    fn no_defaults_without_a_selector_or_with_own_constraints() {
+        let cache = zoneless();
+        let p = PodInfo::new(Arc::new(pod("new", &[("app", "web")], "", "")));
+        let sel = NodeSelection::of(&p);
+        // Nothing selects the pod: upstream's empty selector, no spreading.
+        assert!(SpreadState::prefilter(&p, &sel, &cache, false, Vec::new).is_none());
+        // A pod with constraints of its own (here only a hard one) gets no defaults,
+        // and its own zone constraint leaves zoneless nodes unscored.
+        let mut own = pod("own", &[("app", "web")], "", "");
+        own.spec.as_mut().unwrap().topology_spread_constraints =
+            Some(vec![constraint("zone", 1, "DoNotSchedule")]);
+        let own = PodInfo::new(Arc::new(own));
+        let called = std::cell::Cell::new(false);
+        let defaults = || {
+            called.set(true);
+            web_selector()
+        };
+        assert!(SpreadState::prefilter(&own, &sel, &cache, false, defaults).is_none());
+        assert!(!called.get());
+        let mut soft = pod("soft", &[("app", "web")], "", "");
+        soft.spec.as_mut().unwrap().topology_spread_constraints =
+            Some(vec![constraint("zone", 1, "ScheduleAnyway")]);
+        let soft = PodInfo::new(Arc::new(soft));
+        let state = SpreadState::prefilter(&soft, &sel, &cache, false, web_selector).unwrap();
+        let nodes = [&cache.nodes["a"], &cache.nodes["b"]];
+        assert_eq!(state.raw_scores(&nodes), vec![None, None]);
     }
 }
