@@ -1742,7 +1742,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             writer.apply_watcher_event(&Event::Apply(pod.clone()));
-            workers.relist().await.unwrap();
+            workers.relist(true).await.unwrap();
             let status = api.statuses.lock().unwrap().get(&uid).cloned();
             if let Some(status) = status {
                 pod.status = Some(status.clone());
@@ -1834,7 +1834,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !api.deleted.lock().unwrap().contains(&run_uid) {
             writer.apply_watcher_event(&Event::Apply(run.clone()));
-            workers.relist().await.unwrap();
+            workers.relist(true).await.unwrap();
             assert!(Instant::now() < deadline, "pod was never deleted");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -1882,7 +1882,7 @@ mod tests {
         for pod in [&done, &crash] {
             let uid = pod.metadata.uid.clone().unwrap();
             while runtime_of(&cri, &uid).await != (0, 0) {
-                workers.relist().await.unwrap();
+                workers.relist(true).await.unwrap();
                 assert!(Instant::now() < deadline, "orphan {uid} was not removed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
