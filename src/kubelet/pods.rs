@@ -274,6 +274,8 @@ fn from_nanos(nanos: i64) -> Option<Timestamp> {
 }
 
 impl PodWorkers {
+    // Each argument is a separate piece of node configuration the kubelet read at start.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         api: Arc<dyn PodApi>,
         cri: Cri,
