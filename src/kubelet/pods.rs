@@ -1,7 +1,7 @@
 //! Pod workers: drive the runtime towards the pods bound to this node, like the real
 //! kubelet's sync loop. A relist of the runtime every second (the kubelet's PLEG)
-//! syncs every pod; a watch event syncs the pods it changed; each pod syncs in its own task so a slow
-//! graceful stop never holds up the others. Everything is derived from the runtime's
+//! syncs every pod, a watch event the pods it changed; each pod syncs in its own task
+//! so a slow graceful stop never holds up the others. Everything is derived from the runtime's
 //! state and labels, so a restarted kubelet adopts what is already running.
 
 use super::backoff::{RestartBackoff, backoff, go_duration};
@@ -27,8 +27,8 @@ use tokio::sync::Notify;
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
 /// Sandboxes being created at once. Creating one (the pause container's shim and runc,
 /// the CNI plugins) is CPU work: 50 started together share the CPU and all finish
-/// late, while a few at a time, oldest pod first, finish one after another, so the
-/// median pod runs in about half the time and the last no later.
+/// late, while a few at a time, oldest pod first, finish one after another: most pods
+/// run sooner and the last no later (measured with e2e/bench/pod_stages.py).
 const SANDBOX_STARTS: usize = 4;
 /// How often a running pod's configMap, secret, downwardAPI and projected volumes are
 /// compared with their sources.
