@@ -1,8 +1,8 @@
 //! Pod workers: drive the runtime towards the pods bound to this node, like the real
 //! kubelet's sync loop. A relist of the runtime every second (the kubelet's PLEG)
 //! syncs every pod, a watch event the pods it changed; each pod syncs in its own task
-//! so a slow graceful stop never holds up the others. Everything is derived from the runtime's
-//! state and labels, so a restarted kubelet adopts what is already running.
+//! so a slow graceful stop never holds up the others. Everything is derived from the
+//! runtime's state and labels, so a restarted kubelet adopts what is already running.
 
 use super::backoff::{RestartBackoff, backoff, go_duration};
 use super::cri::{self, Cri, CriError, v1};
