@@ -25,11 +25,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
-/// Sandboxes being created at once. Creating one (the pause container's shim and runc,
-/// the CNI plugins) is CPU work: 50 started together share the CPU and all finish
-/// late, while a few at a time, oldest pod first, finish one after another: most pods
-/// run sooner and the last no later (measured with e2e/bench/pod_stages.py).
-const SANDBOX_STARTS: usize = 4;
 /// How often a running pod's configMap, secret, downwardAPI and projected volumes are
 /// compared with their sources.
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
@@ -210,9 +205,6 @@ pub struct PodWorkers {
     /// Poked when a sync ends, so a change that arrived while it ran is not left
     /// waiting for the next periodic relist.
     resync: Notify,
-    /// Permits to create a sandbox ([`SANDBOX_STARTS`]); tokio's semaphore is fair,
-    /// so pods get them in the order they asked.
-    sandbox_starts: tokio::sync::Semaphore,
 }
 
 /// The time of the sync loop's last successful relist, shared with the heartbeat.
@@ -306,7 +298,6 @@ impl PodWorkers {
             synced_versions: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
             resync: Notify::new(),
-            sandbox_starts: tokio::sync::Semaphore::new(SANDBOX_STARTS),
         }
     }
 
@@ -391,7 +382,7 @@ impl PodWorkers {
             .collect();
         self.prober.retain(&running);
         let mut pods = self.store.state();
-        // Oldest first: the sandbox permits go out in the order syncs ask for them.
+        // Oldest first, so in a burst the runtime gets the pods' calls in that order.
         pods.sort_by(|a, b| {
             let created = |p: &Pod| p.metadata.creation_timestamp.clone().map(|t| t.0);
             created(a)
@@ -812,13 +803,14 @@ impl PodWorkers {
                         )
                         .await;
                 }
-                let permit = self.sandbox_starts.acquire().await;
+                // Sandboxes are not rationed: with 50 at once, four at a time (oldest
+                // first) made the last pod run later (e2e/bench/pod_stages.py), since
+                // creating one waits on more than the CPU.
                 let started = Instant::now();
                 let created = self
                     .cri
                     .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
                     .await;
-                drop(permit);
                 tracing::info!(pod = %key.name, namespace = %key.namespace, ms = started.elapsed().as_millis(), "sandbox created");
                 match created {
                     Ok(id) => id,
