@@ -113,10 +113,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         .context("the pod watch ended before its first list")?;
     tracing::info!("pod list loaded; starting pod workers");
     let workers = Arc::new(pods::PodWorkers::new(
-        Arc::new(pods::KubePodApi {
-            client,
-            node_name: cfg.node_name.clone(),
-        }),
+        Arc::new(pods::KubePodApi::new(client, cfg.node_name.clone())),
         runtime.clone(),
         cfg.node_ip.clone(),
         spec::kubernetes_service_env(&cfg.service_subnet),

@@ -1,8 +1,8 @@
 //! Pod workers: drive the runtime towards the pods bound to this node, like the real
 //! kubelet's sync loop. A relist of the runtime every second (the kubelet's PLEG)
-//! plus every watch event triggers a sync; each pod syncs in its own task so a slow
-//! graceful stop never holds up the others. Everything is derived from the runtime's
-//! state and labels, so a restarted kubelet adopts what is already running.
+//! syncs every pod, a watch event the pods it changed; each pod syncs in its own task
+//! so a slow graceful stop never holds up the others. Everything is derived from the
+//! runtime's state and labels, so a restarted kubelet adopts what is already running.
 
 use super::backoff::{RestartBackoff, backoff, go_duration};
 use super::cri::{self, Cri, CriError, v1};
@@ -59,10 +59,51 @@ pub trait PodApi: Send + Sync {
     }
 }
 
+/// Events waiting to be written; beyond this they are dropped (and logged), as
+/// upstream's event broadcaster drops events when its queue is full: events are
+/// advisory and must never hold up a pod's start.
+const EVENT_QUEUE: usize = 1000;
+/// Event writes in flight at once.
+const EVENT_WRITERS: usize = 16;
+
 /// [`PodApi`] over the real API server.
 pub struct KubePodApi {
     pub client: kube::Client,
     pub node_name: String,
+    events: tokio::sync::mpsc::Sender<Event>,
+}
+
+impl KubePodApi {
+    /// Also starts the background writer of the kubelet's Events: a sync only queues
+    /// them, so the three or four Events of a pod's start cost it no API round trip.
+    pub fn new(client: kube::Client, node_name: String) -> Self {
+        let (events, mut queued) = tokio::sync::mpsc::channel::<Event>(EVENT_QUEUE);
+        let writer = client.clone();
+        tokio::spawn(async move {
+            let writers = Arc::new(tokio::sync::Semaphore::new(EVENT_WRITERS));
+            while let Some(event) = queued.recv().await {
+                let Ok(permit) = writers.clone().acquire_owned().await else {
+                    return;
+                };
+                let client = writer.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                    let api: Api<Event> = Api::namespaced(client, &namespace);
+                    if let Err(err) = api.create(&PostParams::default(), &event).await {
+                        let pod = event.involved_object.name.unwrap_or_default();
+                        let reason = event.reason.unwrap_or_default();
+                        tracing::warn!(%pod, %reason, "cannot record event: {err}");
+                    }
+                });
+            }
+        });
+        Self {
+            client,
+            node_name,
+            events,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -105,7 +146,6 @@ impl PodApi for KubePodApi {
         reason: &str,
         message: &str,
     ) {
-        let namespace = regarding.namespace.clone().unwrap_or_default();
         let pod = regarding.name.clone().unwrap_or_default();
         let event = events::legacy_event(
             regarding,
@@ -115,9 +155,8 @@ impl PodApi for KubePodApi {
             reason,
             message,
         );
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%pod, %reason, "cannot record event: {err}");
+        if let Err(err) = self.events.try_send(event) {
+            tracing::warn!(%pod, %reason, "event dropped: {err}");
         }
     }
 }
@@ -156,6 +195,16 @@ pub struct PodWorkers {
     /// When the last relist of the runtime succeeded: the node's readiness checks
     /// that the sync loop is alive (upstream's PLEG health).
     sync_health: SyncHealth,
+    /// The resourceVersion of each pod as its last sync was started with: a watch
+    /// event syncs only the pods that changed, not all of them (50 pods starting at
+    /// once would otherwise resync every pod on each of their hundreds of events).
+    synced_versions: Mutex<HashMap<String, String>>,
+    /// When each pod's last sync ended: a relist whose runtime listing is older must
+    /// not start a sync from it (it could miss the containers that sync created).
+    finished: Mutex<HashMap<String, Instant>>,
+    /// Poked when a sync ends, so a change that arrived while it ran is not left
+    /// waiting for the next periodic relist.
+    resync: Notify,
 }
 
 /// The time of the sync loop's last successful relist, shared with the heartbeat.
@@ -189,9 +238,13 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if let Ok(mut finished) = self.workers.finished.lock() {
+            finished.insert(self.uid.clone(), Instant::now());
+        }
         if let Ok(mut set) = self.workers.in_flight.lock() {
             set.remove(&self.uid);
         }
+        self.workers.resync.notify_one();
     }
 }
 
@@ -213,6 +266,8 @@ fn from_nanos(nanos: i64) -> Option<Timestamp> {
 }
 
 impl PodWorkers {
+    // Each argument is a separate piece of node configuration the kubelet read at start.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         api: Arc<dyn PodApi>,
         cri: Cri,
@@ -240,6 +295,9 @@ impl PodWorkers {
             sent: Mutex::new(HashMap::new()),
             sandbox_failures: Mutex::new(HashSet::new()),
             backoffs_reported: Mutex::new(HashSet::new()),
+            synced_versions: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
+            resync: Notify::new(),
         }
     }
 
@@ -253,7 +311,13 @@ impl PodWorkers {
         let now = Instant::now();
         match last.get(uid) {
             Some(at) if now.duration_since(*at) < VOLUME_REFRESH => false,
-            _ => {
+            // A pod's first sync has just written its volumes (or found them written):
+            // comparing them with their sources again at once is API calls for nothing.
+            None => {
+                last.insert(uid.to_string(), now);
+                false
+            }
+            Some(_) => {
                 last.insert(uid.to_string(), now);
                 true
             }
@@ -267,21 +331,31 @@ impl PodWorkers {
             .is_ok_and(|mut seen| seen.insert(uid.to_string()))
     }
 
-    /// Runs the sync loop forever; `wake` is notified on every watch event.
+    /// Runs the sync loop forever; `wake` is notified on every watch event. Every
+    /// [`RELIST_PERIOD`] every pod syncs (that is how exits and probe results are
+    /// seen); in between, a watch event or the end of a sync syncs only the pods whose
+    /// object changed since their last sync.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+        let mut next_full = tokio::time::Instant::now();
         loop {
-            match self.relist().await {
+            let every_pod = tokio::time::Instant::now() >= next_full;
+            if every_pod {
+                next_full = tokio::time::Instant::now() + RELIST_PERIOD;
+            }
+            match self.relist(every_pod).await {
                 Ok(()) => self.sync_health.mark(),
                 Err(err) => tracing::warn!("relist failed: {err}"),
             }
             tokio::select! {
                 () = wake.notified() => {}
-                () = tokio::time::sleep(RELIST_PERIOD) => {}
+                () = self.resync.notified() => {}
+                () = tokio::time::sleep_until(next_full) => {}
             }
         }
     }
 
-    async fn relist(self: &Arc<Self>) -> Result<(), CriError> {
+    async fn relist(self: &Arc<Self>, every_pod: bool) -> Result<(), CriError> {
+        let listed_at = Instant::now();
         let sandboxes = self.cri.list_sandboxes().await?;
         let containers = self.cri.list_containers().await?;
         let mut runtime: HashMap<String, PodRuntime> = HashMap::new();
@@ -307,27 +381,62 @@ impl PodWorkers {
             .map(|c| c.id.clone())
             .collect();
         self.prober.retain(&running);
-        let pods = self.store.state();
+        let mut pods = self.store.state();
+        // Oldest first, so in a burst the runtime gets the pods' calls in that order.
+        pods.sort_by(|a, b| {
+            let created = |p: &Pod| p.metadata.creation_timestamp.clone().map(|t| t.0);
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        });
         let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         self.restarts.retain_pods(&known);
         if let Ok(mut refreshes) = self.volume_refreshes.lock() {
             refreshes.retain(|uid, _| known.contains(uid));
         }
+        if let Ok(mut versions) = self.synced_versions.lock() {
+            versions.retain(|uid, _| known.contains(uid));
+        }
+        let mut synced_since_listing = HashSet::new();
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.retain(|uid, at| {
+                if *at >= listed_at {
+                    synced_since_listing.insert(uid.clone());
+                }
+                runtime.contains_key(uid) || known.contains(uid)
+            });
+        }
         for pod in pods {
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
             };
+            // A sync that ended after the listing may have changed what it shows; the
+            // relist its end triggers takes this pod.
+            if synced_since_listing.contains(&uid) {
+                continue;
+            }
+            let version = pod.metadata.resource_version.clone().unwrap_or_default();
+            let unchanged = self
+                .synced_versions
+                .lock()
+                .is_ok_and(|versions| versions.get(&uid) == Some(&version));
+            if unchanged && !every_pod {
+                continue;
+            }
             let objects = runtime.get(&uid).cloned().unwrap_or_default();
-            self.spawn(uid, move |w| async move {
+            let started = self.spawn(uid.clone(), move |w| async move {
                 let key = PodKey::of(&pod);
                 if let Err(err) = w.sync_pod(&pod, objects).await {
                     tracing::warn!(pod = %format!("{}/{}", key.namespace, key.name), "sync failed: {err}");
                 }
             });
+            if started && let Ok(mut versions) = self.synced_versions.lock() {
+                versions.insert(uid, version);
+            }
         }
         // Sandboxes of pods the API no longer has: the pod was deleted outright.
         for (uid, objects) in runtime {
-            if known.contains(&uid) {
+            if known.contains(&uid) || synced_since_listing.contains(&uid) {
                 continue;
             }
             self.spawn(uid.clone(), move |w| async move {
@@ -352,18 +461,19 @@ impl PodWorkers {
         Ok(())
     }
 
-    /// Starts `work` for a pod unless a sync of the same pod is still running.
-    fn spawn<F, Fut>(self: &Arc<Self>, uid: String, work: F)
+    /// Starts `work` for a pod unless a sync of the same pod is still running; says
+    /// whether it started.
+    fn spawn<F, Fut>(self: &Arc<Self>, uid: String, work: F) -> bool
     where
         F: FnOnce(Arc<Self>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         {
             let Ok(mut set) = self.in_flight.lock() else {
-                return;
+                return false;
             };
             if !set.insert(uid.clone()) {
-                return;
+                return false;
             }
         }
         let guard = InFlight {
@@ -375,6 +485,7 @@ impl PodWorkers {
             fut.await;
             drop(guard);
         });
+        true
     }
 
     /// Stops every container and sandbox of a pod and removes the sandboxes.
@@ -692,11 +803,16 @@ impl PodWorkers {
                         )
                         .await;
                 }
-                match self
+                // Sandboxes are not rationed: with 50 at once, four at a time (oldest
+                // first) made the last pod run later (e2e/bench/pod_stages.py), since
+                // creating one waits on more than the CPU.
+                let started = Instant::now();
+                let created = self
                     .cri
                     .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
-                    .await
-                {
+                    .await;
+                tracing::info!(pod = %key.name, namespace = %key.namespace, ms = started.elapsed().as_millis(), "sandbox created");
+                match created {
                     Ok(id) => id,
                     Err(err) => {
                         // Only the first failure becomes an event; retries every relist
@@ -1620,7 +1736,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             writer.apply_watcher_event(&Event::Apply(pod.clone()));
-            workers.relist().await.unwrap();
+            workers.relist(true).await.unwrap();
             let status = api.statuses.lock().unwrap().get(&uid).cloned();
             if let Some(status) = status {
                 pod.status = Some(status.clone());
@@ -1712,7 +1828,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !api.deleted.lock().unwrap().contains(&run_uid) {
             writer.apply_watcher_event(&Event::Apply(run.clone()));
-            workers.relist().await.unwrap();
+            workers.relist(true).await.unwrap();
             assert!(Instant::now() < deadline, "pod was never deleted");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -1760,7 +1876,7 @@ mod tests {
         for pod in [&done, &crash] {
             let uid = pod.metadata.uid.clone().unwrap();
             while runtime_of(&cri, &uid).await != (0, 0) {
-                workers.relist().await.unwrap();
+                workers.relist(true).await.unwrap();
                 assert!(Instant::now() < deadline, "orphan {uid} was not removed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

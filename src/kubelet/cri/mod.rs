@@ -109,6 +109,35 @@ impl Cri {
             .collect())
     }
 
+    /// The running instances of one pod's container, filtered by the runtime itself
+    /// (an exec or attach then costs no listing of every container on the node).
+    pub async fn running_containers_of(
+        &self,
+        pod_uid: &str,
+        container: &str,
+    ) -> Result<Vec<v1::Container>> {
+        let filter = v1::ContainerFilter {
+            state: Some(v1::ContainerStateValue {
+                state: v1::ContainerState::ContainerRunning as i32,
+            }),
+            label_selector: [
+                (LABEL_POD_UID.to_string(), pod_uid.to_string()),
+                (LABEL_CONTAINER_NAME.to_string(), container.to_string()),
+            ]
+            .into(),
+            ..v1::ContainerFilter::default()
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await
+            .map_err(call_err("ListContainers"))?;
+        Ok(resp.into_inner().containers)
+    }
+
     pub async fn run_sandbox(&self, config: v1::PodSandboxConfig) -> Result<String> {
         let resp = self
             .runtime

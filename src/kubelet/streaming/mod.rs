@@ -160,9 +160,11 @@ async fn running_container(
 ) -> Result<Option<String>, cri::CriError> {
     let uid = PodKey::of(pod).uid;
     let mut running: Vec<v1::Container> = cri
-        .list_containers()
+        .running_containers_of(&uid, container)
         .await?
         .into_iter()
+        // The runtime filtered already; checked again so a runtime that ignored the
+        // filter cannot make an exec land in another container.
         .filter(|c| {
             c.labels.get(cri::LABEL_POD_UID) == Some(&uid)
                 && c.labels.get(cri::LABEL_CONTAINER_NAME).map(String::as_str) == Some(container)
