@@ -314,6 +314,11 @@ impl PodWorkers {
             refreshes.retain(|uid, _| known.contains(uid));
         }
         for pod in pods {
+            // Mirror pods stand for processes the node's supervisor runs
+            // (static_pods.rs): nothing of theirs is in the runtime to sync.
+            if super::static_pods::is_mirror(&pod) {
+                continue;
+            }
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
             };

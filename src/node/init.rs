@@ -255,6 +255,7 @@ mod tests {
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,
+            image: String::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! import this crate, never each other.
 
 pub mod client;
+pub mod component_status;
 pub mod config;
 pub mod events;
 pub mod forward;
