@@ -135,6 +135,7 @@ pub fn plan(
                     .image
                     .clone()
                     .unwrap_or_else(|| default_image.to_string()),
+                containerd_config_patches: config.containerd_config_patches.clone(),
             },
         });
     }

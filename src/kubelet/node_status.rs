@@ -509,6 +509,7 @@ mod tests {
             kube_proxy_mode: Default::default(),
             dns_search: None,
             image: String::new(),
+            containerd_config_patches: vec![],
         }
     }
 

@@ -683,6 +683,7 @@ mod tests {
             kube_proxy_mode: Default::default(),
             dns_search: None,
             image: "rind/node:v0.1.0".into(),
+            containerd_config_patches: vec![],
         }
     }
 

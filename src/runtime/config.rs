@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// own components in their mirror pods (they run from its filesystem).
     #[serde(default)]
     pub image: String,
+    /// `containerdConfigPatches`: TOML merged into containerd's configuration at boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches: Vec<String>,
 }
 
 /// The service proxy's mode, kind's `networking.kubeProxyMode` values that this kernel

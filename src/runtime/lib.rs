@@ -8,6 +8,7 @@
 pub mod client;
 pub mod component_status;
 pub mod config;
+pub mod containerd_patch;
 pub mod events;
 pub mod forward;
 pub mod leader;
