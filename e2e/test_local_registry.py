@@ -229,11 +229,17 @@ def test_image_pull_secrets_with_a_registry_that_requires_auth(patched_cluster, 
             timeout=90,
         )
         run([c.kubectl_bin, "--context", f"rind-{c.name}", "apply", "-f", "-"], input=json.dumps(pod), env=c.env)
-        wait_for(
-            "the pod with imagePullSecrets to succeed",
-            lambda: pod_phase_or_reason(c, "private")[0] == "Succeeded",
-            timeout=120,
-        )
+        seen = []
+
+        def succeeded():
+            seen.append(pod_phase_or_reason(c, "private"))
+            return seen[-1][0] == "Succeeded"
+
+        try:
+            wait_for("the pod with imagePullSecrets to succeed", succeeded, timeout=120)
+        except AssertionError:
+            events = c.kubectl("get", "events", "--field-selector", "involvedObject.name=private").stdout
+            raise AssertionError(f"pod never succeeded: {seen[-1:]}\n{events}") from None
         assert c.kubectl("logs", "private").stdout == "pulled with a secret\n"
     finally:
         c.kubectl("delete", "pod", "private", "private-no-secret", "--wait=false", check=False)

@@ -699,7 +699,7 @@ mod tests {
         let ns = namespace_options(&p);
         assert_eq!(ns.pid, v1::NamespaceMode::Node as i32);
         assert_eq!(ns.ipc, v1::NamespaceMode::Node as i32);
-        let cfg = sandbox_config(&p, 0);
+        let cfg = sandbox_config(&p, 0, None);
         assert_eq!(
             cfg.linux.unwrap().sysctls["net.ipv4.ip_local_port_range"],
             "1024 65000"
