@@ -145,6 +145,11 @@ def test_killed_component_shows_its_restart(cluster3):
     last = status["lastState"]["terminated"]
     assert last["exitCode"] == 137 and last["reason"] == "Error", last
     assert component_status(cp, "kube-scheduler")["pid"] != before["pid"]
+    # --previous prints the run that was killed, the plain log the run since.
+    current = c.kubectl("logs", "-n", "kube-system", name).stdout.splitlines()
+    previous = c.kubectl("logs", "-n", "kube-system", name, "--previous").stdout.splitlines()
+    assert current[0].startswith("==== rind init ") and previous[0].startswith("==== rind init ")
+    assert current[0] != previous[0]
 
 
 def test_logs_of_the_api_server(cluster3):

@@ -523,9 +523,8 @@ struct PlainLines {
 
 fn own_time(line: &str) -> Option<String> {
     if let Some(rest) = line.strip_prefix(RUN_MARKER) {
-        let stamp = rest.split(':').next().unwrap_or_default();
-        // The marker's stamp holds colons itself: take up to the first ": ".
-        let stamp = rest.split(": ").next().unwrap_or(stamp);
+        // The stamp holds colons itself; the note after it follows ": ".
+        let stamp = rest.split(": ").next().unwrap_or_default();
         return stamp.parse::<jiff::Timestamp>().ok().map(|t| t.to_string());
     }
     if line.starts_with('{') {
