@@ -318,6 +318,15 @@ impl Cluster {
         if let Some(name) = &self.name {
             validate_cluster_name(name).map_err(|m| invalid("name", m))?;
         }
+        if let Err(err) = rind_runtime::containerd_patch::check(&self.containerd_config_patches) {
+            return Err(match err {
+                rind_runtime::containerd_patch::PatchError::Patch { index, message } => invalid(
+                    &format!("containerdConfigPatches[{index}]"),
+                    format!("not valid TOML: {message}"),
+                ),
+                other => invalid("containerdConfigPatches", other.to_string()),
+            });
+        }
         let control_planes = self
             .nodes
             .iter()
@@ -436,9 +445,6 @@ impl Cluster {
                 .any(|n| !n.kubeadm_config_patches_json6902.is_empty())
         {
             fields.push("kubeadmConfigPatchesJSON6902");
-        }
-        if !self.containerd_config_patches.is_empty() {
-            fields.push("containerdConfigPatches");
         }
         if !self.containerd_config_patches_json6902.is_empty() {
             fields.push("containerdConfigPatchesJSON6902");

@@ -131,6 +131,11 @@ pub fn plan(
                 disable_default_cni: config.networking.disable_default_cni,
                 kube_proxy_mode,
                 dns_search: config.networking.dns_search.clone(),
+                image: node
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| default_image.to_string()),
+                containerd_config_patches: config.containerd_config_patches.clone(),
             },
         });
     }

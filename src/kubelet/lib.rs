@@ -17,6 +17,7 @@ mod probes;
 mod pull_secrets;
 mod server;
 mod spec;
+mod static_pods;
 mod status;
 mod streaming;
 mod volumes;
@@ -82,7 +83,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         runtime.clone(),
         cfg.clone(),
         info,
-        node_uid,
+        node_uid.clone(),
         readiness,
         sync_health.clone(),
     ));
@@ -112,6 +113,13 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         .await
         .context("the pod watch ended before its first list")?;
     tracing::info!("pod list loaded; starting pod workers");
+    tokio::spawn(static_pods::run(
+        client.clone(),
+        cfg.clone(),
+        node_uid.clone(),
+        store.clone(),
+        runtime.clone(),
+    ));
     let workers = Arc::new(pods::PodWorkers::new(
         Arc::new(pods::KubePodApi::new(client, cfg.node_name.clone())),
         runtime.clone(),

@@ -508,6 +508,8 @@ mod tests {
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,
+            image: String::new(),
+            containerd_config_patches: vec![],
         }
     }
 

@@ -407,6 +407,11 @@ impl PodWorkers {
             });
         }
         for pod in pods {
+            // Mirror pods stand for processes the node's supervisor runs
+            // (static_pods.rs): nothing of theirs is in the runtime to sync.
+            if super::static_pods::is_mirror(&pod) {
+                continue;
+            }
             let Some(uid) = pod.metadata.uid.clone() else {
                 continue;
             };

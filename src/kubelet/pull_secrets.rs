@@ -54,11 +54,14 @@ pub fn credentials_for(secret: &Secret, registry: &str) -> Vec<v1::AuthConfig> {
     entries
         .iter()
         .filter(|(key, _)| key_host(key) == registry)
-        .map(|(key, entry)| v1::AuthConfig {
+        .map(|(_, entry)| v1::AuthConfig {
             username: text(entry, "username"),
             password: text(entry, "password"),
             auth: text(entry, "auth"),
-            server_address: key.clone(),
+            // Upstream's keyring sends no server address: containerd uses a credential
+            // only for the host it names, and with a `hosts.toml` mirror (kind's
+            // local-registry recipe) the host contacted is the mirror, not the key.
+            server_address: String::new(),
             identity_token: text(entry, "identitytoken"),
             registry_token: text(entry, "registrytoken"),
         })

@@ -8,6 +8,7 @@
 use super::cri::{self, Cri, v1};
 use super::logs::{self, Assembler, LogOptions};
 use super::spec::PodKey;
+use super::static_pods;
 use super::streaming::{self, Command};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -315,6 +316,9 @@ async fn container_logs(
             format!("pod {namespace}/{pod_name} is not on this node"),
         );
     };
+    if let Some((component, path)) = static_pods::component_log(&pod) {
+        return component_logs(component, &path, opts, &pod_name, &container).await;
+    }
     let key = PodKey::of(&pod);
     let dir = format!("{}/{}", key.log_dir(), container);
     let files = log_files(&dir).await;
@@ -344,6 +348,45 @@ async fn container_logs(
         }),
         tx,
     ));
+    let body =
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(body)
+        .unwrap_or_else(|err| text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+}
+
+/// A mirror pod's log: its component's log file (static_pods.rs).
+async fn component_logs(
+    component: &static_pods::StaticComponent,
+    path: &std::path::Path,
+    opts: LogOptions,
+    pod_name: &str,
+    container: &str,
+) -> Response {
+    if container != component.name {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not valid for pod {pod_name}"),
+        );
+    }
+    let (entries, follow) =
+        match static_pods::open_component_log(path, &opts, container, pod_name).await {
+            Ok(found) => found,
+            Err(err) => return text(StatusCode::BAD_REQUEST, err.to_string()),
+        };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut budget = opts.limit_bytes;
+        for entry in entries {
+            if !send_within(&tx, &mut budget, entry.render(opts.timestamps)).await {
+                return;
+            }
+        }
+        if let Some(file) = follow {
+            static_pods::follow_component_log(file, opts.timestamps, budget, tx).await;
+        }
+    });
     let body =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     Response::builder()
@@ -386,7 +429,11 @@ impl StillWriting for Liveness {
 /// Sends as much of `text` as `budget` (the bytes `limitBytes` still allows, `None`
 /// for no limit) lets through; false once the stream should end: the client left or
 /// the limit is reached.
-async fn send_within(tx: &mpsc::Sender<Bytes>, budget: &mut Option<u64>, text: String) -> bool {
+pub(super) async fn send_within(
+    tx: &mpsc::Sender<Bytes>,
+    budget: &mut Option<u64>,
+    text: String,
+) -> bool {
     let mut bytes = Bytes::from(text);
     if let Some(left) = budget {
         let allowed = usize::try_from(*left).unwrap_or(usize::MAX);

@@ -10,6 +10,7 @@ pub fn args(cfg: &NodeConfig) -> Vec<String> {
     let ip = &cfg.node_ip;
     let client_port = paths::ETCD_CLIENT_PORT;
     let peer_port = paths::ETCD_PEER_PORT;
+    let metrics_port = paths::ETCD_METRICS_PORT;
     let initial_cluster = if cfg.etcd_initial_cluster.is_empty() {
         format!("{}=https://{ip}:{peer_port}", cfg.node_name)
     } else {
@@ -42,6 +43,9 @@ pub fn args(cfg: &NodeConfig) -> Vec<String> {
         // Idle watches get a progress notification every few seconds (default: ten
         // minutes), which the API server turns into watch bookmarks.
         "--experimental-watch-progress-notify-interval=5s".to_string(),
+        // kubeadm's health endpoint: plain HTTP on loopback only, so the kubelet checks
+        // etcd's /health for the mirror pod's readiness without a client certificate.
+        format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}"),
     ]
 }
 
@@ -79,6 +83,8 @@ mod tests {
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,
+            image: String::new(),
+            containerd_config_patches: vec![],
         }
     }
 
@@ -104,7 +110,8 @@ mod tests {
 --initial-cluster-token=rind
 --snapshot-count=10000
 --logger=zap
---experimental-watch-progress-notify-interval=5s";
+--experimental-watch-progress-notify-interval=5s
+--listen-metrics-urls=http://127.0.0.1:2381";
         assert_eq!(args(&cfg(vec![])).join("\n"), expected);
     }
 

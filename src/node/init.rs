@@ -27,6 +27,8 @@ pub enum InitError {
     Config(#[from] rind_runtime::config::NodeConfigError),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
+    #[error(transparent)]
+    ContainerdPatch(#[from] rind_runtime::containerd_patch::PatchError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -65,7 +67,11 @@ pub async fn run() -> Result<(), InitError> {
         path: paths::LOG_DIR.to_string(),
         source,
     })?;
-    write_file(containerd::CONFIG_PATH, &containerd::config_toml())?;
+    let containerd_config = rind_runtime::containerd_patch::apply(
+        &containerd::config_toml(),
+        &cfg.containerd_config_patches,
+    )?;
+    write_file(containerd::CONFIG_PATH, &containerd_config)?;
 
     if let Some(domains) = &cfg.dns_search {
         resolv::set_search(Path::new(RESOLV_CONF), domains).map_err(|source| InitError::Write {
@@ -255,6 +261,8 @@ mod tests {
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,
+            image: String::new(),
+            containerd_config_patches: vec![],
         }
     }
 

@@ -8,6 +8,7 @@
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use rind_runtime::component_status::{ComponentStatus, LastExit, ProcessState};
 use rind_runtime::paths;
 use std::collections::HashMap;
 use std::fmt;
@@ -159,31 +160,118 @@ pub async fn supervise(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = MIN_BACKOFF;
+    let mut record = Record::new(&component);
     loop {
         if *shutdown.borrow() {
             return;
         }
         let started = Instant::now();
         let what = match start(&component, &reaper) {
-            Ok((pid, mut exited)) => tokio::select! {
-                exit = &mut exited => {
-                    let exit = exit.map_or_else(|_| "an unknown status".to_string(), |e| e.to_string());
-                    format!("{} (pid {pid}) ended with {exit}", component.name)
+            Ok((pid, mut exited)) => {
+                record.started(pid);
+                tokio::select! {
+                    exit = &mut exited => {
+                        let exit_text = exit.as_ref().map_or_else(|_| "an unknown status".to_string(), |e| e.to_string());
+                        record.exited(exit.ok());
+                        format!("{} (pid {pid}) ended with {exit_text}", component.name)
+                    }
+                    _ = shutdown.changed() => {
+                        stop(&component.name, pid, exited).await;
+                        return;
+                    }
                 }
-                _ = shutdown.changed() => {
-                    stop(&component.name, pid, exited).await;
-                    return;
-                }
-            },
-            Err(e) => e.to_string(),
+            }
+            Err(e) => {
+                record.exited(None);
+                e.to_string()
+            }
         };
         let delay = restart_delay(backoff, started.elapsed());
+        record.restarting(delay);
         eprintln!("rind init: {what}; restarting in {}s", delay.as_secs());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
         backoff = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The component's status file, kept current as it starts and exits (the kubelet
+/// reports it as the component's mirror pod). Failing to write it only costs that
+/// report, so a failure is logged and the component keeps running.
+struct Record {
+    status: ComponentStatus,
+    dir: PathBuf,
+    first: bool,
+}
+
+impl Record {
+    fn new(component: &Component) -> Self {
+        let now = jiff::Timestamp::now().to_string();
+        let command = std::iter::once(component.program.display().to_string())
+            .chain(component.args.iter().cloned())
+            .collect();
+        Record {
+            status: ComponentStatus {
+                name: component.name.clone(),
+                command,
+                state: ProcessState::Restarting,
+                pid: None,
+                restarts: 0,
+                first_started_at: now.clone(),
+                started_at: now,
+                last_exit: None,
+                backoff_seconds: None,
+            },
+            dir: PathBuf::from(paths::COMPONENT_STATUS_DIR),
+            first: true,
+        }
+    }
+
+    fn started(&mut self, pid: Pid) {
+        let now = jiff::Timestamp::now().to_string();
+        if self.first {
+            self.status.first_started_at = now.clone();
+            self.first = false;
+        } else {
+            self.status.restarts += 1;
+        }
+        self.status.started_at = now;
+        self.status.state = ProcessState::Running;
+        self.status.pid = Some(pid.as_raw());
+        self.status.backoff_seconds = None;
+        self.save();
+    }
+
+    /// `exit` is None when the process could not start or its status was lost.
+    fn exited(&mut self, exit: Option<Exit>) {
+        let exit_code = match exit {
+            Some(Exit::Code(code)) => code,
+            Some(Exit::Signal(sig)) => 128 + sig as i32,
+            // Upstream reports a container that failed to start with 128 too.
+            None => 128,
+        };
+        self.status.last_exit = Some(LastExit {
+            exit_code,
+            description: exit.map_or_else(|| "could not start".to_string(), |e| e.to_string()),
+            started_at: self.status.started_at.clone(),
+            finished_at: jiff::Timestamp::now().to_string(),
+        });
+        self.status.pid = None;
+        self.status.state = ProcessState::Restarting;
+    }
+
+    fn restarting(&mut self, delay: Duration) {
+        self.status.state = ProcessState::Restarting;
+        self.status.backoff_seconds = Some(delay.as_secs());
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Err(err) = self.status.write(&self.dir) {
+            eprintln!("rind init: {err}");
+        }
     }
 }
 

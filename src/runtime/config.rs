@@ -46,6 +46,13 @@ pub struct NodeConfig {
     /// gives it (None keeps Docker's, as kind does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_search: Option<Vec<String>>,
+    /// The node container's image, which the kubelet names as the image of the node's
+    /// own components in their mirror pods (they run from its filesystem).
+    #[serde(default)]
+    pub image: String,
+    /// `containerdConfigPatches`: TOML merged into containerd's configuration at boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches: Vec<String>,
 }
 
 /// The service proxy's mode, kind's `networking.kubeProxyMode` values that this kernel

@@ -6,7 +6,9 @@
 //! import this crate, never each other.
 
 pub mod client;
+pub mod component_status;
 pub mod config;
+pub mod containerd_patch;
 pub mod events;
 pub mod forward;
 pub mod leader;

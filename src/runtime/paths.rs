@@ -37,6 +37,9 @@ pub const CONTROLLER_MANAGER_CONF: &str = "/etc/kubernetes/controller-manager.co
 pub const PROXY_CONF: &str = "/var/lib/kube-proxy/kubeconfig.conf";
 /// What the service proxy last programmed (JSON, rewritten after every sync).
 pub const PROXY_STATUS: &str = "/run/rind/proxy-status.json";
+/// The node supervisor's record of each component's process (`<name>.json`), which
+/// the kubelet reports as the component's mirror pod.
+pub const COMPONENT_STATUS_DIR: &str = "/run/rind/components";
 
 /// The kubelet's serving certificate (its HTTPS port serves logs to the API server).
 pub const KUBELET_SERVING_CRT: &str = "/var/lib/kubelet/pki/kubelet.crt";
@@ -54,6 +57,8 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const KUBELET_PORT: u16 = 10250;
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
+/// etcd's plain-HTTP health and metrics port on loopback (kubeadm's).
+pub const ETCD_METRICS_PORT: u16 = 2381;
 
 /// The image every pod sandbox runs (a static busybox `sleep`), loaded at boot.
 pub const PAUSE_IMAGE: &str = "docker.io/rind/pause:v1";
