@@ -3,12 +3,14 @@ Deployment's pods (`k8s-app=kube-dns`) behind the `kube-dns` Service, each pod's
 resolv.conf per dnsPolicy, cluster names (Services, headless Services, SRV, StatefulSet
 pod names, pod records), NXDOMAIN at once for unknown cluster names, names outside the
 cluster forwarded to the node's resolver (Docker's DNS knows the node containers), and
-queries that keep answering while a DNS pod is deleted.
+queries that keep answering while a DNS pod is deleted. The cluster has one control
+plane and two workers, so queries and answers cross nodes as users' do.
 
 Client pods run Debian's static busybox: `nslookup` for fully qualified names and
 record types, `ping` (glibc's resolver: search list and ndots) for short names."""
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -16,10 +18,28 @@ import uuid
 
 import pytest
 
-from conftest import run, wait_for
+from conftest import RUN_ID, Cluster, run, wait_for
 
 DNS_IP = "10.96.0.10"
 CLIENT = f"dns-client-{uuid.uuid4().hex[:5]}"
+
+
+@pytest.fixture(scope="module")
+def cluster(rind, kubectl, kubeconfig, tmp_path_factory):
+    # Overrides conftest's single-node cluster: 1 control plane + 2 workers.
+    c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-dns", kubeconfig)
+    config = tmp_path_factory.mktemp("config") / "cluster.yaml"
+    config.write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n"
+        "- role: control-plane\n- role: worker\n- role: worker\n"
+    )
+    try:
+        c.rind_cmd("create", "cluster", "--name", c.name, "--config", str(config), "--wait", "3m")
+        yield c
+    finally:
+        if os.environ.get("RIND_E2E_KEEP_LOGS"):
+            c.rind_cmd("export", "logs", "--name", c.name, os.environ["RIND_E2E_KEEP_LOGS"], check=False)
+        c.rind_cmd("delete", "cluster", "--name", c.name, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +119,13 @@ def test_resolv_conf_follows_the_dns_policy(dns, busybox_image):
     ), cluster_first
     assert "options ndots:5" in cluster_first, cluster_first
 
-    node_ip = c.node_exec("hostname", "-i").stdout.split()[0]
     name = f"dns-default-{uuid.uuid4().hex[:5]}"
     pod(c, name, busybox_image, {"dnsPolicy": "Default"})
     default = sh(c, name, "cat /etc/resolv.conf").stdout
-    # Docker's DNS (127.0.0.11) is the node's own; pods reach it through the node's relay.
+    # Docker's DNS (127.0.0.11) is the node's own; pods reach it through the relay of the
+    # node they run on.
+    spec = json.loads(c.kubectl("get", "pod", name, "-o", "json").stdout)
+    node_ip = spec["status"]["hostIP"]
     assert f"nameserver {node_ip}" in default, default
     assert DNS_IP not in default, default
 
