@@ -139,10 +139,23 @@ def web_pods(c):
     return [p for p in get_json(c, "pods", "-l", "app=web")["items"] if p["status"].get("podIP")]
 
 
+def placement_report(c):
+    """What a failed placement check needs: every pod with its node, the nodes' taints
+    and conditions, and the scheduler's and kubelets' events."""
+    pods = c.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+    nodes = "\n".join(
+        f"{n['metadata']['name']}: taints={n['spec'].get('taints')} "
+        f"conditions={[(x['type'], x['status'], x.get('reason')) for x in n['status'].get('conditions', [])]}"
+        for n in get_json(c, "nodes")["items"]
+    )
+    events = c.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout
+    return f"\n{pods}\n{nodes}\n{events}"
+
+
 def test_deployment_pods_land_on_both_workers(web):
     c = web
     nodes = {p["spec"]["nodeName"] for p in web_pods(c)}
-    assert nodes == {f"{c.name}-worker", f"{c.name}-worker2"}, nodes
+    assert nodes == {f"{c.name}-worker", f"{c.name}-worker2"}, (nodes, placement_report(c))
 
 
 def test_pod_to_pod_across_nodes_keeps_pod_addresses(web):

@@ -11,10 +11,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use rind_runtime::reflect::reflect_and_notify;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Upstream's node-monitor-grace-period: how stale a heartbeat may get before the node
 /// counts as unreachable (four missed 10 s kubelet beats).
@@ -46,7 +50,20 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, grace: Duration) -> Result<(), ControllerError> {
-    let (nodes, nodes_task) = reflect(Api::<Node>::all(client.clone()), "node");
+    // Every node change wakes the loop: a node that just went Ready loses its
+    // not-ready taints at once, as upstream's event-driven tainting pass does, instead
+    // of staying unschedulable until the next periodic pass (pods created meanwhile
+    // would all land on the other nodes).
+    let changed = Arc::new(Notify::new());
+    let (nodes, nodes_task) = {
+        let changed = Arc::downgrade(&changed);
+        reflect_and_notify(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            "node",
+            move || changed.upgrade().map(|n| n.notify_one()).is_some(),
+        )
+    };
     let (leases, leases_task) = reflect(
         Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
         "node lease",
@@ -79,7 +96,10 @@ pub async fn run(client: Client, grace: Duration) -> Result<(), ControllerError>
     loop {
         ctx.monitor_nodes().await;
         ctx.evict_pods().await;
-        tokio::time::sleep(period).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = changed.notified() => {}
+        }
     }
 }
 

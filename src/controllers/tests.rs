@@ -1078,3 +1078,64 @@ async fn root_ca_is_published_and_restored() {
     })
     .await;
 }
+
+/// A node that turns Ready loses its not-ready taints at the next node event, not at
+/// the next periodic pass (5 s with the default grace): pods created right after a
+/// node joins must be able to land on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn a_node_turning_ready_loses_its_not_ready_taints_at_once() {
+    use k8s_openapi::api::core::v1::Node;
+    let cluster = cluster().await;
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "joining"}}))
+        .expect("a node object");
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let set_ready = |status: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            let now = Timestamp::now().to_string();
+            let patch = serde_json::json!({"status": {"conditions": [{
+                "type": "Ready", "status": status, "reason": "Test",
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }]}});
+            nodes
+                .patch_status("joining", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let taint_keys = || {
+        let nodes = nodes.clone();
+        async move {
+            let node = nodes.get("joining").await.unwrap();
+            node.spec
+                .and_then(|s| s.taints)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    set_ready("False").await;
+    settle(&cluster, "the not-ready taints", || async {
+        taint_keys()
+            .await
+            .iter()
+            .any(|k| k == super::nodelifecycle::TAINT_NOT_READY)
+            .then_some(())
+    })
+    .await;
+    // Right after the pass that added them: a periodic pass would come 5 s later.
+    let started = std::time::Instant::now();
+    set_ready("True").await;
+    settle(&cluster, "no not-ready taint", || async {
+        taint_keys().await.is_empty().then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the taints went {took:?} after the node turned Ready"
+    );
+}
