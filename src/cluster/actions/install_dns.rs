@@ -22,6 +22,10 @@ const NAMESPACE: &str = "kube-system";
 const DEFAULT_ACCOUNT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    ctx.ui.step("Installing cluster DNS 🔌", install(ctx)).await
+}
+
+async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let cp = ctx.plan.control_plane();
     let subnet = &cp.config.service_subnet;
     let dns_ip = rind_runtime::config::service_ip(subnet, 10).with_context(|| {
