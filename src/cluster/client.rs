@@ -8,6 +8,10 @@ use k8s_openapi::api::core::v1::Node;
 use rind_runtime::paths;
 use std::time::{Duration, Instant};
 
+/// How often waits on a new cluster look again: each costs one small request, and the
+/// wait ends this close to the moment the thing waited for happens.
+const POLL: Duration = Duration::from_millis(100);
+
 /// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published
 /// port on the host, or with `internal` at the node's address on the Docker network.
 pub async fn admin_kubeconfig(
@@ -57,11 +61,12 @@ pub async fn wait_for_api(config: &Kubeconfig, deadline: Duration) -> anyhow::Re
         if Instant::now() >= until {
             anyhow::bail!("gave up after {deadline:?}: {last}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
-/// Polls until every named Node exists (its kubelet registered it), or `deadline` passes.
+/// Polls (one list per round) until every named Node exists (its kubelet registered
+/// it), or `deadline` passes.
 pub async fn wait_for_nodes(
     config: &Kubeconfig,
     names: &[String],
@@ -70,23 +75,27 @@ pub async fn wait_for_nodes(
     let client = client_for(config).await?;
     let nodes: kube::Api<Node> = kube::Api::all(client);
     let until = Instant::now() + deadline;
-    let mut missing: Vec<&String> = names.iter().collect();
     loop {
-        let mut still = Vec::new();
-        for name in missing {
-            if !matches!(nodes.get_opt(name).await, Ok(Some(_))) {
-                still.push(name);
-            }
-        }
-        missing = still;
+        let missing: Vec<&str> = match nodes.list(&kube::api::ListParams::default()).await {
+            Ok(list) => names
+                .iter()
+                .filter(|n| {
+                    !list
+                        .items
+                        .iter()
+                        .any(|node| node.metadata.name.as_deref() == Some(n.as_str()))
+                })
+                .map(|n| n.as_str())
+                .collect(),
+            Err(_) => names.iter().map(|n| n.as_str()).collect(),
+        };
         if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() >= until {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            anyhow::bail!("timed out waiting for {} to register", names.join(", "));
+            anyhow::bail!("timed out waiting for {} to register", missing.join(", "));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
