@@ -14,7 +14,23 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: printed, and a success.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        // A usage error exits 1 like every other error (kind's cobra does not use 2),
+        // and `-q` silences it as it silences everything on stderr.
+        Err(err) => {
+            if !quiet_in_args() {
+                let _ = err.print();
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let quiet = cli.quiet;
     // One TLS crypto provider for every client and server in the process (kube, tonic,
     // our own listeners), chosen explicitly so no library has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -31,10 +47,24 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ERROR: {err:#}");
+            // kind's `-q`: "silence all stderr output", its error included; the exit
+            // status still tells.
+            if !quiet {
+                eprintln!("ERROR: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `-q`/`--quiet` is among the arguments, for when they did not parse (kind
+/// looks for the flag the same way before its command parses).
+fn quiet_in_args() -> bool {
+    std::env::args().skip(1).any(|a| {
+        a == "--quiet"
+            || a == "--quiet=true"
+            || (a.starts_with('-') && !a.starts_with("--") && a[1..].contains('q'))
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -42,7 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Create(cmd) => cli::commands::create(cmd, &ui).await,
         Command::Delete(cmd) => cli::commands::delete(cmd, &ui).await,
-        Command::Get(cmd) => cli::commands::get(cmd).await,
+        Command::Get(cmd) => cli::commands::get(cmd, &ui).await,
         Command::Export(cmd) => cli::commands::export(cmd, &ui).await,
         Command::Load(cmd) => cli::commands::load(cmd, &ui).await,
         Command::Build(cmd) => cli::commands::build(cmd, &ui).await,

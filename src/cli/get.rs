@@ -3,21 +3,21 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum GetCommand {
-    /// Lists existing clusters.
+    /// Lists existing rind clusters by their name
     Clusters,
-    /// Lists the node containers of a cluster.
+    /// Lists existing rind nodes by their name
     Nodes {
         #[command(flatten)]
         name: ClusterName,
-        /// Nodes of every cluster.
+        /// If present, list all the available nodes across all cluster contexts. Current context is ignored even if specified with --name.
         #[arg(short = 'A', long = "all-clusters")]
         all_clusters: bool,
     },
-    /// Prints the cluster's kubeconfig.
+    /// Prints cluster kubeconfig
     Kubeconfig {
         #[command(flatten)]
         name: ClusterName,
-        /// Use the address reachable from inside the Docker network.
+        /// use internal address instead of external
         #[arg(long)]
         internal: bool,
     },

@@ -4,21 +4,27 @@ use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum LoadCommand {
-    /// Loads images from the host's Docker into the nodes.
+    /// Loads docker images from host into nodes
+    #[command(long_about = "Loads docker images from host into all or specified nodes by name")]
     DockerImage {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
         #[command(flatten)]
         name: ClusterName,
-        /// Comma-separated node names to load into (default: all).
+        /// comma separated list of nodes to load images into
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
     },
-    /// Loads an image archive (docker save / OCI tar, plain or gzipped) into the nodes.
+    /// Loads docker image from archive into nodes
+    #[command(
+        long_about = "Loads docker image from archive (docker save / OCI tar, plain or gzipped) into all or specified nodes by name"
+    )]
     ImageArchive {
-        archive: PathBuf,
+        #[arg(required = true, value_name = "IMAGE.tar")]
+        archives: Vec<PathBuf>,
         #[command(flatten)]
         name: ClusterName,
+        /// comma separated list of nodes to load images into
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
     },

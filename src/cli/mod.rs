@@ -1,4 +1,5 @@
-//! The command tree, kind's shape: `rind <verb> <noun>`.
+//! The command tree, kind's shape: `rind <verb> <noun>`, with kind's flag names,
+//! defaults and help texts (`kind` read as `rind`).
 
 pub mod build;
 pub mod commands;
@@ -18,10 +19,10 @@ use clap::{Parser, Subcommand};
     about = "rind creates and manages local Kubernetes clusters using Docker container 'nodes'"
 )]
 pub struct Cli {
-    /// Silence all output but errors.
+    /// silence all stderr output
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Log verbosity (0 = steps only, higher = more detail).
+    /// info log verbosity, higher value produces more output
     #[arg(short = 'v', long = "verbosity", global = true, default_value_t = 0)]
     pub verbosity: u8,
     #[command(subcommand)]
@@ -30,27 +31,27 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Creates one of [cluster].
+    /// Creates one of [cluster]
     #[command(subcommand)]
     Create(create::CreateCommand),
-    /// Deletes one of [cluster, clusters].
+    /// Deletes one of [cluster, clusters]
     #[command(subcommand)]
     Delete(delete::DeleteCommand),
-    /// Gets one of [clusters, nodes, kubeconfig].
+    /// Gets one of [clusters, nodes, kubeconfig]
     #[command(subcommand)]
     Get(get::GetCommand),
-    /// Exports one of [kubeconfig, logs].
+    /// Exports one of [kubeconfig, logs]
     #[command(subcommand)]
     Export(export::ExportCommand),
-    /// Loads images into nodes.
+    /// Loads images into nodes
     #[command(subcommand)]
     Load(load::LoadCommand),
-    /// Builds one of [node-image].
+    /// Builds one of [node-image]
     #[command(subcommand)]
     Build(build::BuildCommand),
-    /// Prints the rind CLI version.
+    /// Prints the rind CLI version
     Version,
-    /// Outputs shell completion code for the given shell.
+    /// Outputs shell completion code for the given shell
     Completion { shell: clap_complete::Shell },
     /// Components that run inside a node container.
     #[command(subcommand, hide = true)]
@@ -63,17 +64,34 @@ pub enum Command {
     Bench(rind_bench::api::BenchCommand),
 }
 
-/// `--name`, shared by every command that acts on one cluster.
+/// The environment variable that names the cluster when `--name` is not given
+/// (kind's `KIND_CLUSTER_NAME`).
+pub const CLUSTER_NAME_ENV: &str = "RIND_CLUSTER_NAME";
+
+/// `--name`, shared by every command that acts on one existing cluster.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClusterName {
-    /// The cluster name [default: rind, or the config file's name].
-    #[arg(short = 'n', long = "name", env = "RIND_CLUSTER_NAME")]
+    /// the cluster context name [default: rind, overridden by $RIND_CLUSTER_NAME]
+    #[arg(short = 'n', long = "name")]
     pub name: Option<String>,
 }
 
 impl ClusterName {
-    /// The flag (or environment), else the default.
+    /// The flag, else a non-empty `$RIND_CLUSTER_NAME`, else the default.
     pub fn resolve(&self) -> String {
-        rind_cluster::operations::resolve_name(self.name.as_deref(), None)
+        rind_cluster::operations::resolve_name(self.given().as_deref(), None)
+    }
+
+    /// The flag, else a non-empty `$RIND_CLUSTER_NAME` (an empty one is unset, as
+    /// kind treats `KIND_CLUSTER_NAME=`).
+    pub fn given(&self) -> Option<String> {
+        self.name.clone().or_else(|| {
+            std::env::var(CLUSTER_NAME_ENV)
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,10 @@ use k8s_openapi::api::core::v1::Node;
 use rind_runtime::paths;
 use std::time::{Duration, Instant};
 
+/// How often waits on a new cluster look again: each costs one small request, and the
+/// wait ends this close to the moment the thing waited for happens.
+const POLL: Duration = Duration::from_millis(100);
+
 /// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published
 /// port on the host, or with `internal` at the node's address on the Docker network.
 pub async fn admin_kubeconfig(
@@ -57,39 +61,12 @@ pub async fn wait_for_api(config: &Kubeconfig, deadline: Duration) -> anyhow::Re
         if Instant::now() >= until {
             anyhow::bail!("gave up after {deadline:?}: {last}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
-/// Polls the Node until its Ready condition is True or `deadline` passes.
-pub async fn wait_for_node_ready(
-    config: &Kubeconfig,
-    node: &str,
-    deadline: Duration,
-) -> anyhow::Result<()> {
-    let client = client_for(config).await?;
-    let nodes: kube::Api<Node> = kube::Api::all(client);
-    let until = Instant::now() + deadline;
-    loop {
-        if let Ok(Some(node)) = nodes.get_opt(node).await {
-            let ready = node
-                .status
-                .and_then(|s| s.conditions)
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready {
-                return Ok(());
-            }
-        }
-        if Instant::now() >= until {
-            anyhow::bail!("timed out");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Polls until every named Node exists (its kubelet registered it), or `deadline` passes.
+/// Polls (one list per round) until every named Node exists (its kubelet registered
+/// it), or `deadline` passes.
 pub async fn wait_for_nodes(
     config: &Kubeconfig,
     names: &[String],
@@ -98,23 +75,27 @@ pub async fn wait_for_nodes(
     let client = client_for(config).await?;
     let nodes: kube::Api<Node> = kube::Api::all(client);
     let until = Instant::now() + deadline;
-    let mut missing: Vec<&String> = names.iter().collect();
     loop {
-        let mut still = Vec::new();
-        for name in missing {
-            if !matches!(nodes.get_opt(name).await, Ok(Some(_))) {
-                still.push(name);
-            }
-        }
-        missing = still;
+        let missing: Vec<&str> = match nodes.list(&kube::api::ListParams::default()).await {
+            Ok(list) => names
+                .iter()
+                .filter(|n| {
+                    !list
+                        .items
+                        .iter()
+                        .any(|node| node.metadata.name.as_deref() == Some(n.as_str()))
+                })
+                .map(|n| n.as_str())
+                .collect(),
+            Err(_) => names.iter().map(|n| n.as_str()).collect(),
+        };
         if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() >= until {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            anyhow::bail!("timed out waiting for {} to register", names.join(", "));
+            anyhow::bail!("timed out waiting for {} to register", missing.join(", "));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -152,4 +133,80 @@ pub async fn add_taint(
             Err(err) => return Err(err).with_context(|| format!("tainting node {node}")),
         }
     }
+}
+
+/// What keeps a cluster from being ready for use, as `--wait` defines it: each of
+/// `nodes` registered and Ready, every kube-system Deployment and DaemonSet with all its
+/// pods created, and every kube-system pod Running. Empty when it is ready.
+pub async fn not_ready(client: &kube::Client, nodes: &[String]) -> anyhow::Result<Vec<String>> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+    use k8s_openapi::api::core::v1::Pod;
+    const NS: &str = "kube-system";
+    let params = kube::api::ListParams::default();
+    let node_api = kube::Api::<Node>::all(client.clone());
+    let deployment_api = kube::Api::<Deployment>::namespaced(client.clone(), NS);
+    let daemonset_api = kube::Api::<DaemonSet>::namespaced(client.clone(), NS);
+    let pod_api = kube::Api::<Pod>::namespaced(client.clone(), NS);
+    let (listed, deployments, daemonsets, pods) = futures::try_join!(
+        node_api.list(&params),
+        deployment_api.list(&params),
+        daemonset_api.list(&params),
+        pod_api.list(&params),
+    )
+    .context("reading the cluster's state")?;
+    let mut pending = Vec::new();
+    for name in nodes {
+        let node = listed
+            .items
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name.as_str()));
+        let ready = node
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        match (node, ready) {
+            (None, _) => pending.push(format!("node {name} not registered")),
+            (Some(_), false) => pending.push(format!("node {name} not Ready")),
+            _ => {}
+        }
+    }
+    for d in &deployments.items {
+        let want = d.spec.replicas.unwrap_or(1);
+        let status = d.status.clone().unwrap_or_default();
+        let observed = status.observed_generation >= d.metadata.generation;
+        let have = status.updated_replicas.unwrap_or(0);
+        if !observed || have < want {
+            pending.push(format!(
+                "deployment {NS}/{} has {have} of {want} pods",
+                d.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    for d in &daemonsets.items {
+        let status = d.status.clone().unwrap_or_default();
+        let observed = status.observed_generation >= d.metadata.generation;
+        if !observed || status.current_number_scheduled < status.desired_number_scheduled {
+            pending.push(format!(
+                "daemonset {NS}/{} has {} of {} pods",
+                d.metadata.name.as_deref().unwrap_or_default(),
+                status.current_number_scheduled,
+                status.desired_number_scheduled
+            ));
+        }
+    }
+    for p in &pods.items {
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        // A finished pod (a Job's) is done, not waiting.
+        if phase != "Running" && phase != "Succeeded" {
+            pending.push(format!(
+                "pod {NS}/{} {phase}",
+                p.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(pending)
 }

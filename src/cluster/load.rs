@@ -29,7 +29,7 @@ async fn target_nodes(
     for wanted in only {
         if !nodes.contains(wanted) {
             bail!(
-                "unknown node \"{wanted}\" in cluster \"{cluster}\" (nodes: {})",
+                "unknown node: \"{wanted}\" (cluster \"{cluster}\" has {})",
                 nodes.join(", ")
             );
         }
@@ -78,12 +78,18 @@ pub async fn docker_images(
         {
             contents.extend_from_slice(&chunk);
         }
-        for node in missing {
+        for node in &missing {
             ui.info(&format!(
                 "Image: \"{image}\" with ID \"{id}\" not yet present on node \"{node}\", loading..."
             ));
-            import(docker, node, contents.clone()).await?;
         }
+        // Into every node at once, as kind loads them.
+        futures::future::try_join_all(
+            missing
+                .into_iter()
+                .map(|node| import(docker, node, contents.clone())),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -103,10 +109,14 @@ pub async fn image_archive(
     }
     let nodes = target_nodes(docker, cluster, only).await?;
     let contents = read_archive(archive).await?;
-    for node in nodes {
-        ui.detail(&format!("loading {} into {node}", archive.display()));
-        import(docker, &node, contents.clone()).await?;
-    }
+    futures::future::try_join_all(nodes.iter().map(|node| {
+        ui.detail(&format!(
+            "Loading image archive {} into node {node}",
+            archive.display()
+        ));
+        import(docker, node, contents.clone())
+    }))
+    .await?;
     Ok(())
 }
 

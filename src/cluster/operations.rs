@@ -137,37 +137,20 @@ async fn remove_kubeconfig_entry(path: &Path, cluster: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn delete_one(
-    docker: &bollard::Docker,
-    ui: &Ui,
-    name: &str,
-    kubeconfig: Option<&Path>,
-) -> anyhow::Result<()> {
-    ui.info(&format!("Deleting cluster \"{name}\" ..."));
-    let nodes: Vec<String> = provider::list_nodes(docker, Some(name))
+/// Deletes a cluster: its kubeconfig entries, its nodes, then the `rind` network once
+/// no cluster uses it. A cluster that does not exist is not an error (kind's `rm -f`).
+pub async fn delete_cluster(name: &str, kubeconfig: Option<&Path>, ui: &Ui) -> anyhow::Result<()> {
+    let docker = docker::connect().await?;
+    let nodes: Vec<String> = provider::list_nodes(&docker, Some(name))
         .await?
         .into_iter()
         .map(|n| n.name)
         .collect();
     let path = kubeconfig::user_kubeconfig_path(kubeconfig)?;
     remove_kubeconfig_entry(&path, name).await?;
-    provider::remove_containers(docker, &nodes).await?;
+    provider::remove_containers(&docker, &nodes).await?;
     for node in &nodes {
         ui.detail(&format!("Deleted node {node}"));
-    }
-    Ok(())
-}
-
-/// Deletes each named cluster: its nodes and its kubeconfig entries, then the `rind`
-/// network once no cluster uses it.
-pub async fn delete_clusters(
-    names: &[String],
-    kubeconfig: Option<&Path>,
-    ui: &Ui,
-) -> anyhow::Result<()> {
-    let docker = docker::connect().await?;
-    for name in names {
-        delete_one(&docker, ui, name, kubeconfig).await?;
     }
     provider::remove_network_if_unused(&docker).await
 }
@@ -233,20 +216,64 @@ pub async fn export_kubeconfig(
     Ok(())
 }
 
-/// Writes every node's logs under `dir` (a new temporary directory when None) and
-/// returns the directory.
-pub async fn export_logs(cluster: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// Where `export logs` writes: a folder, or a gzipped tar when the path ends in
+/// `.tar.gz` or `.tgz`.
+#[derive(Debug)]
+pub enum LogsTarget {
+    Dir(PathBuf),
+    Archive(PathBuf),
+}
+
+impl LogsTarget {
+    /// The given path (an archive by its suffix), else a new temporary folder.
+    pub fn new(path: Option<PathBuf>, cluster: &str) -> anyhow::Result<Self> {
+        Ok(match path {
+            Some(path) if logs::is_archive_path(&path) => LogsTarget::Archive(path),
+            Some(path) => LogsTarget::Dir(path),
+            None => LogsTarget::Dir(
+                tempfile::Builder::new()
+                    .prefix(&format!("rind-logs-{cluster}-"))
+                    .tempdir()
+                    .context("creating a directory for the logs")?
+                    .keep(),
+            ),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            LogsTarget::Dir(p) | LogsTarget::Archive(p) => p,
+        }
+    }
+}
+
+/// Writes the cluster's logs (see `logs`) to `target`.
+pub async fn export_logs(cluster: &str, target: &LogsTarget, ui: &Ui) -> anyhow::Result<()> {
     let docker = docker::connect().await?;
-    let dir = match dir {
-        Some(dir) => dir,
-        None => tempfile::Builder::new()
-            .prefix(&format!("rind-logs-{cluster}-"))
-            .tempdir()
-            .context("creating a directory for the logs")?
-            .keep(),
-    };
-    logs::export(&docker, cluster, &dir).await?;
-    Ok(dir)
+    match target {
+        LogsTarget::Dir(dir) => logs::export(&docker, ui, cluster, dir).await,
+        LogsTarget::Archive(path) => {
+            // Collected in a folder beside the archive (same filesystem, no /tmp
+            // tmpfs filling with a large cluster's logs), then packed and removed.
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            let staging = tempfile::Builder::new()
+                .prefix(".rind-logs-")
+                .tempdir_in(&parent)
+                .with_context(|| format!("creating a staging folder in {}", parent.display()))?;
+            let root = staging.path().join(logs::archive_root(path));
+            logs::export(&docker, ui, cluster, &root).await?;
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || logs::pack(&root, &path))
+                .await
+                .context("packing the logs")??;
+            Ok(())
+        }
+    }
 }
 
 /// Loads images from the host's Docker into the cluster's nodes (all when `nodes` is

@@ -10,6 +10,8 @@ pub struct Ui {
     quiet: bool,
     verbosity: u8,
     tty: bool,
+    /// The running step's spinner, so detail lines print above it instead of through it.
+    spinner: std::sync::Mutex<Option<ProgressBar>>,
 }
 
 impl Ui {
@@ -18,7 +20,14 @@ impl Ui {
             quiet,
             verbosity,
             tty: std::io::stderr().is_terminal(),
+            spinner: std::sync::Mutex::new(None),
         }
+    }
+
+    /// `-v`: 0 prints steps and results, 1 adds what each step is doing and waiting
+    /// for, 2 and above add each node-level operation and its time.
+    pub fn verbosity(&self) -> u8 {
+        if self.quiet { 0 } else { self.verbosity }
     }
 
     /// Runs one step, showing `title` while it runs and ✓/✗ with its duration after.
@@ -36,12 +45,18 @@ impl Ui {
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
+        if let (Some(bar), Ok(mut active)) = (&spinner, self.spinner.lock()) {
+            *active = Some(bar.clone());
+        }
         if !self.quiet && !self.tty {
             eprintln!(" • {title}");
         }
         let result = work.await;
         let took = format_duration(started.elapsed());
         let mark = if result.is_ok() { "✓" } else { "✗" };
+        if let Ok(mut active) = self.spinner.lock() {
+            *active = None;
+        }
         match spinner {
             Some(bar) => bar.finish_and_clear(),
             None if self.quiet => return result,
@@ -62,8 +77,23 @@ impl Ui {
 
     /// Detail shown only at `-v 1` and above.
     pub fn detail(&self, line: &str) {
-        if !self.quiet && self.verbosity > 0 {
-            eprintln!("   {line}");
+        if self.verbosity() >= 1 {
+            self.print_detail(line);
+        }
+    }
+
+    /// Node-level operations, shown only at `-v 2` and above.
+    pub fn debug(&self, line: &str) {
+        if self.verbosity() >= 2 {
+            self.print_detail(line);
+        }
+    }
+
+    fn print_detail(&self, line: &str) {
+        let active = self.spinner.lock().ok().and_then(|a| a.clone());
+        match active {
+            Some(bar) => bar.suspend(|| eprintln!("   {line}")),
+            None => eprintln!("   {line}"),
         }
     }
 }

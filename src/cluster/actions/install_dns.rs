@@ -4,7 +4,9 @@
 //! service network, and Deployment `coredns` (two replicas, pods labelled
 //! `k8s-app=kube-dns`) running `rind dns` from the DNS image every node loads at boot.
 //! Objects that exist already are left as they are (a user's edits survive restarts).
-//! It then waits for the `default` ServiceAccount every pod in `default` needs.
+//! Created as soon as the API answers, before workers join (as kubeadm's init installs
+//! CoreDNS before any `kubeadm join`), so the DNS pods start while workers register;
+//! `wait_for_default_account` runs at the end of `create`.
 
 use super::CreateContext;
 use crate::client;
@@ -22,6 +24,10 @@ const NAMESPACE: &str = "kube-system";
 const DEFAULT_ACCOUNT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    ctx.ui.step("Installing cluster DNS 🔌", install(ctx)).await
+}
+
+async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let cp = ctx.plan.control_plane();
     let subnet = &cp.config.service_subnet;
     let dns_ip = rind_runtime::config::service_ip(subnet, 10).with_context(|| {
@@ -49,8 +55,21 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
         Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
         deployment(),
     )
-    .await?;
-    wait_for_default_account(client).await
+    .await
+}
+
+/// Waits for the `default` ServiceAccount (see `wait_for_default_account`), as the
+/// last thing `create` does, shown at `-v 1`.
+pub async fn wait_for_default_account_of(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let cp = ctx.plan.control_plane();
+    let config = client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+    wait_for_default_account(client::client_for(&config).await?).await?;
+    ctx.ui.detail(&format!(
+        "ServiceAccount default/default there after {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// A pod needs its namespace's `default` ServiceAccount, which the controller-manager
@@ -197,8 +216,13 @@ fn deployment() -> Value {
                             "successThreshold": 1,
                             "failureThreshold": 5,
                         },
+                        // kubeadm's probe, probed every second instead of every ten: the
+                        // first probe comes as the container starts, before the server
+                        // has read the Services, and fails; at the default period the
+                        // cluster then has no DNS for ten more seconds.
                         "readinessProbe": {
                             "httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
+                            "periodSeconds": 1,
                         },
                         "securityContext": {
                             "allowPrivilegeEscalation": false,

@@ -28,8 +28,9 @@ pub struct CreateContext<'a> {
 pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     prepare_nodes::execute(ctx).await?;
     start_control_plane::execute(ctx).await?;
-    join_workers::execute(ctx).await?;
     install_dns::execute(ctx).await?;
+    join_workers::execute(ctx).await?;
+    install_dns::wait_for_default_account_of(ctx).await?;
     if !ctx.wait.is_zero() {
         wait_ready::execute(ctx).await?;
     }

@@ -25,9 +25,21 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                         .context("encoding the node config")?,
                     mode: 0o644,
                 });
+                let name = &node.spec.name;
+                let started = std::time::Instant::now();
+                let took = || format!("{:.2}s", started.elapsed().as_secs_f64());
                 provider::create_node(ctx.docker, &node.spec).await?;
-                provider::copy_files(ctx.docker, &node.spec.name, &files).await?;
-                provider::start(ctx.docker, &node.spec.name).await
+                ctx.ui
+                    .debug(&format!("{name}: container created ({})", took()));
+                provider::copy_files(ctx.docker, name, &files).await?;
+                ctx.ui.debug(&format!(
+                    "{name}: config and certificates copied ({})",
+                    took()
+                ));
+                provider::start(ctx.docker, name).await?;
+                ctx.ui
+                    .detail(&format!("{name}: started at {} ({})", node.spec.ip, took()));
+                Ok::<_, anyhow::Error>(())
             });
             futures::future::try_join_all(prepared).await?;
             Ok(())
