@@ -31,6 +31,7 @@ pub async fn delete(cmd: DeleteCommand, ui: &Ui) -> anyhow::Result<()> {
         DeleteCommand::Cluster { name, kubeconfig } => {
             cluster::delete_clusters(&[name.resolve()], kubeconfig.as_deref(), ui).await
         }
+        DeleteCommand::Node(args) => super::lifecycle::delete_node(args, ui).await,
         DeleteCommand::Clusters {
             names,
             all,
