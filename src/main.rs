@@ -75,6 +75,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(cmd) => cli::commands::get(cmd, &ui).await,
         Command::Export(cmd) => cli::commands::export(cmd, &ui).await,
         Command::Load(cmd) => cli::commands::load(cmd, &ui).await,
+        Command::Start(cmd) => cli::lifecycle::start(cmd, &ui).await,
+        Command::Stop(cmd) => cli::lifecycle::stop(cmd, &ui).await,
+        Command::Add(cmd) => cli::lifecycle::add(cmd, &ui).await,
         Command::Build(cmd) => cli::commands::build(cmd, &ui).await,
         Command::Version => {
             println!(

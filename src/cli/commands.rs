@@ -39,6 +39,7 @@ pub async fn delete(cmd: DeleteCommand, ui: &Ui) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| e.context(format!("failed to delete cluster \"{name}\"")))
         }
+        DeleteCommand::Node(args) => super::lifecycle::delete_node(args, ui).await,
         DeleteCommand::Clusters {
             names,
             all,

@@ -34,4 +34,6 @@ pub enum DeleteCommand {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Drains a node, then removes it from its cluster.
+    Node(super::lifecycle::DeleteNodeArgs),
 }

@@ -7,6 +7,7 @@ pub mod create;
 pub mod delete;
 pub mod export;
 pub mod get;
+pub mod lifecycle;
 pub mod load;
 pub mod node;
 
@@ -34,7 +35,7 @@ pub enum Command {
     /// Creates one of [cluster]
     #[command(subcommand)]
     Create(create::CreateCommand),
-    /// Deletes one of [cluster, clusters]
+    /// Deletes one of [cluster, clusters, node]
     #[command(subcommand)]
     Delete(delete::DeleteCommand),
     /// Gets one of [clusters, nodes, kubeconfig]
@@ -46,6 +47,15 @@ pub enum Command {
     /// Loads images into nodes
     #[command(subcommand)]
     Load(load::LoadCommand),
+    /// Starts one of [cluster] (a stopped cluster, with all its state)
+    #[command(subcommand)]
+    Start(lifecycle::StartCommand),
+    /// Stops one of [cluster], keeping all its state
+    #[command(subcommand)]
+    Stop(lifecycle::StopCommand),
+    /// Adds one of [node] to a running cluster
+    #[command(subcommand)]
+    Add(lifecycle::AddCommand),
     /// Builds one of [node-image]
     #[command(subcommand)]
     Build(build::BuildCommand),

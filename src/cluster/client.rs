@@ -45,6 +45,20 @@ pub async fn client_for(config: &Kubeconfig) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building an API client")
 }
 
+/// An API client that returns a 429 or 503 answer at once instead of retrying it (the
+/// default client retries those for minutes): a drain must see an eviction a
+/// PodDisruptionBudget refuses, to retry it on its own schedule and deadline.
+pub async fn client_without_retries(config: &Kubeconfig) -> anyhow::Result<kube::Client> {
+    let parsed: kube::config::Kubeconfig =
+        serde_json::from_value(config.0.clone()).context("the admin kubeconfig is malformed")?;
+    let options = kube::config::KubeConfigOptions::default();
+    let mut config = kube::Config::from_custom_kubeconfig(parsed, &options)
+        .await
+        .context("loading the admin kubeconfig")?;
+    config.default_retry = false;
+    kube::Client::try_from(config).context("building an API client")
+}
+
 /// Polls `/readyz` until it answers ok or `deadline` passes.
 pub async fn wait_for_api(config: &Kubeconfig, deadline: Duration) -> anyhow::Result<()> {
     let client = client_for(config).await?;

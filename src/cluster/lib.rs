@@ -8,6 +8,7 @@ pub mod docker;
 pub mod duration;
 pub mod image;
 pub mod kubeconfig;
+pub mod lifecycle;
 pub mod load;
 pub mod logs;
 pub mod operations;

@@ -94,8 +94,8 @@ enum Usage {
     Both,
 }
 
-fn issue(
-    ca: &Authority,
+fn issue<S: rcgen::SigningKey>(
+    issuer: &Issuer<'_, S>,
     common_name: &str,
     organizations: &[&str],
     sans: &[String],
@@ -130,8 +130,7 @@ fn issue(
     };
     params.use_authority_key_identifier_extension = true;
     validity(&mut params);
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    let cert = params.signed_by(&key, issuer).map_err(err)?;
     Ok(KeyCert {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -166,19 +165,10 @@ impl ClusterPki {
                 mode: 0o600,
             });
         };
-        let node_sans = vec![
-            node.name.to_string(),
-            node.ip.to_string(),
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ];
-        // Serves the kubelet's port (logs, exec) to the API server, which dials the node IP.
-        put_pair(
-            &mut files,
-            paths::KUBELET_SERVING_CRT,
-            paths::KUBELET_SERVING_KEY,
-            &issue(&self.ca, node.name, &[], &node_sans, Usage::Server)?,
-        );
+        let ca = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let etcd_ca = Issuer::from_params(&self.etcd_ca.params, &self.etcd_ca.key);
+        let node_sans = node_sans(node);
+        files.extend(identity_files(&ca, &self.ca.cert_pem, node)?);
         let ca_pair = KeyCert {
             cert_pem: self.ca.cert_pem.clone(),
             key_pem: self.ca.key.serialize_pem(),
@@ -202,14 +192,14 @@ impl ClusterPki {
                 &mut files,
                 paths::APISERVER_CRT,
                 paths::APISERVER_KEY,
-                &issue(&self.ca, "kube-apiserver", &[], &api_sans, Usage::Server)?,
+                &issue(&ca, "kube-apiserver", &[], &api_sans, Usage::Server)?,
             );
             put_pair(
                 &mut files,
                 paths::APISERVER_KUBELET_CLIENT_CRT,
                 paths::APISERVER_KUBELET_CLIENT_KEY,
                 &issue(
-                    &self.ca,
+                    &ca,
                     paths::APISERVER_KUBELET_CLIENT_USER,
                     &["kubeadm:cluster-admins"],
                     &[],
@@ -221,7 +211,7 @@ impl ClusterPki {
                 paths::APISERVER_ETCD_CLIENT_CRT,
                 paths::APISERVER_ETCD_CLIENT_KEY,
                 &issue(
-                    &self.etcd_ca,
+                    &etcd_ca,
                     "kube-apiserver-etcd-client",
                     &[],
                     &[],
@@ -254,13 +244,13 @@ impl ClusterPki {
                 &mut files,
                 paths::ETCD_SERVER_CRT,
                 paths::ETCD_SERVER_KEY,
-                &issue(&self.etcd_ca, node.name, &[], &node_sans, Usage::Both)?,
+                &issue(&etcd_ca, node.name, &[], &node_sans, Usage::Both)?,
             );
             put_pair(
                 &mut files,
                 paths::ETCD_PEER_CRT,
                 paths::ETCD_PEER_KEY,
-                &issue(&self.etcd_ca, node.name, &[], &node_sans, Usage::Both)?,
+                &issue(&etcd_ca, node.name, &[], &node_sans, Usage::Both)?,
             );
             for (path, user, orgs) in [
                 (
@@ -275,7 +265,7 @@ impl ClusterPki {
                     vec![],
                 ),
             ] {
-                let pair = issue(&self.ca, user, &orgs, &[], Usage::Client)?;
+                let pair = issue(&ca, user, &orgs, &[], Usage::Client)?;
                 let config = super::kubeconfig::Kubeconfig::single(
                     "kubernetes",
                     node.api_server_url,
@@ -296,45 +286,95 @@ impl ClusterPki {
                 mode: 0o644,
             });
         }
-        let kubelet_user = format!("system:node:{}", node.name);
-        let kubelet_pair = issue(
-            &self.ca,
-            &kubelet_user,
-            &["system:nodes"],
-            &[],
-            Usage::Client,
-        )?;
-        let kubelet_conf = super::kubeconfig::Kubeconfig::single(
-            "kubernetes",
-            node.api_server_url,
-            &self.ca.cert_pem,
-            &kubelet_user,
-            &kubelet_pair,
-        );
-        files.push(NodeFile {
-            path: paths::KUBELET_CONF.to_string(),
-            contents: kubelet_conf.to_yaml().into_bytes(),
-            mode: 0o600,
-        });
-        // The service proxy's own identity, as kube-proxy's: the default policy binds
-        // `system:kube-proxy` to `system:node-proxier` (list/watch Services and
-        // EndpointSlices), which a node's credentials do not cover.
-        let proxy_user = "system:kube-proxy";
-        let proxy_pair = issue(&self.ca, proxy_user, &[], &[], Usage::Client)?;
-        let proxy_conf = super::kubeconfig::Kubeconfig::single(
-            "kubernetes",
-            node.api_server_url,
-            &self.ca.cert_pem,
-            proxy_user,
-            &proxy_pair,
-        );
-        files.push(NodeFile {
-            path: paths::PROXY_CONF.to_string(),
-            contents: proxy_conf.to_yaml().into_bytes(),
-            mode: 0o600,
-        });
         Ok(files)
     }
+}
+
+/// The addresses a node's own certificates name.
+fn node_sans(node: &NodeIdentity) -> Vec<String> {
+    vec![
+        node.name.to_string(),
+        node.ip.to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+}
+
+/// What every node holds, whatever its role: the kubelet's serving certificate, and the
+/// kubelet's and service proxy's kubeconfigs with their own client certificates.
+fn identity_files<S: rcgen::SigningKey>(
+    ca: &Issuer<'_, S>,
+    ca_cert_pem: &str,
+    node: &NodeIdentity,
+) -> Result<Vec<NodeFile>, PkiError> {
+    let mut files = Vec::new();
+    let node_sans = node_sans(node);
+    let pair = issue(ca, node.name, &[], &node_sans, Usage::Server)?;
+    // Serves the kubelet's port (logs, exec) to the API server, which dials the node IP.
+    files.push(NodeFile {
+        path: paths::KUBELET_SERVING_CRT.to_string(),
+        contents: pair.cert_pem.into_bytes(),
+        mode: 0o644,
+    });
+    files.push(NodeFile {
+        path: paths::KUBELET_SERVING_KEY.to_string(),
+        contents: pair.key_pem.into_bytes(),
+        mode: 0o600,
+    });
+    let kubelet_user = format!("system:node:{}", node.name);
+    let kubelet_pair = issue(ca, &kubelet_user, &["system:nodes"], &[], Usage::Client)?;
+    let kubelet_conf = super::kubeconfig::Kubeconfig::single(
+        "kubernetes",
+        node.api_server_url,
+        ca_cert_pem,
+        &kubelet_user,
+        &kubelet_pair,
+    );
+    files.push(NodeFile {
+        path: paths::KUBELET_CONF.to_string(),
+        contents: kubelet_conf.to_yaml().into_bytes(),
+        mode: 0o600,
+    });
+    // The service proxy's own identity, as kube-proxy's: the default policy binds
+    // `system:kube-proxy` to `system:node-proxier` (list/watch Services and
+    // EndpointSlices), which a node's credentials do not cover.
+    let proxy_user = "system:kube-proxy";
+    let proxy_pair = issue(ca, proxy_user, &[], &[], Usage::Client)?;
+    let proxy_conf = super::kubeconfig::Kubeconfig::single(
+        "kubernetes",
+        node.api_server_url,
+        ca_cert_pem,
+        proxy_user,
+        &proxy_pair,
+    );
+    files.push(NodeFile {
+        path: paths::PROXY_CONF.to_string(),
+        contents: proxy_conf.to_yaml().into_bytes(),
+        mode: 0o600,
+    });
+    Ok(files)
+}
+
+/// The files of a worker node joining a running cluster (`rind add node`), signed by the
+/// cluster CA read out of a control-plane node, where kubeadm keeps it too.
+pub fn worker_files(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    node: &NodeIdentity,
+) -> Result<Vec<NodeFile>, PkiError> {
+    let err = |source| PkiError::Generate {
+        what: "cluster CA (loading)".to_string(),
+        source,
+    };
+    let key = KeyPair::from_pem(ca_key_pem).map_err(err)?;
+    let ca = Issuer::from_ca_cert_pem(ca_cert_pem, key).map_err(err)?;
+    let mut files = identity_files(&ca, ca_cert_pem, node)?;
+    files.push(NodeFile {
+        path: paths::CA_CRT.to_string(),
+        contents: ca_cert_pem.as_bytes().to_vec(),
+        mode: 0o644,
+    });
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -403,6 +443,36 @@ mod tests {
                 .any(|f| f.path == paths::ETCD_SERVER_KEY && f.mode == 0o600)
         );
         assert!(files.iter().any(|f| f.path == paths::KUBELET_CONF));
+    }
+
+    #[test]
+    fn added_workers_are_signed_by_the_clusters_ca() {
+        let pki = ClusterPki::generate().unwrap();
+        let node = NodeIdentity {
+            name: "rind-worker3",
+            ip: "172.18.0.9",
+            control_plane: false,
+            service_ip: "10.96.0.1",
+            api_server_url: "https://172.18.0.2:6443",
+        };
+        let files = worker_files(&pki.ca.cert_pem, &pki.ca.key.serialize_pem(), &node).unwrap();
+        let serving = files
+            .iter()
+            .find(|f| f.path == paths::KUBELET_SERVING_CRT)
+            .unwrap();
+        let der = parse(std::str::from_utf8(&serving.contents).unwrap());
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let ca_der = parse(&pki.ca.cert_pem);
+        let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+        let kubelet = files
+            .iter()
+            .find(|f| f.path == paths::KUBELET_CONF)
+            .unwrap();
+        let text = std::str::from_utf8(&kubelet.contents).unwrap();
+        assert!(text.contains("system:node:rind-worker3"), "{text}");
+        assert!(files.iter().any(|f| f.path == paths::PROXY_CONF));
+        assert!(!files.iter().any(|f| f.path == paths::CA_KEY));
     }
 
     #[test]

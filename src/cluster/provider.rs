@@ -385,6 +385,46 @@ pub async fn start(docker: &Docker, name: &str) -> anyhow::Result<()> {
         .with_context(|| format!("starting node {name}"))
 }
 
+/// Starts a node unless it runs already (Docker answers 304 Not Modified then).
+pub async fn start_if_stopped(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    match docker.start_container(name, None).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("starting node {name}")),
+    }
+}
+
+/// Stops a node: SIGTERM to its init, which stops every component (each gets the
+/// supervisor's grace period), then SIGKILL after `grace_seconds`.
+pub async fn stop(docker: &Docker, name: &str, grace_seconds: i32) -> anyhow::Result<()> {
+    let options = bollard::query_parameters::StopContainerOptionsBuilder::default()
+        .t(grace_seconds)
+        .build();
+    match docker.stop_container(name, Some(options)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("stopping node {name}")),
+    }
+}
+
+/// The image a node container was created from, and whether it runs.
+pub async fn image_and_state(docker: &Docker, name: &str) -> anyhow::Result<(String, bool)> {
+    let inspect = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {name}"))?;
+    let image = inspect
+        .config
+        .and_then(|c| c.image)
+        .with_context(|| format!("{name} names no image"))?;
+    let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
+    Ok((image, running))
+}
+
 /// Removes the containers (and their anonymous /var volumes) by name.
 pub async fn remove_containers(docker: &Docker, names: &[String]) -> anyhow::Result<()> {
     let options = RemoveContainerOptionsBuilder::default()

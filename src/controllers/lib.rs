@@ -9,6 +9,7 @@ mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 pub(crate) mod gc;
 mod job;
@@ -29,6 +30,8 @@ mod tests_cascade;
 mod tests_certificates;
 #[cfg(test)]
 mod tests_cronjob;
+#[cfg(test)]
+mod tests_disruption;
 #[cfg(test)]
 mod tests_quota;
 #[cfg(test)]
@@ -140,6 +143,7 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(volume::run(client.clone()));
     tasks.spawn(clusterrole_aggregation::run(client.clone()));
     tasks.spawn(resourcequota::run(client.clone()));
+    tasks.spawn(disruption::run(client.clone()));
     tasks.spawn(servicecidr::run(client.clone()));
     tasks.spawn(certificates::run(client.clone(), cfg.signing_ca.clone()));
     if !cfg.pod_subnet.is_empty() {

@@ -56,8 +56,18 @@ fn read_trimmed(path: &str) -> Option<String> {
 /// CPUs from the cgroup's CFS quota when the node container is limited, else the
 /// CPUs the process may run on.
 fn read_cpus() -> String {
-    let host = std::thread::available_parallelism()
-        .map(|n| n.get())
+    // The CPUs the process may run on, from its affinity mask: std's
+    // `available_parallelism` already rounds the cgroup quota down to whole CPUs, which
+    // would hide a fractional limit (1.5 CPUs would read as 1).
+    let host = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(count_cpu_list)
+        })
+        .filter(|n| *n > 0)
         .unwrap_or(1);
     let quota = read_trimmed("/sys/fs/cgroup/cpu.max")
         .and_then(|s| {
@@ -79,6 +89,21 @@ fn read_cpus() -> String {
         }
         _ => host.to_string(),
     }
+}
+
+/// How many CPUs a kernel CPU list names (`0-3,6` is five).
+fn count_cpu_list(list: &str) -> usize {
+    list.trim()
+        .split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 0,
+            },
+            None => usize::from(part.parse::<usize>().is_ok()),
+        })
+        .sum()
 }
 
 /// Memory: the smaller of the machine's memory and the node container's cgroup limit.
@@ -616,5 +641,13 @@ mod tests {
         let i = SystemInfo::read("containerd://x".into());
         assert!(i.memory_bytes > 0);
         assert!(!i.cpus.is_empty());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpu_list("0-3,6\n"), 5);
+        assert_eq!(count_cpu_list("0"), 1);
+        assert_eq!(count_cpu_list("0-1"), 2);
+        assert_eq!(count_cpu_list(""), 0);
     }
 }
