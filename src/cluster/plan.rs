@@ -10,6 +10,9 @@ use std::net::Ipv4Addr;
 
 pub struct ClusterPlan {
     pub name: String,
+    /// Extra names for the API server's certificate (ClusterConfiguration
+    /// `apiServer.certSANs` in the kubeadm patches).
+    pub cert_sans: Vec<String>,
     pub nodes: Vec<NodePlan>,
     pub service_ip: Ipv4Addr,
 }
@@ -91,8 +94,28 @@ pub fn plan(
         .filter(|(_, role)| **role == ConfigRole::ControlPlane)
         .map(|((n, ip), _)| format!("{n}=https://{ip}:{}", paths::ETCD_PEER_PORT))
         .collect();
+    // The config is validated before planning; this only fails for configs built in code.
+    let patched = config
+        .kubeadm_applied()
+        .map_err(|err| anyhow::anyhow!("{}: {}", err.field, err.message))?;
     let mut nodes = Vec::new();
     for (index, ((node, node_name), ip)) in config.nodes.iter().zip(&names).zip(&ips).enumerate() {
+        let applied = &patched[index];
+        // kind implements `labels` with the kubelet's --node-labels, as the patches do.
+        let mut labels = node.labels.clone();
+        labels.extend(applied.labels.clone());
+        // Relative host paths are relative to the working directory, as in kind.
+        let extra_mounts = node
+            .extra_mounts
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                let absolute = std::path::absolute(&m.host_path)
+                    .with_context(|| format!("extraMounts hostPath {:?}", m.host_path))?;
+                m.host_path = absolute.to_string_lossy().into_owned();
+                Ok(m)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let role = match node.role {
             ConfigRole::ControlPlane => Role::ControlPlane,
             ConfigRole::Worker => Role::Worker,
@@ -111,7 +134,7 @@ pub fn plan(
                 ip: *ip,
                 api_port,
                 extra_ports: node.extra_port_mappings.clone(),
-                extra_mounts: node.extra_mounts.clone(),
+                extra_mounts,
                 resources: node.resources.clone(),
             },
             config: NodeConfig {
@@ -122,7 +145,16 @@ pub fn plan(
                 api_server_url: api_server_url.clone(),
                 pod_subnet: pod_subnet.to_string(),
                 service_subnet: service_subnet.to_string(),
-                labels: node.labels.clone(),
+                labels,
+                register_with_taints: applied
+                    .taints
+                    .iter()
+                    .map(|t| rind_runtime::RegisterTaint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.clone(),
+                    })
+                    .collect(),
                 etcd_initial_cluster: if role == Role::ControlPlane {
                     etcd_initial_cluster.clone()
                 } else {
@@ -139,8 +171,15 @@ pub fn plan(
             },
         });
     }
+    let mut cert_sans: Vec<String> = Vec::new();
+    for san in patched.iter().flat_map(|a| &a.cert_sans) {
+        if !cert_sans.contains(san) {
+            cert_sans.push(san.clone());
+        }
+    }
     Ok(ClusterPlan {
         name: name.to_string(),
+        cert_sans,
         nodes,
         service_ip,
     })

@@ -358,6 +358,83 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Marks a cluster's service load balancer container (`<cluster>-service-lb`). Not
+/// `LABEL_CLUSTER`: that label means "a node", and this container is none.
+pub const LABEL_SERVICE_LB: &str = "io.rind.service-lb";
+/// The service load balancer's API credentials inside its container.
+pub const SERVICE_LB_KUBECONFIG: &str = "/etc/rind/service-lb.conf";
+
+pub fn service_lb_name(cluster: &str) -> String {
+    format!("{cluster}-service-lb")
+}
+
+/// Creates and starts the cluster's service load balancer: the node image running
+/// `rind node service-lb` on the host's network, so that it can open listeners on
+/// host loopback addresses for LoadBalancer Services while the cluster runs (ports a
+/// container publishes are fixed when it is created; a host-network process can open
+/// new ones at any time). From the host's network namespace it reaches the nodes'
+/// NodePorts through the `rind` bridge.
+pub async fn create_service_lb(
+    docker: &Docker,
+    cluster: &str,
+    image: &str,
+    kubeconfig: &NodeFile,
+) -> anyhow::Result<()> {
+    let name = service_lb_name(cluster);
+    let host_config = HostConfig {
+        // The host's network: listeners for new Services appear on the host's loopback
+        // at once, without recreating the container.
+        network_mode: Some("host".to_string()),
+        // Back after a daemon restart or host reboot, as the nodes are.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(HashMap::from([(
+            LABEL_SERVICE_LB.to_string(),
+            cluster.to_string(),
+        )])),
+        // The node image's entrypoint boots a node; this container runs one command.
+        entrypoint: Some(vec![
+            format!("/{}", super::image::node::RIND_IN_NODE),
+            "node".to_string(),
+            "service-lb".to_string(),
+            "--kubeconfig".to_string(),
+            SERVICE_LB_KUBECONFIG.to_string(),
+        ]),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    copy_files(docker, &name, std::slice::from_ref(kubeconfig)).await?;
+    start(docker, &name).await
+}
+
+/// The service load balancer containers of one cluster (at most one, by name).
+pub async fn service_lb_containers(docker: &Docker, cluster: &str) -> anyhow::Result<Vec<String>> {
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&label_filter(&[format!("{LABEL_SERVICE_LB}={cluster}")]))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing service load balancer containers")?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
 /// Docker's memory sizes: a number with an optional b, k, m or g suffix.
 fn parse_memory(text: &str) -> anyhow::Result<i64> {
     let lower = text.trim().to_ascii_lowercase();

@@ -346,8 +346,22 @@ pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp, readiness: &Rea
             ..ObjectMeta::default()
         },
         // No podCIDR: as with upstream's `--allocate-node-cidrs`, the controller-manager's
-        // node IPAM hands each node its share of the pod subnet.
-        spec: Some(NodeSpec::default()),
+        // node IPAM hands each node its share of the pod subnet. Taints only at
+        // registration, as `--register-with-taints`: later changes are the user's.
+        spec: Some(NodeSpec {
+            taints: (!cfg.register_with_taints.is_empty()).then(|| {
+                cfg.register_with_taints
+                    .iter()
+                    .map(|t| k8s_openapi::api::core::v1::Taint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.clone(),
+                        time_added: None,
+                    })
+                    .collect()
+            }),
+            ..NodeSpec::default()
+        }),
         status: Some(node_status(cfg, info, now, now, readiness)),
     }
 }
@@ -504,6 +518,7 @@ mod tests {
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
+            register_with_taints: Vec::new(),
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
