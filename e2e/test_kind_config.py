@@ -34,6 +34,7 @@ def free_port():
 def kc(rind, kubectl, kubeconfig, busybox_image, tmp_path_factory):
     c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-kindcfg", kubeconfig)
     c.host_port = free_port()
+    c.api_port = free_port()
     c.shared = tmp_path_factory.mktemp("shared")
     (c.shared / "greeting.txt").write_text(f"hello from the host {RUN_ID}\n")
     config = tmp_path_factory.mktemp("config") / "cluster.yaml"
@@ -43,6 +44,12 @@ featureGates:
   SidecarContainers: true
 runtimeConfig:
   "api/alpha": "false"
+networking:
+  apiServerAddress: 127.0.0.1
+  apiServerPort: {c.api_port}
+  podSubnet: 10.240.0.0/16
+  serviceSubnet: 10.100.0.0/16
+  dnsSearch: [rind.test]
 kubeadmConfigPatches:
 - |
   kind: ClusterConfiguration
@@ -143,9 +150,25 @@ def test_labels_and_taints_land_on_their_nodes(kc):
     assert not worker["spec"].get("taints")
 
 
+def test_networking_fields(kc):
+    config = json.loads(kc.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    assert config["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{kc.api_port}"
+    nodes = get_json(kc, "nodes")["items"]
+    assert all(n["spec"]["podCIDR"].startswith("10.240.") for n in nodes), [n["spec"].get("podCIDR") for n in nodes]
+    assert get_json(kc, "service", "kubernetes")["spec"]["clusterIP"] == "10.100.0.1"
+    dns = json.loads(kc.kubectl("get", "service", "kube-dns", "-n", "kube-system", "-o", "json").stdout)
+    assert dns["spec"]["clusterIP"] == "10.100.0.10"
+    for node in nodes:
+        resolv = run(["docker", "exec", node["metadata"]["name"], "cat", "/etc/resolv.conf"]).stdout
+        search = [line.split()[1:] for line in resolv.splitlines() if line.startswith("search")]
+        assert search == [["rind.test"]], resolv
+
+
 def test_extra_port_mapping_node_port_answers_from_the_host(kc):
     apply(kc, web("np", kc.image, 80, "NodePort", f", nodePort: {NODE_PORT}"))
     kc.kubectl("rollout", "status", "deployment/np", "--timeout=120s", timeout=150)
+    pod_ip = get_json(kc, "pods", "-l", "app=np")["items"][0]["status"]["podIP"]
+    assert pod_ip.startswith("10.240."), pod_ip
     body = wait_for(
         "the NodePort through the extraPortMappings host port",
         lambda: http_get(f"http://127.0.0.1:{kc.host_port}/"),

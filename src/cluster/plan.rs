@@ -171,7 +171,14 @@ pub fn plan(
             },
         });
     }
+    // The address the API is published on is a name clients verify, as kind lists it
+    // in kubeadm's certSANs (127.0.0.1 is in every certificate already; 0.0.0.0 is
+    // reached as 127.0.0.1).
+    let published = &config.networking.api_server_address;
     let mut cert_sans: Vec<String> = Vec::new();
+    if published != "127.0.0.1" && published != "0.0.0.0" {
+        cert_sans.push(published.clone());
+    }
     for san in patched.iter().flat_map(|a| &a.cert_sans) {
         if !cert_sans.contains(san) {
             cert_sans.push(san.clone());
@@ -235,5 +242,73 @@ mod tests {
             ["dev-control-plane=https://172.28.0.2:2380"]
         );
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
+        assert!(plan.cert_sans.is_empty());
+    }
+
+    #[test]
+    fn patches_and_the_published_address_reach_nodes_and_certificates() {
+        let config = Cluster::parse(
+            "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  apiServerAddress: 192.0.2.7
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+  apiServer:
+    certSANs: [api.example.com]
+nodes:
+- role: control-plane
+  labels: {tier: cp}
+  kubeadmConfigPatches:
+  - |
+    kind: InitConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        node-labels: ingress-ready=true
+- role: worker
+  extraMounts:
+  - hostPath: relative/dir
+    containerPath: /data
+  kubeadmConfigPatches:
+  - |
+    kind: JoinConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        register-with-taints: dedicated=db:NoExecute
+",
+            "c.yaml",
+        )
+        .unwrap();
+        let plan = plan(
+            "dev",
+            &config,
+            "rind/node:v1",
+            Cidr::parse("172.28.0.0/16").unwrap(),
+            &HashSet::new(),
+            40000,
+        )
+        .unwrap();
+        assert_eq!(plan.cert_sans, ["192.0.2.7", "api.example.com"]);
+        let cp = &plan.nodes[0].config;
+        assert_eq!(cp.labels["tier"], "cp");
+        assert_eq!(cp.labels["ingress-ready"], "true");
+        assert!(cp.register_with_taints.is_empty());
+        let worker = &plan.nodes[1];
+        assert!(!worker.config.labels.contains_key("ingress-ready"));
+        assert_eq!(
+            worker.config.register_with_taints,
+            [rind_runtime::RegisterTaint {
+                key: "dedicated".into(),
+                value: Some("db".into()),
+                effect: "NoExecute".into()
+            }]
+        );
+        // A relative hostPath is taken from the working directory, as kind does.
+        let expected = std::env::current_dir().unwrap().join("relative/dir");
+        assert_eq!(
+            worker.spec.extra_mounts[0].host_path,
+            expected.to_string_lossy()
+        );
     }
 }
