@@ -60,6 +60,7 @@ kubeadmConfigPatches:
   kind: KubeletConfiguration
   evictionHard:
     nodefs.available: "0%"
+  maxPods: 50
 nodes:
 - role: control-plane
   extraPortMappings:
@@ -148,6 +149,8 @@ def test_labels_and_taints_land_on_their_nodes(kc):
     assert "my-label2" not in worker["metadata"]["labels"]
     assert {"key": "my-taint", "value": "presence", "effect": "NoSchedule"} in worker2["spec"]["taints"]
     assert not worker["spec"].get("taints")
+    # KubeletConfiguration maxPods: every node's pod capacity.
+    assert {n["status"]["capacity"]["pods"] for n in nodes.values()} == {"50"}
 
 
 def test_networking_fields(kc):

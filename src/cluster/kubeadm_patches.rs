@@ -10,7 +10,8 @@
 //! - `ClusterConfiguration` `apiServer.certSANs`: extra names in the API server's
 //!   serving certificate;
 //! - `KubeletConfiguration` `evictionHard` with every threshold at zero (`"0%"`, `"0"`),
-//!   which is what rind's kubelet does (it never evicts) and what kind sets itself.
+//!   which is what rind's kubelet does (it never evicts) and what kind sets itself;
+//!   `maxPods`, the node's pod capacity (which the scheduler keeps to).
 //!
 //! As with kubeadm under kind, an `InitConfiguration` patch applies to the first
 //! control-plane node and a `JoinConfiguration` patch to every other node.
@@ -46,6 +47,8 @@ pub struct Applied {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<RegisterTaint>,
     pub cert_sans: Vec<String>,
+    /// KubeletConfiguration `maxPods`.
+    pub max_pods: Option<u32>,
 }
 
 /// A refused or broken patch: the field path inside the patch (for the line) and why.
@@ -79,7 +82,9 @@ fn supported_fields(kind: &str) -> &'static str {
             "nodeRegistration.kubeletExtraArgs node-labels and register-with-taints"
         }
         "ClusterConfiguration" => "apiServer.certSANs",
-        "KubeletConfiguration" => "evictionHard with every threshold \"0%\" (rind never evicts)",
+        "KubeletConfiguration" => {
+            "maxPods, and evictionHard with every threshold \"0%\" (rind never evicts)"
+        }
         _ => "nothing",
     }
 }
@@ -192,6 +197,17 @@ fn apply_document(
         }
         "KubeletConfiguration" => {
             for (key, value) in fields {
+                if key == "maxPods" {
+                    let max = value
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| {
+                            refuse(key, format!("maxPods: {value} is not a positive number"))
+                        })?;
+                    out.max_pods = Some(max);
+                    continue;
+                }
                 if key != "evictionHard" {
                     return Err(unsupported(kind, key));
                 }
@@ -381,7 +397,7 @@ fn base_document(kind: &str) -> Option<Value> {
             serde_json::json!({"nodeRegistration": {"kubeletExtraArgs": {}}})
         }
         "ClusterConfiguration" => serde_json::json!({"apiServer": {"certSANs": []}}),
-        "KubeletConfiguration" => serde_json::json!({"evictionHard": {}}),
+        "KubeletConfiguration" => serde_json::json!({"evictionHard": {}, "maxPods": 110}),
         _ => return None,
     })
 }
@@ -574,6 +590,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.cert_sans, ["my-host", "10.1.2.3"]);
+        apply_merge(
+            "kind: KubeletConfiguration\nmaxPods: 20\n",
+            NodeBoot::Join,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.max_pods, Some(20));
+        let err = apply_merge(
+            "kind: KubeletConfiguration\nmaxPods: -1\n",
+            NodeBoot::Join,
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("maxPods"), "{}", err.message);
     }
 
     #[test]

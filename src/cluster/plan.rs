@@ -155,6 +155,7 @@ pub fn plan(
                         effect: t.effect.clone(),
                     })
                     .collect(),
+                max_pods: applied.max_pods,
                 etcd_initial_cluster: if role == Role::ControlPlane {
                     etcd_initial_cluster.clone()
                 } else {

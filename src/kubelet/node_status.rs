@@ -300,7 +300,13 @@ pub fn node_status(
             "ephemeral-storage".to_string(),
             Quantity(format!("{}Ki", info.ephemeral_storage_bytes / 1024)),
         ),
-        ("pods".to_string(), Quantity(MAX_PODS.to_string())),
+        (
+            "pods".to_string(),
+            Quantity(
+                cfg.max_pods
+                    .map_or_else(|| MAX_PODS.to_string(), |m| m.to_string()),
+            ),
+        ),
     ]);
     NodeStatus {
         addresses: Some(vec![
@@ -519,6 +525,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
             register_with_taints: Vec::new(),
+            max_pods: None,
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
@@ -548,6 +555,21 @@ mod tests {
             problems: vec![],
             since: now,
         };
+        // maxPods and --register-with-taints from the config's kubeadm patches.
+        let mut patched = cfg(Role::Worker);
+        patched.max_pods = Some(20);
+        patched.register_with_taints = vec![rind_runtime::RegisterTaint {
+            key: "dedicated".into(),
+            value: None,
+            effect: "NoSchedule".into(),
+        }];
+        let n = node(&patched, &info(), now, &ready);
+        assert_eq!(n.status.unwrap().capacity.unwrap()["pods"].0, "20");
+        let taints = n.spec.unwrap().taints.unwrap();
+        assert_eq!(
+            (taints[0].key.as_str(), taints[0].effect.as_str()),
+            ("dedicated", "NoSchedule")
+        );
         let n = node(&cfg(Role::ControlPlane), &info(), now, &ready);
         let labels = n.metadata.labels.unwrap();
         assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");

@@ -258,6 +258,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             register_with_taints: Vec::new(),
+            max_pods: None,
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),

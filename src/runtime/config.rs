@@ -35,6 +35,10 @@ pub struct NodeConfig {
     /// `--register-with-taints`, from the config's kubeadm patches).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub register_with_taints: Vec<RegisterTaint>,
+    /// KubeletConfiguration `maxPods` from the kubeadm patches: the node's pod
+    /// capacity (None: upstream's default, 110).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pods: Option<u32>,
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
