@@ -16,6 +16,7 @@
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use std::collections::{BTreeMap, HashMap};
@@ -84,8 +85,8 @@ fn wanted(svc: &Service) -> Option<Wanted> {
     Some(out)
 }
 
-/// The nodes connections may go to: Ready, not excluded, with an internal IP.
-fn node_ips(nodes: &[Arc<Node>]) -> Vec<Ipv4Addr> {
+/// The nodes connections may go to: Ready, not excluded, with an internal IP; by name.
+fn node_ips(nodes: &[Arc<Node>]) -> Vec<(String, Ipv4Addr)> {
     nodes
         .iter()
         .filter(|n| {
@@ -101,7 +102,8 @@ fn node_ips(nodes: &[Arc<Node>]) -> Vec<Ipv4Addr> {
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .filter_map(|n| {
-            n.status
+            let ip = n
+                .status
                 .as_ref()?
                 .addresses
                 .as_ref()?
@@ -109,9 +111,39 @@ fn node_ips(nodes: &[Arc<Node>]) -> Vec<Ipv4Addr> {
                 .find(|a| a.type_ == "InternalIP")?
                 .address
                 .parse()
-                .ok()
+                .ok()?;
+            Some((n.metadata.name.clone()?, ip))
         })
         .collect()
+}
+
+/// With `externalTrafficPolicy: Local` a node answers on the NodePort only with a
+/// ready endpoint of its own (others drop the packets, as upstream), so only those
+/// nodes get connections; None for `Cluster`, where every node answers.
+fn local_nodes(svc: &Service, slices: &[Arc<EndpointSlice>]) -> Option<Vec<String>> {
+    let spec = svc.spec.as_ref()?;
+    if spec.external_traffic_policy.as_deref() != Some("Local") {
+        return None;
+    }
+    let ns = svc.metadata.namespace.as_deref();
+    let name = svc.metadata.name.as_deref()?;
+    let mut nodes: Vec<String> = slices
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == ns)
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .is_some_and(|n| n == name)
+        })
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .filter_map(|e| e.node_name.clone())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    Some(nodes)
 }
 
 /// The loopback address the Service had before (from its status), if any.
@@ -218,16 +250,25 @@ pub async fn run(kubeconfig: &str) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let (services, _s) = super::reflect_lean(Api::<Service>::all(client.clone()), "service", &wake);
     let (nodes, _n) = super::reflect_lean(Api::<Node>::all(client.clone()), "node", &wake);
+    let (slices, _e) = super::reflect_lean(
+        Api::<EndpointSlice>::all(client.clone()),
+        "endpointslice",
+        &wake,
+    );
     // Until the first lists are in, every Service would look deleted.
     services
         .wait_until_ready()
         .await
         .context("listing services")?;
     nodes.wait_until_ready().await.context("listing nodes")?;
+    slices
+        .wait_until_ready()
+        .await
+        .context("listing endpointslices")?;
     tracing::info!("service load balancer running");
     let mut bound: HashMap<String, Bound> = HashMap::new();
     loop {
-        reconcile(&client, &services, &nodes, &mut bound).await;
+        reconcile(&client, &services, &nodes, &slices, &mut bound).await;
         // A failed bind or status write is retried at the next change or after a pause.
         let _ = tokio::time::timeout(Duration::from_secs(10), wake.notified()).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -238,9 +279,11 @@ async fn reconcile(
     client: &kube::Client,
     services: &Store<Service>,
     nodes: &Store<Node>,
+    slices: &Store<EndpointSlice>,
     bound: &mut HashMap<String, Bound>,
 ) {
     let node_ips = node_ips(&nodes.state());
+    let slices = slices.state();
     let services = services.state();
     let mut seen = Vec::new();
     for svc in &services {
@@ -300,13 +343,15 @@ async fn reconcile(
         let Some(entry) = bound.get(&uid) else {
             continue;
         };
+        let local = local_nodes(svc, &slices);
         let targets: HashMap<u16, Vec<SocketAddr>> = want
             .tcp
             .iter()
             .map(|(port, node_port)| {
                 let addrs = node_ips
                     .iter()
-                    .map(|ip| SocketAddr::from((*ip, *node_port)))
+                    .filter(|(node, _)| local.as_ref().is_none_or(|l| l.contains(node)))
+                    .map(|(_, ip)| SocketAddr::from((*ip, *node_port)))
                     .collect();
                 (*port, addrs)
             })
@@ -385,6 +430,35 @@ mod tests {
         }));
         assert!(wanted(&other).is_none());
         assert!(wanted(&svc(serde_json::json!({"spec": {"type": "NodePort"}}))).is_none());
+    }
+
+    #[test]
+    fn local_policy_keeps_to_nodes_with_ready_endpoints() {
+        let mut s = svc(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": []}
+        }));
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.244.1.5"], "nodeName": "w1", "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.5"], "nodeName": "w2", "conditions": {"ready": false}}
+            ]
+        }))
+        .unwrap();
+        let other: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.3.5"], "nodeName": "w3"}]
+        }))
+        .unwrap();
+        let slices = [Arc::new(slice), Arc::new(other)];
+        assert_eq!(local_nodes(&s, &slices), Some(vec!["w1".to_string()]));
+        s.spec.as_mut().unwrap().external_traffic_policy = Some("Cluster".into());
+        assert_eq!(local_nodes(&s, &slices), None);
     }
 
     #[tokio::test]

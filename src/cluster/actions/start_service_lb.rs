@@ -1,7 +1,7 @@
 //! Starts the cluster's service load balancer (`<cluster>-service-lb`, see
 //! `rind_proxy::service_lb`) with credentials of its own, and grants them what
 //! upstream's service controller may do (read Services and Nodes, write Services'
-//! status) through the built-in `system:controller:service-controller` role.
+//! status) and what kube-proxy may read (EndpointSlices), through the built-in roles.
 
 use super::CreateContext;
 use crate::{client, provider};
@@ -11,6 +11,13 @@ use kube::api::{Api, PostParams};
 
 /// The user name in the load balancer's client certificate.
 pub const SERVICE_LB_USER: &str = "rind:service-lb";
+/// Its bindings: the service controller's role (Services, their status, Nodes), and
+/// kube-proxy's (EndpointSlices, to send `externalTrafficPolicy: Local` Services'
+/// connections only to nodes with endpoints).
+const ROLES: [(&str, &str); 2] = [
+    ("rind:service-lb", "system:controller:service-controller"),
+    ("rind:service-lb:endpoints", "system:node-proxier"),
+];
 
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let cp = ctx.plan.control_plane();
@@ -19,25 +26,28 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
             let config =
                 client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
             let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
-            let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": SERVICE_LB_USER},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "system:controller:service-controller",
-                },
-                "subjects": [{
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "User",
-                    "name": SERVICE_LB_USER,
-                }],
-            }))
-            .context("building the service load balancer's role binding")?;
-            match api.create(&PostParams::default(), &binding).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(err) => {
-                    return Err(err).context("granting the service load balancer its role");
+            for (binding_name, role) in ROLES {
+                let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": binding_name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role,
+                    },
+                    "subjects": [{
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "User",
+                        "name": SERVICE_LB_USER,
+                    }],
+                }))
+                .context("building the service load balancer's role binding")?;
+                match api.create(&PostParams::default(), &binding).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(err) => {
+                        return Err(err)
+                            .with_context(|| format!("granting the service load balancer {role}"));
+                    }
                 }
             }
             let kubeconfig = ctx.pki.client_kubeconfig(
