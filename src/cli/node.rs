@@ -39,6 +39,13 @@ pub enum NodeCommand {
     },
     /// Benchmarks the scheduler against an API server on loopback (e2e/bench/scheduler.py).
     BenchScheduler(rind_bench::scheduler::BenchArgs),
+    /// The cluster's service load balancer (container `<cluster>-service-lb`, on the
+    /// host's network): LoadBalancer Services on host loopback addresses.
+    ServiceLb {
+        /// Credentials for the API server.
+        #[arg(long)]
+        kubeconfig: String,
+    },
     /// Prints the ID of an image the node's runtime holds (nothing if absent); lets
     /// `rind load` skip nodes that already have an image.
     ImageId { image: String },
@@ -72,6 +79,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             rind_bench::standalone::run(&etcd, &dir, port).await
         }
         NodeCommand::BenchScheduler(args) => rind_bench::scheduler::run_bench(args).await,
+        NodeCommand::ServiceLb { kubeconfig } => rind_proxy::service_lb::run(&kubeconfig).await,
         NodeCommand::ImageId { image } => {
             if let Some(id) = rind_kubelet::image_id(&image).await? {
                 println!("{id}");

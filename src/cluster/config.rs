@@ -4,6 +4,8 @@
 //! Unknown fields and bad values are errors naming the file, line and column, so a typo
 //! never silently yields a different cluster than the one asked for.
 
+use super::config_source::{Located, steps};
+use super::{gates, kubeadm_patches};
 use rind_runtime::ProxyMode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -30,14 +32,15 @@ pub struct Cluster {
     pub feature_gates: BTreeMap<String, bool>,
     #[serde(default)]
     pub runtime_config: BTreeMap<String, String>,
-    /// kubeadm and containerd patches: accepted so kind configs load, but there is no
-    /// kubeadm or containerd config they could apply to here.
+    /// kubeadm patches: read for node labels and taints, API server certificate SANs
+    /// and the kubelet settings rind has (`kubeadm_patches`); anything else is refused.
     #[serde(default)]
     pub kubeadm_config_patches: Vec<String>,
     #[serde(default, rename = "kubeadmConfigPatchesJSON6902")]
     pub kubeadm_config_patches_json6902: Vec<serde_json::Value>,
     #[serde(default)]
     pub containerd_config_patches: Vec<String>,
+    /// Refused when present: rind merges only the TOML form into containerd's config.
     #[serde(default, rename = "containerdConfigPatchesJSON6902")]
     pub containerd_config_patches_json6902: Vec<serde_json::Value>,
 }
@@ -103,12 +106,27 @@ pub struct PortMapping {
     pub protocol: Option<Protocol>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Tcp,
     Udp,
     Sctp,
+}
+
+/// kind upper-cases the protocol before checking it, so `udp` is `UDP` (its
+/// quick-start guide writes `protocol: udp`).
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown port mapping protocol {text:?} (TCP, UDP or SCTP)"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -208,9 +226,11 @@ pub enum ConfigError {
         source_name: String,
         message: String,
     },
-    #[error("{source_name}: {field}: {message}")]
+    /// `line` is where the field (or, for a default, its closest enclosing field) is.
+    #[error("{source_name}:{}: {field}: {message}", line.map(|l| l.to_string()).unwrap_or_else(|| "-".to_string()))]
     Invalid {
         source_name: String,
+        line: Option<u64>,
         field: String,
         message: String,
     },
@@ -289,13 +309,15 @@ impl Cluster {
                 source_name: source_name.to_string(),
                 message: err.to_string(),
             })?;
-        cluster.validate(source_name)?;
+        let located = Located::read(text).unwrap_or_default();
+        cluster.validate(source_name, &located)?;
         Ok(cluster)
     }
 
-    fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+    fn validate(&self, source_name: &str, located: &Located) -> Result<(), ConfigError> {
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             source_name: source_name.to_string(),
+            line: located.line(&steps(field)),
             field: field.to_string(),
             message,
         };
@@ -402,7 +424,99 @@ impl Cluster {
                 }
             }
         }
+        for (name, enabled) in &self.feature_gates {
+            gates::check_feature_gate(name, *enabled)
+                .map_err(|m| invalid(&format!("featureGates.\"{name}\""), m))?;
+        }
+        for (key, value) in &self.runtime_config {
+            gates::check_runtime_config(key, value)
+                .map_err(|m| invalid(&format!("runtimeConfig.\"{key}\""), m))?;
+        }
+        if !self.containerd_config_patches_json6902.is_empty() {
+            return Err(invalid(
+                "containerdConfigPatchesJSON6902",
+                "JSON 6902 patches of containerd's config are not supported by rind; use containerdConfigPatches (TOML, merged as kind merges it)".to_string(),
+            ));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for key in node.labels.keys() {
+                kubeadm_patches::check_node_label(key)
+                    .map_err(|m| invalid(&format!("nodes[{i}].labels.\"{key}\""), m))?;
+            }
+        }
+        self.kubeadm_applied().map_err(|err| {
+            let outer_line = located.line(&steps(&err.field));
+            let line = match (outer_line, err.inner_line) {
+                // The patch's position is where its text starts (the line after a
+                // block scalar's `|`), which is the patch's own line 1.
+                (Some(outer), Some(inner)) => Some(outer + inner - 1),
+                (outer, _) => outer,
+            };
+            ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                line,
+                field: err.field,
+                message: err.message,
+            }
+        })?;
         Ok(())
+    }
+
+    /// What the kubeadm patches ask of each node, in node order: cluster-wide patches
+    /// first, then the node's own. A node's own patch that matches none of its kubeadm
+    /// documents (an InitConfiguration patch on a node that joins) is refused, since
+    /// kind would drop it without a word.
+    pub fn kubeadm_applied(&self) -> Result<Vec<kubeadm_patches::Applied>, AppliedError> {
+        let first_control_plane = self.nodes.iter().position(|n| n.role == Role::ControlPlane);
+        let mut all = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let boot = if Some(i) == first_control_plane {
+                kubeadm_patches::NodeBoot::Init
+            } else {
+                kubeadm_patches::NodeBoot::Join
+            };
+            let mut applied = kubeadm_patches::Applied::default();
+            let lists = [
+                (
+                    String::new(),
+                    &self.kubeadm_config_patches,
+                    &self.kubeadm_config_patches_json6902,
+                ),
+                (
+                    format!("nodes[{i}]."),
+                    &node.kubeadm_config_patches,
+                    &node.kubeadm_config_patches_json6902,
+                ),
+            ];
+            for (own, (prefix, patches, json_patches)) in lists.into_iter().enumerate() {
+                for (j, patch) in patches.iter().enumerate() {
+                    let field = format!("{prefix}kubeadmConfigPatches[{j}]");
+                    match kubeadm_patches::apply_merge(patch, boot, &mut applied) {
+                        Ok(true) => {}
+                        Ok(false) if own == 0 => {}
+                        Ok(false) => return Err(AppliedError::unmatched(field, boot)),
+                        Err(err) => return Err(AppliedError::from_patch(field, Some(patch), err)),
+                    }
+                }
+                for (j, patch) in json_patches.iter().enumerate() {
+                    let field = format!("{prefix}kubeadmConfigPatchesJSON6902[{j}]");
+                    match kubeadm_patches::apply_json6902(patch, boot, &mut applied) {
+                        Ok(true) => {}
+                        Ok(false) if own == 0 => {}
+                        Ok(false) => return Err(AppliedError::unmatched(field, boot)),
+                        Err(err) => {
+                            let field = match &err.field {
+                                Some(inner) => format!("{field}.{inner}"),
+                                None => field,
+                            };
+                            return Err(AppliedError::from_patch(field, None, err));
+                        }
+                    }
+                }
+            }
+            all.push(applied);
+        }
+        Ok(all)
     }
 
     /// `networking.kubeProxyMode` as the nodes' proxy runs it: kind's values, iptables
@@ -426,30 +540,44 @@ impl Cluster {
             )),
         }
     }
+}
 
-    /// The fields accepted for compatibility with kind that have no effect here.
-    pub fn not_applicable_fields(&self) -> Vec<&'static str> {
-        let mut fields = Vec::new();
-        if !self.kubeadm_config_patches.is_empty()
-            || self
-                .nodes
-                .iter()
-                .any(|n| !n.kubeadm_config_patches.is_empty())
-        {
-            fields.push("kubeadmConfigPatches");
+/// A refused kubeadm patch: the config field holding it, the line inside the patch
+/// text, and why.
+#[derive(Debug)]
+pub struct AppliedError {
+    pub field: String,
+    pub inner_line: Option<u64>,
+    pub message: String,
+}
+
+impl AppliedError {
+    fn unmatched(field: String, boot: kubeadm_patches::NodeBoot) -> Self {
+        let message = match boot {
+            kubeadm_patches::NodeBoot::Init => {
+                "this node is the first control plane, which kubeadm initialises: a JoinConfiguration patch never applies to it (use InitConfiguration)"
+            }
+            kubeadm_patches::NodeBoot::Join => {
+                "this node joins the cluster: an InitConfiguration patch never applies to it (use JoinConfiguration)"
+            }
+        };
+        AppliedError {
+            field,
+            inner_line: None,
+            message: message.to_string(),
         }
-        if !self.kubeadm_config_patches_json6902.is_empty()
-            || self
-                .nodes
-                .iter()
-                .any(|n| !n.kubeadm_config_patches_json6902.is_empty())
-        {
-            fields.push("kubeadmConfigPatchesJSON6902");
+    }
+
+    fn from_patch(field: String, text: Option<&String>, err: kubeadm_patches::PatchError) -> Self {
+        let inner_line = match (text, &err.field) {
+            (Some(text), Some(inner)) => kubeadm_patches::line_in_patch(text, inner),
+            _ => None,
+        };
+        AppliedError {
+            field,
+            inner_line,
+            message: err.message,
         }
-        if !self.containerd_config_patches_json6902.is_empty() {
-            fields.push("containerdConfigPatchesJSON6902");
-        }
-        fields
     }
 }
 
@@ -513,12 +641,17 @@ nodes:
 kubeadmConfigPatches:
 - |
   kind: ClusterConfiguration
+  apiServer:
+    certSANs: [dev.example.com]
 ";
         let c = Cluster::parse(text, "c.yaml").unwrap();
         assert_eq!(c.name.as_deref(), Some("dev"));
         assert_eq!(c.nodes[1].role, Role::Worker);
         assert_eq!(c.nodes[0].extra_port_mappings[0].host_port, 8080);
-        assert_eq!(c.not_applicable_fields(), vec!["kubeadmConfigPatches"]);
+        assert_eq!(
+            c.kubeadm_applied().unwrap()[1].cert_sans,
+            ["dev.example.com"]
+        );
     }
 
     #[test]
@@ -556,7 +689,7 @@ kubeadmConfigPatches:
     fn more_than_one_control_plane_is_refused() {
         let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n";
         let err = Cluster::parse(text, "ha.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("ha.yaml: nodes:"), "{err}");
+        assert!(err.starts_with("ha.yaml:3: nodes:"), "{err}");
         assert!(err.contains("more than one control plane"), "{err}");
     }
 
@@ -578,12 +711,180 @@ kubeadmConfigPatches:
         assert_eq!(parse("none").unwrap().proxy_mode(), Ok(ProxyMode::None));
         let err = parse("ipvs").unwrap_err().to_string();
         assert!(
-            err.starts_with("p.yaml: networking.kubeProxyMode:"),
+            err.starts_with("p.yaml:4: networking.kubeProxyMode:"),
             "{err}"
         );
         assert!(err.contains("ipvs"), "{err}");
         let err = parse("userspace").unwrap_err().to_string();
         assert!(err.contains("userspace"), "{err}");
+    }
+
+    /// Every cluster config in kind's documentation (src/cluster/testdata/kind-docs,
+    /// each with its source path), and what rind does with it: `Ok` loads and
+    /// creates the cluster it describes; `Err(field)` is refused with an error naming
+    /// that field (and its line).
+    #[test]
+    fn kind_documentation_configs() {
+        const HA: &str = "nodes";
+        let table: &[(&str, Result<(), &str>)] = &[
+            // apiServer.extraArgs / extraVolumes: flags of kubeadm's API server.
+            ("auditing-L47.yaml", Err("nodes[0].kubeadmConfigPatches[0]")),
+            ("configuration-L22.yaml", Ok(())),
+            ("configuration-L65.yaml", Ok(())),
+            // CSIMigration is no gate of rind's (upstream removed it too).
+            (
+                "configuration-L76.yaml",
+                Err("featureGates.\"CSIMigration\""),
+            ),
+            // api/alpha=false is honoured (rind serves no alpha API); apps/v1beta2 is not
+            // an API rind serves.
+            (
+                "configuration-L92.yaml",
+                Err("runtimeConfig.\"apps/v1beta2\""),
+            ),
+            // IPv6 and dual-stack: not implemented.
+            ("configuration-L127.yaml", Err("networking.ipFamily")),
+            ("configuration-L137.yaml", Err("networking.ipFamily")),
+            ("configuration-L147.yaml", Err("networking.ipFamily")),
+            ("configuration-L157.yaml", Ok(())),
+            ("configuration-L179.yaml", Ok(())),
+            ("configuration-L192.yaml", Ok(())),
+            ("configuration-L211.yaml", Ok(())),
+            ("configuration-L225.yaml", Ok(())),
+            ("configuration-L246.yaml", Ok(())),
+            // Loads; creating it needs the named image to be a rind node image.
+            ("configuration-L279.yaml", Ok(())),
+            ("configuration-L343.yaml", Ok(())),
+            ("configuration-L394.yaml", Ok(())),
+            ("configuration-L419.yaml", Ok(())),
+            // enable-admission-plugins: an API server flag.
+            (
+                "configuration-L434.yaml",
+                Err("nodes[0].kubeadmConfigPatches[0]"),
+            ),
+            ("configuration-L452.yaml", Ok(())),
+            // Two control planes: refused until HA lands (helper `ha`).
+            ("configuration-L473.yaml", Err(HA)),
+            // evictionHard 0% and a JSON 6902 certSANs patch: both honoured.
+            ("kind-example-config-L1.yaml", Ok(())),
+            (
+                "known-issues-L295.yaml",
+                Err("featureGates.\"KubeletInUserNamespace\""),
+            ),
+            ("known-issues-L334.yaml", Ok(())),
+            ("private-registries-L47.yaml", Ok(())),
+            ("private-registries-L173.yaml", Ok(())),
+            ("quick-start-L386.yaml", Ok(())),
+            ("quick-start-L398.yaml", Err(HA)),
+            ("quick-start-L413.yaml", Ok(())),
+            ("quick-start-L436.yaml", Ok(())),
+            (
+                "quick-start-L450.yaml",
+                Err("featureGates.\"FeatureGateName\""),
+            ),
+            ("rootless-L183.yaml", Ok(())),
+            ("using-wsl2-L78.yaml", Ok(())),
+            ("working-offline-L144.yaml", Err(HA)),
+            ("config-with-mounts-L1.yaml", Ok(())),
+            ("config-with-port-mapping-L1.yaml", Ok(())),
+            ("kind-with-registry-L38.yaml", Ok(())),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kind-docs");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut listed: Vec<String> = table.iter().map(|(f, _)| f.to_string()).collect();
+        listed.sort();
+        assert_eq!(files, listed, "every fixture has exactly one row");
+        for (file, expected) in table {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let got = Cluster::parse(&text, file);
+            match (expected, got) {
+                (Ok(()), Ok(c)) => {
+                    // Planning reads the patches too; it must agree with validation.
+                    c.kubeadm_applied().unwrap();
+                }
+                (Err(field), Err(err)) => {
+                    let err = err.to_string();
+                    let prefix = format!("{file}:");
+                    assert!(err.starts_with(&prefix), "{file}: {err}");
+                    let line = err[prefix.len()..].split(':').next().unwrap();
+                    assert!(line.parse::<u64>().is_ok(), "{file}: no line in {err}");
+                    assert!(
+                        err.contains(&format!(": {field}: ")),
+                        "{file}: expected {field} in {err}"
+                    );
+                }
+                (Ok(()), Err(err)) => panic!("{file} should load: {err}"),
+                (Err(field), Ok(_)) => panic!("{file} should be refused naming {field}"),
+            }
+        }
+    }
+
+    #[test]
+    fn patched_labels_taints_and_sans_reach_the_right_nodes() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata/kind-docs/configuration-L452.yaml"),
+        )
+        .unwrap();
+        let c = Cluster::parse(&text, "c.yaml").unwrap();
+        let applied = c.kubeadm_applied().unwrap();
+        assert!(applied[0].taints.is_empty());
+        assert_eq!(applied[1].taints[0].key, "my-taint");
+        assert_eq!(applied[1].taints[0].value.as_deref(), Some("presence"));
+        let text = "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+- role: worker
+  kubeadmConfigPatches:
+  - |
+    kind: InitConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        node-labels: a=b
+";
+        let err = Cluster::parse(text, "w.yaml").unwrap_err().to_string();
+        // The line of the patch's text, whose kind is the culprit.
+        assert!(
+            err.starts_with("w.yaml:8: nodes[1].kubeadmConfigPatches[0]:"),
+            "{err}"
+        );
+        assert!(err.contains("use JoinConfiguration"), "{err}");
+        let text = "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+  apiServer:
+    extraArgs:
+      v: \"4\"
+";
+        let err = Cluster::parse(text, "a.yaml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("a.yaml:7: kubeadmConfigPatches[0]:"),
+            "{err}"
+        );
+        assert!(err.contains("apiServer.extraArgs"), "{err}");
+    }
+
+    #[test]
+    fn protocol_is_case_insensitive_and_labels_are_checked() {
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMappings:\n  - containerPort: 80\n    protocol: udp\n";
+        let c = Cluster::parse(text, "p.yaml").unwrap();
+        assert_eq!(
+            c.nodes[0].extra_port_mappings[0].protocol,
+            Some(Protocol::Udp)
+        );
+        let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  labels:\n    node-role.kubernetes.io/web: \"\"\n";
+        let err = Cluster::parse(text, "l.yaml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("l.yaml:6: nodes[0].labels.\"node-role.kubernetes.io/web\":"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 pub mod actions;
 pub mod client;
 pub mod config;
+pub mod config_source;
 pub mod docker;
 pub mod duration;
+pub mod gates;
 pub mod image;
+pub mod kubeadm_patches;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod load;

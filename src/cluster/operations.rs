@@ -65,11 +65,6 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
     if !provider::list_nodes(&docker, Some(&name)).await?.is_empty() {
         bail!("node(s) already exist for a cluster with the name \"{name}\"");
     }
-    for field in config.not_applicable_fields() {
-        ui.info(&format!(
-            "WARNING: {field} is accepted for compatibility with kind but has no effect in rind"
-        ));
-    }
     ui.info(&format!("Creating cluster \"{name}\" ..."));
     let image = image::ensure_node_image(&docker, ui, args.image.as_deref()).await?;
     let subnet = provider::ensure_network(&docker).await?;
@@ -79,7 +74,8 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
         port => port,
     };
     let plan = plan::plan(&name, &config, &image, subnet, &used, api_port)?;
-    let pki = pki::ClusterPki::generate()?;
+    let mut pki = pki::ClusterPki::generate()?;
+    pki.extra_api_sans = plan.cert_sans.clone();
     let ctx = actions::CreateContext {
         docker: &docker,
         ui,
@@ -94,7 +90,9 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
                 "Keeping the nodes of \"{name}\" for debugging (--retain)"
             ));
         } else {
-            let names: Vec<String> = ctx.plan.nodes.iter().map(|n| n.spec.name.clone()).collect();
+            let mut names: Vec<String> =
+                ctx.plan.nodes.iter().map(|n| n.spec.name.clone()).collect();
+            names.push(provider::service_lb_name(&name));
             // Best effort: the creation error is what the user needs to see.
             let _ = provider::remove_containers(&docker, &names).await;
             let _ = provider::remove_network_if_unused(&docker).await;
@@ -149,6 +147,8 @@ pub async fn delete_cluster(name: &str, kubeconfig: Option<&Path>, ui: &Ui) -> a
     let path = kubeconfig::user_kubeconfig_path(kubeconfig)?;
     remove_kubeconfig_entry(&path, name).await?;
     provider::remove_containers(&docker, &nodes).await?;
+    let service_lb = provider::service_lb_containers(&docker, name).await?;
+    provider::remove_containers(&docker, &service_lb).await?;
     for node in &nodes {
         ui.detail(&format!("Deleted node {node}"));
     }

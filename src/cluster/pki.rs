@@ -33,6 +33,8 @@ pub struct ClusterPki {
     ca: Authority,
     etcd_ca: Authority,
     sa_key: KeyPair,
+    /// Extra names in every API server certificate (kubeadm's `apiServer.certSANs`).
+    pub extra_api_sans: Vec<String>,
 }
 
 /// One file to place in a node.
@@ -147,6 +149,30 @@ impl ClusterPki {
             ca: generate_authority("kubernetes")?,
             etcd_ca: generate_authority("etcd-ca")?,
             sa_key,
+            extra_api_sans: Vec::new(),
+        })
+    }
+
+    /// A kubeconfig at `path` for `user` (a client certificate of the cluster CA, no
+    /// groups), reaching the API server at `api_server_url`.
+    pub fn client_kubeconfig(
+        &self,
+        path: &str,
+        user: &str,
+        api_server_url: &str,
+    ) -> Result<NodeFile, PkiError> {
+        let pair = issue(&self.ca, user, &[], &[], Usage::Client)?;
+        let config = super::kubeconfig::Kubeconfig::single(
+            "kubernetes",
+            api_server_url,
+            &self.ca.cert_pem,
+            user,
+            &pair,
+        );
+        Ok(NodeFile {
+            path: path.to_string(),
+            contents: config.to_yaml().into_bytes(),
+            mode: 0o600,
         })
     }
 
@@ -188,6 +214,7 @@ impl ClusterPki {
             .collect();
             api_sans.push(node.service_ip.to_string());
             api_sans.extend(node_sans.iter().cloned());
+            api_sans.extend(self.extra_api_sans.iter().cloned());
             put_pair(
                 &mut files,
                 paths::APISERVER_CRT,

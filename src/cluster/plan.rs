@@ -10,6 +10,9 @@ use std::net::Ipv4Addr;
 
 pub struct ClusterPlan {
     pub name: String,
+    /// Extra names for the API server's certificate (ClusterConfiguration
+    /// `apiServer.certSANs` in the kubeadm patches).
+    pub cert_sans: Vec<String>,
     pub nodes: Vec<NodePlan>,
     pub service_ip: Ipv4Addr,
 }
@@ -91,8 +94,28 @@ pub fn plan(
         .filter(|(_, role)| **role == ConfigRole::ControlPlane)
         .map(|((n, ip), _)| format!("{n}=https://{ip}:{}", paths::ETCD_PEER_PORT))
         .collect();
+    // The config is validated before planning; this only fails for configs built in code.
+    let patched = config
+        .kubeadm_applied()
+        .map_err(|err| anyhow::anyhow!("{}: {}", err.field, err.message))?;
     let mut nodes = Vec::new();
     for (index, ((node, node_name), ip)) in config.nodes.iter().zip(&names).zip(&ips).enumerate() {
+        let applied = &patched[index];
+        // kind implements `labels` with the kubelet's --node-labels, as the patches do.
+        let mut labels = node.labels.clone();
+        labels.extend(applied.labels.clone());
+        // Relative host paths are relative to the working directory, as in kind.
+        let extra_mounts = node
+            .extra_mounts
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                let absolute = std::path::absolute(&m.host_path)
+                    .with_context(|| format!("extraMounts hostPath {:?}", m.host_path))?;
+                m.host_path = absolute.to_string_lossy().into_owned();
+                Ok(m)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let role = match node.role {
             ConfigRole::ControlPlane => Role::ControlPlane,
             ConfigRole::Worker => Role::Worker,
@@ -111,7 +134,7 @@ pub fn plan(
                 ip: *ip,
                 api_port,
                 extra_ports: node.extra_port_mappings.clone(),
-                extra_mounts: node.extra_mounts.clone(),
+                extra_mounts,
                 resources: node.resources.clone(),
             },
             config: NodeConfig {
@@ -122,7 +145,17 @@ pub fn plan(
                 api_server_url: api_server_url.clone(),
                 pod_subnet: pod_subnet.to_string(),
                 service_subnet: service_subnet.to_string(),
-                labels: node.labels.clone(),
+                labels,
+                register_with_taints: applied
+                    .taints
+                    .iter()
+                    .map(|t| rind_runtime::RegisterTaint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.clone(),
+                    })
+                    .collect(),
+                max_pods: applied.max_pods,
                 etcd_initial_cluster: if role == Role::ControlPlane {
                     etcd_initial_cluster.clone()
                 } else {
@@ -139,8 +172,22 @@ pub fn plan(
             },
         });
     }
+    // The address the API is published on is a name clients verify, as kind lists it
+    // in kubeadm's certSANs (127.0.0.1 is in every certificate already; 0.0.0.0 is
+    // reached as 127.0.0.1).
+    let published = &config.networking.api_server_address;
+    let mut cert_sans: Vec<String> = Vec::new();
+    if published != "127.0.0.1" && published != "0.0.0.0" {
+        cert_sans.push(published.clone());
+    }
+    for san in patched.iter().flat_map(|a| &a.cert_sans) {
+        if !cert_sans.contains(san) {
+            cert_sans.push(san.clone());
+        }
+    }
     Ok(ClusterPlan {
         name: name.to_string(),
+        cert_sans,
         nodes,
         service_ip,
     })
@@ -196,5 +243,73 @@ mod tests {
             ["dev-control-plane=https://172.28.0.2:2380"]
         );
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
+        assert!(plan.cert_sans.is_empty());
+    }
+
+    #[test]
+    fn patches_and_the_published_address_reach_nodes_and_certificates() {
+        let config = Cluster::parse(
+            "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  apiServerAddress: 192.0.2.7
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+  apiServer:
+    certSANs: [api.example.com]
+nodes:
+- role: control-plane
+  labels: {tier: cp}
+  kubeadmConfigPatches:
+  - |
+    kind: InitConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        node-labels: ingress-ready=true
+- role: worker
+  extraMounts:
+  - hostPath: relative/dir
+    containerPath: /data
+  kubeadmConfigPatches:
+  - |
+    kind: JoinConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        register-with-taints: dedicated=db:NoExecute
+",
+            "c.yaml",
+        )
+        .unwrap();
+        let plan = plan(
+            "dev",
+            &config,
+            "rind/node:v1",
+            Cidr::parse("172.28.0.0/16").unwrap(),
+            &HashSet::new(),
+            40000,
+        )
+        .unwrap();
+        assert_eq!(plan.cert_sans, ["192.0.2.7", "api.example.com"]);
+        let cp = &plan.nodes[0].config;
+        assert_eq!(cp.labels["tier"], "cp");
+        assert_eq!(cp.labels["ingress-ready"], "true");
+        assert!(cp.register_with_taints.is_empty());
+        let worker = &plan.nodes[1];
+        assert!(!worker.config.labels.contains_key("ingress-ready"));
+        assert_eq!(
+            worker.config.register_with_taints,
+            [rind_runtime::RegisterTaint {
+                key: "dedicated".into(),
+                value: Some("db".into()),
+                effect: "NoExecute".into()
+            }]
+        );
+        // A relative hostPath is taken from the working directory, as kind does.
+        let expected = std::env::current_dir().unwrap().join("relative/dir");
+        assert_eq!(
+            worker.spec.extra_mounts[0].host_path,
+            expected.to_string_lossy()
+        );
     }
 }

@@ -217,6 +217,43 @@ pub async fn used_ips(docker: &Docker) -> anyhow::Result<HashSet<Ipv4Addr>> {
     Ok(used)
 }
 
+/// An `extraPortMappings` entry as Docker's port key (`80/tcp`) and host binding: kind's
+/// defaults, TCP and every address (`0.0.0.0`); host port 0 lets Docker pick one.
+fn extra_port_binding(mapping: &super::config::PortMapping) -> (String, PortBinding) {
+    let protocol = match mapping.protocol {
+        Some(super::config::Protocol::Udp) => "udp",
+        Some(super::config::Protocol::Sctp) => "sctp",
+        Some(super::config::Protocol::Tcp) | None => "tcp",
+    };
+    let key = format!("{}/{protocol}", mapping.container_port);
+    let binding = PortBinding {
+        host_ip: Some(
+            mapping
+                .listen_address
+                .clone()
+                .unwrap_or_else(|| "0.0.0.0".to_string()),
+        ),
+        host_port: (mapping.host_port != 0).then(|| mapping.host_port.to_string()),
+    };
+    (key, binding)
+}
+
+/// An `extraMounts` entry as a Docker bind: `ro`/`rw`, `Z` for SELinux relabelling, and
+/// the propagation kind maps it to (HostToContainer is `rslave`, Bidirectional
+/// `rshared`, None Docker's default `rprivate`).
+fn bind_mount(m: &super::config::Mount) -> String {
+    let mut options = vec![if m.read_only { "ro" } else { "rw" }];
+    if m.selinux_relabel {
+        options.push("Z");
+    }
+    match m.propagation {
+        Some(super::config::Propagation::HostToContainer) => options.push("rslave"),
+        Some(super::config::Propagation::Bidirectional) => options.push("rshared"),
+        Some(super::config::Propagation::None) | None => {}
+    }
+    format!("{}:{}:{}", m.host_path, m.container_path, options.join(","))
+}
+
 /// Creates (does not start) a node container with the recipe that works both where
 /// `--privileged` is allowed and where the daemon lacks CAP_SYS_RESOURCE.
 pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()> {
@@ -240,44 +277,15 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         );
     }
     for mapping in &spec.extra_ports {
-        let protocol = match mapping.protocol {
-            Some(super::config::Protocol::Udp) => "udp",
-            Some(super::config::Protocol::Sctp) => "sctp",
-            _ => "tcp",
-        };
-        let key = format!("{}/{protocol}", mapping.container_port);
+        let (key, binding) = extra_port_binding(mapping);
         exposed.push(key.clone());
-        let host_port = (mapping.host_port != 0).then(|| mapping.host_port.to_string());
         port_bindings
             .entry(key)
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: Some(
-                    mapping
-                        .listen_address
-                        .clone()
-                        .unwrap_or_else(|| "0.0.0.0".to_string()),
-                ),
-                host_port,
-            });
+            .push(binding);
     }
-    let binds: Vec<String> = spec
-        .extra_mounts
-        .iter()
-        .map(|m| {
-            let mut options = vec![if m.read_only { "ro" } else { "rw" }];
-            if m.selinux_relabel {
-                options.push("Z");
-            }
-            match m.propagation {
-                Some(super::config::Propagation::HostToContainer) => options.push("rslave"),
-                Some(super::config::Propagation::Bidirectional) => options.push("rshared"),
-                _ => {}
-            }
-            format!("{}:{}:{}", m.host_path, m.container_path, options.join(","))
-        })
-        .collect();
+    let binds: Vec<String> = spec.extra_mounts.iter().map(bind_mount).collect();
     let (memory, nano_cpus) = match &spec.resources {
         Some(r) => (
             r.memory.as_deref().map(parse_memory).transpose()?,
@@ -356,6 +364,83 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         .await
         .with_context(|| format!("creating node container {}", spec.name))?;
     Ok(())
+}
+
+/// Marks a cluster's service load balancer container (`<cluster>-service-lb`). Not
+/// `LABEL_CLUSTER`: that label means "a node", and this container is none.
+pub const LABEL_SERVICE_LB: &str = "io.rind.service-lb";
+/// The service load balancer's API credentials inside its container.
+pub const SERVICE_LB_KUBECONFIG: &str = "/etc/rind/service-lb.conf";
+
+pub fn service_lb_name(cluster: &str) -> String {
+    format!("{cluster}-service-lb")
+}
+
+/// Creates and starts the cluster's service load balancer: the node image running
+/// `rind node service-lb` on the host's network, so that it can open listeners on
+/// host loopback addresses for LoadBalancer Services while the cluster runs (ports a
+/// container publishes are fixed when it is created; a host-network process can open
+/// new ones at any time). From the host's network namespace it reaches the nodes'
+/// NodePorts through the `rind` bridge.
+pub async fn create_service_lb(
+    docker: &Docker,
+    cluster: &str,
+    image: &str,
+    kubeconfig: &NodeFile,
+) -> anyhow::Result<()> {
+    let name = service_lb_name(cluster);
+    let host_config = HostConfig {
+        // The host's network: listeners for new Services appear on the host's loopback
+        // at once, without recreating the container.
+        network_mode: Some("host".to_string()),
+        // Back after a daemon restart or host reboot, as the nodes are.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(HashMap::from([(
+            LABEL_SERVICE_LB.to_string(),
+            cluster.to_string(),
+        )])),
+        // The node image's entrypoint boots a node; this container runs one command.
+        entrypoint: Some(vec![
+            format!("/{}", super::image::node::RIND_IN_NODE),
+            "node".to_string(),
+            "service-lb".to_string(),
+            "--kubeconfig".to_string(),
+            SERVICE_LB_KUBECONFIG.to_string(),
+        ]),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    copy_files(docker, &name, std::slice::from_ref(kubeconfig)).await?;
+    start(docker, &name).await
+}
+
+/// The service load balancer containers of one cluster (at most one, by name).
+pub async fn service_lb_containers(docker: &Docker, cluster: &str) -> anyhow::Result<Vec<String>> {
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&label_filter(&[format!("{LABEL_SERVICE_LB}={cluster}")]))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing service load balancer containers")?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
 }
 
 /// Docker's memory sizes: a number with an optional b, k, m or g suffix.
@@ -603,6 +688,56 @@ pub async fn api_endpoint(docker: &Docker, container: &str) -> anyhow::Result<(S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_mappings_and_mounts_as_docker_takes_them() {
+        use crate::config::{Mount, PortMapping, Propagation, Protocol};
+        let (key, binding) = extra_port_binding(&PortMapping {
+            container_port: 53,
+            host_port: 5353,
+            listen_address: Some("127.0.0.1".into()),
+            protocol: Some(Protocol::Udp),
+        });
+        assert_eq!(key, "53/udp");
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("5353"));
+        let (key, binding) = extra_port_binding(&PortMapping {
+            container_port: 80,
+            host_port: 0,
+            listen_address: None,
+            protocol: None,
+        });
+        assert_eq!(key, "80/tcp");
+        assert_eq!(binding.host_ip.as_deref(), Some("0.0.0.0"));
+        assert_eq!(binding.host_port, None);
+        let (key, _) = extra_port_binding(&PortMapping {
+            container_port: 9,
+            host_port: 9,
+            listen_address: None,
+            protocol: Some(Protocol::Sctp),
+        });
+        assert_eq!(key, "9/sctp");
+        let mount = |read_only, selinux_relabel, propagation| Mount {
+            host_path: "/h".into(),
+            container_path: "/c".into(),
+            read_only,
+            selinux_relabel,
+            propagation,
+        };
+        assert_eq!(bind_mount(&mount(false, false, None)), "/h:/c:rw");
+        assert_eq!(
+            bind_mount(&mount(true, true, Some(Propagation::HostToContainer))),
+            "/h:/c:ro,Z,rslave"
+        );
+        assert_eq!(
+            bind_mount(&mount(false, false, Some(Propagation::Bidirectional))),
+            "/h:/c:rw,rshared"
+        );
+        assert_eq!(
+            bind_mount(&mount(false, false, Some(Propagation::None))),
+            "/h:/c:rw"
+        );
+    }
 
     #[test]
     fn memory_sizes() {

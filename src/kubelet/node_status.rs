@@ -325,7 +325,13 @@ pub fn node_status(
             "ephemeral-storage".to_string(),
             Quantity(format!("{}Ki", info.ephemeral_storage_bytes / 1024)),
         ),
-        ("pods".to_string(), Quantity(MAX_PODS.to_string())),
+        (
+            "pods".to_string(),
+            Quantity(
+                cfg.max_pods
+                    .map_or_else(|| MAX_PODS.to_string(), |m| m.to_string()),
+            ),
+        ),
     ]);
     NodeStatus {
         addresses: Some(vec![
@@ -371,8 +377,22 @@ pub fn node(cfg: &NodeConfig, info: &SystemInfo, now: Timestamp, readiness: &Rea
             ..ObjectMeta::default()
         },
         // No podCIDR: as with upstream's `--allocate-node-cidrs`, the controller-manager's
-        // node IPAM hands each node its share of the pod subnet.
-        spec: Some(NodeSpec::default()),
+        // node IPAM hands each node its share of the pod subnet. Taints only at
+        // registration, as `--register-with-taints`: later changes are the user's.
+        spec: Some(NodeSpec {
+            taints: (!cfg.register_with_taints.is_empty()).then(|| {
+                cfg.register_with_taints
+                    .iter()
+                    .map(|t| k8s_openapi::api::core::v1::Taint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.clone(),
+                        time_added: None,
+                    })
+                    .collect()
+            }),
+            ..NodeSpec::default()
+        }),
         status: Some(node_status(cfg, info, now, now, readiness)),
     }
 }
@@ -529,6 +549,8 @@ mod tests {
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
+            register_with_taints: Vec::new(),
+            max_pods: None,
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
@@ -558,6 +580,21 @@ mod tests {
             problems: vec![],
             since: now,
         };
+        // maxPods and --register-with-taints from the config's kubeadm patches.
+        let mut patched = cfg(Role::Worker);
+        patched.max_pods = Some(20);
+        patched.register_with_taints = vec![rind_runtime::RegisterTaint {
+            key: "dedicated".into(),
+            value: None,
+            effect: "NoSchedule".into(),
+        }];
+        let n = node(&patched, &info(), now, &ready);
+        assert_eq!(n.status.unwrap().capacity.unwrap()["pods"].0, "20");
+        let taints = n.spec.unwrap().taints.unwrap();
+        assert_eq!(
+            (taints[0].key.as_str(), taints[0].effect.as_str()),
+            ("dedicated", "NoSchedule")
+        );
         let n = node(&cfg(Role::ControlPlane), &info(), now, &ready);
         let labels = n.metadata.labels.unwrap();
         assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");

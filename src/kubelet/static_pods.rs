@@ -677,6 +677,8 @@ mod tests {
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
+            register_with_taints: Vec::new(),
+            max_pods: None,
             etcd_initial_cluster: vec![],
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),

@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod iptables;
 pub mod model;
 pub mod nftables;
+pub mod service_lb;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -118,7 +119,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
 /// event. Objects are stored without their managedFields and annotations, which the
 /// proxy never reads and which make up much of what it would otherwise hold (with a
 /// thousand Services, most of the proxy's memory).
-fn reflect_lean<K: Reflectable>(
+pub(crate) fn reflect_lean<K: Reflectable>(
     api: Api<K>,
     what: &'static str,
     wake: &Arc<Notify>,

@@ -202,6 +202,10 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                     .iter()
                     .filter_map(|s| s.load_balancer.as_ref())
                     .flat_map(|lb| lb.ingress.iter().flatten())
+                    // `ipMode: Proxy`: the load balancer proxies to the nodes itself
+                    // (rind's service load balancer on host loopback addresses), so
+                    // the address must not be captured on the nodes, as upstream.
+                    .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
                     .filter_map(|i| i.ip.as_deref())
                     .filter_map(|ip| ip.parse().ok()),
             )

@@ -31,6 +31,14 @@ pub struct NodeConfig {
     /// Extra node labels from the cluster config.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Taints the kubelet puts on its Node when it registers it (kubelet's
+    /// `--register-with-taints`, from the config's kubeadm patches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub register_with_taints: Vec<RegisterTaint>,
+    /// KubeletConfiguration `maxPods` from the kubeadm patches: the node's pod
+    /// capacity (None: upstream's default, 110).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pods: Option<u32>,
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
@@ -53,6 +61,15 @@ pub struct NodeConfig {
     /// `containerdConfigPatches`: TOML merged into containerd's configuration at boot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containerd_config_patches: Vec<String>,
+}
+
+/// A taint as `--register-with-taints` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterTaint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
 }
 
 /// The service proxy's mode, kind's `networking.kubeProxyMode` values that this kernel

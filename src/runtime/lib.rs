@@ -17,4 +17,4 @@ pub mod paths;
 pub mod reflect;
 pub mod yaml;
 
-pub use config::{NodeConfig, ProxyMode, Role};
+pub use config::{NodeConfig, ProxyMode, RegisterTaint, Role};

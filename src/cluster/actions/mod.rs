@@ -5,6 +5,7 @@ mod install_dns;
 mod join_workers;
 mod prepare_nodes;
 mod start_control_plane;
+mod start_service_lb;
 mod wait_ready;
 
 use super::pki::ClusterPki;
@@ -31,6 +32,7 @@ pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     install_dns::execute(ctx).await?;
     join_workers::execute(ctx).await?;
     install_dns::wait_for_default_account_of(ctx).await?;
+    start_service_lb::execute(ctx).await?;
     if !ctx.wait.is_zero() {
         wait_ready::execute(ctx).await?;
     }

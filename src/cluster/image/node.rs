@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 /// Where the binary lives in the node; the entrypoint runs it as PID 1.
-const RIND_IN_NODE: &str = "usr/local/bin/rind";
+pub const RIND_IN_NODE: &str = "usr/local/bin/rind";
 /// Debian's busybox-static in the base image (bookworm has merged /usr).
 const BUSYBOX_IN_BASE: &str = "/usr/bin/busybox";
 const BUSYBOX_ARCHIVE: &str = "busybox.tar";

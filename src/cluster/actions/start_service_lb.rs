@@ -1,0 +1,62 @@
+//! Starts the cluster's service load balancer (`<cluster>-service-lb`, see
+//! `rind_proxy::service_lb`) with credentials of its own, and grants them what
+//! upstream's service controller may do (read Services and Nodes, write Services'
+//! status) and what kube-proxy may read (EndpointSlices), through the built-in roles.
+
+use super::CreateContext;
+use crate::{client, provider};
+use anyhow::Context;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::{Api, PostParams};
+
+/// The user name in the load balancer's client certificate.
+pub const SERVICE_LB_USER: &str = "rind:service-lb";
+/// Its bindings: the service controller's role (Services, their status, Nodes), and
+/// kube-proxy's (EndpointSlices, to send `externalTrafficPolicy: Local` Services'
+/// connections only to nodes with endpoints).
+const ROLES: [(&str, &str); 2] = [
+    ("rind:service-lb", "system:controller:service-controller"),
+    ("rind:service-lb:endpoints", "system:node-proxier"),
+];
+
+pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    let cp = ctx.plan.control_plane();
+    ctx.ui
+        .step("Starting the service load balancer ⚖️", async {
+            let config =
+                client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+            let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
+            for (binding_name, role) in ROLES {
+                let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": binding_name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role,
+                    },
+                    "subjects": [{
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "User",
+                        "name": SERVICE_LB_USER,
+                    }],
+                }))
+                .context("building the service load balancer's role binding")?;
+                match api.create(&PostParams::default(), &binding).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(err) => {
+                        return Err(err)
+                            .with_context(|| format!("granting the service load balancer {role}"));
+                    }
+                }
+            }
+            let kubeconfig = ctx.pki.client_kubeconfig(
+                provider::SERVICE_LB_KUBECONFIG,
+                SERVICE_LB_USER,
+                &cp.config.api_server_url,
+            )?;
+            provider::create_service_lb(ctx.docker, &ctx.plan.name, &cp.spec.image, &kubeconfig)
+                .await
+        })
+        .await
+}
