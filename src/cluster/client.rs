@@ -9,7 +9,8 @@ use rind_runtime::paths;
 use std::time::{Duration, Instant};
 
 /// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published
-/// port on the host, or with `internal` at the node's address on the Docker network.
+/// port on the host, or with `internal` at the node's name on the Docker network (the
+/// load balancer's in an HA cluster, as kind's).
 pub async fn admin_kubeconfig(
     docker: &bollard::Docker,
     cluster: &str,
@@ -19,10 +20,15 @@ pub async fn admin_kubeconfig(
     let text = provider::read_file(docker, control_plane, paths::ADMIN_CONF).await?;
     let text = String::from_utf8(text).context("admin.conf is not UTF-8")?;
     let mut config = Kubeconfig::parse(&text, std::path::Path::new(paths::ADMIN_CONF))?;
+    // An HA cluster's API is its load balancer, on the host and on the network alike.
+    let front = match provider::load_balancer_of(docker, cluster).await? {
+        Some(lb) => lb.name,
+        None => control_plane.to_string(),
+    };
     let server = if internal {
-        format!("https://{control_plane}:{}", paths::APISERVER_PORT)
+        format!("https://{front}:{}", paths::APISERVER_PORT)
     } else {
-        let (address, port) = provider::api_endpoint(docker, control_plane).await?;
+        let (address, port) = provider::api_endpoint(docker, &front).await?;
         format!("https://{address}:{port}")
     };
     config.set_server(&server);

@@ -338,14 +338,6 @@ impl Cluster {
                 "at least one node must have role control-plane".to_string(),
             ));
         }
-        if control_planes > 1 {
-            return Err(invalid(
-                "nodes",
-                format!(
-                    "{control_planes} nodes have role control-plane; clusters with more than one control plane (HA) are not supported yet"
-                ),
-            ));
-        }
         self.proxy_mode()
             .map_err(|m| invalid("networking.kubeProxyMode", m))?;
         if self.networking.ip_family != "ipv4" {
@@ -553,11 +545,15 @@ kubeadmConfigPatches:
     }
 
     #[test]
-    fn more_than_one_control_plane_is_refused() {
+    fn several_control_planes_are_accepted() {
         let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n";
-        let err = Cluster::parse(text, "ha.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("ha.yaml: nodes:"), "{err}");
-        assert!(err.contains("more than one control plane"), "{err}");
+        let cluster = Cluster::parse(text, "ha.yaml").unwrap();
+        let control_planes = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        assert_eq!(control_planes, 2);
     }
 
     #[test]

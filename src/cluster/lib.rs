@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod docker;
 pub mod duration;
+pub mod etcd;
 pub mod image;
 pub mod kubeconfig;
 pub mod load;

@@ -51,6 +51,8 @@ pub struct NodeIdentity<'a> {
     pub service_ip: &'a str,
     /// Where components on this node reach the API server.
     pub api_server_url: &'a str,
+    /// More names for the API server's certificate (an HA cluster's load balancer).
+    pub api_server_sans: &'a [String],
 }
 
 fn validity(params: &mut CertificateParams) {
@@ -151,6 +153,11 @@ impl ClusterPki {
         })
     }
 
+    /// The cluster CA's certificate (PEM), which the load balancer checks API servers with.
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem.clone()
+    }
+
     /// Every file a node needs: certificates, keys and kubeconfigs at kubeadm's paths.
     pub fn node_files(&self, node: &NodeIdentity) -> Result<Vec<NodeFile>, PkiError> {
         let mut files = Vec::new();
@@ -198,6 +205,7 @@ impl ClusterPki {
             .collect();
             api_sans.push(node.service_ip.to_string());
             api_sans.extend(node_sans.iter().cloned());
+            api_sans.extend(node.api_server_sans.iter().cloned());
             put_pair(
                 &mut files,
                 paths::APISERVER_CRT,
@@ -356,6 +364,7 @@ mod tests {
             control_plane: true,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         let api = files
@@ -414,6 +423,7 @@ mod tests {
             control_plane: false,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         assert!(
@@ -434,6 +444,7 @@ mod tests {
             control_plane: true,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         let admin = files.iter().find(|f| f.path == paths::ADMIN_CONF).unwrap();

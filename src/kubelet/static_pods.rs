@@ -678,6 +678,7 @@ mod tests {
             service_subnet: "10.96.0.0/16".into(),
             labels: Default::default(),
             etcd_initial_cluster: vec![],
+            etcd_join_existing: false,
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,
