@@ -202,7 +202,7 @@ async fn api_servers_starting_together_bootstrap_the_kubernetes_service_once() {
     let pki = rind_testing::make_pki();
     let store = rind_store::MemoryStore::new();
     let servers = futures::future::join_all(
-        (0..3).map(|_| rind_testing::start_with(&pki, None, store.clone())),
+        (0..5).map(|_| rind_testing::start_with(&pki, None, store.clone())),
     )
     .await;
     let mut uids = Vec::new();
