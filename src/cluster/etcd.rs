@@ -96,20 +96,37 @@ fn initial_cluster_of(output: &str) -> Option<Vec<String>> {
     (!members.is_empty()).then_some(members)
 }
 
-/// Removes control plane `name`'s etcd member (nothing when it is no member).
-pub async fn remove_member(docker: &Docker, cluster: &str, name: &str) -> anyhow::Result<()> {
+/// Removes the etcd member of control plane `name` at `ip` (nothing when it is no
+/// member). A member announced but never started has no name yet in `member list`, so
+/// its peer URL finds it too.
+pub async fn remove_member(
+    docker: &Docker,
+    cluster: &str,
+    name: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
     let list = run_etcdctl(docker, cluster, Some(name), &["member", "list"]).await?;
-    // `ID, status, name, peer URLs, client URLs, is learner`
-    let Some(id) = list.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        (fields.get(2) == Some(&name)).then(|| fields[0].to_string())
-    }) else {
+    let peer = format!("https://{ip}:{}", paths::ETCD_PEER_PORT);
+    let Some(id) = member_id(&list, name, &peer) else {
         return Ok(());
     };
     run_etcdctl(docker, cluster, Some(name), &["member", "remove", &id])
         .await
         .with_context(|| format!("removing {name} from the etcd cluster of {cluster}"))?;
     Ok(())
+}
+
+/// The ID of the member named `name` or with peer URL `peer` in `etcdctl member list`
+/// output (`ID, status, name, peer URLs, client URLs, is learner`).
+fn member_id(list: &str, name: &str, peer: &str) -> Option<String> {
+    list.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let named = fields.get(2) == Some(&name);
+        let at_peer = fields
+            .get(3)
+            .is_some_and(|urls| urls.split(' ').any(|u| u == peer));
+        (named || at_peer).then(|| fields[0].to_string())
+    })
 }
 
 /// Points an HA cluster's load balancer at every control plane it has now (after one
@@ -142,5 +159,20 @@ mod tests {
             ]
         );
         assert_eq!(initial_cluster_of("nothing"), None);
+    }
+
+    #[test]
+    fn members_by_name_or_peer_url() {
+        // As etcdctl 3.4 prints it, with a member announced but not started yet.
+        let list = "bd96afb3bbade437, started, c-control-plane, https://172.28.0.2:2380, https://172.28.0.2:2379, false\nfcde7dd852b29df9, unstarted, , https://172.28.0.250:2380, , false\n";
+        assert_eq!(
+            member_id(list, "c-control-plane", "https://172.28.0.2:2380").as_deref(),
+            Some("bd96afb3bbade437")
+        );
+        assert_eq!(
+            member_id(list, "c-control-plane4", "https://172.28.0.250:2380").as_deref(),
+            Some("fcde7dd852b29df9")
+        );
+        assert_eq!(member_id(list, "other", "https://172.28.0.9:2380"), None);
     }
 }
