@@ -269,7 +269,6 @@ def test_disable_default_cni_leaves_the_node_not_ready(rind, kubectl, kubeconfig
     "text,words",
     [
         ("networking:\n  kubeProxyMode: ipvs\n", ["networking.kubeProxyMode", "ipvs", "kernel", "ip_vs"]),
-        ("nodes:\n- role: control-plane\n- role: control-plane\n", ["nodes", "more than one control plane"]),
     ],
 )
 def test_unsupported_configs_are_refused_before_anything_is_created(

@@ -34,10 +34,13 @@ fn main() -> ExitCode {
     // One TLS crypto provider for every client and server in the process (kube, tonic,
     // our own listeners), chosen explicitly so no library has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The HA load balancer only shuffles bytes between sockets, one per cluster: a
+    // single-threaded runtime keeps its idle memory to what its sockets need.
+    let mut builder = match cli.command {
+        Command::Node(cli::node::NodeCommand::Lb) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("ERROR: cannot start the async runtime: {err}");

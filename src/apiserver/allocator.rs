@@ -346,7 +346,7 @@ fn pick_port(used: &HashSet<i64>) -> Option<i64> {
 }
 
 /// The ClusterIPs a Service holds.
-fn cluster_ips(service: &Value) -> Vec<IpAddr> {
+pub fn cluster_ips(service: &Value) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = rind_api::meta::strings(service.pointer("/spec/clusterIPs"))
         .iter()
         .filter_map(|ip| ip.parse().ok())
@@ -385,6 +385,36 @@ async fn release_ip(server: &Server, ip: IpAddr, ns: &str, name: &str) {
     {
         // Gone or changed meanwhile: the repair pass settles what remains.
         tracing::debug!(%ip, "releasing a ClusterIP: {e}");
+    }
+}
+
+/// Deletes the IPAddress of `ip` when it names Service `ns/name` and is older than
+/// `age`: called while that Service does not exist, it is the leftover of a create
+/// that took the address and died before storing the Service.
+pub async fn reclaim_stale(
+    server: &Server,
+    ip: IpAddr,
+    ns: &str,
+    name: &str,
+    age: jiff::SignedDuration,
+) {
+    let Ok(resource) = lookup(server, "networking.k8s.io", "ipaddresses") else {
+        return;
+    };
+    let key = resource.key(None, &ip.to_string());
+    let Ok(Some(kv)) = server.store.get(&key).await else {
+        return;
+    };
+    let Ok(address) = decode(&kv) else {
+        return;
+    };
+    let old = str_at(&address, &["metadata", "creationTimestamp"])
+        .and_then(rind_api::meta::parse_time)
+        .is_some_and(|t| rind_api::meta::now() - age > t);
+    if old && parent_of(&address) == Some((ns, name)) {
+        tracing::info!(%ip, service = %format!("{ns}/{name}"), "reclaiming an address its Service never got");
+        // Changed or gone meanwhile: the next look settles it.
+        let _ = server.store.delete(&key, Some(kv.mod_revision)).await;
     }
 }
 

@@ -4,7 +4,8 @@
 //! default StorageClass `standard`. Created when absent and never overwritten, except
 //! the RBAC policy, which is reconciled as upstream's (`rbac::reconcile`), and the
 //! flowcontrol configuration and local APIServices (`system_objects`); restarts and
-//! several API servers starting together are harmless.
+//! several API servers starting together on one etcd are harmless (each one's create
+//! either lands, finds the object there, or waits for the one racing it to land).
 
 use super::Server;
 use super::handlers::{create_object, decode, store_error, write_update};
@@ -12,8 +13,16 @@ use rind_api::servicecidr;
 use rind_api::status::ApiError;
 use rind_api::storage::{DEFAULT_CLASS, LOCAL_PATH_PROVISIONER, STANDARD_CLASS};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How long an API server waits for another one that holds the `kubernetes` Service's
+/// address to store the Service (a matter of milliseconds when it is alive).
+const PEER_CREATE_DEADLINE: Duration = Duration::from_secs(30);
+/// An IPAddress naming the `kubernetes` Service that is this old while the Service does
+/// not exist was left by an API server that died between the two writes.
+const STALE_ADDRESS_AGE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 
 async fn create_if_absent(
     server: &Server,
@@ -25,21 +34,47 @@ async fn create_if_absent(
         .registry
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-    // Looked up first: a create of the `kubernetes` Service that exists already would
-    // fail on its taken ClusterIP before it could answer AlreadyExists.
-    let name = rind_api::meta::name(&object);
-    let stored = server
-        .store
-        .get(&resource.key(ns, name))
-        .await
-        .map_err(|e| super::handlers::store_error(e, resource, name))?;
-    if stored.is_some() {
-        return Ok(());
-    }
-    match create_object(server, resource, ns, object).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
+    let name = rind_api::meta::name(&object).to_string();
+    let deadline = Instant::now() + PEER_CREATE_DEADLINE;
+    loop {
+        // Looked up first: a create of the `kubernetes` Service that exists already
+        // would fail on its taken ClusterIP before it could answer AlreadyExists.
+        let stored = server
+            .store
+            .get(&resource.key(ns, &name))
+            .await
+            .map_err(|e| super::handlers::store_error(e, resource, &name))?;
+        if stored.is_some() {
+            return Ok(());
+        }
+        match create_object(server, resource, ns, object.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == 409 => return Ok(()),
+            // The Service's fixed ClusterIP is taken: another API server starting at
+            // the same time took it for the same Service and is storing it now (as
+            // upstream's API servers race on the same bootstrap, each reconciling what
+            // the others wrote). Look again until it is there; an address left behind
+            // by one that died in between is reclaimed.
+            Err(e) if e.code == 422 && plural == "services" && Instant::now() < deadline => {
+                tracing::info!(
+                    "{}/{name} is being created by another API server: {}",
+                    ns.unwrap_or_default(),
+                    e.message
+                );
+                for ip in super::allocator::cluster_ips(&object) {
+                    super::allocator::reclaim_stale(
+                        server,
+                        ip,
+                        ns.unwrap_or_default(),
+                        &name,
+                        STALE_ADDRESS_AGE,
+                    )
+                    .await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

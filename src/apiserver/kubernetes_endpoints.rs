@@ -1,27 +1,41 @@
 //! The Endpoints and EndpointSlice of the `default/kubernetes` Service, as upstream's
-//! API server keeps them (its endpoint reconciler): every API server puts its own
-//! address and port there, so that in-cluster clients reach the API through the
-//! Service's cluster IP. Written through the API with the node's admin credentials
-//! once this server answers, then checked again periodically (so a deleted or edited
-//! object comes back).
+//! API server keeps them with its lease endpoint reconciler: every API server holds a
+//! lease that it renews, and writes the addresses of exactly the API servers whose
+//! lease is live, so in-cluster clients reach the API through the Service's cluster IP
+//! and one that is gone drops out once its lease expires. Written through the API with
+//! the node's admin credentials once this server answers, then again every interval
+//! (so a deleted or edited object comes back).
 //!
-//! Addresses of other API servers are kept; one that is gone for good stays listed
-//! until an administrator removes it (upstream expires them through leases).
+//! Upstream keeps those leases as TTL keys under `/registry/masterleases/`; here they
+//! are `coordination.k8s.io/v1` Leases in `kube-system` labelled as upstream labels
+//! its API server identity leases (`apiserver.kubernetes.io/identity=kube-apiserver`),
+//! one per advertised address, so `kubectl get leases -n kube-system` shows them.
 
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints};
 use k8s_openapi::api::discovery::v1::{
     Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const NAME: &str = "kubernetes";
 const NAMESPACE: &str = "default";
-/// How often the objects are checked (upstream's reconcile interval is 10 s).
-const INTERVAL: Duration = Duration::from_secs(10);
+const LEASE_NAMESPACE: &str = "kube-system";
+/// Upstream's label on API server identity leases.
+const IDENTITY_LABEL: &str = "apiserver.kubernetes.io/identity";
+const IDENTITY: &str = "kube-apiserver";
+/// The address an API server's lease stands for.
+const ADDRESS_ANNOTATION: &str = "rind.dev/advertise-address";
+/// How often leases are renewed and the objects checked (upstream: 10 s).
+const INTERVAL: Duration = Duration::from_secs(5);
+/// How long an API server stays listed after its last renewal (upstream's master
+/// lease TTL: 15 s).
+const LEASE_SECONDS: i32 = 15;
 
 /// Keeps this API server's address in `default/kubernetes` for as long as it runs.
 pub async fn run(address: String, port: u16) {
@@ -33,13 +47,112 @@ pub async fn run(address: String, port: u16) {
         tokio::time::sleep(INTERVAL).await;
     };
     loop {
-        if let Err(err) = reconcile(&client, &address, port).await {
+        let done = async {
+            renew(&client, &address).await?;
+            let live = live_addresses(&client, &address).await?;
+            reconcile(&client, &live, port).await
+        };
+        if let Err(err) = done.await {
             tracing::info!("reconciling the kubernetes service endpoints: {err}");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
         tokio::time::sleep(INTERVAL).await;
     }
+}
+
+fn lease_name(address: &str) -> String {
+    format!("apiserver-{}", address.replace(['.', ':'], "-"))
+}
+
+/// Creates or renews this API server's lease.
+async fn renew(client: &kube::Client, address: &str) -> Result<(), kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let name = lease_name(address);
+    let now = MicroTime(Timestamp::now());
+    match leases.get_opt(&name).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(LEASE_NAMESPACE.into()),
+                    labels: Some(BTreeMap::from([(IDENTITY_LABEL.into(), IDENTITY.into())])),
+                    annotations: Some(BTreeMap::from([(
+                        ADDRESS_ANNOTATION.into(),
+                        address.to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(name),
+                    lease_duration_seconds: Some(LEASE_SECONDS),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..LeaseSpec::default()
+                }),
+            };
+            leases.create(&PostParams::default(), &lease).await?;
+        }
+        Some(mut lease) => {
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.renew_time = Some(now);
+            spec.lease_duration_seconds = Some(LEASE_SECONDS);
+            leases
+                .replace(&name, &PostParams::default(), &lease)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a lease was renewed within its duration, by `now`.
+fn is_live(lease: &Lease, now: Timestamp) -> bool {
+    let Some(spec) = &lease.spec else {
+        return false;
+    };
+    let (Some(renewed), Some(seconds)) = (&spec.renew_time, spec.lease_duration_seconds) else {
+        return false;
+    };
+    renewed.0 + jiff::SignedDuration::from_secs(i64::from(seconds)) > now
+}
+
+/// The addresses of every API server with a live lease (always including ours);
+/// leases expired for a whole duration more are deleted, as upstream's identity lease
+/// garbage collector does.
+async fn live_addresses(client: &kube::Client, own: &str) -> Result<Vec<String>, kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let list = leases
+        .list(&ListParams::default().labels(&format!("{IDENTITY_LABEL}={IDENTITY}")))
+        .await?;
+    let now = Timestamp::now();
+    let grace = jiff::SignedDuration::from_secs(i64::from(LEASE_SECONDS));
+    let mut addresses = vec![own.to_string()];
+    for lease in &list.items {
+        let address = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ADDRESS_ANNOTATION));
+        if is_live(lease, now) {
+            addresses.extend(address.cloned());
+        } else if !is_live(lease, now - grace) {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: lease.metadata.resource_version.clone(),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            // Renewed or deleted meanwhile by another API server: fine either way.
+            if let Err(err) = leases.delete(&name, &params).await {
+                tracing::debug!("deleting the expired lease {name}: {err}");
+            }
+        }
+    }
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
 }
 
 fn port_list(port: u16) -> Vec<EndpointPort> {
@@ -51,20 +164,14 @@ fn port_list(port: u16) -> Vec<EndpointPort> {
     }]
 }
 
-async fn reconcile(client: &kube::Client, address: &str, port: u16) -> Result<(), kube::Error> {
+/// Writes `addresses` as the Endpoints and EndpointSlice of `default/kubernetes`.
+async fn reconcile(
+    client: &kube::Client,
+    addresses: &[String],
+    port: u16,
+) -> Result<(), kube::Error> {
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
     let current = endpoints.get_opt(NAME).await?;
-    let mut addresses: Vec<String> = current
-        .iter()
-        .flat_map(|e| e.subsets.iter().flatten())
-        .flat_map(|s| s.addresses.iter().flatten())
-        .map(|a| a.ip.clone())
-        .collect();
-    if !addresses.iter().any(|a| a == address) {
-        addresses.push(address.to_string());
-    }
-    addresses.sort();
-    addresses.dedup();
     let subsets = Some(vec![EndpointSubset {
         addresses: Some(
             addresses
@@ -153,4 +260,30 @@ async fn reconcile(client: &kube::Client, address: &str, port: u16) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(renewed: Timestamp, seconds: i32) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(seconds),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lease_lives_for_its_duration_after_renewal() {
+        let now = Timestamp::now();
+        let ago = |s: i64| now - jiff::SignedDuration::from_secs(s);
+        assert!(is_live(&lease(ago(14), 15), now));
+        assert!(!is_live(&lease(ago(16), 15), now));
+        assert!(!is_live(&Lease::default(), now));
+        assert_eq!(lease_name("172.28.0.2"), "apiserver-172-28-0-2");
+    }
 }

@@ -33,6 +33,7 @@ impl LoopbackPki {
                 control_plane: true,
                 service_ip: "10.96.0.1",
                 api_server_url: &url,
+                api_server_sans: &[],
             })
             .context("generating certificates")?;
         let text = |path| file(&files, path).map(str::to_string);

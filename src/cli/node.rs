@@ -9,6 +9,9 @@ use std::path::Path;
 pub enum NodeCommand {
     /// PID 1 of a node: mounts, containerd, etcd and every component, supervised.
     Init,
+    /// The external load balancer of an HA cluster: the API port, forwarded to every
+    /// ready API server (the only process of `<cluster>-external-load-balancer`).
+    Lb,
     /// The Kubernetes API server.
     Apiserver,
     /// The controller-manager: workload, garbage-collection and other control loops.
@@ -56,6 +59,7 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         || NodeConfig::load(Path::new(paths::NODE_CONFIG)).context("loading the node config");
     match cmd {
         NodeCommand::Init => rind_node::run_init().await,
+        NodeCommand::Lb => rind_node::run_load_balancer().await,
         NodeCommand::Apiserver => rind_apiserver::run_node(&load()?).await,
         NodeCommand::ControllerManager => rind_controllers::run_node(&load()?).await,
         NodeCommand::Scheduler => rind_scheduler::run_node(&load()?).await,

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(100);
 
 /// The admin kubeconfig of a cluster, named `rind-<cluster>`, pointing at the published
-/// port on the host, or with `internal` at the node's address on the Docker network.
+/// port on the host, or with `internal` at the node's name on the Docker network (the
+/// load balancer's in an HA cluster, as kind's).
 pub async fn admin_kubeconfig(
     docker: &bollard::Docker,
     cluster: &str,
@@ -23,10 +24,15 @@ pub async fn admin_kubeconfig(
     let text = provider::read_file(docker, control_plane, paths::ADMIN_CONF).await?;
     let text = String::from_utf8(text).context("admin.conf is not UTF-8")?;
     let mut config = Kubeconfig::parse(&text, std::path::Path::new(paths::ADMIN_CONF))?;
+    // An HA cluster's API is its load balancer, on the host and on the network alike.
+    let front = match provider::load_balancer_of(docker, cluster).await? {
+        Some(lb) => lb.name,
+        None => control_plane.to_string(),
+    };
     let server = if internal {
-        format!("https://{control_plane}:{}", paths::APISERVER_PORT)
+        format!("https://{front}:{}", paths::APISERVER_PORT)
     } else {
-        let (address, port) = provider::api_endpoint(docker, control_plane).await?;
+        let (address, port) = provider::api_endpoint(docker, &front).await?;
         format!("https://{address}:{port}")
     };
     config.set_server(&server);
@@ -74,6 +80,34 @@ pub async fn wait_for_api(config: &Kubeconfig, deadline: Duration) -> anyhow::Re
         };
         if Instant::now() >= until {
             anyhow::bail!("gave up after {deadline:?}: {last}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls until the Node `node` reports Ready, or `deadline` passes.
+pub async fn wait_for_node_ready(
+    config: &Kubeconfig,
+    node: &str,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let client = client_for(config).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let until = Instant::now() + deadline;
+    loop {
+        if let Ok(Some(node)) = nodes.get_opt(node).await {
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= until {
+            anyhow::bail!("timed out");
         }
         tokio::time::sleep(POLL).await;
     }

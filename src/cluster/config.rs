@@ -360,14 +360,6 @@ impl Cluster {
                 "at least one node must have role control-plane".to_string(),
             ));
         }
-        if control_planes > 1 {
-            return Err(invalid(
-                "nodes",
-                format!(
-                    "{control_planes} nodes have role control-plane; clusters with more than one control plane (HA) are not supported yet"
-                ),
-            ));
-        }
         self.proxy_mode()
             .map_err(|m| invalid("networking.kubeProxyMode", m))?;
         if self.networking.ip_family != "ipv4" {
@@ -686,11 +678,15 @@ kubeadmConfigPatches:
     }
 
     #[test]
-    fn more_than_one_control_plane_is_refused() {
+    fn several_control_planes_are_accepted() {
         let text = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n";
-        let err = Cluster::parse(text, "ha.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("ha.yaml:3: nodes:"), "{err}");
-        assert!(err.contains("more than one control plane"), "{err}");
+        let cluster = Cluster::parse(text, "ha.yaml").unwrap();
+        let control_planes = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        assert_eq!(control_planes, 2);
     }
 
     #[test]
@@ -725,7 +721,6 @@ kubeadmConfigPatches:
     /// that field (and its line).
     #[test]
     fn kind_documentation_configs() {
-        const HA: &str = "nodes";
         let table: &[(&str, Result<(), &str>)] = &[
             // apiServer.extraArgs / extraVolumes: flags of kubeadm's API server.
             ("auditing-L47.yaml", Err("nodes[0].kubeadmConfigPatches[0]")),
@@ -763,8 +758,8 @@ kubeadmConfigPatches:
                 Err("nodes[0].kubeadmConfigPatches[0]"),
             ),
             ("configuration-L452.yaml", Ok(())),
-            // Two control planes: refused until HA lands (helper `ha`).
-            ("configuration-L473.yaml", Err(HA)),
+            // Two control planes (HA).
+            ("configuration-L473.yaml", Ok(())),
             // evictionHard 0% and a JSON 6902 certSANs patch: both honoured.
             ("kind-example-config-L1.yaml", Ok(())),
             (
@@ -775,7 +770,7 @@ kubeadmConfigPatches:
             ("private-registries-L47.yaml", Ok(())),
             ("private-registries-L173.yaml", Ok(())),
             ("quick-start-L386.yaml", Ok(())),
-            ("quick-start-L398.yaml", Err(HA)),
+            ("quick-start-L398.yaml", Ok(())),
             ("quick-start-L413.yaml", Ok(())),
             ("quick-start-L436.yaml", Ok(())),
             (
@@ -784,7 +779,7 @@ kubeadmConfigPatches:
             ),
             ("rootless-L183.yaml", Ok(())),
             ("using-wsl2-L78.yaml", Ok(())),
-            ("working-offline-L144.yaml", Err(HA)),
+            ("working-offline-L144.yaml", Ok(())),
             ("config-with-mounts-L1.yaml", Ok(())),
             ("config-with-port-mapping-L1.yaml", Ok(())),
             ("kind-with-registry-L38.yaml", Ok(())),

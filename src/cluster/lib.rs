@@ -7,6 +7,7 @@ pub mod config;
 pub mod config_source;
 pub mod docker;
 pub mod duration;
+pub mod etcd;
 pub mod gates;
 pub mod image;
 pub mod kubeadm_patches;

@@ -73,6 +73,10 @@ pub async fn stop_cluster(cluster: &str, ui: &Ui) -> anyhow::Result<()> {
             )
             .await?;
         }
+        // The LoadBalancer Services' listeners on the host go with the cluster.
+        for lb in provider::service_lb_containers(&docker, cluster).await? {
+            provider::stop(&docker, &lb, STOP_GRACE_SECONDS).await?;
+        }
         Ok(())
     })
     .await
@@ -94,6 +98,9 @@ pub async fn start_cluster(cluster: &str, wait: Duration, ui: &Ui) -> anyhow::Re
                     .map(|n| provider::start_if_stopped(&docker, &n.name)),
             )
             .await?;
+            for lb in provider::service_lb_containers(&docker, cluster).await? {
+                provider::start_if_stopped(&docker, &lb).await?;
+            }
             let config = client::admin_kubeconfig(&docker, cluster, &cp, false).await?;
             client::wait_for_api(&config, API_DEADLINE)
                 .await
@@ -102,7 +109,12 @@ pub async fn start_cluster(cluster: &str, wait: Duration, ui: &Ui) -> anyhow::Re
         })
         .await?;
     if !wait.is_zero() {
-        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        // Every node container but an HA cluster's API load balancer, which is no Node.
+        let names: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.role != provider::LOAD_BALANCER_ROLE)
+            .map(|n| n.name.clone())
+            .collect();
         let title = format!(
             "Waiting ≤ {} for every node = Ready ⏳",
             super::duration::format(wait)
@@ -255,6 +267,8 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         control_plane: false,
         service_ip: &service_ip,
         api_server_url: &config.api_server_url,
+        // A worker serves no API.
+        api_server_sans: &[],
     };
     let mut files = pki::worker_files(&ca_crt, &ca_key, &identity)?;
     files.push(NodeFile {

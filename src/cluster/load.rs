@@ -18,7 +18,7 @@ async fn target_nodes(
     cluster: &str,
     only: &[String],
 ) -> anyhow::Result<Vec<String>> {
-    let nodes: Vec<String> = provider::list_nodes(docker, Some(cluster))
+    let nodes: Vec<String> = provider::list_internal_nodes(docker, cluster)
         .await?
         .into_iter()
         .map(|n| n.name)

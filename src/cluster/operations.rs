@@ -90,8 +90,13 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
                 "Keeping the nodes of \"{name}\" for debugging (--retain)"
             ));
         } else {
-            let mut names: Vec<String> =
-                ctx.plan.nodes.iter().map(|n| n.spec.name.clone()).collect();
+            let mut names: Vec<String> = ctx
+                .plan
+                .nodes
+                .iter()
+                .map(|n| n.spec.name.clone())
+                .chain(ctx.plan.load_balancer.iter().map(|lb| lb.name.clone()))
+                .collect();
             names.push(provider::service_lb_name(&name));
             // Best effort: the creation error is what the user needs to see.
             let _ = provider::remove_containers(&docker, &names).await;

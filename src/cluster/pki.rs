@@ -53,6 +53,8 @@ pub struct NodeIdentity<'a> {
     pub service_ip: &'a str,
     /// Where components on this node reach the API server.
     pub api_server_url: &'a str,
+    /// More names for the API server's certificate (an HA cluster's load balancer).
+    pub api_server_sans: &'a [String],
 }
 
 fn validity(params: &mut CertificateParams) {
@@ -161,7 +163,8 @@ impl ClusterPki {
         user: &str,
         api_server_url: &str,
     ) -> Result<NodeFile, PkiError> {
-        let pair = issue(&self.ca, user, &[], &[], Usage::Client)?;
+        let ca = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let pair = issue(&ca, user, &[], &[], Usage::Client)?;
         let config = super::kubeconfig::Kubeconfig::single(
             "kubernetes",
             api_server_url,
@@ -174,6 +177,11 @@ impl ClusterPki {
             contents: config.to_yaml().into_bytes(),
             mode: 0o600,
         })
+    }
+
+    /// The cluster CA's certificate (PEM), which the load balancer checks API servers with.
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem.clone()
     }
 
     /// Every file a node needs: certificates, keys and kubeconfigs at kubeadm's paths.
@@ -215,6 +223,7 @@ impl ClusterPki {
             api_sans.push(node.service_ip.to_string());
             api_sans.extend(node_sans.iter().cloned());
             api_sans.extend(self.extra_api_sans.iter().cloned());
+            api_sans.extend(node.api_server_sans.iter().cloned());
             put_pair(
                 &mut files,
                 paths::APISERVER_CRT,
@@ -423,6 +432,7 @@ mod tests {
             control_plane: true,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         let api = files
@@ -481,6 +491,7 @@ mod tests {
             control_plane: false,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = worker_files(&pki.ca.cert_pem, &pki.ca.key.serialize_pem(), &node).unwrap();
         let serving = files
@@ -511,6 +522,7 @@ mod tests {
             control_plane: false,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         assert!(
@@ -531,6 +543,7 @@ mod tests {
             control_plane: true,
             service_ip: "10.96.0.1",
             api_server_url: "https://172.18.0.2:6443",
+            api_server_sans: &[],
         };
         let files = pki.node_files(&node).unwrap();
         let admin = files.iter().find(|f| f.path == paths::ADMIN_CONF).unwrap();

@@ -15,6 +15,27 @@ pub struct ClusterPlan {
     pub cert_sans: Vec<String>,
     pub nodes: Vec<NodePlan>,
     pub service_ip: Ipv4Addr,
+    /// With more than one control plane: the container in front of their API servers.
+    pub load_balancer: Option<LoadBalancerPlan>,
+}
+
+/// The `<cluster>-external-load-balancer` container of an HA cluster (kind's name): it
+/// publishes the API port on the host and forwards to every ready API server.
+#[derive(Debug, Clone)]
+pub struct LoadBalancerPlan {
+    pub cluster: String,
+    pub name: String,
+    pub image: String,
+    pub ip: Ipv4Addr,
+    /// The host address and port the API is published on.
+    pub api_port: (String, u16),
+    /// The API servers as `IP:port`.
+    pub backends: Vec<String>,
+}
+
+/// kind's name for an HA cluster's load balancer container.
+pub fn load_balancer_name(cluster: &str) -> String {
+    format!("{cluster}-external-load-balancer")
 }
 
 pub struct NodePlan {
@@ -23,6 +44,15 @@ pub struct NodePlan {
 }
 
 impl ClusterPlan {
+    /// Names the API server's certificate must carry besides the node's own: the load
+    /// balancer's name and address, which clients dial in an HA cluster.
+    pub fn api_server_sans(&self) -> Vec<String> {
+        self.load_balancer
+            .iter()
+            .flat_map(|lb| [lb.name.clone(), lb.ip.to_string()])
+            .collect()
+    }
+
     pub fn control_plane(&self) -> &NodePlan {
         // The config is validated to have a control-plane node, and planning keeps order.
         self.nodes
@@ -86,7 +116,35 @@ pub fn plan(
         .iter()
         .position(|r| *r == ConfigRole::ControlPlane)
         .context("no control-plane node")?;
-    let api_server_url = format!("https://{}:{}", ips[cp_index], paths::APISERVER_PORT);
+    let control_plane_ips: Vec<Ipv4Addr> = ips
+        .iter()
+        .zip(&roles)
+        .filter(|(_, role)| **role == ConfigRole::ControlPlane)
+        .map(|(ip, _)| *ip)
+        .collect();
+    // With several control planes every client (host, kubelets, in-node components)
+    // goes through the load balancer, so losing any one control plane loses no client.
+    let load_balancer = if control_plane_ips.len() > 1 {
+        let lb_name = load_balancer_name(name);
+        let ip = free
+            .next()
+            .with_context(|| format!("no free address left in {subnet} for {lb_name}"))?;
+        Some(LoadBalancerPlan {
+            cluster: name.to_string(),
+            name: lb_name,
+            image: default_image.to_string(),
+            ip,
+            api_port: (config.networking.api_server_address.clone(), api_port),
+            backends: control_plane_ips
+                .iter()
+                .map(|ip| format!("{ip}:{}", paths::APISERVER_PORT))
+                .collect(),
+        })
+    } else {
+        None
+    };
+    let api_server_ip = load_balancer.as_ref().map_or(ips[cp_index], |lb| lb.ip);
+    let api_server_url = format!("https://{api_server_ip}:{}", paths::APISERVER_PORT);
     let etcd_initial_cluster: Vec<String> = names
         .iter()
         .zip(&ips)
@@ -120,7 +178,7 @@ pub fn plan(
             ConfigRole::ControlPlane => Role::ControlPlane,
             ConfigRole::Worker => Role::Worker,
         };
-        let api_port = (role == Role::ControlPlane && index == cp_index)
+        let api_port = (load_balancer.is_none() && index == cp_index)
             .then(|| (config.networking.api_server_address.clone(), api_port));
         nodes.push(NodePlan {
             spec: NodeSpec {
@@ -161,6 +219,7 @@ pub fn plan(
                 } else {
                     Vec::new()
                 },
+                etcd_join_existing: false,
                 disable_default_cni: config.networking.disable_default_cni,
                 kube_proxy_mode,
                 dns_search: config.networking.dns_search.clone(),
@@ -190,6 +249,7 @@ pub fn plan(
         cert_sans,
         nodes,
         service_ip,
+        load_balancer,
     })
 }
 
@@ -243,6 +303,7 @@ mod tests {
             ["dev-control-plane=https://172.28.0.2:2380"]
         );
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
+        assert!(plan.load_balancer.is_none());
         assert!(plan.cert_sans.is_empty());
     }
 
@@ -310,6 +371,60 @@ nodes:
         assert_eq!(
             worker.spec.extra_mounts[0].host_path,
             expected.to_string_lossy()
+        );
+    }
+
+    #[test]
+    fn several_control_planes_share_etcd_behind_a_load_balancer() {
+        let config = Cluster::parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: control-plane\n- role: control-plane\n- role: worker\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let plan = plan(
+            "ha",
+            &config,
+            "rind/node:v1",
+            Cidr::parse("172.28.0.0/16").unwrap(),
+            &HashSet::new(),
+            40000,
+        )
+        .unwrap();
+        let names: Vec<_> = plan.nodes.iter().map(|n| n.spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ha-control-plane",
+                "ha-control-plane2",
+                "ha-control-plane3",
+                "ha-worker"
+            ]
+        );
+        let lb = plan.load_balancer.as_ref().unwrap();
+        assert_eq!(lb.name, "ha-external-load-balancer");
+        assert_eq!(lb.ip.to_string(), "172.28.0.6");
+        assert_eq!(lb.api_port, ("127.0.0.1".to_string(), 40000));
+        assert_eq!(
+            lb.backends,
+            ["172.28.0.2:6443", "172.28.0.3:6443", "172.28.0.4:6443"]
+        );
+        // Nodes publish nothing; every one reaches the API through the balancer.
+        assert!(plan.nodes.iter().all(|n| n.spec.api_port.is_none()));
+        assert!(
+            plan.nodes
+                .iter()
+                .all(|n| n.config.api_server_url == "https://172.28.0.6:6443")
+        );
+        let members = [
+            "ha-control-plane=https://172.28.0.2:2380",
+            "ha-control-plane2=https://172.28.0.3:2380",
+            "ha-control-plane3=https://172.28.0.4:2380",
+        ];
+        assert_eq!(plan.nodes[2].config.etcd_initial_cluster, members);
+        assert!(plan.nodes[3].config.etcd_initial_cluster.is_empty());
+        assert_eq!(
+            plan.api_server_sans(),
+            ["ha-external-load-balancer", "172.28.0.6"]
         );
     }
 }

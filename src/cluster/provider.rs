@@ -67,6 +67,10 @@ pub struct NodeSpec {
     pub resources: Option<super::config::Resources>,
 }
 
+/// The role label of an HA cluster's load balancer container (kind's value), which
+/// `get nodes` lists as kind does, and which is no Kubernetes node.
+pub const LOAD_BALANCER_ROLE: &str = "external-load-balancer";
+
 pub fn role_label(role: Role) -> &'static str {
     match role {
         Role::ControlPlane => "control-plane",
@@ -113,6 +117,27 @@ pub async fn list_nodes(
         .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(nodes)
+}
+
+/// The Kubernetes nodes of a cluster: its containers without the load balancer.
+pub async fn list_internal_nodes(
+    docker: &Docker,
+    cluster: &str,
+) -> anyhow::Result<Vec<NodeContainer>> {
+    let mut nodes = list_nodes(docker, Some(cluster)).await?;
+    nodes.retain(|n| n.role != LOAD_BALANCER_ROLE);
+    Ok(nodes)
+}
+
+/// The cluster's load balancer container, when it has one (HA clusters).
+pub async fn load_balancer_of(
+    docker: &Docker,
+    cluster: &str,
+) -> anyhow::Result<Option<NodeContainer>> {
+    Ok(list_nodes(docker, Some(cluster))
+        .await?
+        .into_iter()
+        .find(|n| n.role == LOAD_BALANCER_ROLE))
 }
 
 pub async fn list_clusters(docker: &Docker) -> anyhow::Result<Vec<String>> {
@@ -441,6 +466,103 @@ pub async fn service_lb_containers(docker: &Docker, cluster: &str) -> anyhow::Re
         .filter_map(|c| c.names?.into_iter().next())
         .map(|n| n.trim_start_matches('/').to_string())
         .collect())
+}
+
+/// Creates and starts an HA cluster's load balancer: the node image running `rind node
+/// lb` as its only process. It needs none of a node's privileges, volumes or mounts:
+/// it only listens and dials on the `rind` network.
+pub async fn create_load_balancer(
+    docker: &Docker,
+    lb: &super::plan::LoadBalancerPlan,
+    ca_pem: &str,
+) -> anyhow::Result<()> {
+    let labels = HashMap::from([
+        (LABEL_CLUSTER.to_string(), lb.cluster.clone()),
+        (LABEL_ROLE.to_string(), LOAD_BALANCER_ROLE.to_string()),
+        (LABEL_NODE_IP.to_string(), lb.ip.to_string()),
+        (LABEL_API_PORT.to_string(), lb.api_port.1.to_string()),
+    ]);
+    let key = format!("{}/tcp", rind_runtime::paths::APISERVER_PORT);
+    let host_config = HostConfig {
+        // The API port on the host, at the port chosen once so kubeconfigs stay valid.
+        port_bindings: Some(HashMap::from([(
+            key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(lb.api_port.0.clone()),
+                host_port: Some(lb.api_port.1.to_string()),
+            }]),
+        )])),
+        // Back after a daemon restart, as the nodes it fronts.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        hostname: Some(lb.name.clone()),
+        image: Some(lb.image.clone()),
+        // Our own binary from the node image, as the balancer instead of the node's init.
+        entrypoint: Some(vec![
+            "/usr/local/bin/rind".to_string(),
+            "node".to_string(),
+            "lb".to_string(),
+        ]),
+        labels: Some(labels),
+        exposed_ports: Some(vec![key]),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                NETWORK.to_string(),
+                EndpointSettings {
+                    // A static address: it is in every kubeconfig and certificate.
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(lb.ip.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&lb.name)
+        .build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .with_context(|| format!("creating the load balancer {}", lb.name))?;
+    let mut files = vec![NodeFile {
+        path: rind_runtime::paths::CA_CRT.to_string(),
+        contents: ca_pem.as_bytes().to_vec(),
+        mode: 0o644,
+    }];
+    files.push(load_balancer_config_file(&lb.backends)?);
+    copy_files(docker, &lb.name, &files).await?;
+    start(docker, &lb.name).await
+}
+
+fn load_balancer_config_file(backends: &[String]) -> anyhow::Result<NodeFile> {
+    let config = rind_runtime::config::LoadBalancerConfig {
+        backends: backends.to_vec(),
+    };
+    Ok(NodeFile {
+        path: rind_runtime::paths::LOAD_BALANCER_CONFIG.to_string(),
+        contents: serde_json::to_vec_pretty(&config)
+            .context("encoding the load balancer config")?,
+        mode: 0o644,
+    })
+}
+
+/// Points the load balancer at `backends` (`IP:port`); it picks the change up within a
+/// second, without dropping connections to the backends that stay.
+pub async fn set_load_balancer_backends(
+    docker: &Docker,
+    container: &str,
+    backends: &[String],
+) -> anyhow::Result<()> {
+    copy_files(docker, container, &[load_balancer_config_file(backends)?]).await
 }
 
 /// Docker's memory sizes: a number with an optional b, k, m or g suffix.

@@ -32,9 +32,18 @@ pub fn args(cfg: &NodeConfig) -> Vec<String> {
         format!("--listen-peer-urls=https://{ip}:{peer_port}"),
         format!("--initial-advertise-peer-urls=https://{ip}:{peer_port}"),
         format!("--initial-cluster={initial_cluster}"),
-        // All members start together from a fixed member list (no runtime joins); the
-        // token keeps members of different clusters from ever talking to each other.
-        "--initial-cluster-state=new".to_string(),
+        // The members of a new cluster start together from a fixed member list; a
+        // control plane added later joins the running cluster it was announced to
+        // (`etcdctl member add`). The token keeps members of different clusters from
+        // ever talking to each other.
+        format!(
+            "--initial-cluster-state={}",
+            if cfg.etcd_join_existing {
+                "existing"
+            } else {
+                "new"
+            }
+        ),
         format!("--initial-cluster-token={}", cfg.cluster_name),
         // kubeadm's value: snapshots often enough to keep the WAL small.
         "--snapshot-count=10000".to_string(),
@@ -82,6 +91,7 @@ mod tests {
             register_with_taints: Vec::new(),
             max_pods: None,
             etcd_initial_cluster: initial,
+            etcd_join_existing: false,
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,

@@ -260,6 +260,7 @@ mod tests {
             register_with_taints: Vec::new(),
             max_pods: None,
             etcd_initial_cluster: vec![],
+            etcd_join_existing: false,
             disable_default_cni: false,
             kube_proxy_mode: Default::default(),
             dns_search: None,

@@ -5,9 +5,16 @@
 pub mod containerd;
 pub mod etcd;
 pub mod init;
+pub mod lb;
 pub mod mounts;
 pub mod resolv;
 pub mod supervisor;
+
+/// Runs the external load balancer of an HA cluster.
+pub async fn run_load_balancer() -> anyhow::Result<()> {
+    lb::run().await?;
+    Ok(())
+}
 
 /// Runs as PID 1 of a node container.
 pub async fn run_init() -> anyhow::Result<()> {

@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// etcd members as `name=https://IP:2380`, for the control-plane nodes.
     #[serde(default)]
     pub etcd_initial_cluster: Vec<String>,
+    /// The member joins a running etcd cluster (a control plane added to a cluster that
+    /// exists, after `etcdctl member add`) instead of forming a new one with the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub etcd_join_existing: bool,
     /// `networking.disableDefaultCNI`: no network agent runs and no CNI config is
     /// written, so the runtime reports its network not ready until the user installs a
     /// CNI (as kind, which then installs no kindnet).
@@ -97,6 +101,29 @@ pub enum NodeConfigError {
         path: String,
         source: serde_json::Error,
     },
+}
+
+/// What the external load balancer of an HA cluster forwards to, written by the host
+/// to `paths::LOAD_BALANCER_CONFIG` and re-read by the balancer whenever it changes
+/// (a control plane added or removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerConfig {
+    /// The API servers as `IP:port`.
+    pub backends: Vec<String>,
+}
+
+impl LoadBalancerConfig {
+    pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
+        let text = std::fs::read(path).map_err(|source| NodeConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| NodeConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
 }
 
 impl NodeConfig {

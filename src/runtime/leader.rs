@@ -59,6 +59,10 @@ pub fn identity() -> String {
     format!("{}_{}", crate::events::hostname(), uuid::Uuid::new_v4())
 }
 
+/// How long `release` keeps trying; well within the grace a stopping node gives its
+/// components.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(3);
+
 /// The last lease record we saw and when we first saw it in this form.
 struct Observed {
     record: LeaseSpec,
@@ -181,8 +185,24 @@ impl Elector {
     }
 
     /// Gives the lease up (empty holder, as client-go's ReleaseOnCancel), so another
-    /// candidate takes over at once instead of after the lease expires.
+    /// candidate takes over at once instead of after the lease expires. Tried again for
+    /// a moment when the API cannot be reached: when a whole control-plane node stops,
+    /// the first attempt may ride a connection to the node's own API server, stopping
+    /// at the same time, and the next one reaches another through the load balancer.
     pub async fn release(&mut self) -> Result<(), LeaderError> {
+        let deadline = Instant::now() + RELEASE_DEADLINE;
+        loop {
+            match self.release_once().await {
+                Err(e) if Instant::now() < deadline => {
+                    tracing::info!("releasing the lease: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn release_once(&mut self) -> Result<(), LeaderError> {
         let Some(mut lease) = self
             .api
             .get_opt(&self.cfg.name)

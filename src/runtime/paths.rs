@@ -3,6 +3,8 @@
 
 pub const NODE_CONFIG: &str = "/etc/rind/node.json";
 pub const LOG_DIR: &str = "/var/log/rind";
+/// The external load balancer's backends (`config::LoadBalancerConfig`).
+pub const LOAD_BALANCER_CONFIG: &str = "/etc/rind/load-balancer.json";
 
 pub const CA_CRT: &str = "/etc/kubernetes/pki/ca.crt";
 pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";

@@ -192,3 +192,30 @@ async fn cluster_ips_are_ip_addresses_from_service_cidrs() {
     assert!(err.contains("spec.cidrs: Invalid value"), "{err}");
     assert!(err.contains("field is immutable"), "{err}");
 }
+
+/// An HA control plane: API servers starting together on one store all come up (none
+/// dies bootstrapping the `kubernetes` Service on its taken ClusterIP), and the Service
+/// and its one IPAddress are the same for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn api_servers_starting_together_bootstrap_the_kubernetes_service_once() {
+    let pki = rind_testing::make_pki();
+    let store = rind_store::MemoryStore::new();
+    let servers = futures::future::join_all(
+        (0..5).map(|_| rind_testing::start_with(&pki, None, store.clone())),
+    )
+    .await;
+    let mut uids = Vec::new();
+    for server in &servers {
+        let svc = get_json(server, &["get", "svc", "kubernetes", "-n", "default"]).await;
+        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+        uids.push(svc["metadata"]["uid"].clone());
+        let address = get_json(server, &["get", "ipaddress", "10.96.0.1"]).await;
+        assert_eq!(
+            address["spec"]["parentRef"],
+            json!({"resource": "services", "namespace": "default", "name": "kubernetes"})
+        );
+    }
+    uids.dedup();
+    assert_eq!(uids.len(), 1, "{uids:?}");
+}

@@ -1,5 +1,5 @@
 //! With workers in the plan: waits until every worker's kubelet has registered its Node
-//! (each with its own `system:node:<name>` credentials), then taints the control plane
+//! (each with its own `system:node:<name>` credentials), then taints every control plane
 //! `node-role.kubernetes.io/control-plane:NoSchedule` so workloads go to the workers, as
 //! kind's clusters have it (kind removes kubeadm's taint only from single-node clusters).
 
@@ -33,17 +33,27 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
         .step("Joining worker nodes 🚜", async {
             let config =
                 client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+            let control_planes: Vec<String> = ctx
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.spec.role == Role::ControlPlane)
+                .map(|n| n.spec.name.clone())
+                .collect();
             let mut all = workers.clone();
-            all.push(cp.spec.name.clone());
+            all.extend(control_planes.iter().cloned());
             client::wait_for_nodes(&config, &all, REGISTER_DEADLINE).await?;
-            let taint = Taint {
-                key: CONTROL_PLANE_TAINT.to_string(),
-                effect: "NoSchedule".to_string(),
-                ..Taint::default()
-            };
-            client::add_taint(&config, &cp.spec.name, taint)
-                .await
-                .with_context(|| format!("marking {} as control plane", cp.spec.name))
+            for name in &control_planes {
+                let taint = Taint {
+                    key: CONTROL_PLANE_TAINT.to_string(),
+                    effect: "NoSchedule".to_string(),
+                    ..Taint::default()
+                };
+                client::add_taint(&config, name, taint)
+                    .await
+                    .with_context(|| format!("marking {name} as control plane"))?;
+            }
+            Ok(())
         })
         .await
 }

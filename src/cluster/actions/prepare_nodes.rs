@@ -1,5 +1,5 @@
 //! Creates every node container at once, writes its configuration and certificates into
-//! it, and starts it.
+//! it, and starts it; in an HA cluster the load balancer container too.
 
 use super::CreateContext;
 use crate::pki::{NodeFile, NodeIdentity};
@@ -10,6 +10,8 @@ use rind_runtime::{Role, paths};
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     ctx.ui
         .step("Preparing nodes 📦", async {
+            let sans = ctx.plan.api_server_sans();
+            let sans = &sans;
             let prepared = ctx.plan.nodes.iter().map(|node| async move {
                 let identity = NodeIdentity {
                     name: &node.config.node_name,
@@ -17,6 +19,7 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                     control_plane: node.spec.role == Role::ControlPlane,
                     service_ip: &ctx.plan.service_ip.to_string(),
                     api_server_url: &node.config.api_server_url,
+                    api_server_sans: sans,
                 };
                 let mut files = ctx.pki.node_files(&identity)?;
                 files.push(NodeFile {
@@ -41,7 +44,16 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                     .detail(&format!("{name}: started at {} ({})", node.spec.ip, took()));
                 Ok::<_, anyhow::Error>(())
             });
-            futures::future::try_join_all(prepared).await?;
+            let load_balancer = async {
+                match &ctx.plan.load_balancer {
+                    Some(lb) => {
+                        provider::create_load_balancer(ctx.docker, lb, &ctx.pki.ca_pem()).await
+                    }
+                    None => Ok(()),
+                }
+            };
+            futures::future::try_join(futures::future::try_join_all(prepared), load_balancer)
+                .await?;
             Ok(())
         })
         .await
