@@ -348,3 +348,34 @@ def test_load_balancer_idle_memory(ha):
     print(f"\nload balancer memory: VmRSS {fields['VmRSS']} KiB "
           f"(anonymous {fields['RssAnon']} KiB, file-backed {fields['RssFile']} KiB)")
     assert fields["RssAnon"] <= MAX_LB_RSS_KIB, fields
+
+
+def test_a_control_plane_added_joins_etcd_and_leaves_nothing_when_deleted(ha):
+    c = ha
+    cps = control_planes(c)
+    new = f"{c.name}-control-plane4"
+    # etcd refuses a new member while one of the others is down (quorum with it would
+    # need a member that is not there): the node stopped above must be back first.
+    wait_for("three healthy etcd members", lambda: len(healthy_endpoints(cps[0])) == 3, timeout=120)
+    out = c.rind_cmd("add", "node", "--name", c.name, "--role", "control-plane", "--wait", "3m")
+    assert new in out.stdout + out.stderr
+    # A started etcd member, healthy like the others, and a Ready Node with the
+    # control-plane taint.
+    wait_for("the new member started in etcd",
+             lambda: started_members(cps[0]) == sorted([*cps, new]), timeout=60)
+    wait_for("four healthy etcd members", lambda: len(healthy_endpoints(cps[0])) == 4, timeout=60)
+    node = get_json(c, "node", new)
+    assert any(t["key"] == "node-role.kubernetes.io/control-plane" for t in node["spec"].get("taints", []))
+    # The load balancer sends clients to its API server too.
+    ip = node_ip(new)
+    wait_for("the new API server ready in the load balancer", lambda: lb_state(c, ip) == "ready", timeout=30)
+    wait_for("the new API server in default/kubernetes", lambda: ip in kubernetes_endpoints(c), timeout=30)
+    c.rind_cmd("delete", "node", new, "--name", c.name)
+    # No container, no etcd member, no Node object.
+    assert not run(["docker", "ps", "-a", "-q", "--filter", f"name=^{new}$"]).stdout.strip()
+    members = etcdctl(cps[0], "member", "list").stdout
+    assert new not in members and ip not in members, members
+    assert new not in c.kubectl("get", "nodes", "-o", "name").stdout
+    wait_for("the load balancer to drop it", lambda: lb_state(c, ip) in ("gone", "not ready"), timeout=30)
+    # The cluster still writes.
+    c.kubectl("create", "configmap", f"after-{uuid.uuid4().hex[:6]}")

@@ -204,14 +204,18 @@ pub fn next_node_name(cluster: &str, base: &str, taken: &[String]) -> String {
 }
 
 /// `rind add node`: a worker joins the running cluster with its own kubelet and proxy
-/// credentials, signed by the cluster CA read out of the control plane. Returns the new
-/// node's name.
+/// credentials, signed by the cluster CA read out of the control plane; a control
+/// plane (HA clusters only) is first announced to etcd as a member, gets the cluster's
+/// authorities and service-account key, and is put behind the load balancer once it
+/// registers. Returns the new node's name.
 pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<String> {
     let cluster = options.cluster.as_str();
     let docker = docker::connect().await?;
     let nodes = nodes_of(&docker, cluster).await?;
-    if options.role == AddRole::ControlPlane {
-        return add_control_plane(cluster, &nodes);
+    let control_plane_role = options.role == AddRole::ControlPlane;
+    let load_balancer = provider::load_balancer_of(&docker, cluster).await?;
+    if control_plane_role && load_balancer.is_none() {
+        return refuse_control_plane(cluster, &nodes);
     }
     let cp = control_plane(cluster, &nodes)?;
     let (cp_image, running) = provider::image_and_state(&docker, &cp).await?;
@@ -221,7 +225,12 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         );
     }
     let taken: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    let name = next_node_name(cluster, "worker", &taken);
+    let (role, base) = if control_plane_role {
+        (Role::ControlPlane, "control-plane")
+    } else {
+        (Role::Worker, "worker")
+    };
+    let name = next_node_name(cluster, base, &taken);
     let cp_config: NodeConfig = {
         let bytes = provider::read_file(&docker, &cp, paths::NODE_CONFIG).await?;
         serde_json::from_slice(&bytes)
@@ -239,18 +248,19 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         .with_context(|| format!("no free address left in {subnet} for {name}"))?;
     let config = NodeConfig {
         node_name: name.clone(),
-        role: Role::Worker,
+        role,
         node_ip: ip.to_string(),
         // Per-node config-file labels belonged to the nodes they were written for.
         labels: Default::default(),
         etcd_initial_cluster: Vec::new(),
+        etcd_join_existing: false,
         image: image.clone(),
         ..cp_config
     };
     let spec = provider::NodeSpec {
         cluster: cluster.to_string(),
         name: name.clone(),
-        role: Role::Worker,
+        role,
         image,
         ip,
         api_port: None,
@@ -261,16 +271,46 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
     let service_ip = rind_runtime::config::service_ip(&config.service_subnet, 1)
         .with_context(|| format!("the service network {}", config.service_subnet))?
         .to_string();
+    // The load balancer's name and address, which every API server certificate of an
+    // HA cluster names (clients reach the API through it).
+    let api_server_sans: Vec<String> = load_balancer
+        .iter()
+        .flat_map(|lb| [Some(lb.name.clone()), lb.ip.map(|ip| ip.to_string())])
+        .flatten()
+        .collect();
+    let node_ip = config.node_ip.clone();
+    let api_server_url = config.api_server_url.clone();
     let identity = NodeIdentity {
         name: &name,
-        ip: &config.node_ip,
-        control_plane: false,
+        ip: &node_ip,
+        control_plane: control_plane_role,
         service_ip: &service_ip,
-        api_server_url: &config.api_server_url,
-        // A worker serves no API.
-        api_server_sans: &[],
+        api_server_url: &api_server_url,
+        api_server_sans: &api_server_sans,
     };
-    let mut files = pki::worker_files(&ca_crt, &ca_key, &identity)?;
+    let (config, mut files) = if control_plane_role {
+        let cluster_pki = pki::ClusterPki::from_existing(
+            (&ca_crt, &ca_key),
+            (
+                &read_text(&docker, &cp, paths::ETCD_CA_CRT).await?,
+                &read_text(&docker, &cp, paths::ETCD_CA_KEY).await?,
+            ),
+            &read_text(&docker, &cp, paths::SA_KEY).await?,
+            Vec::new(),
+        )?;
+        let files = cluster_pki.node_files(&identity)?;
+        // Announced before its etcd starts: a new member must join an existing cluster
+        // that already counts it, or the others refuse its peer connection.
+        let members = add_member_when_healthy(&docker, cluster, &name, &node_ip).await?;
+        let config = NodeConfig {
+            etcd_initial_cluster: members,
+            etcd_join_existing: true,
+            ..config
+        };
+        (config, files)
+    } else {
+        (config, pki::worker_files(&ca_crt, &ca_key, &identity)?)
+    };
     files.push(NodeFile {
         path: paths::NODE_CONFIG.to_string(),
         contents: serde_json::to_vec_pretty(&config).context("encoding the node config")?,
@@ -282,12 +322,37 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
             provider::create_node(&docker, &spec).await?;
             provider::copy_files(&docker, &name, &files).await?;
             provider::start(&docker, &name).await?;
-            client::wait_for_nodes(&admin, std::slice::from_ref(&name), REGISTER_DEADLINE).await
+            client::wait_for_nodes(&admin, std::slice::from_ref(&name), REGISTER_DEADLINE).await?;
+            if control_plane_role {
+                // Workloads keep to the workers, as on the control planes made with the
+                // cluster (join_workers).
+                if nodes
+                    .iter()
+                    .any(|n| n.role == provider::role_label(Role::Worker))
+                {
+                    let taint = k8s_openapi::api::core::v1::Taint {
+                        key: super::actions::join_workers::CONTROL_PLANE_TAINT.to_string(),
+                        effect: "NoSchedule".to_string(),
+                        ..Default::default()
+                    };
+                    client::add_taint(&admin, &name, taint)
+                        .await
+                        .with_context(|| format!("marking {name} as control plane"))?;
+                }
+                // Its API server is up (its kubelet registered through it or the
+                // others): the load balancer may send clients there now.
+                super::etcd::sync_load_balancer(&docker, cluster).await?;
+            }
+            Ok(())
         })
         .await;
     if let Err(err) = created {
         // Best effort: the join error is what the user needs to see.
         let _ = provider::remove_containers(&docker, std::slice::from_ref(&name)).await;
+        if control_plane_role {
+            let _ = super::etcd::remove_member(&docker, cluster, &name, &config.node_ip).await;
+            let _ = super::etcd::sync_load_balancer(&docker, cluster).await;
+        }
         return Err(err.context(format!("failed to add node {name} to \"{cluster}\"")));
     }
     if !options.wait.is_zero() {
@@ -304,10 +369,40 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
     Ok(name)
 }
 
+/// `etcd::add_member`, retried while etcd answers "unhealthy cluster": it counts a
+/// member as active only once its peers have been connected to it for a few seconds
+/// (so a member just restarted does not count yet), and refuses a new member that the
+/// active ones could not outvote.
+async fn add_member_when_healthy(
+    docker: &bollard::Docker,
+    cluster: &str,
+    name: &str,
+    ip: &str,
+) -> anyhow::Result<Vec<String>> {
+    let until = Instant::now() + ETCD_HEALTHY_DEADLINE;
+    loop {
+        match super::etcd::add_member(docker, cluster, name, ip).await {
+            Ok(members) => return Ok(members),
+            Err(err)
+                if Instant::now() < until && format!("{err:#}").contains("unhealthy cluster") =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// How long `rind add node --role control-plane` waits for etcd to accept a member.
+const ETCD_HEALTHY_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A control plane joins etcd as a member and the load balancer must pick it up: both
 /// need an HA-capable cluster (several etcd members and a load balancer in front of the
 /// API servers), which a cluster made of one control plane is not.
-fn add_control_plane(cluster: &str, nodes: &[provider::NodeContainer]) -> anyhow::Result<String> {
+fn refuse_control_plane(
+    cluster: &str,
+    nodes: &[provider::NodeContainer],
+) -> anyhow::Result<String> {
     let control_planes = nodes.iter().filter(|n| is_control_plane(n)).count();
     bail!(
         "adding a control-plane node to \"{cluster}\" is not supported: it needs an HA cluster \
@@ -355,9 +450,14 @@ pub async fn delete_node(options: &DeleteNodeOptions, ui: &Ui) -> anyhow::Result
                 "{name} is the only control-plane node of \"{cluster}\"; delete the cluster instead (rind delete cluster --name {cluster})"
             );
         }
-        bail!(
-            "deleting control-plane node {name} is not supported: its etcd member would have to be removed from the cluster first"
-        );
+        if provider::load_balancer_of(&docker, cluster)
+            .await?
+            .is_none()
+        {
+            bail!(
+                "deleting control-plane node {name} of \"{cluster}\" is not supported: the cluster has no load balancer in front of its API servers"
+            );
+        }
     }
     let cp = control_plane(cluster, &nodes)?;
     let admin = client::admin_kubeconfig(&docker, cluster, &cp, false).await?;
@@ -367,6 +467,21 @@ pub async fn delete_node(options: &DeleteNodeOptions, ui: &Ui) -> anyhow::Result
     })
     .await?;
     ui.step(&format!("Deleting node {name} 🔥"), async {
+        if is_control_plane(node) {
+            // Out of the load balancer first, so no new client lands on a server about
+            // to go; then out of etcd while the others still form a quorum with it.
+            let others: Vec<String> = nodes
+                .iter()
+                .filter(|n| n.name != name && n.role != provider::LOAD_BALANCER_ROLE)
+                .filter(|n| is_control_plane(n))
+                .filter_map(|n| n.ip.map(|ip| format!("{ip}:{}", paths::APISERVER_PORT)))
+                .collect();
+            if let Some(lb) = provider::load_balancer_of(&docker, cluster).await? {
+                provider::set_load_balancer_backends(&docker, &lb.name, &others).await?;
+            }
+            let ip = node.ip.map(|ip| ip.to_string()).unwrap_or_default();
+            super::etcd::remove_member(&docker, cluster, name, &ip).await?;
+        }
         // The container goes first: a kubelet still running would register the Node
         // again right after it is deleted.
         provider::remove_containers(&docker, &[name.to_string()]).await?;

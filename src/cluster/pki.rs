@@ -22,7 +22,9 @@ pub struct KeyCert {
 }
 
 struct Authority {
-    params: CertificateParams,
+    /// None for an authority loaded from a running cluster: its issuer is then read
+    /// back from the certificate.
+    params: Option<CertificateParams>,
     key: KeyPair,
     cert_pem: String,
 }
@@ -57,6 +59,20 @@ pub struct NodeIdentity<'a> {
     pub api_server_sans: &'a [String],
 }
 
+impl Authority {
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
+        match &self.params {
+            Some(params) => Ok(Issuer::from_params(params, &self.key)),
+            None => Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(|source| {
+                PkiError::Generate {
+                    what: "authority (loading)".to_string(),
+                    source,
+                }
+            }),
+        }
+    }
+}
+
 fn validity(params: &mut CertificateParams) {
     // Valid from a year back (tolerates skewed clocks between host and nodes) for ten
     // years: a local cluster should never die of an expired certificate.
@@ -86,7 +102,7 @@ fn generate_authority(common_name: &str) -> Result<Authority, PkiError> {
     let cert = params.self_signed(&key).map_err(err)?;
     Ok(Authority {
         cert_pem: cert.pem(),
-        params,
+        params: Some(params),
         key,
     })
 }
@@ -155,6 +171,36 @@ impl ClusterPki {
         })
     }
 
+    /// The cluster's authorities and service-account key as a control plane keeps
+    /// them (PEM), to issue a control plane added to a running cluster.
+    pub fn from_existing(
+        ca: (&str, &str),
+        etcd_ca: (&str, &str),
+        sa_key_pem: &str,
+        extra_api_sans: Vec<String>,
+    ) -> Result<ClusterPki, PkiError> {
+        let load = |what: &str, (cert_pem, key_pem): (&str, &str)| {
+            let err = |source| PkiError::Generate {
+                what: format!("{what} (loading)"),
+                source,
+            };
+            Ok::<_, PkiError>(Authority {
+                params: None,
+                key: KeyPair::from_pem(key_pem).map_err(err)?,
+                cert_pem: cert_pem.to_string(),
+            })
+        };
+        Ok(ClusterPki {
+            ca: load("cluster CA", ca)?,
+            etcd_ca: load("etcd CA", etcd_ca)?,
+            sa_key: KeyPair::from_pem(sa_key_pem).map_err(|source| PkiError::Generate {
+                what: "service-account signing key (loading)".to_string(),
+                source,
+            })?,
+            extra_api_sans,
+        })
+    }
+
     /// A kubeconfig at `path` for `user` (a client certificate of the cluster CA, no
     /// groups), reaching the API server at `api_server_url`.
     pub fn client_kubeconfig(
@@ -163,7 +209,7 @@ impl ClusterPki {
         user: &str,
         api_server_url: &str,
     ) -> Result<NodeFile, PkiError> {
-        let ca = Issuer::from_params(&self.ca.params, &self.ca.key);
+        let ca = self.ca.issuer()?;
         let pair = issue(&ca, user, &[], &[], Usage::Client)?;
         let config = super::kubeconfig::Kubeconfig::single(
             "kubernetes",
@@ -199,8 +245,8 @@ impl ClusterPki {
                 mode: 0o600,
             });
         };
-        let ca = Issuer::from_params(&self.ca.params, &self.ca.key);
-        let etcd_ca = Issuer::from_params(&self.etcd_ca.params, &self.etcd_ca.key);
+        let ca = self.ca.issuer()?;
+        let etcd_ca = self.etcd_ca.issuer()?;
         let node_sans = node_sans(node);
         files.extend(identity_files(&ca, &self.ca.cert_pem, node)?);
         let ca_pair = KeyCert {

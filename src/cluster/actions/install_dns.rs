@@ -104,12 +104,29 @@ where
         .to_string();
     let typed: K = serde_json::from_value(object)
         .with_context(|| format!("the cluster DNS object {name} is malformed"))?;
-    match api.create(&PostParams::default(), &typed).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("creating the cluster DNS object {name}")),
+    // In an HA cluster the other API servers are still starting behind the load
+    // balancer while this runs, and one may close a connection as it restarts: a
+    // request that did not reach an answer (or got a 5xx or 429) is tried again.
+    let until = std::time::Instant::now() + CREATE_RETRY_DEADLINE;
+    loop {
+        let err = match api.create(&PostParams::default(), &typed).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
+            Err(err) => err,
+        };
+        let transient = match &err {
+            kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+            _ => true,
+        };
+        if !transient || std::time::Instant::now() >= until {
+            return Err(err).with_context(|| format!("creating the cluster DNS object {name}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// How long creating one cluster DNS object is retried on transient failures.
+const CREATE_RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn labels() -> Value {
     json!({"k8s-app": "kube-dns"})

@@ -2,7 +2,7 @@
 //! order (kind's model). On failure the nodes are removed unless `--retain`.
 
 mod install_dns;
-mod join_workers;
+pub mod join_workers;
 mod prepare_nodes;
 mod start_control_plane;
 mod start_service_lb;
