@@ -99,9 +99,10 @@ def kubernetes_endpoints(c):
 
 
 def lb_state(c, backend):
-    """The load balancer's last word on `backend` (IP): "ready", "not ready" or "gone"."""
+    """The load balancer's last word on `backend` (IP): "ready", "not ready", "gone" or
+    "removed" (no longer in its configuration)."""
     logs = run(["docker", "logs", lb_name(c)]).stderr
-    states = re.findall(rf"backend {re.escape(backend)}:6443 (ready|not ready|gone)", logs)
+    states = re.findall(rf"backend {re.escape(backend)}:6443 (ready|not ready|gone|removed)", logs)
     return states[-1] if states else None
 
 
@@ -376,6 +377,6 @@ def test_a_control_plane_added_joins_etcd_and_leaves_nothing_when_deleted(ha):
     members = etcdctl(cps[0], "member", "list").stdout
     assert new not in members and ip not in members, members
     assert new not in c.kubectl("get", "nodes", "-o", "name").stdout
-    wait_for("the load balancer to drop it", lambda: lb_state(c, ip) in ("gone", "not ready"), timeout=30)
+    wait_for("the load balancer to drop it", lambda: lb_state(c, ip) == "removed", timeout=30)
     # The cluster still writes.
     c.kubectl("create", "configmap", f"after-{uuid.uuid4().hex[:6]}")

@@ -165,7 +165,9 @@ def test_logs_of_the_api_server(cluster3):
     assert all(line in log for line in lines[:50])
     assert lines[0].startswith("==== rind init "), lines[0]
     tail = c.kubectl("logs", "-n", "kube-system", name, "--tail=3").stdout.splitlines()
-    assert len(tail) == 3 and all(line in log for line in tail)
+    # Three lines, or all of them when the log is shorter still (it only grows).
+    assert len(tail) in (min(3, len(lines)), 3), tail
+    assert all(line in log for line in tail)
     marker = f"mirror-log-marker-{RUN_ID}"
     follow = subprocess.Popen(
         [c.kubectl_bin, "--context", f"rind-{c.name}", "logs", "-f", "--tail=1", "-n", "kube-system", name],
