@@ -365,20 +365,9 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         volumes: Some(vec!["/var".to_string()]),
         exposed_ports: Some(exposed),
         host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                NETWORK.to_string(),
-                EndpointSettings {
-                    // A static address, so certificates, kubeconfigs and etcd peer URLs
-                    // stay valid when the node restarts.
-                    ipam_config: Some(EndpointIpamConfig {
-                        ipv4_address: Some(spec.ip.to_string()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        // A static address, so certificates, kubeconfigs and etcd peer URLs stay valid
+        // when the node restarts.
+        networking_config: Some(static_address(spec.ip)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -511,19 +500,8 @@ pub async fn create_load_balancer(
         labels: Some(labels),
         exposed_ports: Some(vec![key]),
         host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                NETWORK.to_string(),
-                EndpointSettings {
-                    // A static address: it is in every kubeconfig and certificate.
-                    ipam_config: Some(EndpointIpamConfig {
-                        ipv4_address: Some(lb.ip.to_string()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        // A static address: it is in every kubeconfig and certificate.
+        networking_config: Some(static_address(lb.ip)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -563,6 +541,22 @@ pub async fn set_load_balancer_backends(
     backends: &[String],
 ) -> anyhow::Result<()> {
     copy_files(docker, container, &[load_balancer_config_file(backends)?]).await
+}
+
+/// The `rind` network with the fixed address `ip` for a container.
+fn static_address(ip: Ipv4Addr) -> NetworkingConfig {
+    NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            NETWORK.to_string(),
+            EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig {
+                    ipv4_address: Some(ip.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )])),
+    }
 }
 
 /// Docker's memory sizes: a number with an optional b, k, m or g suffix.
