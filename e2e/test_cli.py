@@ -104,6 +104,10 @@ def check_logs(root, node):
     assert len(coredns) == 2, os.listdir(d / "pods")
     container_logs = list((d / "pods" / coredns[0] / "coredns").glob("*.log"))
     assert container_logs, coredns[0]
+    # The Services' load balancer container: its inspect and console output.
+    lb = root / f"{node.removesuffix('-control-plane')}-service-lb"
+    assert json.loads((lb / "inspect.json").read_text())["Name"] == f"/{lb.name}"
+    assert (lb / "serial.log").stat().st_size > 0
 
 
 def test_export_logs_as_a_folder_and_as_an_archive(cluster, tmp_path):

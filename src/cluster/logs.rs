@@ -74,17 +74,40 @@ pub async fn export(docker: &Docker, ui: &Ui, cluster: &str, dir: &Path) -> anyh
         Err(err) => format!("docker info failed: {err}\n").into_bytes(),
     };
     std::fs::write(dir.join("docker-info.txt"), info).context("writing docker-info.txt")?;
-    // Nodes at once; one node's failure does not keep the others' logs from the user.
+    // The load balancers (an HA cluster's API one, the Services' one) run only our
+    // binary: their console output and `docker inspect` are all there is to collect.
+    let mut side: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.role == provider::LOAD_BALANCER_ROLE)
+        .map(|n| n.name.clone())
+        .collect();
+    side.extend(provider::service_lb_containers(docker, cluster).await?);
+    let nodes: Vec<String> = nodes
+        .into_iter()
+        .filter(|n| n.role != provider::LOAD_BALANCER_ROLE)
+        .map(|n| n.name)
+        .collect();
+    // Containers at once; one's failure does not keep the others' logs from the user.
     let results = futures::future::join_all(
         nodes
             .iter()
-            .map(|node| export_node(docker, ui, &node.name, dir.join(&node.name))),
+            .map(|node| {
+                futures::future::Either::Left(export_node(docker, ui, node, dir.join(node)))
+            })
+            .chain(side.iter().map(|name| {
+                futures::future::Either::Right(export_side_container(
+                    docker,
+                    ui,
+                    name,
+                    dir.join(name),
+                ))
+            })),
     )
     .await;
     let errors: Vec<String> = results
         .into_iter()
-        .zip(&nodes)
-        .filter_map(|(r, node)| r.err().map(|e| format!("{}: {e:#}", node.name)))
+        .zip(nodes.iter().chain(&side))
+        .filter_map(|(r, name)| r.err().map(|e| format!("{name}: {e:#}")))
         .collect();
     if !errors.is_empty() {
         anyhow::bail!("collecting logs failed for {}", errors.join("; "));
@@ -101,14 +124,44 @@ fn version_line() -> String {
     )
 }
 
-async fn export_node(docker: &Docker, ui: &Ui, node: &str, dir: PathBuf) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// `docker inspect` of a container as `inspect.json`, and its console output (with
+/// Docker's timestamps) as `serial.log`, kind's name for a node's.
+async fn inspect_and_console(docker: &Docker, name: &str, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let inspect = docker
-        .inspect_container(node, None::<InspectContainerOptions>)
+        .inspect_container(name, None::<InspectContainerOptions>)
         .await
-        .with_context(|| format!("inspecting {node}"))?;
+        .with_context(|| format!("inspecting {name}"))?;
     let json = serde_json::to_vec_pretty(&inspect).context("encoding docker inspect")?;
     std::fs::write(dir.join("inspect.json"), json).context("writing inspect.json")?;
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .build();
+    let serial: Vec<String> = docker
+        .logs(name, Some(options))
+        .map_ok(|line| line.to_string())
+        .try_collect()
+        .await
+        .with_context(|| format!("reading the console output of {name}"))?;
+    std::fs::write(dir.join("serial.log"), serial.concat()).context("writing serial.log")?;
+    Ok(())
+}
+
+async fn export_side_container(
+    docker: &Docker,
+    ui: &Ui,
+    name: &str,
+    dir: PathBuf,
+) -> anyhow::Result<()> {
+    inspect_and_console(docker, name, &dir).await?;
+    ui.detail(&format!("collected the logs of {name}"));
+    Ok(())
+}
+
+async fn export_node(docker: &Docker, ui: &Ui, node: &str, dir: PathBuf) -> anyhow::Result<()> {
+    inspect_and_console(docker, node, &dir).await?;
 
     // Docker's archive API reads a stopped node's files too, so a node that failed to
     // boot still gives its logs.
@@ -134,19 +187,6 @@ async fn export_node(docker: &Docker, ui: &Ui, node: &str, dir: PathBuf) -> anyh
                 .with_context(|| format!("copying {}", source.display()))?;
         }
     }
-
-    let options = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .build();
-    let serial: Vec<String> = docker
-        .logs(node, Some(options))
-        .map_ok(|line| line.to_string())
-        .try_collect()
-        .await
-        .with_context(|| format!("reading the console output of {node}"))?;
-    std::fs::write(dir.join("serial.log"), serial.concat()).context("writing serial.log")?;
 
     // Commands need a running node; a stopped one records why they did not run.
     for (file, cmd) in [

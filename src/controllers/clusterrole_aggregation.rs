@@ -36,7 +36,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
             true
         },
     );
-    let _watch = AbortOnDrop(watch);
+    let _watch = super::AbortOnDrop(watch);
     loop {
         let wait = match sync(&api, &store).await {
             Ok(()) => RESYNC,
@@ -47,15 +47,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         };
         // A change, or the resync (or retry) period, whichever comes first.
         let _ = tokio::time::timeout(wait, changed.notified()).await;
-    }
-}
-
-/// Ends the watch task with the controller.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -16,6 +16,7 @@ mod job;
 mod nodeipam;
 mod nodelifecycle;
 mod owners;
+mod podgc;
 mod replicaset;
 mod resourcequota;
 mod rootca;
@@ -50,6 +51,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a controller waits before retrying an object whose reconcile failed.
+/// Aborts a background task (a reflector's watch) when its owner goes away.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 const ERROR_REQUEUE: Duration = Duration::from_secs(2);
 /// Even without any change, every object is looked at again this often (what client-go
 /// calls the resync period), so nothing stays wrong because an event was missed.
@@ -140,6 +150,10 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
         client.clone(),
         cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
     ));
+    tasks.spawn(podgc::run(
+        client.clone(),
+        cfg.pod_gc_quarantine.unwrap_or(podgc::QUARANTINE),
+    ));
     tasks.spawn(volume::run(client.clone()));
     tasks.spawn(clusterrole_aggregation::run(client.clone()));
     tasks.spawn(resourcequota::run(client.clone()));
@@ -174,6 +188,9 @@ pub struct Settings {
     /// How stale a node's heartbeat may get before it counts as unreachable (None:
     /// upstream's 40 s; tests use a few seconds).
     pub node_grace: Option<Duration>,
+    /// How long a node must be gone before the pods bound to it are deleted (None:
+    /// upstream's 40 s; tests use a second).
+    pub pod_gc_quarantine: Option<Duration>,
     /// The CA the built-in CertificateSigningRequest signers sign with (None: requests
     /// are approved but not signed, as on a controller-manager without the CA key).
     pub signing_ca: Option<certificates::SigningCa>,
@@ -206,6 +223,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         pod_subnet: cfg.pod_subnet.clone(),
         clock: None,
         node_grace: None,
+        pod_gc_quarantine: None,
         // kubeadm's --root-ca-file: the cluster CA every node trusts.
         root_ca: std::fs::read_to_string(paths::CA_CRT).ok(),
         signing_ca,

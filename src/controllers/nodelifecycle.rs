@@ -69,7 +69,7 @@ pub async fn run(client: Client, grace: Duration) -> Result<(), ControllerError>
         "node lease",
     );
     let (pods, pods_task) = reflect(Api::<Pod>::all(client.clone()), "pod");
-    let _guards = [nodes_task, leases_task, pods_task].map(AbortOnDrop);
+    let _guards = [nodes_task, leases_task, pods_task].map(super::AbortOnDrop);
     for (ready, what) in [
         (nodes.wait_until_ready().await, "node"),
         (leases.wait_until_ready().await, "lease"),
@@ -100,15 +100,6 @@ pub async fn run(client: Client, grace: Duration) -> Result<(), ControllerError>
             _ = tokio::time::sleep(period) => {}
             _ = changed.notified() => {}
         }
-    }
-}
-
-/// Aborts a reflector task when the controller ends, so no watch outlives it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -49,7 +49,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         node_events.map(|e| e.map(|_| ())).boxed(),
     ] {
         let wake = wake.clone();
-        tasks.push(AbortOnDrop(tokio::spawn(async move {
+        tasks.push(crate::AbortOnDrop(tokio::spawn(async move {
             let mut events = events;
             while let Some(event) = events.next().await {
                 if let Err(e) = event {
@@ -79,14 +79,5 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
             ));
         }
         binder::sync_all(&ctx).await;
-    }
-}
-
-/// Ends a watch task together with the controller.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
