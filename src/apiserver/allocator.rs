@@ -405,7 +405,7 @@ fn init_ip_families(
         if ip == "None" {
             if i > 0 || ips.len() > 1 {
                 causes.push(Cause::invalid(
-                    &format!("spec.clusterIPs[{i}]"),
+                    format!("spec.clusterIPs[{i}]"),
                     ip,
                     "must be empty when the first value is `None`",
                 ));
@@ -415,7 +415,7 @@ fn init_ip_families(
         match ip.parse::<IpAddr>() {
             Ok(addr) => ip_families.push(family_of(addr)),
             Err(_) => causes.push(Cause::invalid(
-                &format!("spec.clusterIPs[{i}]"),
+                format!("spec.clusterIPs[{i}]"),
                 ip,
                 "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
             )),
@@ -452,7 +452,7 @@ fn init_ip_families(
             && ip_family != family
         {
             causes.push(Cause::invalid(
-                &format!("spec.clusterIPs[{i}]"),
+                format!("spec.clusterIPs[{i}]"),
                 &ips[i],
                 &format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
             ));
@@ -473,7 +473,7 @@ fn init_ip_families(
         if i >= families.len() {
             if !cluster.contains(family) {
                 causes.push(Cause::invalid(
-                    &format!("spec.clusterIPs[{i}]"),
+                    format!("spec.clusterIPs[{i}]"),
                     &ips[i],
                     &format!("{family} is not configured on this cluster"),
                 ));
@@ -494,7 +494,7 @@ fn init_ip_families(
     for (i, family) in families.iter().enumerate() {
         if !cluster.contains(&family.as_str()) {
             causes.push(Cause::invalid(
-                &format!("spec.ipFamilies[{i}]"),
+                format!("spec.ipFamilies[{i}]"),
                 family,
                 &format!("{family} is not configured on this cluster"),
             ));

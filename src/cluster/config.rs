@@ -825,7 +825,7 @@ kubeadmConfigPatches:
         assert_eq!(custom.networking.pod_subnet, "10.100.0.0/16,fd00:100::/48");
         let refused = |networking: &str, field: &str, words: &[&str]| {
             let err = parse(networking).unwrap_err().to_string();
-            assert!(err.starts_with(&format!("n.yaml:")), "{err}");
+            assert!(err.starts_with("n.yaml:"), "{err}");
             assert!(err.contains(field), "{err}");
             for word in words {
                 assert!(err.contains(word), "{err}");
