@@ -19,9 +19,12 @@ BUSYBOX = "docker.io/rind/busybox:v1"
 NETWORK = f"rind-e2e-{RUN_ID}-dual"
 
 
-@pytest.fixture(scope="module")
-def dual(rind, kubectl, kubeconfig, tmp_path_factory):
-    c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-dual", kubeconfig)
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def dual(request, rind, kubectl, kubeconfig, tmp_path_factory):
+    """A dual-stack cluster per proxy mode (the IPv6 plane is ip6tables or `ip6`
+    nftables tables)."""
+    mode = request.param
+    c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-dual-{mode[:3]}", kubeconfig)
     # A network of this run's own (kind's KIND_EXPERIMENTAL_DOCKER_NETWORK, ours
     # RIND_EXPERIMENTAL_DOCKER_NETWORK), which rind makes as it makes `rind`: clusters
     # of other runs on the shared network, maybe made by an older rind without IPv6,
@@ -30,7 +33,7 @@ def dual(rind, kubectl, kubeconfig, tmp_path_factory):
     config = tmp_path_factory.mktemp("config") / "dual.yaml"
     config.write_text(
         "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
-        "networking:\n  ipFamily: dual\n"
+        f"networking:\n  ipFamily: dual\n  kubeProxyMode: {mode}\n"
         "nodes:\n- role: control-plane\n- role: worker\n- role: worker\n"
     )
     try:
