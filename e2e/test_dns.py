@@ -242,7 +242,8 @@ def test_unknown_cluster_names_fail_at_once(dns):
 def test_node_names_are_forwarded_to_the_nodes_resolver(dns):
     c = dns
     inspect = run(["docker", "inspect", c.control_plane, "--format", "{{json .NetworkSettings.Networks}}"]).stdout
-    node_ip = json.loads(inspect)["rind"]["IPAddress"]
+    network = os.environ.get("RIND_EXPERIMENTAL_DOCKER_NETWORK") or "rind"
+    node_ip = json.loads(inspect)[network]["IPAddress"]
     assert resolved_ip(c, c.control_plane) == node_ip
 
 

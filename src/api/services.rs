@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 const TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
 
-/// Fills upstream's defaults: type, session affinity, IP family fields, and per port
-/// the protocol and a targetPort equal to the port.
+/// Fills upstream's defaults: type, session affinity, internal traffic policy, and per
+/// port the protocol and a targetPort equal to the port. The IP family fields depend
+/// on the cluster's service ranges: the API server's allocator fills them.
 pub fn default_service(service: &mut Value) {
     let Some(root) = service.as_object_mut() else {
         return;
@@ -18,8 +19,6 @@ pub fn default_service(service: &mut Value) {
     spec.entry("sessionAffinity").or_insert(json!("None"));
     let external_name = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
     if !external_name {
-        spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
         spec.entry("internalTrafficPolicy")
             .or_insert(json!("Cluster"));
     }

@@ -15,7 +15,7 @@ use rind_api::servicecidr::{self, Cidr};
 use rind_api::status::{ApiError, Cause};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// The NodePort range upstream uses by default.
 const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
@@ -23,42 +23,60 @@ const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 /// Where IPAddresses are stored.
 pub const IP_ADDRESSES: &str = "/registry/ipaddresses/";
 
-/// The configured IPv4 service network such as `10.96.0.0/16`: the default
-/// ServiceCIDR's range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The configured service network such as `10.96.0.0/16`, or one range per family for
+/// a dual-stack cluster (`10.96.0.0/16,fd00:10:96::/112`, upstream's
+/// `--service-cluster-ip-range`): the default ServiceCIDR's ranges, primary first.
+/// Its families are the ones Services may ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceNetwork {
-    base: u32,
-    bits: u32,
+    ranges: Vec<Cidr>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid service subnet {0:?}: expected an IPv4 CIDR no smaller than /30")]
+#[error(
+    "invalid service subnet {0:?}: expected an IPv4 CIDR no smaller than /30, an IPv6 CIDR \
+     between /108 and /126, or one of each, comma-separated"
+)]
 pub struct InvalidSubnet(String);
 
+pub const IPV4: &str = "IPv4";
+pub const IPV6: &str = "IPv6";
+
+fn family_of(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { IPV4 } else { IPV6 }
+}
+
 impl ServiceNetwork {
-    pub fn parse(cidr: &str) -> Result<Self, InvalidSubnet> {
-        let bad = || InvalidSubnet(cidr.to_string());
-        let (addr, bits) = cidr.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let bits: u32 = bits.parse().map_err(|_| bad())?;
-        if !(1..=30).contains(&bits) {
-            return Err(bad());
+    pub fn parse(list: &str) -> Result<Self, InvalidSubnet> {
+        let bad = || InvalidSubnet(list.to_string());
+        let mut ranges: Vec<Cidr> = Vec::new();
+        for text in list.split(',') {
+            let cidr = Cidr::parse(text.trim()).ok_or_else(bad)?;
+            // Upstream refuses IPv6 ranges of more than 2^20 addresses.
+            let sizes = if cidr.is_ipv4() { 1..=30 } else { 108..=126 };
+            if !sizes.contains(&cidr.bits) || ranges.iter().any(|r| r.is_ipv4() == cidr.is_ipv4()) {
+                return Err(bad());
+            }
+            ranges.push(cidr);
         }
-        let mask = u32::MAX << (32 - bits);
-        Ok(ServiceNetwork {
-            base: u32::from(addr) & mask,
-            bits,
-        })
+        Ok(ServiceNetwork { ranges })
     }
 
-    /// The first usable address: the `kubernetes` Service's ClusterIP.
-    pub fn first(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
+    /// The first usable address of the primary range: the `kubernetes` Service's
+    /// ClusterIP.
+    pub fn first(&self) -> IpAddr {
+        let primary = self.ranges[0];
+        primary.address(servicecidr::to_u128(primary.network) + 1)
     }
 
-    /// The network in canonical CIDR form.
-    pub fn cidr(&self) -> String {
-        format!("{}/{}", Ipv4Addr::from(self.base), self.bits)
+    /// The ranges in canonical CIDR form, primary first.
+    pub fn cidrs(&self) -> Vec<String> {
+        self.ranges.iter().map(Cidr::to_string).collect()
+    }
+
+    /// The families Services may have, primary first.
+    pub fn families(&self) -> Vec<&'static str> {
+        self.ranges.iter().map(|r| family_of(r.network)).collect()
     }
 }
 
@@ -112,8 +130,8 @@ fn refused_ip(name: &str, ip: &str, why: &str) -> ApiError {
     ApiError::invalid("Service", "", name, &[cause])
 }
 
-/// The IPv4 ranges of the Ready ServiceCIDRs, read from the store: allocation must
-/// not miss a range made Ready a moment ago.
+/// The ranges of the Ready ServiceCIDRs, read from the store: allocation must not miss
+/// a range made Ready a moment ago.
 async fn ready_ranges(server: &Server) -> Result<Vec<Cidr>, ApiError> {
     let resource = lookup(server, "networking.k8s.io", "servicecidrs")?;
     let page = server
@@ -128,7 +146,7 @@ async fn ready_ranges(server: &Server) -> Result<Vec<Cidr>, ApiError> {
             continue;
         }
         for text in servicecidr::cidrs(&object) {
-            if let Some(cidr) = Cidr::parse(&text).filter(Cidr::is_ipv4)
+            if let Some(cidr) = Cidr::parse(&text)
                 && !ranges.contains(&cidr)
             {
                 ranges.push(cidr);
@@ -203,7 +221,8 @@ async fn allocate_next(
     Ok(None)
 }
 
-/// Gives a new Service its ClusterIP (checking a requested one) and NodePorts.
+/// Gives a new Service its IP families (upstream's defaulting by the cluster's
+/// families), its ClusterIPs, one per family (checking requested ones) and NodePorts.
 pub async fn allocate(server: &Server, service: &mut Value) -> Result<(), ApiError> {
     let name = str_at(service, &["metadata", "name"])
         .unwrap_or_default()
@@ -219,44 +238,86 @@ pub async fn allocate(server: &Server, service: &mut Value) -> Result<(), ApiErr
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP")
         .to_string();
-    let wants_node_ports = matches!(kind.as_str(), "NodePort" | "LoadBalancer");
-    let requested = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if kind == "ExternalName" || requested == "None" && !wants_node_ports {
+    if kind == "ExternalName" {
         return Ok(());
     }
-    // The address is taken before the NodePorts: a refused NodePort gives it back.
-    let mut taken: Option<IpAddr> = None;
-    if requested.is_empty() {
-        let mut found = None;
-        for cidr in ready_ranges(server).await? {
-            if let Some(ip) = allocate_next(server, &cidr, &ns, &name).await? {
-                found = Some(ip);
-                break;
+    init_ip_families(&server.service_network, &name, spec)?;
+    let wants_node_ports = matches!(kind.as_str(), "NodePort" | "LoadBalancer");
+    let families: Vec<String> = rind_api::meta::strings(spec.get("ipFamilies"));
+    let requested: Vec<String> = rind_api::meta::strings(spec.get("clusterIPs"));
+    if requested.first().map(String::as_str) == Some("None") {
+        spec.insert("clusterIP".into(), "None".into());
+        spec.insert("clusterIPs".into(), vec!["None"].into());
+        if wants_node_ports {
+            allocate_node_ports(server, &name, spec).await?;
+        }
+        return Ok(());
+    }
+    // The addresses are taken before the NodePorts: a refused one gives them back.
+    let mut taken: Vec<IpAddr> = Vec::new();
+    let result = take_cluster_ips(server, &ns, &name, &families, &requested, &mut taken).await;
+    let result = match result {
+        Ok(()) => {
+            let ips: Vec<String> = taken.iter().map(IpAddr::to_string).collect();
+            spec.insert("clusterIP".into(), ips[0].clone().into());
+            spec.insert("clusterIPs".into(), ips.into());
+            if wants_node_ports {
+                allocate_node_ports(server, &name, spec).await
+            } else {
+                Ok(())
             }
         }
-        let ip = found
-            .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
-        spec.insert("clusterIP".into(), ip.to_string().into());
-        spec.insert("clusterIPs".into(), vec![ip.to_string()].into());
-        taken = Some(ip);
-    } else if requested != "None" {
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        for ip in taken {
+            release_ip(server, ip, &ns, &name).await;
+        }
+    }
+    result
+}
+
+/// One ClusterIP per family, requested ones checked and taken, the others allocated
+/// from the Ready ranges of their family; `taken` collects what was taken.
+async fn take_cluster_ips(
+    server: &Server,
+    ns: &str,
+    name: &str,
+    families: &[String],
+    requested: &[String],
+    taken: &mut Vec<IpAddr>,
+) -> Result<(), ApiError> {
+    let ranges = ready_ranges(server).await?;
+    for (i, family) in families.iter().enumerate() {
+        let wanted = requested.get(i).filter(|ip| !ip.is_empty());
+        let Some(requested) = wanted else {
+            let mut found = None;
+            for cidr in ranges.iter().filter(|c| family_of(c.network) == family) {
+                if let Some(ip) = allocate_next(server, cidr, ns, name).await? {
+                    found = Some(ip);
+                    break;
+                }
+            }
+            let ip = found.ok_or_else(|| {
+                ApiError::internal(format!(
+                    "failed to allocate a serviceIP: range is full ({family})"
+                ))
+            })?;
+            taken.push(ip);
+            continue;
+        };
         let ip: IpAddr = requested.parse().map_err(|_| {
             invalid(
-                &name,
-                "spec.clusterIP",
-                &requested,
+                name,
+                &format!("spec.clusterIPs[{i}]"),
+                requested,
                 "must be a valid IP address",
             )
         })?;
-        let ranges = ready_ranges(server).await?;
         let Some(cidr) = ranges.iter().find(|c| c.contains(ip)) else {
             return Err(refused_ip(
-                &name,
-                &requested,
+                name,
+                requested,
                 "the provided network does not match the current range",
             ));
         };
@@ -266,29 +327,194 @@ pub async fn allocate(server: &Server, service: &mut Value) -> Result<(), ApiErr
             .is_none_or(|(first, last)| n < first || n > last)
         {
             return Err(refused_ip(
-                &name,
-                &requested,
+                name,
+                requested,
                 &format!(
                     "the provided IP ({requested}) is not in the valid range. The range of valid IPs is {cidr}"
                 ),
             ));
         }
-        if let Taken::Allocated = take(server, ip, &ns, &name).await? {
+        if let Taken::Allocated = take(server, ip, ns, name).await? {
             return Err(refused_ip(
-                &name,
-                &requested,
+                name,
+                requested,
                 "provided IP is already allocated",
             ));
         }
-        spec.entry("clusterIPs")
-            .or_insert_with(|| vec![requested.clone()].into());
-        taken = Some(ip);
+        taken.push(ip);
     }
-    if wants_node_ports && let Err(e) = allocate_node_ports(server, &name, spec).await {
-        if let Some(ip) = taken {
-            release_ip(server, ip, &ns, &name).await;
+    Ok(())
+}
+
+const POLICIES: &[&str] = &["SingleStack", "PreferDualStack", "RequireDualStack"];
+
+/// Upstream's defaulting and checking of `ipFamilyPolicy`, `ipFamilies` and
+/// `clusterIPs` on create (pkg/registry/core/service/storage/alloc.go
+/// `initIPFamilyFields` and validation's `ValidateServiceClusterIPsRelatedFields`):
+/// a policy defaults to SingleStack (RequireDualStack for a headless Service without
+/// selector); families follow requested ClusterIPs, else the primary family, with
+/// the other one added when the policy asks for two and the cluster has two; a
+/// family the cluster lacks, or dual-stack required of a single-stack cluster, is
+/// refused.
+fn init_ip_families(
+    network: &ServiceNetwork,
+    name: &str,
+    spec: &mut serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    let cluster = network.families();
+    let cluster_ip = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut ips: Vec<String> = rind_api::meta::strings(spec.get("clusterIPs"));
+    if ips.is_empty() && !cluster_ip.is_empty() {
+        ips.push(cluster_ip.clone());
+    }
+    let headless = ips.first().map(String::as_str) == Some("None");
+    let selectorless = spec
+        .get("selector")
+        .and_then(Value::as_object)
+        .is_none_or(|s| s.is_empty());
+    let policy = match spec.get("ipFamilyPolicy").and_then(Value::as_str) {
+        Some(p) => p.to_string(),
+        None if headless && selectorless => "RequireDualStack".to_string(),
+        None => "SingleStack".to_string(),
+    };
+    let mut families: Vec<String> = rind_api::meta::strings(spec.get("ipFamilies"));
+    let mut causes = Vec::new();
+    if !POLICIES.contains(&policy.as_str()) {
+        causes.push(Cause::unsupported("spec.ipFamilyPolicy", &policy, POLICIES));
+    }
+    if !cluster_ip.is_empty() && ips.first() != Some(&cluster_ip) {
+        causes.push(Cause::invalid(
+            "spec.clusterIPs",
+            &ips.join(","),
+            "first value must match `spec.clusterIP`",
+        ));
+    }
+    if ips.len() > 2 {
+        causes.push(Cause::invalid(
+            "spec.clusterIPs",
+            &ips.join(","),
+            "may only hold up to 2 values",
+        ));
+    }
+    let mut ip_families = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        if ip == "None" {
+            if i > 0 || ips.len() > 1 {
+                causes.push(Cause::invalid(
+                    format!("spec.clusterIPs[{i}]"),
+                    ip,
+                    "must be empty when the first value is `None`",
+                ));
+            }
+            continue;
         }
-        return Err(e);
+        match ip.parse::<IpAddr>() {
+            Ok(addr) => ip_families.push(family_of(addr)),
+            Err(_) => causes.push(Cause::invalid(
+                format!("spec.clusterIPs[{i}]"),
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            )),
+        }
+    }
+    if ip_families.len() == 2 && ip_families[0] == ip_families[1] {
+        causes.push(Cause::invalid(
+            "spec.clusterIPs",
+            &ips.join(","),
+            "may specify no more than one IP for each IP family",
+        ));
+    }
+    if families.len() > 2 {
+        causes.push(Cause::invalid(
+            "spec.ipFamilies",
+            &families.join(","),
+            "may specify no more than 2 items",
+        ));
+    }
+    for (i, family) in families.iter().enumerate() {
+        if family != IPV4 && family != IPV6 {
+            causes.push(Cause::unsupported(
+                format!("spec.ipFamilies[{i}]"),
+                family,
+                &[IPV4, IPV6],
+            ));
+        } else if families[..i].contains(family) {
+            causes.push(Cause {
+                reason: "FieldValueDuplicate",
+                field: format!("spec.ipFamilies[{i}]"),
+                message: format!("Duplicate value: {family:?}"),
+            });
+        } else if let Some(ip_family) = ip_families.get(i)
+            && ip_family != family
+        {
+            causes.push(Cause::invalid(
+                format!("spec.clusterIPs[{i}]"),
+                &ips[i],
+                &format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
+            ));
+        }
+    }
+    if policy == "SingleStack" && (families.len() > 1 || ip_families.len() > 1) {
+        causes.push(Cause::invalid(
+            "spec.ipFamilyPolicy",
+            &policy,
+            "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+        ));
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("Service", "", name, &causes));
+    }
+    // Families follow the requested ClusterIPs.
+    for (i, family) in ip_families.iter().enumerate() {
+        if i >= families.len() {
+            if !cluster.contains(family) {
+                causes.push(Cause::invalid(
+                    format!("spec.clusterIPs[{i}]"),
+                    &ips[i],
+                    &format!("{family} is not configured on this cluster"),
+                ));
+            } else {
+                families.push(family.to_string());
+            }
+        }
+    }
+    // A headless Service may ask for both families of a single-stack cluster (the
+    // default of one without selector): it gets what the cluster has.
+    if !headless && policy == "RequireDualStack" && cluster.len() < 2 {
+        causes.push(Cause::invalid(
+            "spec.ipFamilyPolicy",
+            &policy,
+            "this cluster is not configured for dual-stack services",
+        ));
+    }
+    for (i, family) in families.iter().enumerate() {
+        if !cluster.contains(&family.as_str()) {
+            causes.push(Cause::invalid(
+                format!("spec.ipFamilies[{i}]"),
+                family,
+                &format!("{family} is not configured on this cluster"),
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("Service", "", name, &causes));
+    }
+    if families.is_empty() {
+        families.push(cluster[0].to_string());
+    }
+    if policy != "SingleStack" && families.len() == 1 && cluster.len() == 2 {
+        let other = if families[0] == IPV4 { IPV6 } else { IPV4 };
+        families.push(other.to_string());
+    }
+    spec.insert("ipFamilyPolicy".into(), policy.into());
+    spec.insert("ipFamilies".into(), families.into());
+    // `clusterIPs` follows `clusterIP` (`["None"]` for a headless Service).
+    if !ips.is_empty() {
+        spec.insert("clusterIPs".into(), ips.into());
     }
     Ok(())
 }
@@ -509,10 +735,123 @@ mod tests {
     #[test]
     fn networks() {
         let net = ServiceNetwork::parse("10.96.5.7/16").unwrap();
-        assert_eq!(net.first(), Ipv4Addr::new(10, 96, 0, 1));
-        assert_eq!(net.cidr(), "10.96.0.0/16");
+        assert_eq!(
+            net.first(),
+            IpAddr::from(std::net::Ipv4Addr::new(10, 96, 0, 1))
+        );
+        assert_eq!(net.cidrs(), ["10.96.0.0/16"]);
+        assert_eq!(net.families(), [IPV4]);
         assert!(ServiceNetwork::parse("nonsense").is_err());
         assert!(ServiceNetwork::parse("10.0.0.0/31").is_err());
+        let dual = ServiceNetwork::parse("10.96.0.0/16,fd00:10:96::/112").unwrap();
+        assert_eq!(dual.cidrs(), ["10.96.0.0/16", "fd00:10:96::/112"]);
+        assert_eq!(dual.families(), [IPV4, IPV6]);
+        // One range per family, and no IPv6 range upstream would refuse as too large.
+        assert!(ServiceNetwork::parse("10.96.0.0/16,10.97.0.0/16").is_err());
+        assert!(ServiceNetwork::parse("10.96.0.0/16,fd00::/64").is_err());
+    }
+
+    fn families(network: &str, spec: Value) -> Result<Value, Vec<String>> {
+        let net = ServiceNetwork::parse(network).unwrap();
+        let mut spec = spec.as_object().unwrap().clone();
+        match init_ip_families(&net, "web", &mut spec) {
+            Ok(()) => Ok(json!({
+                "policy": spec["ipFamilyPolicy"],
+                "families": spec["ipFamilies"],
+            })),
+            Err(e) => Err(e
+                .details
+                .map(|d| d.causes)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn ip_families_default_and_check_as_upstream() {
+        const V4: &str = "10.96.0.0/16";
+        const DUAL: &str = "10.96.0.0/16,fd00:10:96::/112";
+        let selected = json!({"selector": {"app": "web"}});
+        // Single-stack of the primary family unless asked otherwise.
+        assert_eq!(
+            families(DUAL, selected.clone()).unwrap(),
+            json!({"policy": "SingleStack", "families": ["IPv4"]})
+        );
+        assert_eq!(
+            families(V4, selected.clone()).unwrap(),
+            json!({"policy": "SingleStack", "families": ["IPv4"]})
+        );
+        // Both families when asked for and there.
+        for policy in ["PreferDualStack", "RequireDualStack"] {
+            assert_eq!(
+                families(
+                    DUAL,
+                    json!({"selector": {"a": "b"}, "ipFamilyPolicy": policy})
+                )
+                .unwrap(),
+                json!({"policy": policy, "families": ["IPv4", "IPv6"]})
+            );
+        }
+        assert_eq!(
+            families(
+                DUAL,
+                json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6"]})
+            )
+            .unwrap(),
+            json!({"policy": "PreferDualStack", "families": ["IPv6", "IPv4"]})
+        );
+        // PreferDualStack settles for one family; RequireDualStack does not.
+        assert_eq!(
+            families(V4, json!({"ipFamilyPolicy": "PreferDualStack"})).unwrap(),
+            json!({"policy": "PreferDualStack", "families": ["IPv4"]})
+        );
+        assert_eq!(
+            families(V4, json!({"ipFamilyPolicy": "RequireDualStack"})).unwrap_err(),
+            [
+                "spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+            ]
+        );
+        assert_eq!(
+            families(V4, json!({"ipFamilies": ["IPv6"]})).unwrap_err(),
+            ["spec.ipFamilies[0]: Invalid value: \"IPv6\": IPv6 is not configured on this cluster"]
+        );
+        // Families follow requested addresses.
+        assert_eq!(
+            families(DUAL, json!({"clusterIP": "fd00:10:96::20"})).unwrap(),
+            json!({"policy": "SingleStack", "families": ["IPv6"]})
+        );
+        assert!(
+            families(DUAL, json!({"ipFamilies": ["IPv4", "IPv6"]})).unwrap_err()[0]
+                .starts_with("spec.ipFamilyPolicy:")
+        );
+        assert!(
+            families(
+                DUAL,
+                json!({"ipFamilyPolicy": "RequireDualStack", "clusterIPs": ["10.96.0.20", "10.96.0.21"]})
+            )
+            .unwrap_err()[0]
+                .contains("no more than one IP for each IP family")
+        );
+        assert!(
+            families(
+                DUAL,
+                json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"], "clusterIPs": ["10.96.0.20"]})
+            )
+            .unwrap_err()[0]
+                .contains("expected an IPv6 value")
+        );
+        // A headless Service without selector asks for both; a single-stack cluster
+        // gives it its one.
+        assert_eq!(
+            families(V4, json!({"clusterIP": "None"})).unwrap(),
+            json!({"policy": "RequireDualStack", "families": ["IPv4"]})
+        );
+        assert_eq!(
+            families(DUAL, json!({"clusterIP": "None"})).unwrap(),
+            json!({"policy": "RequireDualStack", "families": ["IPv4", "IPv6"]})
+        );
     }
 
     #[test]

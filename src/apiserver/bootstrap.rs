@@ -96,7 +96,9 @@ pub async fn ensure_defaults(server: &Server) -> Result<(), ApiError> {
             "type": "ClusterIP",
             "clusterIP": cluster_ip,
             "clusterIPs": [cluster_ip],
-            "ipFamilies": ["IPv4"],
+            // Single-stack of the primary family, in a dual-stack cluster too (as
+            // upstream's API server keeps it).
+            "ipFamilies": [server.service_network.families()[0]],
             "ipFamilyPolicy": "SingleStack",
             "internalTrafficPolicy": "Cluster",
             "sessionAffinity": "None",
@@ -149,9 +151,8 @@ async fn ensure_default_service_cidr(server: &Server) -> Result<(), ApiError> {
         .registry
         .lookup("networking.k8s.io", "v1", "servicecidrs")
         .ok_or_else(|| ApiError::internal("servicecidrs are not registered"))?;
-    let range = server.service_network.cidr();
-    let object =
-        json!({"metadata": {"name": servicecidr::DEFAULT_NAME}, "spec": {"cidrs": [range]}});
+    let range = server.service_network.cidrs();
+    let object = json!({"metadata": {"name": servicecidr::DEFAULT_NAME}, "spec": {"cidrs": range}});
     match create_object(server, resource, None, object).await {
         Ok(_) => {}
         Err(e) if e.code == 409 => {}
@@ -173,7 +174,7 @@ async fn ensure_default_service_cidr(server: &Server) -> Result<(), ApiError> {
                 .any(|c| c.get("type") == Some(&json!(servicecidr::READY)))
         });
     let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
-    if has_ready || deleting || servicecidr::cidrs(&current) != [range] {
+    if has_ready || deleting || servicecidr::cidrs(&current) != range {
         return Ok(());
     }
     let mut next = current.clone();

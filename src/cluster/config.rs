@@ -14,6 +14,9 @@ use std::net::Ipv4Addr;
 pub const API_VERSIONS: [&str; 2] = ["kind.x-k8s.io/v1alpha4", "rind.dev/v1alpha4"];
 pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
 pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
+/// kind's defaults for `ipFamily: dual`: one range per family, IPv4 first.
+pub const DEFAULT_DUAL_POD_SUBNET: &str = "10.244.0.0/16,fd00:10:244::/56";
+pub const DEFAULT_DUAL_SERVICE_SUBNET: &str = "10.96.0.0/16,fd00:10:96::/112";
 /// Present exactly when the kernel has IPVS (nodes share the host's kernel).
 const IPVS_PROC: &str = "/proc/net/ip_vs";
 
@@ -149,9 +152,10 @@ pub struct Networking {
     /// 0 picks a free port.
     #[serde(default)]
     pub api_server_port: u16,
-    #[serde(default = "default_pod_subnet")]
+    /// Empty in the file: the default of the IP family, filled in by `Cluster::parse`.
+    #[serde(default)]
     pub pod_subnet: String,
-    #[serde(default = "default_service_subnet")]
+    #[serde(default)]
     pub service_subnet: String,
     #[serde(default, rename = "disableDefaultCNI")]
     pub disable_default_cni: bool,
@@ -304,11 +308,29 @@ impl std::fmt::Display for Cidr {
 impl Cluster {
     /// Parses and validates a config; `source_name` (a path or `stdin`) prefixes errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Cluster, ConfigError> {
-        let cluster: Cluster =
+        let mut cluster: Cluster =
             rind_runtime::yaml::from_str(text).map_err(|err| ConfigError::Parse {
                 source_name: source_name.to_string(),
                 message: err.to_string(),
             })?;
+        // kind's defaults depend on the family, so they are filled in once it is known.
+        let dual = cluster.networking.ip_family == "dual";
+        if cluster.networking.pod_subnet.is_empty() {
+            cluster.networking.pod_subnet = if dual {
+                DEFAULT_DUAL_POD_SUBNET
+            } else {
+                DEFAULT_POD_SUBNET
+            }
+            .to_string();
+        }
+        if cluster.networking.service_subnet.is_empty() {
+            cluster.networking.service_subnet = if dual {
+                DEFAULT_DUAL_SERVICE_SUBNET
+            } else {
+                DEFAULT_SERVICE_SUBNET
+            }
+            .to_string();
+        }
         let located = Located::read(text).unwrap_or_default();
         cluster.validate(source_name, &located)?;
         Ok(cluster)
@@ -362,26 +384,88 @@ impl Cluster {
         }
         self.proxy_mode()
             .map_err(|m| invalid("networking.kubeProxyMode", m))?;
-        if self.networking.ip_family != "ipv4" {
-            return Err(invalid(
-                "networking.ipFamily",
-                format!(
-                    "{:?} is not supported yet (only ipv4)",
-                    self.networking.ip_family
-                ),
-            ));
-        }
-        for (field, value) in [
-            ("networking.podSubnet", &self.networking.pod_subnet),
-            ("networking.serviceSubnet", &self.networking.service_subnet),
-        ] {
-            let cidr = Cidr::parse(value)
-                .ok_or_else(|| invalid(field, format!("{value:?} is not an IPv4 CIDR")))?;
-            if cidr.prefix > 24 {
+        let dual = match self.networking.ip_family.as_str() {
+            "ipv4" => false,
+            "dual" => true,
+            "ipv6" => {
                 return Err(invalid(
-                    field,
-                    format!("{value:?} is too small (at most /24)"),
+                    "networking.ipFamily",
+                    "\"ipv6\" (IPv6 single-stack) is not supported: rind's nodes, etcd and API \
+                     servers talk over IPv4 on the rind network; use \"dual\" for IPv6 pods \
+                     and Services beside IPv4 ones"
+                        .to_string(),
                 ));
+            }
+            other => {
+                return Err(invalid(
+                    "networking.ipFamily",
+                    format!("{other:?} is not an IP family (ipv4, ipv6 or dual)"),
+                ));
+            }
+        };
+        for (field, value, v6_prefixes) in [
+            // Each node gets a /64 of the IPv6 pod range (upstream's node CIDR mask).
+            ("networking.podSubnet", &self.networking.pod_subnet, 1..=64),
+            // Upstream's API server takes IPv6 service ranges of at most 2^20 addresses.
+            (
+                "networking.serviceSubnet",
+                &self.networking.service_subnet,
+                108..=120,
+            ),
+        ] {
+            let cidrs: Vec<&str> = value.split(',').map(str::trim).collect();
+            let (v4, v6) = match (dual, cidrs.as_slice()) {
+                (false, [v4]) => (v4, None),
+                (true, [v4, v6]) => (v4, Some(v6)),
+                (false, _) => {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{value:?} must be one IPv4 CIDR (several families need ipFamily: dual)"
+                        ),
+                    ));
+                }
+                (true, _) => {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{value:?} must be an IPv4 CIDR and an IPv6 CIDR, comma-separated, for ipFamily: dual"
+                        ),
+                    ));
+                }
+            };
+            let cidr = Cidr::parse(v4).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!(
+                        "{v4:?} is not an IPv4 CIDR{}",
+                        if dual {
+                            " (rind's dual-stack clusters are IPv4-primary: list the IPv4 CIDR first)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            })?;
+            if cidr.prefix > 24 {
+                return Err(invalid(field, format!("{v4:?} is too small (at most /24)")));
+            }
+            if let Some(v6) = v6 {
+                let prefix = v6
+                    .split_once('/')
+                    .filter(|(addr, _)| addr.parse::<std::net::Ipv6Addr>().is_ok())
+                    .and_then(|(_, prefix)| prefix.parse::<u8>().ok())
+                    .ok_or_else(|| invalid(field, format!("{v6:?} is not an IPv6 CIDR")))?;
+                if !v6_prefixes.contains(&prefix) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{v6:?}: the IPv6 prefix must be between /{} and /{}",
+                            v6_prefixes.start(),
+                            v6_prefixes.end()
+                        ),
+                    ));
+                }
             }
         }
         if self
@@ -715,6 +799,72 @@ kubeadmConfigPatches:
         assert!(err.contains("userspace"), "{err}");
     }
 
+    #[test]
+    fn ip_families_and_their_subnets() {
+        let parse = |networking: &str| {
+            Cluster::parse(
+                &format!(
+                    "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n{networking}"
+                ),
+                "n.yaml",
+            )
+        };
+        // kind's per-family defaults.
+        let dual = parse("  ipFamily: dual\n").unwrap();
+        assert_eq!(dual.networking.pod_subnet, "10.244.0.0/16,fd00:10:244::/56");
+        assert_eq!(
+            dual.networking.service_subnet,
+            "10.96.0.0/16,fd00:10:96::/112"
+        );
+        let v4 = parse("  ipFamily: ipv4\n").unwrap();
+        assert_eq!(v4.networking.pod_subnet, "10.244.0.0/16");
+        let custom = parse(
+            "  ipFamily: dual\n  podSubnet: 10.100.0.0/16,fd00:100::/48\n  serviceSubnet: 10.200.0.0/16,fd00:200::/110\n",
+        )
+        .unwrap();
+        assert_eq!(custom.networking.pod_subnet, "10.100.0.0/16,fd00:100::/48");
+        let refused = |networking: &str, field: &str, words: &[&str]| {
+            let err = parse(networking).unwrap_err().to_string();
+            assert!(err.starts_with("n.yaml:"), "{err}");
+            assert!(err.contains(field), "{err}");
+            for word in words {
+                assert!(err.contains(word), "{err}");
+            }
+        };
+        refused(
+            "  ipFamily: ipv6\n",
+            "networking.ipFamily",
+            &["IPv6 single-stack", "dual"],
+        );
+        refused("  ipFamily: both\n", "networking.ipFamily", &["both"]);
+        // One CIDR per family, IPv4 first, and only with dual.
+        refused(
+            "  ipFamily: dual\n  podSubnet: 10.244.0.0/16\n",
+            "networking.podSubnet",
+            &["an IPv4 CIDR and an IPv6 CIDR"],
+        );
+        refused(
+            "  podSubnet: 10.244.0.0/16,fd00:10:244::/56\n",
+            "networking.podSubnet",
+            &["ipFamily: dual"],
+        );
+        refused(
+            "  ipFamily: dual\n  podSubnet: fd00:10:244::/56,10.244.0.0/16\n",
+            "networking.podSubnet",
+            &["IPv4-primary"],
+        );
+        refused(
+            "  ipFamily: dual\n  serviceSubnet: 10.96.0.0/16,fd00:10:96::/64\n",
+            "networking.serviceSubnet",
+            &["/108", "/120"],
+        );
+        refused(
+            "  ipFamily: dual\n  podSubnet: 10.244.0.0/16,fd00:10:244::/80\n",
+            "networking.podSubnet",
+            &["/64"],
+        );
+    }
+
     /// Every cluster config in kind's documentation (src/cluster/testdata/kind-docs,
     /// each with its source path), and what rind does with it: `Ok` loads and
     /// creates the cluster it describes; `Err(field)` is refused with an error naming
@@ -737,10 +887,11 @@ kubeadmConfigPatches:
                 "configuration-L92.yaml",
                 Err("runtimeConfig.\"apps/v1beta2\""),
             ),
-            // IPv6 and dual-stack: not implemented.
+            // IPv6 single-stack is refused (nodes talk IPv4 to each other); dual-stack
+            // is honoured.
             ("configuration-L127.yaml", Err("networking.ipFamily")),
             ("configuration-L137.yaml", Err("networking.ipFamily")),
-            ("configuration-L147.yaml", Err("networking.ipFamily")),
+            ("configuration-L147.yaml", Ok(())),
             ("configuration-L157.yaml", Ok(())),
             ("configuration-L179.yaml", Ok(())),
             ("configuration-L192.yaml", Ok(())),

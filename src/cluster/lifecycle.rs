@@ -239,7 +239,8 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
     let ca_crt = read_text(&docker, &cp, paths::CA_CRT).await?;
     let ca_key = read_text(&docker, &cp, paths::CA_KEY).await?;
     let image = options.image.clone().unwrap_or(cp_image);
-    let subnet: Cidr = provider::ensure_network(&docker).await?;
+    let network = provider::ensure_network(&docker).await?;
+    let subnet: Cidr = network.v4;
     let used = provider::used_ips(&docker).await?;
     let size = 1u32 << (32 - subnet.prefix);
     let ip = (2..size.saturating_sub(1))
@@ -250,6 +251,11 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         node_name: name.clone(),
         role,
         node_ip: ip.to_string(),
+        // A node joining a dual-stack cluster is dual-stack too.
+        node_ipv6: match cp_config.node_ipv6 {
+            Some(_) => Some(network.require_v6_for(ip)?.to_string()),
+            None => None,
+        },
         // Per-node config-file labels belonged to the nodes they were written for.
         labels: Default::default(),
         etcd_initial_cluster: Vec::new(),
@@ -263,6 +269,7 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         role,
         image,
         ip,
+        ipv6: config.node_ipv6.as_deref().and_then(|ip| ip.parse().ok()),
         api_port: None,
         extra_ports: Vec::new(),
         extra_mounts: Vec::new(),

@@ -2,7 +2,7 @@
 //! ports, decided before anything is created (as kind plans its nodes first).
 
 use super::config::{Cidr, Cluster, Role as ConfigRole};
-use super::provider::NodeSpec;
+use super::provider::{NetworkSubnets, NodeSpec};
 use anyhow::Context;
 use rind_runtime::{NodeConfig, Role, paths};
 use std::collections::HashSet;
@@ -87,14 +87,21 @@ pub fn plan(
     name: &str,
     config: &Cluster,
     default_image: &str,
-    subnet: Cidr,
+    network: NetworkSubnets,
     used_ips: &HashSet<Ipv4Addr>,
     api_port: u16,
 ) -> anyhow::Result<ClusterPlan> {
-    let pod_subnet = Cidr::parse(&config.networking.pod_subnet).context("networking.podSubnet")?;
-    let service_subnet =
-        Cidr::parse(&config.networking.service_subnet).context("networking.serviceSubnet")?;
-    let service_ip = service_subnet.host(1);
+    let subnet = network.v4;
+    // The config is validated before planning: a dual-stack list is IPv4 first, so
+    // the IPv4 range is the first entry either way.
+    let pod_subnet = config.networking.pod_subnet.clone();
+    let service_subnet = config.networking.service_subnet.clone();
+    let first_service_cidr = rind_runtime::config::cidr_list(&service_subnet)
+        .next()
+        .and_then(Cidr::parse)
+        .context("networking.serviceSubnet")?;
+    let service_ip = first_service_cidr.host(1);
+    let dual = config.networking.ip_family == "dual";
     let kube_proxy_mode = config
         .proxy_mode()
         .map_err(|m| anyhow::anyhow!("networking.kubeProxyMode: {m}"))?;
@@ -190,6 +197,11 @@ pub fn plan(
                     .clone()
                     .unwrap_or_else(|| default_image.to_string()),
                 ip: *ip,
+                ipv6: if dual {
+                    Some(network.require_v6_for(*ip)?)
+                } else {
+                    None
+                },
                 api_port,
                 extra_ports: node.extra_port_mappings.clone(),
                 extra_mounts,
@@ -200,9 +212,14 @@ pub fn plan(
                 node_name: node_name.clone(),
                 role,
                 node_ip: ip.to_string(),
+                node_ipv6: if dual {
+                    Some(network.require_v6_for(*ip)?.to_string())
+                } else {
+                    None
+                },
                 api_server_url: api_server_url.clone(),
-                pod_subnet: pod_subnet.to_string(),
-                service_subnet: service_subnet.to_string(),
+                pod_subnet: pod_subnet.clone(),
+                service_subnet: service_subnet.clone(),
                 labels,
                 register_with_taints: applied
                     .taints
@@ -270,7 +287,10 @@ mod tests {
             "dev",
             &config,
             "rind/node:v1",
-            Cidr::parse("172.28.0.0/16").unwrap(),
+            NetworkSubnets {
+                v4: Cidr::parse("172.28.0.0/16").unwrap(),
+                v6: None,
+            },
             &used,
             40000,
         )
@@ -305,6 +325,54 @@ mod tests {
         assert_eq!(plan.service_ip.to_string(), "10.96.0.1");
         assert!(plan.load_balancer.is_none());
         assert!(plan.cert_sans.is_empty());
+        assert!(plan.nodes.iter().all(|n| n.config.node_ipv6.is_none()));
+    }
+
+    #[test]
+    fn dual_stack_nodes_get_an_ipv6_address_of_the_same_host_number() {
+        let config = Cluster::parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  ipFamily: dual\nnodes:\n- role: control-plane\n- role: worker\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let network = NetworkSubnets {
+            v4: Cidr::parse("172.28.0.0/16").unwrap(),
+            v6: Some(("fd72:696e:64::".parse().unwrap(), 64)),
+        };
+        let planned = plan(
+            "dual",
+            &config,
+            "rind/node:v1",
+            network,
+            &HashSet::new(),
+            40000,
+        )
+        .unwrap();
+        let worker = &planned.nodes[1];
+        assert_eq!(worker.config.node_ip, "172.28.0.3");
+        assert_eq!(worker.config.node_ipv6.as_deref(), Some("fd72:696e:64::3"));
+        assert_eq!(worker.spec.ipv6, Some("fd72:696e:64::3".parse().unwrap()));
+        assert_eq!(worker.config.pod_subnet, "10.244.0.0/16,fd00:10:244::/56");
+        assert_eq!(
+            worker.config.service_subnet,
+            "10.96.0.0/16,fd00:10:96::/112"
+        );
+        assert_eq!(planned.service_ip.to_string(), "10.96.0.1");
+        // A network without IPv6 cannot hold a dual-stack cluster.
+        let err = plan(
+            "dual",
+            &config,
+            "rind/node:v1",
+            NetworkSubnets {
+                v6: None,
+                ..network
+            },
+            &HashSet::new(),
+            40000,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("no IPv6 subnet"), "{err}");
     }
 
     #[test]
@@ -346,7 +414,10 @@ nodes:
             "dev",
             &config,
             "rind/node:v1",
-            Cidr::parse("172.28.0.0/16").unwrap(),
+            NetworkSubnets {
+                v4: Cidr::parse("172.28.0.0/16").unwrap(),
+                v6: None,
+            },
             &HashSet::new(),
             40000,
         )
@@ -385,7 +456,10 @@ nodes:
             "ha",
             &config,
             "rind/node:v1",
-            Cidr::parse("172.28.0.0/16").unwrap(),
+            NetworkSubnets {
+                v4: Cidr::parse("172.28.0.0/16").unwrap(),
+                v6: None,
+            },
             &HashSet::new(),
             40000,
         )

@@ -21,10 +21,21 @@ use bollard::query_parameters::{
 use futures::{StreamExt, TryStreamExt};
 use rind_runtime::Role;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The Docker network all nodes of all clusters share, as kind's `kind` network.
 pub const NETWORK: &str = "rind";
+/// Names another network to use (made when missing) instead of `rind`, as kind's
+/// `KIND_EXPERIMENTAL_DOCKER_NETWORK` does.
+pub const NETWORK_ENV: &str = "RIND_EXPERIMENTAL_DOCKER_NETWORK";
+
+/// The network nodes are created on: `rind`, or the one `NETWORK_ENV` names.
+pub fn network_name() -> String {
+    std::env::var(NETWORK_ENV)
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| NETWORK.to_string())
+}
 /// The node's static IP, kept in a label because a stopped container does not show in
 /// the network's endpoint list, and its address must not be handed out again.
 pub const LABEL_NODE_IP: &str = "io.rind.node-ip";
@@ -44,6 +55,53 @@ const NETWORK_CANDIDATES: [&str; 8] = [
     "172.24.0.0/16",
 ];
 
+/// The `rind` network's IPv6 subnet (a unique local range of our own, as kind gives
+/// its `kind` network one): a dual-stack node takes the static address `::N` where
+/// N is its IPv4 address's host number in the network's /16 (at most `::ffff`).
+const NETWORK_V6: &str = "fd72:696e:64::/64";
+const NETWORK_V6_GATEWAY: &str = "fd72:696e:64::1";
+/// Where Docker picks the IPv6 addresses of containers that ask for none (the nodes
+/// of IPv4 clusters, which get one on this network whether they use it or not): right
+/// above the static ones. (Docker 20.10's allocator cannot hold a range as large as
+/// half the /64.)
+const NETWORK_V6_DYNAMIC: &str = "fd72:696e:64::1:0/112";
+
+/// The `rind` network's subnets: IPv4, and IPv6 when the network has it (one made by
+/// an older rind has not).
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkSubnets {
+    pub v4: Cidr,
+    pub v6: Option<(Ipv6Addr, u8)>,
+}
+
+impl NetworkSubnets {
+    /// A node's IPv6 address: the same host number in the IPv6 subnet as its IPv4
+    /// address has in the IPv4 one, so it is as static as that and needs no
+    /// bookkeeping of its own.
+    pub fn v6_for(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (base, _) = self.v6?;
+        let host = u32::from(v4) - u32::from(self.v4.addr);
+        Some(Ipv6Addr::from(u128::from(base) + u128::from(host)))
+    }
+
+    /// The IPv6 address a dual-stack node on `v4` gets, or why there is none.
+    pub fn require_v6_for(&self, v4: Ipv4Addr) -> anyhow::Result<Ipv6Addr> {
+        self.v6_for(v4).with_context(|| {
+            format!(
+                "the Docker network {} has no IPv6 subnet (it was made before rind gave it \
+                 one), which a dual-stack cluster needs: delete every rind cluster so that \
+                 it is removed, or name another network in {NETWORK_ENV}",
+                network_name()
+            )
+        })
+    }
+}
+
+fn parse_v6(text: &str) -> Option<(Ipv6Addr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    Some((addr.parse().ok()?, prefix.parse().ok()?))
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeContainer {
     pub name: String,
@@ -60,6 +118,8 @@ pub struct NodeSpec {
     pub role: Role,
     pub image: String,
     pub ip: Ipv4Addr,
+    /// The node's static IPv6 address in a dual-stack cluster.
+    pub ipv6: Option<Ipv6Addr>,
     /// Published host port for the API server (control-plane nodes).
     pub api_port: Option<(String, u16)>,
     pub extra_ports: Vec<super::config::PortMapping>,
@@ -149,8 +209,8 @@ pub async fn list_clusters(docker: &Docker) -> anyhow::Result<Vec<String>> {
     Ok(names.into_iter().collect())
 }
 
-/// The `rind` network's subnet, creating the network when missing.
-pub async fn ensure_network(docker: &Docker) -> anyhow::Result<Cidr> {
+/// The `rind` network's subnets, creating the network when missing.
+pub async fn ensure_network(docker: &Docker) -> anyhow::Result<NetworkSubnets> {
     if let Some(subnet) = network_subnet(docker).await? {
         return Ok(subnet);
     }
@@ -171,15 +231,26 @@ pub async fn ensure_network(docker: &Docker) -> anyhow::Result<Cidr> {
             "every candidate subnet for the rind network overlaps an existing Docker network",
         )?;
     let request = NetworkCreateRequest {
-        name: NETWORK.to_string(),
+        name: network_name(),
         driver: Some("bridge".to_string()),
+        // IPv6 as well, as kind's network has it: dual-stack clusters give their nodes
+        // an IPv6 address (IPv4 clusters leave Docker to pick one they do not use).
+        enable_ipv6: Some(true),
         // A fixed subnet is what lets nodes keep static IPs across restarts.
         ipam: Some(Ipam {
-            config: Some(vec![IpamConfig {
-                subnet: Some(subnet.to_string()),
-                gateway: Some(subnet.host(1).to_string()),
-                ..Default::default()
-            }]),
+            config: Some(vec![
+                IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    gateway: Some(subnet.host(1).to_string()),
+                    ..Default::default()
+                },
+                IpamConfig {
+                    subnet: Some(NETWORK_V6.to_string()),
+                    ip_range: Some(NETWORK_V6_DYNAMIC.to_string()),
+                    gateway: Some(NETWORK_V6_GATEWAY.to_string()),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         }),
         // Nodes route pod traffic to each other; masquerading between nodes of the
@@ -192,27 +263,39 @@ pub async fn ensure_network(docker: &Docker) -> anyhow::Result<Cidr> {
         ..Default::default()
     };
     match docker.create_network(request).await {
-        Ok(_) => Ok(subnet),
+        Ok(_) => Ok(NetworkSubnets {
+            v4: subnet,
+            v6: parse_v6(NETWORK_V6),
+        }),
         // Another `create cluster` made it in the meantime: use theirs.
         Err(err) => network_subnet(docker)
             .await?
-            .with_context(|| format!("creating the {NETWORK} network: {err}")),
+            .with_context(|| format!("creating the {} network: {err}", network_name())),
     }
 }
 
-async fn network_subnet(docker: &Docker) -> anyhow::Result<Option<Cidr>> {
-    match docker.inspect_network(NETWORK, None).await {
+async fn network_subnet(docker: &Docker) -> anyhow::Result<Option<NetworkSubnets>> {
+    match docker.inspect_network(&network_name(), None).await {
         Ok(network) => {
-            let subnet = network
+            let configs: Vec<_> = network
                 .ipam
                 .and_then(|ipam| ipam.config)
                 .into_iter()
                 .flatten()
+                .collect();
+            let subnet = configs
+                .iter()
                 .find_map(|c| c.subnet.as_deref().and_then(Cidr::parse))
                 .with_context(|| {
-                    format!("the Docker network {NETWORK} has no IPv4 subnet; remove it and retry")
+                    format!(
+                        "the Docker network {} has no IPv4 subnet; remove it and retry",
+                        network_name()
+                    )
                 })?;
-            Ok(Some(subnet))
+            let v6 = configs
+                .iter()
+                .find_map(|c| c.subnet.as_deref().and_then(parse_v6));
+            Ok(Some(NetworkSubnets { v4: subnet, v6 }))
         }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -228,7 +311,7 @@ pub async fn used_ips(docker: &Docker) -> anyhow::Result<HashSet<Ipv4Addr>> {
         .into_iter()
         .filter_map(|n| n.ip)
         .collect();
-    if let Ok(network) = docker.inspect_network(NETWORK, None).await {
+    if let Ok(network) = docker.inspect_network(&network_name(), None).await {
         for endpoint in network.containers.unwrap_or_default().values() {
             let address = endpoint
                 .ipv4_address
@@ -354,6 +437,24 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         }),
         memory,
         nano_cpus,
+        sysctls: spec.ipv6.map(|_| {
+            HashMap::from([
+                // Docker turns IPv6 off in containers by default, on the interfaces
+                // there (`all`) and on those made later inside the node (`default`:
+                // the pods' bridge and veths); a dual-stack node needs it on.
+                (
+                    "net.ipv6.conf.all.disable_ipv6".to_string(),
+                    "0".to_string(),
+                ),
+                (
+                    "net.ipv6.conf.default.disable_ipv6".to_string(),
+                    "0".to_string(),
+                ),
+                // The node routes IPv6 pod traffic between its pods' bridge and other
+                // nodes, as net.ipv4.ip_forward does for IPv4.
+                ("net.ipv6.conf.all.forwarding".to_string(), "1".to_string()),
+            ])
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {
@@ -367,7 +468,7 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         host_config: Some(host_config),
         // A static address, so certificates, kubeconfigs and etcd peer URLs stay valid
         // when the node restarts.
-        networking_config: Some(static_address(spec.ip)),
+        networking_config: Some(static_address(spec.ip, spec.ipv6)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -501,7 +602,7 @@ pub async fn create_load_balancer(
         exposed_ports: Some(vec![key]),
         host_config: Some(host_config),
         // A static address: it is in every kubeconfig and certificate.
-        networking_config: Some(static_address(lb.ip)),
+        networking_config: Some(static_address(lb.ip, None)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -543,14 +644,15 @@ pub async fn set_load_balancer_backends(
     copy_files(docker, container, &[load_balancer_config_file(backends)?]).await
 }
 
-/// The `rind` network with the fixed address `ip` for a container.
-fn static_address(ip: Ipv4Addr) -> NetworkingConfig {
+/// The `rind` network with the fixed address `ip` (and `ipv6`) for a container.
+fn static_address(ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> NetworkingConfig {
     NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
-            NETWORK.to_string(),
+            network_name(),
             EndpointSettings {
                 ipam_config: Some(EndpointIpamConfig {
                     ipv4_address: Some(ip.to_string()),
+                    ipv6_address: ipv6.map(|ip| ip.to_string()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -650,7 +752,7 @@ pub async fn remove_containers(docker: &Docker, names: &[String]) -> anyhow::Res
 
 /// Removes the `rind` network once no container is attached to it.
 pub async fn remove_network_if_unused(docker: &Docker) -> anyhow::Result<()> {
-    let network = match docker.inspect_network(NETWORK, None).await {
+    let network = match docker.inspect_network(&network_name(), None).await {
         Ok(n) => n,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -663,7 +765,7 @@ pub async fn remove_network_if_unused(docker: &Docker) -> anyhow::Result<()> {
     {
         return Ok(());
     }
-    match docker.remove_network(NETWORK).await {
+    match docker.remove_network(&network_name()).await {
         // A race with another cluster being created: it is in use again, keep it.
         Ok(())
         | Err(bollard::errors::Error::DockerResponseServerError {

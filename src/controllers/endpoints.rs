@@ -197,12 +197,28 @@ fn group_pods(svc: &Service, pods: Vec<Arc<Pod>>) -> Vec<Group> {
     groups
 }
 
-fn pod_ip(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .pod_ip
-        .clone()
+/// The Service's IP families, primary first (IPv4 when the field is unset, as on a
+/// Service stored before the API server filled it).
+fn families(svc: &Service) -> Vec<String> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ip_families.clone())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| vec!["IPv4".to_string()])
+}
+
+/// The pod's address of `family` (`IPv4` or `IPv6`), from `status.podIPs` (a
+/// dual-stack pod has one of each), else `status.podIP`.
+fn pod_ip(pod: &Pod, family: &str) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let listed = status.pod_ips.iter().flatten().map(|p| p.ip.clone());
+    listed
+        .chain(status.pod_ip.clone())
         .filter(|ip| !ip.is_empty())
+        .find(|ip| {
+            ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|addr| addr.is_ipv6() == (family == "IPv6"))
+        })
 }
 
 fn subsets(svc: &Service, groups: &[Group]) -> Vec<EndpointSubset> {
@@ -211,6 +227,8 @@ fn subsets(svc: &Service, groups: &[Group]) -> Vec<EndpointSubset> {
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         == Some(true);
+    // Endpoints hold one family: the Service's primary one, as upstream's controller.
+    let family = families(svc).swap_remove(0);
     let mut out = Vec::new();
     for group in groups {
         let mut ready = Vec::new();
@@ -220,7 +238,9 @@ fn subsets(svc: &Service, groups: &[Group]) -> Vec<EndpointSubset> {
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
         {
-            let Some(ip) = pod_ip(pod) else { continue };
+            let Some(ip) = pod_ip(pod, &family) else {
+                continue;
+            };
             let address = EndpointAddress {
                 ip,
                 hostname: dns_hostname(svc, pod),
@@ -247,7 +267,7 @@ fn subsets(svc: &Service, groups: &[Group]) -> Vec<EndpointSubset> {
     out
 }
 
-fn slice_endpoints(svc: &Service, group: &Group) -> Vec<Endpoint> {
+fn slice_endpoints(svc: &Service, group: &Group, family: &str) -> Vec<Endpoint> {
     let publish_all = svc
         .spec
         .as_ref()
@@ -257,7 +277,7 @@ fn slice_endpoints(svc: &Service, group: &Group) -> Vec<Endpoint> {
         .pods
         .iter()
         .filter_map(|pod| {
-            let ip = pod_ip(pod)?;
+            let ip = pod_ip(pod, family)?;
             let terminating = pod.metadata.deletion_timestamp.is_some();
             let serving = publish_all || is_ready(pod);
             Some(Endpoint {
@@ -343,9 +363,13 @@ async fn write_endpoints(
     Ok(())
 }
 
-/// A slice name that stays the same for the same Service and ports.
-fn slice_name(svc: &Service, ports: &[EndpointPort]) -> String {
-    let text = serde_json::to_string(ports).unwrap_or_default();
+/// A slice name that stays the same for the same Service, ports and address family.
+fn slice_name(svc: &Service, ports: &[EndpointPort], family: &str) -> String {
+    let mut text = serde_json::to_string(ports).unwrap_or_default();
+    // IPv4 slices keep the names they had before slices came in two families.
+    if family != "IPv4" {
+        text.push_str(family);
+    }
     let hash = text.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
@@ -368,8 +392,17 @@ async fn write_slices(
         .await?
         .items;
     let mut wanted = Vec::new();
+    // One slice per address family of the Service, as upstream's EndpointSlice
+    // controller: a dual-stack Service has an IPv4 and an IPv6 slice.
+    let families = families(svc);
+    let mut pairs: Vec<(&Group, &str)> = Vec::new();
     for group in groups {
-        let name = slice_name(svc, &group.ports);
+        for family in &families {
+            pairs.push((group, family.as_str()));
+        }
+    }
+    for (group, family) in pairs {
+        let name = slice_name(svc, &group.ports, family);
         let mut labels = svc.labels().clone();
         labels.insert(SERVICE_NAME_LABEL.into(), svc.name_any());
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
@@ -391,8 +424,8 @@ async fn write_slices(
                 owner_references: Some(vec![owners::controller_ref(svc)]),
                 ..ObjectMeta::default()
             },
-            address_type: "IPv4".into(),
-            endpoints: Some(slice_endpoints(svc, group)),
+            address_type: family.into(),
+            endpoints: Some(slice_endpoints(svc, group, family)),
             ports: Some(ports),
         };
         match existing
@@ -505,11 +538,39 @@ mod tests {
             .collect();
         assert_eq!(ready, ["10.0.0.1"]);
         assert_eq!(not_ready, ["10.0.0.2"]);
-        let endpoints = slice_endpoints(&svc, &groups[0]);
+        let endpoints = slice_endpoints(&svc, &groups[0], "IPv4");
         let ready: Vec<_> = endpoints
             .iter()
             .map(|e| e.conditions.as_ref().unwrap().ready)
             .collect();
         assert_eq!(ready, [Some(true), Some(false)]);
+    }
+
+    #[test]
+    fn dual_stack_pods_give_each_family_its_address() {
+        let mut dual = (*pod("a", "10.0.0.1", true)).clone();
+        dual.status.get_or_insert_default().pod_ips = Some(
+            ["10.0.0.1", "fd00::1"]
+                .iter()
+                .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.to_string() })
+                .collect(),
+        );
+        assert_eq!(pod_ip(&dual, "IPv4").as_deref(), Some("10.0.0.1"));
+        assert_eq!(pod_ip(&dual, "IPv6").as_deref(), Some("fd00::1"));
+        assert_eq!(pod_ip(&pod("b", "10.0.0.2", true), "IPv6"), None);
+        let mut svc = service();
+        assert_eq!(families(&svc), ["IPv4"]);
+        svc.spec.get_or_insert_default().ip_families = Some(vec!["IPv6".into(), "IPv4".into()]);
+        assert_eq!(families(&svc), ["IPv6", "IPv4"]);
+        let groups = group_pods(&svc, vec![Arc::new(dual)]);
+        let v6 = slice_endpoints(&svc, &groups[0], "IPv6");
+        assert_eq!(v6[0].addresses, ["fd00::1"]);
+        // Endpoints carry the primary family's address.
+        let subsets = subsets(&svc, &groups);
+        assert_eq!(subsets[0].addresses.as_ref().unwrap()[0].ip, "fd00::1");
+        assert_ne!(
+            slice_name(&svc, &groups[0].ports, "IPv4"),
+            slice_name(&svc, &groups[0].ports, "IPv6")
+        );
     }
 }

@@ -120,21 +120,24 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         store.clone(),
         runtime.clone(),
     ));
-    let workers = Arc::new(pods::PodWorkers::new(
-        Arc::new(pods::KubePodApi::new(client, cfg.node_name.clone())),
-        runtime.clone(),
-        cfg.node_ip.clone(),
-        spec::kubernetes_service_env(&cfg.service_subnet),
-        dns::ClusterDns {
-            server: dns::cluster_dns_ip(&cfg.service_subnet)
-                .map(|ip| ip.to_string())
-                .unwrap_or_default(),
-            node: dns::ResolvConf::read_node().reachable_from_pods(&cfg.node_ip),
-        },
-        store.clone(),
-        node_allocatable,
-        sync_health,
-    ));
+    let workers = Arc::new(
+        pods::PodWorkers::new(
+            Arc::new(pods::KubePodApi::new(client, cfg.node_name.clone())),
+            runtime.clone(),
+            cfg.node_ip.clone(),
+            spec::kubernetes_service_env(&cfg.service_subnet),
+            dns::ClusterDns {
+                server: dns::cluster_dns_ip(&cfg.service_subnet)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default(),
+                node: dns::ResolvConf::read_node().reachable_from_pods(&cfg.node_ip),
+            },
+            store.clone(),
+            node_allocatable,
+            sync_health,
+        )
+        .with_node_ipv6(cfg.node_ipv6.clone()),
+    );
     tokio::spawn(workers.run(wake));
 
     let tls = server::tls_config(

@@ -333,17 +333,23 @@ pub fn node_status(
             ),
         ),
     ]);
+    // A dual-stack node has an InternalIP of each family, the primary (IPv4) first,
+    // as the kubelet's `--node-ip` with two addresses gives it.
+    let internal_ips = std::iter::once(&cfg.node_ip)
+        .chain(cfg.node_ipv6.iter())
+        .map(|ip| NodeAddress {
+            type_: "InternalIP".into(),
+            address: ip.clone(),
+        });
     NodeStatus {
-        addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".into(),
-                address: cfg.node_ip.clone(),
-            },
-            NodeAddress {
-                type_: "Hostname".into(),
-                address: cfg.node_name.clone(),
-            },
-        ]),
+        addresses: Some(
+            internal_ips
+                .chain(std::iter::once(NodeAddress {
+                    type_: "Hostname".into(),
+                    address: cfg.node_name.clone(),
+                }))
+                .collect(),
+        ),
         capacity: Some(resources.clone()),
         allocatable: Some(resources),
         conditions: Some(conditions(now, since, readiness)),
@@ -545,6 +551,7 @@ mod tests {
             node_name: "rind-control-plane".into(),
             role,
             node_ip: "172.18.0.2".into(),
+            node_ipv6: None,
             api_server_url: "https://172.18.0.2:6443".into(),
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/16".into(),

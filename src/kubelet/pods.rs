@@ -171,6 +171,8 @@ pub struct PodWorkers {
     api: Arc<dyn PodApi>,
     cri: Cri,
     node_ip: String,
+    /// The node's IPv6 address in a dual-stack cluster: host-network pods' second IP.
+    node_ipv6: Option<String>,
     /// Variables every container gets (the API server's Service address).
     service_env: Vec<(String, String)>,
     /// The cluster DNS Service and the node's resolver, for each pod's resolv.conf.
@@ -266,6 +268,12 @@ fn from_nanos(nanos: i64) -> Option<Timestamp> {
 }
 
 impl PodWorkers {
+    /// The node's IPv6 address, in a dual-stack cluster.
+    pub fn with_node_ipv6(mut self, node_ipv6: Option<String>) -> Self {
+        self.node_ipv6 = node_ipv6;
+        self
+    }
+
     // Each argument is a separate piece of node configuration the kubelet read at start.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -287,6 +295,7 @@ impl PodWorkers {
             api,
             cri,
             node_ip,
+            node_ipv6: None,
             service_env,
             dns,
             store,
@@ -854,6 +863,17 @@ impl PodWorkers {
                     .as_ref()
                     .map(|n| n.ip.clone())
                     .filter(|ip| !ip.is_empty())
+            },
+            additional_ips: if spec.host_network.unwrap_or(false) {
+                self.node_ipv6.iter().cloned().collect()
+            } else {
+                sandbox_status
+                    .network
+                    .iter()
+                    .flat_map(|n| n.additional_ips.iter())
+                    .map(|ip| ip.ip.clone())
+                    .filter(|ip| !ip.is_empty())
+                    .collect()
             },
         };
         let pod_ip = sandbox_view.ip.clone().unwrap_or_default();

@@ -673,6 +673,7 @@ mod tests {
             node_name: "rind-control-plane".into(),
             role: Role::ControlPlane,
             node_ip: "172.30.0.2".into(),
+            node_ipv6: None,
             api_server_url: "https://172.30.0.2:6443".into(),
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/16".into(),

@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub struct SandboxView {
     pub ready: bool,
     pub ip: Option<String>,
+    /// The sandbox's addresses of its other family in a dual-stack cluster (CRI's
+    /// `additional_ips`), which follow `ip` in `status.podIPs`.
+    pub additional_ips: Vec<String>,
 }
 
 /// A container instance the runtime ran (or runs).
@@ -538,6 +541,12 @@ pub fn compute(
             .unwrap_or_else(|| condition(&old_conditions, "PodScheduled", true, None, now)),
     );
     let pod_ip = sandbox.and_then(|s| s.ip.clone());
+    let pod_ips = pod_ip.clone().map(|ip| {
+        std::iter::once(ip)
+            .chain(sandbox.into_iter().flat_map(|s| s.additional_ips.clone()))
+            .map(|ip| PodIP { ip })
+            .collect()
+    });
     PodStatus {
         phase: Some(phase.to_string()),
         conditions: Some(conditions),
@@ -546,7 +555,7 @@ pub fn compute(
             ip: node_ip.to_string(),
         }]),
         pod_ip: pod_ip.clone().or(old.pod_ip.clone()),
-        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]).or(old.pod_ips.clone()),
+        pod_ips: pod_ips.or(old.pod_ips.clone()),
         start_time: old.start_time.clone().or(Some(Time(now))),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_views.is_empty())
@@ -611,6 +620,7 @@ mod tests {
         SandboxView {
             ready: true,
             ip: Some("10.244.0.5".into()),
+            additional_ips: Vec::new(),
         }
     }
 

@@ -14,11 +14,24 @@ pub const CONFLIST_NAME: &str = "10-rind.conflist";
 /// fragmented or dropped on a network with a smaller MTU).
 pub const UPLINK_MTU: &str = "/sys/class/net/eth0/mtu";
 
-/// The conflist for pods on this node, given its podCIDR and the uplink's MTU.
+/// The conflist for pods on this node, given its podCIDRs (one per family, the
+/// primary first: a dual-stack node's pods get an address of each) and the uplink's
+/// MTU.
 ///
 /// Loopback needs no entry here: containerd's CRI plugin always sets up `lo` in every
 /// pod itself with the `loopback` plugin from the same bin_dir.
-pub fn conflist(pod_cidr: &str, mtu: u32) -> serde_json::Value {
+pub fn conflist(pod_cidrs: &[String], mtu: u32) -> serde_json::Value {
+    // One host-local range set per family: the plugin hands out one address from each.
+    let ranges: Vec<serde_json::Value> = pod_cidrs
+        .iter()
+        .map(|cidr| json!([{ "subnet": cidr }]))
+        .collect();
+    // Pods' default routes, one per family they have, point at the bridge (the
+    // gateway).
+    let routes: Vec<serde_json::Value> = pod_cidrs
+        .iter()
+        .map(|cidr| json!({ "dst": if cidr.contains(':') { "::/0" } else { "0.0.0.0/0" } }))
+        .collect();
     json!({
         "cniVersion": "0.4.0",
         "name": "rind",
@@ -40,11 +53,11 @@ pub fn conflist(pod_cidr: &str, mtu: u32) -> serde_json::Value {
                 "hairpinMode": true,
                 "mtu": mtu,
                 "ipam": {
-                    // Addresses from this node's podCIDR, handed out from a local file store.
+                    // Addresses from this node's podCIDRs, handed out from a local file
+                    // store.
                     "type": "host-local",
-                    "ranges": [[{ "subnet": pod_cidr }]],
-                    // Pods' default route points at the bridge (the gateway).
-                    "routes": [{ "dst": "0.0.0.0/0" }]
+                    "ranges": ranges,
+                    "routes": routes
                 }
             },
             {
@@ -71,9 +84,9 @@ fn conflist_path(dir: &Path) -> PathBuf {
 
 /// Writes the conflist where containerd's CRI plugin looks for it, unless it already
 /// says exactly that; returns whether it wrote.
-pub fn write(dir: &Path, pod_cidr: &str, mtu: u32) -> std::io::Result<bool> {
+pub fn write(dir: &Path, pod_cidrs: &[String], mtu: u32) -> std::io::Result<bool> {
     let text =
-        serde_json::to_string_pretty(&conflist(pod_cidr, mtu)).map_err(std::io::Error::other)?;
+        serde_json::to_string_pretty(&conflist(pod_cidrs, mtu)).map_err(std::io::Error::other)?;
     let path = conflist_path(dir);
     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
         return Ok(false);
@@ -135,17 +148,33 @@ mod tests {
   ]
 }"#;
         assert_eq!(
-            serde_json::to_string_pretty(&conflist("10.244.1.0/24", 1450)).unwrap(),
+            serde_json::to_string_pretty(&conflist(&["10.244.1.0/24".into()], 1450)).unwrap(),
             expected
+        );
+    }
+
+    #[test]
+    fn dual_stack_pods_get_a_range_and_a_default_route_per_family() {
+        let list = conflist(&["10.244.1.0/24".into(), "fd00:10:244:1::/64".into()], 1500);
+        let ipam = &list["plugins"][0]["ipam"];
+        assert_eq!(
+            ipam["ranges"],
+            json!([[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:10:244:1::/64"}]])
+        );
+        assert_eq!(
+            ipam["routes"],
+            json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
         );
     }
 
     #[test]
     fn written_only_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(write(dir.path(), "10.244.1.0/24", 1500).unwrap());
-        assert!(!write(dir.path(), "10.244.1.0/24", 1500).unwrap());
-        assert!(write(dir.path(), "10.244.2.0/24", 1500).unwrap());
+        let one = ["10.244.1.0/24".to_string()];
+        let two = ["10.244.2.0/24".to_string()];
+        assert!(write(dir.path(), &one, 1500).unwrap());
+        assert!(!write(dir.path(), &one, 1500).unwrap());
+        assert!(write(dir.path(), &two, 1500).unwrap());
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

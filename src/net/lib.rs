@@ -1,7 +1,8 @@
 //! The pod network agent, run on every node (`rind node net`), modelled on kind's
 //! kindnet: it waits for node IPAM to give this node its podCIDR, writes the CNI config
 //! for it, keeps a route to every other node's podCIDR via that node's InternalIP as
-//! nodes come and go, masquerades pod traffic leaving the pod network, and enforces
+//! nodes come and go (in a dual-stack cluster, for each family: the IPv6 podCIDR via
+//! the node's IPv6 InternalIP), masquerades pod traffic leaving the pod network, and enforces
 //! NetworkPolicy. Everything comes from watches; each change (or a periodic resync, which
 //! repairs what someone else changed) runs one sync of all three. With
 //! `networking.disableDefaultCNI` the node runs no agent at all (src/node/init.rs).
@@ -116,23 +117,34 @@ fn sync(
     applied: &mut Applied,
 ) -> Result<(), SyncError> {
     let nodes = stores.nodes.state();
-    let own_cidr = nodes
+    let own_cidrs = nodes
         .iter()
         .find(|n| n.metadata.name.as_deref() == Some(cfg.node_name.as_str()))
-        .and_then(|n| pod_cidr(n));
-    if let Some(cidr) = &own_cidr {
-        let written = cni::write(cni::conf_dir(), cidr, mtu).map_err(|source| SyncError::Cni {
-            dir: cni::conf_dir().display().to_string(),
-            source,
-        })?;
+        .map(|n| pod_cidrs(n))
+        .unwrap_or_default();
+    if !own_cidrs.is_empty() {
+        let written =
+            cni::write(cni::conf_dir(), &own_cidrs, mtu).map_err(|source| SyncError::Cni {
+                dir: cni::conf_dir().display().to_string(),
+                source,
+            })?;
         if written {
-            tracing::info!(%cidr, mtu, "wrote the CNI config for the node's podCIDR");
+            let cidrs = own_cidrs.join(",");
+            tracing::info!(%cidrs, mtu, "wrote the CNI config for the node's podCIDRs");
         }
     }
     let desired = nodes
         .iter()
         .filter(|n| n.metadata.name.as_deref() != Some(cfg.node_name.as_str()))
-        .filter_map(|n| Some((pod_cidr(n)?, internal_ip(n)?)))
+        .flat_map(|n| {
+            // Each podCIDR goes via the node's InternalIP of the same family.
+            let ips = internal_ips(n);
+            pod_cidrs(n).into_iter().filter_map(move |cidr| {
+                let v6 = cidr.contains(':');
+                let via = ips.iter().find(|ip| ip.contains(':') == v6)?.clone();
+                Some((cidr, via))
+            })
+        })
         .collect();
     routes::sync(&desired)?;
     let namespaces = policy::namespace_labels(stores.namespaces.state().iter().map(|ns| {
@@ -166,20 +178,35 @@ fn sync(
     Ok(())
 }
 
-fn pod_cidr(node: &Node) -> Option<String> {
-    node.spec
-        .as_ref()?
-        .pod_cidr
-        .clone()
-        .filter(|c| !c.is_empty())
-}
-
-fn internal_ip(node: &Node) -> Option<String> {
-    node.status
-        .as_ref()?
-        .addresses
+/// A node's podCIDRs, one per family, primary first (`spec.podCIDRs`, else the
+/// single `spec.podCIDR`).
+fn pod_cidrs(node: &Node) -> Vec<String> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed: Vec<String> = spec
+        .pod_cidrs
         .iter()
         .flatten()
-        .find(|a| a.type_ == "InternalIP")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect();
+    if !listed.is_empty() {
+        return listed;
+    }
+    spec.pod_cidr
+        .iter()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// A node's InternalIPs (one per family on a dual-stack node).
+fn internal_ips(node: &Node) -> Vec<String> {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP")
         .map(|a| a.address.clone())
+        .collect()
 }

@@ -1,5 +1,7 @@
 //! The agent's nftables table, `ip rind-net`: masquerade for pod traffic leaving the
-//! pod network, and the NetworkPolicy chains. The whole table is replaced in one `nft -f`
+//! pod network, and the NetworkPolicy chains; in a dual-stack cluster also `ip6
+//! rind-net`, the same masquerade for the IPv6 pod network and the drops of IPv6
+//! traffic of policy-isolated pods (policy rules match IPv4 only). The whole table is replaced in one `nft -f`
 //! transaction each sync (create it if missing, delete it, create it anew — all or
 //! nothing), so no packet ever sees half a ruleset.
 
@@ -18,9 +20,13 @@ pub enum NftError {
     Refused(String),
 }
 
-/// The table's full text for a pod subnet and the compiled policies.
-pub fn ruleset(pod_subnet: &str, policies: &Compiled) -> String {
+/// The tables' full text for the pod subnet (one CIDR, or an IPv4 and an IPv6 one,
+/// comma-separated) and the compiled policies.
+pub fn ruleset(pod_subnets: &str, policies: &Compiled) -> String {
     let mut text = String::new();
+    let mut cidrs = rind_runtime::config::cidr_list(pod_subnets);
+    let pod_subnet = cidrs.next().unwrap_or_default();
+    let pod_subnet_v6 = cidrs.find(|c| c.contains(':'));
     // `table` then `delete table`: the first makes sure the second has something to
     // delete on the very first sync; both commit together with the new table below.
     text.push_str(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"));
@@ -58,6 +64,24 @@ pub fn ruleset(pod_subnet: &str, policies: &Compiled) -> String {
         text.push_str("\t}\n");
     }
     text.push_str("}\n");
+    if let Some(v6) = pod_subnet_v6 {
+        text.push_str(&format!(
+            "table ip6 {TABLE} {{}}\ndelete table ip6 {TABLE}\ntable ip6 {TABLE} {{
+\tchain postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\t# As for IPv4: pods' IPv6 traffic leaving the pod network leaves with the
+\t\t# node's IPv6 address.
+\t\tip6 saddr {v6} ip6 daddr != {v6} masquerade
+\t}}
+\tchain forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+"
+        ));
+        for line in &policies.ipv6_drops {
+            text.push_str(&format!("\t\t{line}\n"));
+        }
+        text.push_str("\t}\n}\n");
+    }
     text
 }
 
@@ -109,6 +133,24 @@ table ip rind-net {
     }
 
     #[test]
+    fn dual_stack_adds_an_ipv6_table() {
+        let compiled = Compiled {
+            ipv6_drops: vec!["ip6 daddr fd00:10:244:1::5 drop comment \"d/a\"".into()],
+            ..Compiled::default()
+        };
+        let text = ruleset("10.244.0.0/16,fd00:10:244::/56", &compiled);
+        assert!(text.contains("ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 masquerade"));
+        assert!(text.contains("delete table ip6 rind-net\ntable ip6 rind-net {"));
+        assert!(
+            text.contains("ip6 saddr fd00:10:244::/56 ip6 daddr != fd00:10:244::/56 masquerade")
+        );
+        assert!(
+            text.ends_with("\t\tip6 daddr fd00:10:244:1::5 drop comment \"d/a\"\n\t}\n}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn policy_chains_follow_the_conntrack_rule() {
         let compiled = Compiled {
             jumps: vec!["ip daddr 10.244.1.5 jump ingress-0 comment \"d/a\"".into()],
@@ -116,6 +158,7 @@ table ip rind-net {
                 "ingress-0".into(),
                 vec!["ip saddr { 10.244.2.3 } accept".into(), "drop".into()],
             )],
+            ipv6_drops: Vec::new(),
         };
         let text = ruleset("10.244.0.0/16", &compiled);
         assert!(text.contains(

@@ -8,6 +8,11 @@
 //! direction is isolated in it: its traffic must match a rule of one of those policies,
 //! else it is dropped; replies of allowed connections pass by conntrack state.
 //!
+//! The rules match IPv4 addresses. In a dual-stack cluster a pod also has an IPv6
+//! address, which no rule is written for: a pod isolated in a direction has all its
+//! IPv6 traffic in that direction dropped (`Compiled::ipv6_drops`), so a policy never
+//! lets through over IPv6 what it would refuse over IPv4.
+//!
 //! Traffic between a pod and its own node (the kubelet's probes, host-network pods, the
 //! node's own address) goes through the node's input and output hooks, not forward, so
 //! policies never block it: upstream leaves node traffic to the implementation and
@@ -19,7 +24,7 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rind_api::object_selector::{Labels, label_selector_matches};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The label every namespace carries with its own name (upstream sets it on every
 /// namespace; added here when absent so selectors on it always work).
@@ -32,6 +37,8 @@ pub struct PodView {
     pub name: String,
     pub labels: Labels,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address in a dual-stack cluster.
+    pub ipv6: Option<Ipv6Addr>,
     /// Runs on this node (its policies are enforced here).
     pub local: bool,
     /// Named container ports: (name, protocol, number).
@@ -49,6 +56,11 @@ pub fn pod_view(pod: &Pod, node_name: &str) -> Option<PodView> {
         return None;
     }
     let ip: Ipv4Addr = status.pod_ip.as_deref()?.parse().ok()?;
+    let ipv6 = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .find_map(|p| p.ip.parse::<Ipv6Addr>().ok());
     let ports = spec
         .containers
         .iter()
@@ -66,6 +78,7 @@ pub fn pod_view(pod: &Pod, node_name: &str) -> Option<PodView> {
         name: pod.metadata.name.clone().unwrap_or_default(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         ip,
+        ipv6,
         local: spec.node_name.as_deref() == Some(node_name),
         ports,
     })
@@ -92,6 +105,9 @@ pub fn namespace_labels(
 pub struct Compiled {
     pub jumps: Vec<String>,
     pub chains: Vec<(String, Vec<String>)>,
+    /// For the IPv6 table's forward chain: a drop of every IPv6 packet to (ingress)
+    /// or from (egress) a pod isolated in that direction.
+    pub ipv6_drops: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -422,6 +438,16 @@ pub fn compile(
                 "{jump} {} jump {chain} comment \"{}/{}\"",
                 pod.ip, pod.namespace, pod.name
             );
+            if let Some(ipv6) = pod.ipv6 {
+                let field = match direction {
+                    Direction::Ingress => "ip6 daddr",
+                    Direction::Egress => "ip6 saddr",
+                };
+                out.ipv6_drops.push(format!(
+                    "{field} {ipv6} drop comment \"{}/{}\"",
+                    pod.namespace, pod.name
+                ));
+            }
             match direction {
                 Direction::Ingress => ingress_jumps.push(line),
                 Direction::Egress => out.jumps.push(line),

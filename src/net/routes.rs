@@ -70,20 +70,38 @@ fn ip(args: &[&str]) -> Result<Vec<u8>, RouteError> {
     Ok(out.stdout)
 }
 
-/// Makes the kernel's routes of our protocol exactly `desired`; returns how many changed.
+/// Makes the kernel's routes of our protocol exactly `desired`, IPv4 and IPv6 (an IPv6
+/// table is only looked at when IPv6 routes are wanted or ours are there); returns how
+/// many changed.
 pub fn sync(desired: &Routes) -> Result<usize, RouteError> {
     let proto = ROUTE_PROTO.to_string();
-    let current = parse_routes(&ip(&["-j", "route", "show", "proto", &proto])?)?;
-    let (replace, delete) = diff(&current, desired);
-    for (dst, via) in &replace {
-        ip(&["route", "replace", dst, "via", via, "proto", &proto])?;
-        tracing::info!(%dst, %via, "route to a node's podCIDR");
+    let mut changed = 0;
+    for family in ["-4", "-6"] {
+        let v6 = family == "-6";
+        let wanted: Routes = desired
+            .iter()
+            .filter(|(dst, _)| dst.contains(':') == v6)
+            .map(|(d, v)| (d.clone(), v.clone()))
+            .collect();
+        let listed = ip(&[family, "-j", "route", "show", "proto", &proto]);
+        let current = match listed {
+            Ok(json) => parse_routes(&json)?,
+            // A node without IPv6 (an IPv4 cluster) has no IPv6 routes to list.
+            Err(_) if v6 && wanted.is_empty() => continue,
+            Err(e) => return Err(e),
+        };
+        let (replace, delete) = diff(&current, &wanted);
+        for (dst, via) in &replace {
+            ip(&[family, "route", "replace", dst, "via", via, "proto", &proto])?;
+            tracing::info!(%dst, %via, "route to a node's podCIDR");
+        }
+        for dst in &delete {
+            ip(&[family, "route", "del", dst, "proto", &proto])?;
+            tracing::info!(%dst, "removed the route of a node that left");
+        }
+        changed += replace.len() + delete.len();
     }
-    for dst in &delete {
-        ip(&["route", "del", dst, "proto", &proto])?;
-        tracing::info!(%dst, "removed the route of a node that left");
-    }
-    Ok(replace.len() + delete.len())
+    Ok(changed)
 }
 
 #[cfg(test)]

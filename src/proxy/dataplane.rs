@@ -2,11 +2,11 @@
 //! flows whose endpoint went away, and the status file a benchmark or a person can
 //! read to see what was programmed when.
 
-use crate::model::{Protocol, ServicePort};
+use crate::model::{Family, Protocol, ServicePort};
 use crate::{iptables, nftables};
 use rind_runtime::ProxyMode;
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -39,25 +39,39 @@ pub struct SyncStats {
 
 /// A UDP flow target, for conntrack cleanup: (cluster IP or None for a node port,
 /// port, endpoint address).
-type UdpTarget = (Option<Ipv4Addr>, u16, Ipv4Addr);
+type UdpTarget = (Option<IpAddr>, u16, IpAddr);
 
+/// One family's data plane (a dual-stack node runs two).
 pub struct Dataplane {
     mode: ProxyMode,
+    family: Family,
+    /// The pod network of this family.
     pod_subnet: String,
     nft_last: Option<nftables::Applied>,
     ipt_known: Option<iptables::Known>,
     udp_last: BTreeSet<UdpTarget>,
     /// UDP Services (cluster IP, port) that had no endpoint at the last sync.
-    udp_empty_last: BTreeSet<(Ipv4Addr, u16)>,
+    udp_empty_last: BTreeSet<(IpAddr, u16)>,
 }
 
 impl Dataplane {
+    /// The IPv4 plane.
     pub fn new(mode: ProxyMode, pod_subnet: &str) -> Result<Dataplane, ProxyError> {
+        Self::for_family(mode, pod_subnet, Family::V4)
+    }
+
+    /// The plane of `family`, for its pod network `pod_subnet`.
+    pub fn for_family(
+        mode: ProxyMode,
+        pod_subnet: &str,
+        family: Family,
+    ) -> Result<Dataplane, ProxyError> {
         if mode == ProxyMode::None {
             return Err(ProxyError::Disabled);
         }
         Ok(Dataplane {
             mode,
+            family,
             pod_subnet: pod_subnet.to_string(),
             nft_last: None,
             ipt_known: None,
@@ -81,13 +95,13 @@ impl Dataplane {
     }
 
     async fn sync_nft(&mut self, ports: &[ServicePort], full: bool) -> Result<usize, ProxyError> {
-        let table = nftables::generate(ports, &self.pod_subnet);
+        let table = nftables::generate(ports, &self.pod_subnet, self.family);
         let applied = table.applied();
         if !full && self.nft_last.as_ref() == Some(&applied) {
             return Ok(0);
         }
         let old = if full { None } else { self.nft_last.as_ref() };
-        let text = nftables::render(&table, old);
+        let text = nftables::render(&table, old, self.family);
         // A failed transaction changes nothing; what the kernel holds is then unknown
         // to us only in the sense that the next sync must be a full one.
         self.nft_last = None;
@@ -101,12 +115,13 @@ impl Dataplane {
         ports: &[ServicePort],
         full: bool,
     ) -> Result<usize, ProxyError> {
-        let tables = iptables::generate(ports, &self.pod_subnet);
+        let tables = iptables::generate(ports, &self.pod_subnet, self.family);
+        let program = self.family.iptables();
         let mut known = match self.ipt_known.take() {
             Some(k) => k,
             None => iptables::Known {
-                filter: iptables::Known::parse_save(&save("filter").await?),
-                nat: iptables::Known::parse_save(&save("nat").await?),
+                filter: iptables::Known::parse_save(&save(program, "filter").await?),
+                nat: iptables::Known::parse_save(&save(program, "nat").await?),
             },
         };
         if full {
@@ -116,10 +131,11 @@ impl Dataplane {
         if !text.is_empty() {
             // -w: wait for the xtables lock rather than fail when another writer
             // (the network agent, the CNI portmap plugin) holds it.
-            feed("iptables-restore", &["-w", "5", "--noflush"], &text).await?;
+            let restore = format!("{program}-restore");
+            feed(&restore, &["-w", "5", "--noflush"], &text).await?;
         }
         if full {
-            ensure_hooks().await?;
+            ensure_hooks(program).await?;
         }
         self.ipt_known = Some(iptables::Known::from_tables(&tables));
         Ok(text.len())
@@ -131,9 +147,15 @@ impl Dataplane {
     /// to UDP Services that had no endpoint (their packets were refused, and the
     /// entries would outlive the refusal).
     fn clean_conntrack(&mut self, ports: &[ServicePort]) {
-        let commands = self.conntrack_commands(ports);
+        let mut commands = self.conntrack_commands(ports);
         if commands.is_empty() {
             return;
+        }
+        if self.family == Family::V6 {
+            // conntrack works on IPv4 entries unless told the family.
+            for args in &mut commands {
+                args.splice(0..0, ["-f".to_string(), "ipv6".to_string()]);
+            }
         }
         tokio::spawn(async move {
             for args in commands {
@@ -230,8 +252,8 @@ async fn feed(program: &str, args: &[&str], input: &str) -> Result<(), ProxyErro
     Ok(())
 }
 
-async fn save(table: &str) -> Result<String, ProxyError> {
-    run("iptables-save", &["-t", table]).await
+async fn save(program: &str, table: &str) -> Result<String, ProxyError> {
+    run(&format!("{program}-save"), &["-t", table]).await
 }
 
 async fn run(program: &str, args: &[&str]) -> Result<String, ProxyError> {
@@ -254,17 +276,17 @@ async fn run(program: &str, args: &[&str]) -> Result<String, ProxyError> {
 }
 
 /// Puts each jump from a built-in chain into ours at the head of its chain, once.
-async fn ensure_hooks() -> Result<(), ProxyError> {
+async fn ensure_hooks(program: &str) -> Result<(), ProxyError> {
     for (table, chain, rule) in iptables::hooks() {
         let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
         let mut check = vec!["-w", "5", "-t", table, "-C", chain];
         check.extend(&rule);
-        if run("iptables", &check).await.is_ok() {
+        if run(program, &check).await.is_ok() {
             continue;
         }
         let mut insert = vec!["-w", "5", "-t", table, "-I", chain, "1"];
         insert.extend(&rule);
-        run("iptables", &insert).await?;
+        run(program, &insert).await?;
     }
     Ok(())
 }
@@ -418,7 +440,7 @@ mod timing {
         let ports: Vec<ServicePort> = (0..1000u32)
             .map(|i| ServicePort {
                 name: format!("default/bench-{i}:http"),
-                cluster_ip: Ipv4Addr::from(0x0a60_0000 + i),
+                cluster_ip: std::net::Ipv4Addr::from(0x0a60_0000 + i).into(),
                 port: 80,
                 protocol: Protocol::Tcp,
                 node_port: None,
@@ -428,7 +450,7 @@ mod timing {
                 external_local: false,
                 endpoints: (0..10u32)
                     .map(|j| Endpoint {
-                        ip: Ipv4Addr::from(0x0afa_0000 + i * 10 + j),
+                        ip: std::net::Ipv4Addr::from(0x0afa_0000 + i * 10 + j).into(),
                         port: 8080,
                         ready: true,
                         serving: true,
@@ -439,17 +461,17 @@ mod timing {
             })
             .collect();
         let t = std::time::Instant::now();
-        let table = nftables::generate(&ports, "10.244.0.0/16");
+        let table = nftables::generate(&ports, "10.244.0.0/16", Family::V4);
         let generated = t.elapsed();
         let applied = table.applied();
-        let text = nftables::render(&table, Some(&applied));
+        let text = nftables::render(&table, Some(&applied), Family::V4);
         println!(
             "nftables: generate {generated:?}, generate+digest+render {:?} ({} bytes when nothing changed)",
             t.elapsed(),
             text.len()
         );
         let t = std::time::Instant::now();
-        let tables = iptables::generate(&ports, "10.244.0.0/16");
+        let tables = iptables::generate(&ports, "10.244.0.0/16", Family::V4);
         let generated = t.elapsed();
         let known = iptables::Known::from_tables(&tables);
         let text = iptables::render(&tables, &known);

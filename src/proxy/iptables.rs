@@ -2,9 +2,10 @@
 //! one `iptables-restore --noflush` per sync (as kube-proxy does). A chain named in
 //! the input is flushed and refilled by the same transaction; chains not named are
 //! left as they are, so a sync rewrites only the Services that changed, and the
-//! kernel sees every change at once.
+//! kernel sees every change at once. The IPv6 plane of a dual-stack node writes the
+//! same chains with `ip6tables-restore`.
 
-use crate::model::{Endpoint, ServicePort, digest};
+use crate::model::{Endpoint, Family, ServicePort, digest, host_port};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -25,7 +26,9 @@ pub struct Tables {
 }
 
 /// Every chain of the proxy for these Service ports.
-pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
+pub fn generate(ports: &[ServicePort], pod_subnet: &str, family: Family) -> Tables {
+    let host = family.host_bits();
+    let unreachable = format!("REJECT --reject-with {}", family.port_unreachable());
     let mut filter: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut nat: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut services = Vec::new();
@@ -38,7 +41,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
         let ext_chain = format!("RIND-EXT-{}", ids.service);
         let proto = sp.protocol.lower();
         let dest = format!(
-            "-d {}/32 -p {proto} -m {proto} --dport {}",
+            "-d {}/{host} -p {proto} -m {proto} --dport {}",
             sp.cluster_ip, sp.port
         );
         let cluster = sp.cluster_endpoints();
@@ -52,10 +55,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
             let (why, target) = if sp.internal_local && !cluster.is_empty() {
                 ("has no local endpoints", "DROP")
             } else {
-                (
-                    "has no endpoints",
-                    "REJECT --reject-with icmp-port-unreachable",
-                )
+                ("has no endpoints", unreachable.as_str())
             };
             rejects.push(format!(
                 "{dest} -m comment --comment \"{} cluster IP {why}\" -j {target}",
@@ -79,10 +79,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                 let (why, target) = if sp.external_local && !cluster.is_empty() {
                     ("has no local endpoints", "DROP")
                 } else {
-                    (
-                        "has no endpoints",
-                        "REJECT --reject-with icmp-port-unreachable",
-                    )
+                    ("has no endpoints", unreachable.as_str())
                 };
                 if let Some(node_port) = sp.node_port {
                     rejects.push(format!(
@@ -92,7 +89,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                 }
                 for ip in &sp.external_ips {
                     rejects.push(format!(
-                        "-d {ip}/32 -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP {why}\" -j {target}",
+                        "-d {ip}/{host} -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP {why}\" -j {target}",
                         sp.port, sp.name
                     ));
                 }
@@ -140,7 +137,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
                 }
                 for ip in &sp.external_ips {
                     services.push(format!(
-                        "-d {ip}/32 -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP\" -j {ext_chain}",
+                        "-d {ip}/{host} -p {proto} -m {proto} --dport {} -m comment --comment \"{} external IP\" -j {ext_chain}",
                         sp.port, sp.name
                     ));
                 }
@@ -164,18 +161,20 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
             let mut rules = vec![format!(
                 // Hairpin: a pod reaching itself through its Service would see its
                 // own address as the source and answer itself directly.
-                "-s {}/32 -m comment --comment \"{}\" -j {MARK_MASQ}",
+                "-s {}/{host} -m comment --comment \"{}\" -j {MARK_MASQ}",
                 ep.ip, sp.name
             )];
             let recent = match sp.affinity {
-                Some(_) => {
-                    format!("-m recent --name {chain} --mask 255.255.255.255 --rsource --set ")
-                }
+                Some(_) => format!(
+                    "-m recent --name {chain} --mask {} --rsource --set ",
+                    family.full_mask()
+                ),
                 None => String::new(),
             };
             rules.push(format!(
-                "-p {proto} -m comment --comment \"{}\" {recent}-m {proto} -j DNAT --to-destination {}:{}",
-                sp.name, ep.ip, ep.port
+                "-p {proto} -m comment --comment \"{}\" {recent}-m {proto} -j DNAT --to-destination {}",
+                sp.name,
+                host_port(&ep.ip, ep.port)
             ));
             nat.insert(chain, rules);
         }
@@ -184,7 +183,8 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Tables {
     // addresses may be a node port (not 127.0.0.0/8: node ports on localhost would
     // need route_localnet, which upstream's nftables mode no longer offers either).
     services.push(format!(
-        "-m comment --comment \"rind service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j {NODEPORTS}"
+        "-m comment --comment \"rind service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d {} -j {NODEPORTS}",
+        family.loopback()
     ));
     nat.insert(SERVICES.into(), services);
     nat.insert(NODEPORTS.into(), nodeports);
@@ -394,22 +394,58 @@ mod tests {
 
     #[test]
     fn golden_full_sync() {
-        let tables = generate(&ports(), "10.244.0.0/16");
+        let tables = generate(&ports(), "10.244.0.0/16", Family::V4);
         let text = render(&tables, &Known::default());
         golden("iptables-full.txt", &text);
     }
 
     #[test]
     fn partial_sync_touches_only_what_changed() {
-        let before = generate(&ports(), "10.244.0.0/16");
+        let before = generate(&ports(), "10.244.0.0/16", Family::V4);
         let mut changed = ports();
         // The second endpoint leaves.
         changed[1].endpoints.pop();
-        let after = generate(&changed, "10.244.0.0/16");
+        let after = generate(&changed, "10.244.0.0/16", Family::V4);
         let text = render(&after, &Known::from_tables(&before));
         golden("iptables-partial.txt", &text);
         // Nothing changed: nothing to write.
         assert_eq!(render(&after, &Known::from_tables(&after)), "");
+    }
+
+    #[test]
+    fn ipv6_plane_writes_ipv6_addresses() {
+        let web = service(
+            "web",
+            json!({"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00:10:96::20"],
+                   "ipFamilies": ["IPv4", "IPv6"], "type": "NodePort", "sessionAffinity": "ClientIP",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        );
+        let mut s = slice(
+            "web",
+            8080,
+            json!([{"addresses": ["fd00:10:244:1::5"], "nodeName": "n1", "conditions": {"ready": true}}]),
+        );
+        s.address_type = "IPv6".into();
+        let ports = crate::model::build_family(&[&web], &[&s], "n1", Family::V6);
+        let text = render(
+            &generate(&ports, "fd00:10:244::/56", Family::V6),
+            &Known::default(),
+        );
+        assert!(
+            text.contains("-d fd00:10:96::20/128 -p tcp -m tcp --dport 80"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--to-destination [fd00:10:244:1::5]:8080"),
+            "{text}"
+        );
+        assert!(text.contains("-s fd00:10:244:1::5/128 "), "{text}");
+        assert!(
+            text.contains("--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            "{text}"
+        );
+        assert!(text.contains("! -d ::1/128 -j RIND-NODEPORTS"), "{text}");
+        assert!(!text.contains("/32"), "{text}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! programs the node's packet filter so that cluster IPs and node ports reach the
 //! Services' endpoints. Two data planes, as upstream's kube-proxy: `nftables` (our own
 //! table, one `nft -f` transaction per sync) and `iptables` (our own chains, one
-//! `iptables-restore --noflush` transaction per sync).
+//! `iptables-restore --noflush` transaction per sync). A dual-stack node runs a plane
+//! per family, as upstream's kube-proxy runs a proxier per family: the IPv6 one in
+//! `ip6` tables or ip6tables, for Services' IPv6 ClusterIPs and the IPv6 slices.
 
 pub mod dataplane;
 pub mod iptables;
@@ -37,7 +39,20 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
     let mode = cfg.kube_proxy_mode;
-    let mut plane = dataplane::Dataplane::new(mode, &cfg.pod_subnet)?;
+    // One plane per family of the pod network (one CIDR per family, primary first).
+    let mut planes = rind_runtime::config::cidr_list(&cfg.pod_subnet)
+        .map(|cidr| {
+            let family = if cidr.contains(':') {
+                model::Family::V6
+            } else {
+                model::Family::V4
+            };
+            Ok((
+                family,
+                dataplane::Dataplane::for_family(mode, cidr, family)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, dataplane::ProxyError>>()?;
     let client = rind_runtime::client::from_kubeconfig(paths::PROXY_CONF).await?;
     let wake = Arc::new(Notify::new());
     let (services, _services_task) =
@@ -76,9 +91,23 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             .unwrap_or(0);
         let svc_refs: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
         let slice_refs: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
-        let ports = model::build(&svc_refs, &slice_refs, &cfg.node_name);
         let started = Instant::now();
-        match plane.sync(&ports, full).await {
+        let mut all_ports = Vec::new();
+        let mut result = Ok(dataplane::SyncStats::default());
+        for (family, plane) in &mut planes {
+            let ports = model::build_family(&svc_refs, &slice_refs, &cfg.node_name, *family);
+            match plane.sync(&ports, full).await {
+                Ok(stats) => {
+                    if let Ok(total) = &mut result {
+                        total.bytes += stats.bytes;
+                    }
+                }
+                Err(err) => result = Err(err),
+            }
+            all_ports.extend(ports);
+        }
+        let ports = all_ports;
+        match result {
             Ok(stats) => {
                 let took = started.elapsed();
                 status.record(full, took, revision, &ports, stats);

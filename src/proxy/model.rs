@@ -6,12 +6,100 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
 pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
+
+/// The address family one data plane serves. A dual-stack node runs one of each, as
+/// upstream's kube-proxy runs a proxier per family: IPv4 rules in `ip` tables and
+/// iptables, IPv6 rules in `ip6` tables and ip6tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: &IpAddr) -> Family {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+
+    /// EndpointSlices' `addressType` and Services' `ipFamilies` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// nftables' table family and address match keyword (`ip saddr`, `ip6 saddr`).
+    pub fn nft(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    /// nftables' address type in set and map declarations.
+    pub fn nft_addr(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+
+    /// A single address as a prefix length (`/32`, `/128`).
+    pub fn host_bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    /// The loopback range, where node ports are not offered.
+    pub fn loopback(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.0/8",
+            Family::V6 => "::1/128",
+        }
+    }
+
+    /// The iptables program of the family (`iptables`, `ip6tables`), to which
+    /// `-save` and `-restore` are appended for the others.
+    pub fn iptables(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+
+    /// The ICMP reply that refuses a connection.
+    pub fn port_unreachable(self) -> &'static str {
+        match self {
+            Family::V4 => "icmp-port-unreachable",
+            Family::V6 => "icmp6-port-unreachable",
+        }
+    }
+
+    /// The full-address mask of `-m recent --mask`.
+    pub fn full_mask(self) -> &'static str {
+        match self {
+            Family::V4 => "255.255.255.255",
+            Family::V6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        }
+    }
+}
+
+/// `ip:port` as DNAT targets write it (`[ip]:port` for IPv6).
+pub fn host_port(ip: &IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -42,7 +130,7 @@ impl Protocol {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
     pub ready: bool,
     pub serving: bool,
@@ -55,13 +143,13 @@ pub struct Endpoint {
 pub struct ServicePort {
     /// `namespace/name:port` as kube-proxy names it (`namespace/name` for an unnamed port).
     pub name: String,
-    pub cluster_ip: Ipv4Addr,
+    pub cluster_ip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
     pub node_port: Option<u16>,
     /// `externalIPs` and the load balancer's ingress IPs: reached from outside like
     /// the node port (`externalTrafficPolicy` applies).
-    pub external_ips: Vec<Ipv4Addr>,
+    pub external_ips: Vec<IpAddr>,
     /// `sessionAffinity: ClientIP` and its timeout in seconds.
     pub affinity: Option<u32>,
     pub internal_local: bool,
@@ -110,14 +198,26 @@ fn pick<'a>(all: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<&'a Endpoint
     all.filter(|e| e.serving && e.terminating).collect()
 }
 
-/// Every proxied Service port, sorted by name. Headless Services (`clusterIP: None`),
-/// ExternalName Services and non-IPv4 addresses are not proxied.
+/// Every proxied IPv4 Service port, sorted by name.
 pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Vec<ServicePort> {
+    build_family(services, slices, node, Family::V4)
+}
+
+/// Every proxied Service port of `family`, sorted by name: each Service's ClusterIP of
+/// that family with the endpoints of its slices of that family. Headless Services
+/// (`clusterIP: None`), ExternalName Services and Services without an address of the
+/// family are not proxied by this family's plane.
+pub fn build_family(
+    services: &[&Service],
+    slices: &[&EndpointSlice],
+    node: &str,
+    family: Family,
+) -> Vec<ServicePort> {
     // Endpoints by (namespace, service, port name, protocol).
     let mut endpoints: BTreeMap<(String, String, String, Protocol), BTreeSet<Endpoint>> =
         BTreeMap::new();
     for slice in slices {
-        if slice.address_type != "IPv4" {
+        if slice.address_type != family.name() {
             continue;
         }
         let Some(service) = slice
@@ -154,7 +254,12 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                 let terminating = cond.terminating.unwrap_or(false);
                 let local = ep.node_name.as_deref() == Some(node);
                 // One address per endpoint is all upstream reads.
-                let Some(ip) = ep.addresses.first().and_then(|a| a.parse().ok()) else {
+                let Some(ip) = ep
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .filter(|ip| Family::of(ip) == family)
+                else {
                     continue;
                 };
                 set.insert(Endpoint {
@@ -175,11 +280,14 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
             continue;
         }
         let Some(cluster_ip) = spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .cluster_ips
+            .iter()
+            .flatten()
+            .chain(spec.cluster_ip.iter())
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .find(|ip| Family::of(ip) == family)
         else {
-            // Headless ("None"), unallocated or IPv6: nothing to proxy.
+            // Headless ("None"), unallocated or of the other family: nothing to proxy.
             continue;
         };
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
@@ -192,7 +300,7 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(DEFAULT_AFFINITY_SECONDS)
         });
-        let mut external_ips: Vec<Ipv4Addr> = spec
+        let mut external_ips: Vec<IpAddr> = spec
             .external_ips
             .iter()
             .flatten()
@@ -209,6 +317,7 @@ pub fn build(services: &[&Service], slices: &[&EndpointSlice], node: &str) -> Ve
                     .filter_map(|i| i.ip.as_deref())
                     .filter_map(|ip| ip.parse().ok()),
             )
+            .filter(|ip| Family::of(ip) == family)
             .collect();
         external_ips.sort();
         external_ips.dedup();

@@ -1,4 +1,5 @@
-//! The `nftables` mode: everything in our own table `ip rind-proxy`, changed by one
+//! The `nftables` mode: everything in our own table `ip rind-proxy` (and, for the
+//! IPv6 plane of a dual-stack node, `ip6 rind-proxy`), changed by one
 //! `nft -f` transaction per sync. Cluster IPs and node ports are looked up in verdict
 //! maps (one lookup, not a rule per Service); each Service port has a balancing chain
 //! that picks an endpoint with `numgen random`. A sync rewrites the maps and the
@@ -6,11 +7,20 @@
 //! transaction, so the kernel switches from the old rules to the new at once.
 
 use crate::iptables::MASQ_MARK;
-use crate::model::{Endpoint, ServicePort, digest};
+use crate::model::{Endpoint, Family, ServicePort, digest, host_port};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 pub const TABLE: &str = "ip rind-proxy";
+pub const TABLE_V6: &str = "ip6 rind-proxy";
+
+/// The table of a family's plane.
+pub fn table(family: Family) -> &'static str {
+    match family {
+        Family::V4 => TABLE,
+        Family::V6 => TABLE_V6,
+    }
+}
 
 /// The chains hooked into the kernel's netfilter path, with their hook and priority.
 const BASE_CHAINS: [(&str, &str); 6] = [
@@ -28,16 +38,13 @@ const BASE_CHAINS: [(&str, &str); 6] = [
     ("filter-output", "type filter hook output priority -110"),
 ];
 
-/// Our maps and their element types.
+/// Our maps and their element types (`ADDR` is the family's address type).
 const MAPS: [(&str, &str); 4] = [
-    (
-        "service-ips",
-        "ipv4_addr . inet_proto . inet_service : verdict",
-    ),
+    ("service-ips", "ADDR . inet_proto . inet_service : verdict"),
     ("service-nodeports", "inet_proto . inet_service : verdict"),
     (
         "no-endpoint-services",
-        "ipv4_addr . inet_proto . inet_service : verdict",
+        "ADDR . inet_proto . inet_service : verdict",
     ),
     (
         "no-endpoint-nodeports",
@@ -82,7 +89,8 @@ impl Table {
     }
 }
 
-pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
+pub fn generate(ports: &[ServicePort], pod_subnet: &str, family: Family) -> Table {
+    let ip = family.nft();
     let mut t = Table::default();
     for (name, _) in MAPS {
         t.maps.insert(name.into(), Vec::new());
@@ -144,7 +152,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
                     want_svc = true;
                     // Pods and the node itself may use any endpoint; the node's own
                     // connections are masqueraded so replies come back.
-                    rules.push(format!("ip saddr {pod_subnet} goto {svc}"));
+                    rules.push(format!("{ip} saddr {pod_subnet} goto {svc}"));
                     rules.push("fib saddr type local jump mark-for-masquerade".into());
                     rules.push(format!("fib saddr type local goto {svc}"));
                 }
@@ -171,11 +179,11 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
         }
         let mut seps: Vec<&Endpoint> = Vec::new();
         if want_svc {
-            chains.insert(svc, balance(sp, &cluster, pod_subnet));
+            chains.insert(svc, balance(sp, &cluster, pod_subnet, family));
             seps.extend(cluster.iter().copied());
         }
         if want_svl {
-            chains.insert(svl, balance(sp, &local, pod_subnet));
+            chains.insert(svl, balance(sp, &local, pod_subnet, family));
             seps.extend(local.iter().copied());
         }
         for ep in seps {
@@ -186,18 +194,21 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
             }
             // Hairpin: a pod reaching itself through its Service is masqueraded, or
             // it would answer its own address directly.
-            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
+            let mut rules = vec![format!("{ip} saddr {} jump mark-for-masquerade", ep.ip)];
             if let Some(seconds) = sp.affinity {
                 let set = affinity_set(&epid, seconds);
-                rules.push(format!("update @{set} {{ ip saddr }}"));
+                rules.push(format!("update @{set} {{ {ip} saddr }}"));
                 sets.insert(
                     set,
-                    format!("type ipv4_addr ; flags dynamic,timeout ; timeout {seconds}s ;"),
+                    format!(
+                        "type {} ; flags dynamic,timeout ; timeout {seconds}s ;",
+                        family.nft_addr()
+                    ),
                 );
             }
             rules.push(format!(
-                "meta l4proto {proto} dnat to {}:{}",
-                ep.ip, ep.port
+                "meta l4proto {proto} dnat to {}",
+                host_port(&ep.ip, ep.port)
             ));
             chains.insert(chain, rules);
         }
@@ -205,10 +216,13 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
     chains.insert(
         "services".into(),
         vec![
-            "ip daddr . meta l4proto . th dport vmap @service-ips".into(),
+            format!("{ip} daddr . meta l4proto . th dport vmap @service-ips"),
             // Node ports on every address of the node but loopback (that would need
             // route_localnet, which upstream's nftables mode does not offer either).
-            "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports".into(),
+            format!(
+                "fib daddr type local {ip} daddr != {} meta l4proto . th dport vmap @service-nodeports",
+                family.loopback()
+            ),
         ],
     );
     chains.insert(
@@ -227,7 +241,7 @@ pub fn generate(ports: &[ServicePort], pod_subnet: &str) -> Table {
     chains.insert(
         "filter-checks".into(),
         vec![
-            "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
+            format!("ct state new {ip} daddr . meta l4proto . th dport vmap @no-endpoint-services"),
             "ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports"
                 .into(),
         ],
@@ -252,19 +266,20 @@ fn affinity_set(epid: &str, seconds: u32) -> String {
     format!("affinity-{epid}-{seconds}")
 }
 
-fn balance(sp: &ServicePort, eps: &[&Endpoint], pod_subnet: &str) -> Vec<String> {
+fn balance(sp: &ServicePort, eps: &[&Endpoint], pod_subnet: &str, family: Family) -> Vec<String> {
     let proto = sp.protocol.lower();
+    let ip = family.nft();
     let mut rules = vec![format!(
         // Callers outside the pod network are masqueraded so the reply comes back
         // through this node.
-        "ip daddr {} {proto} dport {} ip saddr != {pod_subnet} jump mark-for-masquerade",
+        "{ip} daddr {} {proto} dport {} {ip} saddr != {pod_subnet} jump mark-for-masquerade",
         sp.cluster_ip, sp.port
     )];
     if let Some(seconds) = sp.affinity {
         for ep in eps {
             let epid = sp.endpoint_id(ep);
             rules.push(format!(
-                "ip saddr @{} goto sep-{epid}",
+                "{ip} saddr @{} goto sep-{epid}",
                 affinity_set(&epid, seconds)
             ));
         }
@@ -285,23 +300,22 @@ fn balance(sp: &ServicePort, eps: &[&Endpoint], pod_subnet: &str) -> Vec<String>
 /// The `nft -f` input that turns `old` into `new` in one transaction. `old` is None
 /// when what the kernel holds is unknown (the first sync of this process, or a full
 /// resync): then the table is deleted and made afresh in the same transaction.
-pub fn render(new: &Table, old: Option<&Applied>) -> String {
+pub fn render(new: &Table, old: Option<&Applied>, family: Family) -> String {
+    let tbl = table(family);
     let mut out = String::new();
-    let _ = writeln!(out, "add table {TABLE}");
+    let _ = writeln!(out, "add table {tbl}");
     if old.is_none() {
-        let _ = writeln!(out, "delete table {TABLE}");
-        let _ = writeln!(out, "add table {TABLE}");
+        let _ = writeln!(out, "delete table {tbl}");
+        let _ = writeln!(out, "add table {tbl}");
     }
     let empty = Applied::default();
     let old = old.unwrap_or(&empty);
     for (name, hook) in BASE_CHAINS {
-        let _ = writeln!(
-            out,
-            "add chain {TABLE} {name} {{ {hook} ; policy accept ; }}"
-        );
+        let _ = writeln!(out, "add chain {tbl} {name} {{ {hook} ; policy accept ; }}");
     }
     for (name, kind) in MAPS {
-        let _ = writeln!(out, "add map {TABLE} {name} {{ type {kind} ; }}");
+        let kind = kind.replace("ADDR", family.nft_addr());
+        let _ = writeln!(out, "add map {tbl} {name} {{ type {kind} ; }}");
     }
     let changed: Vec<&String> = new
         .chains
@@ -317,38 +331,38 @@ pub fn render(new: &Table, old: Option<&Applied>) -> String {
     let is_base = |n: &str| BASE_CHAINS.iter().any(|(b, _)| *b == n);
     for name in &changed {
         if !is_base(name) {
-            let _ = writeln!(out, "add chain {TABLE} {name}");
+            let _ = writeln!(out, "add chain {tbl} {name}");
         }
     }
     for (name, decl) in &new.sets {
-        let _ = writeln!(out, "add set {TABLE} {name} {{ {decl} }}");
+        let _ = writeln!(out, "add set {tbl} {name} {{ {decl} }}");
     }
     // Empty the maps and the chains that change or go: this drops every reference
     // to what is deleted below.
     for (name, _) in MAPS {
-        let _ = writeln!(out, "flush map {TABLE} {name}");
+        let _ = writeln!(out, "flush map {tbl} {name}");
     }
     for name in changed.iter().chain(stale.iter()) {
         if old.chains.contains_key(*name) {
-            let _ = writeln!(out, "flush chain {TABLE} {name}");
+            let _ = writeln!(out, "flush chain {tbl} {name}");
         }
     }
     for name in &stale {
-        let _ = writeln!(out, "delete chain {TABLE} {name}");
+        let _ = writeln!(out, "delete chain {tbl} {name}");
     }
     for name in old.sets.iter().filter(|s| !new.sets.contains_key(*s)) {
-        let _ = writeln!(out, "delete set {TABLE} {name}");
+        let _ = writeln!(out, "delete set {tbl} {name}");
     }
     for name in &changed {
         for rule in &new.chains[*name] {
-            let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
+            let _ = writeln!(out, "add rule {tbl} {name} {rule}");
         }
     }
     for (name, elements) in &new.maps {
         if !elements.is_empty() {
             let _ = writeln!(
                 out,
-                "add element {TABLE} {name} {{ {} }}",
+                "add element {tbl} {name} {{ {} }}",
                 elements.join(", ")
             );
         }
@@ -387,17 +401,60 @@ mod tests {
 
     #[test]
     fn golden_full_sync() {
-        let text = render(&generate(&ports(), "10.244.0.0/16"), None);
+        let text = render(
+            &generate(&ports(), "10.244.0.0/16", Family::V4),
+            None,
+            Family::V4,
+        );
         golden("nftables-full.txt", &text);
     }
 
     #[test]
     fn partial_sync_rewrites_only_what_changed() {
-        let before = generate(&ports(), "10.244.0.0/16");
+        let before = generate(&ports(), "10.244.0.0/16", Family::V4);
         let mut changed = ports();
         changed[1].endpoints.pop();
-        let after = generate(&changed, "10.244.0.0/16");
-        let text = render(&after, Some(&before.applied()));
+        let after = generate(&changed, "10.244.0.0/16", Family::V4);
+        let text = render(&after, Some(&before.applied()), Family::V4);
         golden("nftables-partial.txt", &text);
+    }
+
+    #[test]
+    fn ipv6_plane_uses_the_ip6_table_and_addresses() {
+        let web = service(
+            "web",
+            json!({"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00:10:96::20"],
+                   "ipFamilies": ["IPv4", "IPv6"], "type": "NodePort",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        );
+        let mut s = slice(
+            "web",
+            8080,
+            json!([{"addresses": ["fd00:10:244:1::5"], "nodeName": "n1", "conditions": {"ready": true}}]),
+        );
+        s.address_type = "IPv6".into();
+        let v4 = slice("web", 8080, json!([]));
+        let ports = crate::model::build_family(&[&web], &[&s, &v4], "n1", Family::V6);
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].cluster_ip.to_string(), "fd00:10:96::20");
+        assert_eq!(ports[0].endpoints.len(), 1);
+        let text = render(
+            &generate(&ports, "fd00:10:244::/56", Family::V6),
+            None,
+            Family::V6,
+        );
+        assert!(text.contains("add table ip6 rind-proxy\n"), "{text}");
+        assert!(text.contains("type ipv6_addr . inet_proto . inet_service : verdict"));
+        assert!(text.contains("dnat to [fd00:10:244:1::5]:8080"), "{text}");
+        assert!(
+            text.contains("fd00:10:96::20 . tcp . 80 : goto svc-"),
+            "{text}"
+        );
+        assert!(text.contains("ip6 daddr != ::1/128 meta l4proto"), "{text}");
+        assert!(!text.contains(" ip saddr"), "{text}");
+        // The IPv4 plane proxies the same Service by its IPv4 address only.
+        let v4_ports = crate::model::build_family(&[&web], &[&s, &v4], "n1", Family::V4);
+        assert_eq!(v4_ports[0].cluster_ip.to_string(), "10.96.0.20");
+        assert!(v4_ports[0].endpoints.is_empty());
     }
 }

@@ -22,11 +22,18 @@ pub struct NodeConfig {
     pub role: Role,
     /// The node's static IP on the `rind` Docker network.
     pub node_ip: String,
+    /// The node's static IPv6 address on the `rind` network in a dual-stack cluster
+    /// (`networking.ipFamily: dual`), its second InternalIP; None in an IPv4 cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ipv6: Option<String>,
     /// Where components reach the API server from inside the cluster (`https://IP:6443`).
     pub api_server_url: String,
-    /// The cluster's pod network (kind default 10.244.0.0/16).
+    /// The cluster's pod network (kind default 10.244.0.0/16); a dual-stack cluster
+    /// lists one CIDR per family, IPv4 first, comma-separated as upstream's
+    /// `--cluster-cidr` (`10.244.0.0/16,fd00:10:244::/56`).
     pub pod_subnet: String,
-    /// The service network (kind default 10.96.0.0/16).
+    /// The service network (kind default 10.96.0.0/16); dual-stack as `pod_subnet`,
+    /// as upstream's `--service-cluster-ip-range` (`10.96.0.0/16,fd00:10:96::/112`).
     pub service_subnet: String,
     /// Extra node labels from the cluster config.
     #[serde(default)]
@@ -139,11 +146,18 @@ impl NodeConfig {
     }
 }
 
-/// The address `offset` places into a service network given as `base/prefix`: the
-/// `kubernetes` Service has the first (1), the cluster DNS Service the tenth (10), as
-/// kubeadm assigns them. None when the text is no CIDR or the range ends first.
+/// The CIDRs of a comma-separated list such as `10.244.0.0/16,fd00:10:244::/56`
+/// (upstream's dual-stack flag syntax), the primary family first.
+pub fn cidr_list(subnets: &str) -> impl Iterator<Item = &str> {
+    subnets.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The address `offset` places into a service network given as `base/prefix` (of a
+/// dual-stack list, the primary family's): the `kubernetes` Service has the first
+/// (1), the cluster DNS Service the tenth (10), as kubeadm assigns them. None when
+/// the text is no CIDR or the range ends first.
 pub fn service_ip(subnet: &str, offset: u32) -> Option<std::net::IpAddr> {
-    let (base, prefix) = subnet.split_once('/')?;
+    let (base, prefix) = cidr_list(subnet).next()?.split_once('/')?;
     let prefix: u32 = prefix.parse().ok()?;
     match base.parse::<std::net::IpAddr>().ok()? {
         std::net::IpAddr::V4(v4) => {
@@ -172,6 +186,12 @@ mod service_ip_tests {
         assert_eq!(
             service_ip("fd00:10:96::/112", 10).unwrap().to_string(),
             "fd00:10:96::a"
+        );
+        assert_eq!(
+            service_ip("10.96.0.0/16,fd00:10:96::/112", 10)
+                .unwrap()
+                .to_string(),
+            "10.96.0.10"
         );
         assert_eq!(service_ip("10.96.0.0/29", 10), None);
         assert_eq!(service_ip("nonsense", 1), None);

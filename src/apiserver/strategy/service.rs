@@ -40,9 +40,32 @@ impl Strategy for Service {
     fn prepare_for_update(&self, _subresource: Option<&str>, current: &Value, next: &mut Value) {
         keep_allocations(current, next);
     }
+
+    /// Upstream upgrades a Service to dual-stack (or downgrades it) when an update
+    /// changes its policy or families; rind allocates families on create only, so
+    /// such an update is refused by name rather than stored half-done.
+    fn validate_update(&self, current: &Value, next: &Value, causes: &mut Vec<Cause>) {
+        let was_external = current.pointer("/spec/type") == Some(&json!("ExternalName"));
+        let is_external = next.pointer("/spec/type") == Some(&json!("ExternalName"));
+        if was_external || is_external {
+            return;
+        }
+        for key in ["ipFamilyPolicy", "ipFamilies"] {
+            let old = current.pointer(&format!("/spec/{key}"));
+            let new = next.pointer(&format!("/spec/{key}"));
+            if old.is_some() && old != new {
+                causes.push(Cause::invalid(
+                    format!("spec.{key}"),
+                    &new.map(Value::to_string).unwrap_or_default(),
+                    "changing the IP families of an existing Service is not supported by rind (delete and create it again)",
+                ));
+            }
+        }
+    }
 }
 
-/// A Service keeps its allocated ClusterIP and NodePorts when an update leaves them out.
+/// A Service keeps its allocated ClusterIPs, IP families and NodePorts when an update
+/// leaves them out.
 fn keep_allocations(current: &Value, next: &mut Value) {
     let Some(old_spec) = current.get("spec").and_then(Value::as_object) else {
         return;
@@ -50,7 +73,7 @@ fn keep_allocations(current: &Value, next: &mut Value) {
     let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    for key in ["clusterIP", "clusterIPs"] {
+    for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
         let missing = spec
             .get(key)
             .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));

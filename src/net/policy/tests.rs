@@ -10,6 +10,7 @@ fn pod(ns: &str, name: &str, ip: &str, local: bool, labels: &[(&str, &str)]) -> 
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         ip: ip.parse().unwrap(),
+        ipv6: None,
         local,
         ports: vec![("http".into(), "TCP".into(), 8080)],
     }
@@ -204,4 +205,17 @@ fn policies_of_other_namespaces_do_not_select() {
         compile(&[deny], &pods(), &namespaces()),
         Compiled::default()
     );
+}
+
+#[test]
+fn isolated_dual_stack_pods_lose_their_ipv6_traffic_in_that_direction() {
+    let mut pods = pods();
+    pods[0].ipv6 = Some("fd00:10:244:1::5".parse().unwrap());
+    let deny = policy("default", "deny", json!({"podSelector": {}}));
+    let compiled = compile(&[deny], &pods, &namespaces());
+    assert_eq!(
+        compiled.ipv6_drops,
+        ["ip6 daddr fd00:10:244:1::5 drop comment \"default/server\""]
+    );
+    assert!(compile(&[], &pods, &namespaces()).ipv6_drops.is_empty());
 }
