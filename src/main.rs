@@ -35,9 +35,13 @@ fn main() -> ExitCode {
     // our own listeners), chosen explicitly so no library has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The HA load balancer only shuffles bytes between sockets, one per cluster: a
-    // single-threaded runtime keeps its idle memory to what its sockets need.
+    // single-threaded runtime keeps its idle memory to what its sockets need. So does
+    // the cluster DNS server (a pod with a 20 MB budget): its UDP loop answers from a
+    // cache without spawning, and one thread serves it as fast as the client can ask.
     let mut builder = match cli.command {
-        Command::Node(cli::node::NodeCommand::Lb) => tokio::runtime::Builder::new_current_thread(),
+        Command::Node(cli::node::NodeCommand::Lb) | Command::Dns(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

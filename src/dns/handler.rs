@@ -12,27 +12,41 @@ use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The TTL of cluster records (kind's CoreDNS `ttl 30`).
 const TTL: u32 = 30;
 
-/// The current index, swapped whole when the API changes.
+/// The current index, swapped whole when the API changes, and its generation, which
+/// counts the swaps: the UDP answer cache (`udp`) holds answers of one generation.
 #[derive(Clone, Default)]
-pub struct SharedZone(Arc<RwLock<Arc<Zone>>>);
+pub struct SharedZone {
+    zone: Arc<RwLock<Arc<Zone>>>,
+    generation: Arc<AtomicU64>,
+}
 
 impl SharedZone {
     pub fn get(&self) -> Arc<Zone> {
-        self.0.read().map(|z| z.clone()).unwrap_or_default()
+        self.zone.read().map(|z| z.clone()).unwrap_or_default()
     }
 
     pub fn set(&self, zone: Zone) {
-        if let Ok(mut current) = self.0.write() {
+        if let Ok(mut current) = self.zone.write() {
             *current = Arc::new(zone);
+            // Bumped after the swap: whoever reads the new generation and then the
+            // zone gets the new zone, so an answer is never older than its generation.
+            self.generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// How many times the index has been replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
+#[derive(Clone)]
 pub struct Handler {
     pub zone: SharedZone,
     pub upstream: Upstream,
@@ -86,6 +100,31 @@ impl Handler {
             TTL,
         );
         Some(Record::from_rdata(name(DOMAIN)?, TTL, RData::SOA(soa)))
+    }
+
+    /// What the index says about `request`'s one query: `NotOurs` for names that go
+    /// upstream (and for requests that are not one well-formed query, which never reach
+    /// the index).
+    fn answer(zone: &Zone, request: &Request) -> Answer {
+        let Ok(info) = request.request_info() else {
+            return Answer::NotOurs;
+        };
+        let text = info.query.name().to_string();
+        let text = text.trim_end_matches('.');
+        let qtype = info.query.query_type();
+        if qtype == RecordType::SOA && text == DOMAIN {
+            Answer::Records(Vec::new())
+        } else {
+            zone.lookup(text, kind_of(qtype))
+        }
+    }
+
+    /// Whether `request` is answered from the cluster's index rather than forwarded:
+    /// only such answers are the same for the same question until the index changes.
+    pub fn answers_locally(&self, request: &Request) -> bool {
+        request.metadata.op_code == OpCode::Query
+            && request.request_info().is_ok()
+            && Self::answer(&self.zone.get(), request) != Answer::NotOurs
     }
 
     async fn forward<R: ResponseHandler>(
@@ -147,12 +186,7 @@ impl RequestHandler for Handler {
         let text = text.trim_end_matches('.');
         let qtype = query.query_type();
         let zone = self.zone.get();
-        let answer = if qtype == RecordType::SOA && text == DOMAIN {
-            Answer::Records(Vec::new())
-        } else {
-            zone.lookup(text, kind_of(qtype))
-        };
-        let found = match answer {
+        let found = match Self::answer(&zone, request) {
             Answer::NotOurs => {
                 return match self.forward(request, response.clone()).await {
                     Ok(info) => info,

@@ -5,14 +5,17 @@
 //! rest to the resolvers of its own resolv.conf (the pod's `dnsPolicy: Default`: the
 //! node's resolver, reached through the node's relay, `relay`).
 //!
-//! Serving is hickory-server's (UDP and TCP framing, truncation, EDNS); the answers
-//! are ours (`handler`).
+//! Answers are built by `handler` on hickory-server's message layer (truncation,
+//! EDNS). TCP is served by hickory-server; UDP by our own loop (`udp`), which keeps
+//! the wire bytes of the index's answers and serves repeated queries from them.
 
 pub mod forward;
 mod handler;
+mod memory;
 pub mod metrics;
 pub mod records;
 pub mod relay;
+mod udp;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -61,7 +64,10 @@ pub struct DnsArgs {
 
 /// Runs the DNS server until the process ends.
 pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
-    rind_runtime::logging::init("info");
+    memory::no_fault_around();
+    // hickory-server logs every TCP request at info (CoreDNS logs none without its
+    // `log` plugin, which kind's Corefile does not enable).
+    rind_runtime::logging::init("info,hickory_server=warn");
     let client = match &args.kubeconfig {
         Some(path) => rind_runtime::client::from_kubeconfig(path).await?,
         None => Client::try_default()
@@ -81,6 +87,14 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
         let (health, ready, prom) = (args.health_port, args.ready_port, args.metrics_port);
         tokio::spawn(async move { metrics::serve_all(metrics, health, ready, prom).await })
     };
+    // Once the index is loaded, start-up is over: the code it ran is unmapped.
+    let ready = metrics.clone();
+    tokio::spawn(async move {
+        while !ready.ready.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        memory::drop_unused_code();
+    });
     tokio::select! {
         done = serve(client, upstream, udp, tcp, metrics) => done,
         done = http => done.context("the HTTP task")?.context("serving health, readiness and metrics"),
@@ -104,13 +118,13 @@ pub async fn serve(
         metrics: metrics.clone(),
         serial: serial.clone(),
     };
-    let mut server = hickory_server::Server::new(handler);
-    server.register_socket(udp);
+    let mut server = hickory_server::Server::new(handler.clone());
     // 64 KiB: the largest DNS message, so a big answer never waits for buffer space.
     server.register_listener(tcp, TCP_IDLE, 65535);
     let watch = tokio::spawn(follow_api(client, zone, serial, metrics));
     tokio::select! {
-        done = server.block_until_done() => done.context("serving DNS")?,
+        done = server.block_until_done() => done.context("serving DNS over TCP")?,
+        done = udp::serve(udp, handler) => done.context("serving DNS over UDP")?,
         done = watch => done.context("the watch task")??,
     }
     Ok(())
@@ -191,9 +205,10 @@ async fn follow_api(
                 .filter_map(|ns| ns.metadata.name.clone()),
         );
         let names = built.len();
-        zone.set(built);
+        // The serial first: an answer cached for the new index carries its serial.
         let now = jiff::Timestamp::now().as_second();
         serial.store(u32::try_from(now).unwrap_or_default(), Ordering::Relaxed);
+        zone.set(built);
         if !metrics.ready.swap(true, Ordering::Relaxed) {
             tracing::info!(names, "cluster records loaded; ready");
         }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Metrics {
     requests: AtomicU64,
     forwarded: AtomicU64,
+    cache_hits: AtomicU64,
     noerror: AtomicU64,
     nxdomain: AtomicU64,
     servfail: AtomicU64,
@@ -32,6 +33,11 @@ impl Metrics {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A UDP query answered from the cache of answers (`udp`).
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn answered(&self, code: ResponseCode) {
         let counter = match code {
             ResponseCode::NoError => &self.noerror,
@@ -42,7 +48,7 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "# HELP rind_dns_requests_total DNS requests received.\n\
@@ -51,6 +57,9 @@ impl Metrics {
              # HELP rind_dns_forward_requests_total Requests forwarded to the upstream resolvers.\n\
              # TYPE rind_dns_forward_requests_total counter\n\
              rind_dns_forward_requests_total {}\n\
+             # HELP rind_dns_cache_hits_total UDP requests answered from the cache of answers.\n\
+             # TYPE rind_dns_cache_hits_total counter\n\
+             rind_dns_cache_hits_total {}\n\
              # HELP rind_dns_responses_total DNS responses by response code.\n\
              # TYPE rind_dns_responses_total counter\n\
              rind_dns_responses_total{{rcode=\"NOERROR\"}} {}\n\
@@ -59,6 +68,7 @@ impl Metrics {
              rind_dns_responses_total{{rcode=\"other\"}} {}\n",
             get(&self.requests),
             get(&self.forwarded),
+            get(&self.cache_hits),
             get(&self.noerror),
             get(&self.nxdomain),
             get(&self.servfail),
