@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Profile: where the time goes when N pods are created back to back on one node.
+"""Profile: where the time goes when N pods are created back to back (or, with
+--one-at-a-time, each once the one before runs) on one node.
 
 Not a benchmark with a baseline (that is pods.py): a breakdown of each pod's path from
 creation to `Running` into stages, from a watch on the host and the timestamps of the
@@ -12,7 +13,8 @@ components' own log lines inside the node (the node shares the host's clock):
 
 Prints p50/p90/max of each stage and of the whole, plus the spread of the stage starts
 (how long the node took to get through the burst).
-Usage: e2e/bench/pod_stages.py [--rind BIN] [--node-image TAG] [--pods 50] [--keep]"""
+Usage: e2e/bench/pod_stages.py [--rind BIN] [--node-image TAG] [--pods 50] [--one-at-a-time]
+       [--cluster NAME] [--keep]"""
 
 import argparse
 import os
@@ -58,6 +60,8 @@ def main():
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--cluster", help="use this existing cluster instead of creating one")
     parser.add_argument("--keep", action="store_true", help="keep the cluster")
+    parser.add_argument("--one-at-a-time", action="store_true",
+                        help="create each pod once the one before runs (pods.py's first measurement)")
     args = parser.parse_args()
     from kubernetes import client, config, watch
 
@@ -111,6 +115,9 @@ def main():
             pod = f"st-{run_id}-{i}"
             created[pod] = time.time()
             api.create_namespaced_pod("default", pod_manifest(pod, image, ["sleep", "3600"], {"bench": label}))
+            deadline = time.monotonic() + 120
+            while args.one_at_a_time and pod not in running and time.monotonic() < deadline:
+                time.sleep(0.005)
         if not done.wait(600) or len(running) < args.pods:
             sys.exit(f"only {len(running)} of {args.pods} pods reached Running")
         sandbox = log_times(node, "kubelet", "creating the pod sandbox")
@@ -127,7 +134,8 @@ def main():
     points = [("created", created), ("bound", bound), ("sandbox", sandbox), ("sandboxed", sandboxed),
               ("started", started),
               ("patched", patched), ("running", running)]
-    print(f"{args.pods} pods back to back; per-stage seconds (p50 / p90 / max):")
+    how = "one at a time" if args.one_at_a_time else "back to back"
+    print(f"{args.pods} pods {how}; per-stage seconds (p50 / p90 / max):")
     points = [(n, at) for n, at in points if any(p in at for p in created)]
     for (a, at), (b, bt) in zip(points, points[1:]):
         spans = [bt[p] - at[p] for p in created if p in at and p in bt]

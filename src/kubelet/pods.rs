@@ -12,7 +12,7 @@ use super::lifecycle;
 use super::probes::Prober;
 use super::spec::{self, FieldValues, PodKey};
 use super::status::{self, ContainerView, Exit, Instance, SandboxView, Waiting};
-use super::volumes::VolumeCtx;
+use super::volumes::{Prepared, VolumeCtx};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Event, ObjectReference, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -389,7 +389,7 @@ impl PodWorkers {
             .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
             .map(|c| c.id.clone())
             .collect();
-        self.prober.retain(&running);
+        self.prober.retain(&running, listed_at);
         let mut pods = self.store.state();
         // Oldest first, so in a burst the runtime gets the pods' calls in that order.
         pods.sort_by(|a, b| {
@@ -793,6 +793,7 @@ impl PodWorkers {
             .iter()
             .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
             .max_by_key(|s| s.created_at);
+        let prepared = Prepared::default();
         let sandbox_id = match ready {
             Some(sandbox) => sandbox.id.clone(),
             None => {
@@ -821,11 +822,40 @@ impl PodWorkers {
                 // first) made the last pod run later (e2e/bench/pod_stages.py), since
                 // creating one waits on more than the CPU.
                 let started = Instant::now();
-                let created = self
-                    .cri
-                    .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
-                    .await;
-                tracing::info!(pod = %key.name, namespace = %key.namespace, ms = started.elapsed().as_millis(), "sandbox created");
+                let sandbox = async {
+                    let created = self
+                        .cri
+                        .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
+                        .await;
+                    tracing::info!(pod = %key.name, namespace = %key.namespace, ms = started.elapsed().as_millis(), "sandbox created");
+                    created
+                };
+                // The volumes are made ready meanwhile: the runtime's work on the
+                // sandbox is mostly not the kubelet's CPU, and the volumes' API round
+                // trips then cost the pod's start nothing.
+                let (created, ()) = match self.api.client() {
+                    Some(client) => {
+                        // No pod IP yet: volumes that show it are left for later.
+                        let fields = FieldValues {
+                            pod,
+                            pod_ip: "",
+                            node_ip: &self.node_ip,
+                            service_env: &self.service_env,
+                        };
+                        let volume_ctx = VolumeCtx {
+                            client: &client,
+                            pod,
+                            root: Path::new(super::volumes::PODS_DIR),
+                            fields: &fields,
+                            node: self.node,
+                        };
+                        tokio::join!(
+                            sandbox,
+                            super::volumes::prepare_ahead(&volume_ctx, &prepared)
+                        )
+                    }
+                    None => (sandbox.await, ()),
+                };
                 match created {
                     Ok(id) => id,
                     Err(err) => {
@@ -930,6 +960,7 @@ impl PodWorkers {
                 sandbox_config: &sandbox_config,
                 fields: &fields,
                 pid_target: None,
+                prepared: &prepared,
             };
             let view = self
                 .sync_container(&ctx, &instances_of(&container.name))
@@ -952,6 +983,7 @@ impl PodWorkers {
                 sandbox_config: &sandbox_config,
                 fields: &fields,
                 pid_target: None,
+                prepared: &prepared,
             };
             views.push(
                 self.sync_container(&ctx, &instances_of(&container.name))
@@ -984,6 +1016,7 @@ impl PodWorkers {
                 sandbox_config: &sandbox_config,
                 fields: &fields,
                 pid_target,
+                prepared: &prepared,
             };
             ephemeral_views.push(
                 self.sync_container(&ctx, &instances_of(&container.name))
@@ -1051,7 +1084,7 @@ impl PodWorkers {
         }
         let Some(newest) = newest else {
             match self.start_new(ctx, 0).await? {
-                Ok(id) => view.current = Some(self.instance(&id).await?),
+                Ok(id) => self.just_started(ctx, &id, &mut view).await?,
                 Err(waiting) => view.waiting = Some(waiting),
             }
             return Ok(view);
@@ -1128,10 +1161,32 @@ impl PodWorkers {
         view.previous = Some(current);
         view.restart_count = restart_count + 1;
         match self.start_new(ctx, restart_count as u32 + 1).await? {
-            Ok(id) => view.current = Some(self.instance(&id).await?),
+            Ok(id) => self.just_started(ctx, &id, &mut view).await?,
             Err(waiting) => view.waiting = Some(waiting),
         }
         Ok(view)
+    }
+
+    /// Fills `view` for an instance this sync has just started: its state and, while
+    /// it runs, what its probes say (a container without a readiness probe is ready
+    /// at once, as upstream's prober reports it), so the first status patch is
+    /// complete and no second patch follows for readiness alone.
+    async fn just_started(
+        &self,
+        ctx: &ContainerCtx<'_>,
+        id: &str,
+        view: &mut ContainerView,
+    ) -> Result<(), CriError> {
+        let current = self.instance(id).await?;
+        if current.exit.is_none() {
+            let verdict = self
+                .prober
+                .watch(ctx.pod, ctx.container, &current.id, ctx.fields.pod_ip);
+            view.ready = verdict.ready;
+            view.started = verdict.started;
+        }
+        view.current = Some(current);
+        Ok(())
     }
 
     /// Creates and starts a container instance. An unusable image or a runtime
@@ -1192,7 +1247,7 @@ impl PodWorkers {
                     fields: ctx.fields,
                     node: self.node,
                 };
-                super::volumes::mounts(&volume_ctx, ctx.container, &env_vars).await
+                super::volumes::mounts(&volume_ctx, ctx.container, &env_vars, ctx.prepared).await
             }
             None if ctx
                 .container
@@ -1673,6 +1728,8 @@ struct ContainerCtx<'a> {
     /// For an ephemeral container with a target: the running container whose PID
     /// namespace it joins.
     pid_target: Option<String>,
+    /// The pod's volumes this sync has made ready already.
+    prepared: &'a Prepared,
 }
 
 impl ContainerCtx<'_> {

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use rind_runtime::events;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct Verdict {
 struct Watched {
     verdict: Arc<Mutex<Verdict>>,
     cancel: CancellationToken,
+    /// When probing began: a runtime listing older than this cannot show the instance.
+    since: Instant,
 }
 
 /// The timing of a probe, with upstream's defaults.
@@ -159,15 +161,24 @@ impl Prober {
             };
             tokio::spawn(worker.run());
         }
-        watched.insert(id.to_string(), Watched { verdict, cancel });
+        watched.insert(
+            id.to_string(),
+            Watched {
+                verdict,
+                cancel,
+                since: Instant::now(),
+            },
+        );
         initial
     }
 
-    /// Stops the probes of every instance not in `running`.
-    pub fn retain(&self, running: &HashSet<String>) {
+    /// Stops the probes of every instance not in `running`, a runtime listing taken
+    /// at `listed_at`. An instance whose probing began after that listing is kept: a
+    /// sync that started it may have registered it while the listing was under way.
+    pub fn retain(&self, running: &HashSet<String>, listed_at: Instant) {
         if let Ok(mut watched) = self.watched.lock() {
             watched.retain(|id, w| {
-                let keep = running.contains(id);
+                let keep = running.contains(id) || w.since >= listed_at;
                 if !keep {
                     w.cancel.cancel();
                 }
@@ -322,6 +333,57 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoApi;
+
+    #[async_trait::async_trait]
+    impl PodApi for NoApi {
+        async fn patch_status(
+            &self,
+            _: &super::super::spec::PodKey,
+            _: &k8s_openapi::api::core::v1::PodStatus,
+        ) -> Result<(), kube::Error> {
+            Ok(())
+        }
+        async fn delete_now(&self, _: &super::super::spec::PodKey) -> Result<(), kube::Error> {
+            Ok(())
+        }
+        async fn record_event(
+            &self,
+            _: k8s_openapi::api::core::v1::ObjectReference,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) {
+        }
+    }
+
+    #[tokio::test]
+    async fn a_container_registered_after_a_listing_survives_it() {
+        // The socket is never dialled: a container without probes runs no probe task.
+        let prober = Arc::new(Prober::new(Cri::new("/nonexistent.sock"), Arc::new(NoApi)));
+        let container = Container {
+            name: "c".into(),
+            readiness_probe: None,
+            ..Container::default()
+        };
+        let listed_before = Instant::now();
+        let verdict = prober.watch(&Pod::default(), &container, "id1", "10.244.0.2");
+        // No readiness or startup probe: ready and started from the first report.
+        assert_eq!(
+            verdict,
+            Verdict {
+                ready: true,
+                started: true
+            }
+        );
+        // A listing taken before the container was registered does not show it yet.
+        prober.retain(&HashSet::new(), listed_before);
+        assert!(prober.watched.lock().unwrap().contains_key("id1"));
+        // A later listing without it means it is gone.
+        prober.retain(&HashSet::new(), Instant::now());
+        assert!(!prober.watched.lock().unwrap().contains_key("id1"));
+    }
 
     #[test]
     fn timing_defaults_are_upstreams() {

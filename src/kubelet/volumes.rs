@@ -968,12 +968,81 @@ fn mount_tmpfs(
     .map_err(|errno| io(volume)(std::io::Error::from(errno)))
 }
 
+/// Volumes of one pod made ready before its containers are created, by name, with
+/// their path on the node: filled while the pod's sandbox is being created (upstream's
+/// kubelet likewise mounts a pod's volumes before it creates the sandbox), so the API
+/// round trips of a service-account token or a configMap do not add to the pod's start.
+#[derive(Default)]
+pub struct Prepared(std::sync::Mutex<HashMap<String, PathBuf>>);
+
+impl Prepared {
+    fn get(&self, name: &str) -> Option<PathBuf> {
+        self.0.lock().ok().and_then(|m| m.get(name).cloned())
+    }
+
+    fn insert(&self, name: &str, path: PathBuf) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(name.to_string(), path);
+        }
+    }
+}
+
+/// Whether a volume's files carry a `status.` field (the pod's IP): those wait until
+/// the sandbox has given the pod its address.
+fn needs_pod_status(volume: &Volume) -> bool {
+    let status_ref = |items: Option<&Vec<DownwardAPIVolumeFile>>| {
+        items.into_iter().flatten().any(|item| {
+            item.field_ref
+                .as_ref()
+                .is_some_and(|f| f.field_path.starts_with("status."))
+        })
+    };
+    status_ref(volume.downward_api.as_ref().and_then(|d| d.items.as_ref()))
+        || volume
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|source| status_ref(source.downward_api.as_ref().and_then(|d| d.items.as_ref())))
+}
+
+/// Makes ready, all at once, each volume of the pod that one of its containers mounts
+/// and that does not wait on the sandbox. A volume that fails here is not recorded:
+/// [`mounts`] tries it again and reports the failure as it always does.
+pub async fn prepare_ahead(ctx: &VolumeCtx<'_>, prepared: &Prepared) {
+    let Some(spec) = ctx.pod.spec.as_ref() else {
+        return;
+    };
+    let mounted: std::collections::HashSet<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .map(|m| m.name.as_str())
+        .collect();
+    let ready = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| mounted.contains(v.name.as_str()) && !needs_pod_status(v))
+        .map(|volume| async move { (volume, prepare(ctx, volume).await) });
+    for (volume, result) in futures::future::join_all(ready).await {
+        if let Ok(path) = result {
+            prepared.insert(&volume.name, path);
+        }
+    }
+}
+
 /// The CRI mounts for `container`: each of its volumeMounts, with the volume made ready
-/// first. `root` is where pod directories live ([`PODS_DIR`] in a node).
+/// first unless it is in `prepared` already. `root` is where pod directories live
+/// ([`PODS_DIR`] in a node).
 pub async fn mounts(
     ctx: &VolumeCtx<'_>,
     container: &Container,
     env: &HashMap<String, String>,
+    prepared: &Prepared,
 ) -> Result<Vec<v1::Mount>, VolumeError> {
     let volumes = ctx
         .pod
@@ -990,7 +1059,14 @@ pub async fn mounts(
         let base = match ready.get(&volume.name) {
             Some(path) => path.clone(),
             None => {
-                let path = prepare(ctx, volume).await?;
+                let path = match prepared.get(&volume.name) {
+                    Some(path) => path,
+                    None => {
+                        let path = prepare(ctx, volume).await?;
+                        prepared.insert(&volume.name, path.clone());
+                        path
+                    }
+                };
                 let fs_group = ctx
                     .pod
                     .spec
