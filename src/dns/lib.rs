@@ -64,7 +64,6 @@ pub struct DnsArgs {
 
 /// Runs the DNS server until the process ends.
 pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
-    memory::no_fault_around();
     // hickory-server logs every TCP request at info (CoreDNS logs none without its
     // `log` plugin, which kind's Corefile does not enable).
     rind_runtime::logging::init("info,hickory_server=warn");

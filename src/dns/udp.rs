@@ -89,6 +89,9 @@ impl AnswerCache {
     /// Keeps `answer` to `query`, both whole messages, computed from the index at
     /// `generation` (or later), if worth keeping.
     fn keep(&mut self, generation: u64, query: &[u8], answer: &[u8]) {
+        if generation > self.generation {
+            self.at(generation);
+        }
         if generation != self.generation || query.len() > MAX_KEY || answer.len() > MAX_ANSWER {
             return;
         }
