@@ -45,7 +45,7 @@ pub struct Dataplane {
     mode: ProxyMode,
     pod_subnet: String,
     nft_last: Option<nftables::Applied>,
-    ipt_known: Option<iptables::Known>,
+    ipt_last: Option<iptables::Applied>,
     udp_last: BTreeSet<UdpTarget>,
     /// UDP Services (cluster IP, port) that had no endpoint at the last sync.
     udp_empty_last: BTreeSet<(Ipv4Addr, u16)>,
@@ -60,7 +60,7 @@ impl Dataplane {
             mode,
             pod_subnet: pod_subnet.to_string(),
             nft_last: None,
-            ipt_known: None,
+            ipt_last: None,
             udp_last: BTreeSet::new(),
             udp_empty_last: BTreeSet::new(),
         })
@@ -81,19 +81,15 @@ impl Dataplane {
     }
 
     async fn sync_nft(&mut self, ports: &[ServicePort], full: bool) -> Result<usize, ProxyError> {
-        let table = nftables::generate(ports, &self.pod_subnet);
-        let applied = table.applied();
-        if !full && self.nft_last.as_ref() == Some(&applied) {
-            return Ok(0);
+        // A failed transaction changes nothing, but until one succeeds what the kernel
+        // holds is unknown to us in the sense that the next sync must be a full one.
+        let old = if full { None } else { self.nft_last.take() };
+        let plan = nftables::plan(ports, &self.pod_subnet, old);
+        if !plan.text.is_empty() {
+            feed("nft", &["-f", "-"], &plan.text).await?;
         }
-        let old = if full { None } else { self.nft_last.as_ref() };
-        let text = nftables::render(&table, old);
-        // A failed transaction changes nothing; what the kernel holds is then unknown
-        // to us only in the sense that the next sync must be a full one.
-        self.nft_last = None;
-        feed("nft", &["-f", "-"], &text).await?;
-        self.nft_last = Some(applied);
-        Ok(text.len())
+        self.nft_last = Some(plan.applied);
+        Ok(plan.text.len())
     }
 
     async fn sync_iptables(
@@ -101,28 +97,31 @@ impl Dataplane {
         ports: &[ServicePort],
         full: bool,
     ) -> Result<usize, ProxyError> {
-        let tables = iptables::generate(ports, &self.pod_subnet);
-        let mut known = match self.ipt_known.take() {
-            Some(k) => k,
-            None => iptables::Known {
-                filter: iptables::Known::parse_save(&save("filter").await?),
-                nat: iptables::Known::parse_save(&save("nat").await?),
-            },
+        // As for nftables: after a failure the next sync is a full one, from what
+        // iptables-save shows.
+        let plan = match (full, self.ipt_last.take()) {
+            (false, Some(old)) => iptables::plan_partial(ports, &self.pod_subnet, old),
+            (_, last) => {
+                let known = match last {
+                    Some(last) => last.known(),
+                    None => iptables::Known {
+                        filter: iptables::Known::parse_save(&save("filter").await?),
+                        nat: iptables::Known::parse_save(&save("nat").await?),
+                    },
+                };
+                iptables::plan_full(ports, &self.pod_subnet, &known)
+            }
         };
-        if full {
-            known.forget_rules();
-        }
-        let text = iptables::render(&tables, &known);
-        if !text.is_empty() {
+        if !plan.text.is_empty() {
             // -w: wait for the xtables lock rather than fail when another writer
             // (the network agent, the CNI portmap plugin) holds it.
-            feed("iptables-restore", &["-w", "5", "--noflush"], &text).await?;
+            feed("iptables-restore", &["-w", "5", "--noflush"], &plan.text).await?;
         }
         if full {
             ensure_hooks().await?;
         }
-        self.ipt_known = Some(iptables::Known::from_tables(&tables));
-        Ok(text.len())
+        self.ipt_last = Some(plan.applied);
+        Ok(plan.text.len())
     }
 
     /// Deletes conntrack entries of UDP flows to endpoints that no longer serve their
@@ -438,25 +437,71 @@ mod timing {
                     .collect(),
             })
             .collect();
+        // The model, from the objects the watches hold.
+        let services: Vec<k8s_openapi::api::core::v1::Service> = (0..1000u32)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("bench-{i}"), "namespace": "default"},
+                    "spec": {"clusterIP": Ipv4Addr::from(0x0a60_0000 + i).to_string(),
+                             "ports": [{"name": "http", "port": 80}]},
+                }))
+                .unwrap()
+            })
+            .collect();
+        let slices: Vec<k8s_openapi::api::discovery::v1::EndpointSlice> = (0..1000u32)
+            .map(|i| {
+                let eps: Vec<serde_json::Value> = (0..10u32)
+                    .map(|j| serde_json::json!({"addresses": [Ipv4Addr::from(0x0afa_0000 + i * 10 + j).to_string()],
+                                                "conditions": {"ready": true}}))
+                    .collect();
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("bench-{i}"), "namespace": "default",
+                                 "labels": {crate::model::SERVICE_NAME_LABEL: format!("bench-{i}")}},
+                    "addressType": "IPv4",
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                    "endpoints": eps,
+                }))
+                .unwrap()
+            })
+            .collect();
         let t = std::time::Instant::now();
-        let table = nftables::generate(&ports, "10.244.0.0/16");
-        let generated = t.elapsed();
-        let applied = table.applied();
-        let text = nftables::render(&table, Some(&applied));
+        let svc_refs: Vec<_> = services.iter().collect();
+        let slice_refs: Vec<_> = slices.iter().collect();
+        let built = crate::model::build(&svc_refs, &slice_refs, "n1");
         println!(
-            "nftables: generate {generated:?}, generate+digest+render {:?} ({} bytes when nothing changed)",
-            t.elapsed(),
-            text.len()
+            "model: {} ports from 1,000 Services and EndpointSlices in {:?}",
+            built.len(),
+            t.elapsed()
         );
         let t = std::time::Instant::now();
-        let tables = iptables::generate(&ports, "10.244.0.0/16");
-        let generated = t.elapsed();
-        let known = iptables::Known::from_tables(&tables);
-        let text = iptables::render(&tables, &known);
+        let full = nftables::plan(&ports, "10.244.0.0/16", None);
         println!(
-            "iptables: generate {generated:?}, generate+digest+render {:?} ({} bytes)",
+            "nftables: full sync plan {:?} ({} bytes)",
             t.elapsed(),
-            text.len()
+            full.text.len()
+        );
+        let mut changed = ports.clone();
+        changed[500].endpoints[0].ip = Ipv4Addr::new(10, 251, 0, 1);
+        let t = std::time::Instant::now();
+        let partial = nftables::plan(&changed, "10.244.0.0/16", Some(full.applied));
+        println!(
+            "nftables: partial sync plan, one endpoint changed {:?} ({} bytes)",
+            t.elapsed(),
+            partial.text.len()
+        );
+        let t = std::time::Instant::now();
+        let full = iptables::plan_full(&ports, "10.244.0.0/16", &iptables::Known::default());
+        println!(
+            "iptables: full sync plan {:?} ({} bytes)",
+            t.elapsed(),
+            full.text.len()
+        );
+        let t = std::time::Instant::now();
+        let partial = iptables::plan_partial(&changed, "10.244.0.0/16", full.applied);
+        println!(
+            "iptables: partial sync plan, one endpoint changed {:?} ({} bytes)",
+            t.elapsed(),
+            partial.text.len()
         );
     }
 }
