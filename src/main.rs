@@ -34,14 +34,21 @@ fn main() -> ExitCode {
     // One TLS crypto provider for every client and server in the process (kube, tonic,
     // our own listeners), chosen explicitly so no library has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // The HA load balancer only shuffles bytes between sockets, one per cluster: a
-    // single-threaded runtime keeps its idle memory to what its sockets need. So does
-    // the cluster DNS server (a pod with a 20 MB budget): its UDP loop answers from a
-    // cache without spawning, and one thread serves it as fast as the client can ask.
+    // The HA load balancer only shuffles bytes between sockets, one per cluster; the
+    // network agent and the service proxy on every node are a few watches and one sync
+    // loop whose real work is done by `nft`/`iptables-restore` child processes. A
+    // single-threaded runtime keeps their idle memory to what they hold: a worker
+    // thread per core would add its stack and its allocator heap (issue 18's target is
+    // agent + proxy <= 20 MB per node). So does the cluster DNS server (a pod with a
+    // 20 MB budget): its UDP loop answers from a cache without spawning, and one thread
+    // serves it as fast as the client can ask.
     let mut builder = match cli.command {
-        Command::Node(cli::node::NodeCommand::Lb) | Command::Dns(_) => {
-            tokio::runtime::Builder::new_current_thread()
-        }
+        Command::Node(
+            cli::node::NodeCommand::Lb
+            | cli::node::NodeCommand::Net
+            | cli::node::NodeCommand::Proxy,
+        )
+        | Command::Dns(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

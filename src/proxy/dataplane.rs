@@ -48,7 +48,7 @@ pub struct Dataplane {
     /// The pod network of this family.
     pod_subnet: String,
     nft_last: Option<nftables::Applied>,
-    ipt_known: Option<iptables::Known>,
+    ipt_last: Option<iptables::Applied>,
     udp_last: BTreeSet<UdpTarget>,
     /// UDP Services (cluster IP, port) that had no endpoint at the last sync.
     udp_empty_last: BTreeSet<(IpAddr, u16)>,
@@ -74,7 +74,7 @@ impl Dataplane {
             family,
             pod_subnet: pod_subnet.to_string(),
             nft_last: None,
-            ipt_known: None,
+            ipt_last: None,
             udp_last: BTreeSet::new(),
             udp_empty_last: BTreeSet::new(),
         })
@@ -95,19 +95,15 @@ impl Dataplane {
     }
 
     async fn sync_nft(&mut self, ports: &[ServicePort], full: bool) -> Result<usize, ProxyError> {
-        let table = nftables::generate(ports, &self.pod_subnet, self.family);
-        let applied = table.applied();
-        if !full && self.nft_last.as_ref() == Some(&applied) {
-            return Ok(0);
+        // A failed transaction changes nothing, but until one succeeds what the kernel
+        // holds is unknown to us in the sense that the next sync must be a full one.
+        let old = if full { None } else { self.nft_last.take() };
+        let plan = nftables::plan(ports, &self.pod_subnet, old, self.family);
+        if !plan.text.is_empty() {
+            feed("nft", &["-f", "-"], &plan.text).await?;
         }
-        let old = if full { None } else { self.nft_last.as_ref() };
-        let text = nftables::render(&table, old, self.family);
-        // A failed transaction changes nothing; what the kernel holds is then unknown
-        // to us only in the sense that the next sync must be a full one.
-        self.nft_last = None;
-        feed("nft", &["-f", "-"], &text).await?;
-        self.nft_last = Some(applied);
-        Ok(text.len())
+        self.nft_last = Some(plan.applied);
+        Ok(plan.text.len())
     }
 
     async fn sync_iptables(
@@ -115,30 +111,33 @@ impl Dataplane {
         ports: &[ServicePort],
         full: bool,
     ) -> Result<usize, ProxyError> {
-        let tables = iptables::generate(ports, &self.pod_subnet, self.family);
         let program = self.family.iptables();
-        let mut known = match self.ipt_known.take() {
-            Some(k) => k,
-            None => iptables::Known {
-                filter: iptables::Known::parse_save(&save(program, "filter").await?),
-                nat: iptables::Known::parse_save(&save(program, "nat").await?),
-            },
+        // As for nftables: after a failure the next sync is a full one, from what
+        // iptables-save (ip6tables-save) shows.
+        let plan = match (full, self.ipt_last.take()) {
+            (false, Some(old)) => iptables::plan_partial(ports, &self.pod_subnet, old, self.family),
+            (_, last) => {
+                let known = match last {
+                    Some(last) => last.known(),
+                    None => iptables::Known {
+                        filter: iptables::Known::parse_save(&save(program, "filter").await?),
+                        nat: iptables::Known::parse_save(&save(program, "nat").await?),
+                    },
+                };
+                iptables::plan_full(ports, &self.pod_subnet, &known, self.family)
+            }
         };
-        if full {
-            known.forget_rules();
-        }
-        let text = iptables::render(&tables, &known);
-        if !text.is_empty() {
+        if !plan.text.is_empty() {
             // -w: wait for the xtables lock rather than fail when another writer
             // (the network agent, the CNI portmap plugin) holds it.
             let restore = format!("{program}-restore");
-            feed(&restore, &["-w", "5", "--noflush"], &text).await?;
+            feed(&restore, &["-w", "5", "--noflush"], &plan.text).await?;
         }
         if full {
             ensure_hooks(program).await?;
         }
-        self.ipt_known = Some(iptables::Known::from_tables(&tables));
-        Ok(text.len())
+        self.ipt_last = Some(plan.applied);
+        Ok(plan.text.len())
     }
 
     /// Deletes conntrack entries of UDP flows to endpoints that no longer serve their
@@ -430,6 +429,7 @@ mod tests {
 mod timing {
     use super::*;
     use crate::model::Endpoint;
+    use std::net::Ipv4Addr;
 
     /// How long generating and rendering 1,000 Services of 10 endpoints takes in this
     /// build (the rest of a sync is the kernel transaction); `cargo test -p rind-proxy
@@ -440,7 +440,7 @@ mod timing {
         let ports: Vec<ServicePort> = (0..1000u32)
             .map(|i| ServicePort {
                 name: format!("default/bench-{i}:http"),
-                cluster_ip: std::net::Ipv4Addr::from(0x0a60_0000 + i).into(),
+                cluster_ip: Ipv4Addr::from(0x0a60_0000 + i).into(),
                 port: 80,
                 protocol: Protocol::Tcp,
                 node_port: None,
@@ -450,7 +450,7 @@ mod timing {
                 external_local: false,
                 endpoints: (0..10u32)
                     .map(|j| Endpoint {
-                        ip: std::net::Ipv4Addr::from(0x0afa_0000 + i * 10 + j).into(),
+                        ip: Ipv4Addr::from(0x0afa_0000 + i * 10 + j).into(),
                         port: 8080,
                         ready: true,
                         serving: true,
@@ -460,25 +460,76 @@ mod timing {
                     .collect(),
             })
             .collect();
+        // The model, from the objects the watches hold.
+        let services: Vec<k8s_openapi::api::core::v1::Service> = (0..1000u32)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("bench-{i}"), "namespace": "default"},
+                    "spec": {"clusterIP": Ipv4Addr::from(0x0a60_0000 + i).to_string(),
+                             "ports": [{"name": "http", "port": 80}]},
+                }))
+                .unwrap()
+            })
+            .collect();
+        let slices: Vec<k8s_openapi::api::discovery::v1::EndpointSlice> = (0..1000u32)
+            .map(|i| {
+                let eps: Vec<serde_json::Value> = (0..10u32)
+                    .map(|j| serde_json::json!({"addresses": [Ipv4Addr::from(0x0afa_0000 + i * 10 + j).to_string()],
+                                                "conditions": {"ready": true}}))
+                    .collect();
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("bench-{i}"), "namespace": "default",
+                                 "labels": {crate::model::SERVICE_NAME_LABEL: format!("bench-{i}")}},
+                    "addressType": "IPv4",
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                    "endpoints": eps,
+                }))
+                .unwrap()
+            })
+            .collect();
         let t = std::time::Instant::now();
-        let table = nftables::generate(&ports, "10.244.0.0/16", Family::V4);
-        let generated = t.elapsed();
-        let applied = table.applied();
-        let text = nftables::render(&table, Some(&applied), Family::V4);
+        let svc_refs: Vec<_> = services.iter().collect();
+        let slice_refs: Vec<_> = slices.iter().collect();
+        let built = crate::model::build(&svc_refs, &slice_refs, "n1");
         println!(
-            "nftables: generate {generated:?}, generate+digest+render {:?} ({} bytes when nothing changed)",
-            t.elapsed(),
-            text.len()
+            "model: {} ports from 1,000 Services and EndpointSlices in {:?}",
+            built.len(),
+            t.elapsed()
         );
         let t = std::time::Instant::now();
-        let tables = iptables::generate(&ports, "10.244.0.0/16", Family::V4);
-        let generated = t.elapsed();
-        let known = iptables::Known::from_tables(&tables);
-        let text = iptables::render(&tables, &known);
+        let full = nftables::plan(&ports, "10.244.0.0/16", None, Family::V4);
         println!(
-            "iptables: generate {generated:?}, generate+digest+render {:?} ({} bytes)",
+            "nftables: full sync plan {:?} ({} bytes)",
             t.elapsed(),
-            text.len()
+            full.text.len()
+        );
+        let mut changed = ports.clone();
+        changed[500].endpoints[0].ip = Ipv4Addr::new(10, 251, 0, 1).into();
+        let t = std::time::Instant::now();
+        let partial = nftables::plan(&changed, "10.244.0.0/16", Some(full.applied), Family::V4);
+        println!(
+            "nftables: partial sync plan, one endpoint changed {:?} ({} bytes)",
+            t.elapsed(),
+            partial.text.len()
+        );
+        let t = std::time::Instant::now();
+        let full = iptables::plan_full(
+            &ports,
+            "10.244.0.0/16",
+            &iptables::Known::default(),
+            Family::V4,
+        );
+        println!(
+            "iptables: full sync plan {:?} ({} bytes)",
+            t.elapsed(),
+            full.text.len()
+        );
+        let t = std::time::Instant::now();
+        let partial = iptables::plan_partial(&changed, "10.244.0.0/16", full.applied, Family::V4);
+        println!(
+            "iptables: partial sync plan, one endpoint changed {:?} ({} bytes)",
+            t.elapsed(),
+            partial.text.len()
         );
     }
 }

@@ -30,8 +30,11 @@ use tokio::sync::Notify;
 /// Changes arriving together (a rollout touches many slices at once) are applied in
 /// one sync: the proxy waits this long after the first change before reading.
 const BATCH: Duration = Duration::from_millis(20);
-/// Every rule is rewritten this often, repairing anything changed behind our back.
-const FULL_RESYNC: Duration = Duration::from_secs(300);
+/// Every rule is rewritten this often, repairing anything changed behind our back;
+/// in between, a sync writes only the chains, sets and map elements of the Service
+/// ports that changed. Upstream's kube-proxy does a full sync hourly too (and after a
+/// failure, as here): with a thousand Services a full one costs seconds of CPU.
+const FULL_RESYNC: Duration = Duration::from_secs(3600);
 /// After a failed sync, the next try is a full one after this pause.
 const RETRY: Duration = Duration::from_secs(1);
 

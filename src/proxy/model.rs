@@ -128,7 +128,7 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: u16,
@@ -139,7 +139,7 @@ pub struct Endpoint {
     pub local: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ServicePort {
     /// `namespace/name:port` as kube-proxy names it (`namespace/name` for an unnamed port).
     pub name: String,
@@ -399,6 +399,15 @@ pub fn digest(rules: &[String]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     rules.hash(&mut h);
+    h.finish()
+}
+
+/// A fingerprint of everything a Service port's rules are made from: a sync
+/// regenerates the rules of a port only when this changed.
+pub fn fingerprint(sp: &ServicePort) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sp.hash(&mut h);
     h.finish()
 }
 
