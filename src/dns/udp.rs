@@ -395,7 +395,9 @@ mod tests {
         let from: SocketAddr = FROM.parse().unwrap();
         let web_ptr = format!("{}.", reverse_name("10.96.0.20".parse().unwrap()));
         let web_ptr6 = format!("{}.", reverse_name("fd00:10:96::20".parse().unwrap()));
-        let cases: Vec<(&str, RecordType, Option<(u16, bool)>, ResponseCode)> = vec![
+        // (name, type, EDNS (payload size, DNSSEC OK) if any, the expected code)
+        type Case<'a> = (&'a str, RecordType, Option<(u16, bool)>, ResponseCode);
+        let cases: Vec<Case> = vec![
             (
                 "web.team.svc.cluster.local.",
                 RecordType::A,
