@@ -721,6 +721,74 @@ def test_allocating_past_the_memory_limit_is_oom_killed(c):
         delete_quietly(c, name)
 
 
+def node_sh(node, script):
+    return run(["docker", "exec", node, "sh", "-c", script]).stdout.strip()
+
+
+def node_cgroup_file(node, cgroup, v1_hierarchy, v1_file, v2_file):
+    """A file of `cgroup` (like /kubepods/pod<uid>) inside the node, on a cgroup v2
+    node or in the v1 hierarchy of its controller."""
+    return node_sh(
+        node,
+        f"if [ -f /sys/fs/cgroup/cgroup.controllers ]; then cat /sys/fs/cgroup{cgroup}/{v2_file};"
+        f" else cat /sys/fs/cgroup/{v1_hierarchy}{cgroup}/{v1_file}; fi",
+    )
+
+
+def pod_cgroup_dirs(node, uid):
+    """Every directory of the pod's cgroup in the node, in any QoS class and (cgroup
+    v1) any hierarchy."""
+    patterns = " ".join(
+        f"/sys/fs/cgroup/{level}kubepods/{qos}pod{uid}"
+        for level in ("", "*/")
+        for qos in ("", "burstable/", "besteffort/")
+    )
+    return node_sh(node, f"for d in {patterns}; do [ -d $d ] && echo $d; done; true").split()
+
+
+def test_a_pod_cgroup_holds_its_containers_within_their_summed_limits(c):
+    limited, best_effort = unique("podcg"), unique("besteffort")
+    sleeper = {"image": c.image, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}
+    p = pod(limited, c.image, "exec sleep 3600", grace=1)
+    p["spec"]["containers"] = [
+        {**sleeper, "name": "a", "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}},
+        {**sleeper, "name": "b", "resources": {"limits": {"cpu": "200m", "memory": "32Mi"}}},
+    ]
+    apply(c, p, pod(best_effort, c.image, "exec sleep 3600", grace=1))
+    try:
+        wait_for("both pods to run", lambda: running(c, limited) and running(c, best_effort))
+        got = get_pod(c, limited)
+        assert got["status"]["qosClass"] == "Guaranteed", got["status"]
+        uid, node = got["metadata"]["uid"], got["spec"]["nodeName"]
+        cgroup = f"/kubepods/pod{uid}"
+        memory = node_cgroup_file(node, cgroup, "memory", "memory.limit_in_bytes", "memory.max")
+        assert memory == str(96 * 1024 * 1024), memory
+        quota = node_cgroup_file(node, cgroup, "cpu", "cpu.cfs_quota_us", "cpu.max")
+        if quota.isdigit():  # cgroup v1: the quota and the period are two files
+            quota += " " + node_cgroup_file(node, cgroup, "cpu", "cpu.cfs_period_us", "cpu.max")
+        assert quota == "30000 100000", quota
+        # Each container's cgroup (named by its ID) is below the pod's.
+        for status in got["status"]["containerStatuses"]:
+            container_id = status["containerID"].removeprefix("containerd://")
+            dirs = [d for d in pod_cgroup_dirs(node, uid) if node_sh(node, f"[ -d {d}/{container_id} ] && echo yes; true")]
+            assert dirs, f"no cgroup of container {status['name']} under {cgroup}"
+
+        other = get_pod(c, best_effort)
+        assert other["status"]["qosClass"] == "BestEffort", other["status"]
+        other_uid, other_node = other["metadata"]["uid"], other["spec"]["nodeName"]
+        dirs = pod_cgroup_dirs(other_node, other_uid)
+        assert dirs and all(d.endswith(f"/kubepods/besteffort/pod{other_uid}") for d in dirs), dirs
+
+        c.kubectl("delete", "pod", limited, best_effort, "--wait=false")
+        wait_for(
+            "the pod cgroups to be removed",
+            lambda: not pod_cgroup_dirs(node, uid) and not pod_cgroup_dirs(other_node, other_uid),
+            timeout=60,
+        )
+    finally:
+        delete_quietly(c, limited, best_effort)
+
+
 def waiting_state(c, name):
     return ((container_status(c, name).get("state") or {}).get("waiting")) or {}
 

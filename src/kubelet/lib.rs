@@ -4,6 +4,7 @@
 //! their logs and streams (exec, attach, port-forward).
 
 mod backoff;
+mod cgroups;
 mod cri;
 mod dns;
 mod env;
@@ -77,6 +78,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             .unwrap_or(1000),
         memory_bytes: i64::try_from(info.memory_bytes).unwrap_or(i64::MAX),
     };
+    let pod_cgroups = node_cgroups(node_allocatable);
     let sync_health = pods::SyncHealth::default();
     tokio::spawn(node_status::heartbeat(
         client.clone(),
@@ -136,7 +138,8 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             node_allocatable,
             sync_health,
         )
-        .with_node_ipv6(cfg.node_ipv6.clone()),
+        .with_node_ipv6(cfg.node_ipv6.clone())
+        .with_cgroups(pod_cgroups),
     );
     tokio::spawn(workers.run(wake));
 
@@ -151,6 +154,27 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     tracing::info!(port = paths::KUBELET_PORT, "kubelet API listening");
     server::serve(listener, tls, store, runtime).await;
     Ok(())
+}
+
+/// The node allocatable and QoS cgroups the pods' cgroups go in. Without them (no
+/// usable cgroup hierarchy) pods still run, in the runtime's default cgroup, and
+/// the log says why.
+fn node_cgroups(allocatable: env::NodeAllocatable) -> Option<cgroups::Cgroups> {
+    let root = std::path::Path::new(cgroups::CGROUP_ROOT);
+    let prepared = cgroups::Cgroups::detect(root).and_then(|cgroups| {
+        cgroups.ensure_node(allocatable.cpu_millis, allocatable.memory_bytes)?;
+        Ok(cgroups)
+    });
+    match prepared {
+        Ok(cgroups) => {
+            tracing::info!(version = cgroups.version(), "pod cgroups under /kubepods");
+            Some(cgroups)
+        }
+        Err(err) => {
+            tracing::error!("pods run without pod cgroups, in the runtime's default cgroup: {err}");
+            None
+        }
+    }
 }
 
 /// The runtime's ID of `image` (its config digest, the same as Docker's image ID), or

@@ -5,6 +5,7 @@
 //! runtime's state and labels, so a restarted kubelet adopts what is already running.
 
 use super::backoff::{RestartBackoff, backoff, go_duration};
+use super::cgroups::{self, CgroupError, Cgroups, Qos};
 use super::cri::{self, Cri, CriError, v1};
 use super::dns;
 use super::env::{self, ApiSources, NodeAllocatable, Sources};
@@ -35,6 +36,8 @@ pub enum SyncError {
     Cri(#[from] CriError),
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
+    #[error("unable to ensure pod container exists: {0}")]
+    PodCgroup(#[from] CgroupError),
 }
 
 /// The kubelet's writes to the API server about pods.
@@ -207,6 +210,14 @@ pub struct PodWorkers {
     /// Poked when a sync ends, so a change that arrived while it ran is not left
     /// waiting for the next periodic relist.
     resync: Notify,
+    /// The node's pod cgroups (None: the runtime's default cgroup for every pod, as
+    /// in tests without a cgroup hierarchy of their own).
+    cgroups: Option<Cgroups>,
+    /// The summed CPU requests of Burstable pods last written to their QoS cgroup.
+    burstable_requests: Mutex<Option<i64>>,
+    /// Pod cgroups whose processes were killed already, so a cgroup that takes a
+    /// while to empty is reported once.
+    cgroups_killed: Mutex<HashSet<String>>,
 }
 
 /// The time of the sync loop's last successful relist, shared with the heartbeat.
@@ -257,6 +268,72 @@ struct PodRuntime {
     containers: Vec<v1::Container>,
 }
 
+impl PodRuntime {
+    /// A ready sandbox or a container not exited: processes of the pod may run.
+    fn may_run(&self) -> bool {
+        self.sandboxes
+            .iter()
+            .any(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            || self
+                .containers
+                .iter()
+                .any(|c| c.state != v1::ContainerState::ContainerExited as i32)
+    }
+}
+
+/// What one relist saw that decides which pod cgroups may go.
+struct CgroupUpkeep {
+    /// Pods that run or are to run: their cgroups stay.
+    active: HashSet<String>,
+    /// Finished pods: their syncs never start anything again.
+    finished: HashSet<String>,
+    /// Pods with processes the runtime may still be running.
+    running: HashSet<String>,
+    /// The summed CPU requests of the Burstable pods not finished.
+    burstable_milli_cpu: i64,
+}
+
+impl CgroupUpkeep {
+    fn observe(pods: &[Arc<Pod>], runtime: &HashMap<String, PodRuntime>) -> Self {
+        let mut upkeep = CgroupUpkeep {
+            active: HashSet::new(),
+            finished: HashSet::new(),
+            running: runtime
+                .iter()
+                .filter(|(_, objects)| objects.may_run())
+                .map(|(uid, _)| uid.clone())
+                .collect(),
+            burstable_milli_cpu: 0,
+        };
+        for pod in pods {
+            let Some(uid) = pod.metadata.uid.clone() else {
+                continue;
+            };
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let finished = matches!(phase, Some("Succeeded" | "Failed"));
+            if !finished && !super::static_pods::is_mirror(pod) && Qos::of(pod) == Qos::Burstable {
+                upkeep.burstable_milli_cpu += cgroups::pod_cpu_request(pod);
+            }
+            if finished {
+                upkeep.finished.insert(uid);
+            } else if pod.metadata.deletion_timestamp.is_none() {
+                upkeep.active.insert(uid);
+            }
+        }
+        upkeep
+    }
+
+    /// Whether the cgroup of pod `uid` may go. A pod being deleted or gone from the
+    /// API may still have a sync or teardown under way (`in_flight`) that needs it;
+    /// a finished pod's sync only ever stops its sandbox.
+    fn removable(&self, uid: &str, in_flight: &HashSet<String>) -> bool {
+        if self.active.contains(uid) || self.running.contains(uid) {
+            return false;
+        }
+        self.finished.contains(uid) || !in_flight.contains(uid)
+    }
+}
+
 fn label<'a>(labels: &'a HashMap<String, String>, key: &str) -> &'a str {
     labels.get(key).map(String::as_str).unwrap_or("")
 }
@@ -271,6 +348,12 @@ impl PodWorkers {
     /// The node's IPv6 address, in a dual-stack cluster.
     pub fn with_node_ipv6(mut self, node_ipv6: Option<String>) -> Self {
         self.node_ipv6 = node_ipv6;
+        self
+    }
+
+    /// Puts each pod in a pod cgroup of its own under `cgroups`.
+    pub fn with_cgroups(mut self, cgroups: Option<Cgroups>) -> Self {
+        self.cgroups = cgroups;
         self
     }
 
@@ -307,6 +390,9 @@ impl PodWorkers {
             synced_versions: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
             resync: Notify::new(),
+            cgroups: None,
+            burstable_requests: Mutex::new(None),
+            cgroups_killed: Mutex::new(HashSet::new()),
         }
     }
 
@@ -399,6 +485,9 @@ impl PodWorkers {
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
         let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        // Taken before the loops below consume the lists.
+        let cgroup_upkeep =
+            (every_pod && self.cgroups.is_some()).then(|| CgroupUpkeep::observe(&pods, &runtime));
         self.restarts.retain_pods(&known);
         if let Ok(mut refreshes) = self.volume_refreshes.lock() {
             refreshes.retain(|uid, _| known.contains(uid));
@@ -472,7 +561,99 @@ impl PodWorkers {
                 }
             });
         }
+        if let (Some(upkeep), Some(cgroups)) = (cgroup_upkeep, self.cgroups.clone()) {
+            let workers = self.clone();
+            // Directory walks and writes on cgroupfs: off the async threads.
+            let _ =
+                tokio::task::spawn_blocking(move || workers.tend_cgroups(&cgroups, &upkeep)).await;
+        }
         Ok(())
+    }
+
+    /// Removes the pod cgroups no pod needs any more (pods gone from the API, or
+    /// finished, once nothing of theirs runs; also those a previous kubelet left), and
+    /// keeps the burstable cgroup's weight at its pods' summed requests. A pod cgroup
+    /// that still holds processes has them killed and is removed on a later relist,
+    /// as upstream's cleanup of orphaned pod cgroups does.
+    fn tend_cgroups(&self, cgroups: &Cgroups, upkeep: &CgroupUpkeep) {
+        let in_flight = self
+            .in_flight
+            .lock()
+            .map(|set| set.clone())
+            .unwrap_or_default();
+        for cgroup in cgroups.pod_cgroups() {
+            let Some(uid) = cgroups::pod_uid(&cgroup) else {
+                continue;
+            };
+            if !upkeep.removable(uid, &in_flight) {
+                continue;
+            }
+            match cgroups.remove(&cgroup) {
+                Ok(()) => {
+                    tracing::info!(%uid, %cgroup, "removed the pod cgroup");
+                    if let Ok(mut killed) = self.cgroups_killed.lock() {
+                        killed.remove(&cgroup);
+                    }
+                }
+                Err(CgroupError::Busy { pids, .. }) => {
+                    let first = self
+                        .cgroups_killed
+                        .lock()
+                        .is_ok_and(|mut killed| killed.insert(cgroup.clone()));
+                    if first {
+                        tracing::warn!(%uid, %cgroup, ?pids, "the pod is gone but its cgroup still has processes; killing them");
+                    }
+                    cgroups::kill(&pids);
+                }
+                Err(err) => tracing::warn!(%uid, "{err}"),
+            }
+        }
+        let Ok(mut last) = self.burstable_requests.lock() else {
+            return;
+        };
+        if *last != Some(upkeep.burstable_milli_cpu) {
+            match cgroups.set_burstable_requests(upkeep.burstable_milli_cpu) {
+                Ok(()) => *last = Some(upkeep.burstable_milli_cpu),
+                Err(err) => tracing::warn!("{err}"),
+            }
+        }
+    }
+
+    /// The pod cgroup the runtime is to put `pod`'s sandbox and containers in; empty
+    /// without pod cgroups.
+    fn cgroup_parent(&self, pod: &Pod) -> String {
+        match &self.cgroups {
+            Some(_) => cgroups::pod_cgroup(
+                Qos::of(pod),
+                pod.metadata.uid.as_deref().unwrap_or_default(),
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Creates the pod's cgroup with its limits, before its sandbox (which goes in
+    /// it). A failure is an event naming the cgroup, once per pod; the sync retries.
+    async fn ensure_pod_cgroup(&self, pod: &Pod, key: &PodKey) -> Result<(), SyncError> {
+        let Some(cgroups) = &self.cgroups else {
+            return Ok(());
+        };
+        let qos = Qos::of(pod);
+        let cgroup = cgroups::pod_cgroup(qos, &key.uid);
+        let Err(err) = cgroups.ensure(&cgroup, &cgroups::pod_limits(pod, qos)) else {
+            return Ok(());
+        };
+        let err = SyncError::from(err);
+        if self.first_failure(&format!("{}/cgroup", key.uid)) {
+            self.api
+                .record_event(
+                    events::pod_reference(pod),
+                    "Warning",
+                    "FailedCreatePodContainer",
+                    &err.to_string(),
+                )
+                .await;
+        }
+        Err(err)
     }
 
     /// Starts `work` for a pod unless a sync of the same pod is still running; says
@@ -805,6 +986,7 @@ impl PodWorkers {
                     .unwrap_or(0);
                 // A dead sandbox takes its containers with it: clear it out first.
                 self.teardown(&objects, 0).await?;
+                self.ensure_pod_cgroup(pod, &key).await?;
                 tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
                 tokio::fs::create_dir_all(key.log_dir()).await.ok();
                 let pod_dns = self.dns.for_pod(pod);
@@ -825,7 +1007,12 @@ impl PodWorkers {
                 let sandbox = async {
                     let created = self
                         .cri
-                        .run_sandbox(spec::sandbox_config(pod, attempt, pod_dns.config))
+                        .run_sandbox(spec::sandbox_config(
+                            pod,
+                            attempt,
+                            pod_dns.config,
+                            self.cgroup_parent(pod),
+                        ))
                         .await;
                     tracing::info!(pod = %key.name, namespace = %key.namespace, ms = started.elapsed().as_millis(), "sandbox created");
                     created
@@ -907,8 +1094,12 @@ impl PodWorkers {
             },
         };
         let pod_ip = sandbox_view.ip.clone().unwrap_or_default();
-        let sandbox_config =
-            spec::sandbox_config(pod, sandbox_attempt, self.dns.for_pod(pod).config);
+        let sandbox_config = spec::sandbox_config(
+            pod,
+            sandbox_attempt,
+            self.dns.for_pod(pod).config,
+            self.cgroup_parent(pod),
+        );
         let fields = FieldValues {
             pod,
             pod_ip: &pod_ip,
@@ -1746,6 +1937,65 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
+
+    fn pod_in(uid: &str, phase: &str, deleting: bool) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                uid: Some(uid.into()),
+                deletion_timestamp: deleting.then(|| Time(Timestamp::now())),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                qos_class: Some("Burstable".into()),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        })
+    }
+
+    #[test]
+    fn pod_cgroups_go_once_nothing_needs_them() {
+        let pods = [
+            pod_in("running", "Running", false),
+            pod_in("deleting", "Running", true),
+            pod_in("done", "Succeeded", false),
+            pod_in("done-running", "Failed", false),
+        ];
+        let runtime = HashMap::from([
+            (
+                "done-running".to_string(),
+                PodRuntime {
+                    sandboxes: vec![v1::PodSandbox {
+                        state: v1::PodSandboxState::SandboxReady as i32,
+                        ..v1::PodSandbox::default()
+                    }],
+                    containers: Vec::new(),
+                },
+            ),
+            (
+                "gone-exited".to_string(),
+                PodRuntime {
+                    sandboxes: Vec::new(),
+                    containers: vec![v1::Container {
+                        state: v1::ContainerState::ContainerExited as i32,
+                        ..v1::Container::default()
+                    }],
+                },
+            ),
+        ]);
+        let upkeep = CgroupUpkeep::observe(&pods, &runtime);
+        let in_flight = HashSet::from(["deleting".to_string(), "done".to_string()]);
+        let removable = |uid: &str| upkeep.removable(uid, &in_flight);
+        assert!(!removable("running"));
+        // Its termination is under way.
+        assert!(!removable("deleting"));
+        assert!(removable("done"));
+        assert!(!removable("done-running"));
+        assert!(removable("gone-exited"));
+        assert!(removable("gone"));
+        assert!(!upkeep.removable("deleting-done", &HashSet::from(["deleting-done".into()])));
+    }
 
     /// Records what the kubelet would write to the API server.
     #[derive(Default)]

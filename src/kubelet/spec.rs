@@ -77,11 +77,14 @@ fn namespace_options(pod: &Pod) -> v1::NamespaceOption {
 }
 
 /// The CRI sandbox configuration of `pod`; `dns_config` is its resolver
-/// configuration (`dns::ClusterDns::for_pod`).
+/// configuration (`dns::ClusterDns::for_pod`), `cgroup_parent` its pod cgroup
+/// (`cgroups::pod_cgroup`; empty for the runtime's default), which the runtime also
+/// puts the pod's containers under.
 pub fn sandbox_config(
     pod: &Pod,
     attempt: u32,
     dns_config: Option<v1::DnsConfig>,
+    cgroup_parent: String,
 ) -> v1::PodSandboxConfig {
     let key = PodKey::of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -138,7 +141,7 @@ pub fn sandbox_config(
             .into_iter()
             .collect(),
         linux: Some(v1::LinuxPodSandboxConfig {
-            cgroup_parent: String::new(),
+            cgroup_parent,
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespaces),
                 // The runtime must know up front whether the sandbox will hold
@@ -594,7 +597,7 @@ mod tests {
 
     #[test]
     fn sandbox_has_identity_logs_and_ports() {
-        let cfg = sandbox_config(&pod(), 1, None);
+        let cfg = sandbox_config(&pod(), 1, None, String::new());
         let meta = cfg.metadata.unwrap();
         assert_eq!((meta.name.as_str(), meta.attempt), ("web", 1));
         assert_eq!(cfg.log_directory, "/var/log/pods/default_web_u1");
@@ -699,7 +702,7 @@ mod tests {
         let ns = namespace_options(&p);
         assert_eq!(ns.pid, v1::NamespaceMode::Node as i32);
         assert_eq!(ns.ipc, v1::NamespaceMode::Node as i32);
-        let cfg = sandbox_config(&p, 0, None);
+        let cfg = sandbox_config(&p, 0, None, String::new());
         assert_eq!(
             cfg.linux.unwrap().sysctls["net.ipv4.ip_local_port_range"],
             "1024 65000"

@@ -276,35 +276,15 @@ pub fn phase(restart_policy: &str, views: &[ContainerView]) -> &'static str {
     }
 }
 
-/// The pod's QoS class, as the API server computes it at creation: Guaranteed when
-/// every container limits cpu and memory with requests equal to the limits,
-/// BestEffort when nothing is requested or limited, Burstable otherwise.
+/// The pod's QoS class, as the API server computes it at creation (one computation
+/// for both, so the kubelet's never disagrees with `status.qosClass`): Guaranteed
+/// when every container, init containers included, limits cpu and memory with
+/// requests equal to the limits, BestEffort when nothing is requested or limited,
+/// Burstable otherwise.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or(&[]);
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let res = c.resources.clone().unwrap_or_default();
-        let limits = res.limits.unwrap_or_default();
-        let requests = res.requests.unwrap_or_default();
-        any |= !limits.is_empty() || !requests.is_empty();
-        for resource in ["cpu", "memory"] {
-            let limit = limits.get(resource);
-            // A request left out defaults to the limit.
-            let request = requests.get(resource).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
+    match serde_json::to_value(&pod.spec) {
+        Ok(serde_json::Value::Object(spec)) => rind_api::pods::qos_class(&spec),
+        _ => "BestEffort",
     }
 }
 
