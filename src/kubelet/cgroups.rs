@@ -406,6 +406,17 @@ impl Cgroups {
         }
     }
 
+    /// Whether `cgroup` is there to hold limits (in both the cpu and the memory
+    /// hierarchy on cgroup v1).
+    pub fn exists(&self, cgroup: &str) -> bool {
+        match &self.layout {
+            Layout::V2 { root } => in_hierarchy(root, cgroup).is_dir(),
+            Layout::V1 { cpu, memory, .. } => {
+                in_hierarchy(cpu, cgroup).is_dir() && in_hierarchy(memory, cgroup).is_dir()
+            }
+        }
+    }
+
     /// Every hierarchy's directory of `cgroup`.
     fn dirs(&self, cgroup: &str) -> Vec<PathBuf> {
         match &self.layout {
@@ -937,7 +948,9 @@ mod tests {
             cpu_quota: Some(30_000),
             memory_bytes: Some(96 * MI),
         };
+        assert!(!cgroups.exists("/kubepods/poda"));
         cgroups.ensure("/kubepods/poda", &limited).unwrap();
+        assert!(cgroups.exists("/kubepods/poda"));
         let cpu = root.join("cpu,cpuacct/kubepods/poda");
         assert_eq!(read(cpu.join("cpu.shares")), "307");
         assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");

@@ -631,14 +631,19 @@ impl PodWorkers {
         }
     }
 
-    /// Creates the pod's cgroup with its limits, before its sandbox (which goes in
-    /// it). A failure is an event naming the cgroup, once per pod; the sync retries.
+    /// Creates the pod's cgroup with its limits unless it exists: before its first
+    /// sandbox (which goes in it), and again should it have gone (a sandbox that a
+    /// kubelet without pod cgroups made). A failure is an event naming the cgroup,
+    /// once per pod; the sync retries.
     async fn ensure_pod_cgroup(&self, pod: &Pod, key: &PodKey) -> Result<(), SyncError> {
         let Some(cgroups) = &self.cgroups else {
             return Ok(());
         };
         let qos = Qos::of(pod);
         let cgroup = cgroups::pod_cgroup(qos, &key.uid);
+        if cgroups.exists(&cgroup) {
+            return Ok(());
+        }
         let Err(err) = cgroups.ensure(&cgroup, &cgroups::pod_limits(pod, qos)) else {
             return Ok(());
         };
@@ -974,6 +979,7 @@ impl PodWorkers {
             .iter()
             .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
             .max_by_key(|s| s.created_at);
+        self.ensure_pod_cgroup(pod, &key).await?;
         let prepared = Prepared::default();
         let sandbox_id = match ready {
             Some(sandbox) => sandbox.id.clone(),
@@ -986,7 +992,6 @@ impl PodWorkers {
                     .unwrap_or(0);
                 // A dead sandbox takes its containers with it: clear it out first.
                 self.teardown(&objects, 0).await?;
-                self.ensure_pod_cgroup(pod, &key).await?;
                 tracing::info!(pod = %key.name, namespace = %key.namespace, attempt, "creating the pod sandbox");
                 tokio::fs::create_dir_all(key.log_dir()).await.ok();
                 let pod_dns = self.dns.for_pod(pod);
