@@ -45,6 +45,22 @@ def wait_for(what, condition, timeout=120, interval=0.5):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def node_sh(node, script):
+    """What `script` prints run by sh inside the node container `node`."""
+    return run(["docker", "exec", node, "sh", "-c", script]).stdout.strip()
+
+
+def pod_cgroup_dirs(node, uid):
+    """Every directory of the pod's cgroup (`pod<uid>`) in the node, in any QoS class
+    and, on cgroup v1, any hierarchy."""
+    patterns = " ".join(
+        f"/sys/fs/cgroup/{level}kubepods/{qos}pod{uid}"
+        for level in ("", "*/")
+        for qos in ("", "burstable/", "besteffort/")
+    )
+    return node_sh(node, f"for d in {patterns}; do [ -d $d ] && echo $d; done; true").split()
+
+
 @pytest.fixture(scope="session")
 def docker_engine():
     """The suite needs a Docker engine: fail loudly, never skip."""

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import RUN_ID, Cluster, run, wait_for
+from conftest import RUN_ID, Cluster, pod_cgroup_dirs, run, wait_for
 
 BUSYBOX = "docker.io/rind/busybox:v1"
 CP_TAINT = "node-role.kubernetes.io/control-plane"
@@ -200,6 +200,29 @@ def test_traffic_leaving_the_pod_network_is_masqueraded(web):
         assert client["status"]["podIP"] not in seen, seen
     finally:
         run(["docker", "exec", c.control_plane, "sh", "-c", f"kill $(cat {pidfile})"], check=False)
+
+
+def test_each_worker_keeps_its_pods_in_pod_cgroups(web):
+    c = web
+    pods = web_pods(c)
+    nodes = [f"{c.name}-worker", f"{c.name}-worker2", c.control_plane]
+    # Each web pod (BestEffort) has its cgroup on its own node, and only there.
+    for p in pods:
+        uid, home = p["metadata"]["uid"], p["spec"]["nodeName"]
+        for node in nodes:
+            dirs = pod_cgroup_dirs(node, uid)
+            if node == home:
+                assert dirs and all(d.endswith(f"/kubepods/besteffort/pod{uid}") for d in dirs), (node, dirs)
+            else:
+                assert not dirs, (node, dirs)
+    gone = pods[0]
+    c.kubectl("delete", "pod", gone["metadata"]["name"])
+    wait_for(
+        "the deleted pod's cgroup to be removed from its worker",
+        lambda: not pod_cgroup_dirs(gone["spec"]["nodeName"], gone["metadata"]["uid"]),
+        timeout=60,
+    )
+    wait_for("the deployment to replace the pod", lambda: len(web_pods(c)) == len(pods), timeout=120)
 
 
 def routes_of(node):

@@ -2,7 +2,8 @@
 kubectl: containers isolated in their own PID namespaces, graceful deletion (SIGTERM,
 then SIGKILL after the grace period, Ready=False while terminating), lifecycle hooks,
 probes of each kind with the crash-loop back-off, env from ConfigMaps, Secrets and
-the downward API, imagePullPolicy, and the node's Ready condition following the
+the downward API, imagePullPolicy, each pod in a pod cgroup of its QoS class that holds
+its containers to their summed limits, and the node's Ready condition following the
 container runtime's health."""
 
 import json
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import run, wait_for
+from conftest import node_sh, pod_cgroup_dirs, run, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -721,10 +722,6 @@ def test_allocating_past_the_memory_limit_is_oom_killed(c):
         delete_quietly(c, name)
 
 
-def node_sh(node, script):
-    return run(["docker", "exec", node, "sh", "-c", script]).stdout.strip()
-
-
 def node_cgroup_file(node, cgroup, v1_hierarchy, v1_file, v2_file):
     """A file of `cgroup` (like /kubepods/pod<uid>) inside the node, on a cgroup v2
     node or in the v1 hierarchy of its controller."""
@@ -733,17 +730,6 @@ def node_cgroup_file(node, cgroup, v1_hierarchy, v1_file, v2_file):
         f"if [ -f /sys/fs/cgroup/cgroup.controllers ]; then cat /sys/fs/cgroup{cgroup}/{v2_file};"
         f" else cat /sys/fs/cgroup/{v1_hierarchy}{cgroup}/{v1_file}; fi",
     )
-
-
-def pod_cgroup_dirs(node, uid):
-    """Every directory of the pod's cgroup in the node, in any QoS class and (cgroup
-    v1) any hierarchy."""
-    patterns = " ".join(
-        f"/sys/fs/cgroup/{level}kubepods/{qos}pod{uid}"
-        for level in ("", "*/")
-        for qos in ("", "burstable/", "besteffort/")
-    )
-    return node_sh(node, f"for d in {patterns}; do [ -d $d ] && echo $d; done; true").split()
 
 
 def test_a_pod_cgroup_holds_its_containers_within_their_summed_limits(c):
