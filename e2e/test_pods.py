@@ -775,6 +775,20 @@ def test_a_pod_cgroup_holds_its_containers_within_their_summed_limits(c):
         delete_quietly(c, limited, best_effort)
 
 
+def test_a_pod_cgroup_no_pod_owns_is_removed(c):
+    # What a kubelet restart finds after a pod went while it was down: a pod cgroup
+    # (with a container's below it) whose pod does not exist.
+    uid = str(uuid.uuid4())
+    node_sh(
+        c.control_plane,
+        "if [ -f /sys/fs/cgroup/cgroup.controllers ];"
+        f" then mkdir -p /sys/fs/cgroup/kubepods/burstable/pod{uid}/ctr;"
+        f" else mkdir -p /sys/fs/cgroup/memory/kubepods/burstable/pod{uid}/ctr; fi",
+    )
+    assert pod_cgroup_dirs(c.control_plane, uid)
+    wait_for("the stale pod cgroup to be removed", lambda: not pod_cgroup_dirs(c.control_plane, uid), timeout=30)
+
+
 def waiting_state(c, name):
     return ((container_status(c, name).get("state") or {}).get("waiting")) or {}
 

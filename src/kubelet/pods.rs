@@ -2008,6 +2008,7 @@ mod tests {
         statuses: Mutex<HashMap<String, PodStatus>>,
         deleted: Mutex<HashSet<String>>,
         events: Mutex<Vec<(String, String)>>,
+        event_messages: Mutex<Vec<String>>,
     }
 
     #[async_trait::async_trait]
@@ -2028,12 +2029,16 @@ mod tests {
             regarding: ObjectReference,
             _type: &str,
             reason: &str,
-            _message: &str,
+            message: &str,
         ) {
             self.events
                 .lock()
                 .unwrap()
                 .push((regarding.uid.unwrap_or_default(), reason.to_string()));
+            self.event_messages
+                .lock()
+                .unwrap()
+                .push(message.to_string());
         }
     }
 
@@ -2057,6 +2062,65 @@ mod tests {
             }),
             ..Pod::default()
         }
+    }
+
+    fn workers_with_cgroups(api: Arc<FakeApi>, root: &Path) -> PodWorkers {
+        PodWorkers::new(
+            api,
+            Cri::new("/nonexistent/containerd.sock"),
+            "172.18.0.2".into(),
+            Vec::new(),
+            dns::ClusterDns::default(),
+            Writer::<Pod>::default().as_reader(),
+            NodeAllocatable {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
+            SyncHealth::default(),
+        )
+        .with_cgroups(Some(Cgroups::detect(root).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn the_pod_cgroup_is_made_with_its_limits_and_given_to_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "").unwrap();
+        let workers = workers_with_cgroups(Arc::new(FakeApi::default()), dir.path());
+        let pod = test_pod("p", "Always", "true", "img");
+        let key = PodKey::of(&pod);
+        workers.ensure_pod_cgroup(&pod, &key).await.unwrap();
+        let cgroup = format!("/kubepods/besteffort/pod{}", key.uid);
+        assert_eq!(workers.cgroup_parent(&pod), cgroup);
+        let weight = dir.path().join(&cgroup[1..]).join("cpu.weight");
+        assert_eq!(std::fs::read_to_string(weight).unwrap(), "1");
+    }
+
+    #[tokio::test]
+    async fn a_pod_cgroup_that_cannot_be_made_is_one_event_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "").unwrap();
+        // A file where the node allocatable cgroup should be.
+        std::fs::write(dir.path().join("kubepods"), "").unwrap();
+        let api = Arc::new(FakeApi::default());
+        let workers = workers_with_cgroups(api.clone(), dir.path());
+        let pod = test_pod("p", "Always", "true", "img");
+        let key = PodKey::of(&pod);
+        let cgroup = format!("/kubepods/besteffort/pod{}", key.uid);
+        for _ in 0..2 {
+            let err = workers.ensure_pod_cgroup(&pod, &key).await.unwrap_err();
+            assert!(err.to_string().contains(&cgroup), "{err}");
+        }
+        let events = api.events.lock().unwrap().clone();
+        assert_eq!(
+            events,
+            [(key.uid.clone(), "FailedCreatePodContainer".to_string())]
+        );
+        let message = api.event_messages.lock().unwrap()[0].clone();
+        assert!(
+            message.starts_with("unable to ensure pod container exists: failed to create cgroup ")
+                && message.contains(&cgroup),
+            "{message}"
+        );
     }
 
     /// Relists until `done` holds for the pod's reported status, feeding each status
