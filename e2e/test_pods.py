@@ -759,6 +759,10 @@ def test_a_pod_cgroup_holds_its_containers_within_their_summed_limits(c):
             dirs = [d for d in pod_cgroup_dirs(node, uid) if node_sh(node, f"[ -d {d}/{container_id} ] && echo yes; true")]
             assert dirs, f"no cgroup of container {status['name']} under {cgroup}"
 
+        # The besteffort cgroup weighs least (cpu.shares 2 is cpu.weight 1).
+        weight = node_cgroup_file(node, "/kubepods/besteffort", "cpu", "cpu.shares", "cpu.weight")
+        assert weight in ("2", "1"), weight
+
         other = get_pod(c, best_effort)
         assert other["status"]["qosClass"] == "BestEffort", other["status"]
         other_uid, other_node = other["metadata"]["uid"], other["spec"]["nodeName"]

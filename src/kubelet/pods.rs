@@ -1939,6 +1939,7 @@ impl ContainerCtx<'_> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
@@ -1950,12 +1951,25 @@ mod tests {
                 deletion_timestamp: deleting.then(|| Time(Timestamp::now())),
                 ..ObjectMeta::default()
             },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                        requests: Some(
+                            [("cpu".to_string(), Quantity("250m".into()))]
+                                .into_iter()
+                                .collect(),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
             status: Some(PodStatus {
                 phase: Some(phase.into()),
                 qos_class: Some("Burstable".into()),
                 ..PodStatus::default()
             }),
-            ..Pod::default()
         })
     }
 
@@ -2000,6 +2014,8 @@ mod tests {
         assert!(removable("gone-exited"));
         assert!(removable("gone"));
         assert!(!upkeep.removable("deleting-done", &HashSet::from(["deleting-done".into()])));
+        // The burstable cgroup weighs the pods not finished: running and deleting.
+        assert_eq!(upkeep.burstable_milli_cpu, 500);
     }
 
     /// Records what the kubelet would write to the API server.
