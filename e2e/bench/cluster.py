@@ -8,7 +8,8 @@ answers: `kubernetes.default.svc.cluster.local` resolved through the `kube-dns` 
 (10.96.0.10) with busybox's nslookup from the control-plane node, polled every 100 ms.
 Shapes: 1 node; 1 control plane + 3 workers; 3 control planes + 3 workers (HA: skipped,
 with the reason printed, when rind refuses the config). Targets: 1 node ≤ 12× the bare
-run, 1+3 ≤ 5 s, 3+3 ≤ 10 s. Each create's step times (`rind create cluster`'s ✓ lines)
+run, 1+3 ≤ 5 s, 3+3 ≤ 10 s. For the HA shape, the load balancer's resident memory after
+it has idled 20 s (target ≤ 10 MB) is read from its /proc/1/status. Each create's step times (`rind create cluster`'s ✓ lines)
 are kept to show where the time goes.
 
 Prints the figures and writes cluster.json and cluster.svg into --out.
@@ -36,6 +37,9 @@ SHAPES = [
 ]
 TARGET_SECONDS = {"1+3": 5.0, "3+3 (HA)": 10.0}
 TARGET_RATIO_1 = 12.0
+# The HA load balancer's idle memory target (issue 19), and how long it idles first.
+TARGET_LB_MIB = 10.0
+LB_IDLE_SECONDS = 20
 DNS_IP = "10.96.0.10"
 DNS_NAME = "kubernetes.default.svc.cluster.local"
 STEP = re.compile(r"^ [✓✗] (.+?) \(([\d.]+)s\)$")
@@ -101,9 +105,30 @@ def create_to_ready(args, env, image, control_planes, workers):
         seconds = time.monotonic() - started
         steps = {m.group(1): float(m.group(2))
                  for m in (STEP.match(line) for line in created.stderr.splitlines()) if m}
-        return {"seconds": seconds, "create_seconds": create_seconds, "steps": steps}
+        result = {"seconds": seconds, "create_seconds": create_seconds, "steps": steps}
+        if control_planes > 1:
+            result["lb_memory_kib"] = lb_idle_memory(f"{name}-external-load-balancer")
+        return result
     finally:
         subprocess.run([args.rind, "delete", "cluster", "--name", name], capture_output=True, env=env)
+
+
+def lb_idle_memory(container):
+    """The HA load balancer's VmRSS, RssAnon and RssFile (KiB) once it has idled
+    LB_IDLE_SECONDS: by then its start-up is long over (it gives back the code pages
+    start-up used after 5 s) and only health checks run."""
+    started = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    up = subprocess.run(["date", "-d", started, "+%s.%N"], capture_output=True, text=True,
+                        check=True).stdout.strip()
+    idle_until = float(up) + LB_IDLE_SECONDS
+    while time.time() < idle_until:
+        time.sleep(min(1.0, idle_until - time.time()))
+    status = subprocess.run(["docker", "exec", container, "cat", "/proc/1/status"],
+                            capture_output=True, text=True, check=True).stdout
+    return {k: int(v.split()[0]) for k, v in
+            (line.split(":", 1) for line in status.splitlines())
+            if k in ("VmRSS", "RssAnon", "RssFile")}
 
 
 def svg_bars(title, bars, note):
@@ -193,6 +218,15 @@ def main():
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in runs[len(runs) // 2]["steps"].items())
         print(f"{label}: create to Ready + DNS {seconds:.2f} s {target}")
         print(f"    create command {entry['create_command_seconds']:.2f} s; steps: {steps}")
+        memories = [r["lb_memory_kib"] for r in runs if "lb_memory_kib" in r]
+        if memories:
+            rss = statistics.median(m["VmRSS"] for m in memories) / 1024
+            anon = statistics.median(m["RssAnon"] for m in memories) / 1024
+            verdict = "met" if rss <= TARGET_LB_MIB else "MISSED"
+            entry["lb_idle_rss_mib"] = rss
+            entry["lb_idle_anon_mib"] = anon
+            print(f"    load balancer after {LB_IDLE_SECONDS} s: VmRSS {rss:.1f} MiB "
+                  f"(anonymous {anon:.1f} MiB; target ≤ {TARGET_LB_MIB:.0f} MB: {verdict})")
     (out / "cluster.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (out / "cluster.svg").write_text(svg_bars(
         f"rind create cluster → every node Ready and DNS answering ({profile} build, median of {args.runs})",

@@ -629,33 +629,53 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
     tokio::spawn(allocator::run_repair(server.clone()));
-    // Requests are authorized from these mirrors: fill them before serving any.
-    server
-        .rbac
-        .start(store.clone())
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    server
-        .auth
-        .start(store.clone())
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    server
-        .namespaces
-        .start(store.clone())
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    server
-        .priority_classes
-        .start(store.clone())
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    for policies in [&server.limit_ranges, &server.resource_quotas] {
-        policies
-            .start(store.clone())
-            .await
-            .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    }
+    // Requests are authorized from these mirrors: fill them (side by side, each is a
+    // list and a watch) before serving any.
+    let bootstrap_err = |e: &dyn std::fmt::Display| ServeError::Bootstrap(e.to_string());
+    futures::try_join!(
+        async {
+            server
+                .rbac
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+        async {
+            server
+                .auth
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+        async {
+            server
+                .namespaces
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+        async {
+            server
+                .priority_classes
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+        async {
+            server
+                .limit_ranges
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+        async {
+            server
+                .resource_quotas
+                .start(store.clone())
+                .await
+                .map_err(|e| bootstrap_err(&e))
+        },
+    )?;
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;

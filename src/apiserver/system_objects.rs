@@ -112,12 +112,22 @@ pub async fn ensure_flowcontrol(server: &Server) -> Result<(), ApiError> {
         (levels, &mandatory_levels, &suggested_levels),
         (schemas, &mandatory_schemas, &suggested_schemas),
     ] {
-        for desired in mandatory {
-            ensure(server, resource, desired, &restore(desired)).await?;
-        }
-        for desired in suggested {
-            ensure(server, resource, desired, &update_if_auto(desired)).await?;
-        }
+        let mandatory = mandatory
+            .iter()
+            .map(|desired| async {
+                let decide = restore(desired);
+                ensure(server, resource, desired, &decide).await
+            })
+            .collect();
+        crate::bootstrap::concurrently(mandatory).await?;
+        let suggested = suggested
+            .iter()
+            .map(|desired| async {
+                let decide = update_if_auto(desired);
+                ensure(server, resource, desired, &decide).await
+            })
+            .collect();
+        crate::bootstrap::concurrently(suggested).await?;
     }
     Ok(())
 }
@@ -176,7 +186,8 @@ pub async fn ensure_api_services(server: &Server) -> Result<(), ApiError> {
     for (group, group_versions) in server.registry.builtin_groups() {
         versions.extend(group_versions.into_iter().map(|v| (group, v)));
     }
-    for (group, version) in versions {
+    let now = &now;
+    crate::bootstrap::concurrently(versions.into_iter().map(|(group, version)| async move {
         let (group_priority, version_priority) = priority(group, version);
         let desired = json!({
             "apiVersion": "apiregistration.k8s.io/v1",
@@ -184,7 +195,7 @@ pub async fn ensure_api_services(server: &Server) -> Result<(), ApiError> {
             "metadata": {"name": format!("{version}.{group}"), "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
             "spec": {"group": group, "version": version, "groupPriorityMinimum": group_priority, "versionPriority": version_priority},
         });
-        let status = available(&now);
+        let status = available(now);
         let decide = |current: &Value| {
             let spec_ok = current.get("spec") == desired.get("spec");
             let available = current["status"]["conditions"]
@@ -202,7 +213,7 @@ pub async fn ensure_api_services(server: &Server) -> Result<(), ApiError> {
             }
             Some(next)
         };
-        ensure(server, services, &desired, &decide).await?;
-    }
-    Ok(())
+        ensure(server, services, &desired, &decide).await
+    }).collect())
+    .await
 }

@@ -29,6 +29,7 @@ pub enum KubeconfigError {
 }
 
 /// A kubeconfig with one cluster, user and context, as JSON (serialised as YAML).
+#[derive(Clone)]
 pub struct Kubeconfig(pub Value);
 
 impl Kubeconfig {

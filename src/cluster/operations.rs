@@ -83,6 +83,7 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
         pki,
         kubeconfig: kubeconfig_path,
         wait: args.wait,
+        admin: Default::default(),
     };
     if let Err(err) = actions::create(&ctx).await {
         if args.retain {

@@ -131,6 +131,17 @@ fn recorder(client: &Client, controller: &str) -> Recorder {
 /// Runs every controller until one of them fails for good (they do not end otherwise).
 pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), ControllerError> {
     let mut tasks = tokio::task::JoinSet::new();
+    // What a new node waits on first: its podCIDR (the network agent writes the CNI
+    // config from it, and the node is NotReady until then), then the removal of its
+    // not-ready taint. Started before the others, whose first lists compete with them
+    // for the API server while a cluster boots.
+    if !cfg.pod_subnet.is_empty() {
+        tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
+    }
+    tasks.spawn(nodelifecycle::run(
+        client.clone(),
+        cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
+    ));
     tasks.spawn(replicaset::run(client.clone()));
     tasks.spawn(deployment::run(client.clone()));
     tasks.spawn(gc::run(client.clone()));
@@ -146,10 +157,6 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
         client.clone(),
         cfg.clock.unwrap_or(jiff::Timestamp::now),
     ));
-    tasks.spawn(nodelifecycle::run(
-        client.clone(),
-        cfg.node_grace.unwrap_or(nodelifecycle::DEFAULT_GRACE),
-    ));
     tasks.spawn(podgc::run(
         client.clone(),
         cfg.pod_gc_quarantine.unwrap_or(podgc::QUARANTINE),
@@ -160,9 +167,6 @@ pub async fn run_controllers(client: Client, cfg: Settings) -> Result<(), Contro
     tasks.spawn(disruption::run(client.clone()));
     tasks.spawn(servicecidr::run(client.clone()));
     tasks.spawn(certificates::run(client.clone(), cfg.signing_ca.clone()));
-    if !cfg.pod_subnet.is_empty() {
-        tasks.spawn(nodeipam::run(client.clone(), cfg.pod_subnet.clone()));
-    }
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) => {}
@@ -203,7 +207,11 @@ pub struct Settings {
 /// controllers while it holds it; on SIGTERM gives the lease up so a peer takes over.
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
-    let client = rind_runtime::client::from_kubeconfig(paths::CONTROLLER_MANAGER_CONF).await?;
+    let client = rind_runtime::client::from_kubeconfig_when_ready(
+        paths::CONTROLLER_MANAGER_CONF,
+        "controller-manager",
+    )
+    .await?;
     // The cluster CA signs CSRs, as kubeadm points --cluster-signing-cert-file and
     // --cluster-signing-key-file at it; only control-plane nodes hold its key.
     let signing_ca = match (

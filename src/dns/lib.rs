@@ -11,7 +11,6 @@
 
 pub mod forward;
 mod handler;
-mod memory;
 pub mod metrics;
 pub mod records;
 pub mod relay;
@@ -92,7 +91,7 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
         while !ready.ready.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        memory::drop_unused_code();
+        rind_runtime::memory::drop_unused_code();
     });
     tokio::select! {
         done = serve(client, upstream, udp, tcp, metrics) => done,

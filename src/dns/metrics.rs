@@ -88,6 +88,10 @@ async fn serve(port: u16, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router).await
 }
 
+/// How long `/ready` waits for the records to load before answering 503: well within a
+/// probe's default one-second timeout.
+const READY_HOLD: std::time::Duration = std::time::Duration::from_millis(700);
+
 /// `/health` (alive: the process answers), `/ready` (every watch has synced) and
 /// `/metrics`, each on its own port as CoreDNS has them.
 pub async fn serve_all(
@@ -103,11 +107,18 @@ pub async fn serve_all(
         get(move || {
             let metrics = ready_metrics.clone();
             async move {
-                if metrics.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "OK")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "kubernetes")
+                // A probe that comes while the records are still loading (the kubelet's
+                // first comes the moment the container starts) is held for a moment
+                // instead of failed at once: a failed probe is retried only a whole
+                // period later, and the cluster has no DNS until then.
+                let until = std::time::Instant::now() + READY_HOLD;
+                while !metrics.ready.load(Ordering::Relaxed) {
+                    if std::time::Instant::now() >= until {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "kubernetes");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
+                (StatusCode::OK, "OK")
             }
         }),
     );

@@ -33,15 +33,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How long to wait between tries while containerd or the API server come up.
-const STARTUP_RETRY: Duration = Duration::from_secs(1);
+/// How long to wait between tries while containerd or the API server come up: both are
+/// local or a network hop away and come up within a second or two of the node, so a
+/// short poll lets the node register the moment they answer.
+const STARTUP_RETRY: Duration = Duration::from_millis(100);
 
 async fn connect_runtime() -> (cri::Cri, cri::v1::VersionResponse) {
     let runtime = cri::Cri::new(paths::CONTAINERD_SOCK);
+    let mut last = String::new();
     loop {
         match runtime.version().await {
             Ok(version) => return (runtime, version),
-            Err(err) => tracing::info!("waiting for the container runtime: {err}"),
+            // Once per distinct error, not once per poll.
+            Err(err) if err.to_string() != last => {
+                last = err.to_string();
+                tracing::info!("waiting for the container runtime: {last}");
+            }
+            Err(_) => {}
         }
         tokio::time::sleep(STARTUP_RETRY).await;
     }
@@ -50,8 +58,10 @@ async fn connect_runtime() -> (cri::Cri, cri::v1::VersionResponse) {
 /// Runs the kubelet inside a node, configured from the node's files.
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
-    let client = rind_runtime::client::from_kubeconfig(paths::KUBELET_CONF).await?;
+    // The runtime first: it is local and answers long before the API server.
     let (runtime, version) = connect_runtime().await;
+    let client =
+        rind_runtime::client::from_kubeconfig_when_ready(paths::KUBELET_CONF, "kubelet").await?;
     tracing::info!(
         runtime = %version.runtime_name,
         version = %version.runtime_version,

@@ -21,8 +21,8 @@ const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
 /// call: cheap), so that a failure is reported within a second.
 const READY_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// How often a NotReady node's runtime is checked: a new node turns Ready this soon
-/// after its CNI config appears (upstream's fast status updates poll at 100 ms).
-const NOT_READY_CHECK_PERIOD: Duration = Duration::from_millis(200);
+/// after its CNI config appears (upstream's fast status updates poll at 100 ms, as here).
+const NOT_READY_CHECK_PERIOD: Duration = Duration::from_millis(100);
 const LEASE_DURATION_SECONDS: i32 = 40;
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 const MAX_PODS: &str = "110";

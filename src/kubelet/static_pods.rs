@@ -394,15 +394,22 @@ pub async fn run(
                 *entry = (ready, jiff::Timestamp::now().to_string());
             }
             let ready_since = entry.1.clone();
-            let current = store.get(&ObjectRef::<Pod>::new(&name).within(NAMESPACE));
-            let Some(current) = current else {
-                match api.create(&PostParams::default(), &desired).await {
-                    Ok(_) => tracing::info!(pod = %name, "created the mirror pod"),
+            let current = match store.get(&ObjectRef::<Pod>::new(&name).within(NAMESPACE)) {
+                Some(current) => current,
+                // Created, then given its status in the same round (not a period later:
+                // `create cluster --wait` waits for these pods to be Running).
+                None => match api.create(&PostParams::default(), &desired).await {
+                    Ok(created) => {
+                        tracing::info!(pod = %name, "created the mirror pod");
+                        std::sync::Arc::new(created)
+                    }
                     // Already there: the watch has not shown it yet.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(err) => tracing::warn!(pod = %name, "creating the mirror pod: {err}"),
-                }
-                continue;
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    Err(err) => {
+                        tracing::warn!(pod = %name, "creating the mirror pod: {err}");
+                        continue;
+                    }
+                },
             };
             if !is_mirror(&current) {
                 tracing::warn!(pod = %name, "a pod that is not a mirror pod holds the mirror pod's name");

@@ -56,7 +56,8 @@ struct Applied {
 pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
     // The node's own credentials (group system:nodes), as kindnet uses its own.
-    let client = rind_runtime::client::from_kubeconfig(paths::KUBELET_CONF).await?;
+    let client =
+        rind_runtime::client::from_kubeconfig_when_ready(paths::KUBELET_CONF, "net").await?;
     let wake = Arc::new(Notify::new());
     let notifier = || {
         let wake = wake.clone();

@@ -16,7 +16,7 @@ pub fn args(cfg: &NodeConfig) -> Vec<String> {
     } else {
         cfg.etcd_initial_cluster.join(",")
     };
-    vec![
+    let mut args = vec![
         format!("--name={}", cfg.node_name),
         format!("--data-dir={}", paths::ETCD_DATA_DIR),
         format!("--cert-file={}", paths::ETCD_SERVER_CRT),
@@ -55,7 +55,18 @@ pub fn args(cfg: &NodeConfig) -> Vec<String> {
         // kubeadm's health endpoint: plain HTTP on loopback only, so the kubelet checks
         // etcd's /health for the mirror pod's readiness without a client certificate.
         format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}"),
-    ]
+    ];
+    if cfg.etcd_initial_cluster.len() <= 1 && !cfg.etcd_join_existing {
+        // A lone member has no peer to hear heartbeats from, yet waits a whole election
+        // timeout (1 s by default) before electing itself, at every boot: the API server
+        // and everything after it wait on that. Short timings make it leader in about
+        // 0.2 s; they cannot cause a needless election since there is no one to lose
+        // touch with (a cluster without a load balancer never gains a second member:
+        // `rind add node --role control-plane` refuses it).
+        args.push("--heartbeat-interval=20".to_string());
+        args.push("--election-timeout=200".to_string());
+    }
+    args
 }
 
 /// etcd 3.4 refuses to start on architectures other than amd64, arm64 and ppc64le
@@ -124,7 +135,9 @@ mod tests {
 --snapshot-count=10000
 --logger=zap
 --experimental-watch-progress-notify-interval=5s
---listen-metrics-urls=http://127.0.0.1:2381";
+--listen-metrics-urls=http://127.0.0.1:2381
+--heartbeat-interval=20
+--election-timeout=200";
         assert_eq!(args(&cfg(vec![])).join("\n"), expected);
     }
 
@@ -134,6 +147,8 @@ mod tests {
             "a=https://172.30.0.2:2380".into(),
             "b=https://172.30.0.3:2380".into(),
         ]));
+        // Members of a real cluster keep etcd's default timings.
+        assert!(!a.iter().any(|arg| arg.starts_with("--election-timeout")));
         assert!(a.contains(
             &"--initial-cluster=a=https://172.30.0.2:2380,b=https://172.30.0.3:2380".to_string()
         ));

@@ -58,6 +58,8 @@ pub async fn run() -> Result<(), InitError> {
         })
     };
 
+    // Before `/` is made shared: the image root's bind mount stays private.
+    let image_var = crate::var::bind_image_root();
     let cgroup_warnings = mounts::prepare_cgroups()?;
     mounts::make_root_shared()?;
     for problem in cgroup_warnings.into_iter().chain(mounts::set_sysctls()) {
@@ -90,6 +92,7 @@ pub async fn run() -> Result<(), InitError> {
         ));
     }
     tasks.spawn(import_images(reaper.clone(), booted, shutdown_rx));
+    tasks.spawn(fill_var(image_var, booted));
     eprintln!(
         "rind init: node {} ({:?}) started its components",
         cfg.node_name, cfg.role
@@ -170,6 +173,38 @@ pub fn components(cfg: &NodeConfig, rind: &Path) -> Vec<Component> {
     }
     list.push(ours("dns-relay"));
     list
+}
+
+/// Merges the image's `/var` into the node's `/var` volume (see `var`), off the
+/// components' way: none of them needs what Debian keeps there.
+async fn fill_var(image_var: Result<PathBuf, crate::var::VarError>, booted: Instant) {
+    let image_var = match image_var {
+        Ok(path) => path,
+        Err(err) => {
+            eprintln!("rind init: warning: /var not filled from the image: {err}");
+            return;
+        }
+    };
+    let merged = tokio::task::spawn_blocking(move || {
+        let merged = crate::var::merge_tree(&image_var, Path::new("/var"));
+        (merged, crate::var::unbind_image_root())
+    })
+    .await;
+    match merged {
+        Ok((Ok(merged), unbound)) => {
+            eprintln!(
+                "rind init: /var: {} entries from the image, {} there already ({:.2}s)",
+                merged.created,
+                merged.kept,
+                booted.elapsed().as_secs_f64()
+            );
+            if let Err(err) = unbound {
+                eprintln!("rind init: warning: {err}");
+            }
+        }
+        Ok((Err(err), _)) => eprintln!("rind init: warning: filling /var from the image: {err}"),
+        Err(err) => eprintln!("rind init: warning: filling /var from the image: {err}"),
+    }
 }
 
 /// Imports every image archive baked into the node (the pause image first of all) into

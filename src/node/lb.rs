@@ -26,6 +26,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// When start-up is surely over and the code it ran can be unmapped.
+const TRIM_AFTER: Duration = Duration::from_secs(5);
+
 /// How often each backend's `/readyz` is asked.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(300);
 /// How long a check may take: an interval and two timeouts stay within a second, the
@@ -364,6 +367,14 @@ pub async fn run() -> Result<(), LbError> {
     pool.set(&backends, checking(&pool, &checker));
     tokio::spawn(watch_config(pool.clone(), checker, path));
     eprintln!("rind lb: listening on {addr}");
+    // Start-up (configuration, TLS set-up, the first checks) is over within a few
+    // seconds; from then on only the proxy loop and the checks run, so the binary's
+    // pages that start-up mapped are given back (a load balancer that idles at a few
+    // MB is the point; see `rind_runtime::memory`).
+    tokio::spawn(async {
+        tokio::time::sleep(TRIM_AFTER).await;
+        rind_runtime::memory::drop_unused_code();
+    });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| LbError::Listen { addr, source })?;
     loop {

@@ -9,6 +9,7 @@ pub mod lb;
 pub mod mounts;
 pub mod resolv;
 pub mod supervisor;
+pub mod var;
 
 /// Runs the external load balancer of an HA cluster.
 pub async fn run_load_balancer() -> anyhow::Result<()> {

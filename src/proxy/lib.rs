@@ -56,7 +56,8 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
             ))
         })
         .collect::<Result<Vec<_>, dataplane::ProxyError>>()?;
-    let client = rind_runtime::client::from_kubeconfig(paths::PROXY_CONF).await?;
+    let client =
+        rind_runtime::client::from_kubeconfig_when_ready(paths::PROXY_CONF, "proxy").await?;
     let wake = Arc::new(Notify::new());
     let (services, _services_task) =
         reflect_lean(Api::<Service>::all(client.clone()), "service", &wake);

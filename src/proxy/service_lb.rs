@@ -244,7 +244,7 @@ fn status_patch(ip: Ipv4Addr, want: &Wanted) -> serde_json::Value {
 /// Runs the service load balancer with the credentials in `kubeconfig` until killed.
 pub async fn run(kubeconfig: &str) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
-    let client = rind_runtime::client::from_kubeconfig(kubeconfig)
+    let client = rind_runtime::client::from_kubeconfig_when_ready(kubeconfig, "service-lb")
         .await
         .with_context(|| format!("loading {kubeconfig}"))?;
     let wake = Arc::new(Notify::new());

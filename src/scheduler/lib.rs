@@ -551,7 +551,9 @@ pub async fn run(client: Client, stats: Arc<Stats>) -> anyhow::Result<()> {
 /// holds it; on SIGTERM gives the lease up so a peer takes over at once.
 pub async fn run_node(_cfg: &NodeConfig) -> anyhow::Result<()> {
     rind_runtime::logging::init("info");
-    let client = rind_runtime::client::from_kubeconfig(paths::SCHEDULER_CONF).await?;
+    let client =
+        rind_runtime::client::from_kubeconfig_when_ready(paths::SCHEDULER_CONF, "scheduler")
+            .await?;
     let stats = Arc::new(Stats::default());
     let mut elector = leader::Elector::new(
         client.clone(),

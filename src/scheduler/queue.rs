@@ -4,7 +4,11 @@
 //! for pods held back by inter-pod rules a pod placed); it then gets its next attempt
 //! once its back-off (1 s doubling to 10 s per failed attempt) has passed. Parked pods
 //! are retried anyway after `MAX_UNSCHEDULABLE`, in case an event was missed. A pod whose
-//! binding failed goes straight to back-off.
+//! binding failed goes straight to back-off. When no pod is active, the pod an event
+//! moved to back-off that is due first is tried at once (upstream's
+//! SchedulerPopFromBackoffQ, on by default since 1.34: back-off exists to keep failing
+//! pods from starving others, and an idle scheduler starves no one); pods backing off
+//! after an error are not.
 
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -34,7 +38,12 @@ enum State {
     Active,
     /// Being scheduled or bound: not in any queue until the outcome is known.
     InFlight,
-    Backoff(Instant),
+    Backoff {
+        at: Instant,
+        /// Backing off after an error (a refused binding), not for lack of a node: never
+        /// tried before `at`.
+        after_error: bool,
+    },
     Unschedulable {
         since: Instant,
         /// Whether a newly placed pod could help (inter-pod affinity, spreading).
@@ -101,7 +110,28 @@ impl Queue {
                 return Some((uid, entry.pod.clone()));
             }
         }
-        None
+        self.pop_from_backoff()
+    }
+
+    /// Nothing is active: the pod an event moved to back-off that is due first.
+    fn pop_from_backoff(&mut self) -> Option<(String, Arc<Pod>)> {
+        let uid = self
+            .waiting
+            .iter()
+            .filter_map(|uid| match self.entries.get(uid)?.state {
+                State::Backoff {
+                    at,
+                    after_error: false,
+                } => Some((at, uid)),
+                _ => None,
+            })
+            .min()?
+            .1
+            .clone();
+        self.waiting.remove(&uid);
+        let entry = self.entries.get_mut(&uid)?;
+        entry.state = State::InFlight;
+        Some((uid, entry.pod.clone()))
     }
 
     /// No node fits: park the pod. Returns the back-off its next attempt waits at least.
@@ -128,7 +158,10 @@ impl Queue {
         entry.attempts += 1;
         entry.last_failure = now;
         let delay = backoff(entry.attempts);
-        entry.state = State::Backoff(now + delay);
+        entry.state = State::Backoff {
+            at: now + delay,
+            after_error: true,
+        };
         self.waiting.insert(uid.to_string());
         delay
     }
@@ -155,7 +188,10 @@ impl Queue {
                 entry.state = State::Active;
                 activated.push(uid.clone());
             } else {
-                entry.state = State::Backoff(due);
+                entry.state = State::Backoff {
+                    at: due,
+                    after_error: false,
+                };
             }
         }
         self.activate(activated);
@@ -176,7 +212,7 @@ impl Queue {
                 continue;
             };
             let ready = match entry.state {
-                State::Backoff(at) => at <= now,
+                State::Backoff { at, .. } => at <= now,
                 State::Unschedulable { since, .. } => {
                     now.duration_since(since) >= MAX_UNSCHEDULABLE
                 }
@@ -244,16 +280,38 @@ mod tests {
         // A placed pod does not help a pod that only lacks resources.
         q.on_event(ClusterEvent::PodPlaced, t0 + Duration::from_secs(5));
         assert!(q.pop().is_none());
-        // A node event within the back-off: due once the back-off passes.
+        // A node event within the back-off: due once the back-off passes, unless
+        // nothing else is waiting (PopFromBackoffQ): then tried at once.
+        q.add_or_update("busy", pod());
         q.on_event(ClusterEvent::Node, t0 + Duration::from_millis(500));
         q.tick(t0 + Duration::from_millis(600));
-        assert!(q.pop().is_none());
-        q.tick(t0 + Duration::from_secs(1));
+        assert_eq!(q.pop().map(|(u, _)| u).as_deref(), Some("busy"));
         assert_eq!(q.pop().map(|(u, _)| u).as_deref(), Some("p"));
+        assert!(q.pop().is_none());
         // Parked too long: retried even without an event.
         q.failed("p", t0, true);
         q.tick(t0 + MAX_UNSCHEDULABLE);
         assert!(q.pop().is_some());
+    }
+
+    #[test]
+    fn an_idle_queue_pops_the_pod_due_first_from_backoff() {
+        let mut q = Queue::default();
+        let t0 = Instant::now();
+        for uid in ["late", "early"] {
+            q.add_or_update(uid, pod());
+            q.pop();
+        }
+        q.failed("late", t0, false);
+        q.failed("late", t0, false); // a second failure: 2 s back-off
+        q.failed("early", t0, false);
+        q.on_event(ClusterEvent::Node, t0);
+        assert_eq!(q.pop().map(|(u, _)| u).as_deref(), Some("early"));
+        assert_eq!(q.pop().map(|(u, _)| u).as_deref(), Some("late"));
+        assert!(q.pop().is_none());
+        // Parked pods no event has moved stay parked.
+        q.failed("early", t0, false);
+        assert!(q.pop().is_none());
     }
 
     #[test]

@@ -171,9 +171,13 @@ pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiEr
             .registry
             .lookup("rbac.authorization.k8s.io", "v1", plural)
             .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-        for object in objects {
-            ensure_one(server, resource, object, reconcile).await?;
-        }
+        crate::bootstrap::concurrently(
+            objects
+                .iter()
+                .map(|object| ensure_one(server, resource, object, reconcile))
+                .collect(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! phase creates it in a kind cluster: ServiceAccount `coredns`, ClusterRole and
 //! ClusterRoleBinding `system:coredns`, Service `kube-dns` at the tenth address of the
 //! service network, and Deployment `coredns` (two replicas, pods labelled
-//! `k8s-app=kube-dns`) running `rind dns` from the DNS image every node loads at boot.
+//! `k8s-app=kube-dns`) running `rind dns`: the DNS image every node loads at boot holds
+//! its libraries, and the pods mount the node's own rind binary.
 //! Objects that exist already are left as they are (a user's edits survive restarts).
 //! Created as soon as the API answers, before workers join (as kubeadm's init installs
 //! CoreDNS before any `kubeadm join`), so the DNS pods start while workers register;
@@ -33,7 +34,7 @@ async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let dns_ip = rind_runtime::config::service_ip(subnet, 10).with_context(|| {
         format!("the service network {subnet} has no tenth address for the cluster DNS")
     })?;
-    let config = client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+    let config = ctx.admin_config().await?;
     let client = client::client_for(&config).await?;
     create(
         Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE),
@@ -62,8 +63,7 @@ async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
 /// last thing `create` does, shown at `-v 1`.
 pub async fn wait_for_default_account_of(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let cp = ctx.plan.control_plane();
-    let config = client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+    let config = ctx.admin_config().await?;
     wait_for_default_account(client::client_for(&config).await?).await?;
     ctx.ui.detail(&format!(
         "ServiceAccount default/default there after {:.1}s",
@@ -184,6 +184,14 @@ fn service(cluster_ip: &str) -> Value {
     })
 }
 
+/// The DNS pods' volume holding the node's rind binary.
+const RIND_BINARY_VOLUME: &str = "rind-binary";
+
+/// Where the rind binary is, in a node and in a DNS pod.
+fn rind_binary() -> String {
+    format!("/{}", crate::image::node::RIND_IN_NODE)
+}
+
 /// `coredns`, shaped as kubeadm's: two replicas spread over nodes, tolerating the
 /// control plane, the node's resolver for names outside the cluster (dnsPolicy
 /// Default), probes on CoreDNS's health (8080) and readiness (8181) ports.
@@ -246,6 +254,18 @@ fn deployment() -> Value {
                             "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
                             "readOnlyRootFilesystem": true,
                         },
+                        "volumeMounts": [{
+                            "name": RIND_BINARY_VOLUME,
+                            "mountPath": rind_binary(),
+                            "readOnly": true,
+                        }],
+                    }],
+                    // The DNS image holds only the libraries; the program is the node's
+                    // own rind binary (see `image::node::dns_image`), the same build
+                    // as every other component of the node.
+                    "volumes": [{
+                        "name": RIND_BINARY_VOLUME,
+                        "hostPath": {"path": rind_binary(), "type": "File"},
                     }],
                 },
             },
@@ -285,5 +305,20 @@ mod tests {
         let pod = spec.template.spec.clone().unwrap_or_default();
         assert_eq!(pod.containers[0].image.as_deref(), Some("rind/dns:v1"));
         assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
+        let volume = &pod.volumes.as_ref().unwrap()[0];
+        let host = volume.host_path.as_ref().unwrap();
+        assert_eq!(
+            (host.path.as_str(), host.type_.as_deref()),
+            ("/usr/local/bin/rind", Some("File"))
+        );
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                mount.name.as_str(),
+                mount.mount_path.as_str(),
+                mount.read_only
+            ),
+            ("rind-binary", "/usr/local/bin/rind", Some(true))
+        );
     }
 }

@@ -28,11 +28,9 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     if workers.is_empty() {
         return Ok(());
     }
-    let cp = ctx.plan.control_plane();
     ctx.ui
         .step("Joining worker nodes 🚜", async {
-            let config =
-                client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+            let config = ctx.admin_config().await?;
             let control_planes: Vec<String> = ctx
                 .plan
                 .nodes

@@ -8,6 +8,7 @@ mod start_control_plane;
 mod start_service_lb;
 mod wait_ready;
 
+use super::kubeconfig::Kubeconfig;
 use super::pki::ClusterPki;
 use super::plan::ClusterPlan;
 use super::ui::Ui;
@@ -24,15 +25,31 @@ pub struct CreateContext<'a> {
     pub kubeconfig: PathBuf,
     /// How long to wait for the control plane to be Ready (zero: don't wait).
     pub wait: Duration,
+    /// The host's admin kubeconfig, read from the first control plane once (each read
+    /// is three Docker calls) and shared by the steps.
+    pub admin: tokio::sync::OnceCell<Kubeconfig>,
+}
+
+impl CreateContext<'_> {
+    /// The admin kubeconfig for reaching the cluster from the host.
+    pub async fn admin_config(&self) -> anyhow::Result<Kubeconfig> {
+        let cp = self.plan.control_plane();
+        self.admin
+            .get_or_try_init(|| {
+                super::client::admin_kubeconfig(self.docker, &self.plan.name, &cp.spec.name, false)
+            })
+            .await
+            .cloned()
+    }
 }
 
 pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     prepare_nodes::execute(ctx).await?;
     start_control_plane::execute(ctx).await?;
+    start_service_lb::execute(ctx).await?;
     install_dns::execute(ctx).await?;
     join_workers::execute(ctx).await?;
     install_dns::wait_for_default_account_of(ctx).await?;
-    start_service_lb::execute(ctx).await?;
     if !ctx.wait.is_zero() {
         wait_ready::execute(ctx).await?;
     }

@@ -1,5 +1,6 @@
-//! Creates every node container at once, writes its configuration and certificates into
-//! it, and starts it; in an HA cluster the load balancer container too.
+//! Creates every node container at once and writes its configuration and certificates
+//! into it (and in an HA cluster the API load balancer's container), then starts the
+//! control planes, then the workers and the service load balancer's container.
 
 use super::CreateContext;
 use crate::pki::{NodeFile, NodeIdentity};
@@ -39,9 +40,6 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                     "{name}: config and certificates copied ({})",
                     took()
                 ));
-                provider::start(ctx.docker, name).await?;
-                ctx.ui
-                    .detail(&format!("{name}: started at {} ({})", node.spec.ip, took()));
                 Ok::<_, anyhow::Error>(())
             });
             let load_balancer = async {
@@ -54,6 +52,34 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
             };
             futures::future::try_join(futures::future::try_join_all(prepared), load_balancer)
                 .await?;
+            // Control planes first: everything else waits on their API servers, and
+            // Docker starts containers side by side only in part (0.4–0.7 s each here),
+            // so a control plane started last would hold the whole cluster back.
+            let started = std::time::Instant::now();
+            let start = |role: Role| {
+                futures::future::try_join_all(
+                    ctx.plan
+                        .nodes
+                        .iter()
+                        .filter(move |node| node.spec.role == role)
+                        .map(|node| async move {
+                            provider::start(ctx.docker, &node.spec.name).await?;
+                            ctx.ui.detail(&format!(
+                                "{}: started at {} ({:.2}s)",
+                                node.spec.name,
+                                node.spec.ip,
+                                started.elapsed().as_secs_f64()
+                            ));
+                            Ok::<_, anyhow::Error>(())
+                        }),
+                )
+            };
+            start(Role::ControlPlane).await?;
+            futures::future::try_join(
+                start(Role::Worker),
+                super::start_service_lb::create_container(ctx),
+            )
+            .await?;
             Ok(())
         })
         .await

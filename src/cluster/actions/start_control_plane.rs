@@ -15,8 +15,7 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let config = ctx
         .ui
         .step("Starting control-plane 🕹️", async {
-            let config =
-                client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+            let config = ctx.admin_config().await?;
             client::wait_for_api(&config, API_SERVER_DEADLINE)
                 .await
                 .with_context(|| {

@@ -1,5 +1,6 @@
-//! Starts the cluster's service load balancer (`<cluster>-service-lb`, see
-//! `rind_proxy::service_lb`) with credentials of its own, and grants them what
+//! The cluster's service load balancer (`<cluster>-service-lb`, see
+//! `rind_proxy::service_lb`): its container, with credentials of its own, and the
+//! grant of what
 //! upstream's service controller may do (read Services and Nodes, write Services'
 //! status) and what kube-proxy may read (EndpointSlices), through the built-in roles.
 
@@ -19,12 +20,13 @@ const ROLES: [(&str, &str); 2] = [
     ("rind:service-lb:endpoints", "system:node-proxier"),
 ];
 
+/// Grants the load balancer's credentials their roles, once the API answers. The
+/// container itself starts with the nodes (`create_container`) and waits for the API
+/// server; until these bindings exist its requests are refused and retried.
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
-    let cp = ctx.plan.control_plane();
     ctx.ui
-        .step("Starting the service load balancer ⚖️", async {
-            let config =
-                client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+        .step("Granting the service load balancer its roles ⚖️", async {
+            let config = ctx.admin_config().await?;
             let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
             for (binding_name, role) in ROLES {
                 let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
@@ -50,13 +52,19 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                     }
                 }
             }
-            let kubeconfig = ctx.pki.client_kubeconfig(
-                provider::SERVICE_LB_KUBECONFIG,
-                SERVICE_LB_USER,
-                &cp.config.api_server_url,
-            )?;
-            provider::create_service_lb(ctx.docker, &ctx.plan.name, &cp.spec.image, &kubeconfig)
-                .await
+            Ok(())
         })
         .await
+}
+
+/// Creates and starts the `<cluster>-service-lb` container with credentials of its own;
+/// run beside the nodes' creation, so it is up by the time the cluster is.
+pub async fn create_container(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    let cp = ctx.plan.control_plane();
+    let kubeconfig = ctx.pki.client_kubeconfig(
+        provider::SERVICE_LB_KUBECONFIG,
+        SERVICE_LB_USER,
+        &cp.config.api_server_url,
+    )?;
+    provider::create_service_lb(ctx.docker, &ctx.plan.name, &cp.spec.image, &kubeconfig).await
 }

@@ -22,9 +22,7 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     let result = ctx
         .ui
         .step(&title, async {
-            let cp = ctx.plan.control_plane();
-            let config =
-                client::admin_kubeconfig(ctx.docker, &ctx.plan.name, &cp.spec.name, false).await?;
+            let config = ctx.admin_config().await?;
             let client = client::client_for(&config).await?;
             let until = started + ctx.wait;
             let mut last: Vec<String> = Vec::new();

@@ -78,22 +78,26 @@ pub fn busybox_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Arch
     Ok(builder.into_inner()?)
 }
 
-/// A root filesystem layer holding one program at `program_path` and the `files` it
-/// needs (shared libraries, by their paths without the leading `/`), each directory
-/// created before its entries, plus an empty `/tmp`.
-pub fn program_layer(
-    program_path: &str,
-    program: &[u8],
+/// A root filesystem layer for a program that is mounted in at run time: the directory
+/// `program_dir` it is mounted into and the `files` it needs (shared libraries, by their
+/// paths without the leading `/`), each directory created before its entries, plus an
+/// empty `/tmp`.
+pub fn libraries_layer(
+    program_dir: &str,
     files: &[(String, Vec<u8>)],
 ) -> Result<Vec<u8>, ArchiveError> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut dirs: BTreeSet<String> = ["etc", "tmp"].iter().map(|s| s.to_string()).collect();
-    for path in std::iter::once(program_path).chain(files.iter().map(|(p, _)| p.as_str())) {
-        let mut parent = std::path::Path::new(path).parent();
-        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(dir.display().to_string());
-            parent = dir.parent();
+    let mut add_with_parents = |dir: Option<&std::path::Path>| {
+        let mut dir = dir;
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.display().to_string());
+            dir = d.parent();
         }
+    };
+    add_with_parents(Some(std::path::Path::new(program_dir)));
+    for (path, _) in files {
+        add_with_parents(std::path::Path::new(path).parent());
     }
     for dir in &dirs {
         let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
@@ -106,14 +110,6 @@ pub fn program_layer(
             None,
         )?;
     }
-    append(
-        &mut builder,
-        program_path,
-        tar::EntryType::Regular,
-        0o755,
-        program,
-        None,
-    )?;
     for (path, data) in files {
         append(
             &mut builder,
@@ -257,6 +253,38 @@ mod tests {
         }
         let sh = found.iter().find(|(p, _, _)| p == "bin/sh").unwrap();
         assert_eq!(sh.2.as_deref(), Some("/bin/busybox"));
+    }
+
+    #[test]
+    fn libraries_layer_has_the_program_dir_and_libraries_but_no_program() {
+        let files = vec![(
+            "lib/x86_64-linux-gnu/libc.so.6".to_string(),
+            b"lib".to_vec(),
+        )];
+        let layer = libraries_layer("usr/local/bin", &files).unwrap();
+        let mut archive = tar::Archive::new(&layer[..]);
+        let paths: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        for want in [
+            "usr/",
+            "usr/local/",
+            "usr/local/bin/",
+            "lib/x86_64-linux-gnu/",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "tmp/",
+            "etc/",
+        ] {
+            assert!(
+                paths
+                    .iter()
+                    .any(|p| p.trim_end_matches('/') == want.trim_end_matches('/')),
+                "{want} missing from {paths:?}"
+            );
+        }
+        assert!(!paths.iter().any(|p| p.ends_with("bin/rind")));
     }
 
     #[test]

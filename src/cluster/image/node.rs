@@ -176,9 +176,12 @@ pub async fn baked_images(
     })
 }
 
-/// The cluster DNS image: the rind binary, run as `rind dns`, with the shared
-/// libraries it links (as `ldd` names them), copied from the base image that runs the
-/// same binary in the node. No registry, no second build.
+/// The cluster DNS image: the shared libraries the rind binary links (as `ldd` names
+/// them), copied from the base image that runs the same binary in the node, with
+/// `rind dns` as its entrypoint. The binary itself is not in it: the DNS pods mount the
+/// node's own (read-only `hostPath`, see `install_dns`). With the 80 MB binary inside,
+/// every node spent seconds of disk and CPU importing this image at each boot, while
+/// the cluster DNS waited for it; now it is a few megabytes.
 async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>, ImageError> {
     let libraries = linked_libraries(binary).await?;
     let files = with_temp_container(docker, base, |id| async move {
@@ -190,14 +193,17 @@ async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>
         Ok(files)
     })
     .await?;
-    let rind = tokio::fs::read(binary).await?;
-    let layer = archive::program_layer(RIND_IN_NODE, &rind, &files)?;
+    let program_dir = Path::new(RIND_IN_NODE)
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let layer = archive::libraries_layer(&program_dir, &files)?;
     Ok(archive::docker_archive(
         &ImageSpec {
             repo_tag: strip_docker_io(paths::DNS_IMAGE),
             entrypoint: Some(vec!["/usr/local/bin/rind", "dns"]),
             cmd: None,
-            created_by: "rind: the rind binary and its shared libraries",
+            created_by: "rind: the shared libraries of the rind binary",
         },
         &layer,
     )?)

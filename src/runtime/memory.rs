@@ -1,16 +1,17 @@
-//! Keeping the DNS pod's resident memory to what it uses.
+//! Keeping a small long-running process's resident memory to what it uses.
 //!
-//! The pod runs the whole rind binary (tens of MB of code for every component), of
-//! which the DNS server runs a small part. Most of its resident memory is pages of
-//! that binary mapped into it, and start-up (argument parsing, the TLS handshake, the
-//! first lists of the API) runs code that serving never runs again: measured in a pod,
-//! 23 of its 26.5 MB were the binary's pages. `drop_unused_code` unmaps the binary's
-//! clean pages once start-up is done, so only what serving touches again comes back
-//! (17.6 MB then, on an idle cluster). It only changes which pages of the file are
-//! mapped into this process: the file's page cache, and every other process's mapping
-//! of it, are untouched; a page needed again is mapped again from the page cache on
-//! its next use. (A fault maps the whole page-cache folio it falls in, up to 128 KiB
-//! here, so `MADV_RANDOM` would not narrow what comes back, and is not used.)
+//! Every rind process maps the whole rind binary (tens of MB of code for every
+//! component), and one that serves a single purpose (the cluster DNS, the HA load
+//! balancer) runs a small part of it. Most of such a process's resident memory is pages
+//! of that binary, and start-up (argument parsing, TLS set-up, the first lists of the
+//! API) runs code that serving never runs again: measured in a DNS pod, 23 of its
+//! 26.5 MB were the binary's pages. `drop_unused_code` unmaps the binary's clean pages
+//! once start-up is done, so only what serving touches again comes back (17.6 MB then,
+//! on an idle cluster). It only changes which pages of the file are mapped into this
+//! process: the file's page cache, and every other process's mapping of it, are
+//! untouched; a page needed again is mapped again from the page cache on its next use.
+//! (A fault maps the whole page-cache folio it falls in, up to 128 KiB here, so
+//! `MADV_RANDOM` would not narrow what comes back, and is not used.)
 
 use std::io;
 
