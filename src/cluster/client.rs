@@ -158,11 +158,18 @@ pub async fn add_taint(
 ) -> anyhow::Result<()> {
     let client = client_for(config).await?;
     let nodes: kube::Api<Node> = kube::Api::all(client);
+    let until = Instant::now() + CREATE_RETRY_DEADLINE;
     loop {
-        let mut current = nodes
-            .get(node)
-            .await
-            .with_context(|| format!("reading node {node}"))?;
+        let mut current = match nodes.get(node).await {
+            Ok(current) => current,
+            // As in `create_unless_exists`: an HA cluster's other API servers may still
+            // be starting behind the load balancer.
+            Err(err) if transient(&err) && Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(err) => return Err(err).with_context(|| format!("reading node {node}")),
+        };
         let spec = current.spec.get_or_insert_with(Default::default);
         let taints = spec.taints.get_or_insert_with(Vec::new);
         if taints
@@ -178,6 +185,9 @@ pub async fn add_taint(
         {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) if transient(&err) && Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Err(err) => return Err(err).with_context(|| format!("tainting node {node}")),
         }
     }
@@ -257,4 +267,39 @@ pub async fn not_ready(client: &kube::Client, nodes: &[String]) -> anyhow::Resul
         }
     }
     Ok(pending)
+}
+
+/// How long creating one object is retried on transient failures.
+const CREATE_RETRY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Creates `object` unless it exists already (409 counts as done). In an HA cluster the
+/// other API servers are still starting behind the load balancer while `create cluster`
+/// writes its first objects, and one may close a connection as it starts or restarts: a
+/// request that did not reach an answer (or got a 5xx or 429) is tried again for a
+/// while; any other refusal is returned at once.
+pub async fn create_unless_exists<K>(api: &kube::Api<K>, object: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let until = Instant::now() + CREATE_RETRY_DEADLINE;
+    loop {
+        let err = match api.create(&kube::api::PostParams::default(), object).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
+            Err(err) => err,
+        };
+        if !transient(&err) || Instant::now() >= until {
+            return Err(err.into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A failure worth trying again: no answer at all (a connection closed or refused), or
+/// an answer saying the server cannot serve now (5xx, 429).
+fn transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
 }

@@ -5,7 +5,7 @@
 
 use super::supervisor::{self, Component, Reaper};
 use crate::{containerd, etcd, mounts, resolv};
-use rind_runtime::paths::{self, PAUSE_ARCHIVE};
+use rind_runtime::paths::{self, DNS_ARCHIVE, PAUSE_ARCHIVE};
 use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,8 +91,13 @@ pub async fn run() -> Result<(), InitError> {
             shutdown_rx.clone(),
         ));
     }
-    tasks.spawn(import_images(reaper.clone(), booted, shutdown_rx));
-    tasks.spawn(fill_var(image_var, booted));
+    // The image's /var is merged after the imports, not beside them: on a machine
+    // booting several nodes the disk is the bottleneck, and the pods wait on the images
+    // while nothing waits on Debian's /var.
+    tasks.spawn(async move {
+        import_images(reaper.clone(), booted, shutdown_rx).await;
+        fill_var(image_var, booted).await;
+    });
     eprintln!(
         "rind init: node {} ({:?}) started its components",
         cfg.node_name, cfg.role
@@ -251,8 +256,9 @@ async fn import_images(reaper: Arc<Reaper>, booted: Instant, mut shutdown: watch
     }
 }
 
-/// The `*.tar` archives in `dir`: the pause image first (every sandbox needs it), then
-/// the rest by name so the order of imports is stable.
+/// The `*.tar` archives in `dir`: the pause image first (every sandbox needs it), the
+/// cluster DNS image next (`create cluster` waits for its pods), then the rest by name
+/// so the order of imports is stable.
 fn image_archives(dir: &Path) -> Vec<PathBuf> {
     let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -262,7 +268,13 @@ fn image_archives(dir: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    archives.sort_by_key(|p| (!p.ends_with(PAUSE_ARCHIVE), p.clone()));
+    archives.sort_by_key(|p| {
+        (
+            !p.ends_with(PAUSE_ARCHIVE),
+            !p.ends_with(DNS_ARCHIVE),
+            p.clone(),
+        )
+    });
     archives
 }
 
@@ -352,13 +364,19 @@ mod tests {
     #[test]
     fn archives_are_tar_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["pause.tar", "busybox.tar", "alpha.tar", "notes.txt"] {
+        for name in [
+            "pause.tar",
+            "busybox.tar",
+            "alpha.tar",
+            "dns.tar",
+            "notes.txt",
+        ] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         let found: Vec<_> = image_archives(dir.path())
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(found, ["pause.tar", "alpha.tar", "busybox.tar"]);
+        assert_eq!(found, ["pause.tar", "dns.tar", "alpha.tar", "busybox.tar"]);
     }
 }

@@ -67,8 +67,10 @@ pub const PAUSE_IMAGE: &str = "docker.io/rind/pause:v1";
 /// A small busybox image (`sh`, `sleep`, `wget`, …) for workloads, loaded at boot.
 pub const BUSYBOX_IMAGE: &str = "docker.io/rind/busybox:v1";
 
-/// The cluster DNS server's image: the rind binary and the libraries it links, run as
-/// `rind dns`; loaded at boot.
+/// The cluster DNS server's image: the libraries the rind binary links, run as
+/// `rind dns` with the node's binary mounted in; loaded at boot.
 pub const DNS_IMAGE: &str = "docker.io/rind/dns:v1";
 /// The pause image's archive in `IMAGES_DIR`, as the node image build puts it.
 pub const PAUSE_ARCHIVE: &str = "pause.tar";
+/// The cluster DNS image's archive in `IMAGES_DIR`.
+pub const DNS_ARCHIVE: &str = "dns.tar";

@@ -15,7 +15,7 @@ use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use rind_runtime::paths;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -93,7 +93,7 @@ async fn wait_for_default_account(client: kube::Client) -> anyhow::Result<()> {
     }
 }
 
-/// Creates `object` unless it exists.
+/// Creates `object` unless it exists (see `client::create_unless_exists`).
 async fn create<K>(api: Api<K>, object: Value) -> anyhow::Result<()>
 where
     K: kube::Resource + Clone + std::fmt::Debug + DeserializeOwned + serde::Serialize,
@@ -104,29 +104,10 @@ where
         .to_string();
     let typed: K = serde_json::from_value(object)
         .with_context(|| format!("the cluster DNS object {name} is malformed"))?;
-    // In an HA cluster the other API servers are still starting behind the load
-    // balancer while this runs, and one may close a connection as it restarts: a
-    // request that did not reach an answer (or got a 5xx or 429) is tried again.
-    let until = std::time::Instant::now() + CREATE_RETRY_DEADLINE;
-    loop {
-        let err = match api.create(&PostParams::default(), &typed).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
-            Err(err) => err,
-        };
-        let transient = match &err {
-            kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-            _ => true,
-        };
-        if !transient || std::time::Instant::now() >= until {
-            return Err(err).with_context(|| format!("creating the cluster DNS object {name}"));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    client::create_unless_exists(&api, &typed)
+        .await
+        .with_context(|| format!("creating the cluster DNS object {name}"))
 }
-
-/// How long creating one cluster DNS object is retried on transient failures.
-const CREATE_RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn labels() -> Value {
     json!({"k8s-app": "kube-dns"})

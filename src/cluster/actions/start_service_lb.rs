@@ -8,7 +8,7 @@ use super::CreateContext;
 use crate::{client, provider};
 use anyhow::Context;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 /// The user name in the load balancer's client certificate.
 pub const SERVICE_LB_USER: &str = "rind:service-lb";
@@ -43,14 +43,9 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
                     }],
                 }))
                 .context("building the service load balancer's role binding")?;
-                match api.create(&PostParams::default(), &binding).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 409 => {}
-                    Err(err) => {
-                        return Err(err)
-                            .with_context(|| format!("granting the service load balancer {role}"));
-                    }
-                }
+                client::create_unless_exists(&api, &binding)
+                    .await
+                    .with_context(|| format!("granting the service load balancer {role}"))?;
             }
             Ok(())
         })

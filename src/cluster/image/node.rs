@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, UploadToContainerOptions,
 };
 use futures::TryStreamExt;
-use rind_runtime::paths::{self, PAUSE_ARCHIVE};
+use rind_runtime::paths::{self, DNS_ARCHIVE, PAUSE_ARCHIVE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +23,6 @@ pub const RIND_IN_NODE: &str = "usr/local/bin/rind";
 /// Debian's busybox-static in the base image (bookworm has merged /usr).
 const BUSYBOX_IN_BASE: &str = "/usr/bin/busybox";
 const BUSYBOX_ARCHIVE: &str = "busybox.tar";
-const DNS_ARCHIVE: &str = "dns.tar";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `node-image/files`, compiled in, for building without a source tree.
