@@ -631,51 +631,15 @@ pub async fn serve(
     tokio::spawn(allocator::run_repair(server.clone()));
     // Requests are authorized from these mirrors: fill them (side by side, each is a
     // list and a watch) before serving any.
-    let bootstrap_err = |e: &dyn std::fmt::Display| ServeError::Bootstrap(e.to_string());
     futures::try_join!(
-        async {
-            server
-                .rbac
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-        async {
-            server
-                .auth
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-        async {
-            server
-                .namespaces
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-        async {
-            server
-                .priority_classes
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-        async {
-            server
-                .limit_ranges
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-        async {
-            server
-                .resource_quotas
-                .start(store.clone())
-                .await
-                .map_err(|e| bootstrap_err(&e))
-        },
-    )?;
+        server.rbac.start(store.clone()),
+        server.auth.start(store.clone()),
+        server.namespaces.start(store.clone()),
+        server.priority_classes.start(store.clone()),
+        server.limit_ranges.start(store.clone()),
+        server.resource_quotas.start(store.clone()),
+    )
+    .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     namespaces::resume_all(&server)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
