@@ -87,6 +87,41 @@ pub fn unbind_image_root() -> Result<(), VarError> {
     Ok(())
 }
 
+/// Puts the calling thread in the idle scheduling class for CPU (`SCHED_IDLE`) and for
+/// disk (`IOPRIO_CLASS_IDLE`): it runs only when nothing else of the machine wants to.
+/// Returns what could not be changed; the merge works either way, only sooner.
+pub fn idle_priority() -> Vec<String> {
+    let mut problems = Vec::new();
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread, and `param` outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        problems.push(format!(
+            "cannot lower the /var merge's CPU priority: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE): libc has no
+    // wrapper; the class sits above bit 13 of the priority value.
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    // SAFETY: a plain syscall with integer arguments.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            IOPRIO_CLASS_IDLE << 13,
+        )
+    } != 0
+    {
+        problems.push(format!(
+            "cannot lower the /var merge's disk priority: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    problems
+}
+
 /// What a merge did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged {
@@ -215,6 +250,20 @@ mod tests {
         // Idempotent: a second boot creates nothing.
         let again = merge_tree(f, t).unwrap();
         assert_eq!(again.created, 0);
+    }
+
+    #[test]
+    fn idle_priority_puts_only_the_calling_thread_in_the_idle_class() {
+        let problems = std::thread::spawn(|| {
+            let problems = idle_priority();
+            // SAFETY: pid 0 is the calling thread.
+            (problems, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(problems, (Vec::<String>::new(), libc::SCHED_IDLE));
+        // SAFETY: as above; this thread was not changed.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
     }
 
     #[test]
