@@ -598,6 +598,7 @@ pub async fn serve(
     store: Arc<dyn Store>,
     listener: tokio::net::TcpListener,
 ) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
     let acceptor = tls::acceptor(&config.serving)?;
     let kubelet_tls = config
         .kubelet_client
@@ -647,6 +648,12 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
     tokio::spawn(crd::run(server.clone(), revision));
+    // Connections wait in the listen queue until now: how long a load balancer's checks
+    // and every component saw this server as slow.
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "defaults stored and mirrors filled; serving"
+    );
     tls::accept_loop(listener, acceptor, server).await
 }
 
@@ -707,21 +714,30 @@ async fn connect_etcd() -> anyhow::Result<Arc<dyn Store>> {
     };
     let endpoints = vec![format!("https://127.0.0.1:{}", paths::ETCD_CLIENT_PORT)];
     let deadline = tokio::time::Instant::now() + ETCD_DEADLINE;
+    // The last reason logged: a poll every 100 ms would otherwise log ten lines a second
+    // while etcd waits for its peers.
+    let mut logged = String::new();
     loop {
-        match EtcdStore::connect(&endpoints, Some(tls())).await {
+        let failure = match EtcdStore::connect(&endpoints, Some(tls())).await {
             Ok(store) => match store.revision().await {
                 Ok(_) => return Ok(store),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(e).context("etcd did not become ready");
                 }
-                Err(e) => tracing::info!("waiting for etcd: {e}"),
+                Err(e) => e.to_string(),
             },
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(e).context("connecting to etcd");
             }
-            Err(e) => tracing::info!("waiting for etcd: {e}"),
+            Err(e) => e.to_string(),
+        };
+        if failure != logged {
+            tracing::info!("waiting for etcd: {failure}");
+            logged = failure;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // etcd answers within moments of electing a leader, and everything in the
+        // cluster waits on this server: a short poll, not a back-off.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -6,6 +6,14 @@
 //! until the startup probe succeeds the other two do not run. A liveness or startup
 //! verdict of failure stops the container, and the pod worker restarts it with the
 //! crash-loop back-off.
+//!
+//! One departure in timing: until a container's readiness probe first passes, a failed
+//! run is retried every `QUICK_RETRY` for the rest of the first period, without an
+//! event or a count (the container is not ready either way). The first run comes right
+//! as the process starts and usually finds nothing listening yet; upstream's worker
+//! ticks from the pod's admission and so probes a moment later, at a random point of
+//! the period. Either way a server that comes up is seen within a period; here it is
+//! seen within a tenth of a second, which is when a cluster's DNS becomes usable.
 
 use super::cri::Cri;
 use super::handlers::{self, Outcome, Target};
@@ -48,6 +56,24 @@ struct Watched {
     cancel: CancellationToken,
     /// When probing began: a runtime listing older than this cannot show the instance.
     since: Instant,
+}
+
+/// How soon a failed readiness run is retried before the container was first ready.
+const QUICK_RETRY: Duration = Duration::from_millis(100);
+
+/// When to run a failed probe again early (see the module's note), if at all: only a
+/// readiness probe that never passed and needs one success, within its first period.
+fn quick_retry(
+    kind: Kind,
+    timing: &Timing,
+    ever_ready: bool,
+    probing_for: Duration,
+) -> Option<Duration> {
+    (kind == Kind::Readiness
+        && timing.success_threshold == 1
+        && !ever_ready
+        && probing_for + QUICK_RETRY < timing.period)
+        .then_some(QUICK_RETRY)
 }
 
 /// The timing of a probe, with upstream's defaults.
@@ -229,6 +255,8 @@ impl Worker {
             successes: 0,
             failures: 0,
         };
+        let began = Instant::now();
+        let mut ever_ready = false;
         loop {
             // Liveness and readiness wait for the startup probe; it stops once it passed.
             let started = self.started();
@@ -244,6 +272,19 @@ impl Worker {
                     () = self.cancel.cancelled() => return,
                     outcome = self.probe_once() => outcome,
                 };
+                let quick = match outcome {
+                    Ok(_) => None,
+                    Err(_) => quick_retry(self.kind, &self.timing, ever_ready, began.elapsed()),
+                };
+                if let Some(pause) = quick {
+                    if !self.pause(pause).await {
+                        return;
+                    }
+                    continue;
+                }
+                if outcome.is_ok() && self.kind == Kind::Readiness {
+                    ever_ready = true;
+                }
                 if let Err(message) = &outcome {
                     self.prober
                         .api
@@ -392,6 +433,37 @@ mod tests {
         assert_eq!(t.period, Duration::from_secs(10));
         assert_eq!(t.timeout, Duration::from_secs(1));
         assert_eq!((t.success_threshold, t.failure_threshold), (1, 3));
+    }
+
+    #[test]
+    fn only_a_readiness_probe_never_passed_is_retried_early_within_its_first_period() {
+        let timing = Timing::of(&Probe {
+            period_seconds: Some(1),
+            ..Probe::default()
+        });
+        let ms = Duration::from_millis;
+        assert_eq!(
+            quick_retry(Kind::Readiness, &timing, false, ms(0)),
+            Some(QUICK_RETRY)
+        );
+        assert_eq!(
+            quick_retry(Kind::Readiness, &timing, false, ms(850)),
+            Some(QUICK_RETRY)
+        );
+        // The period is over: the regular timing from now on.
+        assert_eq!(quick_retry(Kind::Readiness, &timing, false, ms(950)), None);
+        // Once ready, failures count and are reported as usual.
+        assert_eq!(quick_retry(Kind::Readiness, &timing, true, ms(0)), None);
+        // Liveness and startup failures always count.
+        assert_eq!(quick_retry(Kind::Liveness, &timing, false, ms(0)), None);
+        assert_eq!(quick_retry(Kind::Startup, &timing, false, ms(0)), None);
+        // Several successes needed: each run counts.
+        let twice = Timing::of(&Probe {
+            period_seconds: Some(1),
+            success_threshold: Some(2),
+            ..Probe::default()
+        });
+        assert_eq!(quick_retry(Kind::Readiness, &twice, false, ms(0)), None);
     }
 
     #[test]

@@ -166,7 +166,10 @@ pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiEr
         ("roles", &policy.roles, reconcile_role),
         ("rolebindings", &policy.role_bindings, reconcile_binding),
     ];
-    for (plural, objects, reconcile) in kinds {
+    // The kinds side by side too: a binding may name a role not stored yet, as upstream
+    // allows, and the writes of an HA cluster's API servers starting together on a busy
+    // machine wait on etcd's commits, not on each other.
+    let per_kind = kinds.map(|(plural, objects, reconcile)| async move {
         let resource = server
             .registry
             .lookup("rbac.authorization.k8s.io", "v1", plural)
@@ -177,8 +180,9 @@ pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiEr
                 .map(|object| ensure_one(server, resource, object, reconcile))
                 .collect(),
         )
-        .await?;
-    }
+        .await
+    });
+    futures::future::try_join_all(per_kind).await?;
     Ok(())
 }
 

@@ -36,27 +36,34 @@ async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     })?;
     let config = ctx.admin_config().await?;
     let client = client::client_for(&config).await?;
-    create(
-        Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE),
-        service_account(),
+    // Side by side, but the Deployment after its pods' ServiceAccount: a pod naming an
+    // account that does not exist yet is refused, and the ReplicaSet would back off.
+    let account_then_deployment = async {
+        create(
+            Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE),
+            service_account(),
+        )
+        .await?;
+        create(
+            Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
+            deployment(),
+        )
+        .await
+    };
+    futures::future::try_join4(
+        account_then_deployment,
+        create(Api::<ClusterRole>::all(client.clone()), cluster_role()),
+        create(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            cluster_role_binding(),
+        ),
+        create(
+            Api::<Service>::namespaced(client.clone(), NAMESPACE),
+            service(&dns_ip.to_string()),
+        ),
     )
     .await?;
-    create(Api::<ClusterRole>::all(client.clone()), cluster_role()).await?;
-    create(
-        Api::<ClusterRoleBinding>::all(client.clone()),
-        cluster_role_binding(),
-    )
-    .await?;
-    create(
-        Api::<Service>::namespaced(client.clone(), NAMESPACE),
-        service(&dns_ip.to_string()),
-    )
-    .await?;
-    create(
-        Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
-        deployment(),
-    )
-    .await
+    Ok(())
 }
 
 /// Waits for the `default` ServiceAccount (see `wait_for_default_account`), as the

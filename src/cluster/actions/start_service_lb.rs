@@ -28,25 +28,29 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
         .step("Granting the service load balancer its roles ⚖️", async {
             let config = ctx.admin_config().await?;
             let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
-            for (binding_name, role) in ROLES {
-                let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": binding_name},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": role,
-                    },
-                    "subjects": [{
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "User",
-                        "name": SERVICE_LB_USER,
-                    }],
-                }))
-                .context("building the service load balancer's role binding")?;
-                client::create_unless_exists(&api, &binding)
-                    .await
-                    .with_context(|| format!("granting the service load balancer {role}"))?;
-            }
+            let grants = ROLES.map(|(binding_name, role)| {
+                let api = &api;
+                async move {
+                    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": binding_name},
+                        "roleRef": {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "ClusterRole",
+                            "name": role,
+                        },
+                        "subjects": [{
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "User",
+                            "name": SERVICE_LB_USER,
+                        }],
+                    }))
+                    .context("building the service load balancer's role binding")?;
+                    client::create_unless_exists(api, &binding)
+                        .await
+                        .with_context(|| format!("granting the service load balancer {role}"))
+                }
+            });
+            futures::future::try_join_all(grants).await?;
             Ok(())
         })
         .await
