@@ -29,9 +29,12 @@ pub struct ImageSpec<'a> {
     pub created_by: &'a str,
 }
 
-/// The root filesystem layer: `/bin/busybox` and one symlink per applet at the path
-/// `busybox --list-full` gives it (`bin/sh`, `usr/bin/env`, …), plus the few
-/// directories programs expect to exist.
+/// The root filesystem layer: `/bin/busybox` and one hard link to it per applet at the
+/// path `busybox --list-full` gives it (`bin/sh`, `usr/bin/env`, …), plus the few
+/// directories programs expect to exist. Hard links, not symlinks: every node unpacks
+/// this layer while it boots, and a symlink costs a new inode each (some 400 of them),
+/// which on a busy host's file system is most of the unpacking; a hard link is only a
+/// directory entry. busybox picks the applet by the name it was run as either way.
 pub fn busybox_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, ArchiveError> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut dirs: BTreeSet<String> = ["bin", "etc", "root", "tmp", "var"]
@@ -69,10 +72,10 @@ pub fn busybox_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Arch
         append(
             &mut builder,
             applet,
-            tar::EntryType::Symlink,
-            0o777,
+            tar::EntryType::Link,
+            0o755,
             &[],
-            Some("/bin/busybox"),
+            Some("bin/busybox"),
         )?;
     }
     Ok(builder.into_inner()?)
@@ -252,7 +255,25 @@ mod tests {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         let sh = found.iter().find(|(p, _, _)| p == "bin/sh").unwrap();
-        assert_eq!(sh.2.as_deref(), Some("/bin/busybox"));
+        assert_eq!(sh.2.as_deref(), Some("bin/busybox"));
+        let mut archive = tar::Archive::new(&layer[..]);
+        let kinds: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect();
+        for applet in ["bin/sh", "usr/sbin/chroot"] {
+            assert!(
+                kinds.contains(&(applet.to_string(), tar::EntryType::Link)),
+                "{applet} is no hard link: {kinds:?}"
+            );
+        }
     }
 
     #[test]
