@@ -86,6 +86,9 @@ pub struct ServerConfig {
     /// (`--disable-admission-plugins=ServiceAccount`): no `default` account appears
     /// in their namespaces.
     pub service_account_admission: bool,
+    /// The name other API servers on the same store know this one by (its node's):
+    /// the one that writes the defaults while they wait (`bootstrap::take_turn`).
+    pub identity: String,
 }
 
 /// Shared state of all requests: no lock is held around store calls.
@@ -621,7 +624,7 @@ pub async fn serve(
         .start(store.clone())
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    bootstrap::ensure_defaults(&server)
+    bootstrap::ensure_defaults(&server, &config.identity)
         .await
         .map_err(|e| ServeError::Bootstrap(e.message))?;
     // Services stored before ClusterIPs were recorded as IPAddresses get theirs before
@@ -689,6 +692,7 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
         service_subnet: cfg.service_subnet.clone(),
         service_account_key: Some(read(paths::SA_KEY)?),
         service_account_admission: true,
+        identity: cfg.node_name.clone(),
     };
     tokio::spawn(compaction::run(store.clone(), compaction::INTERVAL));
     tokio::spawn(kubernetes_endpoints::run(

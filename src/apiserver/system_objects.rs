@@ -11,6 +11,7 @@
 //! converge.
 
 use super::Server;
+use super::bootstrap::Snapshot;
 use super::handlers::{create_object, decode, store_error, write_update};
 use jiff::Timestamp;
 use rind_api::flowcontrol::{self, AUTOUPDATE_ANNOTATION};
@@ -36,18 +37,17 @@ fn lookup(server: &Server, group: &str, plural: &str) -> Result<&'static Resourc
 /// object, if anything.
 async fn ensure(
     server: &Server,
+    seen: &Snapshot,
     resource: &'static Resource,
     desired: &Value,
     decide: Decide<'_>,
 ) -> Result<(), ApiError> {
     let name = meta::name(desired).to_string();
     let key = resource.key(None, &name);
-    for _ in 0..ATTEMPTS {
-        let stored = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(e, resource, &name))?;
+    for attempt in 0..ATTEMPTS {
+        let stored = seen
+            .look(server, resource, None, &name, attempt == 0)
+            .await?;
         let Some(kv) = stored else {
             match create_object(server, resource, None, desired.clone()).await {
                 Err(e) if e.code == 409 => continue,
@@ -86,7 +86,7 @@ fn with_spec(current: &Value, desired: &Value) -> Option<Value> {
     Some(next)
 }
 
-pub async fn ensure_flowcontrol(server: &Server) -> Result<(), ApiError> {
+pub async fn ensure_flowcontrol(server: &Server, seen: &Snapshot) -> Result<(), ApiError> {
     let levels = lookup(
         server,
         "flowcontrol.apiserver.k8s.io",
@@ -107,29 +107,30 @@ pub async fn ensure_flowcontrol(server: &Server) -> Result<(), ApiError> {
                 .flatten()
         }
     };
-    // Levels first: the schemas name them.
+    // All at once: a schema naming a level not stored yet is valid (upstream marks it
+    // dangling until the level comes), and each round of writes waits on etcd's commit.
+    let mut writes = Vec::new();
     for (resource, mandatory, suggested) in [
         (levels, &mandatory_levels, &suggested_levels),
         (schemas, &mandatory_schemas, &suggested_schemas),
     ] {
-        let mandatory = mandatory
-            .iter()
-            .map(|desired| async {
+        for desired in mandatory.iter() {
+            writes.push(Box::pin(async move {
                 let decide = restore(desired);
-                ensure(server, resource, desired, &decide).await
+                ensure(server, seen, resource, desired, &decide).await
             })
-            .collect();
-        crate::bootstrap::concurrently(mandatory).await?;
-        let suggested = suggested
-            .iter()
-            .map(|desired| async {
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = _> + Send + '_>,
+                >);
+        }
+        for desired in suggested.iter() {
+            writes.push(Box::pin(async move {
                 let decide = update_if_auto(desired);
-                ensure(server, resource, desired, &decide).await
-            })
-            .collect();
-        crate::bootstrap::concurrently(suggested).await?;
+                ensure(server, seen, resource, desired, &decide).await
+            }));
+        }
     }
-    Ok(())
+    crate::bootstrap::concurrently(writes).await
 }
 
 /// Upstream's discovery order of the built-in groups: each group's
@@ -179,7 +180,7 @@ fn available(now: &str) -> Value {
     }]})
 }
 
-pub async fn ensure_api_services(server: &Server) -> Result<(), ApiError> {
+pub async fn ensure_api_services(server: &Server, seen: &Snapshot) -> Result<(), ApiError> {
     let services = lookup(server, "apiregistration.k8s.io", "apiservices")?;
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut versions = vec![("", "v1")];
@@ -213,7 +214,7 @@ pub async fn ensure_api_services(server: &Server) -> Result<(), ApiError> {
             }
             Some(next)
         };
-        ensure(server, services, &desired, &decide).await
+        ensure(server, seen, services, &desired, &decide).await
     }).collect())
     .await
 }

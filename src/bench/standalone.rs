@@ -47,6 +47,7 @@ impl LoopbackPki {
             service_subnet: SERVICE_SUBNET.to_string(),
             service_account_key: Some(text(paths::SA_KEY)?),
             service_account_admission: false,
+            identity: "standalone".to_string(),
         };
         Ok(LoopbackPki { config, files })
     }

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A full sync this often even without events: routes or rules removed by hand come back.
+/// A full sync at least this often, whatever events come: routes or rules removed by
+/// hand come back.
 const RESYNC: Duration = Duration::from_secs(30);
 /// Events arriving this close together are handled by one sync.
 const COALESCE: Duration = Duration::from_millis(20);
@@ -47,9 +48,14 @@ struct Stores {
     policies: Store<NetworkPolicy>,
 }
 
-/// What the last sync applied, so an unchanged ruleset is not reloaded.
+/// What the last sync applied. A sync an event wakes applies only what differs from it:
+/// most events (a pod's status, a Node's heartbeat) change neither routes nor rules,
+/// and while a cluster boots they come by the dozen, each sync costing `ip` and `nft`
+/// processes. The periodic full sync applies everything, so what someone else changed
+/// in the kernel is repaired.
 #[derive(Default)]
 struct Applied {
+    routes: Option<routes::Routes>,
     ruleset: String,
 }
 
@@ -94,28 +100,41 @@ pub async fn run_node(cfg: &NodeConfig) -> anyhow::Result<()> {
     let mtu = cni::uplink_mtu();
     tracing::info!(node = %cfg.node_name, mtu, "network agent started");
     let mut applied = Applied::default();
+    let mut full = true;
+    let mut next_full = tokio::time::Instant::now();
     loop {
-        let retry = match sync(cfg, &stores, mtu, &mut applied) {
+        if full {
+            next_full = tokio::time::Instant::now() + RESYNC;
+        }
+        let retry = match sync(cfg, &stores, mtu, &mut applied, full) {
             Ok(()) => false,
             Err(err) => {
                 tracing::warn!("network sync failed: {err}");
                 true
             }
         };
-        let wait = if retry { RETRY } else { RESYNC };
+        let wait = if retry {
+            tokio::time::Instant::now() + RETRY
+        } else {
+            next_full
+        };
         tokio::select! {
             _ = wake.notified() => tokio::time::sleep(COALESCE).await,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(wait) => {}
         }
+        // After a failure nothing of the last pass is trusted.
+        full = retry || tokio::time::Instant::now() >= next_full;
     }
 }
 
-/// One pass: CNI config, routes, nftables table.
+/// One pass: CNI config, routes, nftables table; `full` applies routes and table even
+/// when they are what the last pass applied.
 fn sync(
     cfg: &NodeConfig,
     stores: &Stores,
     mtu: u32,
     applied: &mut Applied,
+    full: bool,
 ) -> Result<(), SyncError> {
     let nodes = stores.nodes.state();
     let own_cidrs = nodes
@@ -134,7 +153,7 @@ fn sync(
             tracing::info!(%cidrs, mtu, "wrote the CNI config for the node's podCIDRs");
         }
     }
-    let desired = nodes
+    let desired: routes::Routes = nodes
         .iter()
         .filter(|n| n.metadata.name.as_deref() != Some(cfg.node_name.as_str()))
         .flat_map(|n| {
@@ -147,7 +166,12 @@ fn sync(
             })
         })
         .collect();
-    routes::sync(&desired)?;
+    if full || applied.routes.as_ref() != Some(&desired) {
+        // Forgotten first: if this pass fails half-way, the next one applies again.
+        applied.routes = None;
+        routes::sync(&desired)?;
+        applied.routes = Some(desired);
+    }
     let namespaces = policy::namespace_labels(stores.namespaces.state().iter().map(|ns| {
         (
             ns.metadata.name.clone().unwrap_or_default(),
@@ -168,12 +192,16 @@ fn sync(
         .collect();
     let compiled = policy::compile(&policies, &pods, &namespaces);
     let ruleset = nft::ruleset(&cfg.pod_subnet, &compiled);
-    if ruleset != applied.ruleset {
+    let changed = ruleset != applied.ruleset;
+    if full || changed {
+        applied.ruleset.clear();
         nft::apply(&ruleset)?;
-        tracing::info!(
-            policy_chains = compiled.chains.len(),
-            "applied the nftables table"
-        );
+        if changed {
+            tracing::info!(
+                policy_chains = compiled.chains.len(),
+                "applied the nftables table"
+            );
+        }
         applied.ruleset = ruleset;
     }
     Ok(())

@@ -122,11 +122,11 @@ state = "/run/containerd"
 
     #[test]
     fn import_uses_k8s_namespace() {
-        let args = import_args("/opt/rind/images/pause.tar");
+        let args = import_args("/opt/rind/images/system.tar");
         assert_eq!(
             args.join(" "),
             "--address /run/containerd/containerd.sock --namespace k8s.io images import \
-             --all-platforms --snapshotter overlayfs /opt/rind/images/pause.tar"
+             --all-platforms --snapshotter overlayfs /opt/rind/images/system.tar"
         );
     }
 }

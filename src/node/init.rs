@@ -5,7 +5,7 @@
 
 use super::supervisor::{self, Component, Reaper};
 use crate::{containerd, etcd, mounts, resolv};
-use rind_runtime::paths::{self, DNS_ARCHIVE, PAUSE_ARCHIVE};
+use rind_runtime::paths::{self, SYSTEM_ARCHIVE};
 use rind_runtime::{NodeConfig, ProxyMode, Role};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -271,9 +271,9 @@ async fn import_images(reaper: Arc<Reaper>, booted: Instant, mut shutdown: watch
     }
 }
 
-/// The `*.tar` archives in `dir`: the pause image first (every sandbox needs it), the
-/// cluster DNS image next (`create cluster` waits for its pods), then the rest by name
-/// so the order of imports is stable.
+/// The `*.tar` archives in `dir`: the system images first (the pause image every
+/// sandbox needs, and the cluster DNS image `create cluster` waits for), then the rest
+/// by name so the order of imports is stable.
 fn image_archives(dir: &Path) -> Vec<PathBuf> {
     let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -283,13 +283,7 @@ fn image_archives(dir: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    archives.sort_by_key(|p| {
-        (
-            !p.ends_with(PAUSE_ARCHIVE),
-            !p.ends_with(DNS_ARCHIVE),
-            p.clone(),
-        )
-    });
+    archives.sort_by_key(|p| (!p.ends_with(SYSTEM_ARCHIVE), p.clone()));
     archives
 }
 
@@ -379,19 +373,13 @@ mod tests {
     #[test]
     fn archives_are_tar_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "pause.tar",
-            "busybox.tar",
-            "alpha.tar",
-            "dns.tar",
-            "notes.txt",
-        ] {
+        for name in ["beta.tar", "system.tar", "alpha.tar", "notes.txt"] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         let found: Vec<_> = image_archives(dir.path())
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(found, ["pause.tar", "dns.tar", "alpha.tar", "busybox.tar"]);
+        assert_eq!(found, ["system.tar", "alpha.tar", "beta.tar"]);
     }
 }

@@ -112,32 +112,37 @@ impl Dataplane {
         full: bool,
     ) -> Result<usize, ProxyError> {
         let program = self.family.iptables();
-        // As for nftables: after a failure the next sync is a full one, from what
-        // iptables-save (ip6tables-save) shows.
-        let plan = match (full, self.ipt_last.take()) {
-            (false, Some(old)) => iptables::plan_partial(ports, &self.pod_subnet, old, self.family),
-            (_, last) => {
-                let known = match last {
-                    Some(last) => last.known(),
-                    None => iptables::Known {
-                        filter: iptables::Known::parse_save(&save(program, "filter").await?),
-                        nat: iptables::Known::parse_save(&save(program, "nat").await?),
-                    },
+        // As for nftables: after a failure the next sync is a full one. A full sync
+        // reads what iptables-save (ip6tables-save) shows: which of our chains exist,
+        // and which of the jumps into them from the built-in chains are missing, to be
+        // put back in the same restore.
+        let (plan, hooks) = match (full, self.ipt_last.take()) {
+            (false, Some(old)) => (
+                iptables::plan_partial(ports, &self.pod_subnet, old, self.family),
+                Vec::new(),
+            ),
+            _ => {
+                let filter = save(program, "filter").await?;
+                let nat = save(program, "nat").await?;
+                let known = iptables::Known {
+                    filter: iptables::Known::parse_save(&filter),
+                    nat: iptables::Known::parse_save(&nat),
                 };
-                iptables::plan_full(ports, &self.pod_subnet, &known, self.family)
+                (
+                    iptables::plan_full(ports, &self.pod_subnet, &known, self.family),
+                    iptables::missing_hooks(&filter, &nat),
+                )
             }
         };
-        if !plan.text.is_empty() {
+        let text = iptables::with_hooks(&plan.text, &hooks);
+        if !text.is_empty() {
             // -w: wait for the xtables lock rather than fail when another writer
             // (the network agent, the CNI portmap plugin) holds it.
             let restore = format!("{program}-restore");
-            feed(&restore, &["-w", "5", "--noflush"], &plan.text).await?;
-        }
-        if full {
-            ensure_hooks(program).await?;
+            feed(&restore, &["-w", "5", "--noflush"], &text).await?;
         }
         self.ipt_last = Some(plan.applied);
-        Ok(plan.text.len())
+        Ok(text.len())
     }
 
     /// Deletes conntrack entries of UDP flows to endpoints that no longer serve their
@@ -272,22 +277,6 @@ async fn run(program: &str, args: &[&str]) -> Result<String, ProxyError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Puts each jump from a built-in chain into ours at the head of its chain, once.
-async fn ensure_hooks(program: &str) -> Result<(), ProxyError> {
-    for (table, chain, rule) in iptables::hooks() {
-        let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
-        let mut check = vec!["-w", "5", "-t", table, "-C", chain];
-        check.extend(&rule);
-        if run(program, &check).await.is_ok() {
-            continue;
-        }
-        let mut insert = vec!["-w", "5", "-t", table, "-I", chain, "1"];
-        insert.extend(&rule);
-        run(program, &insert).await?;
-    }
-    Ok(())
 }
 
 /// What the proxy last programmed, written as JSON after every sync.

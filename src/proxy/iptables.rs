@@ -292,9 +292,10 @@ fn balance(sp: &ServicePort, eps: &[&Endpoint], pod_subnet: &str, dest: &str) ->
     rules
 }
 
-/// The jumps from the built-in chains into ours, as `(table, chain, rule)`; kept in
-/// place by `iptables -C`/`-I` rather than by the restore, which would append a
-/// second copy at every sync.
+/// The jumps from the built-in chains into ours, as `(table, chain, rule)`. A full sync
+/// inserts those `iptables-save` does not show (`missing_hooks`, `with_hooks`) at the
+/// head of their chain, in the same restore; appending them at every sync would add a
+/// copy each time.
 pub fn hooks() -> Vec<(&'static str, &'static str, Vec<String>)> {
     let jump = |chain: &str, comment: &str| -> Vec<String> {
         ["-m", "comment", "--comment", comment, "-j", chain]
@@ -333,6 +334,90 @@ pub fn hooks() -> Vec<(&'static str, &'static str, Vec<String>)> {
             new_only(FILTER, "rind service refusals"),
         ),
     ]
+}
+
+/// The hooks that `filter_save` and `nat_save` (`iptables-save -t TABLE` output) do
+/// not show: no rule of the hook's chain has its comment and its jump.
+pub fn missing_hooks(
+    filter_save: &str,
+    nat_save: &str,
+) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    hooks()
+        .into_iter()
+        .filter(|(table, chain, rule)| {
+            let save = if *table == "nat" {
+                nat_save
+            } else {
+                filter_save
+            };
+            let after = |flag: &str| {
+                rule.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| rule.get(i + 1))
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            };
+            let (comment, target) = (after("--comment"), after("-j"));
+            // iptables-save quotes a comment with spaces, and only then.
+            let quoted = format!("--comment \"{comment}\" ");
+            let bare = format!("--comment {comment} ");
+            let jump = format!(" -j {target}");
+            !save.lines().any(|line| {
+                line.strip_prefix("-A ")
+                    .and_then(|l| l.strip_prefix(*chain))
+                    .is_some_and(|l| l.starts_with(' '))
+                    && (line.contains(&quoted) || line.contains(&bare))
+                    && line.trim_end().ends_with(&jump)
+            })
+        })
+        .collect()
+}
+
+/// `text` (an `iptables-restore --noflush` input) with `hooks` inserted at the head of
+/// their chains, in their table's transaction (one is added for a table `text` leaves
+/// alone). Our chains are declared before, so the jumps find their targets.
+pub fn with_hooks(text: &str, hooks: &[(&'static str, &'static str, Vec<String>)]) -> String {
+    let insert = |table: &str| -> String {
+        hooks
+            .iter()
+            .filter(|(t, _, _)| *t == table)
+            .map(|(_, chain, rule)| {
+                let args: Vec<String> = rule
+                    .iter()
+                    .map(|a| {
+                        if a.contains(' ') {
+                            format!("\"{a}\"")
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                format!("-I {chain} 1 {}\n", args.join(" "))
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    let mut table = None;
+    let mut done = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            table = Some(name.to_string());
+        } else if line == "COMMIT"
+            && let Some(name) = table.take()
+        {
+            out.push_str(&insert(&name));
+            done.insert(name);
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for name in ["filter", "nat"] {
+        let lines = insert(name);
+        if !done.contains(name) && !lines.is_empty() {
+            let _ = write!(out, "*{name}\n{lines}COMMIT\n");
+        }
+    }
+    out
 }
 
 /// The `iptables-restore --noflush` input that turns `old` (what the kernel holds;
@@ -623,6 +708,79 @@ mod tests {
     use crate::model::build;
     use crate::model::tests::{golden, service, slice};
     use serde_json::json;
+
+    /// What `iptables-save -t nat` and `-t filter` print with every hook in place (as
+    /// read off a node).
+    const NAT_SAVE: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:RIND-SERVICES - [0:0]
+-A PREROUTING -m comment --comment \"rind service portals\" -j RIND-SERVICES
+-A PREROUTING -d 172.28.0.1/32 -j DOCKER_OUTPUT
+-A OUTPUT -m comment --comment \"rind service portals\" -j RIND-SERVICES
+-A POSTROUTING -m comment --comment \"rind postrouting rules\" -j RIND-POSTROUTING
+COMMIT
+";
+    const FILTER_SAVE: &str = "*filter
+:INPUT ACCEPT [0:0]
+:RIND-FILTER - [0:0]
+-A INPUT -m conntrack --ctstate NEW -m comment --comment \"rind service refusals\" -j RIND-FILTER
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"rind service refusals\" -j RIND-FILTER
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"rind service refusals\" -j RIND-FILTER
+COMMIT
+";
+
+    #[test]
+    fn hooks_in_place_are_not_inserted_again() {
+        assert!(missing_hooks(FILTER_SAVE, NAT_SAVE).is_empty());
+        assert_eq!(with_hooks("", &missing_hooks(FILTER_SAVE, NAT_SAVE)), "");
+    }
+
+    #[test]
+    fn missing_hooks_go_into_their_tables_transaction() {
+        // A fresh node: nothing of ours; one hook removed by hand on another.
+        let all = missing_hooks("*filter\nCOMMIT\n", "*nat\nCOMMIT\n");
+        assert_eq!(all.len(), hooks().len());
+        let nat_without_output = NAT_SAVE.replace(
+            "-A OUTPUT -m comment --comment \"rind service portals\" -j RIND-SERVICES\n",
+            "",
+        );
+        let missing = missing_hooks(FILTER_SAVE, &nat_without_output);
+        assert_eq!(
+            missing.iter().map(|(t, c, _)| (*t, *c)).collect::<Vec<_>>(),
+            [("nat", "OUTPUT")]
+        );
+        // The restore's nat transaction gets it before its COMMIT; the filter one, which
+        // needs none, is left as it was.
+        let text = "*filter\n:RIND-FILTER - [0:0]\nCOMMIT\n*nat\n:RIND-SERVICES - [0:0]\nCOMMIT\n";
+        assert_eq!(
+            with_hooks(text, &missing),
+            "*filter\n:RIND-FILTER - [0:0]\nCOMMIT\n*nat\n:RIND-SERVICES - [0:0]\n\
+             -I OUTPUT 1 -m comment --comment \"rind service portals\" -j RIND-SERVICES\nCOMMIT\n"
+        );
+        // A restore that leaves the table alone gets a transaction of its own.
+        assert_eq!(
+            with_hooks("", &missing),
+            "*nat\n-I OUTPUT 1 -m comment --comment \"rind service portals\" -j RIND-SERVICES\nCOMMIT\n"
+        );
+        let fresh = with_hooks("", &all);
+        assert!(fresh.starts_with("*filter\n-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment \"rind service refusals\" -j RIND-FILTER\n"), "{fresh}");
+    }
+
+    #[test]
+    fn a_rule_of_another_chain_or_target_is_not_the_hook() {
+        let elsewhere = "-A FORWARD -m comment --comment \"rind service portals\" -j RIND-SERVICES\n\
+                         -A PREROUTING -m comment --comment \"rind service portals\" -j OTHER\n\
+                         -A PREROUTINGX -m comment --comment \"rind service portals\" -j RIND-SERVICES\n";
+        let missing = missing_hooks(FILTER_SAVE, elsewhere);
+        assert!(
+            missing
+                .iter()
+                .any(|(t, c, _)| (*t, *c) == ("nat", "PREROUTING")),
+            "{missing:?}"
+        );
+    }
 
     fn ports() -> Vec<ServicePort> {
         let web = service(

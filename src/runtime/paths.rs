@@ -70,7 +70,7 @@ pub const BUSYBOX_IMAGE: &str = "docker.io/rind/busybox:v1";
 /// The cluster DNS server's image: the libraries the rind binary links, run as
 /// `rind dns` with the node's binary mounted in; loaded at boot.
 pub const DNS_IMAGE: &str = "docker.io/rind/dns:v1";
-/// The pause image's archive in `IMAGES_DIR`, as the node image build puts it.
-pub const PAUSE_ARCHIVE: &str = "pause.tar";
-/// The cluster DNS image's archive in `IMAGES_DIR`.
-pub const DNS_ARCHIVE: &str = "dns.tar";
+/// The archive in `IMAGES_DIR` holding the images every node needs (pause, cluster DNS,
+/// busybox), as the node image build puts it: one archive is one `ctr import` at boot,
+/// where an archive per image cost a `ctr` process (and an import) each.
+pub const SYSTEM_ARCHIVE: &str = "system.tar";

@@ -163,6 +163,7 @@ async fn serve_test(
         service_subnet: "10.96.0.0/16".into(),
         service_account_key: None,
         service_account_admission,
+        identity: format!("test-server-{port}"),
     };
     let served = store.clone();
     let task = tokio::spawn(async move {

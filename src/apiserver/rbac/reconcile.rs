@@ -8,6 +8,7 @@
 
 use super::defaults::{AUTOUPDATE_ANNOTATION, Policy};
 use crate::Server;
+use crate::bootstrap::Snapshot;
 use crate::handlers::{create_object, decode, store_error, write_update};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use rind_api::rbac::uncovered;
@@ -155,7 +156,11 @@ pub fn reconcile_binding(existing: &Value, expected: &Value) -> Reconciled {
 }
 
 /// Creates or reconciles every object of `policy`.
-pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiError> {
+pub async fn ensure_policy(
+    server: &Server,
+    seen: &Snapshot,
+    policy: &Policy,
+) -> Result<(), ApiError> {
     let kinds: [(&str, &[Value], Reconcile); 4] = [
         ("clusterroles", &policy.cluster_roles, reconcile_role),
         (
@@ -177,7 +182,7 @@ pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiEr
         crate::bootstrap::concurrently(
             objects
                 .iter()
-                .map(|object| ensure_one(server, resource, object, reconcile))
+                .map(|object| ensure_one(server, seen, resource, object, reconcile))
                 .collect(),
         )
         .await
@@ -188,6 +193,7 @@ pub async fn ensure_policy(server: &Server, policy: &Policy) -> Result<(), ApiEr
 
 async fn ensure_one(
     server: &Server,
+    seen: &Snapshot,
     resource: &'static Resource,
     expected: &Value,
     reconcile: Reconcile,
@@ -196,12 +202,10 @@ async fn ensure_one(
     let namespace = expected["metadata"]["namespace"].as_str();
     let key = resource.key(namespace, name);
     let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let stored = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(e, resource, name))?;
+    for attempt in 0..ATTEMPTS {
+        let stored = seen
+            .look(server, resource, namespace, name, attempt == 0)
+            .await?;
         let Some(kv) = stored else {
             match create_object(server, resource, namespace, expected.clone()).await {
                 Err(e) if e.code == 409 => {

@@ -5,8 +5,12 @@
 //! Marking a new ServiceCIDR Ready is the controller-manager's (its suite covers it);
 //! here the status is written by hand.
 
+use rind_store::{KeyValue, ListPage, Store, StoreResult, WatchStream};
 use rind_testing::{TestServer, fails, ok, start, write};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 async fn get_json(server: &TestServer, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -195,12 +199,15 @@ async fn cluster_ips_are_ip_addresses_from_service_cidrs() {
 
 /// An HA control plane: API servers starting together on one store all come up (none
 /// dies bootstrapping the `kubernetes` Service on its taken ClusterIP), and the Service
-/// and its one IPAddress are the same for all of them.
+/// and its one IPAddress are the same for all of them. They take turns: one writes the
+/// defaults and the others write nothing, so the store holds exactly as many writes as
+/// one server alone makes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
 async fn api_servers_starting_together_bootstrap_the_kubernetes_service_once() {
     let pki = rind_testing::make_pki();
-    let store = rind_store::MemoryStore::new();
+    // Writes as slow as a busy etcd's, so that the five bootstraps overlap.
+    let store = Counting::with_write_delay(Duration::from_millis(20));
     let servers = futures::future::join_all(
         (0..5).map(|_| rind_testing::start_with(&pki, None, store.clone())),
     )
@@ -218,4 +225,108 @@ async fn api_servers_starting_together_bootstrap_the_kubernetes_service_once() {
     }
     uids.dedup();
     assert_eq!(uids.len(), 1, "{uids:?}");
+    let alone = Counting::with_write_delay(Duration::ZERO);
+    let _one = rind_testing::start_with(&pki, None, alone.clone()).await;
+    let (together, one) = (store.writes(), alone.writes());
+    // Each of the four others may have tried to take the turn key too.
+    assert!(
+        together <= one + 4,
+        "five servers starting together tried {together} writes, one alone {one}"
+    );
+}
+
+/// A restarted API server finds every default in place: its bootstrap reads each kind
+/// with one list, not each object with a read of its own, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37: e2e/test-all.sh runs it"]
+async fn a_restarted_api_server_reads_each_kind_once_and_writes_nothing() {
+    let pki = rind_testing::make_pki();
+    let store = Counting::new();
+    let first = rind_testing::start_with(&pki, None, store.clone()).await;
+    drop(first);
+    let (writes, gets) = (store.writes(), store.gets());
+    let _again = rind_testing::start_with(&pki, None, store.clone()).await;
+    assert_eq!(store.writes(), writes, "writes of the restarted server");
+    let gets = store.gets() - gets;
+    assert!(
+        gets < 20,
+        "the restarted server read {gets} objects one by one"
+    );
+}
+
+/// The in-memory store, counting the writes tried (whether they land or not) and the
+/// single-object reads; each write may take a while first.
+struct Counting {
+    inner: Arc<rind_store::MemoryStore>,
+    writes: AtomicUsize,
+    gets: AtomicUsize,
+    write_delay: Duration,
+}
+
+impl Counting {
+    fn new() -> Arc<Counting> {
+        Self::with_write_delay(Duration::ZERO)
+    }
+    fn with_write_delay(write_delay: Duration) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner: rind_store::MemoryStore::new(),
+            writes: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+            write_delay,
+        })
+    }
+    async fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.write_delay).await;
+    }
+    fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+    fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<i64>,
+    ) -> StoreResult<ListPage> {
+        self.inner.list(prefix, start_after, limit, revision).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<i64> {
+        self.count_write().await;
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> StoreResult<i64> {
+        self.count_write().await;
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<i64>) -> StoreResult<(KeyValue, i64)> {
+        self.count_write().await;
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: i64) -> StoreResult<WatchStream> {
+        self.inner.watch(prefix, after).await
+    }
+    async fn watch_without_prev(&self, prefix: &str, after: i64) -> StoreResult<WatchStream> {
+        self.inner.watch_without_prev(prefix, after).await
+    }
+    async fn revision(&self) -> StoreResult<i64> {
+        self.inner.revision().await
+    }
+    async fn compact(&self, revision: i64) -> StoreResult<()> {
+        self.inner.compact(revision).await
+    }
+    fn compacted_revision(&self) -> i64 {
+        self.inner.compacted_revision()
+    }
 }

@@ -24,8 +24,18 @@ const NAMESPACE: &str = "kube-system";
 /// Bounds a controller-manager that never comes up.
 const DEFAULT_ACCOUNT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Also grants the service load balancer its roles, beside the DNS objects' writes.
 pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
-    ctx.ui.step("Installing cluster DNS 🔌", install(ctx)).await
+    ctx.ui
+        .step(
+            "Installing cluster DNS and the service load balancer's roles 🔌",
+            async {
+                futures::future::try_join(install(ctx), super::start_service_lb::grant(ctx))
+                    .await
+                    .map(drop)
+            },
+        )
+        .await
 }
 
 async fn install(ctx: &CreateContext<'_>) -> anyhow::Result<()> {

@@ -46,7 +46,6 @@ impl CreateContext<'_> {
 pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     prepare_nodes::execute(ctx).await?;
     start_control_plane::execute(ctx).await?;
-    start_service_lb::execute(ctx).await?;
     install_dns::execute(ctx).await?;
     join_workers::execute(ctx).await?;
     install_dns::wait_for_default_account_of(ctx).await?;

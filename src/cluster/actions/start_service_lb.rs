@@ -20,40 +20,38 @@ const ROLES: [(&str, &str); 2] = [
     ("rind:service-lb:endpoints", "system:node-proxier"),
 ];
 
-/// Grants the load balancer's credentials their roles, once the API answers. The
+/// Grants the load balancer's credentials their roles, once the API answers (run in
+/// the cluster DNS step, beside its writes: each is a round of etcd commits). The
 /// container itself starts with the nodes (`create_container`) and waits for the API
 /// server; until these bindings exist its requests are refused and retried.
-pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
-    ctx.ui
-        .step("Granting the service load balancer its roles ⚖️", async {
-            let config = ctx.admin_config().await?;
-            let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
-            let grants = ROLES.map(|(binding_name, role)| {
-                let api = &api;
-                async move {
-                    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-                        "metadata": {"name": binding_name},
-                        "roleRef": {
-                            "apiGroup": "rbac.authorization.k8s.io",
-                            "kind": "ClusterRole",
-                            "name": role,
-                        },
-                        "subjects": [{
-                            "apiGroup": "rbac.authorization.k8s.io",
-                            "kind": "User",
-                            "name": SERVICE_LB_USER,
-                        }],
-                    }))
-                    .context("building the service load balancer's role binding")?;
-                    client::create_unless_exists(api, &binding)
-                        .await
-                        .with_context(|| format!("granting the service load balancer {role}"))
-                }
-            });
-            futures::future::try_join_all(grants).await?;
-            Ok(())
-        })
-        .await
+pub async fn grant(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    let config = ctx.admin_config().await?;
+    let api: Api<ClusterRoleBinding> = Api::all(client::client_for(&config).await?);
+    let grants = ROLES.map(|(binding_name, role)| {
+        let api = &api;
+        async move {
+            let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": binding_name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [{
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": SERVICE_LB_USER,
+                }],
+            }))
+            .context("building the service load balancer's role binding")?;
+            client::create_unless_exists(api, &binding)
+                .await
+                .with_context(|| format!("granting the service load balancer {role}"))
+        }
+    });
+    futures::future::try_join_all(grants).await?;
+    ctx.ui.detail("the service load balancer has its roles");
+    Ok(())
 }
 
 /// Creates and starts the `<cluster>-service-lb` container with credentials of its own;

@@ -1,7 +1,7 @@
-//! Tiny images built from a static busybox, written directly as `docker save` archives
-//! (manifest.json + config + one layer) that both `ctr images import` and `docker load`
-//! read: the pause image every pod sandbox runs, a busybox image for workloads, and the
-//! cluster DNS image (the rind binary with its shared libraries).
+//! Tiny images built from a static busybox, written directly as one `docker save`
+//! archive (manifest.json + a config and one layer per image) that both `ctr images
+//! import` and `docker load` read: the pause image every pod sandbox runs, a busybox
+//! image for workloads, and the cluster DNS image (the rind binary's shared libraries).
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -157,60 +157,67 @@ pub fn oci_arch() -> &'static str {
     }
 }
 
-/// A `docker save` archive of `image` with the single layer `layer`.
-pub fn docker_archive(image: &ImageSpec<'_>, layer: &[u8]) -> Result<Vec<u8>, ArchiveError> {
-    let layer_hex = hex::encode(Sha256::digest(layer));
-    let config = serde_json::json!({
-        "architecture": oci_arch(),
-        "os": "linux",
-        "created": EPOCH,
-        "config": {
-            "Env": [PATH_ENV],
-            "Entrypoint": image.entrypoint,
-            "Cmd": image.cmd,
-        },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_hex}")] },
-        "history": [{ "created": EPOCH, "created_by": image.created_by }],
-    });
-    let config = serde_json::to_vec(&config)?;
-    let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
-    let layer_name = format!("{layer_hex}/layer.tar");
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name,
-        "RepoTags": [image.repo_tag],
-        "Layers": [layer_name],
-    }]))?;
+/// One `docker save` archive of several images, each with a single layer; a layer
+/// two images share is stored once.
+pub fn docker_archive(images: &[(ImageSpec<'_>, &[u8])]) -> Result<Vec<u8>, ArchiveError> {
     let mut builder = tar::Builder::new(Vec::new());
-    append(
-        &mut builder,
-        &format!("{layer_hex}/"),
-        tar::EntryType::Directory,
-        0o755,
-        &[],
-        None,
-    )?;
-    append(
-        &mut builder,
-        &layer_name,
-        tar::EntryType::Regular,
-        0o644,
-        layer,
-        None,
-    )?;
-    append(
-        &mut builder,
-        &config_name,
-        tar::EntryType::Regular,
-        0o644,
-        &config,
-        None,
-    )?;
+    let mut stored = BTreeSet::new();
+    let mut manifest = Vec::new();
+    for (image, layer) in images {
+        let layer_hex = hex::encode(Sha256::digest(layer));
+        let config = serde_json::json!({
+            "architecture": oci_arch(),
+            "os": "linux",
+            "created": EPOCH,
+            "config": {
+                "Env": [PATH_ENV],
+                "Entrypoint": image.entrypoint,
+                "Cmd": image.cmd,
+            },
+            "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_hex}")] },
+            "history": [{ "created": EPOCH, "created_by": image.created_by }],
+        });
+        let config = serde_json::to_vec(&config)?;
+        let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
+        let layer_name = format!("{layer_hex}/layer.tar");
+        if stored.insert(layer_hex.clone()) {
+            append(
+                &mut builder,
+                &format!("{layer_hex}/"),
+                tar::EntryType::Directory,
+                0o755,
+                &[],
+                None,
+            )?;
+            append(
+                &mut builder,
+                &layer_name,
+                tar::EntryType::Regular,
+                0o644,
+                layer,
+                None,
+            )?;
+        }
+        append(
+            &mut builder,
+            &config_name,
+            tar::EntryType::Regular,
+            0o644,
+            &config,
+            None,
+        )?;
+        manifest.push(serde_json::json!({
+            "Config": config_name,
+            "RepoTags": [image.repo_tag],
+            "Layers": [layer_name],
+        }));
+    }
     append(
         &mut builder,
         "manifest.json",
         tar::EntryType::Regular,
         0o644,
-        &manifest,
+        &serde_json::to_vec(&manifest)?,
         None,
     )?;
     Ok(builder.into_inner()?)
@@ -317,8 +324,46 @@ mod tests {
             cmd: None,
             created_by: "rind: static busybox",
         };
-        let archive = docker_archive(&spec, &layer).unwrap();
+        let shell = ImageSpec {
+            repo_tag: "rind/busybox:v1",
+            entrypoint: None,
+            cmd: Some(vec!["sh"]),
+            created_by: "rind: static busybox",
+        };
+        let other =
+            libraries_layer("usr/local/bin", &[("lib/x.so".to_string(), b"so".to_vec())]).unwrap();
+        let dns = ImageSpec {
+            repo_tag: "rind/dns:v1",
+            entrypoint: Some(vec!["/usr/local/bin/rind", "dns"]),
+            cmd: None,
+            created_by: "rind: libraries",
+        };
+        let archive =
+            docker_archive(&[(spec, &layer[..]), (shell, &layer[..]), (dns, &other[..])]).unwrap();
         let found = entries(&archive);
+        // The shared layer once, the other one, three configs, the manifest.
+        let layers: Vec<_> = found
+            .iter()
+            .filter(|(p, _, _)| p.ends_with("/layer.tar"))
+            .collect();
+        assert_eq!(
+            layers.len(),
+            2,
+            "{:?}",
+            found.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        let manifest = &found
+            .iter()
+            .find(|(p, _, _)| p == "manifest.json")
+            .unwrap()
+            .1;
+        let manifest: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+        let tags: Vec<&str> = (0..3)
+            .map(|i| manifest[i]["RepoTags"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(tags, ["rind/pause:v1", "rind/busybox:v1", "rind/dns:v1"]);
+        assert_eq!(manifest[0]["Layers"], manifest[1]["Layers"]);
+        assert_ne!(manifest[0]["Config"], manifest[1]["Config"]);
         let manifest = &found
             .iter()
             .find(|(p, _, _)| p == "manifest.json")

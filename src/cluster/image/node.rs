@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, UploadToContainerOptions,
 };
 use futures::TryStreamExt;
-use rind_runtime::paths::{self, DNS_ARCHIVE, PAUSE_ARCHIVE};
+use rind_runtime::paths::{self, SYSTEM_ARCHIVE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,7 +22,6 @@ use std::process::Stdio;
 pub const RIND_IN_NODE: &str = "usr/local/bin/rind";
 /// Debian's busybox-static in the base image (bookworm has merged /usr).
 const BUSYBOX_IN_BASE: &str = "/usr/bin/busybox";
-const BUSYBOX_ARCHIVE: &str = "busybox.tar";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `node-image/files`, compiled in, for building without a source tree.
@@ -31,12 +30,10 @@ const EMBEDDED_FILES: &[(&str, &[u8])] = &[(
     include_bytes!("../../../node-image/files/etc/profile.d/rind.sh"),
 )];
 
-/// The image archives baked into the node image.
+/// The images baked into the node image: the pause, busybox and cluster DNS (`rind
+/// dns`) images, as one archive.
 pub struct BakedImages {
-    pub pause: Vec<u8>,
-    pub busybox: Vec<u8>,
-    /// The cluster DNS server's image (`rind dns`).
-    pub dns: Vec<u8>,
+    pub archive: Vec<u8>,
 }
 
 /// SHA-256 of a file, hex; read off the async threads (the binary is large).
@@ -124,8 +121,8 @@ where
     }
 }
 
-/// The pause and busybox image archives, from the base image's static busybox, and
-/// the DNS image from `binary`.
+/// The pause and busybox images, from the base image's static busybox, and the DNS
+/// image from `binary`.
 pub async fn baked_images(
     docker: &Docker,
     base: &str,
@@ -149,29 +146,26 @@ pub async fn baked_images(
     .await?;
     let applets = list_applets(&busybox).await?;
     let layer = archive::busybox_layer(&busybox, &applets)?;
-    let pause = archive::docker_archive(
-        &ImageSpec {
-            repo_tag: strip_docker_io(paths::PAUSE_IMAGE),
-            // A sandbox only has to hold its namespaces open.
-            entrypoint: Some(vec!["/bin/sleep", "infinity"]),
-            cmd: None,
-            created_by: "rind: static busybox",
-        },
-        &layer,
-    )?;
-    let busybox_image = archive::docker_archive(
-        &ImageSpec {
-            repo_tag: strip_docker_io(paths::BUSYBOX_IMAGE),
-            entrypoint: None,
-            cmd: Some(vec!["sh"]),
-            created_by: "rind: static busybox",
-        },
-        &layer,
-    )?;
+    let pause = ImageSpec {
+        repo_tag: strip_docker_io(paths::PAUSE_IMAGE),
+        // A sandbox only has to hold its namespaces open.
+        entrypoint: Some(vec!["/bin/sleep", "infinity"]),
+        cmd: None,
+        created_by: "rind: static busybox",
+    };
+    let busybox_image = ImageSpec {
+        repo_tag: strip_docker_io(paths::BUSYBOX_IMAGE),
+        entrypoint: None,
+        cmd: Some(vec!["sh"]),
+        created_by: "rind: static busybox",
+    };
+    let (dns, dns_layer) = dns;
     Ok(BakedImages {
-        pause,
-        busybox: busybox_image,
-        dns,
+        archive: archive::docker_archive(&[
+            (pause, &layer[..]),
+            (dns, &dns_layer[..]),
+            (busybox_image, &layer[..]),
+        ])?,
     })
 }
 
@@ -181,7 +175,11 @@ pub async fn baked_images(
 /// node's own (read-only `hostPath`, see `install_dns`). With the 80 MB binary inside,
 /// every node spent seconds of disk and CPU importing this image at each boot, while
 /// the cluster DNS waited for it; now it is a few megabytes.
-async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>, ImageError> {
+async fn dns_image(
+    docker: &Docker,
+    base: &str,
+    binary: &Path,
+) -> Result<(ImageSpec<'static>, Vec<u8>), ImageError> {
     let libraries = linked_libraries(binary).await?;
     let files = with_temp_container(docker, base, |id| async move {
         let mut files = Vec::new();
@@ -197,15 +195,15 @@ async fn dns_image(docker: &Docker, base: &str, binary: &Path) -> Result<Vec<u8>
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     let layer = archive::libraries_layer(&program_dir, &files)?;
-    Ok(archive::docker_archive(
-        &ImageSpec {
+    Ok((
+        ImageSpec {
             repo_tag: strip_docker_io(paths::DNS_IMAGE),
             entrypoint: Some(vec!["/usr/local/bin/rind", "dns"]),
             cmd: None,
             created_by: "rind: the shared libraries of the rind binary",
         },
-        &layer,
-    )?)
+        layer,
+    ))
 }
 
 /// The absolute paths of the shared libraries (and the loader) `binary` needs.
@@ -383,18 +381,11 @@ fn write_overlay_tar(
             &[][..],
         )?;
     }
-    for (name, data) in [
-        (PAUSE_ARCHIVE, &images.pause),
-        (BUSYBOX_ARCHIVE, &images.busybox),
-        (DNS_ARCHIVE, &images.dns),
-    ] {
-        let path = format!("{images_dir}/{name}");
-        builder.append_data(
-            &mut header(data.len() as u64, 0o644, tar::EntryType::Regular),
-            path,
-            data.as_slice(),
-        )?;
-    }
+    builder.append_data(
+        &mut header(images.archive.len() as u64, 0o644, tar::EntryType::Regular),
+        format!("{images_dir}/{SYSTEM_ARCHIVE}"),
+        images.archive.as_slice(),
+    )?;
     match files_dir {
         Some(dir) if dir.is_dir() => {
             for entry in std::fs::read_dir(dir)? {
@@ -507,9 +498,7 @@ mod tests {
         let bin = dir.path().join("rind");
         std::fs::write(&bin, b"binary").unwrap();
         let images = BakedImages {
-            pause: b"p".to_vec(),
-            busybox: b"b".to_vec(),
-            dns: b"d".to_vec(),
+            archive: b"images".to_vec(),
         };
         let out = dir.path().join("overlay.tar");
         write_overlay_tar(std::fs::File::create(&out).unwrap(), &bin, &images, None).unwrap();
@@ -522,9 +511,7 @@ mod tests {
             .collect();
         for want in [
             "usr/local/bin/rind",
-            "opt/rind/images/pause.tar",
-            "opt/rind/images/busybox.tar",
-            "opt/rind/images/dns.tar",
+            "opt/rind/images/system.tar",
             "etc/profile.d/rind.sh",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
