@@ -25,11 +25,15 @@ def dual(request, rind, kubectl, kubeconfig, tmp_path_factory):
     nftables tables)."""
     mode = request.param
     c = Cluster(rind, kubectl, f"e2e-{RUN_ID}-dual-{mode[:3]}", kubeconfig)
-    # A network of this run's own (kind's KIND_EXPERIMENTAL_DOCKER_NETWORK, ours
-    # RIND_EXPERIMENTAL_DOCKER_NETWORK), which rind makes as it makes `rind`: clusters
-    # of other runs on the shared network, maybe made by an older rind without IPv6,
-    # do not matter then.
-    c.env["RIND_EXPERIMENTAL_DOCKER_NETWORK"] = NETWORK
+    if mode == "iptables":
+        # A network of this run's own (kind's KIND_EXPERIMENTAL_DOCKER_NETWORK, ours
+        # RIND_EXPERIMENTAL_DOCKER_NETWORK), which rind makes with an IPv6 subnet as it
+        # makes `rind-dual`, since a dual-stack cluster is the first on it.
+        c.env["RIND_EXPERIMENTAL_DOCKER_NETWORK"] = NETWORK
+        c.network = NETWORK
+    else:
+        # rind's own network for dual-stack clusters.
+        c.network = "rind-dual"
     config = tmp_path_factory.mktemp("config") / "dual.yaml"
     config.write_text(
         "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
@@ -43,8 +47,9 @@ def dual(request, rind, kubectl, kubeconfig, tmp_path_factory):
         if os.environ.get("RIND_E2E_KEEP_LOGS"):
             c.rind_cmd("export", "logs", "--name", c.name, os.environ["RIND_E2E_KEEP_LOGS"], check=False)
         c.rind_cmd("delete", "cluster", "--name", c.name, check=False)
-        # rind keeps a network while any rind node exists anywhere (other runs' too).
-        run(["docker", "network", "rm", NETWORK], check=False)
+        if c.network == NETWORK:
+            # rind keeps a network while any rind node is on it (other runs' too).
+            run(["docker", "network", "rm", NETWORK], check=False)
 
 
 def get_json(c, *args):
@@ -93,7 +98,7 @@ def apply(c, manifest):
 
 def test_nodes_have_a_podcidr_and_an_internal_ip_of_each_family(dual):
     c = dual
-    network = json.loads(run(["docker", "network", "inspect", NETWORK]).stdout)[0]
+    network = json.loads(run(["docker", "network", "inspect", c.network]).stdout)[0]
     assert network["EnableIPv6"], network
     subnets = [cfg["Subnet"] for cfg in network["IPAM"]["Config"]]
     assert sorted(family(s) for s in subnets) == [4, 6], subnets

@@ -2,6 +2,7 @@
 and that runs a pod; `rind delete cluster` leaves nothing behind."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -157,6 +158,20 @@ def test_bad_config_is_rejected_naming_file_line_and_field(cluster, tmp_path, bo
     assert field in result.stderr, result.stderr
     assert f"line {line}" in result.stderr, result.stderr
     assert node_containers(name) == []
+
+
+def test_an_ipv4_cluster_is_on_the_rind_network_without_ipv6(cluster):
+    # Docker sets IPv6 up in each container on a network with an IPv6 subnet, which an
+    # IPv4 cluster would pay at every node's creation for nothing.
+    if os.environ.get("RIND_EXPERIMENTAL_DOCKER_NETWORK"):
+        pytest.skip("the nodes are on the network RIND_EXPERIMENTAL_DOCKER_NETWORK names")
+    networks = json.loads(run(["docker", "inspect", cluster.control_plane,
+                               "--format", "{{json .NetworkSettings.Networks}}"]).stdout)
+    assert list(networks) == ["rind"], networks
+    assert networks["rind"]["GlobalIPv6Address"] == "", networks
+    network = json.loads(run(["docker", "network", "inspect", "rind"]).stdout)[0]
+    assert not network["EnableIPv6"], network
+    assert len(network["IPAM"]["Config"]) == 1, network["IPAM"]
 
 
 def test_delete_cluster_leaves_nothing(rind, kubectl, kubeconfig, cluster):

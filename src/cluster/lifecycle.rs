@@ -239,9 +239,9 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
     let ca_crt = read_text(&docker, &cp, paths::CA_CRT).await?;
     let ca_key = read_text(&docker, &cp, paths::CA_KEY).await?;
     let image = options.image.clone().unwrap_or(cp_image);
-    let network = provider::ensure_network(&docker).await?;
+    let network = provider::cluster_network(&docker, cluster).await?;
     let subnet: Cidr = network.v4;
-    let used = provider::used_ips(&docker).await?;
+    let used = provider::used_ips(&docker, &network.name).await?;
     let size = 1u32 << (32 - subnet.prefix);
     let ip = (2..size.saturating_sub(1))
         .map(|i| subnet.host(i))
@@ -269,6 +269,7 @@ pub async fn add_node(options: &AddNodeOptions, ui: &Ui) -> anyhow::Result<Strin
         role,
         image,
         ip,
+        network: network.name.clone(),
         ipv6: config.node_ipv6.as_deref().and_then(|ip| ip.parse().ok()),
         api_port: None,
         extra_ports: Vec::new(),

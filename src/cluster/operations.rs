@@ -67,13 +67,14 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
     }
     ui.info(&format!("Creating cluster \"{name}\" ..."));
     let image = image::ensure_node_image(&docker, ui, args.image.as_deref()).await?;
-    let subnet = provider::ensure_network(&docker).await?;
-    let used = provider::used_ips(&docker).await?;
+    let dual = config.networking.ip_family == "dual";
+    let network = provider::ensure_network(&docker, dual).await?;
+    let used = provider::used_ips(&docker, &network.name).await?;
     let api_port = match config.networking.api_server_port {
         0 => free_port(&config.networking.api_server_address)?,
         port => port,
     };
-    let plan = plan::plan(&name, &config, &image, subnet, &used, api_port)?;
+    let plan = plan::plan(&name, &config, &image, network.clone(), &used, api_port)?;
     let mut pki = pki::ClusterPki::generate()?;
     pki.extra_api_sans = plan.cert_sans.clone();
     let ctx = actions::CreateContext {
@@ -101,7 +102,7 @@ pub async fn create_cluster(args: &CreateOptions, ui: &Ui) -> anyhow::Result<()>
             names.push(provider::service_lb_name(&name));
             // Best effort: the creation error is what the user needs to see.
             let _ = provider::remove_containers(&docker, &names).await;
-            let _ = provider::remove_network_if_unused(&docker).await;
+            let _ = provider::remove_network_if_unused(&docker, &network.name).await;
             let _ = remove_kubeconfig_entry(&ctx.kubeconfig, &name).await;
         }
         return Err(err.context(format!("failed to create cluster \"{name}\"")));
@@ -141,15 +142,18 @@ async fn remove_kubeconfig_entry(path: &Path, cluster: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Deletes a cluster: its kubeconfig entries, its nodes, then the `rind` network once
-/// no cluster uses it. A cluster that does not exist is not an error (kind's `rm -f`).
+/// Deletes a cluster: its kubeconfig entries, its nodes, then its network (and rind's
+/// default ones) once no cluster uses it. A cluster that does not exist is not an error
+/// (kind's `rm -f`).
 pub async fn delete_cluster(name: &str, kubeconfig: Option<&Path>, ui: &Ui) -> anyhow::Result<()> {
     let docker = docker::connect().await?;
-    let nodes: Vec<String> = provider::list_nodes(&docker, Some(name))
-        .await?
-        .into_iter()
-        .map(|n| n.name)
+    let containers = provider::list_nodes(&docker, Some(name)).await?;
+    let mut networks: std::collections::BTreeSet<String> = containers
+        .iter()
+        .filter_map(|n| n.network.clone())
         .collect();
+    networks.extend([provider::network_name(false), provider::network_name(true)]);
+    let nodes: Vec<String> = containers.into_iter().map(|n| n.name).collect();
     let path = kubeconfig::user_kubeconfig_path(kubeconfig)?;
     remove_kubeconfig_entry(&path, name).await?;
     provider::remove_containers(&docker, &nodes).await?;
@@ -158,7 +162,10 @@ pub async fn delete_cluster(name: &str, kubeconfig: Option<&Path>, ui: &Ui) -> a
     for node in &nodes {
         ui.detail(&format!("Deleted node {node}"));
     }
-    provider::remove_network_if_unused(&docker).await
+    for network in &networks {
+        provider::remove_network_if_unused(&docker, network).await?;
+    }
+    Ok(())
 }
 
 /// Every cluster that has at least one node.
@@ -191,7 +198,7 @@ async fn control_plane_of(docker: &bollard::Docker, cluster: &str) -> anyhow::Re
 }
 
 /// The cluster's admin kubeconfig as YAML: for the host (`127.0.0.1` and the published
-/// port), or with `internal` for containers on the `rind` network.
+/// port), or with `internal` for containers on the cluster's Docker network.
 pub async fn admin_kubeconfig(cluster: &str, internal: bool) -> anyhow::Result<String> {
     let docker = docker::connect().await?;
     let cp = control_plane_of(&docker, cluster).await?;

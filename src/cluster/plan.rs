@@ -26,6 +26,8 @@ pub struct LoadBalancerPlan {
     pub cluster: String,
     pub name: String,
     pub image: String,
+    /// The cluster's Docker network.
+    pub network: String,
     pub ip: Ipv4Addr,
     /// The host address and port the API is published on.
     pub api_port: (String, u16),
@@ -140,6 +142,7 @@ pub fn plan(
             cluster: name.to_string(),
             name: lb_name,
             image: default_image.to_string(),
+            network: network.name.clone(),
             ip,
             api_port: (config.networking.api_server_address.clone(), api_port),
             backends: control_plane_ips
@@ -197,6 +200,7 @@ pub fn plan(
                     .clone()
                     .unwrap_or_else(|| default_image.to_string()),
                 ip: *ip,
+                network: network.name.clone(),
                 ipv6: if dual {
                     Some(network.require_v6_for(*ip)?)
                 } else {
@@ -288,6 +292,7 @@ mod tests {
             &config,
             "rind/node:v1",
             NetworkSubnets {
+                name: "rind".to_string(),
                 v4: Cidr::parse("172.28.0.0/16").unwrap(),
                 v6: None,
             },
@@ -336,6 +341,7 @@ mod tests {
         )
         .unwrap();
         let network = NetworkSubnets {
+            name: "rind-dual".to_string(),
             v4: Cidr::parse("172.28.0.0/16").unwrap(),
             v6: Some(("fd72:696e:64::".parse().unwrap(), 64)),
         };
@@ -343,7 +349,7 @@ mod tests {
             "dual",
             &config,
             "rind/node:v1",
-            network,
+            network.clone(),
             &HashSet::new(),
             40000,
         )
@@ -415,6 +421,7 @@ nodes:
             &config,
             "rind/node:v1",
             NetworkSubnets {
+                name: "rind".to_string(),
                 v4: Cidr::parse("172.28.0.0/16").unwrap(),
                 v6: None,
             },
@@ -457,6 +464,7 @@ nodes:
             &config,
             "rind/node:v1",
             NetworkSubnets {
+                name: "rind".to_string(),
                 v4: Cidr::parse("172.28.0.0/16").unwrap(),
                 v6: None,
             },

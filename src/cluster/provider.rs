@@ -1,4 +1,4 @@
-//! The Docker provider: node containers, the `rind` network, and file and command access
+//! The Docker provider: node containers, the `rind` networks, and file and command access
 //! into nodes. Everything it creates carries our labels, and everything it removes is
 //! found by those labels, never by a name pattern.
 
@@ -23,18 +23,24 @@ use rind_runtime::Role;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// The Docker network all nodes of all clusters share, as kind's `kind` network.
+/// The Docker network the nodes of every IPv4 cluster share, as kind's `kind` network.
+/// It has no IPv6 subnet: Docker sets each container's IPv6 up in its own namespace
+/// (a re-execution of dockerd) on a network that has one, about 110 ms of dockerd's
+/// CPU per node measured here, which an IPv4 cluster would pay for nothing.
 pub const NETWORK: &str = "rind";
-/// Names another network to use (made when missing) instead of `rind`, as kind's
-/// `KIND_EXPERIMENTAL_DOCKER_NETWORK` does.
+/// The network of dual-stack clusters: `rind`'s twin with an IPv6 subnet as well.
+pub const NETWORK_DUAL: &str = "rind-dual";
+/// Names another network to use (made when missing) instead of `rind` and `rind-dual`,
+/// as kind's `KIND_EXPERIMENTAL_DOCKER_NETWORK` does.
 pub const NETWORK_ENV: &str = "RIND_EXPERIMENTAL_DOCKER_NETWORK";
 
-/// The network nodes are created on: `rind`, or the one `NETWORK_ENV` names.
-pub fn network_name() -> String {
+/// The network a new cluster's nodes are created on: `rind` (`rind-dual` for a
+/// dual-stack cluster), or the one `NETWORK_ENV` names.
+pub fn network_name(dual: bool) -> String {
     std::env::var(NETWORK_ENV)
         .ok()
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| NETWORK.to_string())
+        .unwrap_or_else(|| if dual { NETWORK_DUAL } else { NETWORK }.to_string())
 }
 /// The node's static IP, kept in a label because a stopped container does not show in
 /// the network's endpoint list, and its address must not be handed out again.
@@ -42,7 +48,7 @@ pub const LABEL_NODE_IP: &str = "io.rind.node-ip";
 /// The host port the API server is published on (kept stable across restarts).
 pub const LABEL_API_PORT: &str = "io.rind.api-port";
 
-/// Subnets tried, in order, for the `rind` network: private ranges Docker does not use
+/// Subnets tried, in order, for a new node network: private ranges Docker does not use
 /// by default that stay clear of the pod (10.244/16) and service (10.96/16) subnets.
 const NETWORK_CANDIDATES: [&str; 8] = [
     "172.28.0.0/16",
@@ -55,21 +61,22 @@ const NETWORK_CANDIDATES: [&str; 8] = [
     "172.24.0.0/16",
 ];
 
-/// The `rind` network's IPv6 subnet (a unique local range of our own, as kind gives
-/// its `kind` network one): a dual-stack node takes the static address `::N` where
-/// N is its IPv4 address's host number in the network's /16 (at most `::ffff`).
+/// The `rind-dual` network's IPv6 subnet (a unique local range of our own, as kind
+/// gives its `kind` network one): a dual-stack node takes the static address `::N`
+/// where N is its IPv4 address's host number in the network's /16 (at most `::ffff`).
 const NETWORK_V6: &str = "fd72:696e:64::/64";
 const NETWORK_V6_GATEWAY: &str = "fd72:696e:64::1";
 /// Where Docker picks the IPv6 addresses of containers that ask for none (the nodes
-/// of IPv4 clusters, which get one on this network whether they use it or not): right
-/// above the static ones. (Docker 20.10's allocator cannot hold a range as large as
+/// of IPv4 clusters on a `NETWORK_ENV` network made with IPv6, which get one whether
+/// they use it or not): right above the static ones. (Docker 20.10's allocator cannot hold a range as large as
 /// half the /64.)
 const NETWORK_V6_DYNAMIC: &str = "fd72:696e:64::1:0/112";
 
-/// The `rind` network's subnets: IPv4, and IPv6 when the network has it (one made by
-/// an older rind has not).
-#[derive(Debug, Clone, Copy)]
+/// A node network's name and subnets: IPv4, and IPv6 when the network has it (only
+/// `rind-dual`, or a `NETWORK_ENV` network first made for a dual-stack cluster).
+#[derive(Debug, Clone)]
 pub struct NetworkSubnets {
+    pub name: String,
     pub v4: Cidr,
     pub v6: Option<(Ipv6Addr, u8)>,
 }
@@ -88,10 +95,10 @@ impl NetworkSubnets {
     pub fn require_v6_for(&self, v4: Ipv4Addr) -> anyhow::Result<Ipv6Addr> {
         self.v6_for(v4).with_context(|| {
             format!(
-                "the Docker network {} has no IPv6 subnet (it was made before rind gave it \
-                 one), which a dual-stack cluster needs: delete every rind cluster so that \
-                 it is removed, or name another network in {NETWORK_ENV}",
-                network_name()
+                "the Docker network {} has no IPv6 subnet, which a dual-stack cluster \
+                 needs: delete every rind cluster on it so that it is removed, or name \
+                 another network in {NETWORK_ENV}",
+                self.name
             )
         })
     }
@@ -108,6 +115,8 @@ pub struct NodeContainer {
     pub cluster: String,
     pub role: String,
     pub ip: Option<Ipv4Addr>,
+    /// The Docker network the container is attached to (kept while it is stopped).
+    pub network: Option<String>,
 }
 
 /// Everything needed to create one node container.
@@ -118,6 +127,8 @@ pub struct NodeSpec {
     pub role: Role,
     pub image: String,
     pub ip: Ipv4Addr,
+    /// The Docker network it is attached to, the cluster's.
+    pub network: String,
     /// The node's static IPv6 address in a dual-stack cluster.
     pub ipv6: Option<Ipv6Addr>,
     /// Published host port for the API server (control-plane nodes).
@@ -172,6 +183,10 @@ pub async fn list_nodes(
                 cluster: labels.get(LABEL_CLUSTER).cloned().unwrap_or_default(),
                 role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
                 ip: labels.get(LABEL_NODE_IP).and_then(|ip| ip.parse().ok()),
+                network: c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|n| n.into_keys().next()),
             }
         })
         .collect();
@@ -209,9 +224,11 @@ pub async fn list_clusters(docker: &Docker) -> anyhow::Result<Vec<String>> {
     Ok(names.into_iter().collect())
 }
 
-/// The `rind` network's subnets, creating the network when missing.
-pub async fn ensure_network(docker: &Docker) -> anyhow::Result<NetworkSubnets> {
-    if let Some(subnet) = network_subnet(docker).await? {
+/// The subnets of the network a new cluster's nodes go on (`network_name`), creating
+/// it when missing: with an IPv6 subnet when it is made for a dual-stack cluster.
+pub async fn ensure_network(docker: &Docker, dual: bool) -> anyhow::Result<NetworkSubnets> {
+    let name = network_name(dual);
+    if let Some(subnet) = network_subnets(docker, &name).await? {
         return Ok(subnet);
     }
     let networks = docker
@@ -227,30 +244,33 @@ pub async fn ensure_network(docker: &Docker) -> anyhow::Result<NetworkSubnets> {
         .iter()
         .filter_map(|c| Cidr::parse(c))
         .find(|c| !taken.iter().any(|t| t.overlaps(c)))
-        .context(
-            "every candidate subnet for the rind network overlaps an existing Docker network",
-        )?;
+        .with_context(|| {
+            format!(
+                "every candidate subnet for the {name} network overlaps an existing Docker network"
+            )
+        })?;
+    // A fixed subnet is what lets nodes keep static IPs across restarts.
+    let mut ipam = vec![IpamConfig {
+        subnet: Some(subnet.to_string()),
+        gateway: Some(subnet.host(1).to_string()),
+        ..Default::default()
+    }];
+    if dual {
+        ipam.push(IpamConfig {
+            subnet: Some(NETWORK_V6.to_string()),
+            ip_range: Some(NETWORK_V6_DYNAMIC.to_string()),
+            gateway: Some(NETWORK_V6_GATEWAY.to_string()),
+            ..Default::default()
+        });
+    }
     let request = NetworkCreateRequest {
-        name: network_name(),
+        name: name.clone(),
         driver: Some("bridge".to_string()),
-        // IPv6 as well, as kind's network has it: dual-stack clusters give their nodes
-        // an IPv6 address (IPv4 clusters leave Docker to pick one they do not use).
-        enable_ipv6: Some(true),
-        // A fixed subnet is what lets nodes keep static IPs across restarts.
+        // Dual-stack clusters give their nodes an IPv6 address on it, as kind's network
+        // has one; without it Docker sets no IPv6 up per container.
+        enable_ipv6: Some(dual),
         ipam: Some(Ipam {
-            config: Some(vec![
-                IpamConfig {
-                    subnet: Some(subnet.to_string()),
-                    gateway: Some(subnet.host(1).to_string()),
-                    ..Default::default()
-                },
-                IpamConfig {
-                    subnet: Some(NETWORK_V6.to_string()),
-                    ip_range: Some(NETWORK_V6_DYNAMIC.to_string()),
-                    gateway: Some(NETWORK_V6_GATEWAY.to_string()),
-                    ..Default::default()
-                },
-            ]),
+            config: Some(ipam),
             ..Default::default()
         }),
         // Nodes route pod traffic to each other; masquerading between nodes of the
@@ -264,18 +284,32 @@ pub async fn ensure_network(docker: &Docker) -> anyhow::Result<NetworkSubnets> {
     };
     match docker.create_network(request).await {
         Ok(_) => Ok(NetworkSubnets {
+            name,
             v4: subnet,
-            v6: parse_v6(NETWORK_V6),
+            v6: if dual { parse_v6(NETWORK_V6) } else { None },
         }),
         // Another `create cluster` made it in the meantime: use theirs.
-        Err(err) => network_subnet(docker)
+        Err(err) => network_subnets(docker, &name)
             .await?
-            .with_context(|| format!("creating the {} network: {err}", network_name())),
+            .with_context(|| format!("creating the {name} network: {err}")),
     }
 }
 
-async fn network_subnet(docker: &Docker) -> anyhow::Result<Option<NetworkSubnets>> {
-    match docker.inspect_network(&network_name(), None).await {
+/// The network an existing cluster's nodes are on (where a node added to it goes).
+pub async fn cluster_network(docker: &Docker, cluster: &str) -> anyhow::Result<NetworkSubnets> {
+    let name = list_nodes(docker, Some(cluster))
+        .await?
+        .into_iter()
+        .find_map(|n| n.network)
+        .with_context(|| format!("no node of cluster {cluster} is attached to a network"))?;
+    network_subnets(docker, &name)
+        .await?
+        .with_context(|| format!("the Docker network {name} of cluster {cluster} is gone"))
+}
+
+/// A network's subnets, or None when there is no network of that name.
+async fn network_subnets(docker: &Docker, name: &str) -> anyhow::Result<Option<NetworkSubnets>> {
+    match docker.inspect_network(name, None).await {
         Ok(network) => {
             let configs: Vec<_> = network
                 .ipam
@@ -287,31 +321,34 @@ async fn network_subnet(docker: &Docker) -> anyhow::Result<Option<NetworkSubnets
                 .iter()
                 .find_map(|c| c.subnet.as_deref().and_then(Cidr::parse))
                 .with_context(|| {
-                    format!(
-                        "the Docker network {} has no IPv4 subnet; remove it and retry",
-                        network_name()
-                    )
+                    format!("the Docker network {name} has no IPv4 subnet; remove it and retry")
                 })?;
             let v6 = configs
                 .iter()
                 .find_map(|c| c.subnet.as_deref().and_then(parse_v6));
-            Ok(Some(NetworkSubnets { v4: subnet, v6 }))
+            Ok(Some(NetworkSubnets {
+                name: name.to_string(),
+                v4: subnet,
+                v6,
+            }))
         }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(err) => Err(err).context("inspecting the rind network"),
+        Err(err) => Err(err).with_context(|| format!("inspecting the {name} network")),
     }
 }
 
-/// Addresses on the `rind` network held by nodes (running or stopped) or other containers.
-pub async fn used_ips(docker: &Docker) -> anyhow::Result<HashSet<Ipv4Addr>> {
+/// Addresses on `network` held by nodes (running or stopped) or other containers.
+pub async fn used_ips(docker: &Docker, network: &str) -> anyhow::Result<HashSet<Ipv4Addr>> {
+    // Every node's address, whatever its network: two networks may share a subnet
+    // (one made by another tool), and an address kept off both costs nothing.
     let mut used: HashSet<Ipv4Addr> = list_nodes(docker, None)
         .await?
         .into_iter()
         .filter_map(|n| n.ip)
         .collect();
-    if let Ok(network) = docker.inspect_network(&network_name(), None).await {
+    if let Ok(network) = docker.inspect_network(network, None).await {
         for endpoint in network.containers.unwrap_or_default().values() {
             let address = endpoint
                 .ipv4_address
@@ -479,7 +516,7 @@ pub async fn create_node(docker: &Docker, spec: &NodeSpec) -> anyhow::Result<()>
         host_config: Some(host_config),
         // A static address, so certificates, kubeconfigs and etcd peer URLs stay valid
         // when the node restarts.
-        networking_config: Some(static_address(spec.ip, spec.ipv6)),
+        networking_config: Some(static_address(&spec.network, spec.ip, spec.ipv6)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -571,7 +608,7 @@ pub async fn service_lb_containers(docker: &Docker, cluster: &str) -> anyhow::Re
 
 /// Creates and starts an HA cluster's load balancer: the node image running `rind node
 /// lb` as its only process. It needs none of a node's privileges, volumes or mounts:
-/// it only listens and dials on the `rind` network.
+/// it only listens and dials on the cluster's network.
 pub async fn create_load_balancer(
     docker: &Docker,
     lb: &super::plan::LoadBalancerPlan,
@@ -613,7 +650,7 @@ pub async fn create_load_balancer(
         exposed_ports: Some(vec![key]),
         host_config: Some(host_config),
         // A static address: it is in every kubeconfig and certificate.
-        networking_config: Some(static_address(lb.ip, None)),
+        networking_config: Some(static_address(&lb.network, lb.ip, None)),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default()
@@ -655,11 +692,11 @@ pub async fn set_load_balancer_backends(
     copy_files(docker, container, &[load_balancer_config_file(backends)?]).await
 }
 
-/// The `rind` network with the fixed address `ip` (and `ipv6`) for a container.
-fn static_address(ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> NetworkingConfig {
+/// The cluster's `network` with the fixed address `ip` (and `ipv6`) for a container.
+fn static_address(network: &str, ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> NetworkingConfig {
     NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
-            network_name(),
+            network.to_string(),
             EndpointSettings {
                 ipam_config: Some(EndpointIpamConfig {
                     ipv4_address: Some(ip.to_string()),
@@ -761,29 +798,33 @@ pub async fn remove_containers(docker: &Docker, names: &[String]) -> anyhow::Res
     results.into_iter().collect()
 }
 
-/// Removes the `rind` network once no container is attached to it.
-pub async fn remove_network_if_unused(docker: &Docker) -> anyhow::Result<()> {
-    let network = match docker.inspect_network(&network_name(), None).await {
+/// Removes `network` once no container is attached to it and no node (stopped ones
+/// included) of any cluster was made on it.
+pub async fn remove_network_if_unused(docker: &Docker, network: &str) -> anyhow::Result<()> {
+    let inspected = match docker.inspect_network(network, None).await {
         Ok(n) => n,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => return Ok(()),
-        Err(err) => return Err(err).context("inspecting the rind network"),
+        Err(err) => return Err(err).with_context(|| format!("inspecting the {network} network")),
     };
     // Stopped nodes are not attached but still need the network to start again.
-    if network.containers.map(|c| !c.is_empty()).unwrap_or(false)
-        || !list_nodes(docker, None).await?.is_empty()
+    if inspected.containers.map(|c| !c.is_empty()).unwrap_or(false)
+        || list_nodes(docker, None)
+            .await?
+            .iter()
+            .any(|n| n.network.as_deref().is_none_or(|n| n == network))
     {
         return Ok(());
     }
-    match docker.remove_network(&network_name()).await {
+    match docker.remove_network(network).await {
         // A race with another cluster being created: it is in use again, keep it.
         Ok(())
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 403 | 404 | 409,
             ..
         }) => Ok(()),
-        Err(err) => Err(err).context("removing the rind network"),
+        Err(err) => Err(err).with_context(|| format!("removing the {network} network")),
     }
 }
 

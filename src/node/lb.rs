@@ -121,12 +121,25 @@ impl Pool {
             .collect()
     }
 
-    fn mark(&self, addr: SocketAddr, healthy: Health) {
+    /// Sets a backend's health and logs a change, `why` saying what a check found. Both
+    /// under the pool's lock: a check that ends while `set` removes its backend (its
+    /// task is only aborted at its next await) then finds it gone and says nothing,
+    /// so a backend's last log line stays "removed".
+    fn mark(&self, addr: SocketAddr, healthy: Health, why: &str) {
         let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(backend) = backends.get(&addr) {
             backend.health.send_if_modified(|h| {
                 let changed = *h != healthy;
                 *h = healthy;
+                if changed {
+                    match healthy {
+                        Health::Ready => eprintln!("rind lb: backend {addr} ready"),
+                        Health::NotReady => eprintln!("rind lb: backend {addr} not ready: {why}"),
+                        Health::Gone => {
+                            eprintln!("rind lb: backend {addr} gone, its connections cut")
+                        }
+                    }
+                }
                 changed
             });
         }
@@ -347,20 +360,11 @@ async fn check_loop(pool: Arc<Pool>, checker: Arc<Checker>, addr: SocketAddr) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = CheckState::default();
     let mut conn = Connection::default();
-    let mut last = None;
     loop {
         ticker.tick().await;
         let (verdict, why) = checker.check(&mut conn, addr).await;
         let health = state.next(verdict, std::time::Instant::now());
-        if last != Some(health) {
-            match health {
-                Health::Ready => eprintln!("rind lb: backend {addr} ready"),
-                Health::NotReady => eprintln!("rind lb: backend {addr} not ready: {why}"),
-                Health::Gone => eprintln!("rind lb: backend {addr} gone, its connections cut"),
-            }
-            last = Some(health);
-        }
-        pool.mark(addr, health);
+        pool.mark(addr, health, &why);
     }
 }
 
@@ -442,7 +446,7 @@ async fn proxy(pool: Arc<Pool>, mut client: TcpStream) {
             Ok(Ok(stream)) => stream,
             _ => {
                 // Out of rotation now; its checker puts it back once it answers.
-                pool.mark(addr, Health::NotReady);
+                pool.mark(addr, Health::NotReady, "a client's connection to it failed");
                 continue;
             }
         };
@@ -562,17 +566,17 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         pool.set(&[a, b], unchecked);
-        pool.mark(a, Health::Ready);
-        pool.mark(b, Health::Ready);
+        pool.mark(a, Health::Ready, "test");
+        pool.mark(b, Health::Ready, "test");
         let first: Vec<_> = pool.candidates().into_iter().map(|c| c.0).collect();
         let second: Vec<_> = pool.candidates().into_iter().map(|c| c.0).collect();
         assert_eq!(first.len(), 2);
         assert_ne!(first[0], second[0]);
-        pool.mark(a, Health::NotReady);
+        pool.mark(a, Health::NotReady, "test");
         let only: Vec<_> = pool.candidates().into_iter().map(|c| c.0).collect();
         assert_eq!(only, [b]);
         // None ready: every one is tried rather than none.
-        pool.mark(b, Health::NotReady);
+        pool.mark(b, Health::NotReady, "test");
         assert_eq!(pool.candidates().len(), 2);
     }
 
@@ -581,7 +585,7 @@ mod tests {
         let pool = Arc::new(Pool::default());
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         pool.set(&[a], unchecked);
-        pool.mark(a, Health::Ready);
+        pool.mark(a, Health::Ready, "test");
         let (_, mut health) = pool.candidates().remove(0);
         pool.set(&[], unchecked);
         tokio::time::timeout(
@@ -607,7 +611,7 @@ mod tests {
         });
         let pool = Arc::new(Pool::default());
         pool.set(&[backend], unchecked);
-        pool.mark(backend, Health::Gone);
+        pool.mark(backend, Health::Gone, "test");
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front_addr = front.local_addr().unwrap();
         let proxying = pool.clone();

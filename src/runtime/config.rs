@@ -22,7 +22,7 @@ pub struct NodeConfig {
     pub role: Role,
     /// The node's static IP on the `rind` Docker network.
     pub node_ip: String,
-    /// The node's static IPv6 address on the `rind` network in a dual-stack cluster
+    /// The node's static IPv6 address on the `rind-dual` network in a dual-stack cluster
     /// (`networking.ipFamily: dual`), its second InternalIP; None in an IPv4 cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_ipv6: Option<String>,

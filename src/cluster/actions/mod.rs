@@ -1,5 +1,6 @@
 //! `create cluster` as a list of actions, each in its own file with one `execute`, run in
-//! order (kind's model). On failure the nodes are removed unless `--retain`.
+//! order (kind's model), but for the workers' start, which runs beside the control-plane
+//! and DNS steps. On failure the nodes are removed unless `--retain`.
 
 mod install_dns;
 pub mod join_workers;
@@ -45,8 +46,13 @@ impl CreateContext<'_> {
 
 pub async fn create(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
     prepare_nodes::execute(ctx).await?;
-    start_control_plane::execute(ctx).await?;
-    install_dns::execute(ctx).await?;
+    // The workers start while the control plane comes up and the cluster DNS is
+    // written; a failure of either side ends the other.
+    futures::future::try_join(prepare_nodes::start_workers(ctx), async {
+        start_control_plane::execute(ctx).await?;
+        install_dns::execute(ctx).await
+    })
+    .await?;
     join_workers::execute(ctx).await?;
     install_dns::wait_for_default_account_of(ctx).await?;
     if !ctx.wait.is_zero() {

@@ -1,6 +1,7 @@
 //! Creates every node container at once and writes its configuration and certificates
 //! into it (and in an HA cluster the API load balancer's container), then starts the
-//! control planes, then the workers and the service load balancer's container.
+//! control planes; `start_workers` starts the workers and the service load balancer's
+//! container while the next steps run.
 
 use super::CreateContext;
 use crate::pki::{NodeFile, NodeIdentity};
@@ -55,32 +56,43 @@ pub async fn execute(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
             // Control planes first: everything else waits on their API servers, and
             // Docker starts containers side by side only in part (0.4–0.7 s each here),
             // so a control plane started last would hold the whole cluster back.
-            let started = std::time::Instant::now();
-            let start = |role: Role| {
-                futures::future::try_join_all(
-                    ctx.plan
-                        .nodes
-                        .iter()
-                        .filter(move |node| node.spec.role == role)
-                        .map(|node| async move {
-                            provider::start(ctx.docker, &node.spec.name).await?;
-                            ctx.ui.detail(&format!(
-                                "{}: started at {} ({:.2}s)",
-                                node.spec.name,
-                                node.spec.ip,
-                                started.elapsed().as_secs_f64()
-                            ));
-                            Ok::<_, anyhow::Error>(())
-                        }),
-                )
-            };
-            start(Role::ControlPlane).await?;
-            futures::future::try_join(
-                start(Role::Worker),
-                super::start_service_lb::create_container(ctx),
-            )
-            .await?;
-            Ok(())
+            start(ctx, Role::ControlPlane).await
         })
         .await
+}
+
+/// Starts the workers and the service load balancer's container. `create` runs this
+/// beside the control-plane and cluster DNS steps, which need no worker: the starts
+/// take Docker 1–2 s for three workers here, and the cluster DNS pods are then
+/// created (and started on the control plane, as in kind) in the meantime.
+pub async fn start_workers(ctx: &CreateContext<'_>) -> anyhow::Result<()> {
+    futures::future::try_join(
+        start(ctx, Role::Worker),
+        super::start_service_lb::create_container(ctx),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts every node of `role` side by side.
+async fn start(ctx: &CreateContext<'_>, role: Role) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    futures::future::try_join_all(
+        ctx.plan
+            .nodes
+            .iter()
+            .filter(move |node| node.spec.role == role)
+            .map(|node| async move {
+                provider::start(ctx.docker, &node.spec.name).await?;
+                ctx.ui.detail(&format!(
+                    "{}: started at {} ({:.2}s)",
+                    node.spec.name,
+                    node.spec.ip,
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok::<_, anyhow::Error>(())
+            }),
+    )
+    .await?;
+    Ok(())
 }
