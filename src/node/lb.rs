@@ -124,10 +124,10 @@ impl Pool {
     /// Sets a backend's health and logs a change, `why` saying what a check found. Both
     /// under the pool's lock: a check that ends while `set` removes its backend (its
     /// task is only aborted at its next await) then finds it gone and says nothing,
-    /// so a backend's last log line stays "removed".
-    fn mark(&self, addr: SocketAddr, healthy: Health, why: &str) {
+    /// so a backend's last log line stays "removed". Returns whether it changed.
+    fn mark(&self, addr: SocketAddr, healthy: Health, why: &str) -> bool {
         let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(backend) = backends.get(&addr) {
+        backends.get(&addr).is_some_and(|backend| {
             backend.health.send_if_modified(|h| {
                 let changed = *h != healthy;
                 *h = healthy;
@@ -141,8 +141,8 @@ impl Pool {
                     }
                 }
                 changed
-            });
-        }
+            })
+        })
     }
 
     /// Makes the backend set `wanted`: new ones start not ready (out of the rotation until
@@ -596,6 +596,9 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(pool.candidates().is_empty());
+        // A check that ends after the removal finds no backend: no change, no log line.
+        assert!(!pool.mark(a, Health::Ready, "a late check"));
+        assert_eq!(*health.borrow(), Health::Gone);
     }
 
     #[tokio::test]
