@@ -1,5 +1,5 @@
 //! The node's DNS relay: listens on the node's own IP, port 53 (UDP and TCP), and
-//! passes every query to the node's resolvers. On the `rind` Docker network the node's
+//! passes every query to the node's resolvers. On the node's Docker network the node's
 //! resolver is Docker's embedded DNS at 127.0.0.11, which only the node's own network
 //! namespace can reach; a pod cannot. kind rewrites Docker's NAT rules for this; the
 //! relay gets the same result without touching rules Docker owns: pods whose

@@ -20,7 +20,7 @@ pub struct NodeConfig {
     /// The node's name, also its container name and hostname (`<cluster>-control-plane`).
     pub node_name: String,
     pub role: Role,
-    /// The node's static IP on the `rind` Docker network.
+    /// The node's static IP on its cluster's Docker network (`rind`, or `rind-dual`).
     pub node_ip: String,
     /// The node's static IPv6 address on the `rind-dual` network in a dual-stack cluster
     /// (`networking.ipFamily: dual`), its second InternalIP; None in an IPv4 cluster.
