@@ -68,8 +68,8 @@ const NETWORK_V6: &str = "fd72:696e:64::/64";
 const NETWORK_V6_GATEWAY: &str = "fd72:696e:64::1";
 /// Where Docker picks the IPv6 addresses of containers that ask for none (the nodes
 /// of IPv4 clusters on a `NETWORK_ENV` network made with IPv6, which get one whether
-/// they use it or not): right above the static ones. (Docker 20.10's allocator cannot hold a range as large as
-/// half the /64.)
+/// they use it or not): right above the static ones. (Docker 20.10's allocator cannot
+/// hold a range as large as half the /64.)
 const NETWORK_V6_DYNAMIC: &str = "fd72:696e:64::1:0/112";
 
 /// A node network's name and subnets: IPv4, and IPv6 when the network has it (only
